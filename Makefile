@@ -1,0 +1,44 @@
+# abfluss — two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Debian packages used by live capture, the lab and the namespace tests (not by file ingest:
+# NFStream ships its own libpcap and nDPI).
+DEBS   := tcpdump iproute2
+
+.PHONY: demo test bench sysdeps clean lab
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "abfluss needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+sysdeps:
+	@missing=""; for c in tcpdump ip; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages: $(DEBS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; \
+	  else echo "missing:$$missing — install the Debian packages: sudo apt-get install $(DEBS)"; exit 1; fi; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/abfluss demo
+
+test: $(STAMP) sysdeps
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/bench_pcap.py
+	$(PY) bench/bench_zeek.py
+	$(PY) bench/bench_ledger.py
+
+lab: sysdeps
+	$(PYTHON) lab/make_demo.py --out examples/
+
+clean:
+	rm -rf $(VENV) abfluss-data .pytest_cache

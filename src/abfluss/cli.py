@@ -1,0 +1,267 @@
+"""The command line: a thin shell over the library API (see ``abfluss.api``).
+
+Command names, flags and JSON field names here are contracts other tools script against.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import tempfile
+from datetime import date, datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import api
+from . import ingest as _ingest
+from .coverage import coverage as sensor_coverage
+from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger as build_ledger, totals as ledger_totals
+from .errors import AbflussError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class _State:
+    workspace: Optional[Path] = None
+    config: Optional[Path] = None
+
+
+state = _State()
+
+
+@app.callback()
+def _main(
+    workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default $ABFLUSS_WORKSPACE or ./abfluss-data).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration (default <workspace>/abfluss.toml).")] = None,
+) -> None:
+    state.workspace, state.config = workspace, config
+
+
+def _open(write: bool = False):
+    return api.open_workspace(state.workspace, state.config, write=write)
+
+
+def parse_time(value: Optional[str], flag: str) -> Optional[datetime]:
+    """ISO 8601 date or date-time; UTC when no zone is given."""
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            t = datetime.combine(date.fromisoformat(value), datetime.min.time())
+        except ValueError:
+            raise AbflussError(f"{flag} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def human_bytes(n: int | None) -> str:
+    n = int(n or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _json_default(o):
+    if isinstance(o, datetime):
+        return o.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(o, date):
+        return o.isoformat()
+    raise TypeError(type(o))
+
+
+def _dump_json(rows) -> None:
+    sys.stdout.write(json.dumps(rows, default=_json_default, indent=1) + "\n")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or directories (walked recursively).")] = None,
+    sensor: Annotated[Optional[str], typer.Option(help="Sensor name recorded for these inputs (default: the format).")] = None,
+    interface: Annotated[Optional[str], typer.Option(help="Capture live from this interface (needs root and tcpdump).")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds to capture with --interface.")] = 60.0,
+) -> None:
+    """Read captures and logs into the workspace; the format is detected from the content.
+
+    Example: abfluss -w ./case ingest capture.pcap zeek-logs/ eve.json
+    """
+    if not paths and not interface:
+        raise AbflussError("give at least one PATH, or --interface IF --duration S")
+    with _open(write=True) as ws:
+        results = []
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("reading")
+
+            def progress(path: str, n: int) -> None:
+                bar.update(task, description=f"{path}: {n:,} records")
+
+            if interface:
+                results.append(_ingest.capture_live(ws, interface, duration, sensor, progress))
+            if paths:
+                results += _ingest.ingest_paths(ws, paths, sensor, progress)
+    _print_summary(results)
+    if results and all(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_summary(results) -> None:
+    for r in results:
+        for m in r.messages:
+            err.print(f"[yellow]skipped[/]: {m}", markup=True, highlight=False)
+        if r.status == "failed":
+            err.print(f"[red]error[/]: {r.error}", markup=True, highlight=False)
+    t = Table(title="ingest summary")
+    for c in ("input", "format", "status", "records", "skipped"):
+        t.add_column(c, justify="right" if c in ("records", "skipped") else "left")
+    for r in results:
+        counts = ", ".join(f"{k} {v:,}" for k, v in sorted(r.records.items())) or "0"
+        t.add_row(r.path, r.format or "-", r.status, counts, f"{r.skipped:,}")
+    out.print(t)
+    stored = [r for r in results if r.status == "stored"]
+    out.print(f"{len(stored)} stored, {sum(r.status == 'duplicate' for r in results)} already present, "
+              f"{sum(r.status == 'failed' for r in results)} failed; "
+              f"{sum(r.total for r in stored):,} records read, {sum(r.skipped for r in results):,} skipped")
+
+
+@app.command()
+def ledger(
+    start: Annotated[Optional[str], typer.Option("--from", help="Start (ISO 8601, inclusive).")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="End (ISO 8601, exclusive).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Only this internal host.")] = None,
+    tenant: Annotated[Optional[str], typer.Option(help="Only this tenant.")] = None,
+    destination: Annotated[Optional[str], typer.Option(help="Only this external address, name or domain.")] = None,
+    sort: Annotated[str, typer.Option(help="bytes_out, bytes_in, flows, hour, first_seen, host, destination.")] = "bytes_out",
+    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
+) -> None:
+    """Bytes out and in per internal host x external destination x hour, with totals.
+
+    Example: abfluss ledger --from 2024-02-08 --host 10.0.0.5 --format json
+    """
+    q = LedgerQuery(parse_time(start, "--from"), parse_time(end, "--to"), host, tenant,
+                            destination, sort, limit)
+    with _open() as ws:
+        rows = build_ledger(ws, q).to_pylist()
+        tot = ledger_totals(ws, q)
+    if format is Fmt.json:
+        _dump_json(rows)
+    elif format is Fmt.csv:
+        w = csv.DictWriter(sys.stdout, fieldnames=list(LEDGER_COLUMNS), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _json_default(v) if isinstance(v, datetime) else v for k, v in r.items()})
+    else:
+        _print_ledger(rows, tot)
+
+
+def _print_ledger(rows, tot) -> None:
+    t = Table(title="outflow ledger")
+    for c in ("internal host", "external host", "name", "hour (UTC)", "out", "in", "flows", "open"):
+        t.add_column(c, justify="right" if c in ("out", "in", "flows", "open") else "left")
+    for r in rows:
+        t.add_row(r["internal_host"], r["external_host"], r["external_name"] or "-",
+                  r["hour"].strftime("%Y-%m-%d %H:00"), human_bytes(r["bytes_out"]),
+                  human_bytes(r["bytes_in"]), str(r["flows"]), str(r["open_flows"] or ""))
+    out.print(t)
+    out.print(f"total: {human_bytes(tot['bytes_out'])} out, {human_bytes(tot['bytes_in'])} in, "
+              f"{tot['flows']:,} flows ({tot['open_flows']:,} still open, interim), "
+              f"{tot['internal_hosts']} internal hosts, {tot['external_hosts']} external destinations")
+
+
+@app.command()
+def inputs(format: Annotated[Fmt, typer.Option("--format", help="table or json.")] = Fmt.table) -> None:
+    """Every ingested input: SHA-256, size, format, sensor, time span, records and skipped.
+
+    Example: abfluss inputs --format json
+    """
+    with _open() as ws:
+        rows = ws.inputs()
+    if format is not Fmt.table:
+        _dump_json(rows)
+        return
+    t = Table(title="inputs")
+    for c in ("sha256", "path", "format", "sensor", "first", "last", "records", "skipped"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["input_id"][:16], r["path"], r["format"], r["sensor"],
+                  _json_default(r["first_ts"]) if r["first_ts"] else "-",
+                  _json_default(r["last_ts"]) if r["last_ts"] else "-", f"{r['records']:,}", f"{r['skipped']:,}")
+    out.print(t)
+
+
+@app.command()
+def coverage(format: Annotated[Fmt, typer.Option("--format", help="table or json.")] = Fmt.table) -> None:
+    """Per sensor: time span seen, minutes without records, capture loss, interim flows.
+
+    Example: abfluss coverage --format json
+    """
+    with _open() as ws:
+        rows = sensor_coverage(ws)
+    if format is not Fmt.table:
+        _dump_json(rows)
+        return
+    t = Table(title="coverage")
+    for c in ("sensor", "first seen", "last seen", "span min", "records", "gap min", "missed", "interim"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["sensor"], _json_default(r["first_seen"]), _json_default(r["last_seen"]),
+                  str(r["span_minutes"]), f"{r['records']:,}", str(r["gap_minutes"]),
+                  f"{r['missed_share']:.2%}", str(r["interim_flows"]))
+    out.print(t)
+
+
+def demo_capture() -> Path:
+    return Path(__file__).resolve().parents[2] / "examples" / "demo.pcap"
+
+
+@app.command()
+def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use instead of the bundled demo.")] = None) -> None:
+    """Run the whole pipeline on the bundled demo capture in a fresh temporary workspace.
+
+    Example: abfluss demo
+    """
+    capture = capture or demo_capture()
+    if not capture.exists():
+        raise AbflussError(f"{capture}: demo capture not found (regenerate it with: sudo python3 lab/make_demo.py)")
+    tmp = Path(tempfile.mkdtemp(prefix="abfluss-demo-"))
+    try:
+        with api.open_workspace(tmp / "ws", write=True) as ws:
+            out.rule(f"ingest {capture.name}")
+            _print_summary([_ingest.ingest_file(ws, capture, "demo")])
+            out.rule("outflow ledger (top 15 by bytes out)")
+            q = LedgerQuery(limit=15)
+            _print_ledger(build_ledger(ws, q).to_pylist(), ledger_totals(ws, q))
+            out.rule("coverage")
+            for r in sensor_coverage(ws):
+                out.print(f"sensor {r['sensor']}: {r['span_minutes']} min seen, {r['gap_minutes']} min without "
+                          f"records, {r['missed_share']:.2%} bytes missed, {r['interim_flows']} flows still open")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except AbflussError as e:
+        err.print(f"abfluss: {e}", markup=False, highlight=False)
+        sys.exit(2)

@@ -1,0 +1,57 @@
+"""Coverage: what each sensor saw, where it was blind, and what it says it missed.
+
+A gap is a stretch of at least ``GAP_SECONDS`` inside a sensor's span in which no flow was
+active and no record started: with no records, "nothing left" cannot be claimed for it.
+"""
+
+from __future__ import annotations
+
+from .store import Workspace
+
+#: Shortest silence counted as a gap (s). One minute: the resolution of sensor_health.
+GAP_SECONDS = 60
+#: Gaps listed per sensor (all are counted).
+MAX_GAPS_LISTED = 10
+
+
+def coverage(ws: Workspace) -> list[dict]:
+    """Per sensor: span, records, gap minutes, largest gaps, missed-bytes share, interim flows."""
+    sensors = ws.con.execute("""
+        WITH r AS (
+            SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
+            UNION ALL SELECT sensor, ts, ts FROM dns_raw
+            UNION ALL SELECT sensor, ts, ts FROM http_raw
+            UNION ALL SELECT sensor, ts, ts FROM tls_raw
+            UNION ALL SELECT sensor, ts, ts FROM alerts_raw)
+        SELECT sensor, min(ts), max(e), count(*) FROM r GROUP BY sensor ORDER BY sensor""").fetchall()
+    gaps = ws.con.execute(f"""
+        WITH r AS (
+            SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
+            UNION ALL SELECT sensor, ts, ts FROM dns_raw
+            UNION ALL SELECT sensor, ts, ts FROM http_raw
+            UNION ALL SELECT sensor, ts, ts FROM tls_raw
+            UNION ALL SELECT sensor, ts, ts FROM alerts_raw),
+        o AS (SELECT sensor, ts, max(e) OVER (PARTITION BY sensor ORDER BY ts
+                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end FROM r)
+        SELECT sensor, prev_end, ts, epoch(ts - prev_end) AS seconds FROM o
+        WHERE epoch(ts - prev_end) >= {GAP_SECONDS} ORDER BY sensor, seconds DESC""").fetchall()
+    loss = dict((s, (b, m)) for s, b, m in ws.con.execute("""
+        SELECT sensor, sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)),
+               sum(coalesce(missed_bytes, 0)) FROM flows_raw GROUP BY sensor""").fetchall())
+    interim = dict(ws.con.execute(
+        "SELECT sensor, count(*) FROM flows WHERE coalesce(open, false) GROUP BY sensor").fetchall())
+    out = []
+    for sensor, first, last, records in sensors:
+        mine = [g for g in gaps if g[0] == sensor]
+        total_bytes, missed = loss.get(sensor, (0, 0))
+        span = (last - first).total_seconds() if first and last else 0.0
+        out.append({
+            "sensor": sensor, "first_seen": first, "last_seen": last, "span_minutes": round(span / 60, 1),
+            "records": records, "gap_minutes": int(sum(g[3] for g in mine) // 60), "gaps": len(mine),
+            "largest_gaps": [{"start": g[1], "end": g[2], "minutes": round(g[3] / 60, 1)}
+                             for g in mine[:MAX_GAPS_LISTED]],
+            "bytes": int(total_bytes or 0), "missed_bytes": int(missed or 0),
+            "missed_share": (float(missed) / float(total_bytes + missed)) if (total_bytes or missed) else 0.0,
+            "interim_flows": int(interim.get(sensor, 0)),
+        })
+    return out

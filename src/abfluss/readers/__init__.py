@@ -1,0 +1,47 @@
+"""Readers: one module per telemetry format, chosen by content, never by file name."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import InputError
+from .base import ReadReport, read_head
+
+ReadFn = Callable[[Path, ReadReport], Iterator[tuple[str, pa.Table]]]
+
+FORMATS = ("pcap", "netflow", "zeek", "suricata-eve")
+
+
+def detect(path: Path) -> tuple[str, ReadFn]:
+    """The format of ``path`` and its reader's ``read`` function; ``InputError`` if unknown."""
+    from . import netflow, pcap, suricata, zeek
+
+    try:
+        head = read_head(path)
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (OSError, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: cannot read: {e}") from None
+    if not head.strip():
+        raise InputError(f"{path}: empty file")
+    if pcap.sniff(head, path):
+        if netflow.sniff_pcap(path):
+            return "netflow", netflow.read
+        return "pcap", pcap.read
+    if zeek.sniff_tsv(head, path):
+        return "zeek", zeek.read
+    if suricata.sniff(head, path):
+        return "suricata-eve", suricata.read
+    if zeek.sniff_json(head, path):
+        return "zeek", zeek.read
+    raise InputError(
+        f"{path}: byte 0: not a recognised format "
+        "(expected pcap/pcapng, Zeek TSV or JSON log, Suricata eve.json, or a NetFlow/IPFIX export capture)")

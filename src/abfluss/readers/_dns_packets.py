@@ -1,0 +1,173 @@
+"""One dpkt pass over a capture: every DNS message on port 53, the capture's end, and truncation.
+
+Queries and responses are paired as Zeek's dns.log pairs them (client, server, ports,
+transaction id); a query without a response is still a row, with no rcode.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import dpkt
+import pyarrow as pa
+
+from ..schema import TS, conform
+from .base import ReadReport
+
+DNS_PORT = 53
+
+QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX",
+          16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 43: "DS", 46: "RRSIG", 47: "NSEC",
+          48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF", 255: "*", 252: "AXFR", 251: "IXFR"}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+          6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
+
+_FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
+           "rcode", "answers", "ttls", "query_bytes", "answer_bytes")
+
+
+@dataclass
+class Scan:
+    packets: int
+    last_ts: int | None  # microseconds
+    dns: pa.Table | None
+
+
+def _reader(f):
+    head = f.read(4)
+    f.seek(0)
+    if head == b"\x0a\x0d\x0d\x0a":
+        return dpkt.pcapng.Reader(f)
+    return dpkt.pcap.Reader(f)
+
+
+def _ip_layer(datalink: int, buf: bytes):
+    if datalink == dpkt.pcap.DLT_EN10MB:
+        return dpkt.ethernet.Ethernet(buf).data
+    if datalink in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
+        return dpkt.loopback.Loopback(buf).data
+    if datalink == dpkt.pcap.DLT_LINUX_SLL:
+        return dpkt.sll.SLL(buf).data
+    if datalink in (dpkt.pcap.DLT_RAW, 101, 228, 229):
+        return dpkt.ip.IP(buf) if buf and buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
+    return None
+
+
+def _addr(ip) -> str:
+    if isinstance(ip, dpkt.ip6.IP6):
+        return socket.inet_ntop(socket.AF_INET6, ip.src), socket.inet_ntop(socket.AF_INET6, ip.dst)
+    return socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst)
+
+
+def _short(f, record_start: int, size: int) -> bool:
+    """True when the record that starts at ``record_start`` claims more bytes than the file has."""
+    if f.tell() < size:
+        return False
+    here = f.tell()
+    f.seek(0)
+    magic = f.read(4)
+    f.seek(record_start + 8)
+    raw = f.read(4)
+    f.seek(here)
+    if len(raw) < 4:
+        return True
+    caplen = int.from_bytes(raw, "little" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else "big")
+    return record_start + 16 + caplen > size
+
+
+def scan(path: Path, report: ReadReport) -> Scan:
+    pending: dict[tuple, dict] = {}
+    rows: list[dict] = []
+    packets, last_ts = 0, None
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        try:
+            reader = _reader(f)
+        except (ValueError, dpkt.dpkt.Error) as e:
+            report.skip("byte 0", f"not a readable capture: {e}")
+            return Scan(0, None, None)
+        datalink = reader.datalink()
+        record_start = f.tell()
+        try:
+            for ts, buf in reader:
+                if f.tell() > size or (isinstance(reader, dpkt.pcap.Reader) and _short(f, record_start, size)):
+                    report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
+                                "capture is truncated in this packet; the packets before it are read")
+                    break
+                record_start = f.tell()
+                packets += 1
+                last_ts = int(ts * 1_000_000)
+                if b"\x00\x35" in buf:  # cheap pre-filter: port 53 must appear somewhere
+                    _dns(datalink, ts, buf, pending, rows)
+        except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError) as e:
+            report.skip(f"packet {packets + 1}", f"unreadable packet record: {e}")
+    rows.extend(pending.values())
+    if not rows:
+        return Scan(packets, last_ts, None)
+    rows.sort(key=lambda r: r["ts"])
+    cols = {k: [r.get(k) for r in rows] for k in _FIELDS}
+    cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
+    table = conform("dns", cols)
+    report.add("dns", table.num_rows)
+    return Scan(packets, last_ts, table)
+
+
+def _dns(datalink: int, ts: float, buf: bytes, pending: dict, rows: list) -> None:
+    try:
+        ip = _ip_layer(datalink, buf)
+        l4 = ip.data
+        if not isinstance(l4, (dpkt.udp.UDP, dpkt.tcp.TCP)):
+            return
+        if DNS_PORT not in (l4.sport, l4.dport) or not l4.data:
+            return
+        payload = bytes(l4.data)
+        proto = "udp"
+        if isinstance(l4, dpkt.tcp.TCP):
+            proto, payload = "tcp", payload[2:]  # DNS over TCP: 2-byte length prefix
+        msg = dpkt.dns.DNS(payload)
+        src, dst = _addr(ip)
+    except Exception:  # noqa: BLE001 - not DNS after all (or a fragment): the flow still counts
+        return
+    if not msg.qd:
+        return
+    q = msg.qd[0]
+    us = int(ts * 1_000_000)
+    if msg.qr == dpkt.dns.DNS_Q:
+        key = (src, l4.sport, dst, l4.dport, msg.id, q.name.lower())
+        pending[key] = {"ts": us, "orig_h": src, "orig_p": l4.sport, "resp_h": dst, "resp_p": l4.dport,
+                        "proto": proto, "trans_id": msg.id, "query": q.name.lower(),
+                        "qtype": QTYPES.get(q.type, str(q.type)), "query_bytes": len(payload)}
+        return
+    key = (dst, l4.dport, src, l4.sport, msg.id, q.name.lower())
+    row = pending.pop(key, None) or {
+        "ts": us, "orig_h": dst, "orig_p": l4.dport, "resp_h": src, "resp_p": l4.sport, "proto": proto,
+        "trans_id": msg.id, "query": q.name.lower(), "qtype": QTYPES.get(q.type, str(q.type))}
+    answers, ttls = [], []
+    for rr in msg.an:
+        value = _rdata(rr)
+        if value is not None:
+            answers.append(value)
+            ttls.append(float(rr.ttl))
+    row.update(rcode=RCODES.get(msg.rcode, str(msg.rcode)), answers=answers, ttls=ttls,
+               answer_bytes=len(payload))
+    rows.append(row)
+
+
+def _rdata(rr) -> str | None:
+    try:
+        if rr.type == dpkt.dns.DNS_A:
+            return socket.inet_ntoa(rr.ip)
+        if rr.type == dpkt.dns.DNS_AAAA:
+            return socket.inet_ntop(socket.AF_INET6, rr.ip6)
+        if rr.type in (dpkt.dns.DNS_CNAME, dpkt.dns.DNS_PTR, dpkt.dns.DNS_NS):
+            return rr.cname if rr.type != dpkt.dns.DNS_PTR else rr.ptrname
+        if rr.type == dpkt.dns.DNS_MX:
+            return rr.mxname
+        if rr.type == dpkt.dns.DNS_TXT:
+            return " ".join(t.decode("latin-1") if isinstance(t, bytes) else t for t in rr.text)
+    except Exception:  # noqa: BLE001
+        return None
+    return f"<{QTYPES.get(rr.type, rr.type)}:{len(rr.rdata)} bytes>"

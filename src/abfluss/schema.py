@@ -1,0 +1,165 @@
+"""Arrow schemas of the common tables every reader emits.
+
+Readers normalise once into these tables; detections, the ledger and reports never
+know which sensor a row came from. Columns a source cannot fill stay null.
+Times are UTC microseconds; byte counts are int64.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+#: Columns the store adds to every row; readers leave them out.
+STORE_COLUMNS = ("sensor", "input_id")
+
+FLOWS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),  # first packet
+        pa.field("ts_end", TS),  # last packet seen (ts + duration)
+        pa.field("duration", pa.float64()),  # seconds
+        pa.field("proto", pa.string()),  # tcp, udp, icmp, icmp6, or the IP protocol number as text
+        pa.field("orig_h", pa.string()),  # originator: the side that opened the connection
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),
+        pa.field("resp_p", pa.int32()),
+        pa.field("orig_bytes", pa.int64()),  # application payload bytes sent by the originator
+        pa.field("resp_bytes", pa.int64()),
+        pa.field("orig_ip_bytes", pa.int64()),  # IP-level bytes (headers included)
+        pa.field("resp_ip_bytes", pa.int64()),
+        pa.field("orig_pkts", pa.int64()),
+        pa.field("resp_pkts", pa.int64()),
+        pa.field("service", pa.string()),  # nDPI / Zeek / Suricata application name, lower case
+        pa.field("server_name", pa.string()),  # TLS SNI or HTTP Host
+        pa.field("user_agent", pa.string()),
+        pa.field("conn_state", pa.string()),  # Zeek conn_state vocabulary where known
+        pa.field("history", pa.string()),
+        pa.field("missed_bytes", pa.int64()),  # capture loss reported by the sensor
+        pa.field("open", pa.bool_()),  # still running when exported: an interim record
+        pa.field("community_id", pa.string()),  # Community ID v1
+        pa.field("uid", pa.string()),  # the sensor's own flow id
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+DNS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("orig_h", pa.string()),  # client
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),  # server
+        pa.field("resp_p", pa.int32()),
+        pa.field("proto", pa.string()),
+        pa.field("trans_id", pa.int32()),
+        pa.field("query", pa.string()),
+        pa.field("qtype", pa.string()),  # name: A, AAAA, TXT, NULL, ...
+        pa.field("rcode", pa.string()),  # name: NOERROR, NXDOMAIN, ...
+        pa.field("answers", pa.list_(pa.string())),
+        pa.field("ttls", pa.list_(pa.float64())),
+        pa.field("query_bytes", pa.int64()),  # size of the query message where known
+        pa.field("answer_bytes", pa.int64()),  # size of the response message where known
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+HTTP = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("orig_h", pa.string()),
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),
+        pa.field("resp_p", pa.int32()),
+        pa.field("method", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("uri", pa.string()),
+        pa.field("user_agent", pa.string()),
+        pa.field("request_body_len", pa.int64()),
+        pa.field("response_body_len", pa.int64()),
+        pa.field("status_code", pa.int32()),
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+TLS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("orig_h", pa.string()),
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),
+        pa.field("resp_p", pa.int32()),
+        pa.field("version", pa.string()),
+        pa.field("server_name", pa.string()),
+        pa.field("ja3", pa.string()),
+        pa.field("ja4", pa.string()),
+        pa.field("subject", pa.string()),
+        pa.field("issuer", pa.string()),
+        pa.field("established", pa.bool_()),
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+ALERTS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("orig_h", pa.string()),
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),
+        pa.field("resp_p", pa.int32()),
+        pa.field("proto", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("signature_id", pa.int64()),
+        pa.field("category", pa.string()),
+        pa.field("severity", pa.int32()),
+        pa.field("community_id", pa.string()),
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+#: Every row table, by name. ``inputs`` and the files list live in the DuckDB catalog.
+TABLES: dict[str, pa.Schema] = {
+    "flows": FLOWS,
+    "dns": DNS,
+    "http": HTTP,
+    "tls": TLS,
+    "alerts": ALERTS,
+}
+
+
+def reader_schema(table: str) -> pa.Schema:
+    """The schema a reader emits for ``table``: the table's columns without the store's."""
+    schema = TABLES[table]
+    return pa.schema([f for f in schema if f.name not in STORE_COLUMNS])
+
+
+def conform(table: str, data: pa.Table | pa.RecordBatch | dict) -> pa.Table:
+    """Return ``data`` as a table of the reader schema: missing columns become nulls,
+    extra columns are dropped, types are cast (safely: a value that does not fit raises)."""
+    schema = reader_schema(table)
+    if isinstance(data, dict):
+        n = max((len(v) for v in data.values()), default=0)
+        cols = {k: v for k, v in data.items()}
+    else:
+        n = data.num_rows
+        cols = {name: data.column(name) for name in data.schema.names}
+    arrays = []
+    for field in schema:
+        if field.name in cols:
+            col = cols[field.name]
+            if not isinstance(col, (pa.Array, pa.ChunkedArray)):
+                col = pa.array(col, type=field.type)
+            elif col.type != field.type:
+                col = col.cast(field.type)
+            arrays.append(col)
+        else:
+            arrays.append(pa.nulls(n, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,308 @@
+"""The workspace: rows in Parquet files, an embedded DuckDB catalog that knows them.
+
+Layout of a workspace directory::
+
+    abfluss.toml            optional configuration
+    catalog.duckdb          inputs, files, views (and later findings)
+    data/<table>/day=YYYY-MM-DD/<input>-<n>.parquet
+    .lock                   held by the one writer
+
+A Parquet file is written under a ``.tmp`` name and renamed when complete; it counts only
+once the catalog records it, in the same transaction as its input's bookkeeping. Files the
+catalog does not know (left by a killed ingest) are removed when a writer opens the
+workspace, so a killed ingest leaves no partial rows and can simply be run again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import schema
+from .config import pack
+from .errors import WorkspaceError
+
+DEFAULT_WORKSPACE = "abfluss-data"
+CATALOG = "catalog.duckdb"
+#: Rows per Parquet file before a new one is started: keeps files a useful size for scans.
+ROWS_PER_FILE = 4_000_000
+
+_CATALOG_DDL = """
+CREATE TABLE IF NOT EXISTS inputs (
+    input_id VARCHAR PRIMARY KEY, path VARCHAR, size BIGINT, format VARCHAR, sensor VARCHAR,
+    ingested_at TIMESTAMPTZ, first_ts TIMESTAMPTZ, last_ts TIMESTAMPTZ,
+    records BIGINT, skipped BIGINT, tables JSON, messages JSON);
+CREATE TABLE IF NOT EXISTS files (
+    path VARCHAR PRIMARY KEY, table_name VARCHAR, input_id VARCHAR, day DATE, rows BIGINT);
+-- every address seen, packed to 16 bytes so CIDR membership is a blob range test (enrich.py)
+CREATE TABLE IF NOT EXISTS addresses (addr VARCHAR PRIMARY KEY, a BLOB);
+"""
+
+
+def _private_umask() -> None:
+    os.umask(0o077)
+
+
+@dataclass
+class StoredInput:
+    input_id: str
+    path: str
+    size: int
+    format: str
+    sensor: str
+    records: dict
+    skipped: int
+    messages: list
+    first_ts: datetime | None
+    last_ts: datetime | None
+
+
+class Workspace:
+    """One workspace directory. Open with ``Workspace.open(path, write=True)`` to ingest."""
+
+    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, lock_fd: int | None):
+        self.root = root
+        self.con = con
+        self._lock_fd = lock_fd
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path | str, write: bool = False) -> "Workspace":
+        _private_umask()
+        root = Path(root).resolve()
+        lock_fd = None
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if write:
+                lock_fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(lock_fd)
+                    raise WorkspaceError(f"{root}: another abfluss process is writing to this workspace") from None
+            con = duckdb.connect(str(root / CATALOG))
+        except PermissionError as e:
+            raise WorkspaceError(f"{root}: permission denied ({e.filename})") from None
+        except duckdb.IOException as e:
+            raise WorkspaceError(f"{root}: cannot open catalog: {str(e).splitlines()[0]}") from None
+        con.execute("SET TimeZone='UTC'")
+        con.execute(_CATALOG_DDL)
+        ws = cls(root, con, lock_fd)
+        for table, sch in schema.TABLES.items():
+            con.register(f"_empty_{table}_arrow", sch.empty_table())
+            con.execute(f"CREATE TABLE IF NOT EXISTS _empty_{table} AS SELECT * FROM _empty_{table}_arrow")
+            con.unregister(f"_empty_{table}_arrow")
+        if write:
+            ws._remove_orphans()
+        ws.refresh_views()
+        return ws
+
+    def close(self) -> None:
+        self.con.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _remove_orphans(self) -> None:
+        data = self.root / "data"
+        if not data.exists():
+            return
+        known = {r[0] for r in self.con.execute("SELECT path FROM files").fetchall()}
+        for p in data.rglob("*"):
+            if p.is_file() and str(p.relative_to(self.root)) not in known:
+                p.unlink()
+        for d in sorted((p for p in data.rglob("*") if p.is_dir()), reverse=True):
+            if not any(d.iterdir()):
+                d.rmdir()
+
+    def refresh_views(self) -> None:
+        """(Re)create one view per table over exactly the files the catalog records."""
+        for table in schema.TABLES:
+            files = [r[0] for r in self.con.execute(
+                "SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()]
+            if files:
+                listing = ", ".join("'" + str(self.root / f).replace("'", "''") + "'" for f in files)
+                sql = f"SELECT * FROM read_parquet([{listing}])"
+            else:
+                sql = f"SELECT * FROM _empty_{table}"
+            self.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")
+
+    def has_input(self, input_id: str) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM inputs WHERE input_id = ?", [input_id]).fetchone()[0])
+
+    def inputs(self) -> list[dict]:
+        cur = self.con.execute("SELECT * FROM inputs ORDER BY ingested_at, path")
+        cols = [d[0] for d in cur.description]
+        rows = []
+        for r in cur.fetchall():
+            row = dict(zip(cols, r))
+            row["tables"] = json.loads(row["tables"] or "{}")
+            row["messages"] = json.loads(row["messages"] or "[]")
+            rows.append(row)
+        return rows
+
+    # -- writing -----------------------------------------------------------------------
+    @contextmanager
+    def writer(self, input_id: str) -> Iterator["InputWriter"]:
+        """Write one input's rows; nothing is visible unless ``commit`` is called inside."""
+        w = InputWriter(self, input_id)
+        try:
+            yield w
+        finally:
+            w.abort()
+
+    def _commit(self, w: "InputWriter", meta: StoredInput) -> None:
+        entries = w.finish()
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for path, table, day, rows in entries:
+                self.con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [path, table, meta.input_id, day, rows])
+            self.con.execute(
+                "INSERT INTO inputs VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
+                [meta.input_id, meta.path, meta.size, meta.format, meta.sensor, meta.first_ts,
+                 meta.last_ts, sum(meta.records.values()), meta.skipped,
+                 json.dumps(meta.records, sort_keys=True), json.dumps(meta.messages)])
+            known = {r[0] for r in self.con.execute("SELECT addr FROM addresses").fetchall()}
+            new = sorted(w.addresses - known)
+            if new:
+                packed = [_pack_or_none(a) for a in new]
+                self.con.register("_new_addresses", pa.table({"addr": new, "a": pa.array(packed, pa.binary())}))
+                self.con.execute("INSERT INTO addresses SELECT addr, a FROM _new_addresses")
+                self.con.unregister("_new_addresses")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        self.refresh_views()
+
+
+class InputWriter:
+    """Accumulates one input's batches into per-table, per-day Parquet files (``.tmp`` until done)."""
+
+    def __init__(self, ws: Workspace, input_id: str):
+        self.ws = ws
+        self.input_id = input_id
+        self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [ParquetWriter, tmp path, rows, seq]
+        self._done: list[tuple[str, str, str, int]] = []  # (relative path, table, day, rows)
+        self._tmp_paths: list[Path] = []
+        self._committed = False
+        self.first_ts = None
+        self.last_ts = None
+        self.addresses: set[str] = set()
+
+    def write(self, table: str, batch: pa.Table, sensor: str) -> int:
+        """Add a reader batch: complete it with the store's columns, split it by day, append."""
+        if batch.num_rows == 0:
+            return 0
+        full = complete(table, batch, sensor, self.input_id)
+        ts = full.column("ts")
+        lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+        self.first_ts = lo if self.first_ts is None or lo < self.first_ts else self.first_ts
+        self.last_ts = hi if self.last_ts is None or hi > self.last_ts else self.last_ts
+        for col in ("orig_h", "resp_h"):
+            self.addresses.update(a for a in pc.unique(full.column(col)).to_pylist() if a is not None)
+        days = pc.strftime(ts, format="%Y-%m-%d")
+        for day in pc.unique(days).to_pylist():
+            part = full.filter(pc.equal(days, day)) if lo.date() != hi.date() else full
+            self._append(table, day, part)
+        return full.num_rows
+
+    def _append(self, table: str, day: str, part: pa.Table) -> None:
+        key = (table, day)
+        entry = self._writers.get(key)
+        if entry is None or entry[2] >= ROWS_PER_FILE:
+            seq = 0 if entry is None else entry[3] + 1
+            if entry is not None:
+                self._close(key, entry)
+            rel = Path("data") / table / f"day={day}" / f"{self.input_id[:16]}-{seq:04d}.parquet"
+            tmp = self.ws.root / (str(rel) + ".tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp_paths.append(tmp)
+            writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression="zstd")
+            entry = [writer, rel, 0, seq]
+            self._writers[key] = entry
+        entry[0].write_table(part, row_group_size=256_000)
+        entry[2] += part.num_rows
+
+    def _close(self, key, entry) -> None:
+        entry[0].close()
+        table, day = key
+        self._done.append((str(entry[1]), table, day, entry[2]))
+
+    def finish(self) -> list[tuple[str, str, str, int]]:
+        for key, entry in list(self._writers.items()):
+            self._close(key, entry)
+        self._writers.clear()
+        for rel, *_ in self._done:
+            os.replace(self.ws.root / (rel + ".tmp"), self.ws.root / rel)
+        self._committed = True
+        return self._done
+
+    def commit(self, meta: StoredInput) -> None:
+        meta.first_ts, meta.last_ts = self.first_ts, self.last_ts
+        self.ws._commit(self, meta)
+
+    def abort(self) -> None:
+        if self._committed:
+            return
+        for entry in self._writers.values():
+            try:
+                entry[0].close()
+            except Exception:
+                pass
+        for tmp in self._tmp_paths:
+            tmp.unlink(missing_ok=True)
+
+
+def complete(table: str, batch: pa.Table, sensor: str, input_id: str) -> pa.Table:
+    """Conform a reader batch to the stored schema: sensor and input id added."""
+    batch = schema.conform(table, batch)
+    n = batch.num_rows
+    batch = batch.append_column("sensor", pa.array([sensor] * n, pa.string()))
+    batch = batch.append_column("input_id", pa.array([input_id] * n, pa.string()))
+    return batch.select(schema.TABLES[table].names).cast(schema.TABLES[table])
+
+
+def remove_workspace(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _pack_or_none(addr: str) -> bytes | None:
+    try:
+        return pack(addr)
+    except ValueError:
+        return None
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Expand directories recursively (sorted, hidden files skipped); files pass through."""
+    for p in paths:
+        if p.is_dir():
+            for q in sorted(p.rglob("*")):
+                if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts):
+                    yield q
+        else:
+            yield p

@@ -126,7 +126,7 @@ class _Columns:
 
     def add(self, f, last_ts_us: int | None) -> None:
         ts, end = f.bidirectional_first_seen_ms * 1000, f.bidirectional_last_seen_ms * 1000
-        uid = f"N{f.id:x}-{f.src_port}-{f.dst_port}"
+        uid = f"N{f.bidirectional_first_seen_ms:x}{f.id:04x}"  # unique across captures in practice
         app = f.application_name or ""
         master = app.split(".")[0]
         name = f.requested_server_name or None

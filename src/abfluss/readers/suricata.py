@@ -1,0 +1,310 @@
+"""Suricata eve.json (JSON lines, gzip allowed): flow, dns, http, tls and alert events.
+
+``flow`` events become ``flows`` rows (src = orig, dest = resp, to-server counters = orig, IP-level bytes;
+payload bytes are not in eve, so ``orig_bytes``/``resp_bytes`` stay null). ``conn_state`` maps Suricata's
+flow state onto Zeek's vocabulary: closed -> SF; established -> S1 (TCP) or SF (other protocols, both
+directions seen); new -> S0 without reply packets, REJ for a TCP reply with RST, OTH otherwise.
+
+DNS. Suricata logs a DNS transaction as separate events: a query event (v1/v2 ``type: query``, v3
+``type: request``) and an answer event (v2 ``type: answer`` with an ``answers`` list and/or ``grouped``
+answers, v3 ``type: response``; v1 one ``answer`` event per resource record). The reader merges them into
+one ``dns`` row per query, like Zeek's dns.log: the query event gives ts, client/server, query, qtype and
+trans_id; the answer event(s) with the same flow_id and DNS id add rcode, answers and ttls (the first
+pending query of the same name and type, else the first pending one of that id; further v1 answer
+records append to the row already answered). An answer whose query was not logged becomes a row of its
+own (query/qtype from the answer's question where it has one). Matching is done within a chunk of
+:data:`CHUNK` events, so a query and answer on either side of a chunk boundary give two rows.
+
+Other event types (fileinfo, anomaly, stats, ...) yield nothing and are not errors. Bad lines (invalid
+JSON, missing fields, bad timestamps) are skipped and counted as ``line N``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from abfluss.errors import InputError
+from abfluss.readers.base import ReadReport, open_maybe_gzip
+from abfluss.schema import conform, reader_schema
+
+FORMAT = "suricata-eve"
+CHUNK = 200_000  # events per batch: every yielded table has at most this many rows
+TABLES = ("flows", "dns", "http", "tls", "alerts")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_US = timedelta(microseconds=1)
+PROTO_NUMBERS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmp6"}
+PROTO_NAMES = {"ipv6-icmp": "icmp6", "icmpv6": "icmp6", "icmp6": "icmp6"}
+DNS_PORTS = (53, 5353, 5355)
+
+
+class BadEvent(ValueError):
+    """A line that is an event but cannot become a row: the message says why."""
+
+
+def sniff(head: bytes, path: Path | None = None) -> bool:
+    """The first non-empty line is a JSON object with ``event_type`` and ``timestamp``."""
+    for line in head.lstrip(b"\xef\xbb\xbf").splitlines():
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(obj, dict) and "event_type" in obj and "timestamp" in obj
+    return False
+
+
+def _ts(value) -> int:
+    if not isinstance(value, str):
+        raise BadEvent(f"bad timestamp {value!r}")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadEvent(f"bad timestamp {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - EPOCH) // ONE_US
+
+
+def _proto(value) -> str | None:
+    if value is None:
+        return None
+    p = str(value).strip().lower()
+    if p.isdigit():
+        return PROTO_NUMBERS.get(str(int(p)), str(int(p)))
+    return PROTO_NAMES.get(p, p)
+
+
+def _int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _str(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _obj(event: dict, key: str) -> dict:
+    value = event.get(key)
+    if not isinstance(value, dict):
+        raise BadEvent(f"{event.get('event_type')} event without a '{key}' object")
+    return value
+
+
+def _endpoints(e: dict, swap: bool = False) -> dict:
+    src = (e.get("src_ip"), _int(e.get("src_port", e.get("icmp_type"))))
+    dst = (e.get("dest_ip"), _int(e.get("dest_port", e.get("icmp_code"))))
+    if swap:
+        src, dst = dst, src
+    return {"orig_h": _str(src[0]), "orig_p": src[1], "resp_h": _str(dst[0]), "resp_p": dst[1]}
+
+
+def _uid(e: dict) -> str | None:
+    return None if e.get("flow_id") is None else str(e["flow_id"])
+
+
+def _conn_state(state, proto: str | None, f: dict, tcp: dict) -> str | None:
+    back = _int(f.get("pkts_toclient")) or 0
+    if state == "closed":
+        return "SF"
+    if state == "established":
+        return "S1" if proto == "tcp" else "SF"
+    if state == "new":
+        if back == 0:
+            return "S0"
+        return "REJ" if proto == "tcp" and tcp.get("rst") else "OTH"
+    return None
+
+
+def _flow(e: dict, ts: int) -> dict:
+    f = _obj(e, "flow")
+    if "src_ip" not in e or "dest_ip" not in e:
+        raise BadEvent("flow event without src_ip/dest_ip")
+    start = _ts(f["start"]) if "start" in f else ts
+    end = _ts(f["end"]) if "end" in f else None
+    proto = _proto(e.get("proto"))
+    app = _str(e.get("app_proto"))
+    tcp = e.get("tcp") if isinstance(e.get("tcp"), dict) else {}
+    return {
+        "ts": start, "ts_end": end, "duration": None if end is None else (end - start) / 1e6,
+        "proto": proto, **_endpoints(e),
+        "orig_ip_bytes": _int(f.get("bytes_toserver")), "resp_ip_bytes": _int(f.get("bytes_toclient")),
+        "orig_pkts": _int(f.get("pkts_toserver")), "resp_pkts": _int(f.get("pkts_toclient")),
+        "service": app.lower() if app and app != "failed" else None,
+        "conn_state": _conn_state(f.get("state"), proto, f, tcp),
+        "open": False, "community_id": _str(e.get("community_id")), "uid": _uid(e),
+    }
+
+
+def _http(e: dict, ts: int) -> dict:
+    h = _obj(e, "http")
+    return {
+        "ts": ts, "uid": _uid(e), **_endpoints(e), "method": _str(h.get("http_method")),
+        "host": _str(h.get("hostname")), "uri": _str(h.get("url")),
+        "user_agent": _str(h.get("http_user_agent")), "request_body_len": None,
+        "response_body_len": _int(h.get("length")), "status_code": _int(h.get("status")),
+    }
+
+
+def _tls(e: dict, ts: int) -> dict:
+    t = _obj(e, "tls")
+    ja3 = t.get("ja3") if isinstance(t.get("ja3"), dict) else {}
+    return {
+        "ts": ts, "uid": _uid(e), **_endpoints(e), "version": _str(t.get("version")),
+        "server_name": _str(t.get("sni")), "ja3": _str(ja3.get("hash")),
+        "ja4": _str(t.get("ja4")),
+        "subject": _str(t.get("subject")), "issuer": _str(t.get("issuerdn")),
+    }
+
+
+def _alert(e: dict, ts: int) -> dict:
+    a = _obj(e, "alert")
+    return {
+        "ts": ts, "uid": _uid(e), **_endpoints(e), "proto": _proto(e.get("proto")),
+        "signature": _str(a.get("signature")), "signature_id": _int(a.get("signature_id")),
+        "category": _str(a.get("category")), "severity": _int(a.get("severity")),
+        "community_id": _str(e.get("community_id")),
+    }
+
+
+def _answers(d: dict) -> tuple[list[str], list[float]]:
+    """Answer data and TTLs of a v2/v3 answer (``answers`` list, else ``grouped``) or a v1 record."""
+    if isinstance(d.get("answers"), list):
+        recs = [a for a in d["answers"] if isinstance(a, dict)]
+    elif "rdata" in d or "ttl" in d:
+        recs = [d]  # v1: one resource record per event
+    else:
+        grouped = d.get("grouped") if isinstance(d.get("grouped"), dict) else {}
+        flat = [v for vs in grouped.values() if isinstance(vs, list) for v in vs]
+        return [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in flat], []
+    data = [a["rdata"] if isinstance(a.get("rdata"), str) else json.dumps(a.get("rdata"), sort_keys=True)
+            for a in recs if "rdata" in a]
+    ttls = [float(a["ttl"]) for a in recs if isinstance(a.get("ttl"), (int, float))]
+    return data, ttls
+
+
+def _question(d: dict) -> tuple[str | None, str | None]:
+    queries = d.get("queries")
+    if isinstance(queries, list) and queries and isinstance(queries[0], dict):
+        return _str(queries[0].get("rrname")), _str(queries[0].get("rrtype"))
+    return _str(d.get("rrname")), _str(d.get("rrtype"))
+
+
+class _Dns:
+    """DNS rows of one chunk with the queries still waiting for their answer."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.pending: dict[tuple, list[dict]] = {}  # (flow_id, dns id) -> query rows
+        self.answered: dict[tuple, dict] = {}  # last row answered per key (v1 continuation)
+
+    def add(self, e: dict, ts: int) -> None:
+        d = _obj(e, "dns")
+        kind = d.get("type")
+        if kind not in ("query", "request", "answer", "response"):
+            raise BadEvent(f"dns event of unknown type {kind!r}")
+        key = (e.get("flow_id"), d.get("id"))
+        query, qtype = _question(d)
+        if kind in ("query", "request"):
+            row = {"ts": ts, "uid": _uid(e), **_endpoints(e), "proto": _proto(e.get("proto")),
+                   "trans_id": _int(d.get("id")), "query": query, "qtype": qtype}
+            self.rows.append(row)
+            self.pending.setdefault(key, []).append(row)
+            return
+        data, ttls = _answers(d)
+        v1 = "version" not in d and "answers" not in d and "queries" not in d
+        waiting = self.pending.get(key, [])
+        if v1 and not waiting and key in self.answered:
+            row = self.answered[key]  # a further resource record of the same v1 response
+            row["answers"] += data
+            row["ttls"] += ttls
+            return
+        row = next((r for r in waiting if (r["query"], r["qtype"]) == (query, qtype)), None)
+        row = row or (waiting[0] if waiting else None)
+        if row is not None:
+            waiting.remove(row)
+        else:
+            swap = e.get("src_port") in DNS_PORTS and e.get("dest_port") not in DNS_PORTS
+            row = {"ts": ts, "uid": _uid(e), **_endpoints(e, swap), "proto": _proto(e.get("proto")),
+                   "trans_id": _int(d.get("id")), "query": query,
+                   "qtype": None if v1 else qtype}  # a v1 record's type is not the question's
+            self.rows.append(row)
+        row.update(rcode=_str(d.get("rcode")), answers=data, ttls=ttls)
+        self.answered[key] = row
+
+
+HANDLERS = {"flow": ("flows", _flow), "http": ("http", _http), "tls": ("tls", _tls), "alert": ("alerts", _alert)}
+
+
+def _table(name: str, rows: list[dict]) -> pa.Table:
+    return conform(name, pa.Table.from_pylist(rows, schema=reader_schema(name)))
+
+
+def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
+    """Yield (table, rows) batches of at most :data:`CHUNK` rows per table."""
+    report.format = FORMAT
+    rows: dict[str, list[dict]] = {table: [] for table, _make in HANDLERS.values()}
+    dns, events, n, pending_lines = _Dns(), 0, 0, 0
+
+    def flush() -> Iterator[tuple[str, pa.Table]]:
+        nonlocal dns
+        batches = {**rows, "dns": dns.rows}
+        for name in TABLES:
+            if batches[name]:
+                table = _table(name, batches[name])
+                report.add(name, table.num_rows)
+                yield name, table
+        for r in rows.values():
+            r.clear()
+        dns = _Dns()
+
+    with open_maybe_gzip(Path(path)) as f:
+        while True:
+            try:
+                line = f.readline()
+            except (EOFError, OSError) as e:
+                report.skip(f"line {n + 1}", f"file truncated or corrupt, rest not read ({e})")
+                break
+            if not line:
+                break
+            n += 1
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError as e:
+                cut = "" if line.endswith(b"\n") else " (line cut off)"
+                report.skip(f"line {n}", f"invalid JSON{cut}: {e}")
+                continue
+            if not isinstance(event, dict) or not isinstance(event.get("event_type"), str) \
+                    or "timestamp" not in event:
+                report.skip(f"line {n}", "not an eve event (needs event_type and timestamp)")
+                continue
+            try:
+                ts = _ts(event["timestamp"])
+                kind = event["event_type"]
+                if kind == "dns":
+                    dns.add(event, ts)
+                elif kind in HANDLERS:
+                    table, make = HANDLERS[kind]
+                    rows[table].append(make(event, ts))
+            except (BadEvent, KeyError, TypeError, AttributeError) as e:
+                report.skip(f"line {n}", f"{event.get('event_type')} event: {e}")
+                continue
+            events += 1
+            pending_lines += 1
+            if pending_lines >= CHUNK:
+                yield from flush()
+                pending_lines = 0
+    if events == 0:
+        raise InputError(f"{path}: no readable Suricata eve event in {n} lines")
+    yield from flush()

@@ -1,0 +1,111 @@
+"""Golden tests of the pcap reader (NFStream flows + dpkt DNS) on real captures."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from abfluss.errors import InputError
+from abfluss.readers import detect, pcap
+from abfluss.readers.base import ReadReport
+from conftest import data
+
+
+def read_all(path):
+    report = ReadReport(str(path))
+    tables: dict[str, list] = {}
+    for name, t in pcap.read(path, report):
+        tables.setdefault(name, []).append(t)
+    return {k: pa.concat_tables(v) for k, v in tables.items()}, report
+
+
+def test_https_beacon_capture():
+    tabs, report = read_all(data("slips/test-cc/test-cc-capture-1.pcap"))
+    flows = tabs["flows"].sort_by("ts")
+    assert dict(report.records) == {"flows": 298, "tls": 298}
+    assert report.skipped == 0
+    assert pc.sum(flows["orig_bytes"]).as_py() == 251577
+    assert pc.sum(flows["resp_bytes"]).as_py() == 1166023
+    assert pc.unique(flows["server_name"]).to_pylist() == ["testing.com"]
+    assert sorted(pc.value_counts(flows["resp_h"]).to_pylist(), key=lambda v: -v["counts"]) == [
+        {"values": "141.193.213.21", "counts": 296}, {"values": "141.193.213.20", "counts": 2}]
+    first = flows.slice(0, 1).to_pylist()[0]
+    assert (first["orig_h"], first["orig_p"], first["resp_h"], first["resp_p"]) == (
+        "147.32.80.37", 39210, "141.193.213.21", 443)
+    assert (first["orig_bytes"], first["resp_bytes"], first["orig_pkts"], first["resp_pkts"]) == (841, 3903, 14, 11)
+    assert first["service"] == "tls" and first["conn_state"] == "SF" and first["open"] is False
+    assert first["community_id"] == "1:b7ZGH1GLUHP4xztx9uBJW5FBrJ0="
+    assert pc.unique(tabs["tls"]["ja4"]).to_pylist() == ["t13d3113h2_e8f1e7e78f70_ce5650b735ce"]
+
+
+def test_dns_tunnel_capture_every_query_decoded():
+    tabs, report = read_all(data("dns-tunnel/netrack-dns2tcp/dns2tcp-2018-03-23.pcap"))
+    dns = tabs["dns"].sort_by("ts")
+    assert dns.num_rows == 4555
+    assert pc.count_distinct(dns["query"]).as_py() == 4555
+    assert pc.value_counts(dns["qtype"]).to_pylist() == [{"values": "TXT", "counts": 4555}]
+    first = dns.slice(0, 1).to_pylist()[0]
+    assert first["query"] == "q+z8anwaba.hidemyself.org"
+    assert (first["orig_h"], first["resp_h"], first["trans_id"]) == ("172.17.0.3", "172.17.0.2", 56290)
+    assert (first["rcode"], first["answers"], first["query_bytes"], first["answer_bytes"]) == (
+        "NOERROR", ["Aq+YAAHwaEA "], 43, 68)
+    assert tabs["flows"].num_rows == 1
+    assert tabs["flows"]["server_name"].to_pylist() == [None]  # a DNS query name is not the server's name
+
+
+def test_http_upload_on_loopback():
+    tabs, _ = read_all(data("zeek-traces/http-post-large.pcap"))
+    flows = tabs["flows"].sort_by("ts").to_pylist()
+    assert [(f["resp_p"], f["orig_bytes"], f["resp_bytes"], f["service"]) for f in flows] == [
+        (80, 61907, 60478, "http"), (5000, 61917, 60478, "http")]
+    assert tabs["http"]["host"].to_pylist() == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_open_connections_at_capture_end_are_interim():
+    tabs, _ = read_all(data("zeek-traces/wikipedia.pcap"))
+    flows = tabs["flows"]
+    assert flows.num_rows == 34
+    assert pc.sum(flows["open"]).as_py() == 10
+    assert all(p == "tcp" for p in flows.filter(flows["open"])["proto"].to_pylist())
+    assert tabs["dns"].num_rows == 14
+
+
+def test_pcapng():
+    tabs, report = read_all(data("zeek-traces/cooper-grill-dvwa.pcapng"))
+    assert dict(report.records) == {"flows": 4, "http": 3}
+
+
+def test_gzip_capture_equals_plain(tmp_path):
+    src = data("zeek-traces/wikipedia.pcap")
+    gz = tmp_path / "w.pcap.gz"
+    with open(src, "rb") as f, gzip.open(gz, "wb") as g:
+        shutil.copyfileobj(f, g)
+    assert detect(gz)[0] == "pcap"
+    plain, _ = read_all(src)
+    packed, _ = read_all(gz)
+    for name in plain:
+        assert packed[name].sort_by("ts").drop_columns(["uid"]).equals(plain[name].sort_by("ts").drop_columns(["uid"]))
+
+
+def test_truncated_capture_keeps_the_good_part(tmp_path):
+    src = data("slips/test-cc/test-cc-capture-1.pcap")
+    cut = tmp_path / "half.pcap"
+    raw = src.read_bytes()
+    cut.write_bytes(raw[: len(raw) // 2])
+    tabs, report = read_all(cut)
+    assert report.skipped == 1
+    assert report.messages[0].startswith(f"{cut}: packet 3960 (byte 1034756 of 1036423)")
+    assert "truncated" in report.messages[0]
+    # tcpdump -r on the same cut file reads 3959 packets, then fails on the 3960th
+    assert 100 < tabs["flows"].num_rows < 298
+
+
+def test_text_file_is_not_a_capture(tmp_path):
+    junk = tmp_path / "notes.pcap"
+    junk.write_text("this is not a capture\n" * 10)
+    with pytest.raises(InputError, match="notes.pcap: byte 0: not a recognised format"):
+        detect(junk)

@@ -29,7 +29,9 @@ from .errors import AbflussError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+if not out.is_terminal:
+    out.width = 160  # piped or logged: keep addresses and names whole
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Fmt(str, Enum):
@@ -95,7 +97,7 @@ def _dump_json(rows) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or directories (walked recursively).")] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Files or directories (walked recursively).", show_default=False)] = None,
     sensor: Annotated[Optional[str], typer.Option(help="Sensor name recorded for these inputs (default: the format).")] = None,
     interface: Annotated[Optional[str], typer.Option(help="Capture live from this interface (needs root and tcpdump).")] = None,
     duration: Annotated[float, typer.Option(help="Seconds to capture with --interface.")] = 60.0,
@@ -118,7 +120,7 @@ def ingest(
             if interface:
                 results.append(_ingest.capture_live(ws, interface, duration, sensor, progress))
             if paths:
-                results += _ingest.ingest_paths(ws, paths, sensor, progress)
+                results += _ingest.ingest_paths(ws, [Path(p) for p in paths], sensor, progress)
     _print_summary(results)
     if results and all(r.status == "failed" for r in results):
         raise typer.Exit(1)

@@ -53,6 +53,8 @@ KEYS: tuple[Key, ...] = (
         "server name matches."),
     Key("sensor.default", "",
         "Sensor name recorded for inputs ingested without --sensor (default: the input's format)."),
+    Key("detections.<id>.<setting>", None,
+        "Per-detection threshold overrides (reserved for the detection suite)."),
 )
 
 

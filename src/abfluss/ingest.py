@@ -69,7 +69,8 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     if ws.has_input(input_id):
         return IngestResult(shown, "duplicate", fmt, input_id)
     report = ReadReport(str(path), fmt)
-    sensor_name = sensor or fmt
+    cfg = getattr(ws, "config", None)
+    sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
     try:
         with ws.writer(input_id) as w:
             for table, batch in read(path, report):

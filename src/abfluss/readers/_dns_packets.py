@@ -62,6 +62,43 @@ def _addr(ip) -> str:
     return socket.inet_ntoa(ip.src), socket.inet_ntoa(ip.dst)
 
 
+def _fast_l4(datalink: int, buf: bytes):
+    """(proto, src, dst, sport, dport, payload) sliced from raw Ethernet bytes when the packet may be
+    DNS; None when it cannot be; ``False`` when only a full decode can tell (other link types)."""
+    if datalink != dpkt.pcap.DLT_EN10MB:
+        return False
+    off, ethertype = 14, buf[12:14]
+    while ethertype in (b"\x81\x00", b"\x88\xa8"):  # VLAN tags
+        ethertype, off = buf[off + 2:off + 4], off + 4
+    if ethertype == b"\x08\x00":
+        if len(buf) < off + 28 or buf[off + 6] & 0x1F or buf[off + 7]:
+            return None  # too short, or a non-first fragment
+        proto, src, dst = buf[off + 9], buf[off + 12:off + 16], buf[off + 16:off + 20]
+        total = int.from_bytes(buf[off + 2:off + 4], "big")
+        end = off + total if total else len(buf)
+        off += (buf[off] & 0x0F) * 4
+        family = socket.AF_INET
+    elif ethertype == b"\x86\xdd":
+        if len(buf) < off + 48:
+            return None
+        proto, src, dst = buf[off + 6], buf[off + 8:off + 24], buf[off + 24:off + 40]
+        end = off + 40 + int.from_bytes(buf[off + 4:off + 6], "big")
+        off += 40
+        family = socket.AF_INET6
+    else:
+        return None
+    if proto not in (6, 17):
+        return None
+    sport, dport = int.from_bytes(buf[off:off + 2], "big"), int.from_bytes(buf[off + 2:off + 4], "big")
+    if DNS_PORT not in (sport, dport):
+        return None
+    if proto == 17:
+        payload, name = buf[off + 8:end], "udp"
+    else:
+        payload, name = buf[off + (buf[off + 12] >> 4) * 4:end][2:], "tcp"  # 2-byte length prefix
+    return name, socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport, payload
+
+
 def _short(f, record_start: int, size: int) -> bool:
     """True when the record that starts at ``record_start`` claims more bytes than the file has."""
     if f.tell() < size:
@@ -100,8 +137,11 @@ def scan(path: Path, report: ReadReport) -> Scan:
                 record_start = f.tell()
                 packets += 1
                 last_ts = int(ts * 1_000_000)
-                if b"\x00\x35" in buf:  # cheap pre-filter: port 53 must appear somewhere
-                    _dns(datalink, ts, buf, pending, rows)
+                l4 = _fast_l4(datalink, buf)
+                if l4 is False:
+                    l4 = _slow_l4(datalink, buf)
+                if l4:
+                    _dns(ts, l4, pending, rows)
         except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError) as e:
             report.skip(f"packet {packets + 1}", f"unreadable packet record: {e}")
     rows.extend(pending.values())
@@ -115,35 +155,42 @@ def scan(path: Path, report: ReadReport) -> Scan:
     return Scan(packets, last_ts, table)
 
 
-def _dns(datalink: int, ts: float, buf: bytes, pending: dict, rows: list) -> None:
+def _slow_l4(datalink: int, buf: bytes):
+    """The same as ``_fast_l4`` through dpkt's decoders, for loopback, SLL and raw-IP captures."""
     try:
         ip = _ip_layer(datalink, buf)
         l4 = ip.data
-        if not isinstance(l4, (dpkt.udp.UDP, dpkt.tcp.TCP)):
-            return
-        if DNS_PORT not in (l4.sport, l4.dport) or not l4.data:
-            return
+        if not isinstance(l4, (dpkt.udp.UDP, dpkt.tcp.TCP)) or DNS_PORT not in (l4.sport, l4.dport):
+            return None
         payload = bytes(l4.data)
-        proto = "udp"
         if isinstance(l4, dpkt.tcp.TCP):
-            proto, payload = "tcp", payload[2:]  # DNS over TCP: 2-byte length prefix
+            return ("tcp", *_addr(ip), l4.sport, l4.dport, payload[2:])
+        return ("udp", *_addr(ip), l4.sport, l4.dport, payload)
+    except Exception:  # noqa: BLE001 - not decodable: the flow is still metered by NFStream
+        return None
+
+
+def _dns(ts: float, l4: tuple, pending: dict, rows: list) -> None:
+    proto, src, dst, sport, dport, payload = l4
+    if len(payload) < 12:
+        return
+    try:
         msg = dpkt.dns.DNS(payload)
-        src, dst = _addr(ip)
-    except Exception:  # noqa: BLE001 - not DNS after all (or a fragment): the flow still counts
+    except Exception:  # noqa: BLE001 - not DNS after all (or cut by the snap length)
         return
     if not msg.qd:
         return
     q = msg.qd[0]
     us = int(ts * 1_000_000)
     if msg.qr == dpkt.dns.DNS_Q:
-        key = (src, l4.sport, dst, l4.dport, msg.id, q.name.lower())
-        pending[key] = {"ts": us, "orig_h": src, "orig_p": l4.sport, "resp_h": dst, "resp_p": l4.dport,
+        key = (src, sport, dst, dport, msg.id, q.name.lower())
+        pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst, "resp_p": dport,
                         "proto": proto, "trans_id": msg.id, "query": q.name.lower(),
                         "qtype": QTYPES.get(q.type, str(q.type)), "query_bytes": len(payload)}
         return
-    key = (dst, l4.dport, src, l4.sport, msg.id, q.name.lower())
+    key = (dst, dport, src, sport, msg.id, q.name.lower())
     row = pending.pop(key, None) or {
-        "ts": us, "orig_h": dst, "orig_p": l4.dport, "resp_h": src, "resp_p": l4.sport, "proto": proto,
+        "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
         "trans_id": msg.id, "query": q.name.lower(), "qtype": QTYPES.get(q.type, str(q.type))}
     answers, ttls = [], []
     for rr in msg.an:

@@ -1,32 +1,22 @@
-"""NetFlow v5, v9 and IPFIX from a pcap/pcapng capture of an exporter's UDP export packets.
+"""NetFlow v5, v9 and IPFIX from a pcap/pcapng (gzip allowed) capture of exporters' UDP export packets.
 
-Each flow record becomes one ``flows`` row: source = ``orig``, destination = ``resp``, the record's
-octets/packets = ``orig_ip_bytes``/``orig_pkts``; ``resp_*`` stay null (NetFlow records are
-unidirectional) except for RFC 5103 biflows (reverse elements, PEN 29305), whose reverse counters fill
-``resp_*``. ``uid`` is ``"<exporter>:<domain>:<sequence>:<index in packet>"``.
+One ``flows`` row per flow record: source = orig, destination = resp, octets/packets = ``orig_ip_bytes``/
+``orig_pkts``; ``resp_*`` stay null (records are unidirectional) except in RFC 5103 biflows (reverse
+elements, PEN 29305). ``uid`` = ``"<exporter>:<domain>:<sequence>:<index in packet>"``.
 
-Decoding. The ``netflow`` package (bitkeks) parses the v5 packets, the v9/IPFIX packet headers and the
-IPFIX (options) template records. Sets are walked here, and data records are cut from templates here,
-because the package's own record decoders fail on real exporters: variable-length elements (Cisco
-sampler options) raise for the whole packet, enterprise elements overwrite IANA ones of the same
-number, and its v9 template parser drops the ids of elements it does not know (e.g. 153
-flowEndMilliseconds). Templates are kept per exporter address + source id / observation domain and
-across packets; data sets whose template has not been seen are skipped and counted (one skip per data
-set, since its record count cannot be known without the template). Data sets that precede their
-template *in the same packet* are decoded once the packet's templates are read.
+The ``netflow`` package parses v5 packets, v9/IPFIX headers and IPFIX (options) template records; sets and
+records are cut here, as its record decoders fail on real exporters (variable-length elements, e.g. Cisco
+sampler options, raise for the whole packet; enterprise elements overwrite IANA ones; its v9 templates lose
+unknown element ids such as 153). Templates are kept per exporter address + source id / observation domain,
+across packets; a data set whose template is unknown is skipped and counted once (its record count needs
+the template); one preceding its template in the same packet is decoded after the packet's templates.
+Templates in one file, data in another: :func:`read_many` (one :class:`NetflowDecoder` for all files).
 
-Templates in one file and data in another: one :class:`NetflowDecoder` keeps the state across files;
-:func:`read_many` feeds it the files in the order given (templates first).
-
-Times: v5/v9 first/last switched are relative to the header's sysUptime and ``unix_secs``
-(``unix_nsecs`` in v5); IPFIX absolute elements (150-157) are used as they are, flowStart/EndSysUpTime
-(22/21) through systemInitTimeMilliseconds (160) from options data, and without it the record is
-estimated to have ended at the export time. Records with no time at all take the export time.
-
-Sampling, as pmacct's nfacctd renormalises: packets and bytes are multiplied by the rate the exporter
-announces: the v5 header interval, a rate in the record itself (34, 50), or options data
-(34/50 interval, 305+306 packet interval+space, 309+310 size/population) matched by sampler id
-(48/302) or, without one, for the whole exporter domain.
+Times: v5/v9 switched times via the header's sysUptime and unix_secs; IPFIX absolute elements (150-157) as
+they are, sysUpTime ones (22/21) via systemInitTimeMilliseconds (160) or, without it, as ending at export
+time; no time at all: event time (323), else export time. Sampling is renormalised as pmacct's nfacctd
+does: packets and bytes times the announced rate (v5 header; 34/50 in the record; options data 34/50,
+305+306 or 309+310, by sampler id 48/302 or, without one, for the whole domain).
 """
 
 from __future__ import annotations
@@ -35,11 +25,12 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dpkt
 import pyarrow as pa
-from netflow.ipfix import IPFIXHeader, IPFIXOptionsTemplateRecord, IPFIXTemplateRecord
+from netflow.ipfix import IPFIXHeader, IPFIXMalformedRecord, IPFIXOptionsTemplateRecord, IPFIXTemplateRecord
 from netflow.v5 import V5ExportPacket
 from netflow.v9 import V9Header
 
@@ -54,11 +45,10 @@ PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
 REVERSE_PEN = 29305  # RFC 5103 reverse information elements
 SCOPE = "scope"  # pseudo-PEN marking NetFlow v9 scope fields (their types are not IPFIX elements)
 NTP_EPOCH = 2208988800
+MAX_US = 253402300799 * 10**6  # 9999-12-31: later (or negative) times are corrupt records
 COLUMNS = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p",
            "orig_ip_bytes", "resp_ip_bytes", "orig_pkts", "resp_pkts", "open", "uid")
 
-
-# --- header checks -------------------------------------------------------------------------------
 
 def _sets_ok(data: bytes, offset: int, end: int, allowed: tuple[int, ...]) -> bool:
     while end - offset >= 4:
@@ -79,21 +69,8 @@ def netflow_version(data: bytes) -> int | None:
         return 5 if 1 <= count <= 30 and 24 + 48 * count <= len(data) < 24 + 48 * (count + 1) else None
     if version == 9:
         return 9 if len(data) >= 24 and _sets_ok(data, 20, len(data), (0, 1)) else None
-    if version == 10:
-        length = int.from_bytes(data[2:4], "big")
-        ok = 20 <= length <= len(data) and _sets_ok(data, 16, length, (2, 3))
-        return 10 if ok else None
-    return None
-
-
-# --- pcap access ---------------------------------------------------------------------------------
-
-def _open_capture(f):
-    try:
-        return dpkt.pcap.Reader(f)
-    except (ValueError, dpkt.dpkt.NeedData):
-        f.seek(0)
-        return dpkt.pcapng.Reader(f)  # raises ValueError when it is neither
+    length = int.from_bytes(data[2:4], "big")
+    return 10 if version == 10 and 20 <= length <= len(data) and _sets_ok(data, 16, length, (2, 3)) else None
 
 
 def _ip_layer(linktype: int, buf: bytes):
@@ -105,43 +82,45 @@ def _ip_layer(linktype: int, buf: bytes):
         return dpkt.sll.SLL(buf).data
     if linktype == 276:  # LINUX_SLL2
         return dpkt.sll2.SLL2(buf).data
-    if linktype in (dpkt.pcap.DLT_RAW, 12, 14, 228, 229) and buf:
+    if linktype in (101, 12, 14, 228, 229) and buf:  # LINKTYPE_RAW, DLT_RAW variants, IPV4, IPV6
         return dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
     return None
 
 
-def _udp_packets(path: Path) -> Iterator[tuple[int, str | None, object, bytes]]:
-    """(packet number, exporter address, (address, port) of the sender, UDP payload) for each packet;
-    exporter None (and a reason as payload) for a capture problem worth reporting."""
+def _udp_packets(path: Path, limit: int = 0) -> Iterator[tuple[int, str | None, int | None, bytes, str | None]]:
+    """(packet number, source address, source port, UDP payload, problem) per UDP packet among the first
+    ``limit`` packets (0: all); a problem (IP fragment, truncated capture) comes with an empty payload."""
     with open_maybe_gzip(path) as f:
         try:
-            cap = _open_capture(f)
+            try:
+                cap = dpkt.pcap.Reader(f)
+            except (ValueError, dpkt.dpkt.NeedData):
+                f.seek(0)
+                cap = dpkt.pcapng.Reader(f)
         except (ValueError, dpkt.dpkt.UnpackError, EOFError, OSError) as e:
             raise InputError(f"{path}: not a pcap or pcapng capture ({e})") from None
-        linktype = cap.datalink()
-        n = 0
+        linktype, n = cap.datalink(), 0
         try:
             for n, (_ts, buf) in enumerate(cap, 1):
+                if limit and n > limit:
+                    return
                 try:
                     ip = _ip_layer(linktype, buf)
                 except (dpkt.dpkt.UnpackError, struct.error, IndexError):
                     continue
-                if isinstance(ip, dpkt.ip.IP):
-                    if ip.p != dpkt.ip.IP_PROTO_UDP:
-                        continue
-                    if ip.mf or ip.offset:
-                        yield n, None, None, b"IP fragment of a UDP datagram (not reassembled)"
-                        continue
+                if isinstance(ip, dpkt.ip.IP) and ip.p == dpkt.ip.IP_PROTO_UDP:
                     src = socket.inet_ntop(socket.AF_INET, ip.src)
-                elif isinstance(ip, dpkt.ip6.IP6) and isinstance(ip.data, dpkt.udp.UDP):
+                    if ip.mf or ip.offset:
+                        yield n, src, None, b"", "IP fragment of a UDP datagram (not reassembled)"
+                        continue
+                elif isinstance(ip, dpkt.ip6.IP6):
                     src = socket.inet_ntop(socket.AF_INET6, ip.src)
                 else:
                     continue
-                udp = ip.data
-                if isinstance(udp, dpkt.udp.UDP):
-                    yield n, src, (src, udp.sport), bytes(udp.data)
+                if isinstance(ip.data, dpkt.udp.UDP):
+                    yield n, src, ip.data.sport, bytes(ip.data.data), None
         except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, struct.error, ValueError, EOFError, OSError):
-            yield n + 1, None, None, b"capture truncated or corrupt; rest of the file not read"
+            yield n + 1, None, None, b"", "capture truncated or corrupt; rest of the file not read"
 
 
 def sniff_pcap(path: Path) -> bool:
@@ -149,10 +128,8 @@ def sniff_pcap(path: Path) -> bool:
     (at least one, and most of the UDP datagrams among the first packets)."""
     flows = udp = 0
     try:
-        for n, exporter, _sender, payload in _udp_packets(Path(path)):
-            if n > SNIFF_PACKETS:
-                break
-            if exporter is not None:
+        for _n, _src, _port, payload, problem in _udp_packets(Path(path), SNIFF_PACKETS):
+            if problem is None:
                 udp += 1
                 flows += netflow_version(payload) is not None
     except (InputError, OSError):
@@ -166,8 +143,6 @@ def sniff(head: bytes, path: Path) -> bool:
               b"\x0a\x0d\x0d\x0a")  # head is decompressed already (base.read_head)
     return head[:4] in magics and sniff_pcap(path)
 
-
-# --- record values -------------------------------------------------------------------------------
 
 def _int(rec: dict, *keys) -> int | None:
     for k in keys:
@@ -253,14 +228,14 @@ def _ipfix_templates(body: bytes, options: bool) -> Iterator[tuple[int, list | N
                                 for f in fields] or None  # no fields: withdrawal
 
 
+@dataclass
 class _Domain:
     """State of one exporter address + source id / observation domain."""
 
-    def __init__(self) -> None:
-        self.templates: dict[int, tuple[list, bool]] = {}
-        self.samplers: dict[int, float] = {}
-        self.default_rate: float | None = None
-        self.sys_init_ms: int | None = None
+    templates: dict[int, tuple[list, bool]] = field(default_factory=dict)  # id -> (fields, options?)
+    samplers: dict[int, float] = field(default_factory=dict)  # sampler / selector id -> rate
+    default_rate: float | None = None
+    sys_init_ms: int | None = None
 
 
 class NetflowDecoder:
@@ -273,11 +248,13 @@ class NetflowDecoder:
     def read_pcap(self, path: Path, report: ReadReport, prefix: str = "") -> Iterator[tuple[str, pa.Table]]:
         """Yield ("flows", table) batches of at most :data:`CHUNK` rows; skips go to ``report``."""
         rows: list[tuple] = []
-        senders: set = set()
-        for n, exporter, sender, payload in _udp_packets(Path(path)):
-            pos = f"{prefix}packet {n}"
-            if exporter is None:
-                report.skip(pos, payload.decode())
+        senders: set = set()  # (address, port) that sent well-formed NetFlow
+        exporters: set = set()
+        for n, exporter, port, payload, problem in _udp_packets(Path(path)):
+            pos, sender = f"{prefix}packet {n}", (exporter, port)
+            if problem is not None:
+                if exporter is None or exporter in exporters:  # else: not NetFlow traffic
+                    report.skip(pos, problem)
                 continue
             version = netflow_version(payload)
             if version is None and sender in senders and payload[:2] in (b"\0\5", b"\0\x09", b"\0\x0a"):
@@ -285,10 +262,11 @@ class NetflowDecoder:
             if version is None:
                 continue  # not NetFlow
             senders.add(sender)
+            exporters.add(exporter)
             self.datagrams += 1
             try:
                 self._packet(version, payload, exporter, rows, report, pos)
-            except (ValueError, struct.error, IndexError, KeyError) as e:
+            except (ValueError, struct.error, IndexError, KeyError, IPFIXMalformedRecord) as e:
                 report.skip(pos, f"malformed NetFlow v{version} packet: {e or type(e).__name__}")
             if len(rows) >= CHUNK:
                 yield from _batches(rows)
@@ -326,7 +304,14 @@ class NetflowDecoder:
                 break
             sets.append((sid, data[off + 4:off + length]))
             off += length
-        index, deferred, new = 0, [], set()
+        base, deferred, new = len(rows), [], set()
+
+        def data_set(sid: int, body: bytes) -> None:
+            try:
+                self._data(dom, sid, body, ctx, base, rows)
+            except (ValueError, struct.error, IndexError) as e:  # rows before the bad record stay
+                report.skip(pos, f"data set for template {sid}: {e}")
+
         for sid, body in sets:
             if sid in (tset, oset):
                 for tid, fields in (_v9_templates if version == 9 else _ipfix_templates)(body, sid == oset):
@@ -337,18 +322,20 @@ class NetflowDecoder:
                         new.add(tid)
                     dom.templates[tid] = (fields, sid == oset)
             elif sid >= 256 and sid in dom.templates:
-                index = self._data(dom, sid, body, ctx, index, rows)
+                data_set(sid, body)
             elif sid >= 256:
                 deferred.append((sid, body))
         for sid, body in deferred:  # data sets that came before their template in this packet
             if sid in new:
-                index = self._data(dom, sid, body, ctx, index, rows)
+                data_set(sid, body)
             else:
                 report.skip(pos, f"data set for template {sid} not seen yet "
                                  f"(exporter {exporter}, domain {domain_id}); set skipped")
 
     @staticmethod
-    def _data(dom: _Domain, tid: int, body: bytes, ctx: tuple, index: int, rows: list) -> int:
+    def _data(dom: _Domain, tid: int, body: bytes, ctx: tuple, base: int, rows: list) -> None:
+        """Decode one data set: options data update ``dom``, flow records append rows (their index in
+        the packet is ``len(rows) - base``)."""
         fields, is_options = dom.templates[tid]
         for rec in _records(body, fields):
             rate, sampler = _rate(rec), _int(rec, 48, 302)
@@ -361,9 +348,7 @@ class NetflowDecoder:
                     dom.sys_init_ms = init
             elif _addr(rec, 8, 27) is not None or _addr(rec, 12, 28) is not None:  # else: no flow (NAT pool event)
                 rate = rate or (dom.samplers.get(sampler) if sampler is not None else None) or dom.default_rate
-                rows.append(_row(rec, ctx, index, rate))
-                index += 1
-        return index
+                rows.append(_row(rec, ctx, len(rows) - base, rate))
 
 
 def _batches(rows: list[tuple]) -> Iterator[tuple[str, pa.Table]]:
@@ -405,14 +390,24 @@ def _row(rec: dict, ctx: tuple, index: int, rate: float | None) -> tuple:
         event = _int(rec, 323)  # observationTimeMilliseconds (NAT / firewall events)
         ts = event * 1000 if event is not None else export_us
 
+    if not (0 <= ts <= MAX_US and (end is None or 0 <= end <= MAX_US)):
+        raise ValueError(f"implausible time in record {index} of the packet")
+
     def scaled(*keys):
         v = _int(rec, *keys)
-        return None if v is None else (round(v * rate) if rate and rate > 1 else v)
+        v = None if v is None else (round(v * rate) if rate and rate > 1 else v)
+        if v is not None and v >= 2**63:
+            raise ValueError(f"implausible counter {v} in record {index} of the packet")
+        return v
+
+    def port(key):
+        v = _int(rec, key)
+        return v if v is None or v <= 0xFFFF else None  # not a port (bad template)
 
     proto, rev = _int(rec, 4), REVERSE_PEN
     return (ts, end, None if end is None else (end - ts) / 1e6,
             None if proto is None else PROTO_NAMES.get(proto, str(proto)),
-            _addr(rec, 8, 27), _int(rec, 7), _addr(rec, 12, 28), _int(rec, 11),
+            _addr(rec, 8, 27), port(7), _addr(rec, 12, 28), port(11),
             scaled(1, 85, 23, 231), scaled((rev, 1), (rev, 85), 232),
             scaled(2, 86, 24, 298), scaled((rev, 2), (rev, 86), 299),
             False, f"{exporter}:{domain_id}:{seq}:{index}")

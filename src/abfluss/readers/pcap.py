@@ -12,16 +12,17 @@ import gzip
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import communityid
 import nfstream
 import pyarrow as pa
 
 from ..errors import InputError
 from ..schema import TS, conform
 from . import _dns_packets
+from ._community_id import community_id
 from .base import GZIP_MAGIC, ReadReport
 
 FORMAT = "pcap"
@@ -38,7 +39,6 @@ BATCH_ROWS = 100_000
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
 # nDPI names whose requested_server_name is a DNS/NetBIOS query, not the peer's own name.
 _NAME_IS_QUERY = ("DNS", "MDNS", "LLMNR", "NetBIOS")
-_CID = communityid.CommunityID()
 
 
 def sniff(head: bytes, path: Path | None = None) -> bool:
@@ -48,12 +48,15 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     report.format = FORMAT
     with _plain_copy(path) as plain:
-        scan = _dns_packets.scan(plain, report)  # dns rows, capture end, truncation
-        if scan.packets == 0:
-            raise InputError(f"{path}: no packet could be read")
-        if scan.dns is not None and scan.dns.num_rows:
-            yield "dns", scan.dns
-        yield from _flows(plain, report, scan.last_ts)
+        # The DNS scan runs beside NFStream, whose meter is a process of its own: on two cores the
+        # scan costs little wall time.
+        scan_box: dict = {}
+        scanner = threading.Thread(target=lambda: scan_box.update(scan=_dns_packets.scan(plain, report)))
+        scanner.start()
+        try:
+            yield from _flows(plain, report, scanner, scan_box)
+        finally:
+            scanner.join()
 
 
 class _plain_copy:
@@ -92,17 +95,35 @@ def _streamer(source: str) -> nfstream.NFStreamer:
     )
 
 
-def _flows(path: Path, report: ReadReport, last_ts_us: int | None) -> Iterator[tuple[str, pa.Table]]:
-    cols = _Columns()
+def _flows(path: Path, report: ReadReport, scanner: threading.Thread, box: dict) -> Iterator[tuple[str, pa.Table]]:
+    cols, pending = _Columns(), []
+    latest = 0  # the latest packet time metered so far (ms)
+    error = None
     try:
         for f in _streamer(str(path)):
-            cols.add(f, last_ts_us)
+            latest = max(latest, f.bidirectional_last_seen_ms)
+            # A flow is interim only if it may still be running at the capture's end; flows that
+            # were silent for an idle timeout before a later packet are complete. The rest waits.
+            if f.protocol == 6 and latest - f.bidirectional_last_seen_ms < IDLE_TIMEOUT * 1000 \
+                    and not (f.bidirectional_fin_packets or f.bidirectional_rst_packets):
+                pending.append(f)
+            else:
+                cols.add(f, False)
             if cols.n >= BATCH_ROWS:
                 yield from cols.flush(report)
     except ValueError as e:  # NFStream's error for an unreadable capture
-        if cols.n == 0 and report.total == 0:
-            raise InputError(f"{path}: {e}") from None
-        report.skip("end", f"NFStream stopped: {e}")
+        error = str(e)
+    scanner.join()
+    scan = box.get("scan")
+    end_ms = max(latest, (scan.last_ts or 0) // 1000 if scan else 0)
+    for f in pending:
+        cols.add(f, end_ms - f.bidirectional_last_seen_ms < IDLE_TIMEOUT * 1000)
+    if scan is None or (scan.packets == 0 and cols.n == 0):
+        raise InputError(f"{path}: no packet could be read" + (f" ({error})" if error else ""))
+    if error:
+        report.skip("end", f"NFStream stopped: {error}")
+    if scan.dns is not None and scan.dns.num_rows:
+        yield "dns", scan.dns
     yield from cols.flush(report)
 
 
@@ -124,7 +145,7 @@ class _Columns:
         self.http = {c: [] for c in self.HTTP}
         self.n = 0
 
-    def add(self, f, last_ts_us: int | None) -> None:
+    def add(self, f, is_open: bool) -> None:
         ts, end = f.bidirectional_first_seen_ms * 1000, f.bidirectional_last_seen_ms * 1000
         uid = f"N{f.bidirectional_first_seen_ms:x}{f.id:04x}"  # unique across captures in practice
         app = f.application_name or ""
@@ -134,9 +155,6 @@ class _Columns:
             name = None
         proto = PROTO_NAMES.get(f.protocol, str(f.protocol))
         closed = f.bidirectional_fin_packets > 0 or f.bidirectional_rst_packets > 0
-        # A flow still active at the end of the capture is an interim record, not a finished one.
-        is_open = (last_ts_us is not None and last_ts_us - end < IDLE_TIMEOUT * 1_000_000
-                   and f.protocol == 6 and not closed)
         row = self.flow
         row["ts"].append(ts)
         row["ts_end"].append(end)
@@ -194,17 +212,4 @@ def _conn_state(f, closed: bool) -> str | None:
 
 
 def _community_id(f) -> str | None:
-    try:
-        if f.protocol in (6, 17, 132):
-            tpl = communityid.FlowTuple.make_tcp(f.src_ip, f.dst_ip, f.src_port, f.dst_port) \
-                if f.protocol == 6 else (
-                communityid.FlowTuple.make_udp(f.src_ip, f.dst_ip, f.src_port, f.dst_port)
-                if f.protocol == 17 else
-                communityid.FlowTuple.make_sctp(f.src_ip, f.dst_ip, f.src_port, f.dst_port))
-        elif f.protocol in (1, 58):
-            return None  # the ICMP hash needs type and code, which NFStream does not export
-        else:
-            tpl = communityid.FlowTuple(f.protocol, f.src_ip, f.dst_ip)
-        return _CID.calc(tpl)
-    except Exception:  # noqa: BLE001 - a tuple communityid cannot hash (odd protocol) stays null
-        return None
+    return community_id(f.protocol, f.src_ip, f.dst_ip, f.src_port, f.dst_port)

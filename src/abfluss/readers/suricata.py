@@ -37,9 +37,11 @@ CHUNK = 200_000  # events per batch: every yielded table has at most this many r
 TABLES = ("flows", "dns", "http", "tls", "alerts")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_US = timedelta(microseconds=1)
+MAX_US = 253402214400 * 10**6  # 9999-12-31T00:00Z
 PROTO_NUMBERS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmp6"}
 PROTO_NAMES = {"ipv6-icmp": "icmp6", "icmpv6": "icmp6", "icmp6": "icmp6"}
 DNS_PORTS = (53, 5353, 5355)
+PORT_MAX, INT32_MAX = 0xFFFF, 2**31 - 1
 
 
 class BadEvent(ValueError):
@@ -48,14 +50,13 @@ class BadEvent(ValueError):
 
 def sniff(head: bytes, path: Path | None = None) -> bool:
     """The first non-empty line is a JSON object with ``event_type`` and ``timestamp``."""
-    for line in head.lstrip(b"\xef\xbb\xbf").splitlines():
-        if line.strip():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                return False
-            return isinstance(obj, dict) and "event_type" in obj and "timestamp" in obj
-    return False
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    line = head.split(b"\n", 1)[0]
+    try:
+        obj = json.loads(line)
+    except ValueError:  # a first line longer than the head (a big stats event) cannot be parsed
+        return b"\n" not in head and line.startswith(b"{") and b'"event_type"' in line and b'"timestamp"' in line
+    return isinstance(obj, dict) and "event_type" in obj and "timestamp" in obj
 
 
 def _ts(value) -> int:
@@ -67,7 +68,10 @@ def _ts(value) -> int:
         raise BadEvent(f"bad timestamp {value!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - EPOCH) // ONE_US
+    us = (dt - EPOCH) // ONE_US
+    if not 0 <= us <= MAX_US:  # before 1970 or in year 9999: not a sensor's clock
+        raise BadEvent(f"bad timestamp {value!r}")
+    return us
 
 
 def _proto(value) -> str | None:
@@ -79,13 +83,12 @@ def _proto(value) -> str | None:
     return PROTO_NAMES.get(p, p)
 
 
-def _int(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
+def _int(value, hi: int = 2**63 - 1) -> int | None:
+    """A non-negative integer up to ``hi`` (int, or digits in a string); anything else is null."""
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= hi:
+        return value
     return None
 
 
@@ -101,8 +104,8 @@ def _obj(event: dict, key: str) -> dict:
 
 
 def _endpoints(e: dict, swap: bool = False) -> dict:
-    src = (e.get("src_ip"), _int(e.get("src_port", e.get("icmp_type"))))
-    dst = (e.get("dest_ip"), _int(e.get("dest_port", e.get("icmp_code"))))
+    src = (e.get("src_ip"), _int(e.get("src_port", e.get("icmp_type")), PORT_MAX))
+    dst = (e.get("dest_ip"), _int(e.get("dest_port", e.get("icmp_code")), PORT_MAX))
     if swap:
         src, dst = dst, src
     return {"orig_h": _str(src[0]), "orig_p": src[1], "resp_h": _str(dst[0]), "resp_p": dst[1]}
@@ -151,7 +154,7 @@ def _http(e: dict, ts: int) -> dict:
         "ts": ts, "uid": _uid(e), **_endpoints(e), "method": _str(h.get("http_method")),
         "host": _str(h.get("hostname")), "uri": _str(h.get("url")),
         "user_agent": _str(h.get("http_user_agent")), "request_body_len": None,
-        "response_body_len": _int(h.get("length")), "status_code": _int(h.get("status")),
+        "response_body_len": _int(h.get("length")), "status_code": _int(h.get("status"), INT32_MAX),
     }
 
 
@@ -171,7 +174,7 @@ def _alert(e: dict, ts: int) -> dict:
     return {
         "ts": ts, "uid": _uid(e), **_endpoints(e), "proto": _proto(e.get("proto")),
         "signature": _str(a.get("signature")), "signature_id": _int(a.get("signature_id")),
-        "category": _str(a.get("category")), "severity": _int(a.get("severity")),
+        "category": _str(a.get("category")), "severity": _int(a.get("severity"), INT32_MAX),
         "community_id": _str(e.get("community_id")),
     }
 
@@ -216,7 +219,7 @@ class _Dns:
         query, qtype = _question(d)
         if kind in ("query", "request"):
             row = {"ts": ts, "uid": _uid(e), **_endpoints(e), "proto": _proto(e.get("proto")),
-                   "trans_id": _int(d.get("id")), "query": query, "qtype": qtype}
+                   "trans_id": _int(d.get("id"), PORT_MAX), "query": query, "qtype": qtype}
             self.rows.append(row)
             self.pending.setdefault(key, []).append(row)
             return
@@ -235,7 +238,7 @@ class _Dns:
         else:
             swap = e.get("src_port") in DNS_PORTS and e.get("dest_port") not in DNS_PORTS
             row = {"ts": ts, "uid": _uid(e), **_endpoints(e, swap), "proto": _proto(e.get("proto")),
-                   "trans_id": _int(d.get("id")), "query": query,
+                   "trans_id": _int(d.get("id"), PORT_MAX), "query": query,
                    "qtype": None if v1 else qtype}  # a v1 record's type is not the question's
             self.rows.append(row)
         row.update(rcode=_str(d.get("rcode")), answers=data, ttls=ttls)
@@ -253,7 +256,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield (table, rows) batches of at most :data:`CHUNK` rows per table."""
     report.format = FORMAT
     rows: dict[str, list[dict]] = {table: [] for table, _make in HANDLERS.values()}
-    dns, events, n, pending_lines = _Dns(), 0, 0, 0
+    dns, events, n, chunk_events = _Dns(), 0, 0, 0
 
     def flush() -> Iterator[tuple[str, pa.Table]]:
         nonlocal dns
@@ -301,10 +304,10 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
                 report.skip(f"line {n}", f"{event.get('event_type')} event: {e}")
                 continue
             events += 1
-            pending_lines += 1
-            if pending_lines >= CHUNK:
+            chunk_events += 1
+            if chunk_events >= CHUNK:
                 yield from flush()
-                pending_lines = 0
+                chunk_events = 0
     if events == 0:
         raise InputError(f"{path}: no readable Suricata eve event in {n} lines")
     yield from flush()

@@ -1,0 +1,350 @@
+"""Zeek TSV/JSON reader on real logs: golden counts and values, TSV == JSON, bad input.
+
+Expected numbers were computed independently of the reader (awk / zcat / jq over the files)
+and are written here as literals.
+"""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from abfluss import schema
+from abfluss.errors import InputError
+from abfluss.readers import zeek
+from abfluss.readers.base import ReadReport, read_head
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+assert DATA.is_dir(), f"real test data missing: {DATA} (expected ../shared/data from the project root)"
+
+RITA_OPEN = DATA / "rita" / "open_conns" / "open"
+RITA_JSON = DATA / "rita" / "json_with_all_fields"
+WRCCDC = DATA / "wrccdc-zeek"
+
+
+def read_all(*paths: Path) -> tuple[dict[str, pa.Table], list[ReadReport]]:
+    """Every table the reader yields for ``paths``, concatenated per name, and the reports."""
+    parts: dict[str, list[pa.Table]] = {}
+    reports = []
+    for path in paths:
+        report = ReadReport(str(path))
+        for name, table in zeek.read(path, report):
+            assert table.schema == schema.reader_schema(name)
+            assert 0 < table.num_rows <= 1_000_000
+            parts.setdefault(name, []).append(table)
+        reports.append(report)
+    return {k: pa.concat_tables(v) for k, v in parts.items()}, reports
+
+
+def ts(text: str) -> datetime:
+    """Epoch seconds as written in the log, as the exact UTC microsecond."""
+    sec, frac = text.split(".")
+    return datetime.fromtimestamp(int(sec), timezone.utc).replace(microsecond=int(frac.ljust(6, "0")))
+
+
+def row(table: pa.Table, uid: str) -> dict:
+    rows = table.filter(pc.equal(table["uid"], uid)).to_pylist()
+    assert len(rows) == 1, (uid, len(rows))
+    return rows[0]
+
+
+def counts(tables: dict[str, pa.Table]) -> dict[str, int]:
+    return {k: v.num_rows for k, v in tables.items()}
+
+
+# --- sniffing ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, tsv, js", [
+    (RITA_OPEN / "conn.log", True, False),
+    (DATA / "slips" / "test10-mixed-zeek" / "conn.log", True, False),  # a tab before #separator
+    (DATA / "rita" / "open_sni" / "open_conn.17_32_32-18_00_00.log.gz", True, False),
+    (RITA_JSON / "conn.log", False, True),
+    (WRCCDC / "zeek-json" / "dns.json.gz", False, True),
+    (DATA / "slips" / "port-scans" / "vertical-portscan.conn.log", False, True),  # no _path
+    (DATA / "slips" / "test6-malicious.suricata.json", False, False),  # eve.json: event_type
+    (DATA / "slips" / "binetflow" / "test3-mixed.binetflow", False, False),
+])
+def test_sniff(path, tsv, js):
+    head = read_head(path)
+    assert zeek.sniff_tsv(head, path) is tsv
+    assert zeek.sniff_json(head, path) is js
+    assert zeek.sniff(head, path) is (tsv or js)
+
+
+# --- golden: RITA open connections, TSV and JSON ----------------------------------------------
+
+RITA_FILES = ["conn.log", "dns.log", "http.log", "ssl.log", "open_conn.log", "open_http.log", "open_ssl.log"]
+
+
+@pytest.mark.parametrize("folder, fmt", [(RITA_OPEN, "zeek-tsv"), (RITA_JSON, "zeek-json")])
+def test_rita_open_conns_golden(folder, fmt):
+    tables, reports = read_all(*(folder / f for f in RITA_FILES))
+    assert {r.format for r in reports} == {fmt}
+    assert sum(r.skipped for r in reports) == 0
+    assert counts(tables) == {"flows": 29 + 59, "dns": 34, "http": 10 + 20, "tls": 10 + 20}
+    flows = tables["flows"]
+    assert pc.sum(flows["orig_bytes"]).as_py() == 35875 + 46291
+    assert pc.sum(flows["open"]).as_py() == 59  # open_conn.log says "#path conn": the name decides
+    assert len(pc.unique(flows["uid"])) == 87
+    assert flows.filter(flows["open"])["uid"][0].as_py() == "Ci85EB2YjUI9a2eql6"
+
+    closed = row(flows.filter(pc.invert(flows["open"])), "CxHo3m4N8uGxrMlcl2")
+    assert closed == {
+        "ts": ts("1517422326.539915"), "ts_end": ts("1517422435.525411"), "duration": 108.985496,
+        "proto": "tcp", "orig_h": "10.55.100.100", "orig_p": 61843, "resp_h": "205.204.101.182",
+        "resp_p": 80, "orig_bytes": 719, "resp_bytes": 336, "orig_ip_bytes": 1131, "resp_ip_bytes": 508,
+        "orig_pkts": 10, "resp_pkts": 4, "service": "http", "server_name": None, "user_agent": None,
+        "conn_state": "SF", "history": "ShADadfF", "missed_bytes": 20, "open": False,
+        "community_id": None, "uid": "CxHo3m4N8uGxrMlcl2"}
+    # unset duration and byte counts stay null; the flow ends where it starts
+    single = row(flows, "CKIyhj3TkQsp9GsLyc")
+    assert single["duration"] is None and single["orig_bytes"] is None and single["resp_bytes"] is None
+    assert single["ts_end"] == single["ts"] == ts("1517336051.090978")
+    assert (single["open"], single["orig_pkts"], single["orig_ip_bytes"], single["conn_state"]) == (True, 1, 52, "S0")
+
+    dns = row(tables["dns"], "CVvreZ2AGtqjnP3nnl")
+    assert dns == {
+        "ts": ts("1517336042.279652"), "uid": "CVvreZ2AGtqjnP3nnl", "orig_h": "192.168.88.2",
+        "orig_p": 55638, "resp_h": "165.227.88.15", "resp_p": 53, "proto": "udp", "trans_id": 42937,
+        "query": "6dde0175375169c68f.dnsc.r-1x.com", "qtype": "TXT", "rcode": "NOERROR",
+        "answers": ["TXT 18 302f017537c68f5169"], "ttls": [60.0], "query_bytes": None, "answer_bytes": None}
+
+    http = row(tables["http"], "CsDSTo3cGyb7sbxsj5")
+    assert (http["method"], http["host"], http["uri"], http["status_code"]) == (
+        "GET", "www.alexa.com", "/topsites/category;2/Top/Business/", 301)
+    assert http["user_agent"] == "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.16299.98"
+    assert (http["request_body_len"], http["response_body_len"]) == (0, 178)
+
+    tls = row(tables["tls"], "CjlmYc3CNpKm4v8BTj")
+    assert tls["version"] == "TLSv12" and tls["established"] is True
+    assert tls["server_name"] == "array808-prod.do.dsp.mp.microsoft.com"
+    assert tls["subject"] == "CN=array801-prod.do.dsp.mp.microsoft.com"
+    assert tls["issuer"].startswith("CN=Microsoft IT TLS CA 4,OU=Microsoft IT,O=Microsoft Corporation")
+    assert tls["ja4"] is None
+
+
+@pytest.mark.parametrize("name", RITA_FILES)
+def test_rita_tsv_equals_json(name):
+    tsv, _ = read_all(RITA_OPEN / name)
+    js, _ = read_all(RITA_JSON / name)
+    assert tsv.keys() == js.keys()
+    for table in tsv:
+        assert tsv[table].equals(js[table])
+
+
+# --- golden: SLIPS port scans (one TSV, one JSON without _path) -------------------------------
+
+def test_slips_port_scans_golden():
+    folder = DATA / "slips" / "port-scans"
+    horizontal, (rh,) = read_all(folder / "horizontal-portscan.conn.log")
+    vertical, (rv,) = read_all(folder / "vertical-portscan.conn.log")
+    assert (rh.format, rv.format, rh.skipped, rv.skipped) == ("zeek-tsv", "zeek-json", 0, 0)
+    assert counts(horizontal) == {"flows": 41} and counts(vertical) == {"flows": 50}
+    h, v = horizontal["flows"], vertical["flows"]
+    assert pc.sum(h["orig_bytes"]).as_py() == 14265 and len(pc.unique(h["uid"])) == 41
+    assert pc.sum(v["orig_bytes"]).as_py() == 909 and len(pc.unique(v["uid"])) == 50
+    assert pc.sum(h["open"]).as_py() == pc.sum(v["open"]).as_py() == 0
+    states = dict(zip(*pc.value_counts(v["conn_state"]).flatten()))
+    assert {k.as_py(): n.as_py() for k, n in states.items()} == {"REJ": 43, "RSTO": 3, "SF": 4}
+    first = row(v, "CfykLO1IT1nVRJhLA3")
+    assert (first["ts"], first["resp_h"], first["resp_p"], first["history"]) == (
+        ts("1700828217.314165"), "45.33.32.156", 443, "Sr")
+    assert first["duration"] == 0.20696377754211426
+    # relative timestamps (seconds since capture start) are kept as they are
+    scan = row(h, "Cxl7TP23vZQ4RolkJf")
+    assert scan["ts"] == ts("928.943457") and scan["orig_bytes"] == 261 and scan["resp_bytes"] == 1077
+
+
+# --- golden: RITA open_sni, gzip-rotated open_* logs ------------------------------------------
+
+def test_rita_open_sni_gz_golden():
+    paths = sorted((DATA / "rita" / "open_sni").glob("*.log.gz"))
+    assert len(paths) == 6
+    tables, reports = read_all(*paths)
+    assert {r.format for r in reports} == {"zeek-tsv"} and sum(r.skipped for r in reports) == 0
+    assert counts(tables) == {"flows": 24, "http": 2, "tls": 4}
+    flows = tables["flows"]
+    assert pc.sum(flows["orig_bytes"]).as_py() == 3095839 + 7286897
+    assert pc.sum(flows["open"]).as_py() == 24
+    assert len(pc.unique(flows["uid"])) == 12
+    assert pc.sum(pc.equal(flows["conn_state"], "OTH")).as_py() == 14
+    first = flows.slice(0, 1).to_pylist()[0]
+    assert first["uid"] == "CVuaUOVmFIVlMbPRk" and first["resp_p"] == 64590
+    assert first["ts_end"] == ts("1706740352.494354")  # ts + 3600.071407
+    assert (first["orig_bytes"], first["resp_ip_bytes"], first["history"]) == (550251, 325492, "DdAaT")
+    tls = tables["tls"]
+    assert tls["server_name"].to_pylist() == ["ce7.stearns.org"] * 4
+    assert tls["ja3"].to_pylist() == ["f35ce21b44ac0b87d3266294bb1b0e20"] * 4
+    assert tls["issuer"][0].as_py() == "CN=R3,O=Let's Encrypt,C=US"
+    http = tables["http"].to_pylist()[0]
+    assert (http["host"], http["status_code"], http["user_agent"][:15]) == ("ce7.stearns.org:8000", 200, "Lynx/2.9.0dev.5")
+
+
+# --- the same traffic as TSV and as JSON ------------------------------------------------------
+
+@pytest.mark.parametrize("name, table, rows", [("dns", "dns", 53615), ("ssl", "tls", 49474)])
+def test_wrccdc_tsv_equals_json(name, table, rows):
+    tsv, (rt,) = read_all(WRCCDC / "zeek-tsv" / f"{name}.log.gz")
+    js, (rj,) = read_all(WRCCDC / "zeek-json" / f"{name}.json.gz")
+    assert (rt.format, rj.format, rt.skipped, rj.skipped) == ("zeek-tsv", "zeek-json", 0, 0)
+    assert counts(tsv) == counts(js) == {table: rows}
+    keys = [(c, "ascending") for c in ("ts", "uid", "query" if name == "dns" else "server_name", "orig_p")]
+    a, b = tsv[table].sort_by(keys), js[table].sort_by(keys)
+    for column in a.column_names:
+        assert a[column].equals(b[column]), column
+
+
+def test_wrccdc_dns_values():
+    tables, _ = read_all(WRCCDC / "zeek-tsv" / "dns.log.gz")
+    dns = tables["dns"]
+    first = dns.slice(0, 1).to_pylist()[0]
+    assert first["ts"] == ts("1521911720.865716") and first["query"] == "ise.wrccdc.org"
+    assert first["answers"] == ["ise.wrccdc.cpp.edu", "134.71.3.16"] and first["ttls"] == [2230.0, 41830.0]
+    last = dns.slice(dns.num_rows - 1).to_pylist()[0]
+    assert (last["uid"], last["rcode"], last["answers"], last["ttls"]) == ("Cmc5423NLYRkHDxYDi", None, None, None)
+
+
+@pytest.mark.parametrize("path", [
+    RITA_OPEN / "dns.log", RITA_JSON / "open_ssl.log", DATA / "rita" / "proxy" / "http.log",
+    DATA / "slips" / "test9-mixed-zeek" / "dns.log", DATA / "rita" / "open_sni" / "open_conn.17_32_32-18_00_00.log.gz",
+])
+def test_line_by_line_path_equals_fast_path(path, monkeypatch):
+    fast, _ = read_all(path)
+    monkeypatch.setattr(zeek._Tsv, "_fast", lambda self, *a: None)
+    monkeypatch.setattr(zeek._Json, "_fast", lambda self, *a: None)
+    slow, _ = read_all(path)
+    assert fast.keys() == slow.keys()
+    for name in fast:
+        assert fast[name].equals(slow[name]), name
+
+
+def test_small_blocks_stream_the_same_rows(monkeypatch):
+    path = DATA / "rita" / "proxy" / "dns.log"
+    whole, _ = read_all(path)
+    monkeypatch.setattr(zeek, "BLOCK", 4096)
+    report = ReadReport(str(path))
+    batches = [t for _, t in zeek.read(path, report)]
+    assert len(batches) > 20
+    assert pa.concat_tables(batches).equals(whole["dns"]) and report.records == {"dns": 942}
+
+
+def test_other_logs_yield_nothing():
+    for path in [WRCCDC / "zeek-tsv" / "x509.log.gz", WRCCDC / "zeek-json" / "weird.json.gz",
+                 DATA / "rita" / "proxy" / "files.log", DATA / "slips" / "test9-mixed-zeek" / "notice.log"]:
+        tables, (report,) = read_all(path)
+        assert tables == {} and report.skipped == 0 and report.format.startswith("zeek-")
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+def test_rita_truncated_files():
+    folder = DATA / "rita" / "truncated"
+    tables, (r,) = read_all(folder / "conn.log")  # header, 58 rows, then a cut line
+    assert counts(tables) == {"flows": 58} and r.skipped == 1
+    assert r.messages == [f"{folder / 'conn.log'}: line 67: 9 fields, expected 21"]
+    tables, (r,) = read_all(folder / "conn_top.log")  # no header at all: Zeek's default conn fields
+    assert counts(tables) == {"flows": 58} and r.format == "zeek-tsv"
+    assert r.messages == [f"{folder / 'conn_top.log'}: line 59: 9 fields, expected 21"]
+    assert tables["flows"]["uid"][0].as_py() == "Ci85EB2YjUI9a2eql6"
+    tables, (r,) = read_all(folder / "conn_json.log")  # JSON, last record cut
+    assert counts(tables) == {"flows": 3} and r.skipped == 1 and r.format == "zeek-json"
+    assert r.messages[0].startswith(f"{folder / 'conn_json.log'}: line 4: invalid JSON")
+    flows = tables["flows"]
+    assert flows["community_id"][0].as_py() == "1:o897Hf8fds7hioHIU8fdsfjhhoHJ"
+    assert flows["orig_p"].to_pylist() == [5545, 62387, 93145]  # kept as logged, even out of range
+
+
+def test_tsv_with_broken_lines(tmp_path):
+    lines = (RITA_OPEN / "conn.log").read_text().splitlines(keepends=True)  # 8 header lines, 29 rows
+    lines.insert(12, "\x00\x01garbage line without tabs\n")  # line 13
+    lines.insert(17, "1517336045.5\tCshort\t10.0.0.1\t1\n")  # line 18: 4 fields
+    fields = lines[20].split("\t")
+    fields[9] = "12x4"  # orig_bytes, line 21
+    lines[20] = "\t".join(fields)
+    fields = lines[24].split("\t")
+    fields[3] = "70000x"  # id.orig_p, line 25
+    lines[24] = "\t".join(fields)
+    lines.insert(30, "\n")  # an empty line is no record
+    path = tmp_path / "conn.log"
+    path.write_text("".join(lines))
+    tables, (r,) = read_all(path)
+    assert counts(tables) == {"flows": 29 - 2} and r.skipped == 4
+    assert r.messages == [f"{path}: line 13: 1 fields, expected 21",
+                          f"{path}: line 18: 4 fields, expected 21",
+                          f"{path}: line 21: bad orig_bytes value '12x4'",
+                          f"{path}: line 25: bad id.orig_p value '70000x'"]
+    good, _ = read_all(RITA_OPEN / "conn.log")
+    bad_uids = {lines[20].split("\t")[1], lines[24].split("\t")[1]}
+    expected = good["flows"].filter(pc.invert(pc.is_in(good["flows"]["uid"], pa.array(sorted(bad_uids)))))
+    assert tables["flows"].equals(expected)
+
+
+def test_concatenated_logs_with_new_header(tmp_path):
+    path = tmp_path / "all.log"
+    content = (RITA_OPEN / "conn.log").read_bytes() + (RITA_OPEN / "dns.log").read_bytes()
+    path.write_bytes(content + b"garbage\n")
+    tables, (r,) = read_all(path)
+    assert counts(tables) == {"flows": 29, "dns": 34} and r.skipped == 1
+    garbage_line = content.count(b"\n") + 1
+    assert r.messages == [f"{path}: line {garbage_line}: 1 fields, expected 24"]
+
+
+def test_json_with_invalid_lines(tmp_path):
+    lines = (RITA_JSON / "conn.log").read_text().splitlines(keepends=True)  # 29 records
+    lines.insert(3, "{this is not json\n")  # line 4
+    lines.insert(7, "[1, 2, 3]\n")  # line 8
+    lines[10] = lines[10].replace('"orig_bytes": ', '"orig_bytes": -', 1)  # line 11
+    lines[14] = lines[14].replace('"ts": ', '"ts": "yesterday", "x": ', 1)  # line 15
+    path = tmp_path / "conn.json"
+    path.write_text("".join(lines))
+    tables, (r,) = read_all(path)
+    assert r.format == "zeek-json" and counts(tables) == {"flows": 29 - 2} and r.skipped == 4
+    assert [m.split(": ", 2)[1] for m in r.messages] == ["line 4", "line 8", "line 11", "line 15"]
+    assert all(m.startswith(f"{path}: ") for m in r.messages)
+    assert "invalid JSON" in r.messages[0] and "not a JSON object" in r.messages[1]
+    assert "bad orig_bytes value" in r.messages[2] and "bad ts value 'yesterday'" in r.messages[3]
+
+
+@pytest.mark.parametrize("source, rows, table", [
+    (DATA / "rita" / "proxy" / "conn.log", 463, "flows"),
+    (RITA_JSON / "dns.log", 34, "dns"),
+])
+def test_truncated_gzip(tmp_path, source, rows, table):
+    whole = gzip.compress(source.read_bytes())
+    path = tmp_path / (source.name + ".gz")
+    path.write_bytes(whole[: len(whole) // 2])
+    tables, (r,) = read_all(path)
+    n = tables[table].num_rows
+    assert 0 < n < rows and r.skipped == 1
+    header = 8 if r.format == "zeek-tsv" else 0
+    assert r.messages == [f"{path}: line {header + n + 1}: truncated gzip stream"]
+    full, _ = read_all(source)
+    assert tables[table].equals(full[table].slice(0, n))
+
+
+def test_nothing_readable_raises(tmp_path):
+    header = b"".join((RITA_OPEN / "conn.log").read_bytes().splitlines(keepends=True)[:8])
+    cases = {"empty.log": b"", "hello.log": b"hello world\n", "headerless.log": b"1\t2\t3\n",
+             "conn.log": header + b"not a record\n" + b"\t".join([b"x"] * 21) + b"\n"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(InputError) as e:
+            read_all(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(gzip.compress((RITA_OPEN / "conn.log").read_bytes())[:60])
+    with pytest.raises(InputError, match="truncated gzip"):
+        read_all(cut)
+
+
+def test_header_only_log_is_empty_not_an_error(tmp_path):
+    path = tmp_path / "conn.log"
+    path.write_text("".join((RITA_OPEN / "conn.log").read_text().splitlines(keepends=True)[:8]) + "#close\t2019\n")
+    tables, (r,) = read_all(path)
+    assert tables == {} and r.skipped == 0 and r.format == "zeek-tsv"

@@ -114,14 +114,19 @@ def read_only(path: Path) -> dict:
     from abfluss.readers.base import ReadReport
 
     report = ReadReport(str(path))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu()
     rows = batches = 0
     for _, table in zeek.read(path, report):
         rows += table.num_rows
         batches += 1
-    secs = time.perf_counter() - t
+    secs, cpu = time.perf_counter() - t, _cpu() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"rows": rows, "batches": batches, "seconds": secs, "skipped": report.skipped, "rss": rss}
+    return {"rows": rows, "batches": batches, "seconds": secs, "cpu": cpu, "skipped": report.skipped, "rss": rss}
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -142,14 +147,16 @@ def main() -> None:
             generate(path, args.rows)
             print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:,.0f} MB "
                   f"in {time.perf_counter() - t:.1f} s")
+        load = os.getloadavg()[0]
         out = subprocess.run([sys.executable, __file__, "--read", str(path)], check=True,
                              capture_output=True, text=True, env=os.environ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         mb = path.stat().st_size / 1e6
         print(f"read {r['rows']:,} rows in {r['batches']} batches, {r['skipped']} skipped, "
               f"{r['seconds']:.2f} s: {r['rows'] / r['seconds'] / 1e6:.2f} M rows/s, "
-              f"{mb / r['seconds']:.0f} MB/s, peak RSS {r['rss'] / 2**20:,.0f} MiB "
-              f"(cores: {os.cpu_count()})")
+              f"{mb / r['seconds']:.0f} MB/s, peak RSS {r['rss'] / 2**20:,.0f} MiB; "
+              f"CPU {r['cpu']:.2f} s ({r['cpu'] / r['seconds']:.1f} cores busy of {os.cpu_count()}, "
+              f"load average before {load:.1f})")
 
 
 if __name__ == "__main__":

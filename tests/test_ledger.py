@@ -119,7 +119,7 @@ networks = ["198.51.100.0/24"]
 def test_default_internal_networks(ws, addr, internal):
     ws.con.execute("INSERT INTO addresses VALUES (?, ?)", [addr, cfgmod.pack(addr)])
     enrich.apply(ws, ws.config)
-    assert ws.con.execute("SELECT internal FROM address_class WHERE addr = ?", [addr]).fetchone()[0] is internal
+    assert ws.con.execute("SELECT internal FROM address_class WHERE addr = ?", [addr]).fetchall()[0][0] is internal
 
 
 def test_ledger_on_real_beacon_capture(ws):

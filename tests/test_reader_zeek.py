@@ -259,29 +259,39 @@ def test_rita_truncated_files():
     assert flows["orig_p"].to_pylist() == [5545, 62387, 93145]  # kept as logged, even out of range
 
 
-def test_tsv_with_broken_lines(tmp_path):
+@pytest.mark.parametrize("block", [zeek.BLOCK, 300])  # 300 bytes: lines and headers cross blocks
+def test_tsv_with_broken_lines(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(zeek, "BLOCK", block)
     lines = (RITA_OPEN / "conn.log").read_text().splitlines(keepends=True)  # 8 header lines, 29 rows
     lines.insert(12, "\x00\x01garbage line without tabs\n")  # line 13
     lines.insert(17, "1517336045.5\tCshort\t10.0.0.1\t1\n")  # line 18: 4 fields
     fields = lines[20].split("\t")
     fields[9] = "12x4"  # orig_bytes, line 21
     lines[20] = "\t".join(fields)
+    fields = lines[22].split("\t")
+    fields[8] = "1e300"  # duration, line 23: no interval Zeek writes
+    lines[22] = "\t".join(fields)
     fields = lines[24].split("\t")
     fields[3] = "70000x"  # id.orig_p, line 25
     lines[24] = "\t".join(fields)
+    fields = lines[26].split("\t")
+    fields[16] = "-5"  # orig_pkts, line 27: counts are not negative
+    lines[26] = "\t".join(fields)
     lines.insert(30, "\n")  # an empty line is no record
     path = tmp_path / "conn.log"
     path.write_text("".join(lines))
     tables, (r,) = read_all(path)
-    assert counts(tables) == {"flows": 29 - 2} and r.skipped == 4
+    assert counts(tables) == {"flows": 29 - 4} and r.skipped == 6
     assert r.messages == [f"{path}: line 13: 1 fields, expected 21",
                           f"{path}: line 18: 4 fields, expected 21",
                           f"{path}: line 21: bad orig_bytes value '12x4'",
-                          f"{path}: line 25: bad id.orig_p value '70000x'"]
+                          f"{path}: line 23: bad duration value '1e300'",
+                          f"{path}: line 25: bad id.orig_p value '70000x'",
+                          f"{path}: line 27: bad orig_pkts value '-5'"]
     good, _ = read_all(RITA_OPEN / "conn.log")
-    bad_uids = {lines[20].split("\t")[1], lines[24].split("\t")[1]}
+    bad_uids = {lines[i].split("\t")[1] for i in (20, 22, 24, 26)}
     expected = good["flows"].filter(pc.invert(pc.is_in(good["flows"]["uid"], pa.array(sorted(bad_uids)))))
-    assert tables["flows"].equals(expected)
+    assert pa.concat_tables([tables["flows"]]).combine_chunks().equals(expected.combine_chunks())
 
 
 def test_concatenated_logs_with_new_header(tmp_path):
@@ -294,20 +304,24 @@ def test_concatenated_logs_with_new_header(tmp_path):
     assert r.messages == [f"{path}: line {garbage_line}: 1 fields, expected 24"]
 
 
-def test_json_with_invalid_lines(tmp_path):
+@pytest.mark.parametrize("block", [zeek.BLOCK, 700])
+def test_json_with_invalid_lines(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(zeek, "BLOCK", block)
     lines = (RITA_JSON / "conn.log").read_text().splitlines(keepends=True)  # 29 records
     lines.insert(3, "{this is not json\n")  # line 4
     lines.insert(7, "[1, 2, 3]\n")  # line 8
     lines[10] = lines[10].replace('"orig_bytes": ', '"orig_bytes": -', 1)  # line 11
     lines[14] = lines[14].replace('"ts": ', '"ts": "yesterday", "x": ', 1)  # line 15
+    lines[16] = lines[16].replace('"duration": ', '"duration": 1e400, "x": ', 1)  # line 17
     path = tmp_path / "conn.json"
     path.write_text("".join(lines))
     tables, (r,) = read_all(path)
-    assert r.format == "zeek-json" and counts(tables) == {"flows": 29 - 2} and r.skipped == 4
-    assert [m.split(": ", 2)[1] for m in r.messages] == ["line 4", "line 8", "line 11", "line 15"]
+    assert r.format == "zeek-json" and counts(tables) == {"flows": 29 - 3} and r.skipped == 5
+    assert [m.split(": ", 2)[1] for m in r.messages] == ["line 4", "line 8", "line 11", "line 15", "line 17"]
     assert all(m.startswith(f"{path}: ") for m in r.messages)
     assert "invalid JSON" in r.messages[0] and "not a JSON object" in r.messages[1]
     assert "bad orig_bytes value" in r.messages[2] and "bad ts value 'yesterday'" in r.messages[3]
+    assert "bad duration value inf" in r.messages[4]
 
 
 @pytest.mark.parametrize("source, rows, table", [
@@ -337,6 +351,9 @@ def test_nothing_readable_raises(tmp_path):
         with pytest.raises(InputError) as e:
             read_all(path)
         assert str(path) in str(e.value) and "\n" not in str(e.value)
+    for path in (tmp_path / "missing.log", tmp_path):
+        with pytest.raises(InputError, match="cannot read"):
+            read_all(path)
     cut = tmp_path / "cut.log.gz"
     cut.write_bytes(gzip.compress((RITA_OPEN / "conn.log").read_bytes())[:60])
     with pytest.raises(InputError, match="truncated gzip"):

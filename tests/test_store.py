@@ -40,7 +40,7 @@ def write_conn_log(path, rows: int) -> int:
 
 
 def count(ws, table="flows_raw"):
-    return ws.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return ws.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def test_same_input_twice_adds_nothing(ws):

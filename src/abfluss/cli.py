@@ -34,6 +34,10 @@ if not out.is_terminal:
 err = Console(stderr=True, soft_wrap=True)
 
 
+#: Ledger rows a terminal table shows unless --limit says otherwise.
+TABLE_ROWS = 50
+
+
 class Fmt(str, Enum):
     table = "table"
     json = "json"
@@ -153,15 +157,17 @@ def ledger(
     tenant: Annotated[Optional[str], typer.Option(help="Only this tenant.")] = None,
     destination: Annotated[Optional[str], typer.Option(help="Only this external address, name or domain.")] = None,
     sort: Annotated[str, typer.Option(help="bytes_out, bytes_in, flows, hour, first_seen, host, destination.")] = "bytes_out",
-    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many rows (table format: default 50; 0 = all).")] = None,
     format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
 ) -> None:
     """Bytes out and in per internal host x external destination x hour, with totals.
 
     Example: abfluss ledger --from 2024-02-08 --host 10.0.0.5 --format json
     """
+    if limit is None and format is Fmt.table:
+        limit = TABLE_ROWS
     q = LedgerQuery(parse_time(start, "--from"), parse_time(end, "--to"), host, tenant,
-                            destination, sort, limit)
+                            destination, sort, limit or None)
     with _open() as ws:
         rows = build_ledger(ws, q).to_pylist()
         tot = ledger_totals(ws, q)
@@ -174,6 +180,8 @@ def ledger(
             w.writerow({k: _json_default(v) if isinstance(v, datetime) else v for k, v in r.items()})
     else:
         _print_ledger(rows, tot)
+        if q.limit and len(rows) == q.limit:
+            out.print(f"showing the first {q.limit} rows by {sort}; --limit 0 or --format json/csv for all")
 
 
 def _print_ledger(rows, tot) -> None:

@@ -60,7 +60,7 @@ def ledger(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> pa.Table:
     where, args = _where(q)
     limit = f"LIMIT {int(q.limit)}" if q.limit else ""
     sql = f"""
-        SELECT internal_host, external_host, mode(external_name) AS external_name,
+        SELECT internal_host, external_host, max(external_name) AS external_name,
                time_bucket(INTERVAL 1 HOUR, ts) AS hour,
                sum(bytes_out)::BIGINT AS bytes_out, sum(bytes_in)::BIGINT AS bytes_in,
                count(*) AS flows, count_if(coalesce(open, false))::BIGINT AS open_flows,
@@ -78,6 +78,6 @@ def totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> dict:
     row = ws.con.execute(f"""
         SELECT coalesce(sum(bytes_out), 0)::BIGINT, coalesce(sum(bytes_in), 0)::BIGINT, count(*),
                coalesce(count_if(coalesce(open, false)), 0)::BIGINT, count(DISTINCT internal_host), count(DISTINCT external_host)
-        FROM flows WHERE {where}""", args).fetchone()
+        FROM flows WHERE {where}""", args).fetchall()[0]
     keys = ("bytes_out", "bytes_in", "flows", "open_flows", "internal_hosts", "external_hosts")
     return dict(zip(keys, row))

@@ -147,7 +147,7 @@ class Workspace:
             self.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")
 
     def has_input(self, input_id: str) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM inputs WHERE input_id = ?", [input_id]).fetchone()[0])
+        return bool(self.con.execute("SELECT count(*) FROM inputs WHERE input_id = ?", [input_id]).fetchall()[0][0])
 
     def inputs(self) -> list[dict]:
         cur = self.con.execute("SELECT * FROM inputs ORDER BY ingested_at, path")

@@ -104,12 +104,21 @@ def log_from_columns(cols) -> str | None:
     return None
 
 
-def bad_int32(arr: pa.Array) -> bool:
-    """True when an integer column holds a value the int32 columns cannot take."""
+def bad_int(arr: pa.Array, top: int) -> bool:
+    """True when an integer column holds a negative value or one above ``top``."""
     if arr.null_count == len(arr):
         return False
     lo, hi = pc.min_max(arr).values()
-    return lo.as_py() < 0 or hi.as_py() > _INT32_MAX
+    return lo.as_py() < 0 or hi.as_py() > top
+
+
+def out_of_range(kind: str, col: pa.Array) -> bool:
+    """True when a parsed column holds a value its kind's column cannot take."""
+    if kind in (INT32, COUNT):
+        return bad_int(col, _INT32_MAX if kind == INT32 else _INT64_MAX)
+    if kind in (TIME, FLOAT):
+        return bad_float(col)
+    return kind == LIST_FLOAT and bad_float(pc.list_flatten(col))
 
 
 def bad_float(arr: pa.Array) -> bool:

@@ -5,9 +5,11 @@ conn and open_conn fill ``flows``, dns ``dns``, http and open_http ``http``, ssl
 ``_path``, else the file name, else the columns. A file whose name says ``open_conn`` (or
 open_http, open_ssl) is an open log even when its path says ``conn``, as RITA writes them.
 
-The file is read in blocks of whole lines (``BLOCK`` bytes). pyarrow parses a block in one go;
-only a block holding a bad record is parsed again line by line, so every skipped record is
-reported with its exact line number in the decompressed file.
+The file is read in blocks of whole lines (``BLOCK`` bytes, the next one read and gunzipped
+while the current one is parsed). pyarrow parses a block in one go; only a block holding a bad
+record is parsed again line by line, so every skipped record is reported with its exact line
+number in the decompressed file. A TSV header may start again anywhere (concatenated logs); a
+conn or dns log whose header was cut off is read with Zeek's default fields.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import json
 import re
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +32,8 @@ from ..errors import InputError
 from . import _zeek_types as zt
 from .base import ReadReport, open_maybe_gzip
 
-FORMAT_TSV = "zeek-tsv"
-FORMAT_JSON = "zeek-json"
+#: ``report.format`` of the two formats; ``sniff_tsv``/``sniff_json`` tell them apart, ``read`` reads both.
+FORMAT_TSV, FORMAT_JSON = "zeek-tsv", "zeek-json"
 FORMAT = FORMAT_TSV
 #: Bytes of decompressed text parsed at once: well under a million rows of any mapped log.
 BLOCK = 32 << 20
@@ -69,7 +71,10 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     path = Path(path)
     source = _Source(path)
     blocks = iter(source)
-    first = next(blocks, None)
+    try:
+        first = next(blocks, None)
+    except OSError as e:  # missing, unreadable, a directory
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     if first is None:
         raise InputError(f"{path}: empty or unreadable file" + (f" ({source.error})" if source.error else ""))
     head = first[0][: min(first[1], 1 << 16)].lstrip(b" \t\r\n")
@@ -93,11 +98,6 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
         raise InputError(f"{path}: no readable Zeek record ({', '.join(why)})")
 
 
-#: The two formats as reader objects (one module reads both).
-TSV = SimpleNamespace(FORMAT=FORMAT_TSV, sniff=sniff_tsv, read=read)
-JSON = SimpleNamespace(FORMAT=FORMAT_JSON, sniff=sniff_json, read=read)
-
-
 def _chain(first, rest):
     yield first
     yield from rest
@@ -113,13 +113,15 @@ class _Source:
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         rest = b""
-        with open_maybe_gzip(self.path) as f:
+        with open_maybe_gzip(self.path) as f, ThreadPoolExecutor(1) as pool:
             read = f.read if not isinstance(f, gzip.GzipFile) else lambda n: self._gunzip(f, n)
+            ahead = pool.submit(read, BLOCK)
             while True:
-                chunk = read(BLOCK)
+                chunk = ahead.result()
                 data = rest + chunk if rest else chunk
                 if self.error or not chunk:
                     break
+                ahead = pool.submit(read, BLOCK)  # read (and gunzip) the next block meanwhile
                 end = data.rfind(b"\n") + 1
                 if end:
                     yield data, end
@@ -267,17 +269,13 @@ class _Tsv(_Parser):
         if bad or t.column("ts").null_count:
             return None
         for _, name, kind in spec:
-            if name not in present:
-                continue
-            if kind == zt.INT32 and zt.bad_int32(t.column(name)):
-                return None
-            if kind in (zt.TIME, zt.FLOAT) and zt.bad_float(t.column(name)):
-                return None
-            if kind == zt.LIST_FLOAT:
+            if name in present:
+                col = t.column(name)
                 try:
-                    if zt.bad_float(pc.list_flatten(self._list(t.column(name)).cast(pa.list_(pa.float64())))):
-                        return None
+                    col = self._list(col).cast(pa.list_(pa.float64())) if kind == zt.LIST_FLOAT else col
                 except pa.ArrowInvalid:
+                    return None
+                if zt.out_of_range(kind, col):
                     return None
         return t
 
@@ -288,6 +286,7 @@ class _Tsv(_Parser):
         if texts[-1] == b"":
             texts.pop()
         for i, text in enumerate(texts, self.line):
+            text = text.rstrip(b"\r")
             if not text:
                 continue
             if (found := text.count(self.sep) + 1) != nf:
@@ -373,9 +372,7 @@ class _Json(_Parser):
                 continue
             part = t.filter(pc.is_null(paths) if value is None else pc.equal(paths, value))
             spec = zt.fields_for(log)
-            if part.column("ts").null_count or any(
-                    (k == zt.INT32 and zt.bad_int32(part.column(s)))
-                    or (k in (zt.TIME, zt.FLOAT) and zt.bad_float(part.column(s))) for _, s, k in spec):
+            if part.column("ts").null_count or any(zt.out_of_range(k, part.column(s)) for _, s, k in spec):
                 return None
             groups.append((log, {out: part.column(src) for out, src, _ in spec}, part.num_rows))
         return groups

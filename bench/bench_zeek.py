@@ -120,8 +120,19 @@ def read_only(path: Path) -> dict:
         rows += table.num_rows
         batches += 1
     secs, cpu = time.perf_counter() - t, _cpu() - cpu
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"rows": rows, "batches": batches, "seconds": secs, "cpu": cpu, "skipped": report.skipped, "rss": rss}
+    return {"rows": rows, "batches": batches, "seconds": secs, "cpu": cpu, "skipped": report.skipped, "rss": _peak_rss()}
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, which (unlike ru_maxrss on Linux) does not carry
+    over the RSS of the parent that forked it (the generator)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _cpu() -> float:

@@ -117,3 +117,44 @@ def test_unreadable_file(tmp_path):
     assert proc.returncode == 1
     assert f"error: {secret}: permission denied" in proc.stderr
     no_traceback(proc)
+
+
+def test_zeek_log_with_broken_lines(tmp_path):
+    lines = data("rita/open_conns/closed/conn.log").read_text().splitlines(keepends=True)
+    bad = tmp_path / "conn.log"
+    # line 10 (1-based): garbage; line 21: too few columns; the 57 other records are fine
+    lines.insert(9, "this is not a zeek record\n")
+    lines.insert(20, "1517336042.1\tCshort\t10.0.0.1\n")
+    bad.write_text("".join(lines))
+    proc = run_cli("ingest", str(bad), workspace=tmp_path / "ws")
+    no_traceback(proc)
+    assert proc.returncode == 0
+    skips = [l for l in proc.stderr.splitlines() if l.startswith("skipped:")]
+    assert [s.split(": ")[2] for s in skips] == ["line 10", "line 21"], proc.stderr
+    assert all(str(bad) in s for s in skips)
+    [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws").stdout)
+    assert (inp["records"], inp["skipped"], inp["format"]) == (59, 2, "zeek-tsv")
+
+
+def test_eve_json_with_invalid_lines(tmp_path):
+    lines = data("slips/test6-malicious.suricata.json").read_text().splitlines(keepends=True)[:200]
+    lines.insert(49, '{"event_type": "flow", "timestamp": \n')
+    lines.insert(99, "garbage\n")
+    bad = tmp_path / "eve.json"
+    bad.write_text("".join(lines))
+    proc = run_cli("ingest", str(bad), workspace=tmp_path / "ws")
+    no_traceback(proc)
+    assert proc.returncode == 0
+    skips = [l for l in proc.stderr.splitlines() if l.startswith("skipped:")]
+    assert [s.split(": ")[2] for s in skips] == ["line 50", "line 100"], proc.stderr
+    [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws").stdout)
+    assert inp["skipped"] == 2 and inp["format"] == "suricata-eve" and inp["records"] > 100
+
+
+def test_whole_zeek_directory_open_and_closed(tmp_path):
+    """rita/open_conns: open_conn snapshots and the finished conn.log of the same connections."""
+    proc = run_cli("ingest", str(data("rita/open_conns")), workspace=tmp_path / "ws", check=True)
+    assert "10 stored, 0 already present, 0 failed; 281 records read, 0 skipped" in proc.stdout
+    tot = run_cli("ledger", "--limit", "1", workspace=tmp_path / "ws", check=True).stdout
+    # 59 finished connections replace their 59 open snapshots; 29 more come from open/conn.log, 2 internal-only
+    assert "86 flows (0 still open, interim), 12 internal hosts, 37 external destinations" in tot

@@ -32,11 +32,13 @@ def read_all(*paths: Path) -> tuple[dict[str, pa.Table], list[ReadReport]]:
     parts: dict[str, list[pa.Table]] = {}
     reports = []
     for path in paths:
-        report = ReadReport(str(path))
+        report, yielded = ReadReport(str(path)), {}
         for name, table in zeek.read(path, report):
             assert table.schema == schema.reader_schema(name)
             assert 0 < table.num_rows <= 1_000_000
             parts.setdefault(name, []).append(table)
+            yielded[name] = yielded.get(name, 0) + table.num_rows
+        assert report.records == yielded
         reports.append(report)
     return {k: pa.concat_tables(v) for k, v in parts.items()}, reports
 

@@ -58,8 +58,8 @@ DEFAULT_FIELDS = {("conn", 20): _CONN20, ("conn", 21): [*_CONN20, "tunnel_parent
 
 #: Arrow type a kind is read as (by pyarrow.csv for TSV; by pyarrow.json for JSON, lists as lists).
 READ_TYPE = {TIME: pa.float64(), FLOAT: pa.float64(), COUNT: pa.int64(), INT32: pa.int64(),
-              BOOL: pa.bool_(), STR: pa.string(), ADDR: pa.string(), LIST_STR: pa.string(),
-              LIST_FLOAT: pa.string()}
+             BOOL: pa.bool_(), STR: pa.string(), ADDR: pa.string(), LIST_STR: pa.string(),
+             LIST_FLOAT: pa.string()}
 _JSON_TYPE = {**READ_TYPE, LIST_STR: pa.list_(pa.string()), LIST_FLOAT: pa.list_(pa.float64())}
 
 NUM = r"-?(\d{1,12}(\.\d*)?|\.\d+)"  # as Zeek writes time and interval: no exponent

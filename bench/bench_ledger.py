@@ -57,10 +57,10 @@ def main() -> None:
         print(f"generated and stored {args.flows:,} flows in {time.perf_counter() - t:.1f} s")
         for label, q in (("full ledger", abfluss.LedgerQuery()),
                          ("one host", abfluss.LedgerQuery(host="10.1.3.7")),
-                         ("one day, top 100", abfluss.LedgerQuery(start=None, limit=100))):
+                         ("top 100", abfluss.LedgerQuery(limit=100))):
             t = time.perf_counter()
-            rows = abfluss.ledger(ws, q).num_rows
-            tot = abfluss.totals(ws, q)
+            table, tot = abfluss.ledger_with_totals(ws, q)
+            rows = table.num_rows
             dt = time.perf_counter() - t
             print(f"{label:18s}: {dt:5.2f} s  ({rows:,} ledger rows, {tot['flows']:,} flows, "
                   f"{args.flows / dt / 1e6:.1f} M flows/s)  target < 5 s")

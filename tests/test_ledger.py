@@ -117,7 +117,7 @@ networks = ["198.51.100.0/24"]
     ("192.0.2.1", False), ("198.51.100.1", False), ("203.0.113.1", False), ("8.8.8.8", False),
     ("224.0.0.251", False), ("fd00::1", True), ("fe80::1", True), ("2001:db8::1", False), ("::1", True)])
 def test_default_internal_networks(ws, addr, internal):
-    ws.con.execute("INSERT INTO addresses VALUES (?, ?)", [addr, cfgmod.pack(addr)])
+    ws.con.execute("INSERT INTO addresses VALUES (?, ?, 1)", [addr, cfgmod.pack(addr)])
     enrich.apply(ws, ws.config)
     assert ws.con.execute("SELECT internal FROM address_class WHERE addr = ?", [addr]).fetchall()[0][0] is internal
 

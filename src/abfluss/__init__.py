@@ -5,7 +5,7 @@ from .config import Config
 from .coverage import coverage
 from .errors import AbflussError, ConfigError, InputError, WorkspaceError
 from .ingest import IngestResult, capture_live, ingest_file, ingest_paths
-from .ledger import LedgerQuery, ledger, totals
+from .ledger import LedgerQuery, ledger, ledger_with_totals, totals
 from .store import Workspace
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "ingest_file",
     "ingest_paths",
     "ledger",
+    "ledger_with_totals",
     "open_workspace",
     "refresh",
     "totals",

@@ -23,7 +23,7 @@ from rich.table import Table
 from . import api
 from . import ingest as _ingest
 from .coverage import coverage as sensor_coverage
-from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger as build_ledger, totals as ledger_totals
+from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from .errors import AbflussError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -169,8 +169,8 @@ def ledger(
     q = LedgerQuery(parse_time(start, "--from"), parse_time(end, "--to"), host, tenant,
                             destination, sort, limit or None)
     with _open() as ws:
-        rows = build_ledger(ws, q).to_pylist()
-        tot = ledger_totals(ws, q)
+        table, tot = ledger_with_totals(ws, q)
+        rows = table.to_pylist()
     if format is Fmt.json:
         _dump_json(rows)
     elif format is Fmt.csv:
@@ -260,7 +260,8 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
             _print_summary([_ingest.ingest_file(ws, capture, "demo")])
             out.rule("outflow ledger (top 15 by bytes out)")
             q = LedgerQuery(limit=15)
-            _print_ledger(build_ledger(ws, q).to_pylist(), ledger_totals(ws, q))
+            table, tot = ledger_with_totals(ws, q)
+            _print_ledger(table.to_pylist(), tot)
             out.rule("coverage")
             for r in sensor_coverage(ws):
                 out.print(f"sensor {r['sensor']}: {r['span_minutes']} min seen, {r['gap_minutes']} min without "

@@ -5,11 +5,12 @@ a change of configuration never needs a re-ingest. Views defined here:
 
 ``address_class``  every address seen: internal?, tenant, asset tags, allowlisted network?
 ``dns_names``      external address -> the DNS name most often resolved to it
-``flows``          de-duplicated flows (an interim open record is dropped once its connection
+``flows_directed`` de-duplicated flows (an interim open record is dropped once its connection
                    is seen complete; of several snapshots the latest counts) with
                    ``direction`` (outbound, inbound, internal, external), ``internal_host``,
-                   ``external_host``, ``external_name``, ``bytes_out``, ``bytes_in``,
-                   ``tenant``, ``dest_class`` (internal, allowlisted, unknown)
+                   ``external_host``, ``bytes_out``, ``bytes_in``, ``flow_name`` (SNI/Host)
+``flows``          the same with ``external_name`` (falling back to DNS), ``tenant`` and
+                   ``dest_class`` (internal, allowlisted, unknown): what detections read
 ``sensor_health``  records, bytes and missed bytes per sensor per minute
 
 Outflow is bytes sent by the internal endpoint to the external one, whichever side opened
@@ -50,6 +51,13 @@ def domain_match(column: str, patterns: tuple[str, ...]) -> str:
     return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 
+def dest_class_sql(cfg: Config, direction: str, allow_net: str, name: str) -> str:
+    """SQL for the destination class: internal, allowlisted (network or domain) or unknown."""
+    return (f"CASE WHEN {direction} = 'internal' THEN 'internal' "
+            f"WHEN coalesce({allow_net}, false) OR {domain_match(name, cfg.allow_domains)} THEN 'allowlisted' "
+            "ELSE 'unknown' END")
+
+
 def apply(ws: Workspace, cfg: Config) -> None:
     """Create (or replace) the enrichment views for ``cfg``."""
     con = ws.con
@@ -61,7 +69,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
     ) + "], x -> x IS NOT NULL)" if cfg.assets else "[]::VARCHAR[]"
     con.execute(f"""
         CREATE OR REPLACE VIEW address_class AS
-        SELECT addr, coalesce({in_networks('a', cfg.internal)}, false) AS internal,
+        SELECT addr, id, coalesce({in_networks('a', cfg.internal)}, false) AS internal,
                {tenant} AS tenant, {tags} AS tags,
                coalesce({in_networks('a', cfg.allow_networks)}, false) AS allow_net
         FROM addresses""")
@@ -83,12 +91,11 @@ def apply(ws: Workspace, cfg: Config) -> None:
                 SELECT 1 FROM flows_raw c
                 WHERE NOT coalesce(c.open, false) AND c.uid = o.uid AND c.sensor = o.sensor))
         WHERE rn = 1""")
-    con.execute(f"""
-        CREATE OR REPLACE VIEW flows AS
+    con.execute("""
+        CREATE OR REPLACE VIEW flows_directed AS
         WITH f AS (
-            SELECT f.*, co.internal AS orig_internal, cr.internal AS resp_internal,
-                   co.tenant AS orig_tenant, cr.tenant AS resp_tenant,
-                   co.allow_net AS orig_allow, cr.allow_net AS resp_allow,
+            SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
+                   coalesce(cr.internal, false) AS resp_internal,
                    coalesce(f.server_name, t.sni, h.host) AS flow_name
             FROM flows_dedup f
             LEFT JOIN address_class co ON co.addr = f.orig_h
@@ -98,32 +105,39 @@ def apply(ws: Workspace, cfg: Config) -> None:
                    ON t.uid = f.uid AND t.sensor = f.sensor
             LEFT JOIN (SELECT sensor, uid, max(lower(host)) AS host FROM http_raw
                        WHERE host IS NOT NULL AND uid IS NOT NULL GROUP BY ALL) h
-                   ON h.uid = f.uid AND h.sensor = f.sensor),
-        d AS (
-            SELECT *,
-                CASE WHEN orig_internal AND NOT resp_internal THEN 'outbound'
-                     WHEN resp_internal AND NOT orig_internal THEN 'inbound'
-                     WHEN orig_internal AND resp_internal THEN 'internal'
-                     ELSE 'external' END AS direction
-            FROM f)
-        SELECT d.* EXCLUDE (orig_tenant, resp_tenant, orig_allow, resp_allow, flow_name),
-            CASE direction WHEN 'outbound' THEN orig_h WHEN 'inbound' THEN resp_h END AS internal_host,
-            CASE direction WHEN 'outbound' THEN resp_h WHEN 'inbound' THEN orig_h END AS external_host,
+                   ON h.uid = f.uid AND h.sensor = f.sensor)
+        SELECT *,
+            CASE WHEN orig_internal AND NOT resp_internal THEN 'outbound'
+                 WHEN resp_internal AND NOT orig_internal THEN 'inbound'
+                 WHEN orig_internal AND resp_internal THEN 'internal'
+                 ELSE 'external' END AS direction,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN orig_h ELSE resp_h END
+                 END AS internal_host,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN orig_id ELSE resp_id END
+                 END AS internal_id,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN resp_id ELSE orig_id END
+                 END AS external_id,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN resp_h ELSE orig_h END
+                 END AS external_host,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal
+                 THEN coalesce(orig_bytes, orig_ip_bytes, 0) ELSE coalesce(resp_bytes, resp_ip_bytes, 0) END
+                 END AS bytes_out,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal
+                 THEN coalesce(resp_bytes, resp_ip_bytes, 0) ELSE coalesce(orig_bytes, orig_ip_bytes, 0) END
+                 END AS bytes_in
+        FROM f""")
+    con.execute(f"""
+        CREATE OR REPLACE VIEW flows AS
+        SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id),
             CASE direction WHEN 'outbound' THEN coalesce(flow_name, n.name)
                            WHEN 'inbound' THEN n.name END AS external_name,
-            CASE direction WHEN 'outbound' THEN coalesce(orig_bytes, orig_ip_bytes, 0)
-                           WHEN 'inbound' THEN coalesce(resp_bytes, resp_ip_bytes, 0) END AS bytes_out,
-            CASE direction WHEN 'outbound' THEN coalesce(resp_bytes, resp_ip_bytes, 0)
-                           WHEN 'inbound' THEN coalesce(orig_bytes, orig_ip_bytes, 0) END AS bytes_in,
-            CASE direction WHEN 'outbound' THEN orig_tenant WHEN 'inbound' THEN resp_tenant
-                           WHEN 'internal' THEN orig_tenant END AS tenant,
-            CASE WHEN direction = 'internal' THEN 'internal'
-                 WHEN (direction = 'outbound' AND resp_allow) OR (direction = 'inbound' AND orig_allow)
-                      OR {domain_match('coalesce(flow_name, n.name)', cfg.allow_domains)} THEN 'allowlisted'
-                 ELSE 'unknown' END AS dest_class
-        FROM d
-        LEFT JOIN dns_names n ON n.addr = CASE direction WHEN 'outbound' THEN d.resp_h
-                                                         WHEN 'inbound' THEN d.orig_h END""")
+            coalesce(ci.tenant, co.tenant) AS tenant,
+            {dest_class_sql(cfg, "d.direction", "ce.allow_net", "coalesce(flow_name, n.name)")} AS dest_class
+        FROM flows_directed d
+        LEFT JOIN address_class ci ON ci.addr = d.internal_host
+        LEFT JOIN address_class ce ON ce.addr = d.external_host
+        LEFT JOIN address_class co ON co.addr = d.orig_h AND d.direction = 'internal'
+        LEFT JOIN dns_names n ON n.addr = d.external_host""")
     con.execute("""
         CREATE OR REPLACE VIEW sensor_health AS
         SELECT sensor, time_bucket(INTERVAL 1 MINUTE, ts) AS minute, count(*) AS records,

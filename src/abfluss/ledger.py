@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from .enrich import dest_class_sql
 from .errors import AbflussError
 from .store import Workspace
 
@@ -41,8 +42,14 @@ def _where(q: LedgerQuery) -> tuple[str, list]:
         cond.append("ts < ?")
         args.append(q.end)
     if q.host:
-        cond.append("internal_host = ?")
+        cond.append("internal_id = (SELECT id FROM addresses WHERE addr = ?)")
         args.append(q.host)
+    return " AND ".join(cond), args
+
+
+def _post_where(q: LedgerQuery) -> tuple[str, list]:
+    """Filters on what only the aggregated row knows: the tenant and the destination's name."""
+    cond, args = ["true"], []
     if q.tenant:
         cond.append("tenant = ?")
         args.append(q.tenant)
@@ -53,31 +60,80 @@ def _where(q: LedgerQuery) -> tuple[str, list]:
     return " AND ".join(cond), args
 
 
-def ledger(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> pa.Table:
-    """The ledger rows matching ``q``, sorted as asked."""
-    if q.sort not in SORT_KEYS:
-        raise AbflussError(f"unknown sort key {q.sort!r}; use one of {', '.join(SORT_KEYS)}")
+def _grouped_sql(q: LedgerQuery) -> tuple[str, list]:
+    # Group on integer address ids and an hour number: the one pass over all flows does no
+    # string work; addresses, names, tenants and classes are attached to the ledger rows after.
     where, args = _where(q)
-    limit = f"LIMIT {int(q.limit)}" if q.limit else ""
-    sql = f"""
-        SELECT internal_host, external_host, max(external_name) AS external_name,
-               time_bucket(INTERVAL 1 HOUR, ts) AS hour,
+    return f"""
+        SELECT internal_id, external_id, epoch_us(ts) // 3600000000 AS hour_key,
                sum(bytes_out)::BIGINT AS bytes_out, sum(bytes_in)::BIGINT AS bytes_in,
                count(*) AS flows, count_if(coalesce(open, false))::BIGINT AS open_flows,
-               min(ts) AS first_seen, max(coalesce(ts_end, ts)) AS last_seen,
-               any_value(tenant) AS tenant, max(dest_class) AS dest_class
-        FROM flows WHERE {where}
-        GROUP BY internal_host, external_host, hour
-        ORDER BY {SORT_KEYS[q.sort]}, internal_host, external_host, hour {limit}"""
-    return ws.con.sql(sql, params=args).to_arrow_table().select(list(COLUMNS))
+               min(ts) AS first_seen, max(coalesce(ts_end, ts)) AS last_seen, max(flow_name) AS flow_name
+        FROM flows_directed WHERE {where}
+        GROUP BY internal_id, external_id, hour_key""", args
+
+
+def _labelled_sql(ws: Workspace, source: str) -> str:
+    return f"""
+        SELECT ci.addr AS internal_host, ce.addr AS external_host,
+               coalesce(g.flow_name, n.name) AS external_name,
+               make_timestamptz(g.hour_key * 3600000000) AS hour,
+               g.bytes_out, g.bytes_in, g.flows, g.open_flows, g.first_seen, g.last_seen,
+               ci.tenant AS tenant,
+               {dest_class_sql(ws.config, "'outbound'", "ce.allow_net", "coalesce(g.flow_name, n.name)")} AS dest_class
+        FROM {source} g
+        JOIN address_class ci ON ci.id = g.internal_id
+        JOIN address_class ce ON ce.id = g.external_id
+        LEFT JOIN dns_names n ON n.addr = ce.addr"""
+
+
+#: Sort keys the grouped rows already carry, so a limited ledger can be cut before labelling.
+_NUMERIC = {"bytes_out", "bytes_in", "flows", "hour", "first_seen"}
+_GROUPED_KEYS = {"bytes_out": "bytes_out DESC", "bytes_in": "bytes_in DESC", "flows": "flows DESC",
+                 "hour": "hour_key", "first_seen": "first_seen"}
+
+
+def ledger_with_totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> tuple[pa.Table, dict]:
+    """The ledger rows matching ``q`` (sorted, limited) and the totals over all matching rows."""
+    if q.sort not in SORT_KEYS:
+        raise AbflussError(f"unknown sort key {q.sort!r}; use one of {', '.join(SORT_KEYS)}")
+    sql, args = _grouped_sql(q)
+    grouped = ws.con.sql(sql, params=args).to_arrow_table()
+    ws.con.register("_ledger_grouped", grouped)
+    try:
+        post, post_args = _post_where(q)
+        limit = f"LIMIT {int(q.limit)}" if q.limit else ""
+        source = "_ledger_grouped"
+        if limit and q.sort in _NUMERIC and not post_args:
+            source = (f"(SELECT * FROM _ledger_grouped ORDER BY {_GROUPED_KEYS[q.sort]}, internal_id, "
+                      f"external_id, hour_key {limit})")
+        rows = ws.con.sql(f"SELECT * FROM ({_labelled_sql(ws, source)}) WHERE {post} "
+                          f"ORDER BY {SORT_KEYS[q.sort]}, internal_host, external_host, hour {limit}",
+                          params=post_args).to_arrow_table()
+        if post_args:
+            tot = _totals_of(ws, f"(SELECT * FROM ({_labelled_sql(ws, '_ledger_grouped')}) WHERE {post})",
+                             "internal_host", "external_host", post_args)
+        else:
+            tot = _totals_of(ws, "_ledger_grouped", "internal_id", "external_id", [])
+        return rows, tot
+    finally:
+        ws.con.unregister("_ledger_grouped")
+
+
+def ledger(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> pa.Table:
+    """The ledger rows matching ``q``, sorted as asked."""
+    return ledger_with_totals(ws, q)[0]
 
 
 def totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> dict:
-    """Sums over the same selection: bytes out/in, flows, distinct hosts and destinations."""
-    where, args = _where(q)
+    """Sums over the same selection: bytes out/in, flows, open flows, distinct hosts and destinations."""
+    return ledger_with_totals(ws, LedgerQuery(q.start, q.end, q.host, q.tenant, q.destination, q.sort, 1))[1]
+
+
+def _totals_of(ws: Workspace, source: str, host: str, dest: str, args: list) -> dict:
     row = ws.con.execute(f"""
-        SELECT coalesce(sum(bytes_out), 0)::BIGINT, coalesce(sum(bytes_in), 0)::BIGINT, count(*),
-               coalesce(count_if(coalesce(open, false)), 0)::BIGINT, count(DISTINCT internal_host), count(DISTINCT external_host)
-        FROM flows WHERE {where}""", args).fetchall()[0]
+        SELECT coalesce(sum(bytes_out), 0)::BIGINT, coalesce(sum(bytes_in), 0)::BIGINT,
+               coalesce(sum(flows), 0)::BIGINT, coalesce(sum(open_flows), 0)::BIGINT,
+               count(DISTINCT {host}), count(DISTINCT {dest}) FROM {source}""", args).fetchall()[0]
     keys = ("bytes_out", "bytes_in", "flows", "open_flows", "internal_hosts", "external_hosts")
     return dict(zip(keys, row))

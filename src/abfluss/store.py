@@ -46,8 +46,9 @@ CREATE TABLE IF NOT EXISTS inputs (
     records BIGINT, skipped BIGINT, tables JSON, messages JSON);
 CREATE TABLE IF NOT EXISTS files (
     path VARCHAR PRIMARY KEY, table_name VARCHAR, input_id VARCHAR, day DATE, rows BIGINT);
--- every address seen, packed to 16 bytes so CIDR membership is a blob range test (enrich.py)
-CREATE TABLE IF NOT EXISTS addresses (addr VARCHAR PRIMARY KEY, a BLOB);
+-- every address seen, packed to 16 bytes so CIDR membership is a blob range test (enrich.py),
+-- with a small integer id so aggregations group on numbers rather than strings
+CREATE TABLE IF NOT EXISTS addresses (addr VARCHAR PRIMARY KEY, a BLOB, id BIGINT);
 """
 
 
@@ -186,7 +187,9 @@ class Workspace:
             if new:
                 packed = [_pack_or_none(a) for a in new]
                 self.con.register("_new_addresses", pa.table({"addr": new, "a": pa.array(packed, pa.binary())}))
-                self.con.execute("INSERT INTO addresses SELECT addr, a FROM _new_addresses")
+                self.con.execute("""INSERT INTO addresses SELECT addr, a,
+                    (SELECT coalesce(max(id), 0) FROM addresses) + row_number() OVER (ORDER BY addr)
+                    FROM _new_addresses""")
                 self.con.unregister("_new_addresses")
             self.con.execute("COMMIT")
         except Exception:

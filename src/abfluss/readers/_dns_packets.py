@@ -15,7 +15,7 @@ import dpkt
 import pyarrow as pa
 
 from ..schema import TS, conform
-from .base import ReadReport
+from .base import ReadReport, ip_layer
 
 DNS_PORT = 53
 
@@ -42,18 +42,6 @@ def _reader(f):
     if head == b"\x0a\x0d\x0d\x0a":
         return dpkt.pcapng.Reader(f)
     return dpkt.pcap.Reader(f)
-
-
-def _ip_layer(datalink: int, buf: bytes):
-    if datalink == dpkt.pcap.DLT_EN10MB:
-        return dpkt.ethernet.Ethernet(buf).data
-    if datalink in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
-        return dpkt.loopback.Loopback(buf).data
-    if datalink == dpkt.pcap.DLT_LINUX_SLL:
-        return dpkt.sll.SLL(buf).data
-    if datalink in (dpkt.pcap.DLT_RAW, 101, 228, 229):
-        return dpkt.ip.IP(buf) if buf and buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
-    return None
 
 
 def _addr(ip) -> str:
@@ -150,15 +138,13 @@ def scan(path: Path, report: ReadReport) -> Scan:
     rows.sort(key=lambda r: r["ts"])
     cols = {k: [r.get(k) for r in rows] for k in _FIELDS}
     cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
-    table = conform("dns", cols)
-    report.add("dns", table.num_rows)
-    return Scan(packets, last_ts, table)
+    return Scan(packets, last_ts, conform("dns", cols))
 
 
 def _slow_l4(datalink: int, buf: bytes):
     """The same as ``_fast_l4`` through dpkt's decoders, for loopback, SLL and raw-IP captures."""
     try:
-        ip = _ip_layer(datalink, buf)
+        ip = ip_layer(datalink, buf)
         l4 = ip.data
         if not isinstance(l4, (dpkt.udp.UDP, dpkt.tcp.TCP)) or DNS_PORT not in (l4.sport, l4.dport):
             return None

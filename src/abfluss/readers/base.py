@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dpkt
+
 #: How many skip messages an input keeps (the counts are always complete).
 MAX_MESSAGES = 20
 
@@ -67,3 +69,18 @@ def read_head(path: Path, size: int = 65536) -> bytes:
             return f.read(size)
         except (EOFError, OSError, gzip.BadGzipFile):
             return b""
+
+
+def ip_layer(linktype: int, buf: bytes):
+    """The IP layer (dpkt IP or IP6) of a captured frame, for the link types captures use; None otherwise."""
+    if linktype == dpkt.pcap.DLT_EN10MB:
+        return dpkt.ethernet.Ethernet(buf).data
+    if linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
+        return dpkt.loopback.Loopback(buf).data
+    if linktype == dpkt.pcap.DLT_LINUX_SLL:
+        return dpkt.sll.SLL(buf).data
+    if linktype == 276:  # LINUX_SLL2
+        return dpkt.sll2.SLL2(buf).data
+    if linktype in (101, 12, 14, 228, 229) and buf:  # LINKTYPE_RAW, DLT_RAW variants, IPV4, IPV6
+        return dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
+    return None

@@ -35,7 +35,7 @@ from netflow.v5 import V5ExportPacket
 from netflow.v9 import V9Header
 
 from abfluss.errors import InputError
-from abfluss.readers.base import ReadReport, open_maybe_gzip
+from abfluss.readers.base import ReadReport, ip_layer, open_maybe_gzip
 from abfluss.schema import conform
 
 FORMAT = "netflow"
@@ -73,20 +73,6 @@ def netflow_version(data: bytes) -> int | None:
     return 10 if version == 10 and 20 <= length <= len(data) and _sets_ok(data, 16, length, (2, 3)) else None
 
 
-def _ip_layer(linktype: int, buf: bytes):
-    if linktype == dpkt.pcap.DLT_EN10MB:
-        return dpkt.ethernet.Ethernet(buf).data
-    if linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
-        return dpkt.loopback.Loopback(buf).data
-    if linktype == dpkt.pcap.DLT_LINUX_SLL:
-        return dpkt.sll.SLL(buf).data
-    if linktype == 276:  # LINUX_SLL2
-        return dpkt.sll2.SLL2(buf).data
-    if linktype in (101, 12, 14, 228, 229) and buf:  # LINKTYPE_RAW, DLT_RAW variants, IPV4, IPV6
-        return dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
-    return None
-
-
 def _udp_packets(path: Path, limit: int = 0) -> Iterator[tuple[int, str | None, int | None, bytes, str | None]]:
     """(packet number, source address, source port, UDP payload, problem) per UDP packet among the first
     ``limit`` packets (0: all); a problem (IP fragment, truncated capture) comes with an empty payload."""
@@ -105,7 +91,7 @@ def _udp_packets(path: Path, limit: int = 0) -> Iterator[tuple[int, str | None, 
                 if limit and n > limit:
                     return
                 try:
-                    ip = _ip_layer(linktype, buf)
+                    ip = ip_layer(linktype, buf)
                 except (dpkt.dpkt.UnpackError, struct.error, IndexError):
                     continue
                 if isinstance(ip, dpkt.ip.IP) and ip.p == dpkt.ip.IP_PROTO_UDP:

@@ -12,7 +12,7 @@ import gzip
 import os
 import shutil
 import tempfile
-import threading
+import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,15 +48,52 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     report.format = FORMAT
     with _plain_copy(path) as plain:
-        # The DNS scan runs beside NFStream, whose meter is a process of its own: on two cores the
-        # scan costs little wall time.
-        scan_box: dict = {}
-        scanner = threading.Thread(target=lambda: scan_box.update(scan=_dns_packets.scan(plain, report)))
-        scanner.start()
+        # The DNS scan runs in a process of its own beside NFStream's meter process, so on two
+        # cores it costs little wall time and never competes for this process's GIL.
+        ctx = multiprocessing.get_context("fork")
+        receiver, sender = ctx.Pipe(duplex=False)
+        worker = ctx.Process(target=_scan_worker, args=(plain, str(path), sender), daemon=True)
+        worker.start()
+        sender.close()
         try:
-            yield from _flows(plain, report, scanner, scan_box)
+            yield from _flows(plain, report, lambda: _scan_result(receiver, report))
         finally:
-            scanner.join()
+            receiver.close()
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+
+
+def _scan_worker(plain: Path, shown: str, conn) -> None:
+    try:
+        sub = ReadReport(shown)
+        scan = _dns_packets.scan(plain, sub)
+        sink = pa.BufferOutputStream()
+        if scan.dns is not None:
+            with pa.ipc.new_stream(sink, scan.dns.schema) as w:
+                w.write_table(scan.dns)
+        conn.send((scan.packets, scan.last_ts, sub.skipped, sub.messages, sink.getvalue().to_pybytes()))
+    except Exception as e:  # noqa: BLE001 - reported by the parent as one line
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def _scan_result(conn, report: ReadReport) -> _dns_packets.Scan | None:
+    try:
+        msg = conn.recv()
+    except EOFError:
+        return None
+    if msg[0] == "error":
+        report.skip("scan", f"DNS decoding failed: {msg[1]}")
+        return None
+    packets, last_ts, skipped, messages, ipc = msg
+    report.skipped += skipped
+    report.messages.extend(messages[: max(0, 20 - len(report.messages))])
+    dns = pa.ipc.open_stream(ipc).read_all() if ipc else None
+    if dns is not None:
+        report.add("dns", dns.num_rows)
+    return _dns_packets.Scan(packets, last_ts, dns)
 
 
 class _plain_copy:
@@ -95,7 +132,7 @@ def _streamer(source: str) -> nfstream.NFStreamer:
     )
 
 
-def _flows(path: Path, report: ReadReport, scanner: threading.Thread, box: dict) -> Iterator[tuple[str, pa.Table]]:
+def _flows(path: Path, report: ReadReport, scan_result) -> Iterator[tuple[str, pa.Table]]:
     cols, pending = _Columns(), []
     latest = 0  # the latest packet time metered so far (ms)
     error = None
@@ -113,8 +150,7 @@ def _flows(path: Path, report: ReadReport, scanner: threading.Thread, box: dict)
                 yield from cols.flush(report)
     except ValueError as e:  # NFStream's error for an unreadable capture
         error = str(e)
-    scanner.join()
-    scan = box.get("scan")
+    scan = scan_result()
     end_ms = max(latest, (scan.last_ts or 0) // 1000 if scan else 0)
     for f in pending:
         cols.add(f, end_ms - f.bidirectional_last_seen_ms < IDLE_TIMEOUT * 1000)

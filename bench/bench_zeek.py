@@ -168,6 +168,27 @@ def main() -> None:
               f"{mb / r['seconds']:.0f} MB/s, peak RSS {r['rss'] / 2**20:,.0f} MiB; "
               f"CPU {r['cpu']:.2f} s ({r['cpu'] / r['seconds']:.1f} cores busy of {os.cpu_count()}, "
               f"load average before {load:.1f})")
+        ingest_to_store(path, folder, args.rows)
+
+
+def ingest_to_store(path: Path, folder: Path, rows: int) -> None:
+    """The whole ingest (reader, Parquet files, catalog) in a fresh `abfluss ingest` process."""
+    import psutil
+
+    ws = folder / "ws"
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "abfluss", "--workspace", str(ws), "ingest", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    dt = time.perf_counter() - t
+    print(f"abfluss ingest into the store: {dt:.2f} s: {rows / dt / 1e6:.2f} M rows/s, "
+          f"peak RSS {peak / 2**20:,.0f} MiB (exit {proc.returncode})")
 
 
 if __name__ == "__main__":

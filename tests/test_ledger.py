@@ -130,3 +130,20 @@ def test_ledger_on_real_beacon_capture(ws):
     assert [(r["internal_host"], r["external_host"], r["external_name"], r["bytes_out"], r["bytes_in"], r["flows"])
             for r in rows] == [("147.32.80.37", "141.193.213.21", "testing.com", 249895, 1158215, 296),
                                ("147.32.80.37", "141.193.213.20", "testing.com", 1682, 7808, 2)]
+
+
+def test_coverage_gaps_loss_and_interim(ws):
+    store(ws, "flows", [
+        flow("2024-01-01T10:00:00", "10.0.0.5", "203.0.113.9", 1000, 1000, ts_end=T("2024-01-01T10:05:00")),
+        flow("2024-01-01T10:04:00", "10.0.0.5", "203.0.113.9", 500, 500, missed_bytes=1000),
+        # silence from 10:05 to 10:35: a 30-minute gap
+        flow("2024-01-01T10:35:00", "10.0.0.6", "203.0.113.9", 0, 0, open=True, uid="C9",
+             ts_end=T("2024-01-01T10:40:00")),
+    ], "cov")
+    [c] = abfluss.coverage(ws)
+    assert (c["sensor"], c["records"], c["span_minutes"], c["gap_minutes"], c["gaps"]) == ("test", 3, 40.0, 30, 1)
+    assert c["largest_gaps"] == [{"start": T("2024-01-01T10:05:00"), "end": T("2024-01-01T10:35:00"), "minutes": 30.0}]
+    assert c["missed_bytes"] == 1000 and c["missed_share"] == pytest.approx(1000 / 4000)
+    assert c["interim_flows"] == 1
+    health = ws.con.sql("SELECT minute, records FROM sensor_health ORDER BY minute").fetchall()
+    assert [(m.minute, n) for m, n in health] == [(0, 1), (4, 1), (35, 1)]

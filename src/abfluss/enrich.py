@@ -61,6 +61,8 @@ def dest_class_sql(cfg: Config, direction: str, allow_net: str, name: str) -> st
 def apply(ws: Workspace, cfg: Config) -> None:
     """Create (or replace) the enrichment views for ``cfg``."""
     con = ws.con
+    # A reader's catalog is read-only: its views live in the session; a writer's are kept.
+    view = "VIEW" if ws.write else "TEMP VIEW"
     tenant = "CASE " + " ".join(
         f"WHEN {in_networks('a', nets)} THEN '{name.replace(chr(39), chr(39) * 2)}'"
         for name, nets in cfg.tenants.items()) + " ELSE 'default' END" if cfg.tenants else "'default'"
@@ -68,21 +70,21 @@ def apply(ws: Workspace, cfg: Config) -> None:
         f"CASE WHEN {in_networks('a', nets)} THEN '{tag}' END" for tag, nets in cfg.assets.items()
     ) + "], x -> x IS NOT NULL)" if cfg.assets else "[]::VARCHAR[]"
     con.execute(f"""
-        CREATE OR REPLACE VIEW address_class AS
+        CREATE OR REPLACE {view} address_class AS
         SELECT addr, id, coalesce({in_networks('a', cfg.internal)}, false) AS internal,
                {tenant} AS tenant, {tags} AS tags,
                coalesce({in_networks('a', cfg.allow_networks)}, false) AS allow_net
         FROM addresses""")
-    con.execute("""
-        CREATE OR REPLACE VIEW dns_names AS
+    con.execute(f"""
+        CREATE OR REPLACE {view} dns_names AS
         SELECT addr, arg_max(query, n) AS name FROM (
             SELECT addr, query, count(*) AS n FROM (
                 SELECT unnest(answers) AS addr, lower(query) AS query FROM dns_raw
                 WHERE query IS NOT NULL AND len(answers) > 0)
             GROUP BY ALL)
         GROUP BY addr""")
-    con.execute("""
-        CREATE OR REPLACE VIEW flows_dedup AS
+    con.execute(f"""
+        CREATE OR REPLACE {view} flows_dedup AS
         SELECT * FROM flows_raw WHERE NOT coalesce(open, false)
         UNION ALL
         SELECT * EXCLUDE (rn) FROM (
@@ -91,8 +93,8 @@ def apply(ws: Workspace, cfg: Config) -> None:
                 SELECT 1 FROM flows_raw c
                 WHERE NOT coalesce(c.open, false) AND c.uid = o.uid AND c.sensor = o.sensor))
         WHERE rn = 1""")
-    con.execute("""
-        CREATE OR REPLACE VIEW flows_directed AS
+    con.execute(f"""
+        CREATE OR REPLACE {view} flows_directed AS
         WITH f AS (
             SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
                    coalesce(cr.internal, false) AS resp_internal,
@@ -127,7 +129,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
                  END AS bytes_in
         FROM f""")
     con.execute(f"""
-        CREATE OR REPLACE VIEW flows AS
+        CREATE OR REPLACE {view} flows AS
         SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id),
             CASE direction WHEN 'outbound' THEN coalesce(flow_name, n.name)
                            WHEN 'inbound' THEN n.name END AS external_name,
@@ -138,8 +140,8 @@ def apply(ws: Workspace, cfg: Config) -> None:
         LEFT JOIN address_class ce ON ce.addr = d.external_host
         LEFT JOIN address_class co ON co.addr = d.orig_h AND d.direction = 'internal'
         LEFT JOIN dns_names n ON n.addr = d.external_host""")
-    con.execute("""
-        CREATE OR REPLACE VIEW sensor_health AS
+    con.execute(f"""
+        CREATE OR REPLACE {view} sensor_health AS
         SELECT sensor, time_bucket(INTERVAL 1 MINUTE, ts) AS minute, count(*) AS records,
                sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)) AS bytes,
                sum(coalesce(missed_bytes, 0)) AS missed_bytes

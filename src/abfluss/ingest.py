@@ -80,7 +80,7 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
     try:
         with ws.writer(input_id) as w:
-            with _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
+            with ws.released(), _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
                 for table, batch in read(path, report):
                     pipe.put(table, batch)
                     if progress:

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,24 @@ CREATE TABLE IF NOT EXISTS addresses (addr VARCHAR PRIMARY KEY, a BLOB, id BIGIN
 """
 
 
+#: How long to wait for the catalog while another process holds it (a commit, a query).
+CATALOG_WAIT_SECONDS = 60
+
+
+def _connect(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting while another process holds it; one-line error otherwise."""
+    deadline = time.monotonic() + CATALOG_WAIT_SECONDS
+    while True:
+        try:
+            con = duckdb.connect(str(root / CATALOG), read_only=read_only)
+            con.execute("SET TimeZone='UTC'")
+            return con
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                raise WorkspaceError(f"{root}: cannot open catalog: {str(e).splitlines()[0]}") from None
+            time.sleep(0.1)
+
+
 def _private_umask() -> None:
     os.umask(0o077)
 
@@ -71,12 +90,18 @@ class StoredInput:
 
 
 class Workspace:
-    """One workspace directory. Open with ``Workspace.open(path, write=True)`` to ingest."""
+    """One workspace directory. Open with ``Workspace.open(path, write=True)`` to ingest.
 
-    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, lock_fd: int | None):
+    Readers open the catalog read-only, so ``ledger`` works while an ingest runs: the writer
+    holds the catalog only to look up and to commit an input, not while it reads and writes
+    Parquet (see ``released``).
+    """
+
+    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, lock_fd: int | None, write: bool):
         self.root = root
         self.con = con
         self._lock_fd = lock_fd
+        self.write = write
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -93,22 +118,39 @@ class Workspace:
                 except BlockingIOError:
                     os.close(lock_fd)
                     raise WorkspaceError(f"{root}: another abfluss process is writing to this workspace") from None
-            con = duckdb.connect(str(root / CATALOG))
+            if write or not (root / CATALOG).exists():
+                con = _connect(root, read_only=False)
+                cls._initialise(con)
+                if not write:
+                    con.close()
+            if not write:
+                con = _connect(root, read_only=True)
         except PermissionError as e:
             raise WorkspaceError(f"{root}: permission denied ({e.filename})") from None
-        except duckdb.IOException as e:
-            raise WorkspaceError(f"{root}: cannot open catalog: {str(e).splitlines()[0]}") from None
-        con.execute("SET TimeZone='UTC'")
+        ws = cls(root, con, lock_fd, write)
+        if write:
+            ws._remove_orphans()
+            ws.refresh_views()
+        return ws
+
+    @staticmethod
+    def _initialise(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_CATALOG_DDL)
-        ws = cls(root, con, lock_fd)
         for table, sch in schema.TABLES.items():
             con.register(f"_empty_{table}_arrow", sch.empty_table())
             con.execute(f"CREATE TABLE IF NOT EXISTS _empty_{table} AS SELECT * FROM _empty_{table}_arrow")
             con.unregister(f"_empty_{table}_arrow")
-        if write:
-            ws._remove_orphans()
-        ws.refresh_views()
-        return ws
+            con.execute(f"CREATE VIEW IF NOT EXISTS {table}_raw AS SELECT * FROM _empty_{table}")
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let go of the catalog (not of the writer's lock) while reading and writing Parquet,
+        so read-only commands can run meanwhile; take it back before committing."""
+        self.con.close()
+        try:
+            yield
+        finally:
+            self.con = _connect(self.root, read_only=False)
 
     def close(self) -> None:
         self.con.close()

@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 from datetime import date, datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
 from rich.table import Table
 
 from . import api
@@ -25,6 +27,7 @@ from . import ingest as _ingest
 from .coverage import coverage as sensor_coverage
 from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from .errors import AbflussError
+from .progress import read_position
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
@@ -113,14 +116,8 @@ def ingest(
     if not paths and not interface:
         raise AbflussError("give at least one PATH, or --interface IF --duration S")
     with _open(write=True) as ws:
-        results = []
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=err, transient=True, disable=not err.is_terminal) as bar:
-            task = bar.add_task("reading")
-
-            def progress(path: str, n: int) -> None:
-                bar.update(task, description=f"{path}: {n:,} records")
-
+        with _IngestProgress() as progress:
+            results = []
             if interface:
                 results.append(_ingest.capture_live(ws, interface, duration, sensor, progress))
             if paths:
@@ -128,6 +125,53 @@ def ingest(
     _print_summary(results)
     if results and all(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+class _IngestProgress:
+    """A progress bar per large input (bytes read, rate, time left), a status line for small ones.
+
+    The position comes from /proc (see abfluss.progress), polled on a thread, so it moves while
+    NFStream meters a capture in its own process too."""
+
+    LARGE = 20_000_000  # bytes: below this an input is done before a bar would help
+
+    def __init__(self):
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[records]} records"),
+                            console=err, transient=True, disable=not err.is_terminal)
+        self.task = None
+        self.path: Optional[Path] = None
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+
+    def __call__(self, shown: str, records: int) -> None:
+        if records == 0:
+            path = Path(shown)
+            size = path.stat().st_size if path.is_file() else 0
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.path = path if size >= self.LARGE else None
+            self.task = self.bar.add_task(shown, total=size or None, records="0")
+        elif self.task is not None:
+            self.bar.update(self.task, records=f"{records:,}")
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.3):
+            path, task = self.path, self.task
+            if path is not None and task is not None:
+                pos = read_position(path)
+                if pos is not None:
+                    self.bar.update(task, completed=pos)
+
+    def __enter__(self) -> "_IngestProgress":
+        self.bar.__enter__()
+        if not self.bar.disable:
+            self._poller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.bar.__exit__(*exc)
 
 
 def _print_summary(results) -> None:

@@ -38,7 +38,7 @@ class IngestResult:
         return sum(self.records.values())
 
 
-Progress = Callable[[str, int], None]  # (path, records so far)
+Progress = Callable[[str, int], None]  # (input, records so far): called with 0 when an input starts
 
 
 def sha256_file(path: Path) -> str:
@@ -75,6 +75,8 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
         return IngestResult(shown, "failed", error=f"{path}: cannot read: {e.strerror}")
     if ws.has_input(input_id):
         return IngestResult(shown, "duplicate", fmt, input_id)
+    if progress:
+        progress(shown, 0)
     report = ReadReport(str(path), fmt)
     cfg = getattr(ws, "config", None)
     sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt

@@ -109,3 +109,12 @@ def test_text_file_is_not_a_capture(tmp_path):
     junk.write_text("this is not a capture\n" * 10)
     with pytest.raises(InputError, match="notes.pcap: byte 0: not a recognised format"):
         detect(junk)
+
+
+def test_truncated_pcapng_keeps_the_good_part(tmp_path):
+    raw = data("zeek-traces/cooper-grill-dvwa.pcapng").read_bytes()
+    cut = tmp_path / "half.pcapng"
+    cut.write_bytes(raw[: len(raw) // 2])
+    tabs, report = read_all(cut)
+    assert report.skipped == 1 and report.messages[0].startswith(f"{cut}: packet ")
+    assert dict(report.records) == {"flows": 3, "http": 2}

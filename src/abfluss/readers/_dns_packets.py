@@ -115,14 +115,19 @@ def scan(path: Path, report: ReadReport) -> Scan:
             report.skip("byte 0", f"not a readable capture: {e}")
             return Scan(0, None, None)
         datalink = reader.datalink()
+        classic = isinstance(reader, dpkt.pcap.Reader)
         record_start = f.tell()
         try:
             for ts, buf in reader:
-                if f.tell() > size or (isinstance(reader, dpkt.pcap.Reader) and _short(f, record_start, size)):
+                # Only the record that reaches the end of the file can be cut short: a classic pcap
+                # record is a 16-byte header and its bytes, so no tell() per packet is needed.
+                # (pcapng readers raise on a cut block instead: handled below.)
+                record_end = record_start + 16 + len(buf)
+                if classic and record_end >= size and _short(f, record_start, size):
                     report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
                                 "capture is truncated in this packet; the packets before it are read")
                     break
-                record_start = f.tell()
+                record_start = record_end
                 packets += 1
                 last_ts = int(ts * 1_000_000)
                 l4 = _fast_l4(datalink, buf)

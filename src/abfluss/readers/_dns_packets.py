@@ -122,7 +122,7 @@ def scan(path: Path, report: ReadReport) -> Scan:
                 # Only the record that reaches the end of the file can be cut short: a classic pcap
                 # record is a 16-byte header and its bytes, so no tell() per packet is needed.
                 # (pcapng readers raise on a cut block instead: handled below.)
-                record_end = record_start + 16 + len(buf)
+                record_end = record_start + 16 + len(buf) if classic else f.tell()
                 if classic and record_end >= size and _short(f, record_start, size):
                     report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
                                 "capture is truncated in this packet; the packets before it are read")
@@ -135,8 +135,12 @@ def scan(path: Path, report: ReadReport) -> Scan:
                     l4 = _slow_l4(datalink, buf)
                 if l4:
                     _dns(ts, l4, pending, rows)
-        except (dpkt.dpkt.NeedData, dpkt.dpkt.UnpackError, ValueError) as e:
-            report.skip(f"packet {packets + 1}", f"unreadable packet record: {e}")
+        except dpkt.dpkt.NeedData:
+            report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
+                        "capture is truncated in this packet; the packets before it are read")
+        except (dpkt.dpkt.UnpackError, ValueError) as e:
+            report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
+                        f"unreadable packet record ({e or type(e).__name__}); the packets before it are read")
     rows.extend(pending.values())
     if not rows:
         return Scan(packets, last_ts, None)

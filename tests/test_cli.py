@@ -158,3 +158,21 @@ def test_whole_zeek_directory_open_and_closed(tmp_path):
     tot = run_cli("ledger", "--limit", "1", workspace=tmp_path / "ws", check=True).stdout
     # 59 finished connections replace their 59 open snapshots; 29 more come from open/conn.log, 2 internal-only
     assert "86 flows (0 still open, interim), 12 internal hosts, 37 external destinations" in tot
+
+
+def test_zeek_logs_abfluss_does_not_use_are_ignored_not_errors(tmp_path):
+    proc = run_cli("ingest", str(data("rita/proxy")), workspace=tmp_path / "ws")
+    assert proc.returncode == 0
+    assert "error:" not in proc.stderr
+    assert ("4 stored, 0 already present, 13 ignored (kinds abfluss does not use), 0 failed; "
+            "2,219 records read, 0 skipped") in proc.stdout
+
+
+def test_header_only_zeek_log_is_stored_as_read(tmp_path):
+    head = data("rita/open_conns/closed/conn.log").read_text().splitlines(keepends=True)[:8]
+    quiet = tmp_path / "conn.log"
+    quiet.write_text("".join(head) + "#close\t2018-01-30-19-00-00\n")
+    proc = run_cli("ingest", str(quiet), workspace=tmp_path / "ws", check=True)
+    assert "1 stored, 0 already present, 0 failed; 0 records read, 0 skipped" in proc.stdout
+    [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws").stdout)
+    assert (inp["records"], inp["format"]) == (0, "zeek-tsv")

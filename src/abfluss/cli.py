@@ -123,7 +123,7 @@ def ingest(
             if paths:
                 results += _ingest.ingest_paths(ws, [Path(p) for p in paths], sensor, progress)
     _print_summary(results)
-    if results and all(r.status == "failed" for r in results):
+    if results and all(r.status == "failed" for r in results):  # ignored inputs are no failure
         raise typer.Exit(1)
 
 
@@ -188,8 +188,10 @@ def _print_summary(results) -> None:
         t.add_row(r.path, r.format or "-", r.status, counts, f"{r.skipped:,}")
     out.print(t)
     stored = [r for r in results if r.status == "stored"]
+    ignored = sum(r.status == "ignored" for r in results)
     out.print(f"{len(stored)} stored, {sum(r.status == 'duplicate' for r in results)} already present, "
-              f"{sum(r.status == 'failed' for r in results)} failed; "
+              + (f"{ignored} ignored (kinds abfluss does not use), " if ignored else "")
+              + f"{sum(r.status == 'failed' for r in results)} failed; "
               f"{sum(r.total for r in stored):,} records read, {sum(r.skipped for r in results):,} skipped")
 
 

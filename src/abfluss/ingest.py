@@ -22,7 +22,8 @@ from .store import StoredInput, Workspace, iter_files
 
 @dataclass
 class IngestResult:
-    """What happened to one input: ``stored``, ``duplicate`` (same content already there) or ``failed``."""
+    """What happened to one input: ``stored``, ``duplicate`` (same content already there),
+    ``ignored`` (a known kind abfluss does not use, e.g. a Zeek x509.log) or ``failed``."""
 
     path: str
     status: str
@@ -87,10 +88,13 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
                     pipe.put(table, batch)
                     if progress:
                         progress(shown, report.total)
-            if report.total == 0:
-                reason = report.messages[0] if report.messages else f"{path}: no records"
+            if report.ignored:
+                return IngestResult(shown, "ignored", report.format, input_id, error=report.ignored)
+            if report.total == 0 and report.skipped:
                 return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
-                                    report.messages, reason)
+                                    report.messages, report.messages[0])
+            # An input with no records and no errors (a header-only Zeek log of a quiet hour)
+            # is stored: the inputs list then shows that it was read.
             w.commit(StoredInput(input_id, shown, os.path.getsize(path), report.format, sensor_name,
                                  dict(report.records), report.skipped, report.messages, None, None))
     except InputError as e:

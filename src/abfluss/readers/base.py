@@ -37,6 +37,8 @@ class ReadReport:
     records: Counter = field(default_factory=Counter)
     skipped: int = 0
     messages: list[str] = field(default_factory=list)
+    #: Set when the input is of a known kind that abfluss does not use (a Zeek x509.log): why.
+    ignored: str | None = None
 
     def skip(self, position: str, reason: str, count: int = 1) -> None:
         """Count ``count`` skipped records; remember the first few as '<file>: <position>: <reason>'."""

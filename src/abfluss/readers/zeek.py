@@ -93,6 +93,8 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
                 yield table, t
     if source.error:
         report.skip(f"line {parser.line}", source.error)
+    if rows == 0 and parser.other and not parser.bad:
+        report.ignored = f"Zeek {', '.join(sorted(parser.other_types))} log: not a log abfluss reads"
     if rows == 0 and (parser.bad or source.error) and not parser.other:
         why = [f"{parser.bad} bad records"] * bool(parser.bad) + [source.error] * bool(source.error)
         raise InputError(f"{path}: no readable Zeek record ({', '.join(why)})")
@@ -149,6 +151,7 @@ class _Parser:
     def __init__(self, path: Path, report: ReadReport):
         self.path, self.report, self.bad, self.line = path, report, 0, 1
         self.other = False  # records of a log type we do not read were seen
+        self.other_types: set[str] = set()
         self.name_log = zt.log_from_name(path.name)
         self.col_log: str | None = None
 
@@ -220,6 +223,7 @@ class _Tsv(_Parser):
         if log not in zt.MAPS:
             self.line += self.lines(data, start, stop)
             self.other = True
+            self.other_types.add(str(self.log_path or log))
             return
         spec = zt.fields_for(log)
         present = [src for _, src, _ in spec if src in self.fields]
@@ -369,6 +373,7 @@ class _Json(_Parser):
             log = self.target(value)
             if log not in zt.MAPS:
                 self.other = True
+                self.other_types.add(str(value or log))
                 continue
             part = t.filter(pc.is_null(paths) if value is None else pc.equal(paths, value))
             spec = zt.fields_for(log)
@@ -395,7 +400,9 @@ class _Json(_Parser):
                 self.skip(i, "not a JSON object")
                 continue
             log = self.target(obj.get("_path"))
-            self.other |= log not in zt.MAPS
+            if log not in zt.MAPS:
+                self.other = True
+                self.other_types.add(str(obj.get("_path") or log))
             if log in zt.MAPS:
                 try:
                     row = tuple(zt.coerce(kind, obj.get(src), src) for _, src, kind in zt.fields_for(log))

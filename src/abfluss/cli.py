@@ -102,6 +102,16 @@ def _dump_json(rows) -> None:
     sys.stdout.write(json.dumps(rows, default=_json_default, indent=1) + "\n")
 
 
+def _dump_csv(rows, columns=None) -> None:
+    """One CSV row per record; nested values (lists, dicts) as JSON text."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+    w = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict))
+                    else _json_default(v) if isinstance(v, (datetime, date)) else v for k, v in r.items()})
+
+
 @app.command()
 def ingest(
     paths: Annotated[Optional[list[str]], typer.Argument(help="Files or directories (walked recursively).", show_default=False)] = None,
@@ -220,10 +230,7 @@ def ledger(
     if format is Fmt.json:
         _dump_json(rows)
     elif format is Fmt.csv:
-        w = csv.DictWriter(sys.stdout, fieldnames=list(LEDGER_COLUMNS), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _json_default(v) if isinstance(v, datetime) else v for k, v in r.items()})
+        _dump_csv(rows, LEDGER_COLUMNS)
     else:
         _print_ledger(rows, tot)
         if q.limit and len(rows) == q.limit:
@@ -245,7 +252,7 @@ def _print_ledger(rows, tot) -> None:
 
 
 @app.command()
-def inputs(format: Annotated[Fmt, typer.Option("--format", help="table or json.")] = Fmt.table) -> None:
+def inputs(format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table) -> None:
     """Every ingested input: SHA-256, size, format, sensor, time span, records and skipped.
 
     Example: abfluss inputs --format json
@@ -253,7 +260,7 @@ def inputs(format: Annotated[Fmt, typer.Option("--format", help="table or json."
     with _open() as ws:
         rows = ws.inputs()
     if format is not Fmt.table:
-        _dump_json(rows)
+        (_dump_json if format is Fmt.json else _dump_csv)(rows)
         return
     t = Table(title="inputs")
     for c in ("sha256", "path", "format", "sensor", "first", "last", "records", "skipped"):
@@ -266,7 +273,7 @@ def inputs(format: Annotated[Fmt, typer.Option("--format", help="table or json."
 
 
 @app.command()
-def coverage(format: Annotated[Fmt, typer.Option("--format", help="table or json.")] = Fmt.table) -> None:
+def coverage(format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table) -> None:
     """Per sensor: time span seen, minutes without records, capture loss, interim flows.
 
     Example: abfluss coverage --format json
@@ -274,7 +281,7 @@ def coverage(format: Annotated[Fmt, typer.Option("--format", help="table or json
     with _open() as ws:
         rows = sensor_coverage(ws)
     if format is not Fmt.table:
-        _dump_json(rows)
+        (_dump_json if format is Fmt.json else _dump_csv)(rows)
         return
     t = Table(title="coverage")
     for c in ("sensor", "first seen", "last seen", "span min", "records", "gap min", "missed", "interim"):

@@ -119,6 +119,18 @@ def test_unreadable_file(tmp_path):
     no_traceback(proc)
 
 
+def ingest_expecting_skips(path, ws, positions: list[str]) -> dict:
+    """Ingest ``path``; the skip lines must name it and exactly ``positions``; returns its inputs row."""
+    proc = run_cli("ingest", str(path), workspace=ws)
+    no_traceback(proc)
+    assert proc.returncode == 0
+    skips = [l for l in proc.stderr.splitlines() if l.startswith("skipped:")]
+    assert [s.split(": ")[2] for s in skips] == positions, proc.stderr
+    assert all(str(path) in s for s in skips)
+    [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=ws).stdout)
+    return inp
+
+
 def test_zeek_log_with_broken_lines(tmp_path):
     lines = data("rita/open_conns/closed/conn.log").read_text().splitlines(keepends=True)
     bad = tmp_path / "conn.log"
@@ -126,13 +138,7 @@ def test_zeek_log_with_broken_lines(tmp_path):
     lines.insert(9, "this is not a zeek record\n")
     lines.insert(20, "1517336042.1\tCshort\t10.0.0.1\n")
     bad.write_text("".join(lines))
-    proc = run_cli("ingest", str(bad), workspace=tmp_path / "ws")
-    no_traceback(proc)
-    assert proc.returncode == 0
-    skips = [l for l in proc.stderr.splitlines() if l.startswith("skipped:")]
-    assert [s.split(": ")[2] for s in skips] == ["line 10", "line 21"], proc.stderr
-    assert all(str(bad) in s for s in skips)
-    [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws").stdout)
+    inp = ingest_expecting_skips(bad, tmp_path / "ws", ["line 10", "line 21"])
     assert (inp["records"], inp["skipped"], inp["format"]) == (59, 2, "zeek-tsv")
 
 
@@ -142,12 +148,7 @@ def test_eve_json_with_invalid_lines(tmp_path):
     lines.insert(99, "garbage\n")
     bad = tmp_path / "eve.json"
     bad.write_text("".join(lines))
-    proc = run_cli("ingest", str(bad), workspace=tmp_path / "ws")
-    no_traceback(proc)
-    assert proc.returncode == 0
-    skips = [l for l in proc.stderr.splitlines() if l.startswith("skipped:")]
-    assert [s.split(": ")[2] for s in skips] == ["line 50", "line 100"], proc.stderr
-    [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws").stdout)
+    inp = ingest_expecting_skips(bad, tmp_path / "ws", ["line 50", "line 100"])
     assert inp["skipped"] == 2 and inp["format"] == "suricata-eve" and inp["records"] > 100
 
 

@@ -12,6 +12,10 @@ DEBS   := tcpdump iproute2
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "abfluss needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "Python's venv module is missing: sudo apt-get install python3-venv"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -38,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_ledger.py
 
 lab: sysdeps
+	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }
 	$(PYTHON) lab/make_demo.py --out examples/
 
 clean:

@@ -327,8 +327,8 @@ def complete(table: str, batch: pa.Table, sensor: str, input_id: str) -> pa.Tabl
     """Conform a reader batch to the stored schema: sensor and input id added."""
     batch = schema.conform(table, batch)
     n = batch.num_rows
-    batch = batch.append_column("sensor", pa.array([sensor] * n, pa.string()))
-    batch = batch.append_column("input_id", pa.array([input_id] * n, pa.string()))
+    batch = batch.append_column("sensor", pa.repeat(pa.scalar(sensor, pa.string()), n))
+    batch = batch.append_column("input_id", pa.repeat(pa.scalar(input_id, pa.string()), n))
     return batch.select(schema.TABLES[table].names).cast(schema.TABLES[table])
 
 

@@ -177,3 +177,10 @@ def test_header_only_zeek_log_is_stored_as_read(tmp_path):
     assert "1 stored, 0 already present, 0 failed; 0 records read, 0 skipped" in proc.stdout
     [inp] = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws").stdout)
     assert (inp["records"], inp["format"]) == (0, "zeek-tsv")
+
+
+def test_zeek_json_logs_without_path_field(tmp_path):
+    """Slips' Zeek JSON logs carry no _path: conn/dns/http/ssl are read, arp/files/x509 … ignored."""
+    proc = run_cli("ingest", str(data("slips/test9-mixed-zeek")), workspace=tmp_path / "ws", check=True)
+    assert ("4 stored, 0 already present, 8 ignored (kinds abfluss does not use), 0 failed; "
+            "1,536 records read, 0 skipped") in proc.stdout

@@ -188,7 +188,7 @@ def _print_summary(results) -> None:
     for r in results:
         for m in r.messages:
             err.print(f"[yellow]skipped[/]: {m}", markup=True, highlight=False)
-        if r.status == "failed":
+        if r.status == "failed" and r.error not in r.messages:
             err.print(f"[red]error[/]: {r.error}", markup=True, highlight=False)
     t = Table(title="ingest summary")
     for c in ("input", "format", "status", "records", "skipped"):

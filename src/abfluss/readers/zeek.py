@@ -48,7 +48,9 @@ def sniff_tsv(head: bytes, path: Path | None = None) -> bool:
 
 
 def sniff_json(head: bytes, path: Path | None = None) -> bool:
-    """A JSON object with ``_path``, or with ``ts`` and ``uid``/``id.orig_h`` (not Suricata's eve)."""
+    """A JSON object with ``_path`` or ``ts`` (Suricata's eve has ``event_type`` and ``timestamp``).
+    Zeek JSON logs written without ``_path`` (files, arp, software …) are claimed too, so they are
+    reported as logs abfluss does not read rather than as unknown files."""
     line = head.lstrip(b" \t\r\n").split(b"\n", 1)[0]
     if not line.startswith(b"{"):
         return False
@@ -59,7 +61,7 @@ def sniff_json(head: bytes, path: Path | None = None) -> bool:
         keys = {k.decode("utf-8", "replace") for k in _KEY.findall(line)}
     if "event_type" in keys:
         return False
-    return "_path" in keys or ("ts" in keys and ("uid" in keys or "id.orig_h" in keys))
+    return "_path" in keys or "ts" in keys
 
 
 def sniff(head: bytes, path: Path | None = None) -> bool:

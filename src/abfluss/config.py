@@ -55,7 +55,10 @@ KEYS: tuple[Key, ...] = (
     Key("sensor.default", "",
         "Sensor name recorded for inputs ingested without --sensor (default: the input's format)."),
     Key("detections.<id>.<setting>", None,
-        "Per-detection threshold overrides (reserved for the detection suite)."),
+        "Override one threshold of detection <id> (see docs/detections.md for every setting and "
+        "its default). Unknown detections or settings are errors."),
+    Key("detections.<id>.enabled", True,
+        "false turns detection <id> off."),
 )
 
 
@@ -67,6 +70,7 @@ class Config:
     allow_networks: tuple[str, ...] = ()
     allow_domains: tuple[str, ...] = ()
     default_sensor: str = ""
+    detections: dict[str, dict] = field(default_factory=dict)
     source: str = "defaults"
 
 
@@ -107,6 +111,12 @@ def parse(data: dict, source: str = "<config>") -> Config:
         _only(t, {"networks"}, f"tenants.{name}", source)
         tenants[name] = _cidrs(t.get("networks", []), f"tenants.{name}.networks", source)
     assets = {tag: _cidrs(v, f"assets.{tag}", source) for tag, v in data.get("assets", {}).items()}
+    detections = data.get("detections", {})
+    _only(detections, set(detections), "detections", source)
+    for det, table in detections.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [detections.{det}] must be a table")
+    base = Path(source).parent if source != "<config>" else Path.cwd()
     return Config(
         internal=_cidrs(networks.get("internal", list(DEFAULT_INTERNAL)), "networks.internal", source),
         tenants=tenants,
@@ -114,8 +124,16 @@ def parse(data: dict, source: str = "<config>") -> Config:
         allow_networks=_cidrs(allow.get("networks", []), "allowlist.networks", source),
         allow_domains=_strings(allow.get("domains", []), "allowlist.domains", source),
         default_sensor=str(sensor.get("default", "")),
+        detections={d: _relative_paths(dict(t), base) for d, t in detections.items()},
         source=source,
     )
+
+
+def _relative_paths(table: dict, base: Path) -> dict:
+    """Indicator files named in a detection's table are relative to the configuration file."""
+    if isinstance(table.get("files"), list):
+        table["files"] = [str(base / f) if isinstance(f, str) else f for f in table["files"]]
+    return table
 
 
 def _only(table: object, allowed: set[str], where: str, source: str) -> None:

@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS files (
 -- every address seen, packed to 16 bytes so CIDR membership is a blob range test (enrich.py),
 -- with a small integer id so aggregations group on numbers rather than strings
 CREATE TABLE IF NOT EXISTS addresses (addr VARCHAR PRIMARY KEY, a BLOB, id BIGINT);
+-- findings of the detections, keyed by their stable id (re-analysis updates, never duplicates);
+-- ``doc`` is the finding's JSON form, ``notified`` the severity last sent to a sink
+CREATE TABLE IF NOT EXISTS findings (
+    id VARCHAR PRIMARY KEY, detection VARCHAR, severity VARCHAR, score DOUBLE,
+    start_ts TIMESTAMPTZ, end_ts TIMESTAMPTZ, bytes_out BIGINT, internal_hosts VARCHAR[],
+    doc JSON, first_seen TIMESTAMPTZ, updated TIMESTAMPTZ, notified VARCHAR);
 """
 
 

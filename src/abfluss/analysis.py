@@ -1,0 +1,217 @@
+"""Run the detections over a window of the workspace and keep their findings.
+
+The enriched window (flows, DNS, HTTP, TLS, and the look-back before it) is written once to
+Parquet in a private temporary folder; the detections then query those files through Ibis,
+on DuckDB by default or on Spark (``backend="pyspark"``). Both engines read exactly the same
+rows, which is what lets the test suite demand identical findings from both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+from . import detections as _det
+from .enrich import domain_match
+from .errors import AbflussError
+from .findings import Finding
+from .store import Workspace
+
+#: How far before the window baselines and first-seen dates look.
+LOOKBACK = timedelta(days=30)
+
+
+@dataclass
+class AnalysisResult:
+    start: datetime | None
+    end: datetime | None
+    findings: list[Finding]
+    new: list[Finding] = field(default_factory=list)  # new, or raised in severity since last sent
+    flows: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per detection
+
+
+def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
+    rows = ws.con.execute("SELECT min(ts), max(ts) FROM flows_raw").fetchall()
+    lo, hi = rows[0]
+    if lo is None:
+        rows = ws.con.execute("SELECT min(ts), max(ts) FROM dns_raw").fetchall()
+        lo, hi = rows[0]
+    return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
+
+
+def _window_sql(start, end, col: str = "ts") -> str:
+    return f"{col} >= TIMESTAMPTZ '{start.isoformat()}' AND {col} < TIMESTAMPTZ '{end.isoformat()}'"
+
+
+def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> dict[str, Path]:
+    """Write the window's enriched tables as Parquet files into ``out``; return their paths."""
+    cfg = ws.config
+    allow_name = domain_match("lower(query)", cfg.allow_domains)
+    queries = {
+        "flows": f"SELECT * FROM flows WHERE {_window_sql(start, end)} AND dest_class <> 'allowlisted'",
+        "history": f"SELECT * FROM flows WHERE {_window_sql(start - LOOKBACK, start)} "
+                   "AND dest_class <> 'allowlisted'",
+        "dns": f"""SELECT d.*, coalesce(c.internal, false) AS client_internal,
+                          coalesce(s.internal, false) AS server_internal
+                   FROM dns_raw d LEFT JOIN address_class c ON c.addr = d.orig_h
+                   LEFT JOIN address_class s ON s.addr = d.resp_h
+                   WHERE {_window_sql(start, end, 'd.ts')} AND d.query IS NOT NULL
+                     AND NOT coalesce({allow_name}, false) AND NOT coalesce(s.allow_net, false)""",
+        "http": f"""SELECT * FROM http_raw WHERE {_window_sql(start, end)}
+                    AND NOT coalesce({domain_match('lower(host)', cfg.allow_domains)}, false)""",
+        "tls": f"""SELECT * FROM tls_raw WHERE {_window_sql(start, end)}
+                   AND NOT coalesce({domain_match('lower(server_name)', cfg.allow_domains)}, false)""",
+    }
+    paths = {}
+    for name, sql in queries.items():
+        p = out / f"{name}.parquet"
+        ws.con.execute(f"COPY ({sql}) TO '{p}' (FORMAT parquet, COMPRESSION zstd)")
+        paths[name] = p
+    return paths
+
+
+@contextmanager
+def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "duckdb",
+                           extra: dict | None = None) -> Iterator[_det.Telemetry]:
+    """Ibis tables over exported Parquet files on the chosen engine."""
+    import ibis
+
+    if backend == "duckdb":
+        con = ibis.duckdb.connect(threads=2)
+        tables = {k: con.read_parquet(str(p), table_name=k) for k, p in paths.items()}
+    elif backend == "pyspark":
+        from .spark import session
+        con = ibis.pyspark.connect(session())
+        tables = {k: con.read_parquet(str(p), table_name=f"abfluss_{k}") for k, p in paths.items()}
+    else:
+        raise AbflussError(f"unknown engine {backend!r} (duckdb or pyspark)")
+    try:
+        yield _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
+                             http=tables["http"], tls=tables["tls"], start=start, end=end,
+                             backend=backend, extra=extra or {})
+    finally:
+        if backend == "duckdb":
+            con.disconnect()
+
+
+def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()) -> tuple[list[Finding], dict]:
+    import time
+
+    found: list[Finding] = []
+    seconds = {}
+    for det_id in _det.MODULES:
+        overrides = dict(cfg.detections.get(det_id, {})) if cfg else {}
+        if overrides.pop("enabled", True) is False or (only and det_id not in only):
+            continue
+        mod = _det.module(det_id)
+        settings = _det.settings_for(det_id, overrides)
+        if hasattr(mod, "prepare"):  # I/O a detection needs (indicator files) stays outside detect()
+            tel.extra[det_id] = mod.prepare(settings)
+        t0 = time.perf_counter()
+        for f in mod.detect(tel, settings):
+            f.attack = f.attack or list(mod.META.attack)
+            f.channel = f.channel or mod.META.channel
+            found.append(f)
+        seconds[det_id] = round(time.perf_counter() - t0, 3)
+    found.sort(key=lambda f: (-f.score, f.detection, f.id))
+    return found, seconds
+
+
+def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
+            only: tuple[str, ...] = (), backend: str = "duckdb", store: bool = True) -> AnalysisResult:
+    """Run every enabled detection over [start, end) (default: all data) and store the findings."""
+    for d in only:
+        _det.module(d)
+    lo, hi = data_span(ws)
+    start = start or lo
+    end = end or hi
+    if start is None or end is None:
+        return AnalysisResult(None, None, [])
+    start, end = _utc(start), _utc(end)
+    tmp = Path(tempfile.mkdtemp(prefix=".analysis-", dir=ws.root))
+    try:
+        paths = export_window(ws, start, end, tmp)
+        with telemetry_from_parquet(paths, start, end, backend) as tel:
+            findings, seconds = run_detections(tel, ws.config, only)
+        flows = ws.con.execute(f"SELECT count(*) FROM read_parquet('{paths['flows']}')").fetchall()[0][0]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds)
+    if store:
+        result.new = save(ws, findings)
+    return result
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+_ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+def save(ws: Workspace, findings: list[Finding]) -> list[Finding]:
+    """Upsert findings by id; return those that are new or rose in severity (to be sent)."""
+    now = datetime.now(timezone.utc)
+    prev = {r[0]: (r[1], r[2]) for r in ws.con.execute(
+        "SELECT id, notified, first_seen FROM findings").fetchall()}
+    fresh = []
+    rows = []
+    for f in findings:
+        notified, first = prev.get(f.id, (None, None))
+        if notified is None or _ORDER[f.severity] > _ORDER.get(notified, -1):
+            fresh.append(f)
+            notified = f.severity
+        rows.append((f.id, f.detection, f.severity, f.score, f.start, f.end, f.bytes_out,
+                     f.internal_hosts, json.dumps(f.to_dict(), default=str), first or now, now, notified))
+    ws.con.execute("BEGIN")
+    try:
+        if rows:
+            ws.con.executemany("DELETE FROM findings WHERE id = ?", [(r[0],) for r in rows])
+            ws.con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        ws.con.execute("COMMIT")
+    except Exception:
+        ws.con.execute("ROLLBACK")
+        raise
+    return fresh
+
+
+def load(ws: Workspace, severity: str | None = None, host: str | None = None,
+         detection: str | None = None) -> list[Finding]:
+    """Stored findings, strongest first; ``severity`` is a minimum."""
+    cond, args = ["true"], []
+    if severity:
+        if severity not in _ORDER:
+            raise AbflussError(f"--severity {severity!r}: one of {', '.join(_ORDER)}")
+        cond.append("list_position(?, severity) >= ?")
+        args += [list(_ORDER), _ORDER[severity] + 1]
+    if host:
+        cond.append("list_contains(internal_hosts, ?)")
+        args.append(host)
+    if detection:
+        cond.append("detection = ?")
+        args.append(detection)
+    try:
+        rows = ws.con.execute(f"SELECT doc FROM findings WHERE {' AND '.join(cond)} "
+                              "ORDER BY score DESC, detection, id", args).fetchall()
+    except Exception as e:  # a catalog from before findings existed, opened read-only
+        if "findings" in str(e) and "does not exist" in str(e):
+            return []
+        raise
+    return [Finding.from_dict(json.loads(r[0])) for r in rows]
+
+
+def get(ws: Workspace, finding_id: str) -> Finding:
+    rows = ws.con.execute("SELECT doc FROM findings WHERE id = ? OR starts_with(id, ?)",
+                          [finding_id, finding_id]).fetchall()
+    if not rows:
+        raise AbflussError(f"no finding with id {finding_id!r} (list them with: abfluss findings)")
+    if len(rows) > 1:
+        raise AbflussError(f"{finding_id!r} matches {len(rows)} findings: give more of the id")
+    return Finding.from_dict(json.loads(rows[0][0]))

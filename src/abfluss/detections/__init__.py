@@ -1,0 +1,126 @@
+"""The detection suite: one module per behaviour, each registered in ``MODULES``.
+
+Every module defines
+
+- ``META``: a :class:`Meta` (id, title, ATT&CK technique ids, description, runbook);
+- ``Settings``: a frozen dataclass whose fields are the documented thresholds, each with
+  ``metadata={"help": ...}``; overridable per detection in the configuration as
+  ``[detections.<id>] <field> = value``;
+- ``detect(telemetry, settings) -> list[Finding]``: set-based over the Ibis tables in
+  :class:`Telemetry`, no I/O and no global state, so it runs unchanged on DuckDB and Spark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Registered detection modules, in the order they run and are documented.
+MODULES = (
+    "bulk_outbound",
+    "upload_heavy",
+    "rare_destination",
+    "beaconing",
+    "long_connection",
+    "dns_tunnel",
+    "icmp_tunnel",
+    "scan_and_lateral",
+    "threat_intel",
+    "off_hours",
+)
+
+
+@dataclass(frozen=True)
+class Meta:
+    id: str
+    title: str
+    attack: tuple[str, ...]  # MITRE ATT&CK technique ids
+    description: str
+    runbook: str  # what the analyst does first, in order
+    channel: str = ""  # default channel of its findings
+
+
+@dataclass
+class Telemetry:
+    """What a detection sees: enriched Ibis tables cut to the analysis window.
+
+    ``flows``    the enriched flows view (see ``abfluss.enrich``) inside the window, with the
+                 allowlisted destinations already removed;
+    ``history``  the same columns for flows before the window (the look-back), for baselines
+                 and first-seen dates; may be empty;
+    ``dns``      DNS transactions inside the window with ``client_internal`` and
+                 ``server_internal``; allowlisted names removed;
+    ``http``, ``tls`` the sensor's HTTP and TLS records inside the window;
+    ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
+    configuration (e.g. indicator lists), keyed by detection id.
+    """
+
+    flows: Any
+    history: Any
+    dns: Any
+    http: Any
+    tls: Any
+    start: datetime | None = None
+    end: datetime | None = None
+    backend: str = "duckdb"
+    extra: dict = field(default_factory=dict)
+
+
+def module(detection_id: str) -> ModuleType:
+    if detection_id not in MODULES:
+        raise ConfigError(f"unknown detection {detection_id!r} (known: {', '.join(MODULES)})")
+    return importlib.import_module(f"{__name__}.{detection_id}")
+
+
+def all_modules() -> list[ModuleType]:
+    return [module(d) for d in MODULES]
+
+
+def settings_for(detection_id: str, overrides: dict | None) -> Any:
+    """The detection's Settings with the configuration's overrides applied and type-checked."""
+    mod = module(detection_id)
+    base = mod.Settings()
+    if not overrides:
+        return base
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    changes = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            raise ConfigError(f"detections.{detection_id}: unknown setting {name!r} "
+                              f"(known: {', '.join(sorted(fields))})")
+        changes[name] = _coerce(detection_id, name, getattr(base, name), value)
+    return dataclasses.replace(base, **changes)
+
+
+def _coerce(det: str, name: str, default: Any, value: Any) -> Any:
+    where = f"detections.{det}.{name}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number")
+        return type(default)(value) if isinstance(default, float) or float(value).is_integer() else value
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string")
+        return value
+    return value
+
+
+def settings_help(detection_id: str) -> list[tuple[str, Any, str]]:
+    """(name, default, help) of every setting of a detection, for docs and ``explain``."""
+    base = module(detection_id).Settings()
+    return [(f.name, getattr(base, f.name), f.metadata.get("help", ""))
+            for f in dataclasses.fields(base)]

@@ -1,0 +1,183 @@
+"""Helpers for detection tests: literal tables, real-capture analysis, golden findings.
+
+Literal rows get the exact column types of the enriched tables, taken from an export of an
+empty workspace, so a literal test exercises the same query a real analysis runs.
+Set ``ABFLUSS_UPDATE_GOLDEN=1`` to rewrite the golden files (then review the diff).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import abfluss
+from abfluss import analysis
+from abfluss.config import DEFAULT_INTERNAL
+
+from conftest import ROOT, data
+
+GOLDEN = ROOT / "tests" / "golden"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday, 09:00 UTC
+_INTERNAL = [ipaddress.ip_network(n) for n in DEFAULT_INTERNAL]
+
+
+def _internal(a: str) -> bool:
+    ip = ipaddress.ip_address(a)
+    return any(ip in n for n in _INTERNAL if n.version == ip.version)
+
+
+@lru_cache(maxsize=1)
+def _schemas() -> dict[str, pa.Schema]:
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        ws = abfluss.open_workspace(tmp / "ws", write=True)
+        out = tmp / "x"
+        out.mkdir()
+        paths = analysis.export_window(ws, T0, T0 + timedelta(hours=1), out)
+        ws.close()
+        return {k: pq.read_schema(p) for k, p in paths.items()}
+    finally:
+        shutil.rmtree(tmp)
+
+
+def flow(ts: datetime | float = 0, **kw) -> dict:
+    """A flow row of the enriched ``flows`` table. ``ts`` may be seconds after ``T0``.
+
+    Direction, internal/external host and bytes out/in follow from the addresses the way
+    ``abfluss.enrich`` computes them.
+    """
+    if not isinstance(ts, datetime):
+        ts = T0 + timedelta(seconds=ts)
+    r = dict(ts=ts, duration=1.0, proto="tcp", orig_h="10.0.0.5", orig_p=50000, resp_h="203.0.113.9",
+             resp_p=443, orig_bytes=500, resp_bytes=5000, orig_pkts=5, resp_pkts=6, service="tls",
+             open=False, sensor="test", input_id="literal", tenant="default")
+    r.update(kw)
+    r["ts_end"] = r.get("ts_end") or r["ts"] + timedelta(seconds=r["duration"] or 0)
+    r.setdefault("uid", f"L{int(r['ts'].timestamp() * 1e6):x}{r['orig_p']}")
+    r.setdefault("orig_ip_bytes", r["orig_bytes"] + 40 * r["orig_pkts"])
+    r.setdefault("resp_ip_bytes", r["resp_bytes"] + 40 * r["resp_pkts"])
+    oi, ri = _internal(r["orig_h"]), _internal(r["resp_h"])
+    r.setdefault("orig_internal", oi)
+    r.setdefault("resp_internal", ri)
+    r.setdefault("direction", {(True, False): "outbound", (False, True): "inbound",
+                               (True, True): "internal", (False, False): "external"}[(oi, ri)])
+    if oi != ri:
+        r.setdefault("internal_host", r["orig_h"] if oi else r["resp_h"])
+        r.setdefault("external_host", r["resp_h"] if oi else r["orig_h"])
+        r.setdefault("bytes_out", r["orig_bytes"] if oi else r["resp_bytes"])
+        r.setdefault("bytes_in", r["resp_bytes"] if oi else r["orig_bytes"])
+    r.setdefault("external_name", r.get("server_name"))
+    r.setdefault("dest_class", "internal" if oi and ri else "unknown")
+    return r
+
+
+def dns(ts: datetime | float = 0, **kw) -> dict:
+    """A DNS transaction row (client 10.0.0.5 asking 10.0.0.53)."""
+    if not isinstance(ts, datetime):
+        ts = T0 + timedelta(seconds=ts)
+    r = dict(ts=ts, orig_h="10.0.0.5", orig_p=53000, resp_h="10.0.0.53", resp_p=53, proto="udp",
+             qtype="A", rcode="NOERROR", answers=[], sensor="test", input_id="literal")
+    r.update(kw)
+    r.setdefault("client_internal", _internal(r["orig_h"]))
+    r.setdefault("server_internal", _internal(r["resp_h"]))
+    r.setdefault("query_bytes", 12 + len(r.get("query") or "") + 6)
+    return r
+
+
+@contextmanager
+def telemetry(flows=(), history=(), dns=(), http=(), tls=(), backend="duckdb", extra=None,
+              start: datetime | None = None, end: datetime | None = None):
+    """A Telemetry over literal rows, on the given engine."""
+    sch = _schemas()
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        paths = {}
+        for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls)):
+            s = sch[name]
+            cols = {f.name: [r.get(f.name) for r in rows_] for f in s}
+            pq.write_table(pa.table(cols, schema=s), tmp / f"{name}.parquet")
+            paths[name] = tmp / f"{name}.parquet"
+        all_ts = [r["ts"] for r in list(flows) + list(dns)] or [T0]
+        start = start or min(all_ts)
+        end = end or max(all_ts) + timedelta(seconds=1)
+        with analysis.telemetry_from_parquet(paths, start, end, backend, extra) as tel:
+            yield tel
+    finally:
+        shutil.rmtree(tmp)
+
+
+def run(detection: str, settings=None, **tables):
+    """Findings of one detection over literal tables (default settings unless given)."""
+    from abfluss import detections
+
+    mod = detections.module(detection)
+    with telemetry(**tables) as tel:
+        return mod.detect(tel, settings or mod.Settings())
+
+
+# -- real captures ------------------------------------------------------------------------
+
+_cache: dict = {}
+
+
+def workspace_for(rels: tuple[str, ...], tmp_root: Path, config: str | None = None):
+    """A workspace with the shared-data inputs ``rels`` ingested (one per capture set and config)."""
+    key = (rels, config)
+    if key not in _cache:
+        root = tmp_root / f"ws{len(_cache)}"
+        root.mkdir(parents=True)
+        if config:
+            (root / "abfluss.toml").write_text(config)
+        ws = abfluss.open_workspace(root, write=True)
+        try:
+            for rel in rels:
+                res = abfluss.ingest_paths(ws, [data(rel)], sensor=Path(rel).name)
+                assert all(r.status in ("stored", "duplicate", "ignored") for r in res), res
+            abfluss.refresh(ws)
+        finally:
+            ws.close()
+        _cache[key] = root
+    return _cache[key]
+
+
+def analyze_capture(rels: tuple[str, ...] | str, tmp_root: Path, config: str | None = None,
+                    only: tuple[str, ...] = (), backend: str = "duckdb", store: bool = False):
+    """Findings of the detections on real shared-data inputs."""
+    if isinstance(rels, str):
+        rels = (rels,)
+    root = workspace_for(rels, tmp_root, config)
+    ws = abfluss.open_workspace(root, write=True)
+    try:
+        return analysis.analyze(ws, only=only, backend=backend, store=store).findings
+    finally:
+        ws.close()
+
+
+def canonical(findings) -> list[dict]:
+    """Findings as stable JSON-able dicts, sorted: what golden files hold."""
+    out = []
+    for f in sorted(findings, key=lambda f: (f.detection, f.id)):
+        d = f.to_dict()
+        out.append(d)
+    return json.loads(json.dumps(out, default=str, sort_keys=True))
+
+
+def assert_golden(name: str, findings) -> None:
+    """Compare findings with ``tests/golden/<name>.json`` (rewrite with ABFLUSS_UPDATE_GOLDEN=1)."""
+    path = GOLDEN / f"{name}.json"
+    got = canonical(findings)
+    if os.environ.get("ABFLUSS_UPDATE_GOLDEN"):
+        path.write_text(json.dumps(got, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    assert path.exists(), f"no golden file {path}: run with ABFLUSS_UPDATE_GOLDEN=1 and review it"
+    want = json.loads(path.read_text())
+    assert got == want, f"findings differ from {path.name}; rerun with ABFLUSS_UPDATE_GOLDEN=1 to review"

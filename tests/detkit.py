@@ -121,8 +121,11 @@ def run(detection: str, settings=None, **tables):
     from abfluss import detections
 
     mod = detections.module(detection)
+    settings = settings or mod.Settings()
     with telemetry(**tables) as tel:
-        return mod.detect(tel, settings or mod.Settings())
+        if hasattr(mod, "prepare"):
+            tel.extra[detection] = mod.prepare(settings)
+        return mod.detect(tel, settings)
 
 
 # -- real captures ------------------------------------------------------------------------

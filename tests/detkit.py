@@ -95,14 +95,15 @@ def dns(ts: datetime | float = 0, **kw) -> dict:
 
 
 @contextmanager
-def telemetry(flows=(), history=(), dns=(), http=(), tls=(), backend="duckdb", extra=None,
+def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(), backend="duckdb", extra=None,
               start: datetime | None = None, end: datetime | None = None):
     """A Telemetry over literal rows, on the given engine."""
     sch = _schemas()
     tmp = Path(tempfile.mkdtemp())
     try:
         paths = {}
-        for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls)):
+        for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls),
+                            ("dlp", dlp), ("inspected", inspected)):
             s = sch[name]
             cols = {f.name: [r.get(f.name) for r in rows_] for f in s}
             pq.write_table(pa.table(cols, schema=s), tmp / f"{name}.parquet")

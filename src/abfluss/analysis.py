@@ -69,6 +69,14 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
         "tls": f"""SELECT * FROM tls_raw WHERE {_window_sql(start, end)}
                    AND NOT coalesce({domain_match('lower(server_name)', cfg.allow_domains)}, false)""",
     }
+    for name in ("dlp", "inspected"):
+        queries[name] = f"""SELECT d.*, coalesce(o.internal, false) AS orig_internal,
+                                   coalesce(r.internal, false) AS resp_internal,
+                                   coalesce(o.tenant, r.tenant) AS tenant,
+                                   coalesce(o.allow_net, false) OR coalesce(r.allow_net, false) AS allowlisted
+                            FROM {name}_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
+                            LEFT JOIN address_class r ON r.addr = d.resp_h
+                            WHERE {_window_sql(start, end, 'd.ts')}"""
     paths = {}
     for name, sql in queries.items():
         p = out / f"{name}.parquet"
@@ -94,7 +102,8 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
         raise AbflussError(f"unknown engine {backend!r} (duckdb or pyspark)")
     try:
         yield _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
-                             http=tables["http"], tls=tables["tls"], start=start, end=end,
+                             http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
+                             inspected=tables["inspected"], start=start, end=end,
                              backend=backend, extra=extra or {})
     finally:
         if backend == "duckdb":

@@ -125,6 +125,52 @@ ALERTS = pa.schema(
     ]
 )
 
+#: Sensitive values found in cleartext payload: one row per flow, sending side, category and
+#: distinct value. Only a keyed hash (HMAC-SHA256 with the workspace key) and a masked form
+#: are kept; the value itself and the payload never reach the store.
+DLP = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),  # first occurrence in the flow
+        pa.field("community_id", pa.string()),  # joins the flow (pcap flows carry it too)
+        pa.field("orig_h", pa.string()),
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),
+        pa.field("resp_p", pa.int32()),
+        pa.field("proto", pa.string()),
+        pa.field("sender", pa.string()),  # orig or resp: which side sent the bytes
+        pa.field("app", pa.string()),  # http, smtp, ftp-data, raw ...
+        pa.field("category", pa.string()),  # kvnr, ik, iban, idnr, rvnr, icd10, email, phone
+        pa.field("hmac", pa.string()),  # hex HMAC-SHA256(workspace key, category:value)
+        pa.field("masked", pa.string()),  # e.g. A12******0
+        pa.field("anchored", pa.bool_()),  # a context anchor (field name, FHIR system) was near
+        pa.field("hits", pa.int64()),  # occurrences of this value in this flow side
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+#: What payload inspection looked at: per flow and sending side, bytes scanned or the reason
+#: they were not (encrypted), so a report can say how much of the outflow content was checked.
+INSPECTED = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("community_id", pa.string()),
+        pa.field("orig_h", pa.string()),
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),
+        pa.field("resp_p", pa.int32()),
+        pa.field("proto", pa.string()),
+        pa.field("sender", pa.string()),
+        pa.field("app", pa.string()),
+        pa.field("payload_bytes", pa.int64()),  # reassembled payload bytes of this side
+        pa.field("scanned_bytes", pa.int64()),  # bytes (after decoding) the detectors saw
+        pa.field("encrypted", pa.bool_()),  # TLS, SSH, ... : not inspectable
+        pa.field("gaps", pa.int64()),  # bytes missing from the reassembled stream
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
 #: Every row table, by name. ``inputs`` and the files list live in the DuckDB catalog.
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOWS,
@@ -132,6 +178,8 @@ TABLES: dict[str, pa.Schema] = {
     "http": HTTP,
     "tls": TLS,
     "alerts": ALERTS,
+    "dlp": DLP,
+    "inspected": INSPECTED,
 }
 
 

@@ -33,6 +33,7 @@ MODULES = (
     "scan_and_lateral",
     "threat_intel",
     "off_hours",
+    "cleartext_sensitive_data",
 )
 
 
@@ -57,6 +58,9 @@ class Telemetry:
     ``dns``      DNS transactions inside the window with ``client_internal`` and
                  ``server_internal``; allowlisted names removed;
     ``http``, ``tls`` the sensor's HTTP and TLS records inside the window;
+    ``dlp``      sensitive values found in cleartext payload (hashes, never values) with
+                 ``orig_internal``/``resp_internal``/``tenant``/``allowlisted``;
+    ``inspected`` bytes inspected per flow side, and whether they were encrypted;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
     configuration (e.g. indicator lists), keyed by detection id.
     """
@@ -66,6 +70,8 @@ class Telemetry:
     dns: Any
     http: Any
     tls: Any
+    dlp: Any = None
+    inspected: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"

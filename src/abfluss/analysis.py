@@ -224,3 +224,16 @@ def get(ws: Workspace, finding_id: str) -> Finding:
     if len(rows) > 1:
         raise AbflussError(f"{finding_id!r} matches {len(rows)} findings: give more of the id")
     return Finding.from_dict(json.loads(rows[0][0]))
+
+
+def evidence_flows(ws: Workspace, f: Finding, limit: int = 10) -> list[dict]:
+    """The flows a finding names as evidence (by uid), largest bytes out first."""
+    uids = list(f.evidence.get("top_flows", []))[:limit]
+    if not uids:
+        return []
+    cur = ws.con.execute(
+        "SELECT uid, ts, orig_h, orig_p, resp_h, resp_p, service, bytes_out, bytes_in, duration "
+        "FROM flows WHERE uid IN (SELECT unnest(?)) ORDER BY bytes_out DESC NULLS LAST, ts LIMIT ?",
+        [uids, limit])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]

@@ -329,3 +329,6 @@ def main() -> None:
     except AbflussError as e:
         err.print(f"abfluss: {e}", markup=False, highlight=False)
         sys.exit(2)
+
+
+from . import cli_detect  # noqa: E402,F401  registers analyze, findings, explain, incidents, detections

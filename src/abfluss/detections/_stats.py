@@ -83,3 +83,62 @@ def evidence_uids(flows, predicate, limit: int = 10, order: str = "bytes_out") -
     t = flows.filter(predicate).order_by([ibis.desc(order), "ts", "uid"]).limit(limit)
     return rows(t.select("uid", "community_id", "ts", "orig_h", "orig_p", "resp_h", "resp_p",
                          "bytes_out", "bytes_in"))
+
+
+# -- baselines over a group's other time buckets; local time without engine time-zone support --
+
+
+def others_baseline(totals, cand, by: list[str], bucket: str, value: str):
+    """Per row of ``cand``: ``n``, ``median`` and ``mad`` of ``value`` over its group's *other* buckets.
+
+    ``totals`` has one row per group (``by``) and ``bucket``; ``cand`` the rows to judge, with the
+    same key columns. Leaving the judged bucket out keeps a spike from raising its own baseline.
+    A candidate whose group has no other bucket gets ``n`` 0 and a null median and MAD.
+    """
+    c = cand.select(*by, bucket)
+    o = totals.select(*[totals[k].name(f"_o_{k}") for k in by], _ob=totals[bucket], _ov=totals[value])
+    pairs = c.join(o, [c[k] == o[f"_o_{k}"] for k in by] + [c[bucket] != o["_ob"]])
+    base = robust_baseline(pairs.select(*by, bucket, "_ov"), by + [bucket], "_ov")
+    j = cand.left_join(base, by + [bucket])
+    return j.select(*[j[k] for k in cand.columns], n=j["n"].fill_null(0), median=j["median"], mad=j["mad"])
+
+
+def utc_offsets(tz: str, lo, hi) -> list[tuple[int, int]]:
+    """Stretches of constant UTC offset of time zone ``tz`` over [lo, hi] (datetimes).
+
+    Returns ``(first epoch second, offset seconds)`` pairs, oldest first; the first stretch also
+    covers everything before ``lo``. Found by stepping hourly through the span and bisecting
+    each change to the second, so daylight-saving rules come from the tz database, not code.
+    """
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+
+    def off(e: int) -> int:
+        return int(datetime.fromtimestamp(e, zone).utcoffset().total_seconds())
+
+    e, end = int(lo.timestamp()), int(hi.timestamp())
+    out = [(e, off(e))]
+    while e < end:
+        nxt = min(e + 3600, end)
+        if off(nxt) != out[-1][1]:
+            a, b = e, nxt
+            while b - a > 1:
+                m = (a + b) // 2
+                a, b = (m, b) if off(m) == out[-1][1] else (a, m)
+            out.append((b, off(b)))
+        e = nxt
+    return out
+
+
+def local_seconds(epoch, offsets: list[tuple[int, int]]):
+    """UTC epoch seconds (an Ibis integer) as local wall-clock seconds, given ``utc_offsets``.
+
+    Plain integer arithmetic and one CASE, so it runs the same on every engine (Spark and
+    DuckDB disagree on time-zone functions; both agree on integers).
+    """
+    if len(offsets) == 1:
+        return epoch + offsets[0][1]
+    later = [(epoch >= start, o) for start, o in reversed(offsets[1:])]
+    return epoch + ibis.cases(*later, else_=offsets[0][1])

@@ -1,0 +1,194 @@
+"""Commands around detections: analyze, findings, explain, incidents, detections.
+
+Registered on the main Typer app by ``abfluss.cli``; as thin as the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from . import analysis, detections
+from .cli import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
+from .errors import AbflussError
+from .findings import host_risk, incidents as group_incidents
+from .outputs import FORMATS
+from .outputs.sinks import Sink, render
+
+
+class FindingFmt(str, Enum):
+    table = "table"
+    json = "json"
+    ecs = "ecs"
+    ocsf = "ocsf"
+    cef = "cef"
+
+
+class Engine(str, Enum):
+    duckdb = "duckdb"
+    pyspark = "pyspark"
+
+
+def _print_findings(findings, limit: int | None = None) -> None:
+    t = Table(title="findings")
+    for c in ("id", "severity", "score", "detection", "internal", "destination", "out", "start (UTC)"):
+        t.add_column(c, justify="right" if c in ("score", "out") else "left")
+    for f in findings[:limit] if limit else findings:
+        dest = ", ".join(f.external_names[:1] or f.external_hosts[:1]) or "-"
+        t.add_row(f.id, f.severity, f"{f.score:.0f}", f.detection, ", ".join(f.internal_hosts[:2]), dest,
+                  human_bytes(f.bytes_out), f.start.strftime("%Y-%m-%d %H:%M") if f.start else "-")
+    out.print(t)
+
+
+@app.command()
+def analyze(
+    start: Annotated[Optional[str], typer.Option("--from", help="Window start (ISO 8601, inclusive; default: first record).")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="Window end (ISO 8601, exclusive; default: after the last record).")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Comma-separated detection ids to run (default: all enabled).")] = None,
+    sink: Annotated[Optional[list[str]], typer.Option(help="Send new findings to ndjson:PATH, udp://HOST:PORT or tcp://HOST:PORT (syslog). Repeatable.")] = None,
+    sink_format: Annotated[Optional[FindingFmt], typer.Option(help="Payload for sinks: json, ecs, ocsf or cef (default: ecs for ndjson, cef for syslog).")] = None,
+    engine: Annotated[Engine, typer.Option(help="duckdb (this machine) or pyspark (Spark, local or cluster).")] = Engine.duckdb,
+    format: Annotated[FindingFmt, typer.Option("--format", help="table or json summary.")] = FindingFmt.table,
+) -> None:
+    """Run the detections over a window and store their findings (re-analysis updates, never duplicates).
+
+    Example: abfluss analyze --from 2024-02-08T15:00Z --sink udp://127.0.0.1:514
+    """
+    fmt = sink_format.value if sink_format else None
+    if fmt == "table":
+        raise AbflussError("--sink-format: json, ecs, ocsf or cef")
+    sinks = [Sink(s, fmt) for s in sink or []]
+    ids = tuple(x.strip() for x in only.split(",") if x.strip()) if only else ()
+    with _open(write=True) as ws:
+        res = analysis.analyze(ws, parse_time(start, "--from"), parse_time(end, "--to"), ids, engine.value)
+    sent = {s.spec: s.send(res.new) for s in sinks}
+    if format is FindingFmt.json:
+        _dump_json({"start": res.start, "end": res.end, "flows": res.flows,
+                    "findings": [f.to_dict() for f in res.findings], "new": [f.id for f in res.new],
+                    "sent": sent, "seconds": res.seconds})
+        return
+    if res.start is None:
+        out.print("nothing to analyze: the workspace holds no flows yet (abfluss ingest FILE)")
+        return
+    out.print(f"window {_json_default(res.start)} .. {_json_default(res.end)}: {res.flows:,} flows, "
+              f"{len(res.findings)} findings ({len(res.new)} new or raised)")
+    if res.findings:
+        _print_findings(res.findings, 30)
+        risk = host_risk(res.findings)
+        top = sorted(risk.items(), key=lambda kv: -kv[1])[:10]
+        out.print("host risk: " + ", ".join(f"{h} {s:.0f}" for h, s in top))
+        out.print("details: abfluss explain ID")
+    for spec, n in sent.items():
+        out.print(f"sent {n} finding(s) to {spec}")
+
+
+@app.command()
+def findings(
+    severity: Annotated[Optional[str], typer.Option(help="Minimum severity: info, low, medium, high, critical.")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Only findings naming this internal host.")] = None,
+    detection: Annotated[Optional[str], typer.Option(help="Only this detection id.")] = None,
+    format: Annotated[FindingFmt, typer.Option("--format", help="table, json (array), ecs/ocsf (NDJSON) or cef (lines).")] = FindingFmt.table,
+) -> None:
+    """Stored findings, strongest first.
+
+    Example: abfluss findings --severity high --format ecs > alerts.ndjson
+    """
+    with _open() as ws:
+        fs = analysis.load(ws, severity, host, detection)
+    if format is FindingFmt.table:
+        _print_findings(fs) if fs else out.print("no findings (run: abfluss analyze)")
+    elif format is FindingFmt.json:
+        _dump_json([f.to_dict() for f in fs])
+    else:
+        for f in fs:
+            sys.stdout.write(render(f, format.value) + "\n")
+
+
+@app.command()
+def incidents(format: Annotated[FindingFmt, typer.Option("--format", help="table or json.")] = FindingFmt.table) -> None:
+    """Findings grouped per internal host into incidents, with the host's risk score.
+
+    Example: abfluss incidents --format json
+    """
+    with _open() as ws:
+        fs = analysis.load(ws)
+    inc = group_incidents(fs)
+    if format is not FindingFmt.table:
+        _dump_json({"hosts": host_risk(fs), "incidents": [i.__dict__ for i in inc]})
+        return
+    t = Table(title="incidents")
+    for c in ("incident", "host", "severity", "score", "start (UTC)", "end (UTC)", "out", "detections"):
+        t.add_column(c)
+    for i in sorted(inc, key=lambda i: -i.score):
+        t.add_row(i.id, i.internal_host, i.severity, f"{i.score:.0f}", i.start.strftime("%Y-%m-%d %H:%M"),
+                  i.end.strftime("%Y-%m-%d %H:%M"), human_bytes(i.bytes_out), ", ".join(i.detections))
+    out.print(t)
+
+
+@app.command()
+def explain(
+    finding_id: Annotated[str, typer.Argument(help="A finding id (or a unique prefix of one).")],
+    format: Annotated[FindingFmt, typer.Option("--format", help="table or json.")] = FindingFmt.table,
+) -> None:
+    """Why a finding was raised: the numbers, the thresholds, the score parts, the top evidence flows.
+
+    Example: abfluss explain 48c778ed74ac6f2e
+    """
+    with _open() as ws:
+        f = analysis.get(ws, finding_id)
+        flows = analysis.evidence_flows(ws, f)
+    meta = detections.module(f.detection).META if f.detection in detections.MODULES else None
+    if format is not FindingFmt.table:
+        _dump_json({"finding": f.to_dict(), "evidence_flows": flows,
+                    "runbook": meta.runbook if meta else None})
+        return
+    out.print(f"[bold]{f.id}[/] {f.detection} — {f.severity}, score {f.score:.0f}/100")
+    out.print(f.explanation)
+    parts = " + ".join(f"{k} {v:g}" for k, v in f.score_parts.items())
+    out.print(f"score = {parts}")
+    helps = {n: h for n, _, h in detections.settings_help(f.detection)} if meta else {}
+    if f.metrics:
+        out.print("measured: " + json.dumps(f.metrics, default=str))
+    for k, v in f.thresholds.items():
+        out.print(f"threshold {k} = {v}  ({helps.get(k, '')})")
+    if flows:
+        t = Table(title="top evidence flows")
+        for c in ("uid", "start (UTC)", "originator", "responder", "service", "out", "in", "seconds"):
+            t.add_column(c)
+        for r in flows:
+            t.add_row(r["uid"] or "-", _json_default(r["ts"]), f"{r['orig_h']}:{r['orig_p']}",
+                      f"{r['resp_h']}:{r['resp_p']}", r["service"] or "-", human_bytes(r["bytes_out"]),
+                      human_bytes(r["bytes_in"]), f"{r['duration'] or 0:.1f}")
+        out.print(t)
+    if meta:
+        out.print(f"ATT&CK: {', '.join(f.attack)}\nrunbook: {meta.runbook}")
+
+
+@app.command(name="detections")
+def list_detections(format: Annotated[FindingFmt, typer.Option("--format", help="table or json.")] = FindingFmt.table) -> None:
+    """Every detection with its ATT&CK ids and its settings as configured for this workspace.
+
+    Example: abfluss detections --format json
+    """
+    with _open() as ws:
+        cfg = ws.config
+    rows = []
+    for det in detections.MODULES:
+        overrides = dict(cfg.detections.get(det, {}))
+        enabled = overrides.pop("enabled", True)
+        s = detections.settings_for(det, overrides)
+        meta = detections.module(det).META
+        rows.append({"id": det, "title": meta.title, "attack": list(meta.attack), "enabled": enabled,
+                     "settings": {n: getattr(s, n) for n, _, _ in detections.settings_help(det)}})
+    if format is not FindingFmt.table:
+        _dump_json(rows)
+        return
+    for r in rows:
+        out.print(f"[bold]{r['id']}[/] — {r['title']} ({', '.join(r['attack'])})"
+                  f"{'' if r['enabled'] else ' [disabled]'}")
+        out.print("  " + ", ".join(f"{k}={v}" for k, v in r["settings"].items()), markup=False)

@@ -4,8 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages used by live capture, the lab and the namespace tests (not by file ingest:
-# NFStream ships its own libpcap and nDPI).
-DEBS   := tcpdump iproute2
+# NFStream ships its own libpcap and nDPI), and the Java runtime Spark needs (--engine pyspark).
+DEBS   := tcpdump iproute2 default-jre-headless
 
 .PHONY: demo test bench sysdeps clean lab
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 sysdeps:
-	@missing=""; for c in tcpdump ip; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	@missing=""; for c in tcpdump ip java; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages: $(DEBS)"; \
@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_pcap.py
 	$(PY) bench/bench_zeek.py
 	$(PY) bench/bench_ledger.py
+	$(PY) bench/bench_detect.py
 
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }

@@ -145,7 +145,8 @@ def workspace_for(rels: tuple[str, ...], tmp_root: Path, config: str | None = No
         ws = abfluss.open_workspace(root, write=True)
         try:
             for rel in rels:
-                res = abfluss.ingest_paths(ws, [data(rel)], sensor=Path(rel).name)
+                src = Path(rel) if Path(rel).is_absolute() else data(rel)
+                res = abfluss.ingest_paths(ws, [src], sensor=Path(rel).name)
                 assert all(r.status in ("stored", "duplicate", "ignored") for r in res), res
             abfluss.refresh(ws)
         finally:

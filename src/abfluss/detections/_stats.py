@@ -142,3 +142,32 @@ def local_seconds(epoch, offsets: list[tuple[int, int]]):
         return epoch + offsets[0][1]
     later = [(epoch >= start, o) for start, o in reversed(offsets[1:])]
     return epoch + ibis.cases(*later, else_=offsets[0][1])
+
+
+def spike(x: float, n: int, median: float | None, mad: float | None, min_n: int, unbaselined: float,
+          min_ratio: float, min_z: float) -> dict:
+    """How unusual the value ``x`` is against a group's other ``n`` values (median, MAD).
+
+    With fewer than ``min_n`` others there is no baseline and ``x >= unbaselined`` decides.
+    Otherwise ``x`` must exceed the median by ``min_ratio`` times and by ``min_z`` robust
+    z-scores. A median or MAD of 0 (silent, or perfectly regular) leaves that measure
+    unbounded: it is returned as None and counts as met; the other one still has to hold.
+    """
+    excess = x - (median or 0)
+    if n < min_n:
+        return {"baselined": False, "ratio": None, "z": None, "excess": excess, "unusual": x >= unbaselined}
+    ratio = x / median if median > 0 else None
+    z = (x - median) / (MAD_SCALE * mad) if mad > 0 else None
+    unusual = x > median and (ratio is None or ratio >= min_ratio) and (z is None or z >= min_z)
+    return {"baselined": True, "ratio": ratio, "z": z, "excess": excess, "unusual": unusual}
+
+
+def seen_before(history, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (internal host, external host) ``pairs`` had outbound flows in ``history``."""
+    if not pairs:
+        return set()
+    h = history.filter((history.direction == "outbound")
+                       & history.internal_host.isin(sorted({p[0] for p in pairs}))
+                       & history.external_host.isin(sorted({p[1] for p in pairs})))
+    found = rows(h.select("internal_host", "external_host").distinct())
+    return {(r["internal_host"], r["external_host"]) for r in found} & pairs

@@ -20,7 +20,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import MAD_SCALE, channel, evidence_uids, human_bytes, others_baseline, ramp, rows
+from ._stats import channel, evidence_uids, human_bytes, others_baseline, ramp, rows, seen_before, spike
 
 META = Meta(
     id="bulk_outbound",
@@ -38,7 +38,7 @@ META = Meta(
 )
 
 #: Points of each score part at its full value (the volume, z and ratio parts ramp up to them).
-WEIGHTS = {"volume": 40.0, "robust_z": 25.0, "ratio": 15.0, "transfer": 20.0, "transfer_volume": 40.0,
+WEIGHTS = {"volume": 40.0, "robust_z": 25.0, "ratio": 15.0, "transfer": 20.0, "transfer_volume": 35.0,
            "one_way": 10.0}
 #: Destinations named per finding (largest first).
 TOP_DESTINATIONS = 3
@@ -139,25 +139,11 @@ def _judge(both, kind: _Kind, s: Settings) -> list[dict]:
     judged = others_baseline(totals, cand, ["internal_host"], "bucket", "bytes")
     out = []
     for r in rows(judged.order_by(["internal_host", "bucket"])):
-        r.update(_measure(r, kind, s))
+        r.update(spike(r["bytes"], r["n"], r["median"], r["mad"], kind.min_n, kind.unbaselined,
+                       s.min_ratio, s.min_z))
         if r["unusual"]:
             out.append(r)
     return out
-
-
-def _measure(r: dict, kind: _Kind, s: Settings) -> dict:
-    """Ratio, robust z and excess of a bucket; whether it is unusual for its host."""
-    n, med, mad, x = r["n"], r["median"], r["mad"], r["bytes"]
-    baselined = n >= kind.min_n
-    excess = x - (med or 0)
-    if not baselined:
-        return {"baselined": False, "ratio": None, "z": None, "excess": excess, "unusual": x >= kind.unbaselined}
-    # A median or MAD of 0 (host silent, or perfectly regular) makes ratio or z unbounded:
-    # kept as None and scored as full; the other measure still has to hold.
-    ratio = x / med if med > 0 else None
-    z = (x - med) / (MAD_SCALE * mad) if mad > 0 else None
-    unusual = (x > med and (ratio is None or ratio >= s.min_ratio) and (z is None or z >= s.min_z))
-    return {"baselined": True, "ratio": ratio, "z": z, "excess": excess, "unusual": unusual}
 
 
 def _parts(r: dict, kind: _Kind, s: Settings, unknown_dest: bool) -> dict[str, float]:
@@ -187,23 +173,13 @@ def _destinations(both, kind: _Kind, judged: list[dict]) -> dict[tuple, list[dic
     return out
 
 
-def _seen_before(history, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (internal host, external host) pairs had outbound traffic in the look-back."""
-    if not pairs:
-        return set()
-    h = history.filter((_.direction == "outbound") & _.internal_host.isin(sorted({p[0] for p in pairs}))
-                       & _.external_host.isin(sorted({p[1] for p in pairs})))
-    seen = rows(h.select("internal_host", "external_host").distinct())
-    return {(r["internal_host"], r["external_host"]) for r in seen} & pairs
-
-
 def _volume_findings(tel, both, win, kind: _Kind, judged: list[dict], s: Settings) -> list[Finding]:
     if not judged:
         return []
     dests = _destinations(both, kind, judged)
     tops = {(r["internal_host"], r["bucket"]): (dests.get((r["internal_host"], r["bucket"])) or [None])[0]
             for r in judged}
-    seen = _seen_before(tel.history, {(h, d["external_host"]) for (h, _b), d in tops.items() if d})
+    seen = seen_before(tel.history, {(h, d["external_host"]) for (h, _b), d in tops.items() if d})
     per_host: dict[str, list[dict]] = {}
     for r in judged:
         top = tops[(r["internal_host"], r["bucket"])]
@@ -227,14 +203,14 @@ def _volume_finding(win, kind: _Kind, host: str, rs: list[dict], dests: dict, s:
         internal_hosts=[host], external_hosts=[d["external_host"] for d in top],
         external_names=[d["name"] for d in top if d["name"]],
         channel=(top[0]["channel"] if top else "") or "",
-        start=min(r["start"] for r in rs), end=max(r["end"] for r in rs), bytes_out=max(excess, 0),
+        start=min(r["start"] for r in rs), end=max(r["end"] for r in rs), bytes_out=max(round(excess), 0),
         evidence={f"{kind.name}s": len(rs), "top_flows": [e["uid"] for e in ev],
                   "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
         metrics={"kind": kind.name, f"unusual_{kind.name}s": len(rs),
                  "bucket_start": _bucket_start(worst["bucket"], kind).isoformat(),
-                 "bytes": worst["bytes"], "median": worst["median"], "mad": worst["mad"],
+                 "bytes": worst["bytes"], "median": _round(worst["median"], 0), "mad": _round(worst["mad"], 0),
                  "baseline_n": worst["n"], "ratio": _round(worst["ratio"]), "robust_z": _round(worst["z"]),
-                 "bytes_total": sum(r["bytes"] for r in rs), "excess_total": excess,
+                 "bytes_total": sum(r["bytes"] for r in rs), "excess_total": round(excess),
                  "top_destinations": {d["name"] or d["external_host"]: d["bytes"] for d in top}},
         thresholds={"floor_bytes": kind.floor, "unbaselined_bytes": kind.unbaselined,
                     "min_baseline": kind.min_n, "min_ratio": s.min_ratio, "min_z": s.min_z},
@@ -265,8 +241,10 @@ def _bucket_start(bucket: int, kind: _Kind) -> datetime:
     return datetime.fromtimestamp(bucket * kind.seconds, timezone.utc)
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 1)
+def _round(x: float | None, digits: int = 1) -> float | int | None:
+    if x is None:
+        return None
+    return round(x) if digits == 0 else round(x, digits)
 
 
 # -- single large transfers ------------------------------------------------------------------
@@ -280,7 +258,7 @@ def _transfer_findings(tel, win, s: Settings) -> list[Finding]:
         start=big.ts.min(), end=big.ts_end.max(), name=big.external_name.max(), dest_class=big.dest_class.max(),
         channel=big.channel.mode(), tenant=big.tenant.max())
     found = rows(g.order_by(["internal_host", "external_host"]))
-    seen = _seen_before(tel.history, {(r["internal_host"], r["external_host"]) for r in found})
+    seen = seen_before(tel.history, {(r["internal_host"], r["external_host"]) for r in found})
     return [_transfer_finding(win, r, (r["internal_host"], r["external_host"]) not in seen, s) for r in found]
 
 

@@ -51,7 +51,7 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
              .aggregate(total=f.duration.fill_null(0).sum(), longest=f.duration.max(), flows=_.count(),
                         open_flows=f.open.cast("int64").sum(), bytes_out=f.bytes_out.sum(),
                         bytes_in=f.bytes_in.sum(), start=f.ts.min(), end=f.ts_end.max(),
-                        name=f.external_name.max(), channel=f.channel.mode(), tenant=f.tenant.max())
+                        name=f.external_name.max(), channel=f.channel.argmax(f.bytes_out), tenant=f.tenant.max())
              .filter(_.total >= s.min_total_seconds))
     out = []
     for r in rows(pairs.order_by(["internal_host", "external_host"])):

@@ -1,0 +1,257 @@
+"""Off-hours outbound volume: a host sending unusually much outside the site's working hours.
+
+Attackers schedule exfiltration for nights and weekends (ATT&CK T1029), when nobody watches
+and the volume hides among backups. Each internal host's outbound bytes outside the configured
+working hours, in the site's local time with daylight saving, are summed per off-hours period
+(from the end of one working day to the same time next day, so a night is never cut at
+midnight) and compared with the host's other periods in the look-back and the window; a period
+in which the host was active but sent nothing off-hours counts as 0. Above an absolute floor, a
+period many times its median and many MADs above it is a finding; a host whose nightly backups
+are routine has a high median and stays quiet.
+
+Time zones: Ibis has no time-zone conversion that DuckDB and Spark both run, so the UTC offsets
+of the zone over the data's span come from the tz database in Python and are applied as integer
+arithmetic (``_stats.local_seconds``): exact across daylight-saving changes, on every engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import ibis
+from ibis import _
+
+from ..errors import ConfigError
+from ..findings import Finding
+from . import Meta, Telemetry
+from ._stats import (channel, evidence_uids, human_bytes, local_seconds, others_baseline, ramp, rows,
+                     seen_before, spike, utc_offsets)
+
+META = Meta(
+    id="off_hours",
+    title="Unusual outbound volume outside working hours",
+    attack=("T1029", "T1048"),
+    description="An internal host sends much more outside the configured working hours (local time, "
+                "weekends included) than in its other off-hours periods: scheduled exfiltration at "
+                "night or on weekends.",
+    runbook="1. Check the host's role: a backup, update or sync job that changed its schedule or size "
+            "explains most of these (then raise the floor for it or allowlist the destination). "
+            "2. Look at the destination and the evidence flows: a new, unknown destination or a "
+            "one-way upload at 02:00 is not a backup. 3. If unexplained, look for scheduled tasks, "
+            "cron jobs or new services on the host, preserve the evidence and isolate it.",
+)
+
+#: Points of each score part at its full value.
+WEIGHTS = {"volume": 30.0, "robust_z": 25.0, "ratio": 15.0}
+#: Destinations named per finding (largest first).
+TOP_DESTINATIONS = 3
+#: ISO weekday names for sentences.
+DAYS = ("", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class Settings:
+    work_start_hour: int = field(default=7, metadata={
+        "help": "First local hour of the working day (0-23)."})
+    work_end_hour: int = field(default=19, metadata={
+        "help": "Local hour at which the working day ends (1-24, after work_start_hour); an "
+                "off-hours period runs from this hour to the same hour next day."})
+    workdays: tuple = field(default=(1, 2, 3, 4, 5), metadata={
+        "help": "ISO weekday numbers of working days (1 = Monday ... 7 = Sunday); every hour of the "
+                "other days is off-hours. Public holidays are not known."})
+    timezone: str = field(default="Europe/Berlin", metadata={
+        "help": "IANA time zone of the site's working hours; daylight saving follows the tz database."})
+    floor_bytes: float = field(default=100e6, metadata={
+        "help": "Off-hours bytes out of a host in one period below which it is never a finding."})
+    unbaselined_bytes: float = field(default=250e6, metadata={
+        "help": "Off-hours bytes out in one period that make a finding when the host has too few other "
+                "active periods to form a baseline (volume alone decides then)."})
+    min_baseline_periods: int = field(default=5, metadata={
+        "help": "Other periods in which the host was active (look-back plus window) needed before its "
+                "off-hours median and MAD are trusted."})
+    min_ratio: float = field(default=5.0, metadata={
+        "help": "A period's off-hours bytes must be at least this many times the host's median."})
+    high_ratio: float = field(default=100.0, metadata={
+        "help": "Ratio to the median that gives the full ratio part of the score."})
+    min_z: float = field(default=5.0, metadata={
+        "help": "Robust z-score ((bytes - median) / (1.4826 MAD)) a period must also reach."})
+    high_z: float = field(default=50.0, metadata={
+        "help": "Robust z-score that gives the full z part of the score."})
+    high_bytes: float = field(default=10e9, metadata={
+        "help": "Off-hours bytes out in one period that give the full volume part of the score."})
+    unknown_destination_points: float = field(default=10.0, metadata={
+        "help": "Points added when the top destination is of class unknown and the host never sent to "
+                "it in the look-back."})
+    max_evidence: int = field(default=10, metadata={"help": "Flows listed as evidence per finding."})
+
+    def __post_init__(self) -> None:
+        where = "detections.off_hours"
+        if not 0 <= self.work_start_hour < self.work_end_hour <= 24:
+            raise ConfigError(f"{where}: need 0 <= work_start_hour < work_end_hour <= 24, got "
+                              f"{self.work_start_hour} and {self.work_end_hour}")
+        if not all(isinstance(d, int) and 1 <= d <= 7 for d in self.workdays):
+            raise ConfigError(f"{where}.workdays: ISO weekday numbers 1 (Monday) to 7 (Sunday), "
+                              f"got {list(self.workdays)}")
+        try:
+            ZoneInfo(self.timezone)
+        except (KeyError, ValueError):
+            raise ConfigError(f"{where}.timezone: unknown time zone {self.timezone!r} "
+                              "(an IANA name such as Europe/Berlin)") from None
+
+
+def detect(tel: Telemetry, s: Settings) -> list[Finding]:
+    both = _outbound(tel.flows, True).union(_outbound(tel.history, False))
+    span = rows(both.aggregate(lo=both.ts.min(), hi=both.ts.max()))[0]
+    if span["lo"] is None:
+        return []
+    t = _local(both, utc_offsets(s.timezone, span["lo"], span["hi"]), s)
+    judged = _judge(t, s)
+    if not judged:
+        return []
+    dests = _destinations(t, judged)
+    seen = seen_before(tel.history, {(r["internal_host"], d[0]["external_host"])
+                                     for r in judged if (d := dests.get((r["internal_host"], r["period"])))})
+    per_host: dict[str, list[dict]] = {}
+    for r in judged:
+        top = dests.get((r["internal_host"], r["period"]), [])
+        unknown = bool(top) and top[0]["dest_class"] == "unknown" and \
+            (r["internal_host"], top[0]["external_host"]) not in seen
+        r["parts"] = _parts(r, s, unknown)
+        per_host.setdefault(r["internal_host"], []).append(r)
+    return [_finding(t, host, rs, dests, s) for host, rs in sorted(per_host.items())]
+
+
+def _outbound(t, in_window: bool):
+    t = t.filter(_.direction == "outbound")
+    return t.select("internal_host", "external_host", "external_name", "ts", "ts_end", "bytes_out",
+                    "bytes_in", "dest_class", "tenant", "uid", "community_id", "orig_h", "orig_p",
+                    "resp_h", "resp_p", channel=channel(t.service, t.proto, t.resp_p),
+                    in_window=ibis.literal(in_window))
+
+
+def _local(t, offsets: list[tuple[int, int]], s: Settings):
+    """Add the off-hours flag, the off-hours period and the bytes that count for it."""
+    local = local_seconds(t.ts.epoch_seconds().cast("int64"), offsets)
+    day = local // 86400
+    hour = (local - day * 86400) // 3600
+    weekday = (day + 3) % 7 + 1  # 1970-01-01, day 0, was a Thursday (ISO 4)
+    working = weekday.isin(list(s.workdays)) & (hour >= s.work_start_hour) & (hour < s.work_end_hour)
+    return t.mutate(off=~working, period=(local - s.work_end_hour * 3600) // 86400,
+                    off_bytes=ibis.ifelse(working, 0, t.bytes_out))
+
+
+def _judge(t, s: Settings) -> list[dict]:
+    """Periods with window off-hours traffic above the floor, with their baseline, kept if unusual."""
+    totals = t.group_by(["internal_host", "period"]).aggregate(
+        bytes=t.off_bytes.sum(), in_window=(t.in_window & t.off).any(),
+        start=t.ts.min(where=t.off), end=t.ts_end.max(where=t.off))
+    cand = totals.filter(totals.in_window & (totals.bytes >= s.floor_bytes)).drop("in_window")
+    judged = others_baseline(totals, cand, ["internal_host"], "period", "bytes")
+    out = []
+    for r in rows(judged.order_by(["internal_host", "period"])):
+        r.update(spike(r["bytes"], r["n"], r["median"], r["mad"], s.min_baseline_periods,
+                       s.unbaselined_bytes, s.min_ratio, s.min_z))
+        if r["unusual"]:
+            out.append(r)
+    return out
+
+
+def _parts(r: dict, s: Settings, unknown_dest: bool) -> dict[str, float]:
+    parts = {"volume": WEIGHTS["volume"] * ramp(r["bytes"], s.floor_bytes, s.high_bytes)}
+    if r["baselined"]:
+        parts["robust_z"] = WEIGHTS["robust_z"] * (1.0 if r["z"] is None else ramp(r["z"], s.min_z, s.high_z))
+        parts["ratio"] = WEIGHTS["ratio"] * (1.0 if r["ratio"] is None
+                                             else ramp(r["ratio"], s.min_ratio, s.high_ratio))
+    if unknown_dest:
+        parts["unknown_destination"] = s.unknown_destination_points
+    return parts
+
+
+def _destinations(t, judged: list[dict]) -> dict[tuple, list[dict]]:
+    """The top destinations of the off-hours bytes of each judged (host, period)."""
+    t = t.filter(t.off & t.internal_host.isin(sorted({r["internal_host"] for r in judged}))
+                 & t.period.isin(sorted({r["period"] for r in judged})))
+    g = t.group_by(["internal_host", "period", "external_host"]).aggregate(
+        bytes=t.bytes_out.sum(), name=t.external_name.max(), dest_class=t.dest_class.max(),
+        channel=t.channel.mode(), tenant=t.tenant.max())
+    w = ibis.window(group_by=[g.internal_host, g.period], order_by=[ibis.desc(g.bytes), g.external_host])
+    g = g.mutate(rank=ibis.row_number().over(w)).filter(_.rank < TOP_DESTINATIONS)
+    out: dict[tuple, list[dict]] = {}
+    for d in rows(g.order_by(["internal_host", "period", "rank"])):
+        out.setdefault((d["internal_host"], d["period"]), []).append(d)
+    return out
+
+
+def _finding(t, host: str, rs: list[dict], dests: dict, s: Settings) -> Finding:
+    worst = max(rs, key=lambda r: (sum(r["parts"].values()), r["bytes"], -r["period"]))
+    top = dests.get((host, worst["period"]), [])
+    win = t.filter(t.in_window & t.off)
+    ev = evidence_uids(win, (win.internal_host == host) & win.period.isin([r["period"] for r in rs]),
+                       s.max_evidence)
+    excess = round(sum(r["excess"] for r in rs))
+    return Finding(
+        detection=META.id, key=(host,), score_parts=worst["parts"],
+        explanation=_sentence(host, worst, top, rs, excess, s),
+        internal_hosts=[host], external_hosts=[d["external_host"] for d in top],
+        external_names=[d["name"] for d in top if d["name"]], channel=(top[0]["channel"] if top else "") or "",
+        start=min(r["start"] for r in rs), end=max(r["end"] for r in rs), bytes_out=max(excess, 0),
+        evidence={"periods": len(rs), "top_flows": [e["uid"] for e in ev],
+                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
+        metrics={"unusual_periods": len(rs), "period_start": _period_start(worst["period"], s),
+                 "bytes": worst["bytes"], "median": _num(worst["median"]), "mad": _num(worst["mad"]),
+                 "baseline_n": worst["n"], "ratio": _num(worst["ratio"], 1), "robust_z": _num(worst["z"], 1),
+                 "bytes_total": sum(r["bytes"] for r in rs), "excess_total": excess,
+                 "top_destinations": {d["name"] or d["external_host"]: d["bytes"] for d in top}},
+        thresholds={"floor_bytes": s.floor_bytes, "unbaselined_bytes": s.unbaselined_bytes,
+                    "min_baseline_periods": s.min_baseline_periods, "min_ratio": s.min_ratio,
+                    "min_z": s.min_z, "work_start_hour": s.work_start_hour, "work_end_hour": s.work_end_hour,
+                    "workdays": list(s.workdays), "timezone": s.timezone},
+        tenant=top[0]["tenant"] if top else None,
+    )
+
+
+def _sentence(host: str, worst: dict, top: list[dict], rs: list[dict], excess: int, s: Settings) -> str:
+    zone = ZoneInfo(s.timezone)
+    a, b = (_utc(worst[k]).astimezone(zone) for k in ("start", "end"))
+    when = f"between {DAYS[a.isoweekday()]} {a:%Y-%m-%d %H:%M} and {b:%H:%M} {s.timezone}" \
+        if a.date() == b.date() else \
+        f"between {DAYS[a.isoweekday()]} {a:%Y-%m-%d %H:%M} and {DAYS[b.isoweekday()]} {b:%Y-%m-%d %H:%M} {s.timezone}"
+    n = worst["n"]
+    if not worst["baselined"]:
+        versus = f"with no baseline yet ({n} other active periods, {s.min_baseline_periods} needed)"
+    elif worst["ratio"] is None:
+        versus = f"while it sent nothing outside working hours in its {n} other active periods"
+    else:
+        versus = (f"{worst['ratio']:.0f}× its median off-hours volume of {human_bytes(worst['median'])} "
+                  f"(MAD {human_bytes(worst['mad'])}, {n} other periods)")
+    dest = (f"; top destination {top[0]['name'] or top[0]['external_host']} ({human_bytes(top[0]['bytes'])})"
+            if top else "")
+    more = f"; {len(rs)} such periods, {human_bytes(excess)} above the median in all" if len(rs) > 1 else ""
+    hours = f"{s.work_start_hour:02d}-{s.work_end_hour:02d} h on {_days(s.workdays)}"
+    return (f"{host} sent {human_bytes(worst['bytes'])} outside working hours ({hours}) {when}, "
+            f"{versus}{dest}{more}.")
+
+
+def _days(days: tuple) -> str:
+    ds = sorted(set(days))
+    if ds and ds == list(range(ds[0], ds[-1] + 1)) and len(ds) > 2:
+        return f"{DAYS[ds[0]]}-{DAYS[ds[-1]]}"
+    return ", ".join(DAYS[d] for d in ds) or "no day"
+
+
+def _period_start(period: int, s: Settings) -> str:
+    """Local wall-clock start of an off-hours period, ISO without offset (it is local time)."""
+    wall = datetime.fromtimestamp(period * 86400 + s.work_end_hour * 3600, timezone.utc).replace(tzinfo=None)
+    return wall.isoformat(timespec="minutes")
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _num(x: float | None, digits: int = 0) -> float | int | None:
+    if x is None:
+        return None
+    return round(x) if digits == 0 else round(x, digits)

@@ -50,11 +50,14 @@ def test_metadata_and_settings_are_complete(det_id):
 
 @pytest.mark.parametrize("det_id", IDS)
 def test_settings_are_documented(det_id):
-    doc = (ROOT / "docs/detections.md").read_text()
-    assert f"`{det_id}`" in doc
-    section = doc.split(f"`{det_id}`", 1)[1].split("\n## ", 1)[0]
+    index = (ROOT / "docs/detections.md").read_text()
+    assert f"(detections/{det_id}.md)" in index, f"docs/detections.md does not link {det_id}"
+    section = (ROOT / f"docs/detections/{det_id}.md").read_text()
+    assert f"`{det_id}`" in section
+    for t in detections.module(det_id).META.attack:
+        assert t in section, f"docs/detections/{det_id}.md: ATT&CK {t} missing"
     for name, default, _ in detections.settings_help(det_id):
-        assert f"`{name}`" in section, f"docs/detections.md: {det_id}.{name} missing"
+        assert f"`{name}`" in section, f"docs/detections/{det_id}.md: setting {name} missing"
 
 
 @pytest.mark.parametrize("det_id", IDS)

@@ -272,3 +272,96 @@ def _blocks(f, s: Settings, scans: list[dict]) -> list[dict]:
                    pred=(f.orig_h == r["orig_h"]) & f.probe)
               for r in rows(wanted.order_by("orig_h"))]
     return keep + blocks
+
+
+# -- findings ------------------------------------------------------------------------------------
+
+def _limits(kind: str, s: Settings) -> tuple[float, float]:
+    return {"horizontal_scan": (s.horizontal_min_hosts, s.horizontal_high_hosts),
+            "vertical_scan": (s.vertical_min_ports, s.vertical_high_ports),
+            "block_scan": (s.block_min_targets, s.block_high_targets),
+            "brute_force": (s.brute_min_attempts, s.brute_high_attempts),
+            "lateral_fanout": (s.lateral_min_hosts, s.lateral_high_hosts)}[kind]
+
+
+def _score(c: dict, s: Settings, rate: float) -> dict[str, float]:
+    lo, hi = _limits(c["kind"], s)
+    parts = {"breadth": 10 + 30 * ramp(c["count"], lo, hi), "speed": 20 * ramp(rate, s.slow_rate, s.fast_rate)}
+    if c["kind"] == "brute_force":
+        parts["alike"] = 10 * (1 - min(1.0, c["spread"] / s.brute_max_spread)) if s.brute_max_spread else 0
+    else:
+        parts["failed"] = 10 * _failed_share(c)
+    if c["src_internal"]:
+        parts["internal_source"] = s.internal_source_points
+    return parts
+
+
+def _failed_share(c: dict) -> float:
+    if c["kind"] == "lateral_fanout":
+        return c["failed"] / c["count"]
+    if c["kind"] == "block_scan":
+        return 1.0  # only failed probes are counted
+    return c["count"] / c["total"] if c["total"] else 1.0
+
+
+def _span_text(sec: float) -> str:
+    if sec < 120:
+        return f"{sec:.0f} s"
+    return f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
+
+
+def _explain(c: dict, span: str, rate: float, listed: list) -> str:
+    src, k = c["src"], c["kind"]
+    per = f"{rate:.0f} per minute"
+    if k == "horizontal_scan":
+        return (f"{src} probed {c['target']} on {c['count']} hosts without getting data back "
+                f"({c['total']} contacted on that port) in {span}, {per}.")
+    if k == "vertical_scan":
+        return (f"{src} probed {c['count']} ports on {c['target']} without getting data back "
+                f"({c['total']} ports contacted) in {span}, {per}.")
+    if k == "block_scan":
+        return (f"{src} probed {c['count']} host:port pairs ({c['hosts']} hosts, {c['ports']} ports) "
+                f"without getting data back in {span}, {per}.")
+    if k == "brute_force":
+        where = c["target"] if not c["target"].startswith("*") else f"{len(c['hosts'])} hosts on port {c['resp_p']}"
+        return (f"{src} opened {c['count']} short login-sized connections to {where} in {span} ({per}), "
+                f"client bytes {c['median']:.0f} with a spread of {100 * c['spread']:.0f}%: password guessing.")
+    return (f"{src} reached {c['count']} internal hosts over {c['target']} in {span} ({per}), "
+            f"{c['failed']} of them without getting data back.")
+
+
+def _targets(f, c: dict, s: Settings) -> list:
+    """The listed targets: ports of a vertical scan, hosts otherwise."""
+    if c["kind"] == "brute_force":
+        return c["hosts"][: s.max_listed]
+    col = "resp_p" if c["kind"] == "vertical_scan" else "resp_h"
+    t = f.filter(c["pred"]).select(col).distinct().order_by(col).limit(s.max_listed)
+    return [r[col] for r in rows(t)]
+
+
+def _finding(f, c: dict, s: Settings) -> Finding:
+    end = c["end"] or c["start"]
+    sec = max(0.0, (end - c["start"]).total_seconds())
+    rate = c["count"] / max(sec / 60, 1.0)  # a burst under a minute counts as one minute
+    listed = _targets(f, c, s)
+    hosts = [c["target"]] if c["kind"] == "vertical_scan" else [str(h) for h in listed]
+    ev = evidence_uids(f, c["pred"], s.max_evidence, order="ts")
+    if c["src_internal"]:
+        internal, external = [c["src"]], [h for h in hosts if not _is_internal_target(f, c, h)]
+    else:
+        internal, external = hosts, [c["src"]]
+    lo, hi = _limits(c["kind"], s)
+    attack = FAMILY_ATTACK.get(c["target"], ["T1021"]) if c["kind"] == "lateral_fanout" else KIND_ATTACK[c["kind"]]
+    return Finding(
+        detection=META.id,
+        key=(c["src"], c["kind"], c["target"]),
+        score_parts=_score(c, s, rate),
+        explanation=_explain(c, _span_text(sec), rate, listed),
+        internal_hosts=internal, external_hosts=external,
+        channel=_channel(c), start=c["start"], end=end, bytes_out=c["bytes_out"],
+        evidence={"flows": c["flows"], "top_flows": [e["uid"] for e in ev if e["uid"]],
+                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
+        metrics=_metrics(c, sec, rate, listed),
+        thresholds={"min": lo, "high": hi, "slow_rate": s.slow_rate, "fast_rate": s.fast_rate},
+        attack=attack, tenant=c["tenant"],
+    )

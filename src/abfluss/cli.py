@@ -22,7 +22,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
                            TransferSpeedColumn)
 from rich.table import Table
 
-from . import api
+from . import analysis, api
 from . import ingest as _ingest
 from .coverage import coverage as sensor_coverage
 from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
@@ -319,6 +319,12 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
             for r in sensor_coverage(ws):
                 out.print(f"sensor {r['sensor']}: {r['span_minutes']} min seen, {r['gap_minutes']} min without "
                           f"records, {r['missed_share']:.2%} bytes missed, {r['interim_flows']} flows still open")
+            out.rule("findings (abfluss analyze)")
+            res = analysis.analyze(ws)
+            for f in res.findings:
+                out.print(f"{f.severity:8s} {f.score:3.0f}  {f.detection:24s} {f.explanation}", markup=False)
+            if not res.findings:
+                out.print("no findings")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

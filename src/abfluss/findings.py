@@ -174,7 +174,8 @@ def _incident(host: str, group: list[Finding]) -> Incident:
         start=min(f.start for f in group),
         end=max(f.end or f.start for f in group),
         score=score,
-        severity=severity_of(score),
+        # a detection's own rule (e.g. 100 distinct insured ids: critical) is never diluted
+        severity=max([severity_of(score)] + [f.severity for f in group], key=SEVERITIES.index),
         bytes_out=max(f.bytes_out for f in group),
         detections=sorted({f.detection for f in group}),
         finding_ids=ids,

@@ -104,7 +104,7 @@ def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(
         paths = {}
         for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls),
                             ("dlp", dlp), ("inspected", inspected)):
-            s = sch[name]
+            s = pa.schema([f.with_nullable(True) for f in sch[name]])  # literal rows may leave any column out
             cols = {f.name: [r.get(f.name) for r in rows_] for f in s}
             pq.write_table(pa.table(cols, schema=s), tmp / f"{name}.parquet")
             paths[name] = tmp / f"{name}.parquet"

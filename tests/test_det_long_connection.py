@@ -5,10 +5,14 @@ from detkit import analyze_capture, assert_golden, flow, run
 from abfluss.detections.long_connection import Settings
 
 
+def positive_tables():
+    return {"flows": [flow(0, duration=3 * 3600, orig_bytes=2_000_000, resp_p=22, service="ssh"),
+                      flow(3 * 3600 + 5, duration=2 * 3600, open=True, orig_bytes=10_000, resp_p=22,
+                           service="ssh")]}
+
+
 def test_positive_open_session_hours_long():
-    flows = [flow(0, duration=3 * 3600, orig_bytes=2_000_000, resp_p=22, service="ssh"),
-             flow(3 * 3600 + 5, duration=2 * 3600, open=True, orig_bytes=10_000, resp_p=22, service="ssh")]
-    (f,) = run("long_connection", flows=flows)
+    (f,) = run("long_connection", **positive_tables())
     assert f.internal_hosts == ["10.0.0.5"] and f.external_hosts == ["203.0.113.9"]
     assert f.metrics["total_seconds"] == 5 * 3600 and f.metrics["open_flows"] == 1
     assert f.bytes_out == 2_010_000 and f.channel == "ssh"

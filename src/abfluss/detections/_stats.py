@@ -110,10 +110,11 @@ def utc_offsets(tz: str, lo, hi) -> list[tuple[int, int]]:
     covers everything before ``lo``. Found by stepping hourly through the span and bisecting
     each change to the second, so daylight-saving rules come from the tz database, not code.
     """
-    from datetime import datetime
+    from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
+    lo, hi = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (lo, hi))  # naive means UTC
 
     def off(e: int) -> int:
         return int(datetime.fromtimestamp(e, zone).utcoffset().total_seconds())
@@ -154,7 +155,7 @@ def spike(x: float, n: int, median: float | None, mad: float | None, min_n: int,
     unbounded: it is returned as None and counts as met; the other one still has to hold.
     """
     excess = x - (median or 0)
-    if n < min_n:
+    if n < max(min_n, 1):
         return {"baselined": False, "ratio": None, "z": None, "excess": excess, "unusual": x >= unbaselined}
     ratio = x / median if median > 0 else None
     z = (x - median) / (MAD_SCALE * mad) if mad > 0 else None
@@ -171,3 +172,106 @@ def seen_before(history, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
                        & history.external_host.isin(sorted({p[1] for p in pairs})))
     found = rows(h.select("internal_host", "external_host").distinct())
     return {(r["internal_host"], r["external_host"]) for r in found} & pairs
+
+
+def seconds_since(ts, origin_epoch: int):
+    """Seconds from the whole epoch second ``origin_epoch`` to the timestamp column ``ts``, to the
+    millisecond, as a float64 Ibis column that is the same on every engine.
+
+    DuckDB's epoch keeps the fraction of a second while Spark's drops it; flooring the epoch and
+    adding the millisecond field gives one answer on both. Subtracting the origin keeps the
+    numbers small, so differences of nearby times lose nothing to float rounding.
+    """
+    whole = ts.epoch_seconds().floor().cast("int64") - int(origin_epoch)
+    return whole.cast("float64") + ts.millisecond().cast("float64") / 1000.0
+
+
+def shannon_entropy(text: str) -> float:
+    """Shannon entropy of the characters of ``text`` in bits per character (0 for empty text).
+
+    Hex tops out at 4, base32 at 5, base64 at 6; words and host names stay near 3.5-4.2.
+    """
+    if not text:
+        return 0.0
+    n = len(text)
+    counts: dict[str, int] = {}
+    for c in text:
+        counts[c] = counts.get(c, 0) + 1
+    return -sum(k / n * math.log2(k / n) for k in counts.values())
+
+
+def top_destinations(t, by: list[str], limit: int | None = None):
+    """Per group of ``by``: the external hosts with most bytes out (``rank`` 0 = largest).
+
+    Each row has the destination's ``bytes``, ``name``, ``dest_class``, ``tenant`` and the
+    ``channel`` that carried most of its bytes (``t`` needs a ``channel`` column). Built from
+    windows rather than ``mode()``, which the PySpark backend of Ibis cannot compile, and with
+    ties broken by name so the result is the same on every run.
+    """
+    keys = by + ["external_host"]
+    g = t.group_by(keys + ["channel"]).aggregate(cb=t.bytes_out.sum(), name=t.external_name.max(),
+                                                 dest_class=t.dest_class.max(), tenant=t.tenant.max())
+    dest = ibis.window(group_by=[g[k] for k in keys])
+    by_size = ibis.window(group_by=[g[k] for k in keys], order_by=[ibis.desc(g.cb), g.channel])
+    g = g.mutate(bytes=g.cb.sum().over(dest), name=g.name.max().over(dest),
+                 dest_class=g.dest_class.max().over(dest), tenant=g.tenant.max().over(dest),
+                 crank=ibis.row_number().over(by_size))
+    d = g.filter(g.crank == 0)
+    order = ibis.window(group_by=[d[k] for k in by], order_by=[ibis.desc(d.bytes), d.external_host])
+    d = d.mutate(rank=ibis.row_number().over(order))
+    if limit is not None:
+        d = d.filter(d.rank < limit)
+    return d.select(*by, "external_host", "bytes", "name", "dest_class", "channel", "tenant", "rank")
+
+
+# -- per-group listings in one query (added with scan_and_lateral) ---------------------------
+
+
+def first_per_group(t, keys, by: list[str], cols: list[str], order: list[str], limit: int,
+                    distinct: bool = False) -> dict[tuple, list[dict]]:
+    """Per group of ``by`` that occurs in ``keys``: the first ``limit`` rows of ``cols`` of ``t`` in
+    ``order`` (distinct rows if asked), in one query for all groups instead of one per finding.
+
+    Returns ``{tuple of the by values: [row dicts]}``; window functions only, so every engine runs it.
+    """
+    s = t.semi_join(keys.select(*by), by).select(*dict.fromkeys([*by, *cols, *order]))
+    if distinct:
+        s = s.distinct()
+    within = [k for k in order if k not in by] or list(order)
+    w = ibis.window(group_by=[s[k] for k in by], order_by=[s[k] for k in within])
+    s = s.mutate(_rn=ibis.row_number().over(w))
+    out: dict[tuple, list[dict]] = {}
+    for r in rows(s.filter(s._rn < limit).order_by(list(dict.fromkeys([*by, *order])))):
+        out.setdefault(tuple(r[k] for k in by), []).append({k: r[k] for k in cols})
+    return out
+
+
+def largest_flows(flows, keys: list[dict], by: list[str], limit: int, per: list[str] | None = None
+                  ) -> dict[tuple, list[dict]]:
+    """Evidence for many findings in one query: the flows of the groups ``by`` named in ``keys``
+    (row dicts), and of them per group ``per`` (default ``by``) the ``limit`` with most bytes
+    out, then earliest; each as ``uid`` and ``community_id``.
+    """
+    import pyarrow as pa  # a memtable from Arrow, not from pandas
+
+    per = per or by
+    t = flows.semi_join(ibis.memtable(pa.table({b: [r[b] for r in keys] for b in by})), by)
+    w = ibis.window(group_by=[t[p] for p in per], order_by=[ibis.desc(t.bytes_out), t.ts, t.uid])
+    t = t.mutate(_rn=ibis.row_number().over(w))
+    out: dict[tuple, list[dict]] = {}
+    for r in rows(t.filter(t._rn < limit).order_by([*per, "_rn"]).select(*per, "uid", "community_id")):
+        out.setdefault(tuple(r[p] for p in per), []).append(r)
+    return out
+
+
+# -- channel of a finding from its grouped rows (added with upload_heavy) -----------------------
+
+
+def main_channel(groups: list[dict]) -> tuple[str, bool]:
+    """The channel that carried most bytes out over rows with ``channel`` and ``bytes_out``
+    (ties broken by name), and whether other channels carried some too."""
+    per: dict[str, float] = {}
+    for r in groups:
+        per[r["channel"] or ""] = per.get(r["channel"] or "", 0) + (r["bytes_out"] or 0)
+    best = max(sorted(per), key=lambda c: per[c])
+    return best, len(per) > 1

@@ -20,7 +20,8 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import channel, evidence_uids, human_bytes, others_baseline, ramp, rows, seen_before, spike
+from ._stats import (channel, human_bytes, largest_flows, others_baseline, ramp, rows, seen_before, spike,
+                     top_destinations)
 
 META = Meta(
     id="bulk_outbound",
@@ -162,13 +163,9 @@ def _destinations(both, kind: _Kind, judged: list[dict]) -> dict[tuple, list[dic
     t = both.mutate(bucket=both.epoch // kind.seconds)
     t = t.filter(t.internal_host.isin(sorted({r["internal_host"] for r in judged}))
                  & t.bucket.isin(sorted({r["bucket"] for r in judged})))
-    g = t.group_by(["internal_host", "bucket", "external_host"]).aggregate(
-        bytes=t.bytes_out.sum(), name=t.external_name.max(), dest_class=t.dest_class.max(),
-        channel=t.channel.mode(), tenant=t.tenant.max())
-    w = ibis.window(group_by=[g.internal_host, g.bucket], order_by=[ibis.desc(g.bytes), g.external_host])
-    g = g.mutate(rank=ibis.row_number().over(w)).filter(_.rank < TOP_DESTINATIONS)
     out: dict[tuple, list[dict]] = {}
-    for d in rows(g.order_by(["internal_host", "bucket", "rank"])):
+    for d in rows(top_destinations(t, ["internal_host", "bucket"], TOP_DESTINATIONS)
+                  .order_by(["internal_host", "bucket", "rank"])):
         out.setdefault((d["internal_host"], d["bucket"]), []).append(d)
     return out
 
@@ -177,25 +174,25 @@ def _volume_findings(tel, both, win, kind: _Kind, judged: list[dict], s: Setting
     if not judged:
         return []
     dests = _destinations(both, kind, judged)
-    tops = {(r["internal_host"], r["bucket"]): (dests.get((r["internal_host"], r["bucket"])) or [None])[0]
-            for r in judged}
-    seen = seen_before(tel.history, {(h, d["external_host"]) for (h, _b), d in tops.items() if d})
+    tops = {k: ds[0] for k, ds in dests.items()}
+    seen = seen_before(tel.history, {(d["internal_host"], d["external_host"]) for d in tops.values()})
     per_host: dict[str, list[dict]] = {}
     for r in judged:
-        top = tops[(r["internal_host"], r["bucket"])]
-        unknown = bool(top) and top["dest_class"] == "unknown" and (r["internal_host"], top["external_host"]) not in seen
+        top = tops.get((r["internal_host"], r["bucket"]))
+        unknown = (top is not None and top["dest_class"] == "unknown"
+                   and (top["internal_host"], top["external_host"]) not in seen)
         r["parts"] = _parts(r, kind, s, unknown)
         r["score"] = sum(r["parts"].values())
         per_host.setdefault(r["internal_host"], []).append(r)
-    win = win.mutate(bucket=win.epoch // kind.seconds)
-    return [_volume_finding(win, kind, host, rs, dests, s) for host, rs in sorted(per_host.items())]
+    ev = largest_flows(win.mutate(bucket=win.epoch // kind.seconds), judged, ["internal_host", "bucket"],
+                       s.max_evidence, per=["internal_host"])
+    return [_volume_finding(kind, host, rs, dests, ev, s) for host, rs in sorted(per_host.items())]
 
 
-def _volume_finding(win, kind: _Kind, host: str, rs: list[dict], dests: dict, s: Settings) -> Finding:
+def _volume_finding(kind: _Kind, host: str, rs: list[dict], dests: dict, evidence: dict, s: Settings) -> Finding:
     worst = max(rs, key=lambda r: (r["score"], r["bytes"], -r["bucket"]))
     top = dests.get((host, worst["bucket"]), [])
-    buckets = [r["bucket"] for r in rs]
-    ev = evidence_uids(win, (win.internal_host == host) & win.bucket.isin(buckets), s.max_evidence)
+    ev = evidence.get((host,), [])
     excess = sum(r["excess"] for r in rs)
     return Finding(
         detection=META.id, key=(host, kind.name), score_parts=worst["parts"],
@@ -255,14 +252,21 @@ def _transfer_findings(tel, win, s: Settings) -> list[Finding]:
     big = big.mutate(channel=channel(big.service, big.proto, big.resp_p))
     g = big.group_by(["internal_host", "external_host"]).aggregate(
         flows=_.count(), bytes=big.bytes_out.sum(), largest=big.bytes_out.max(), bytes_in=big.bytes_in.sum(),
-        start=big.ts.min(), end=big.ts_end.max(), name=big.external_name.max(), dest_class=big.dest_class.max(),
-        channel=big.channel.mode(), tenant=big.tenant.max())
+        start=big.ts.min(), end=big.ts_end.max())
     found = rows(g.order_by(["internal_host", "external_host"]))
+    if not found:
+        return []
+    about = {(d["internal_host"], d["external_host"]): d for d in rows(top_destinations(big, ["internal_host"]))}
+    for r in found:
+        d = about[(r["internal_host"], r["external_host"])]
+        r.update(name=d["name"], dest_class=d["dest_class"], channel=d["channel"], tenant=d["tenant"])
     seen = seen_before(tel.history, {(r["internal_host"], r["external_host"]) for r in found})
-    return [_transfer_finding(win, r, (r["internal_host"], r["external_host"]) not in seen, s) for r in found]
+    ev = largest_flows(big, found, ["internal_host", "external_host"], s.max_evidence)
+    return [_transfer_finding(r, (r["internal_host"], r["external_host"]) not in seen,
+                              ev[(r["internal_host"], r["external_host"])], s) for r in found]
 
 
-def _transfer_finding(win, r: dict, new: bool, s: Settings) -> Finding:
+def _transfer_finding(r: dict, new: bool, ev: list[dict], s: Settings) -> Finding:
     host, ext = r["internal_host"], r["external_host"]
     share = r["bytes"] / max(r["bytes"] + (r["bytes_in"] or 0), 1)
     parts = {"transfer": WEIGHTS["transfer"],
@@ -272,8 +276,6 @@ def _transfer_finding(win, r: dict, new: bool, s: Settings) -> Finding:
         parts["one_way"] = WEIGHTS["one_way"]
     if new and r["dest_class"] == "unknown":
         parts["unknown_destination"] = s.unknown_destination_points
-    ev = evidence_uids(win, (win.internal_host == host) & (win.external_host == ext)
-                       & (win.bytes_out >= s.single_transfer_bytes), s.max_evidence)
     dest = f"{r['name']} ({ext})" if r["name"] else ext
     flows = "1 flow" if r["flows"] == 1 else f"{r['flows']} flows of at least {human_bytes(s.single_transfer_bytes)}"
     return Finding(

@@ -26,8 +26,8 @@ from ibis import _
 from ..errors import ConfigError
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import (channel, evidence_uids, human_bytes, local_seconds, others_baseline, ramp, rows,
-                     seen_before, spike, utc_offsets)
+from ._stats import (channel, human_bytes, largest_flows, local_seconds, others_baseline, ramp, rows,
+                     seen_before, spike, top_destinations, utc_offsets)
 
 META = Meta(
     id="off_hours",
@@ -111,16 +111,18 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     if not judged:
         return []
     dests = _destinations(t, judged)
-    seen = seen_before(tel.history, {(r["internal_host"], d[0]["external_host"])
-                                     for r in judged if (d := dests.get((r["internal_host"], r["period"])))})
+    tops = {k: ds[0] for k, ds in dests.items()}
+    seen = seen_before(tel.history, {(d["internal_host"], d["external_host"]) for d in tops.values()})
     per_host: dict[str, list[dict]] = {}
     for r in judged:
-        top = dests.get((r["internal_host"], r["period"]), [])
-        unknown = bool(top) and top[0]["dest_class"] == "unknown" and \
-            (r["internal_host"], top[0]["external_host"]) not in seen
+        top = tops.get((r["internal_host"], r["period"]))
+        unknown = (top is not None and top["dest_class"] == "unknown"
+                   and (top["internal_host"], top["external_host"]) not in seen)
         r["parts"] = _parts(r, s, unknown)
         per_host.setdefault(r["internal_host"], []).append(r)
-    return [_finding(t, host, rs, dests, s) for host, rs in sorted(per_host.items())]
+    ev = largest_flows(t.filter(t.in_window & t.off), judged, ["internal_host", "period"], s.max_evidence,
+                       per=["internal_host"])
+    return [_finding(host, rs, dests, ev, s) for host, rs in sorted(per_host.items())]
 
 
 def _outbound(t, in_window: bool):
@@ -173,23 +175,17 @@ def _destinations(t, judged: list[dict]) -> dict[tuple, list[dict]]:
     """The top destinations of the off-hours bytes of each judged (host, period)."""
     t = t.filter(t.off & t.internal_host.isin(sorted({r["internal_host"] for r in judged}))
                  & t.period.isin(sorted({r["period"] for r in judged})))
-    g = t.group_by(["internal_host", "period", "external_host"]).aggregate(
-        bytes=t.bytes_out.sum(), name=t.external_name.max(), dest_class=t.dest_class.max(),
-        channel=t.channel.mode(), tenant=t.tenant.max())
-    w = ibis.window(group_by=[g.internal_host, g.period], order_by=[ibis.desc(g.bytes), g.external_host])
-    g = g.mutate(rank=ibis.row_number().over(w)).filter(_.rank < TOP_DESTINATIONS)
     out: dict[tuple, list[dict]] = {}
-    for d in rows(g.order_by(["internal_host", "period", "rank"])):
+    for d in rows(top_destinations(t, ["internal_host", "period"], TOP_DESTINATIONS)
+                  .order_by(["internal_host", "period", "rank"])):
         out.setdefault((d["internal_host"], d["period"]), []).append(d)
     return out
 
 
-def _finding(t, host: str, rs: list[dict], dests: dict, s: Settings) -> Finding:
+def _finding(host: str, rs: list[dict], dests: dict, evidence: dict, s: Settings) -> Finding:
     worst = max(rs, key=lambda r: (sum(r["parts"].values()), r["bytes"], -r["period"]))
     top = dests.get((host, worst["period"]), [])
-    win = t.filter(t.in_window & t.off)
-    ev = evidence_uids(win, (win.internal_host == host) & win.period.isin([r["period"] for r in rs]),
-                       s.max_evidence)
+    ev = evidence.get((host,), [])
     excess = round(sum(r["excess"] for r in rs))
     return Finding(
         detection=META.id, key=(host,), score_parts=worst["parts"],
@@ -215,9 +211,13 @@ def _finding(t, host: str, rs: list[dict], dests: dict, s: Settings) -> Finding:
 def _sentence(host: str, worst: dict, top: list[dict], rs: list[dict], excess: int, s: Settings) -> str:
     zone = ZoneInfo(s.timezone)
     a, b = (_utc(worst[k]).astimezone(zone) for k in ("start", "end"))
-    when = f"between {DAYS[a.isoweekday()]} {a:%Y-%m-%d %H:%M} and {b:%H:%M} {s.timezone}" \
-        if a.date() == b.date() else \
-        f"between {DAYS[a.isoweekday()]} {a:%Y-%m-%d %H:%M} and {DAYS[b.isoweekday()]} {b:%Y-%m-%d %H:%M} {s.timezone}"
+    first = f"{DAYS[a.isoweekday()]} {a:%Y-%m-%d %H:%M}"
+    if f"{a:%Y%m%d%H%M}" == f"{b:%Y%m%d%H%M}":
+        when = f"at {first} {s.timezone}"
+    elif a.date() == b.date():
+        when = f"between {first} and {b:%H:%M} {s.timezone}"
+    else:
+        when = f"between {first} and {DAYS[b.isoweekday()]} {b:%Y-%m-%d %H:%M} {s.timezone}"
     n = worst["n"]
     if not worst["baselined"]:
         versus = f"with no baseline yet ({n} other active periods, {s.min_baseline_periods} needed)"

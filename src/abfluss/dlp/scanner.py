@@ -1,0 +1,388 @@
+"""Finds German health, tax, bank and contact identifiers in cleartext payloads (DOMAIN.md §2).
+
+Pipeline per payload: candidate patterns, then the check digit, then context (keyword anchors
+within ±64 bytes, CSV column headers, clusters of valid KVNRs or tax ids, an ICD code in the same
+line as a KVNR). A found value leaves this module only as a `Hit` (category, keyed hash, masked
+form, anchored): the raw value is never stored, logged or put into a message. Weak values (IK,
+IdNr, ICD, lower-case KVNR, IdNr breaking the 3-adjacent rule, RVNR with an irregular day) are
+reported only when anchored; known test identities are suppressed (see ScanSettings).
+
+Speed: every pattern is ASCII, so matching runs on the raw bytes; UTF-8 and Latin-1/cp1252 are
+both ASCII-compatible, so this gives exactly the matches of decoding with either and cannot
+fail on bad bytes (the ICD dagger is matched in both encodings). The bytes are first translated
+into a class string (digit→0, A–Z→A, a–z→a) in which most patterns begin with a long literal such
+as `000000000`; the regex engine then skips through text with a fast substring search instead
+of testing a character class at every position (per pattern about ten times faster than the
+DOMAIN.md regexes as written; see bench/bench_dlp_scan.py for whole-scan figures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from . import identifiers as ids
+from .context import ICD_HINTS, Anchors, CsvHeaders, Payload, _merge
+from .keys import mask_normalised
+
+CATEGORIES = ("kvnr", "ik", "iban", "idnr", "rvnr", "icd10", "email", "phone")
+# Overlapping candidates: the stronger identifier keeps the bytes (a phone-shaped run inside an
+# IBAN is part of the IBAN). E-mail addresses only compete with phone numbers.
+_PRIORITY = {c: i for i, c in enumerate(("iban", "kvnr", "rvnr", "idnr", "ik", "icd10", "email", "phone"))}
+
+_CLASS_TABLE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                               b"0" * 10 + b"A" * 26 + b"a" * 26)
+
+
+def _bounded(prefix: str, rest: str = "", right: str = r"(?![A0a])(?![.,]0)") -> re.Pattern[bytes]:
+    """Literal `prefix` (searched fast), not preceded by a letter/digit or by `digit.`/`digit,`
+    (decimal fractions), then `rest` and the right boundary, all on the class string."""
+    p = re.escape(prefix)
+    return re.compile(f"{p}(?<![A0a]{p})(?<!0[.,]{p}){rest}{right}".encode())
+
+
+# KVNR: the match starts at the 9 digits (a digit literal is found faster than a letter class) and
+# looks back for the letter: 10-char ID, or the full 20/30-char KVNR. Lower case needs an anchor.
+_KVNR = re.compile(rb"000000000(?<=[Aa]000000000)(?<![A0a][Aa]000000000)(?<!0[.,][Aa]000000000)"
+                   rb"(?:0{10}|0{9}A0{10})?(?![A0a])(?![.,]0)")
+_DIGITS = _bounded("00000000", "(?:A000|000|0)")              # IK 9, IdNr 11, RVNR 8+letter+3
+_GROUPED = _bounded("00 000", "(?: 000 000|000 A 000)", r"(?![A0a])(?![.,]0)(?! 0)")  # IdNr / RVNR
+_IBAN = _bounded("AA00", "(?: ?[A0]{4}){2,7}(?: ?[A0]{1,3})?", r"(?![A0a])")
+_ICD_START = _bounded("A00", "", r"(?![A0a])")  # not a KVNR-shaped token
+_ICD = re.compile(rb"([A-Z][0-9]{2}(?:\.(?:[0-9]{1,2}|-))?)(?:\+|\*|!|\xe2\x80\xa0|\x86)?"
+                  rb"(?:[ ]?[GVZA][RLB]?|[ ]?[RLB][GVZA]?)?(?![A-Za-z0-9])")
+_ICD_MAX = 24  # bytes: longer than any ICD notation (A00.00† GL), so the end is never cut
+_PHONE_TAIL = rb"[ \-/]?(?:\(0\)[ ]?)?[1-9][0-9]{1,4}(?:[ \-/]?[0-9]){3,10}(?![A-Za-z0-9])(?![.,][0-9])"
+_PHONE_PLUS = re.compile(rb"\+49(?<![A-Za-z0-9+]\+49)" + _PHONE_TAIL)
+_PHONE_ZERO = re.compile(rb"0(?<![A-Za-z0-9+]0)(?<![0-9][.,]0)(?:049)?" + _PHONE_TAIL)
+_EMAIL = re.compile(rb"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
+                    rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![A-Za-z0-9-])")
+_EMAIL_BEFORE, _EMAIL_AFTER = 64, 256  # local part ≤ 64, domain ≤ 253 characters
+_HEADER_NAME_MAX = 32  # bytes of a line compared with the ignored mail header names
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Thresholds and suppression lists of the scanner (every field documented in its help)."""
+    context_bytes: int = field(default=64, metadata=_help(
+        "An anchor keyword within this many bytes before or after a value anchors it (DOMAIN.md §2)."))
+    cluster_size: int = field(default=3, metadata=_help(
+        "This many distinct valid values of a clustered category in one payload anchor all of them "
+        "(a list of insured persons; DOMAIN.md §2.1)."))
+    cluster_min_share: float = field(default=0.5, metadata=_help(
+        "The cluster rule also needs at least this share of the payload's tokens of that shape to be "
+        "valid: a real list is all valid, KVNR-shaped order numbers pass the check digit 1 time in 10."))
+    cluster_categories: tuple[str, ...] = field(default=("kvnr", "idnr"), metadata=_help(
+        "Categories to which the cluster rule applies."))
+    require_anchor: tuple[str, ...] = field(default=("ik", "idnr"), metadata=_help(
+        "Categories reported only when anchored (keyword, CSV header, cluster): 9-digit IKs pass "
+        "the check 1 time in 10, random 11-digit numbers the IdNr checks about 1 time in 300. "
+        "ICD-10 codes always need context (an ICD keyword or a KVNR in the same line)."))
+    lowercase_kvnr: bool = field(default=True, metadata=_help(
+        "Also accept a lower-case first letter of a KVNR, only when anchored (DOMAIN.md §2.1)."))
+    record_max_bytes: int = field(default=4096, metadata=_help(
+        "A record is a line; lines are looked for at most this far either way (ICD next to a KVNR, "
+        "CSV rows, mail headers)."))
+    csv_headers: bool = field(default=True, metadata=_help(
+        "A CSV column whose header names a category anchors every value in that column."))
+    csv_header_max_bytes: int = field(default=4096, metadata=_help(
+        "Longest line still considered as a CSV header."))
+    csv_header_max_field: int = field(default=48, metadata=_help(
+        "Longest header field (bytes); a line with a longer field is prose or data, not a header."))
+    suppress_values: frozenset[str] = field(repr=False, default=frozenset({
+        "iban:DE89370400440532013000", "iban:GB82WEST12345698765432"}), metadata=_help(
+        "Published sample values ('category:normalised value') never reported: the documentation "
+        "IBANs of DOMAIN.md §2.4 and the IBAN registry. Add your own test identities here."))
+    suppress_kvnr_ranges: tuple[tuple[str, int, int], ...] = field(
+        repr=False, default=(("X0000", 1, 5000),), metadata=_help(
+            "KVNR test identities as (prefix, first, last serial between prefix and check digit): "
+            "gematik's verification identities X0000 0001–5000 (A_20751)."))
+    suppress_email_domains: tuple[str, ...] = field(default=(
+        "example", "example.com", "example.net", "example.org", "test", "invalid", "localhost",
+        "openssh.com", "libssh.org", "lysator.liu.se"),
+        metadata=_help("E-mail domains never reported, subdomains included: RFC 2606 names; the SSH "
+                       "algorithm names name@openssh.com etc. of every cleartext SSH key exchange "
+                       "(RFC 4250 §4.6.1); add your own service addresses."))
+    email_ignore_headers: tuple[str, ...] = field(default=(
+        "message-id:", "references:", "in-reply-to:", "content-id:", "resent-message-id:"),
+        metadata=_help("Mail header names (lower case) whose lines, folded continuations included, "
+                       "hold addr-spec-shaped message identifiers, not e-mail addresses."))
+    icd10_codes: frozenset[str] = field(repr=False, default=frozenset(), metadata=_help(
+        "Optional ICD-10-GM code list (e.g. from BfArM's kodes.txt, with or without the dot); "
+        "empty means structural validation only, since no offline list is available."))
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One occurrence of a valid identifier. Never holds the raw value."""
+    category: str
+    hmac: str
+    masked: str
+    anchored: bool
+
+
+class _Cand:
+    """A validated candidate inside one scan; repr hides the value."""
+    __slots__ = ("cat", "start", "end", "norm", "anchored", "weak", "hidden")
+
+    def __init__(self, cat: str, start: int, end: int, norm: str, anchored: bool = False,
+                 weak: bool = False):
+        self.cat, self.start, self.end = cat, start, end
+        self.norm = norm          # the normalised value (identifiers.normalise)
+        self.anchored = anchored  # context already proven by the structure (full KVNR)
+        self.weak = weak          # reported only when anchored
+        self.hidden = False       # a suppressed test identity
+
+    def __repr__(self) -> str:
+        return f"_Cand({self.cat}, {self.start}-{self.end})"
+
+
+class Scanner:
+    """Scans payloads for identifiers; one `Hit` per occurrence (see module docstring)."""
+
+    def __init__(self, key: bytes, settings: ScanSettings | None = None):
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)  # copied per value: no key setup each time
+        self.settings = settings or ScanSettings()
+        self._suppress = self.settings.suppress_values
+        self._require = frozenset(self.settings.require_anchor)
+        domains = self.settings.suppress_email_domains
+        self._email_domains = frozenset(domains), tuple("." + d for d in domains)
+        self._mail_headers = tuple(h.encode() for h in self.settings.email_ignore_headers)
+
+    def __repr__(self) -> str:  # the key stays out of logs
+        return f"Scanner({self.settings!r})"
+
+    def scan(self, data: bytes | str) -> list[Hit]:
+        """One `Hit` per occurrence, in payload order. Bytes may be UTF-8, Latin-1 or cp1252 (or
+        broken): matching is on ASCII patterns over the raw bytes and never raises."""
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+        if not raw:
+            return []
+        p = Payload(raw, raw.translate(_CLASS_TABLE))
+        cands = self._candidates(p)
+        cands += self._icd(p, [c for c in cands if not c.hidden])
+        if not cands:
+            return []
+        self._anchor(p, [c for c in cands if not c.hidden])
+        # Suppressed test identities still claim their bytes (no phone number inside a sample IBAN).
+        kept = self._claim([c for c in cands if c.hidden or c.anchored
+                            or not (c.weak or c.cat in self._require)])
+        return self._hits([c for c in kept if not c.hidden])
+
+    # --- candidates ------------------------------------------------------------------------------
+    def _candidates(self, p: Payload) -> list[_Cand]:
+        out = self._kvnr(p) + self._digits(p) + self._iban(p) + self._email(p) + self._phone(p)
+        return self._hide(out)
+
+    def _hide(self, cands: list[_Cand]) -> list[_Cand]:
+        for c in cands:
+            c.hidden = self._suppressed(c)
+        return cands
+
+    def _kvnr(self, p: Payload) -> list[_Cand]:
+        out = []
+        for m in _KVNR.finditer(p.cls):
+            s, e = m.start() - 1, m.end()
+            b = p.raw[s:e]
+            if b[0] >= 97:  # lower case: needs an anchor
+                if self.settings.lowercase_kvnr and e - s == 10 and ids.kvnr_ok_bytes(b.upper()):
+                    out.append(_Cand("kvnr", s, e, b.upper().decode("ascii"), weak=True))
+            elif e - s == 10:
+                p.shaped["kvnr"] += 1
+                if ids.kvnr_ok_bytes(b):
+                    out.append(_Cand("kvnr", s, e, b.decode("ascii")))
+            elif ids.kvnr_ok_bytes(b[:10]) and ids.is_ik(b[10:19].decode("ascii")):
+                # Full KVNR (§2.1): Versicherten-ID + IK [+ ID of the main insured] + check digit
+                # (its algorithm is not specified; two valid inner checks leave a 1:100 chance).
+                v = b.decode("ascii")
+                out += [_Cand("kvnr", s, s + 10, v[:10], True), _Cand("ik", s + 10, s + 19, v[10:19], True)]
+                if len(v) == 30 and ids.kvnr_ok_bytes(b[19:29]):
+                    out.append(_Cand("kvnr", s + 19, s + 29, v[19:29], True))
+        return out
+
+    def _digits(self, p: Payload) -> list[_Cand]:
+        out = []
+        for rx in (_DIGITS, _GROUPED):
+            for m in rx.finditer(p.cls):
+                s, e = m.span()
+                c = self._digit_cand(p, p.raw[s:e].decode("ascii"), s, e)
+                if c:
+                    out.append(c)
+        return out
+
+    @staticmethod
+    def _digit_cand(p: Payload, v: str, s: int, e: int) -> _Cand | None:
+        compact = v.replace(" ", "")
+        if len(compact) == 9 and ids.is_ik(compact):
+            return _Cand("ik", s, e, compact)
+        if len(compact) == 11:
+            p.shaped["idnr"] += compact[0] != "0"
+        if len(compact) == 11 and ids.idnr_checksum_ok(compact):
+            # The 3-adjacent rule is [verify] in DOMAIN.md §2.5: breaking it needs an anchor.
+            return _Cand("idnr", s, e, compact, weak=not ids.idnr_adjacent_ok(compact))
+        if len(compact) == 12 and ids.is_rvnr(compact):
+            # Irregular day values exist (§2.7): not rejected, but they need an anchor.
+            return _Cand("rvnr", s, e, compact, weak=not ids.rvnr_date_regular(compact))
+        return None
+
+    def _iban(self, p: Payload) -> list[_Cand]:
+        out = []
+        for m in _IBAN.finditer(p.cls):
+            text = p.raw[m.start():m.end()].decode("ascii")
+            end = ids.iban_end(text)
+            if end:
+                out.append(_Cand("iban", m.start(), m.start() + end, text[:end].replace(" ", "")))
+        return out
+
+    def _email(self, p: Payload) -> list[_Cand]:
+        out, raw = [], p.raw
+        i = raw.find(b"@")
+        while i >= 0:
+            m = _EMAIL.search(raw, max(0, i - _EMAIL_BEFORE), i + _EMAIL_AFTER)
+            while m and m.end() <= i:
+                m = _EMAIL.search(raw, m.end(), i + _EMAIL_AFTER)
+            if m and m.start() <= i:
+                v = m.group().decode("ascii")
+                if not self._email_ignored(p, m.start(), v):
+                    out.append(_Cand("email", m.start(), m.end(), v.lower()))
+                i = raw.find(b"@", m.end())
+            else:
+                i = raw.find(b"@", i + 1)
+        return out
+
+    def _email_ignored(self, p: Payload, start: int, v: str) -> bool:
+        if p.raw[max(0, start - 2):start].endswith((b"!", b"!~")):
+            return True  # an IRC hostmask nick!user@host, not an address
+        domain = v.rpartition("@")[2].lower()
+        if domain in self._email_domains[0] or domain.endswith(self._email_domains[1]):
+            return True
+        limit = self.settings.record_max_bytes
+        ls, _ = p.line_bounds(start, limit)
+        while ls > 1 and p.raw[ls:ls + 1] in (b" ", b"\t"):  # folded header continuation
+            ls, _ = p.line_bounds(ls - 2, limit)
+        return p.raw[ls:ls + _HEADER_NAME_MAX].lower().startswith(self._mail_headers)
+
+    def _phone(self, p: Payload) -> list[_Cand]:
+        out = []
+        for rx in (_PHONE_PLUS, _PHONE_ZERO):
+            for m in rx.finditer(p.raw):
+                nsn = ids.phone_nsn(m.group().decode("ascii"))
+                if nsn:
+                    out.append(_Cand("phone", m.start(), m.end(), "+49" + nsn))
+        return out
+
+    def _icd(self, p: Payload, cands: list[_Cand]) -> list[_Cand]:
+        """ICD codes are only searched where they can be reported: in the whole payload when an
+        ICD keyword occurs in it, otherwise only on the lines (records) holding a valid KVNR."""
+        starts = [m.start() for m in _ICD_START.finditer(p.cls)]
+        if not starts:
+            return []
+        if not any(h in p.raw for h in ICD_HINTS):
+            limit = self.settings.record_max_bytes
+            lines = _merge(p.line_bounds(c.start, limit) for c in cands if c.cat == "kvnr" and not c.weak)
+            starts = [s for s in starts if _in_lines(lines, s)]
+        out = []
+        for s in starts:
+            full = _ICD.match(p.raw, s, s + _ICD_MAX)
+            code = full and full.group(1).decode("ascii").removesuffix(".-")
+            if code and self._icd_listed(code):
+                out.append(_Cand("icd10", full.start(), full.end(), code, weak=True))
+        return self._hide(out)
+
+    def _icd_listed(self, code: str) -> bool:
+        codes = self.settings.icd10_codes
+        return not codes or code in codes or code.replace(".", "") in codes
+
+    def _suppressed(self, c: _Cand) -> bool:
+        norm = c.norm
+        if f"{c.cat}:{norm}" in self._suppress:
+            return True
+        return c.cat == "kvnr" and any(
+            norm.startswith(pre) and norm[len(pre):9].isdigit() and lo <= int(norm[len(pre):9]) <= hi
+            for pre, lo, hi in self.settings.suppress_kvnr_ranges)
+
+    # --- context -----------------------------------------------------------------------------------
+    def _anchor(self, p: Payload, cands: list[_Cand]) -> None:
+        s = self.settings
+        self._cluster(p, cands)
+        self._same_record_icd(p, cands, s.record_max_bytes)
+        open_ = [c for c in cands if not c.anchored]
+        if not open_:
+            return
+        near = Anchors(p, [(c.start, c.end) for c in open_], s.context_bytes)
+        headers = CsvHeaders(p, sorted(c.start for c in cands), s.csv_header_max_bytes,
+                             s.csv_header_max_field, s.record_max_bytes) if s.csv_headers else None
+        for c in open_:
+            c.anchored = (near.near(c.start, c.end, c.cat)
+                          or bool(headers and headers.column_anchors(p, c.start, c.end, c.cat)))
+
+    def _cluster(self, p: Payload, cands: list[_Cand]) -> None:
+        """A list of insured persons (or tax ids) anchors itself: enough distinct valid values, and
+        most tokens of that shape valid (random order numbers pass a mod-10 check 1 time in 10)."""
+        s = self.settings
+        for cat in s.cluster_categories:
+            valid = [c for c in cands if c.cat == cat and not c.weak]
+            if (len({c.norm for c in valid}) >= s.cluster_size
+                    and len(valid) >= s.cluster_min_share * p.shaped[cat]):
+                for c in valid:
+                    c.anchored = True
+
+    @staticmethod
+    def _same_record_icd(p: Payload, cands: list[_Cand], limit: int) -> None:
+        """An ICD code in the same line (record) as a valid KVNR is anchored (DOMAIN.md §2.6)."""
+        starts = sorted(c.start for c in cands if c.cat == "kvnr" and not c.weak)
+        for c in cands:
+            if c.cat == "icd10" and starts:
+                lo, hi = p.line_bounds(c.start, limit)
+                i = bisect_left(starts, lo)
+                c.anchored = c.anchored or (i < len(starts) and starts[i] < hi)
+
+    # --- output ------------------------------------------------------------------------------------
+    @staticmethod
+    def _claim(cands: list[_Cand]) -> list[_Cand]:
+        by_cat: dict[str, list[_Cand]] = {}
+        for c in cands:
+            by_cat.setdefault(c.cat, []).append(c)
+        strong: list[tuple[int, int]] = []
+        emails: list[tuple[int, int]] = []
+        kept = []
+        for cat in sorted(by_cat, key=_PRIORITY.get):
+            own = emails if cat == "email" else strong
+            against = (emails,) if cat == "email" else (strong, emails) if cat == "phone" else (strong,)
+            batch = [c for c in by_cat[cat] if not any(_overlaps(spans, c.start, c.end) for spans in against)]
+            own.extend((c.start, c.end) for c in batch)
+            own.sort()
+            kept += batch
+        return sorted(kept, key=lambda c: c.start)
+
+    def _hits(self, cands: list[_Cand]) -> list[Hit]:
+        cache: dict[tuple[str, str, bool], Hit] = {}
+        out = []
+        for c in cands:
+            hit = cache.get((c.cat, c.norm, c.anchored))
+            if hit is None:
+                # keys.value_hash, inlined: the value is normalised already
+                mac = self._mac.copy()
+                mac.update(f"{c.cat}:{c.norm}".encode())
+                digest = mac.hexdigest()
+                hit = cache[(c.cat, c.norm, c.anchored)] = Hit(c.cat, digest, mask_normalised(c.cat, c.norm),
+                                                                 c.anchored)
+            out.append(hit)
+        return out
+
+
+def _in_lines(lines: list[tuple[int, int]], pos: int) -> bool:
+    i = bisect_left(lines, (pos + 1,)) - 1
+    return i >= 0 and lines[i][0] <= pos < lines[i][1]
+
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    i = bisect_left(spans, (start, start))
+    return (i < len(spans) and spans[i][0] < end) or (i > 0 and spans[i - 1][1] > start)

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # NFStream ships its own libpcap and nDPI), and the Java runtime Spark needs (--engine pyspark).
 DEBS   := tcpdump iproute2 default-jre-headless
 
-.PHONY: demo test bench sysdeps clean lab
+.PHONY: demo test bench sysdeps clean lab lab-scenarios
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,6 +45,10 @@ bench: $(STAMP)
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }
 	$(PYTHON) lab/make_demo.py --out examples/
+
+lab-scenarios: sysdeps
+	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab-scenarios)"; exit 1; }
+	$(PYTHON) lab/scenarios.py --out examples/
 
 clean:
 	rm -rf $(VENV) abfluss-data .pytest_cache

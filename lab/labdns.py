@@ -191,7 +191,7 @@ def send(a: argparse.Namespace) -> None:
     stats = {"client_ip": sock.getsockname()[0], "client_port": sock.getsockname()[1], "server_ip": server,
              "server_port": 53, "session": sid, "file_bytes": len(data), "file_sha256": hashlib.sha256(data).hexdigest(),
              "queries_sent": 0, "retransmissions": 0, "unanswered": 0, "responses": 0, "rcodes": {}, "qtypes": {},
-             "query_name_chars": 0, "query_wire_bytes": 0, "response_wire_bytes": 0, "start": time.time()}
+             "query_name_chars": 0, "subdomain_chars": 0, "query_wire_bytes": 0, "response_wire_bytes": 0, "start": time.time()}
     names = names_for(data, a.zone, sid)
     stats["unique_query_names"] = len({n for n, _ in names})
     stats["data_queries"] = len(names) - 1
@@ -203,6 +203,7 @@ def send(a: argparse.Namespace) -> None:
             stats["queries_sent"] += 1
             stats["retransmissions"] += attempt > 0
             stats["query_name_chars"] += len(name)
+            stats["subdomain_chars"] += len(name) - len(a.zone) - 1  # the part left of the zone
             stats["query_wire_bytes"] += len(msg)
             t = TYPE_NAMES[qtype]
             stats["qtypes"][t] = stats["qtypes"].get(t, 0) + 1

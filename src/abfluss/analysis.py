@@ -38,11 +38,9 @@ class AnalysisResult:
 
 
 def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
-    rows = ws.con.execute("SELECT min(ts), max(ts) FROM flows_raw").fetchall()
+    rows = ws.con.execute("SELECT min(ts), max(ts) FROM (SELECT ts FROM flows_raw UNION ALL "
+                          "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw)").fetchall()
     lo, hi = rows[0]
-    if lo is None:
-        rows = ws.con.execute("SELECT min(ts), max(ts) FROM dns_raw").fetchall()
-        lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
 
 

@@ -25,6 +25,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .errors import ConfigError
@@ -82,8 +83,12 @@ class IndicatorSet:
     def ipv6_addresses(self) -> list[str]:
         return [i.value for i in self.indicators if i.kind == "ipv6"]
 
+    @cached_property
+    def _sources(self) -> dict[str, str]:
+        return {i.value: i.source for i in self.indicators}
+
     def source_of(self, value: str) -> str:
-        return next((i.source for i in self.indicators if i.value == value), "")
+        return self._sources.get(value, "")
 
 
 def parse_value(raw: str, where: str) -> Indicator:
@@ -105,7 +110,8 @@ def parse_value(raw: str, where: str) -> Indicator:
     name = text.lower().rstrip(".")
     if name.startswith("*."):  # a wildcard says what every domain indicator means anyway
         name = name[2:]
-    if name and len(name) <= 253 and _DOMAIN.match(name):
+    # A numeric last label is a mistyped address (1.2.3.256), never a top-level domain.
+    if name and len(name) <= 253 and _DOMAIN.match(name) and not name.rsplit(".", 1)[-1].isdigit():
         return Indicator(name, "domain", where)
     raise ConfigError(f"{where}: {raw.strip()!r} is neither an IP address, an IPv4 network nor a domain name")
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ibis
+import pyarrow as pa
 from ibis import _
 
 from .. import intel
 from ..errors import AbflussError
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import channel, human_bytes, ramp, rows
+from ._stats import channel, human_bytes, largest_flows, main_channel, ramp, rows
 
 META = Meta(
     id="threat_intel",
@@ -81,7 +82,8 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
                  n2=_norm(f.server_name))
     d = tel.dns.filter(_.client_internal)
     d = d.mutate(q=_norm(d.query))
-    answers = d.select("orig_h", "ts", "uid", "trans_id", "query", a=_norm(d.answers.unnest()))
+    # Unnest first, normalise after: Spark refuses a generator nested in an expression.
+    answers = d.select(*_DNS_ID, a=d.answers.unnest()).mutate(a=_norm(_.a))
     hits = _hits(f, d, answers, ind)
     flows_hit = _flow_matches(f, hits)
     dns_hit = _dns_matches(d, answers, hits)
@@ -92,10 +94,15 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     per_dns = rows(dns_hit.group_by(["internal_host", "indicator", "query"])
                    .aggregate(queries=_.count(), start=_.ts.min(), end=_.ts.max())
                    .order_by(["internal_host", "indicator", "query"]))
-    out = []
-    for (host, indicator), m in sorted(_merge(per_flow, per_dns).items()):
-        out.append(_finding(host, indicator, m, ind, flows_hit, s))
-    return out
+    found = _merge(per_flow, per_dns)
+    ev = largest_flows(flows_hit, [{"internal_host": h, "indicator": i} for h, i in found],
+                       ["internal_host", "indicator"], s.max_evidence) if per_flow else {}
+    return [_finding(host, indicator, m, ind, ev.get((host, indicator), []), s)
+            for (host, indicator), m in sorted(found.items())]
+
+
+#: What tells DNS transactions apart when a query and an answer both match (uid may be missing).
+_DNS_ID = ("orig_h", "orig_p", "ts", "uid", "trans_id", "query", "qtype")
 
 
 def _norm(col):
@@ -118,24 +125,28 @@ def _hits(f, d, answers, ind: intel.IndicatorSet):
     parts = []
     nets = ind.ipv4_networks()
     if nets:
-        table = ibis.memtable({"indicator": [n[0] for n in nets], "plen": [n[1] for n in nets],
-                               "net": [n[2] for n in nets]}, schema={"indicator": "string", "plen": "int64",
-                                                                    "net": "int64"})
+        table = _table(indicator=[n[0] for n in nets], plen=[n[1] for n in nets], net=[n[2] for n in nets])
         a = addrs.mutate(ip=_ipv4_int(addrs.value)).filter(_.ip.notnull())
         cand = _union([a.select("value", plen=ibis.literal(p, "int64"), net=a.ip - a.ip % (2 ** (32 - p)))
                        for p in sorted({n[1] for n in nets})])
         parts.append(cand.join(table, ["plen", "net"]).select("value", "indicator"))
     v6 = ind.ipv6_addresses()
     if v6:
-        table = ibis.memtable({"indicator": v6}, schema={"indicator": "string"})
+        table = _table(indicator=v6)
         parts.append(addrs.join(table, addrs.value.lower() == table.indicator).select("value", "indicator"))
     doms = ind.domains()
     if doms:
-        table = ibis.memtable({"indicator": doms}, schema={"indicator": "string"})
+        table = _table(indicator=doms)
         cand = _union([names.select("value", suffix=names.value.re_extract(_last_labels(k), 1))
                        for k in sorted({x.count(".") + 1 for x in doms})])
         parts.append(cand.join(table, cand.suffix == table.indicator).select("value", "indicator"))
     return _union(parts).distinct()
+
+
+def _table(**columns):
+    """A small indicator table that travels with the query to whichever engine runs it."""
+    return ibis.memtable(pa.table({k: pa.array(v, pa.int64() if k != "indicator" else pa.string())
+                                   for k, v in columns.items()}))
 
 
 def _last_labels(k: int) -> str:
@@ -154,9 +165,8 @@ def _flow_matches(f, hits):
 
 def _dns_matches(d, answers, hits):
     """Matched DNS transactions (by query or by an answer), each once per indicator."""
-    cols = ["orig_h", "ts", "uid", "trans_id", "query"]
-    by_query = d.join(hits, d.q == hits.value).select(*cols, indicator=hits.indicator)
-    by_answer = answers.join(hits, answers.a == hits.value).select(*cols, indicator=hits.indicator)
+    by_query = d.join(hits, d.q == hits.value).select(*_DNS_ID, indicator=hits.indicator)
+    by_answer = answers.join(hits, answers.a == hits.value).select(*_DNS_ID, indicator=hits.indicator)
     both = ibis.union(by_query, by_answer, distinct=True)
     return both.select(internal_host=both.orig_h, indicator=both.indicator, ts=both.ts,
                        query=_norm(both.query))
@@ -180,7 +190,7 @@ def _merge(per_flow: list[dict], per_dns: list[dict]) -> dict:
     return out
 
 
-def _finding(host: str, indicator: str, m: dict, ind: intel.IndicatorSet, flows_hit, s: Settings) -> Finding:
+def _finding(host: str, indicator: str, m: dict, ind: intel.IndicatorSet, ev: list[dict], s: Settings) -> Finding:
     fl, dn = m["flows"], m["dns"]
     n_flows = sum(r["flows"] for r in fl)
     out_b = sum(r["bytes_out"] or 0 for r in fl)
@@ -191,24 +201,26 @@ def _finding(host: str, indicator: str, m: dict, ind: intel.IndicatorSet, flows_
     if out_b > 0:
         parts["data_sent"] = s.sent_points
     parts["volume"] = s.volume_points * ramp(out_b + in_b, s.volume_low, s.volume_high)
-    top = max(fl, key=lambda r: (r["bytes_out"] or 0, r["flows"], r["channel"] or ""), default=None)
     source = _short(ind.source_of(indicator))
     names = sorted({r["name"] for r in fl if r["name"]} | {r["query"] for r in dn if r["query"]})
-    ev = rows(flows_hit.filter((flows_hit.internal_host == host) & (flows_hit.indicator == indicator))
-              .order_by([ibis.desc("bytes_out"), "ts", "uid"]).limit(s.max_evidence)
-              .select("uid", "community_id"))
     return Finding(
         detection=META.id, key=(host, indicator), score_parts=parts,
         explanation=_sentence(host, indicator, source, n_flows, out_b, in_b, queries),
         internal_hosts=[host], external_hosts=[r["external_host"] for r in fl], external_names=names[:10],
-        channel=(top["channel"] if top else "dns") or "", start=min(times), end=max(times), bytes_out=out_b,
+        channel=main_channel(fl)[0] if fl else "dns", start=min(times), end=max(times), bytes_out=out_b,
         evidence={"flows": n_flows, "dns_queries": queries, "top_flows": [e["uid"] for e in ev if e["uid"]],
                   "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
         metrics={"indicator": indicator, "source": source, "flows": n_flows, "dns_queries": queries,
                  "bytes_out": out_b, "bytes_in": in_b},
         thresholds={"volume_low": s.volume_low, "volume_high": s.volume_high},
         tenant=max((r["tenant"] for r in fl if r["tenant"]), default=None),
+        attack=_techniques(n_flows, out_b, queries),
     )
+
+
+def _techniques(n_flows: int, out_b: int, queries: int) -> list[str]:
+    """ATT&CK ids that fit what matched: C2 traffic, data out over it, name resolution."""
+    return [t for t, ok in (("T1071", n_flows), ("T1041", out_b > 0), ("T1568", queries)) if ok]
 
 
 def _short(source: str) -> str:
@@ -219,7 +231,7 @@ def _short(source: str) -> str:
 def _sentence(host, indicator, source, n_flows, out_b, in_b, queries) -> str:
     what = []
     if n_flows:
-        what.append(f"{n_flows} connection(s), {human_bytes(out_b)} out and {human_bytes(in_b)} in")
+        what.append(f"{n_flows} connection(s) with {human_bytes(out_b)} out and {human_bytes(in_b)} in")
     if queries:
         what.append(f"{queries} DNS look-up(s)")
-    return f"{host} reached listed indicator {indicator} ({source}): {' and '.join(what)}."
+    return f"{host} reached listed indicator {indicator} ({source}): {', and '.join(what)}."

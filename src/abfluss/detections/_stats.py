@@ -227,6 +227,15 @@ def top_destinations(t, by: list[str], limit: int | None = None):
 # -- per-group listings in one query (added with scan_and_lateral) ---------------------------
 
 
+def keys_table(found: list[dict], by: list[str], like):
+    """The ``by`` values of rows already fetched, as a small literal table typed like ``like``.
+
+    A semi-join with it scans the flows once instead of recomputing the aggregation that found
+    the rows (scan_and_lateral measured 6 s -> 0.6 s on 2 M flows).
+    """
+    return ibis.memtable({b: [r[b] for r in found] for b in by}, schema=like.select(*by).schema())
+
+
 def first_per_group(t, keys, by: list[str], cols: list[str], order: list[str], limit: int,
                     distinct: bool = False) -> dict[tuple, list[dict]]:
     """Per group of ``by`` that occurs in ``keys``: the first ``limit`` rows of ``cols`` of ``t`` in

@@ -119,7 +119,12 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
         return []
     origin, length = span
     f = _paired(tel.flows, s)
-    f = f.mutate(sec=seconds_since(f.ts, origin))
+    # Most pairs have a handful of connections: drop them before the window functions.
+    f = f.filter(f.count().over(ibis.window(group_by=KEYS)) >= s.min_connections)
+    return _detect_pairs(f.mutate(sec=seconds_since(f.ts, origin)), s, length)
+
+
+def _detect_pairs(f, s: Settings, length: float) -> list[Finding]:
     cand = _pair_stats(f, s, length).filter(
         ((ibis._.n_events >= s.min_connections)
          & (ibis._.on_beat >= s.regular_share_low * (ibis._.n_intervals - ibis._.missed)))

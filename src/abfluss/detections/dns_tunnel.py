@@ -1,0 +1,398 @@
+"""DNS tunnels: data encoded in the query names an internal client sends below one domain.
+
+Per internal client and registered domain (public-suffix aware, see ``_domains``) the
+detection measures what the anchors each look at alone: unique subdomains (RITA's bands
+100/500/800/1000), long first labels (nDPI: > 48 characters), TXT answers of high entropy
+(Slips: >= 5 bits), and the information carried per day (Paxson et al. 2013 bound it at
+4 kB/day). It scores them together, so a count alone (a mail server's DNSBL lookups, a CDN's
+hashed host names) stays low and only names that also look like payload - long labels,
+high character entropy, TXT/NULL/CNAME records - reach medium and above.
+
+The byte estimate is the sum of the subdomain label bytes of the unique names (dots and the
+registered domain left out): repeated names carry nothing new, and the encoding (base32,
+base64) and the tunnel's own headers inflate it, so it is an upper-bound-ish estimate of the
+payload that left. For the volume score it is weighted by the labels' character entropy
+(bits per character / 8), closer to Paxson's compressed information bound.
+
+A second signal: DNS over HTTPS or TLS to well-known public resolvers, which hides a host's
+lookups from every DNS detection (key ``("doh", host)``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import ibis
+from ibis import _
+
+from ..findings import Finding
+from . import Meta, Telemetry
+from ._domains import Rules, label_count, load_rules, registered, restrict
+from ._domains import key as suffix_key
+from ._stats import clip01, evidence_uids, human_bytes, ramp, rows, shannon_entropy
+
+META = Meta(
+    id="dns_tunnel",
+    title="Data tunnelled through DNS query names",
+    attack=("T1071.004", "T1048.003", "T1572", "T1041"),
+    description="An internal client sends many unique, long, high-entropy names below one "
+                "registered domain (often with TXT/NULL/CNAME records): data encoded in DNS "
+                "queries, which pass every firewall through the resolver. Also flags DNS over "
+                "HTTPS/TLS to public resolvers, which hides lookups from this detection.",
+    runbook="1. Look at the example names and the domain: a security product's reputation lookups "
+            "(anti-virus, DNSBL) explain long names; put the domain on the central allowlist. "
+            "2. Otherwise find the process making the queries on the client (Sysmon event 22, "
+            "resolver logs) and block the domain at the resolver. 3. Treat the byte estimate as "
+            "the upper bound of what left and check which data the host held. For a DoH "
+            "finding: check whether the browser or an unknown process talks to the resolver and "
+            "enforce the internal resolver by policy.",
+    channel="dns",
+)
+
+#: Public resolvers that answer DNS over HTTPS (443) or TLS (853): addresses and host names.
+DOH_RESOLVERS = (
+    "1.1.1.1", "1.0.0.1", "2606:4700:4700::1111", "2606:4700:4700::1001", "cloudflare-dns.com",
+    "8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844", "dns.google",
+    "9.9.9.9", "149.112.112.112", "2620:fe::fe", "2620:fe::9", "dns.quad9.net",
+    "208.67.222.222", "208.67.220.220", "doh.opendns.com",
+    "94.140.14.14", "94.140.15.15", "dns.adguard-dns.com", "dns.nextdns.io",
+    "185.228.168.168", "doh.cleanbrowsing.org", "doh.mullvad.net", "dns.digitale-gesellschaft.ch",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_unique_subdomains: int = field(default=100, metadata={
+        "help": "Unique query names below one registered domain from which a client-domain pair is "
+                "examined (RITA's lowest band)."})
+    high_unique_subdomains: int = field(default=1000, metadata={
+        "help": "Unique names that give the full subdomain points (RITA's top band)."})
+    paxson_bytes_per_day: float = field(default=4096.0, metadata={
+        "help": "Name bytes per day from which a pair is examined even with few names, and where the "
+                "volume points start (Paxson et al. 2013: 4 kB/day)."})
+    high_bytes_per_day: float = field(default=1e6, metadata={
+        "help": "Entropy-weighted name bytes per day that give the full volume points."})
+    entropy_low: float = field(default=4.0, metadata={
+        "help": "Character entropy (bits/char, pooled over the unique subdomains) up to which names "
+                "do not look encoded: hex reaches 4, words and host names 3.5-4.2."})
+    entropy_high: float = field(default=5.0, metadata={
+        "help": "Entropy that counts as fully encoded (base32 reaches 5, base64 6)."})
+    short_label_bytes: float = field(default=16.0, metadata={
+        "help": "Mean label bytes per unique name up to which names do not look like payload."})
+    long_label_bytes: float = field(default=100.0, metadata={
+        "help": "Mean label bytes per unique name that count as fully payload-like."})
+    long_first_label: int = field(default=48, metadata={
+        "help": "First-label length counted as long (nDPI's suspicious DNS traffic: > 48)."})
+    tunnel_qtypes: tuple = field(default=("TXT", "NULL", "CNAME", "MX", "KEY", "*"), metadata={
+        "help": "Record types tunnels use to get data back; their share of the queries scores."})
+    qtype_share_high: float = field(default=0.5, metadata={
+        "help": "Share of tunnel record types that gives the full record-type points."})
+    txt_entropy: float = field(default=5.0, metadata={
+        "help": "Entropy (bits/char) from which one TXT answer counts as encoded data (Slips: 5)."})
+    txt_high_count: int = field(default=10, metadata={
+        "help": "Encoded TXT answers that give the full TXT-answer points."})
+    rate_low: float = field(default=10.0, metadata={
+        "help": "Queries per minute to the domain up to which the rate adds nothing."})
+    rate_high: float = field(default=600.0, metadata={
+        "help": "Queries per minute that give the full rate points."})
+    subdomain_points: float = field(default=25.0, metadata={"help": "Points at high_unique_subdomains."})
+    volume_points: float = field(default=25.0, metadata={"help": "Points at high_bytes_per_day."})
+    encoded_points: float = field(default=25.0, metadata={
+        "help": "Points for names that are both long and of high entropy (the product of both ramps)."})
+    qtype_points: float = field(default=15.0, metadata={"help": "Points at qtype_share_high."})
+    txt_points: float = field(default=10.0, metadata={"help": "Points at txt_high_count encoded TXT answers."})
+    nxdomain_points: float = field(default=10.0, metadata={
+        "help": "Points for encoded names answered NXDOMAIN (exfiltration without replies), "
+                "times the NXDOMAIN share and how encoded the names look."})
+    rate_points: float = field(default=5.0, metadata={"help": "Points at rate_high."})
+    private_suffixes: bool = field(default=True, metadata={
+        "help": "Use the Public Suffix List's private section too (blogspot.com, duckdns.org ...), so "
+                "each customer's subdomain is a registered domain of its own."})
+    entropy_sample: int = field(default=500, metadata={
+        "help": "Unique names (and TXT answers) per pair whose characters are measured."})
+    example_names: int = field(default=3, metadata={"help": "Example query names per finding."})
+    example_chars: int = field(default=16, metadata={
+        "help": "Characters of an example's subdomain shown (the rest may be exfiltrated data)."})
+    doh_resolvers: tuple = field(default=DOH_RESOLVERS, metadata={
+        "help": "Public DNS-over-HTTPS/TLS resolvers: addresses, and host names matched with their "
+                "subdomains against the flow's server name."})
+    doh_ports: tuple = field(default=(443, 853), metadata={
+        "help": "Resolver ports counted (DoH 443, DNS over TLS 853)."})
+    doh_services: tuple = field(default=("doh_dot",), metadata={
+        "help": "Sensor application names meaning encrypted DNS (nDPI: DoH_DoT), to any address."})
+    doh_min_bytes_out: float = field(default=1000.0, metadata={
+        "help": "Bytes a host must send to resolvers for a DoH finding (a failed handshake is none)."})
+    doh_base_points: float = field(default=15.0, metadata={
+        "help": "Points for any use of a public encrypted resolver (lookups invisible here)."})
+    doh_bytes_low: float = field(default=1e5, metadata={
+        "help": "Bytes sent to resolvers where the DoH volume points start (browsers send less)."})
+    doh_bytes_high: float = field(default=1e7, metadata={
+        "help": "Bytes sent to resolvers that give the full DoH volume points."})
+    doh_volume_points: float = field(default=40.0, metadata={"help": "Points at doh_bytes_high."})
+    doh_ratio_points: float = field(default=20.0, metadata={
+        "help": "Points when the host sends 4x what it receives (DNS answers are larger than queries)."})
+    max_evidence: int = field(default=10, metadata={"help": "Flows and DNS uids listed as evidence."})
+
+
+def prepare(s: Settings) -> Rules:
+    """The public-suffix rules (read from the bundled list once, outside ``detect``)."""
+    return load_rules(s.private_suffixes)
+
+
+def detect(tel: Telemetry, s: Settings) -> list[Finding]:
+    rules = tel.extra.get(META.id) or prepare(s)
+    return _tunnels(tel, s, rules) + _doh(tel, s)
+
+
+# -- DNS tunnels ---------------------------------------------------------------------------
+
+def _days(tel: Telemetry) -> float:
+    """The window in days, at least one: the per-day bound never shrinks below a day's budget."""
+    if tel.start is None or tel.end is None:
+        return 1.0
+    return max(1.0, (tel.end - tel.start) / timedelta(days=1))
+
+
+def _subdomain_queries(tel: Telemetry, rules: Rules):
+    """Queries of internal clients below a registered domain, with per-name measures."""
+    d = tel.dns
+    q = d.filter(d.client_internal.fill_null(False) & d.query.notnull())
+    q = q.mutate(name=q.query.lower().re_replace(r"\.+$", ""))
+    names = q.select("name").distinct()
+    # The few distinct last-two-label keys pick the rules that can apply (see _domains).
+    keys = [r["k"] for r in rows(names.select(k=suffix_key(names.name)).distinct())]
+    dom = registered(names, restrict(rules, keys))
+    dom = dom.filter(dom.domain.notnull() & (dom.name != dom.domain))
+    # Label bytes: the subdomain without the separating dots (the encoding's payload alphabet).
+    sub_len = dom.name.length() - dom.domain.length() - 1
+    dom = dom.mutate(label_bytes=sub_len - (dom.labels - label_count(dom.domain) - 1),
+                     first_label=dom.name.find("."))
+    return q.join(dom, "name")
+
+
+def _pairs(q, s: Settings, days: float):
+    """Per client and domain: counts, shares and bytes; only pairs past the examination gates."""
+    key = ["orig_h", "domain"]
+    per_query = q.group_by(key).aggregate(
+        queries=_.count(), txt=(_.qtype == "TXT").cast("int64").sum(),
+        null=(_.qtype == "NULL").cast("int64").sum(), cname=(_.qtype == "CNAME").cast("int64").sum(),
+        tunnel_types=_.qtype.isin(list(s.tunnel_qtypes)).cast("int64").sum(),
+        nxdomain=(_.rcode == "NXDOMAIN").cast("int64").sum(), answer_bytes=_.answer_bytes.sum(),
+        start=_.ts.min(), end=_.ts.max(), servers=_.resp_h.nunique())
+    names = q.select(*key, "name", "label_bytes", "first_label").distinct()
+    per_name = names.group_by(key).aggregate(
+        unique=_.count(), label_bytes=_.label_bytes.sum(), max_first_label=_.first_label.max(),
+        long_first=(_.first_label > s.long_first_label).cast("int64").sum())
+    pairs = per_query.join(per_name, key)
+    return pairs.filter((pairs.unique >= s.min_unique_subdomains)
+                        | (pairs.label_bytes >= s.paxson_bytes_per_day * days))
+
+
+def _samples(q, cands: list[dict], s: Settings) -> dict:
+    """Per candidate pair: pooled label entropy, encoded TXT answers, examples, servers, uids.
+
+    One query (a union of the four kinds of rows, each capped per pair) keeps the round trips
+    few, which is what a Spark job costs most."""
+    k = q.filter(q.orig_h.isin(sorted({c["orig_h"] for c in cands}))
+                 & q.domain.isin(sorted({c["domain"] for c in cands})))
+    no_flag = ibis.null("boolean")
+    kinds = [
+        k.select("orig_h", "domain", kind=ibis.literal("name"), value=k.name, flag=no_flag),
+        k.filter((k.qtype == "TXT") & k.answers.notnull()).select(
+            "orig_h", "domain", kind=ibis.literal("txt"), value=k.answers.unnest(), flag=no_flag),
+        k.select("orig_h", "domain", kind=ibis.literal("server"), value=k.resp_h,
+                 flag=k.server_internal),
+        k.filter(k.uid.notnull()).select("orig_h", "domain", kind=ibis.literal("uid"), value=k.uid,
+                                         flag=no_flag),
+    ]
+    u = ibis.union(*kinds, distinct=True)
+    u = u.mutate(rn=ibis.row_number().over(group_by=["kind", "orig_h", "domain"], order_by=["value"]))
+    u = u.filter(_.rn < ibis.ifelse(_.kind == "uid", s.max_evidence, s.entropy_sample))
+    out = {(c["orig_h"], c["domain"]): {"subs": [], "txt": [], "servers": {}, "uids": []}
+           for c in cands}
+    for r in rows(u.order_by(["orig_h", "domain", "kind", "value"])):
+        o = out.get((r["orig_h"], r["domain"]))
+        if o is None or r["value"] is None:
+            continue  # a pair of a candidate client and a candidate domain that is not a candidate
+        if r["kind"] == "name":
+            o["subs"].append(r["value"][: -len(r["domain"]) - 1])
+        elif r["kind"] == "txt":
+            o["txt"].append(r["value"])
+        elif r["kind"] == "server":
+            o["servers"][r["value"]] = bool(r["flag"])
+        else:
+            o["uids"].append(r["value"])
+    for o in out.values():
+        o["entropy"] = shannon_entropy("".join(o["subs"]).replace(".", ""))
+        o["txt_encoded"] = sum(shannon_entropy(a) >= s.txt_entropy for a in o["txt"])
+    return out
+
+
+def _linear(value: float, low: float, high: float) -> float:
+    return clip01((value - low) / (high - low)) if high > low else float(value >= high)
+
+
+def _score(r: dict, m: dict, s: Settings) -> dict[str, float]:
+    encoded = (_linear(m["label_entropy"], s.entropy_low, s.entropy_high)
+               * ramp(m["mean_label_bytes"], s.short_label_bytes, s.long_label_bytes))
+    parts = {
+        "unique_subdomains": s.subdomain_points * ramp(r["unique"], s.min_unique_subdomains,
+                                                       s.high_unique_subdomains),
+        "volume": s.volume_points * ramp(m["information_bytes_per_day"], s.paxson_bytes_per_day,
+                                         s.high_bytes_per_day),
+        "encoded_names": s.encoded_points * encoded,
+        "record_types": s.qtype_points * clip01(m["tunnel_type_share"] / s.qtype_share_high),
+        "txt_answers": s.txt_points * clip01(m["encoded_txt_answers"] / s.txt_high_count),
+        "nxdomain": s.nxdomain_points * m["nxdomain_share"] * encoded,
+        "rate": s.rate_points * ramp(m["queries_per_minute"], s.rate_low, s.rate_high),
+    }
+    return {k: v for k, v in parts.items() if v > 0.05}
+
+
+def _metrics(r: dict, smp: dict, days: float) -> dict:
+    span = max((r["end"] - r["start"]).total_seconds(), 0.0)
+    n = r["queries"]
+    return {
+        "queries": n, "unique_subdomains": r["unique"], "label_bytes": r["label_bytes"],
+        "mean_label_bytes": round(r["label_bytes"] / r["unique"], 1),
+        "label_entropy": round(smp["entropy"], 2),
+        "information_bytes_per_day": round(r["label_bytes"] * smp["entropy"] / 8 / days),
+        "max_first_label": r["max_first_label"], "long_first_labels": r["long_first"],
+        "txt_share": round(r["txt"] / n, 3), "null_share": round(r["null"] / n, 3),
+        "cname_share": round(r["cname"] / n, 3), "tunnel_type_share": round(r["tunnel_types"] / n, 3),
+        "nxdomain_share": round(r["nxdomain"] / n, 3), "encoded_txt_answers": smp["txt_encoded"],
+        "queries_per_minute": round(n / max(span, 60.0) * 60, 1), "span_seconds": round(span, 3),
+        "answer_bytes": int(r["answer_bytes"] or 0), "servers": r["servers"],
+    }
+
+
+def _count(n: int) -> str:
+    return f"{n:,}".replace(",", " ")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _example(sub: str, domain: str, chars: int) -> str:
+    return (sub if len(sub) <= chars else sub[:chars] + "…") + "." + domain
+
+
+def _tenants(tel: Telemetry, hosts: list[str]) -> dict:
+    """Tenant of each client from its flows (as originator: DNS to an internal resolver is internal)."""
+    f = tel.flows.filter(tel.flows.orig_h.isin(hosts))
+    return {r["orig_h"]: r["tenant"] for r in rows(f.group_by("orig_h").aggregate(tenant=_.tenant.max()))}
+
+
+def _tunnels(tel: Telemetry, s: Settings, rules: Rules) -> list[Finding]:
+    days = _days(tel)
+    q = _subdomain_queries(tel, rules)
+    cands = rows(_pairs(q, s, days).order_by(["orig_h", "domain"]))
+    if not cands:
+        return []
+    samples = _samples(q, cands, s)
+    tenants = _tenants(tel, sorted({c["orig_h"] for c in cands}))
+    return [_finding(tel, r, samples[(r["orig_h"], r["domain"])], s, days, tenants) for r in cands]
+
+
+def _finding(tel, r: dict, smp: dict, s: Settings, days: float, tenants: dict) -> Finding:
+    client, domain = r["orig_h"], r["domain"]
+    m = _metrics(r, smp, days)
+    parts = _score(r, m, s)
+    servers = sorted(smp["servers"])
+    f = tel.flows
+    ev = evidence_uids(f, (f.orig_h == client) & f.resp_h.isin(servers or [""]) & (f.resp_p == 53),
+                       s.max_evidence, order="orig_bytes")
+    types = ", ".join(f"{t} {m[t.lower() + '_share']:.0%}" for t in ("TXT", "NULL", "CNAME")
+                      if m[t.lower() + "_share"])
+    return Finding(
+        detection=META.id, key=(client, domain), score_parts=parts,
+        explanation=(f"{client} sent about {human_bytes(r['label_bytes'])} encoded in "
+                     f"{_count(r['unique'])} unique names below {domain} in {_count(r['queries'])} "
+                     f"DNS queries over "
+                     f"{_duration(m['span_seconds'])} ({m['mean_label_bytes']:.0f} label bytes per name, "
+                     f"{m['label_entropy']:.1f} bits per character"
+                     f"{', ' + types if types else ''})."),
+        internal_hosts=[client], external_hosts=[h for h in servers if not smp["servers"][h]],
+        external_names=[domain], channel="dns", start=r["start"], end=r["end"],
+        bytes_out=r["label_bytes"],
+        evidence={"queries": r["queries"], "unique_names": r["unique"], "dns_servers": servers,
+                  "example_names": [_example(x, domain, s.example_chars)
+                                    for x in smp["subs"][: s.example_names]],
+                  "dns_uids": smp["uids"],
+                  "top_flows": [e["uid"] for e in ev if e["uid"]],
+                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
+        metrics=m,
+        thresholds={"min_unique_subdomains": s.min_unique_subdomains,
+                    "high_unique_subdomains": s.high_unique_subdomains,
+                    "paxson_bytes_per_day": s.paxson_bytes_per_day, "entropy_low": s.entropy_low,
+                    "entropy_high": s.entropy_high, "long_first_label": s.long_first_label,
+                    "txt_entropy": s.txt_entropy},
+        tenant=tenants.get(client),
+    )
+
+
+# -- DNS over HTTPS / TLS ------------------------------------------------------------------
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _doh(tel: Telemetry, s: Settings) -> list[Finding]:
+    addrs = [r for r in s.doh_resolvers if _is_address(r)]
+    names = [r.lower() for r in s.doh_resolvers if not _is_address(r)]
+    f = tel.flows.filter(_.direction == "outbound")
+    name = f.external_name.lower()
+    by_name = ibis.or_(*[(name == n) | name.endswith("." + n) for n in names]) if names else ibis.literal(False)
+    hit = (f.external_host.isin(addrs or [""]) | by_name.fill_null(False)
+           | f.service.isin(list(s.doh_services) or [""]).fill_null(False))
+    f = f.filter(f.resp_p.isin(list(s.doh_ports)) & hit)
+    per = rows(f.group_by(["internal_host", "external_host"]).aggregate(
+        flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(), start=_.ts.min(),
+        end=_.ts_end.max(), name=_.external_name.max(), tenant=_.tenant.max(),
+    ).order_by(["internal_host", "external_host"]))
+    hosts: dict[str, list[dict]] = {}
+    for r in per:
+        hosts.setdefault(r["internal_host"], []).append(r)
+    out = []
+    for host, rs in hosts.items():
+        sent = sum(r["bytes_out"] or 0 for r in rs)
+        if sent >= s.doh_min_bytes_out:
+            out.append(_doh_finding(f, host, rs, sent, s))
+    return out
+
+
+def _doh_finding(f, host: str, rs: list[dict], sent: int, s: Settings) -> Finding:
+    got = sum(r["bytes_in"] or 0 for r in rs)
+    n = sum(r["flows"] for r in rs)
+    resolvers = [r["external_host"] for r in rs]
+    shown = ", ".join(sorted({r["name"] or r["external_host"] for r in rs}))
+    ratio = sent / max(got, 1)
+    parts = {"encrypted_dns": s.doh_base_points,
+             "volume": s.doh_volume_points * ramp(sent, s.doh_bytes_low, s.doh_bytes_high),
+             "upload_ratio": s.doh_ratio_points * _linear(ratio, 1.0, 4.0)}
+    ev = evidence_uids(f, (f.internal_host == host) & f.external_host.isin(resolvers), s.max_evidence)
+    return Finding(
+        detection=META.id, key=("doh", host), score_parts={k: v for k, v in parts.items() if v > 0.05},
+        explanation=(f"{host} sent {human_bytes(sent)} and received {human_bytes(got)} in {n} "
+                     f"encrypted DNS connection(s) to public resolver(s) {shown}; lookups made there "
+                     f"are invisible to the DNS detections."),
+        internal_hosts=[host], external_hosts=resolvers,
+        external_names=[r["name"] for r in rs if r["name"]], channel="doh",
+        start=min(r["start"] for r in rs), end=max(r["end"] for r in rs), bytes_out=sent,
+        evidence={"flows": n, "top_flows": [e["uid"] for e in ev if e["uid"]],
+                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
+        metrics={"flows": n, "bytes_out": sent, "bytes_in": got, "resolvers": len(rs),
+                 "out_in_ratio": round(ratio, 2)},
+        thresholds={"doh_min_bytes_out": s.doh_min_bytes_out, "doh_bytes_low": s.doh_bytes_low,
+                    "doh_bytes_high": s.doh_bytes_high},
+        tenant=max((r["tenant"] for r in rs if r["tenant"]), default=None),
+    )

@@ -1,0 +1,228 @@
+"""dns_tunnel: literal tunnels and look-alikes, suffix matching, DoH, dns2tcp golden, benign controls."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import dpkt
+import ibis
+import pytest
+from publicsuffixlist import PublicSuffixList
+
+from abfluss.detections import _domains
+from abfluss.detections._stats import rows
+from abfluss.detections.dns_tunnel import Settings
+
+from conftest import EXAMPLES, data
+from detkit import analyze_capture, assert_golden, dns, flow, run
+
+DNS2TCP = "dns-tunnel/netrack-dns2tcp/dns2tcp-2018-03-23.pcap"
+
+
+def _b32(seed: str, n: int) -> str:
+    raw = hashlib.sha256(seed.encode()).digest() + hashlib.sha256(seed.encode() + b"+").digest()
+    return base64.b32encode(raw).decode().lower().rstrip("=")[:n]
+
+
+def _b64(seed: str) -> str:
+    return base64.b64encode(hashlib.sha512(seed.encode()).digest()).decode()
+
+
+def tunnel_name(i: int) -> str:
+    p = _b32(f"chunk{i}", 100)
+    return f"{p[:50]}.{p[50:]}.t.exfil.test"
+
+
+def label_bytes(names, domain: str) -> int:
+    """The estimate computed independently: subdomain characters without dots, unique names."""
+    return sum(len(n[: -len(domain) - 1].replace(".", "")) for n in set(names))
+
+
+def tunnel(n=200, client="10.0.0.5", **kw) -> list[dict]:
+    kw.setdefault("qtype", "TXT")
+    return [dns(i * 2, orig_h=client, query=tunnel_name(i),
+                answers=[_b64(f"reply{i}")] if kw["qtype"] == "TXT" else [], **kw) for i in range(n)]
+
+
+def doh_flows(host="10.0.0.7", n=3, out=1_000_000, back=200_000, **kw) -> list[dict]:
+    kw.setdefault("resp_h", "1.1.1.1")
+    return [flow(i * 60, orig_h=host, orig_p=41000 + i, resp_p=443, orig_bytes=out, resp_bytes=back, **kw)
+            for i in range(n)]
+
+
+def positive_tables():
+    return {"dns": tunnel(), "flows": doh_flows()}
+
+
+def by_key(fs):
+    return {f.key: f for f in fs}
+
+
+# -- literal tunnels -------------------------------------------------------------------------
+
+def test_txt_tunnel_scores_every_signal():
+    fs = by_key(run("dns_tunnel", **positive_tables()))
+    f = fs[("10.0.0.5", "exfil.test")]
+    names = [tunnel_name(i) for i in range(200)]
+    assert f.bytes_out == label_bytes(names, "exfil.test") == 200 * 101
+    assert f.metrics["unique_subdomains"] == 200 and f.metrics["txt_share"] == 1.0
+    assert f.metrics["encoded_txt_answers"] == 200  # base64 of 64 random bytes: > 5 bits/char (Slips)
+    assert f.metrics["max_first_label"] == 50 and f.metrics["long_first_labels"] == 200  # nDPI: > 48
+    assert set(f.score_parts) >= {"unique_subdomains", "volume", "encoded_names", "record_types", "txt_answers"}
+    assert f.severity in ("high", "critical") and f.channel == "dns"
+    assert f.external_names == ["exfil.test"] and f.external_hosts == []  # resolver 10.0.0.53 is internal
+    assert f.evidence["dns_servers"] == ["10.0.0.53"]
+    # Examples are cut: the rest of a name may be the exfiltrated data itself.
+    assert all(len(x.split("…")[0]) == 16 for x in f.evidence["example_names"])
+    assert "20 KB encoded in 200 unique names below exfil.test" in f.explanation
+
+
+def test_exfiltration_answered_nxdomain_scores_without_record_types():
+    fs = run("dns_tunnel", dns=tunnel(qtype="A", rcode="NXDOMAIN"))
+    (f,) = fs
+    assert f.metrics["nxdomain_share"] == 1.0 and "record_types" not in f.score_parts
+    assert f.score_parts["nxdomain"] > 9 and f.severity in ("medium", "high")
+
+
+def test_tunnel_to_direct_external_server_names_the_server():
+    (f,) = run("dns_tunnel", dns=tunnel(resp_h="198.51.100.53"))
+    assert f.external_hosts == ["198.51.100.53"]
+
+
+def test_dnsbl_lookups_stay_low():
+    # A mail server checks 1 200 senders against a DNS blocklist: many names, but digits.
+    asks = [dns(i, orig_h="10.0.0.25", query=f"{i % 250}.{i // 250}.113.203.zen.spamhaus.org",
+                rcode="NXDOMAIN" if i % 10 else "NOERROR", answers=[] if i % 10 else ["127.0.0.2"])
+            for i in range(1200)]
+    (f,) = run("dns_tunnel", dns=asks)
+    assert f.key == ("10.0.0.25", "spamhaus.org") and f.metrics["unique_subdomains"] == 1200
+    assert "encoded_names" not in f.score_parts and "nxdomain" not in f.score_parts
+    assert f.severity in ("info", "low")
+
+
+def test_antivirus_hash_lookups_stay_low():
+    # File-reputation lookups: long hex hashes in the first label, which nDPI alone would flag.
+    asks = [dns(i, query=f"{hashlib.sha256(str(i).encode()).hexdigest()}.avqs.mcafee.com", answers=["127.0.0.1"])
+            for i in range(300)]
+    (f,) = run("dns_tunnel", dns=asks)
+    assert f.metrics["long_first_labels"] == 300 and f.metrics["label_entropy"] < 4.2  # hex: 4 at most
+    assert f.score_parts.get("encoded_names", 0) < 5 and f.severity in ("info", "low")
+
+
+def test_cdn_hashed_host_names_stay_low():
+    # Video-cache host names: random-looking but short.
+    asks = [dns(i, query=f"rr{i % 9}---sn-{_b32(str(i), 8)}.googlevideo.com", answers=["203.0.113.80"])
+            for i in range(400)]
+    (f,) = run("dns_tunnel", dns=asks)
+    assert f.key == ("10.0.0.5", "googlevideo.com") and f.severity == "info"
+    assert f.score_parts.get("encoded_names", 0) < 1
+
+
+def test_private_suffixes_make_each_cdn_customer_a_domain():
+    # cloudfront.net is in the list's private section: every distribution is a domain of its own.
+    asks = [dns(i, query=f"d{_b32(str(i), 13)}.cloudfront.net") for i in range(400)]
+    assert run("dns_tunnel", dns=asks) == []
+    (f,) = run("dns_tunnel", settings=Settings(private_suffixes=False), dns=asks)
+    assert f.key == ("10.0.0.5", "cloudfront.net") and f.metrics["unique_subdomains"] == 400
+
+
+def test_ordinary_browsing_is_below_the_gates():
+    asks = [dns(i, query=f"{w}.example.com") for i, w in enumerate(("www", "cdn", "img", "api", "static") * 20)]
+    assert run("dns_tunnel", dns=asks) == []
+
+
+def test_external_clients_are_not_ours():
+    # Queries from outside to our own authoritative server: not a client of ours tunnelling.
+    assert run("dns_tunnel", dns=tunnel(client="203.0.113.50")) == []
+
+
+def test_registered_domain_groups_subdomains_public_suffix_aware():
+    asks = ([dns(i, query=f"{_b32(str(i), 60)}.a.example.co.uk") for i in range(60)]
+            + [dns(100 + i, query=f"{_b32(str(i), 60)}.b.example.co.uk") for i in range(60)]
+            + [dns(200 + i, query=f"{_b32(str(i), 60)}.x.blogspot.com") for i in range(80)])
+    fs = by_key(run("dns_tunnel", dns=asks))
+    assert fs[("10.0.0.5", "example.co.uk")].metrics["unique_subdomains"] == 120
+    assert ("10.0.0.5", "x.blogspot.com") in fs and ("10.0.0.5", "blogspot.com") not in fs
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_suffix_matching_agrees_with_the_publicsuffixlist_package(private):
+    names = ["a.b.example.co.uk", "x.com", "com", "co.uk", "www.ck", "a.www.ck", "b.c.ck", "ck",
+             "x.y.kobe.jp", "city.kobe.jp", "a.city.kobe.jp", "4.3.2.1.in-addr.arpa", "foo.blogspot.com",
+             "a.foo.blogspot.com", "x.foo.local", "wpad", "q.z.hidemyself.org", "xn--p1ai", "a.b.xn--p1ai",
+             "a.b.c.d.e.f.g.h.amazonaws.com", "x.s3.dualstack.eu-south-1.amazonaws.com",
+             "w.x.y.eu-central-1.airflow.amazonaws.com", "x.y.xn--vler-qoa.hedmark.no", "a.b.test"]
+    rules = _domains.load_rules(private)
+    t = ibis.memtable({"name": names})
+    keys = [r["k"] for r in rows(t.select(k=_domains.key(t.name)).distinct())]
+    got = {r["name"]: r["domain"] for r in rows(_domains.registered(t, _domains.restrict(rules, keys)))}
+    psl = PublicSuffixList(only_icann=not private)
+    assert got == {n: psl.privatesuffix(n) for n in names}
+
+
+# -- DNS over HTTPS / TLS ----------------------------------------------------------------------
+
+def test_doh_to_public_resolver_by_address():
+    fs = by_key(run("dns_tunnel", **positive_tables()))
+    f = fs[("doh", "10.0.0.7")]
+    assert f.external_hosts == ["1.1.1.1"] and f.bytes_out == 3_000_000 and f.channel == "doh"
+    assert f.metrics["out_in_ratio"] == 5.0 and f.severity == "high"
+
+
+def test_doh_by_server_name_and_browser_sized_use_is_info():
+    flows = doh_flows(n=2, out=3000, back=9000, resp_h="203.0.113.8", server_name="chrome.cloudflare-dns.com")
+    (f,) = run("dns_tunnel", flows=flows)
+    assert f.external_names == ["chrome.cloudflare-dns.com"] and f.score == 15.0 and f.severity == "info"
+
+
+def test_https_to_other_servers_is_not_doh():
+    assert run("dns_tunnel", flows=doh_flows(resp_h="203.0.113.9")) == []
+
+
+# -- real captures ---------------------------------------------------------------------------
+
+def findings(rel: str, tmp, config: str | None = None):
+    return analyze_capture(rel, tmp, config, only=("dns_tunnel",))
+
+
+def dns2tcp_names() -> set[str]:
+    """Every query name in the capture, read with dpkt directly (not through abfluss)."""
+    names = set()
+    with open(data(DNS2TCP), "rb") as fh:
+        for _, buf in dpkt.pcap.Reader(fh):
+            udp = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(udp, dpkt.udp.UDP) and 53 in (udp.sport, udp.dport):
+                names.add(dpkt.dns.DNS(udp.data).qd[0].name.lower())
+    return names
+
+
+def test_golden_dns2tcp(tmp_path_factory):
+    # Client 172.17.0.3 asks 172.17.0.2 (both docker addresses, internal by default): the
+    # detection needs only an internal client, whichever resolver it uses.
+    fs = findings(DNS2TCP, tmp_path_factory.mktemp("d2t"))
+    (f,) = fs
+    names = dns2tcp_names()
+    assert f.key == ("172.17.0.3", "hidemyself.org") and f.external_names == ["hidemyself.org"]
+    assert f.metrics["unique_subdomains"] == len(names) == 4555
+    assert f.bytes_out == label_bytes(names, "hidemyself.org") == 527448
+    assert f.metrics["txt_share"] == 1.0 and f.metrics["max_first_label"] == 63
+    assert f.severity == "critical" and f.evidence["top_flows"]
+    assert_golden("dns_tunnel-dns2tcp", fs)
+
+
+@pytest.mark.parametrize("rel,config", [
+    ("zeek-traces/wikipedia.pcap", '[networks]\ninternal = ["141.142.0.0/16"]\n'),  # the client is 141.142.220.118
+    ("zeek-traces/bro.org.pcap", None),
+    (str(EXAMPLES / "demo.pcap"), None),  # the lab's workstations resolving its test domains
+])
+def test_benign_captures_give_nothing(rel, config, tmp_path_factory):
+    # Not even info: so in particular nothing of medium or higher.
+    assert findings(rel, tmp_path_factory.mktemp("benign"), config) == []
+
+
+def test_settings_change_the_gates():
+    asks = [dns(i, query=f"{w}{i}.example.com") for i, w in enumerate(("www", "cdn") * 30)]
+    assert run("dns_tunnel", dns=asks) == []
+    (f,) = run("dns_tunnel", settings=Settings(min_unique_subdomains=50), dns=asks)
+    assert f.metrics["unique_subdomains"] == 60 and f.severity == "info"

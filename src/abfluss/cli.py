@@ -118,6 +118,8 @@ def ingest(
     sensor: Annotated[Optional[str], typer.Option(help="Sensor name recorded for these inputs (default: the format).")] = None,
     interface: Annotated[Optional[str], typer.Option(help="Capture live from this interface (needs root and tcpdump).")] = None,
     duration: Annotated[float, typer.Option(help="Seconds to capture with --interface.")] = 60.0,
+    no_inspect: Annotated[bool, typer.Option("--no-inspect", help="Do not inspect capture payload for "
+                                             "sensitive identifiers (only hashes are ever stored).")] = False,
 ) -> None:
     """Read captures and logs into the workspace; the format is detected from the content.
 
@@ -129,9 +131,9 @@ def ingest(
         with _IngestProgress() as progress:
             results = []
             if interface:
-                results.append(_ingest.capture_live(ws, interface, duration, sensor, progress))
+                results.append(_ingest.capture_live(ws, interface, duration, sensor, progress, not no_inspect))
             if paths:
-                results += _ingest.ingest_paths(ws, [Path(p) for p in paths], sensor, progress)
+                results += _ingest.ingest_paths(ws, [Path(p) for p in paths], sensor, progress, not no_inspect)
     _print_summary(results)
     if results and all(r.status == "failed" for r in results):  # ignored inputs are no failure
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -33,6 +34,9 @@ class IngestResult:
     skipped: int = 0
     messages: list = field(default_factory=list)
     error: str = ""
+    #: Rows derived from the input rather than read from it: payload inspection's ``dlp`` and
+    #: ``inspected`` tables (not part of ``records``).
+    derived: dict = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -40,6 +44,9 @@ class IngestResult:
 
 
 Progress = Callable[[str, int], None]  # (input, records so far): called with 0 when an input starts
+
+#: Tables computed from an input's payload, not records of the input (see ``IngestResult.derived``).
+DERIVED_TABLES = ("dlp", "inspected")
 
 
 def sha256_file(path: Path) -> str:
@@ -51,20 +58,24 @@ def sha256_file(path: Path) -> str:
 
 
 def ingest_paths(ws: Workspace, paths: Iterable[Path], sensor: str | None = None,
-                 progress: Progress | None = None) -> list[IngestResult]:
+                 progress: Progress | None = None, inspect: bool = True) -> list[IngestResult]:
     """Ingest every file under ``paths`` (directories are walked); one result per file."""
     results = []
     for path in iter_files(Path(p) for p in paths):
-        results.append(ingest_file(ws, path, sensor, progress))
+        results.append(ingest_file(ws, path, sensor, progress, inspect=inspect))
     return results
 
 
 def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
-                progress: Progress | None = None, label: str | None = None) -> IngestResult:
+                progress: Progress | None = None, label: str | None = None,
+                inspect: bool = True) -> IngestResult:
     """Ingest one file: detect its format, read it, store it; never raises for bad input.
 
     The result says ``stored`` (with records and skips), ``duplicate`` (this content is already
     in the workspace) or ``failed`` (with a one-line error naming the file and position).
+    Captures are also inspected for sensitive values in cleartext payload unless ``inspect``
+    is false (only hashes and masked forms are stored; see ``abfluss.dlp``). The input's content
+    hash decides what is a duplicate: a capture ingested without inspection stays so.
     """
     shown = label or str(path)
     try:
@@ -76,15 +87,26 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
         return IngestResult(shown, "failed", error=f"{path}: cannot read: {e.strerror}")
     if ws.has_input(input_id):
         return IngestResult(shown, "duplicate", fmt, input_id)
+    if fmt == "pcap" and inspect:
+        from .dlp.inspect import Settings as InspectSettings
+        from .dlp.keys import workspace_key
+
+        # Only what internal hosts send is read (an outflow); the networks are the configuration's.
+        internal = tuple(ws.config.internal) if getattr(ws, "config", None) else ()
+        read = functools.partial(read, inspect_key=workspace_key(ws.root),
+                                 inspect_settings=InspectSettings(internal_networks=internal))
     if progress:
         progress(shown, 0)
     report = ReadReport(str(path), fmt)
+    derived: dict[str, int] = {}
     cfg = getattr(ws, "config", None)
     sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
     try:
         with ws.writer(input_id) as w:
             with ws.released(), _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
                 for table, batch in read(path, report):
+                    if table in DERIVED_TABLES:
+                        derived[table] = derived.get(table, 0) + batch.num_rows
                     pipe.put(table, batch)
                     if progress:
                         progress(shown, report.total)
@@ -103,7 +125,7 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     except OSError as e:
         return IngestResult(shown, "failed", report.format, input_id, error=f"{path}: read error: {e}")
     return IngestResult(shown, "stored", report.format, input_id, dict(report.records),
-                        report.skipped, report.messages)
+                        report.skipped, report.messages, derived=derived)
 
 
 class _Pipeline:
@@ -145,11 +167,12 @@ class _Pipeline:
 
 
 def capture_live(ws: Workspace, interface: str, duration: float, sensor: str | None = None,
-                 progress: Progress | None = None) -> IngestResult:
+                 progress: Progress | None = None, inspect: bool = True) -> IngestResult:
     """Capture ``duration`` seconds on ``interface`` with tcpdump, then meter it like a file.
 
     The packets go to a private temporary file outside the workspace that is deleted
-    afterwards, so no payload byte is kept; flows, DNS and names are what remains.
+    afterwards, so no payload byte is kept; flows, DNS, names and (unless ``inspect`` is
+    false) the hashed findings of payload inspection are what remains.
     """
     tcpdump = shutil.which("tcpdump")
     if tcpdump is None:
@@ -168,6 +191,6 @@ def capture_live(ws: Workspace, interface: str, duration: float, sensor: str | N
             err = (proc.stderr.read() or "").strip().splitlines()
             raise InputError(f"interface {interface}: capture failed: {err[-1] if err else 'tcpdump exited'}")
         label = f"interface:{interface}@{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-        return ingest_file(ws, Path(tmp), sensor or f"live-{interface}", progress, label)
+        return ingest_file(ws, Path(tmp), sensor or f"live-{interface}", progress, label, inspect)
     finally:
         os.unlink(tmp)

@@ -24,7 +24,7 @@ import ibis
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import channel, clip01, evidence_uids, human_bytes, rows, seconds_since
+from ._stats import channel, clip01, human_bytes, largest_flows, rows, seconds_since
 
 META = Meta(
     id="beaconing",
@@ -132,13 +132,13 @@ def _detect_pairs(f, s: Settings, length: float) -> list[Finding]:
     found = rows(cand.order_by(KEYS))
     if not found:
         return []
+    found = [r for r in found if sum(_parts(r, s, length)[0].values()) >= s.min_score]
+    if not found:
+        return []
     peers = _peers(f, found)
-    out = []
-    for r in found:
-        fd = _finding(f, r, peers[(r["internal_host"], r["dest"])], s, length)
-        if fd is not None:
-            out.append(fd)
-    return out
+    evidence = largest_flows(f, found, KEYS, s.max_evidence)
+    return [_finding(r, peers[(r["internal_host"], r["dest"])],
+                     evidence.get((r["internal_host"], r["dest"]), []), s, length) for r in found]
 
 
 def _observed_span(tel: Telemetry) -> tuple[int, float] | None:
@@ -303,14 +303,11 @@ def _parts(r: dict, s: Settings, length: float) -> tuple[dict, dict]:
     return parts, m
 
 
-def _finding(f, r: dict, peer: dict, s: Settings, length: float) -> Finding | None:
+def _finding(r: dict, peer: dict, ev: list[dict], s: Settings, length: float) -> Finding:
     parts, m = _parts(r, s, length)
-    if sum(parts.values()) < s.min_score:
-        return None
     host, dest = r["internal_host"], r["dest"]
     m["bytes_out"] = peer["bytes_out"]
     m["grouping"] = peer["grouping"]
-    ev = evidence_uids(f, (f.internal_host == host) & (f.dest == dest), s.max_evidence)
     chan = max(sorted(peer["channels"]), key=peer["channels"].get) if peer["channels"] else ""
     return Finding(
         detection=META.id,

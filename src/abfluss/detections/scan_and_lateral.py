@@ -1,7 +1,6 @@
 """Scans and lateral movement: port scans, password guessing and fan-out over admin protocols, per source.
 
-Five kinds, each keyed by (source, kind, target) so that the same behaviour found again updates
-its finding:
+Five kinds, keyed by (source, kind, target):
 
 ``horizontal_scan``  one source, one port, failed probes to many hosts (target ``tcp/445``);
 ``vertical_scan``    one source, one host, failed probes to many ports (target: the host);
@@ -17,15 +16,12 @@ A *probe* is a connection that exchanged no data: a failed Zeek state (S0, REJ, 
 SH, SHR), no reply packet, or no payload at all (RSTO after a handshake: a connect scan of an
 open port). Where a sensor gives no payload bytes (Suricata, NetFlow) a flow of at most
 ``probe_max_packets`` packets with no more than header-sized packets counts. Zeek's scan policy
-counts only failed attempts too (25 hosts / 15 ports in 5 min); Slips counts 5-6 not-established
-destinations. Here the thresholds hold for the whole window and the rate adds to the score
-instead, so a slow scan is still seen. The source may be internal (its own finding) or external
-scanning in; ``internal_hosts`` is the source when it is internal, else the internal targets.
+counts failed attempts too (25 hosts / 15 ports in 5 min); here the rate adds to the score
+instead. ``internal_hosts``: the source if internal, else the internal targets it probed.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import ibis
@@ -33,7 +29,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import PORT_CHANNELS, evidence_uids, human_bytes, ramp, robust_baseline, rows
+from ._stats import PORT_CHANNELS, first_per_group, keys_table, ramp, robust_baseline, rows
 
 META = Meta(
     id="scan_and_lateral",
@@ -60,6 +56,13 @@ FAILED_STATES = ("S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR")
 #: ATT&CK technique ids per lateral protocol (SMB also carries tool transfer, T1570).
 FAMILY_ATTACK = {"smb": ["T1021", "T1021.002", "T1570"], "rdp": ["T1021", "T1021.001"],
                  "ssh": ["T1021", "T1021.004"], "winrm": ["T1021", "T1021.006"]}
+#: Per kind, the settings giving the threshold and the full-breadth count of its main measure.
+LIMITS = {"horizontal_scan": ("horizontal_min_hosts", "horizontal_high_hosts"),
+          "vertical_scan": ("vertical_min_ports", "vertical_high_ports"),
+          "block_scan": ("block_min_targets", "block_high_targets"),
+          "brute_force": ("brute_min_attempts", "brute_high_attempts"),
+          "lateral_fanout": ("lateral_min_hosts", "lateral_high_hosts")}
+SCANS = ("horizontal_scan", "vertical_scan", "block_scan")
 KIND_ATTACK = {"horizontal_scan": ["T1046"], "vertical_scan": ["T1046"], "block_scan": ["T1046"],
                "brute_force": ["T1110", "T1110.001"]}
 
@@ -71,8 +74,7 @@ class Settings:
                 "traceroute, STUN and DNS retries leave unanswered UDP to many ports and hosts."})
     probe_max_packets: int = field(default=4, metadata={
         "help": "Where a sensor gives no payload bytes (Suricata, NetFlow), a flow of at most this many "
-                "packets in both directions with header-sized packets only is a probe (SYN, SYN-ACK, "
-                "ACK, RST of a connect scan)."})
+                "header-sized packets (both ways) is a probe: SYN, SYN-ACK, ACK, RST of a connect scan."})
     probe_header_bytes: int = field(default=80, metadata={
         "help": "Largest IP bytes per packet that still means no payload (IPv6 + TCP with options)."})
     horizontal_min_hosts: int = field(default=10, metadata={
@@ -80,6 +82,10 @@ class Settings:
                 "(Zeek: 25 in 5 min, Slips: 5-6 not-established destinations)."})
     horizontal_high_hosts: int = field(default=250, metadata={
         "help": "Hosts that give the full breadth part of a horizontal scan's score (a /24)."})
+    scan_min_failed_share: float = field(default=0.2, metadata={
+        "help": "Share of the hosts (ports, host:port pairs) a source contacted on a port (host, at all) "
+                "that must have failed for a horizontal (vertical, block) scan: a workstation reaching 600 "
+                "web servers with 30 failures is browsing. The breadth part of the score is scaled by it."})
     vertical_min_ports: int = field(default=15, metadata={
         "help": "Ports with failed probes on one host from one source that make a vertical scan (Zeek: 15)."})
     vertical_high_ports: int = field(default=1000, metadata={
@@ -113,11 +119,14 @@ class Settings:
         "help": "Longest connection (s) counted as a login attempt; sessions of people last longer."})
     brute_max_bytes: int = field(default=10000, metadata={
         "help": "Most bytes the client sends in a connection counted as a login attempt."})
+    brute_min_rate: float = field(default=3.0, metadata={
+        "help": "Fewest attempts per minute over the attempts' span: a job polling git over SSH once a "
+                "minute is not guessing. Slower guessing is left to the service's own lockout."})
     brute_max_spread: float = field(default=0.25, metadata={
         "help": "Largest median absolute deviation of the client bytes, as a share of their median: "
                 "failed logins look alike, real sessions do not."})
     lateral_ports: tuple = field(default=(22, 139, 445, 3389, 5985, 5986), metadata={
-        "help": "Admin ports (SSH, SMB, RDP, WinRM) watched for an internal host reaching many internal hosts."})
+        "help": "Admin ports (SSH, SMB, RDP, WinRM) watched for one internal host reaching many others."})
     lateral_min_hosts: int = field(default=10, metadata={
         "help": "Internal hosts reached over one admin protocol by one internal host that make a "
                 "lateral fan-out (an admin reaching 3 servers is normal; a workstation reaching 40 is not)."})
@@ -133,14 +142,21 @@ class Settings:
 def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     f = _flows(tel, s)
     lateral = _lateral(f, s)
-    covered = {(c["src"], p) for c in lateral for p in c["ports"]}
-    scans = [c for c in _horizontal(f, s) if (c["src"], c["port"]) not in covered] + _vertical(f, s)
-    cands = _blocks(f, s, scans) + lateral + _fold_brute(f, _brute(f, s), s)
+    covered = {(c["src"], p) for c in lateral for p in c["lateral_ports"]}
+    scans = [c for c in _horizontal(f, s) if (c["src"], c["resp_p"]) not in covered] + _vertical(f, s)
+    brute = [c for c in map(_timed, _brute(f, s)) if c["rate"] >= s.brute_min_rate]
+    cands = [_timed(c) for c in _blocks(f, s, scans) + lateral + _fold_brute(brute, s)]
     cands.sort(key=lambda c: (c["src"], c["kind"], str(c["target"])))
-    return [_finding(f, c, s) for c in cands]
+    return [_finding(c, s) for c in cands]
 
 
-# -- per-flow classification -----------------------------------------------------------------
+def _timed(c: dict) -> dict:
+    """Add the candidate's span (s) and rate (targets per minute; a burst under a minute counts as one)."""
+    c["end"] = c["end"] or c["start"]
+    c["sec"] = max(0.0, (c["end"] - c["start"]).total_seconds())
+    c["rate"] = c["n"] / max(c["sec"] / 60, 1.0)
+    return c
+
 
 def _flows(tel: Telemetry, s: Settings):
     """Flows with an internal side, with ``probe`` (exchanged no data) and ``attempt`` (login-sized)."""
@@ -155,82 +171,106 @@ def _flows(tel: Telemetry, s: Settings):
     failed = f.conn_state.isin(FAILED_STATES).fill_null(False) | (f.resp_pkts == 0).fill_null(False)
     probe = f.proto.isin(list(s.scan_protocols)) & (failed | ((f.proto == "tcp") & empty))
     svc = f.service.lower().fill_null("")
-    login = f.resp_p.isin(list(s.brute_ports)) | ibis.or_(*[svc.contains(n) for n in s.brute_services])
+    named = ibis.or_(*[svc.contains(n) for n in s.brute_services])
     client = f.orig_bytes.coalesce(f.orig_ip_bytes).fill_null(0)
-    attempt = (~probe & login & (f.duration.fill_null(0) <= s.brute_max_duration)
-               & (client <= s.brute_max_bytes))
-    return f.mutate(probe=probe, attempt=attempt, client_bytes=client)
+    # Sized like a login; whether the port is a login service is decided per server in _brute.
+    attempt = ~probe & (f.duration.fill_null(0) <= s.brute_max_duration) & (client <= s.brute_max_bytes)
+    return f.mutate(probe=probe, attempt=attempt, named_login=named, client_bytes=client)
 
 
 def _common(t) -> dict:
+    # Probes carry no data: only what the other flows sent out counts (bytes_out 0 for a pure scan).
     return dict(flows=t.count(), start=t.ts.min(), end=t.ts_end.max(),
-                bytes_out=t.bytes_out.fill_null(0).sum(), tenant=t.tenant.max(),
+                bytes_out=ibis.ifelse(t.probe, 0, t.bytes_out.fill_null(0)).sum(), tenant=t.tenant.max(),
                 src_internal=t.orig_internal.any())
 
 
-# -- the kinds, as candidate rows ----------------------------------------------------------------
+def _attach(cands: list[dict], scope, by: list[str], s: Settings, ports: bool = False) -> list[dict]:
+    """Add evidence flows, targeted hosts (and ports) to each candidate: a few queries for all of them."""
+    if not cands:
+        return cands
+    keys = keys_table(cands, by, scope)
+    ev = first_per_group(scope, keys, by, ["uid", "community_id", "ts"], ["ts", "uid"], s.max_evidence)
+    hosts = first_per_group(scope, keys, by, ["resp_h", "resp_internal"], ["resp_h"], s.max_listed, True)
+    pl = first_per_group(scope, keys, by, ["resp_p"], ["resp_p"], s.max_listed, True) if ports else {}
+    for c in cands:
+        k = tuple(c[b] for b in by)
+        c.update(ev=ev.get(k, []), listed=[(h["resp_h"], bool(h["resp_internal"])) for h in hosts.get(k, [])],
+                 port_list=[p["resp_p"] for p in pl.get(k, [])])
+    return cands
+
+
+def _spread(t, by: list[str], col: str, minimum: int):
+    """Per group of ``by``: distinct ``col`` values reached by probes (``n`` >= ``minimum``) and by
+    any flow (``total``). Probes are few: counting them first keeps the distinct count over all
+    flows to the groups that qualify (measured: 15 s -> 2 s for 2 M flows)."""
+    p = t.filter(t.probe)
+    cand = p.group_by(by).aggregate(n=p[col].nunique(), probes=_.count()).filter(_.n >= minimum)
+    full = t.semi_join(cand, by)
+    return full.group_by(by).aggregate(total=full[col].nunique(), **_common(full)).join(cand, by)
+
 
 def _horizontal(f, s: Settings) -> list[dict]:
-    t = f.filter(f.proto.isin(list(s.scan_protocols)))
-    nothing = ibis.null().cast("string")
-    agg = (t.group_by(["orig_h", "proto", "resp_p"])
-           .aggregate(count=ibis.ifelse(t.probe, t.resp_h, nothing).nunique(), total=t.resp_h.nunique(),
-                      probes=t.probe.cast("int64").sum(), **_common(t))
-           .filter(_.count >= s.horizontal_min_hosts))
-    return [dict(r, kind="horizontal_scan", src=r["orig_h"], port=r["resp_p"],
-                 target=f"{r['proto']}/{r['resp_p']}",
-                 pred=(f.orig_h == r["orig_h"]) & (f.proto == r["proto"]) & (f.resp_p == r["resp_p"]) & f.probe)
-            for r in rows(agg.order_by(["orig_h", "proto", "resp_p"]))]
+    t, by = f.filter(f.proto.isin(list(s.scan_protocols))), ["orig_h", "proto", "resp_p"]
+    agg = _spread(t, by, "resp_h", s.horizontal_min_hosts)
+    cands = [dict(r, kind="horizontal_scan", src=r["orig_h"], share=r["n"] / r["total"],
+                  target=f"{r['proto']}/{r['resp_p']}") for r in rows(agg.order_by(by))
+             if r["n"] >= s.scan_min_failed_share * r["total"]]
+    return _attach(cands, t.filter(t.probe), by, s)
 
 
 def _vertical(f, s: Settings) -> list[dict]:
-    t = f.filter(f.proto.isin(list(s.scan_protocols)))
-    nothing = ibis.null().cast("int64")
-    agg = (t.group_by(["orig_h", "resp_h"])
-           .aggregate(count=ibis.ifelse(t.probe, t.resp_p.cast("int64"), nothing).nunique(),
-                      total=t.resp_p.nunique(), probes=t.probe.cast("int64").sum(), **_common(t))
-           .filter(_.count >= s.vertical_min_ports))
-    return [dict(r, kind="vertical_scan", src=r["orig_h"], target=r["resp_h"],
-                 pred=(f.orig_h == r["orig_h"]) & (f.resp_h == r["resp_h"]) & f.probe)
-            for r in rows(agg.order_by(["orig_h", "resp_h"]))]
+    t, by = f.filter(f.proto.isin(list(s.scan_protocols))), ["orig_h", "resp_h"]
+    agg = _spread(t, by, "resp_p", s.vertical_min_ports)
+    cands = [dict(r, kind="vertical_scan", src=r["orig_h"], target=r["resp_h"], share=r["n"] / r["total"])
+             for r in rows(agg.order_by(by)) if r["n"] >= s.scan_min_failed_share * r["total"]]
+    return _attach(cands, t.filter(t.probe), by, s, ports=True)
 
 
 def _lateral(f, s: Settings) -> list[dict]:
     fams: dict[str, list[int]] = {}
     for p in s.lateral_ports:
         fams.setdefault(PORT_CHANNELS.get(p, f"port {p}"), []).append(p)
-    t = f.filter((f.direction == "internal") & f.resp_p.isin(list(s.lateral_ports)))
+    if not fams:  # lateral_ports = [] turns this kind off
+        return []
+    t, by = f.filter((f.direction == "internal") & f.resp_p.isin(list(s.lateral_ports))), ["orig_h", "family"]
     t = t.mutate(family=ibis.cases(*[(t.resp_p.isin(ps), name) for name, ps in fams.items()]))
-    nothing = ibis.null().cast("string")
-    agg = (t.group_by(["orig_h", "family"])
-           .aggregate(count=t.resp_h.nunique(), failed=ibis.ifelse(t.probe, t.resp_h, nothing).nunique(),
+    agg = (t.group_by(by)
+           .aggregate(n=t.resp_h.nunique(),
+                      failed=ibis.ifelse(t.probe, t.resp_h, ibis.null().cast("string")).nunique(),
                       **_common(t))
-           .filter(_.count >= s.lateral_min_hosts))
-    return [dict(r, kind="lateral_fanout", src=r["orig_h"], target=r["family"], ports=fams[r["family"]],
-                 pred=(f.orig_h == r["orig_h"]) & (f.direction == "internal")
-                 & f.resp_p.isin(fams[r["family"]]))
-            for r in rows(agg.order_by(["orig_h", "family"]))]
+           .filter(_.n >= s.lateral_min_hosts))
+    cands = [dict(r, kind="lateral_fanout", src=r["orig_h"], target=r["family"],
+                  lateral_ports=fams[r["family"]], share=r["failed"] / r["n"])
+             for r in rows(agg.order_by(by))]
+    return _attach(cands, t, by, s)
 
 
 def _brute(f, s: Settings) -> list[dict]:
     by = ["orig_h", "resp_h", "resp_p"]
+    # A server port is a login service by its number, or when the sensor named it so on any flow:
+    # the attempts the sensor could not name (reset after the banner) then count too.
+    ports = list(s.brute_ports)
+    named = f.filter(f.named_login).select("resp_h", "resp_p").distinct()
     t = f.filter(f.attempt)
-    agg = t.group_by(by).aggregate(count=_.count(), **_common(t)).filter(_.count >= s.brute_min_attempts)
-    cand = t.semi_join(agg, by)
+    other = t.filter(~t.resp_p.isin(ports)).semi_join(named, ["resp_h", "resp_p"])
+    t = t.filter(t.resp_p.isin(ports)).union(other)
+    agg = t.group_by(by).aggregate(n=_.count(), **_common(t)).filter(_.n >= s.brute_min_attempts)
+    found = rows(agg.order_by(by))
+    if not found:  # the usual case: skip compiling the baseline
+        return []
     # Failed logins look alike: a small spread of the client's bytes around their median.
-    base = robust_baseline(cand, by, "client_bytes").select(*by, "median", "mad")
+    base = rows(robust_baseline(t.semi_join(keys_table(found, by, t), by), by, "client_bytes").order_by(by))
     out = []
-    for r in rows(agg.join(base, by).order_by(by)):
-        spread = (r["mad"] or 0) / r["median"] if r["median"] else 1.0
+    for r, b in zip(found, base):
+        spread = (b["mad"] or 0) / b["median"] if b["median"] else 1.0
         if spread <= s.brute_max_spread:
             out.append(dict(r, kind="brute_force", src=r["orig_h"], target=f"{r['resp_h']}:{r['resp_p']}",
-                            spread=spread, hosts=[r["resp_h"]],
-                            pred=(f.orig_h == r["orig_h"]) & (f.resp_h == r["resp_h"])
-                            & (f.resp_p == r["resp_p"]) & f.attempt))
-    return out
+                            spread=spread, median=b["median"]))
+    return _attach(out, t, by, s)
 
 
-def _fold_brute(f, cands: list[dict], s: Settings) -> list[dict]:
+def _fold_brute(cands: list[dict], s: Settings) -> list[dict]:
     """Guessing on more than ``max_targets`` hosts on one port becomes one finding for that port."""
     groups: dict[tuple, list[dict]] = {}
     for c in cands:
@@ -240,128 +280,120 @@ def _fold_brute(f, cands: list[dict], s: Settings) -> list[dict]:
         if len(cs) <= s.max_targets:
             out.extend(cs)
             continue
-        m = _merge(cs)
-        out.append(dict(m, kind="brute_force", src=src, target=f"*:{port}", resp_p=port,
-                        count=sum(c["count"] for c in cs), hosts=sorted(c["resp_h"] for c in cs),
-                        spread=max(c["spread"] for c in cs), median=cs[0]["median"],
-                        pred=(f.orig_h == src) & (f.resp_p == port) & f.attempt))
+        ev = sorted((e for c in cs for e in c["ev"]), key=lambda e: (e["ts"], e["uid"] or ""))
+        out.append(dict(kind="brute_force", src=src, target=f"*:{port}", resp_p=port,
+                        n=sum(c["n"] for c in cs),
+                        flows=sum(c["flows"] for c in cs), bytes_out=sum(c["bytes_out"] for c in cs),
+                        start=min(c["start"] for c in cs), end=max(c["end"] for c in cs),
+                        tenant=cs[0]["tenant"], src_internal=cs[0]["src_internal"],
+                        spread=max(c["spread"] for c in cs),
+                        median=sorted(c["median"] for c in cs)[len(cs) // 2],
+                        listed=[h for c in cs for h in c["listed"]][: s.max_listed], ev=ev[: s.max_evidence]))
     return out
-
-
-def _merge(cs: list[dict]) -> dict:
-    return dict(flows=sum(c["flows"] for c in cs), start=min(c["start"] for c in cs),
-                end=max(c["end"] or c["start"] for c in cs), bytes_out=sum(c["bytes_out"] for c in cs),
-                tenant=cs[0]["tenant"], src_internal=cs[0]["src_internal"])
 
 
 def _blocks(f, s: Settings, scans: list[dict]) -> list[dict]:
     """Fold sources with too many scan findings into one block scan; add thinly spread ones."""
     t = f.filter(f.probe)
-    pair = t.resp_h + ":" + t.resp_p.cast("string")
-    agg = (t.group_by("orig_h")
-           .aggregate(count=pair.nunique(), hosts=t.resp_h.nunique(), ports=t.resp_p.nunique(),
-                      probes=_.count(), **_common(t)))
     per: dict[str, list[dict]] = {}
     for c in scans:
         per.setdefault(c["src"], []).append(c)
-    crowded = [src for src, cs in per.items() if len(cs) > s.max_targets]
-    keep = [c for c in scans if c["src"] not in crowded]
-    wanted = agg.filter(agg.orig_h.isin(crowded) | ((agg.count >= s.block_min_targets)
-                                                    & ~agg.orig_h.isin(list(per) or [""])))
-    blocks = [dict(r, kind="block_scan", src=r["orig_h"], target="*", folded=len(per.get(r["orig_h"], [])),
-                   pred=(f.orig_h == r["orig_h"]) & f.probe)
-              for r in rows(wanted.order_by("orig_h"))]
-    return keep + blocks
+    crowded = [src for src, cs in per.items() if len(cs) > s.max_targets] or [""]
+    agg = (t.group_by("orig_h")
+           .aggregate(n=_pair(t).nunique(), n_hosts=t.resp_h.nunique(), n_ports=t.resp_p.nunique(),
+                      probes=_.count(), **_common(t)))
+    agg = agg.filter(agg.orig_h.isin(crowded) | ((agg.n >= s.block_min_targets)
+                                                 & ~agg.orig_h.isin(list(per) or [""])))
+    # All host:port pairs the source contacted, counted only for the sources that qualify.
+    a = f.filter(f.proto.isin(list(s.scan_protocols))).semi_join(agg, "orig_h")
+    agg = agg.join(a.group_by("orig_h").aggregate(total=_pair(a).nunique()), "orig_h")
+    blocks = [dict(r, kind="block_scan", src=r["orig_h"], target="*", share=r["n"] / r["total"],
+                   folded=len(per.get(r["orig_h"], []))) for r in rows(agg.order_by("orig_h"))
+              if r["orig_h"] in crowded or r["n"] >= s.scan_min_failed_share * r["total"]]
+    return [c for c in scans if c["src"] not in crowded] + _attach(blocks, t, ["orig_h"], s)
 
 
-# -- findings ------------------------------------------------------------------------------------
-
-def _limits(kind: str, s: Settings) -> tuple[float, float]:
-    return {"horizontal_scan": (s.horizontal_min_hosts, s.horizontal_high_hosts),
-            "vertical_scan": (s.vertical_min_ports, s.vertical_high_ports),
-            "block_scan": (s.block_min_targets, s.block_high_targets),
-            "brute_force": (s.brute_min_attempts, s.brute_high_attempts),
-            "lateral_fanout": (s.lateral_min_hosts, s.lateral_high_hosts)}[kind]
+def _pair(t):
+    return t.resp_h + ":" + t.resp_p.cast("string")
 
 
-def _score(c: dict, s: Settings, rate: float) -> dict[str, float]:
-    lo, hi = _limits(c["kind"], s)
-    parts = {"breadth": 10 + 30 * ramp(c["count"], lo, hi), "speed": 20 * ramp(rate, s.slow_rate, s.fast_rate)}
+def _score(c: dict, s: Settings) -> dict[str, float]:
+    """Breadth over the threshold, speed, failures (or, for guessing, how alike the attempts are), source."""
+    # A scan is a breadth of failures: the more of the contacted targets answered, the less it counts.
+    weight = c["share"] if c["kind"] in SCANS else 1.0
+    parts = {"breadth": 10 + 30 * weight * ramp(c["n"], *[getattr(s, k) for k in LIMITS[c["kind"]]]),
+             "speed": 20 * ramp(c["rate"], s.slow_rate, s.fast_rate)}
     if c["kind"] == "brute_force":
         parts["alike"] = 10 * (1 - min(1.0, c["spread"] / s.brute_max_spread)) if s.brute_max_spread else 0
     else:
-        parts["failed"] = 10 * _failed_share(c)
+        parts["failed"] = 10 * c["share"]
     if c["src_internal"]:
         parts["internal_source"] = s.internal_source_points
     return parts
 
 
-def _failed_share(c: dict) -> float:
-    if c["kind"] == "lateral_fanout":
-        return c["failed"] / c["count"]
-    if c["kind"] == "block_scan":
-        return 1.0  # only failed probes are counted
-    return c["count"] / c["total"] if c["total"] else 1.0
-
-
 def _span_text(sec: float) -> str:
-    if sec < 120:
-        return f"{sec:.0f} s"
-    return f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
+    return f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
 
 
-def _explain(c: dict, span: str, rate: float, listed: list) -> str:
-    src, k = c["src"], c["kind"]
-    per = f"{rate:.0f} per minute"
+def _explain(c: dict) -> str:
+    src, k, span = c["src"], c["kind"], _span_text(c["sec"])
+    per = f"{c['rate']:.0f} per minute"
     if k == "horizontal_scan":
-        return (f"{src} probed {c['target']} on {c['count']} hosts without getting data back "
+        return (f"{src} probed {c['target']} on {c['n']} hosts without getting data back "
                 f"({c['total']} contacted on that port) in {span}, {per}.")
     if k == "vertical_scan":
-        return (f"{src} probed {c['count']} ports on {c['target']} without getting data back "
+        return (f"{src} probed {c['n']} ports on {c['target']} without getting data back "
                 f"({c['total']} ports contacted) in {span}, {per}.")
     if k == "block_scan":
-        return (f"{src} probed {c['count']} host:port pairs ({c['hosts']} hosts, {c['ports']} ports) "
+        return (f"{src} probed {c['n']} host:port pairs ({c['n_hosts']} hosts, {c['n_ports']} ports) "
                 f"without getting data back in {span}, {per}.")
     if k == "brute_force":
-        where = c["target"] if not c["target"].startswith("*") else f"{len(c['hosts'])} hosts on port {c['resp_p']}"
-        return (f"{src} opened {c['count']} short login-sized connections to {where} in {span} ({per}), "
-                f"client bytes {c['median']:.0f} with a spread of {100 * c['spread']:.0f}%: password guessing.")
-    return (f"{src} reached {c['count']} internal hosts over {c['target']} in {span} ({per}), "
+        where = f"{len(c['listed'])} hosts on port {c['resp_p']}" if c["target"][0] == "*" else c["target"]
+        return (f"{src} opened {c['n']} short login-sized connections to {where} in {span} ({per}), "
+                f"client bytes {c['median']:.0f} spread {100 * c['spread']:.0f}%: password guessing.")
+    return (f"{src} reached {c['n']} internal hosts over {c['target']} in {span} ({per}), "
             f"{c['failed']} of them without getting data back.")
 
 
-def _targets(f, c: dict, s: Settings) -> list:
-    """The listed targets: ports of a vertical scan, hosts otherwise."""
-    if c["kind"] == "brute_force":
-        return c["hosts"][: s.max_listed]
-    col = "resp_p" if c["kind"] == "vertical_scan" else "resp_h"
-    t = f.filter(c["pred"]).select(col).distinct().order_by(col).limit(s.max_listed)
-    return [r[col] for r in rows(t)]
+def _channel(c: dict) -> str:
+    if c["kind"] in SCANS[1:] + ("lateral_fanout",):
+        return c["target"] if c["kind"] == "lateral_fanout" else ""
+    return PORT_CHANNELS.get(c["resp_p"], f"{c.get('proto') or 'tcp'}/{c['resp_p']}")
 
 
-def _finding(f, c: dict, s: Settings) -> Finding:
-    end = c["end"] or c["start"]
-    sec = max(0.0, (end - c["start"]).total_seconds())
-    rate = c["count"] / max(sec / 60, 1.0)  # a burst under a minute counts as one minute
-    listed = _targets(f, c, s)
-    hosts = [c["target"]] if c["kind"] == "vertical_scan" else [str(h) for h in listed]
-    ev = evidence_uids(f, c["pred"], s.max_evidence, order="ts")
+def _metrics(c: dict) -> dict:
+    m = {"count": c["n"], "flows": c["flows"], "seconds": round(c["sec"], 1),
+         "per_minute": round(c["rate"], 1), "bytes_out": c["bytes_out"],
+         "hosts": [h for h, _inside in c["listed"]]}
+    names = {"n_hosts": "distinct_hosts", "n_ports": "distinct_ports", "median": "client_bytes_median",
+             "port_list": "ports"}
+    for k in ("total", "probes", "failed", "folded", "n_hosts", "n_ports", "median", "spread", "port_list"):
+        if c.get(k) not in (None, []):
+            m[names.get(k, k)] = round(c[k], 3) if isinstance(c[k], float) else c[k]
+    return m
+
+
+def _finding(c: dict, s: Settings) -> Finding:
     if c["src_internal"]:
-        internal, external = [c["src"]], [h for h in hosts if not _is_internal_target(f, c, h)]
-    else:
-        internal, external = hosts, [c["src"]]
-    lo, hi = _limits(c["kind"], s)
-    attack = FAMILY_ATTACK.get(c["target"], ["T1021"]) if c["kind"] == "lateral_fanout" else KIND_ATTACK[c["kind"]]
+        internal, external = [c["src"]], [h for h, inside in c["listed"] if not inside]
+    else:  # an external source: the finding belongs to the internal hosts it targeted
+        internal, external = [h for h, _inside in c["listed"]], [c["src"]]
+    compared = [*LIMITS[c["kind"]], "slow_rate", "fast_rate"]
+    compared += ["scan_min_failed_share"] if c["kind"] in SCANS else []
+    compared += ["brute_min_rate", "brute_max_spread"] if c["kind"] == "brute_force" else []
+    lateral = c["kind"] == "lateral_fanout"
     return Finding(
         detection=META.id,
         key=(c["src"], c["kind"], c["target"]),
-        score_parts=_score(c, s, rate),
-        explanation=_explain(c, _span_text(sec), rate, listed),
+        score_parts=_score(c, s),
+        explanation=_explain(c),
         internal_hosts=internal, external_hosts=external,
-        channel=_channel(c), start=c["start"], end=end, bytes_out=c["bytes_out"],
-        evidence={"flows": c["flows"], "top_flows": [e["uid"] for e in ev if e["uid"]],
-                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
-        metrics=_metrics(c, sec, rate, listed),
-        thresholds={"min": lo, "high": hi, "slow_rate": s.slow_rate, "fast_rate": s.fast_rate},
-        attack=attack, tenant=c["tenant"],
+        channel=_channel(c), start=c["start"], end=c["end"], bytes_out=c["bytes_out"],
+        evidence={"flows": c["flows"], "top_flows": [e["uid"] for e in c["ev"] if e["uid"]],
+                  "community_ids": sorted({e["community_id"] for e in c["ev"] if e["community_id"]})},
+        metrics=_metrics(c),
+        thresholds={name: getattr(s, name) for name in compared},
+        attack=FAMILY_ATTACK.get(c["target"], ["T1021"]) if lateral else KIND_ATTACK[c["kind"]],
+        tenant=c["tenant"],
     )

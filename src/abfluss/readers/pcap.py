@@ -45,23 +45,75 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
     return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC
 
 
-def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
+def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
+         inspect_settings=None) -> Iterator[tuple[str, pa.Table]]:
+    """Flows, DNS, TLS and HTTP records; with ``inspect_key`` (the workspace's DLP key) also the
+    ``dlp`` and ``inspected`` tables of payload inspection (``abfluss.dlp.inspect``)."""
     report.format = FORMAT
     with _plain_copy(path) as plain:
-        # The DNS scan runs in a process of its own beside NFStream's meter process, so on two
-        # cores it costs little wall time and never competes for this process's GIL.
+        # The DNS scan and payload inspection run in processes of their own beside NFStream's
+        # meter process, so on two cores they cost little wall time and never compete for this
+        # process's GIL. They are forked before NFStream starts its own threads and processes.
         ctx = multiprocessing.get_context("fork")
-        receiver, sender = ctx.Pipe(duplex=False)
-        worker = ctx.Process(target=_scan_worker, args=(plain, str(path), sender), daemon=True)
-        worker.start()
-        sender.close()
+        workers = []
+        dns = _fork(ctx, workers, _scan_worker, plain, str(path))
+        inspection = _fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings) \
+            if inspect_key is not None else None
         try:
-            yield from _flows(plain, report, lambda: _scan_result(receiver, report))
+            yield from _flows(plain, report, lambda: _scan_result(dns, report))
+            if inspection is not None:
+                yield from _inspection_result(inspection, report)
         finally:
-            receiver.close()
-            worker.join(timeout=5)
-            if worker.is_alive():
-                worker.kill()
+            for receiver, worker in workers:
+                receiver.close()
+                worker.join(timeout=5)
+                if worker.is_alive():
+                    worker.kill()
+
+
+def _fork(ctx, workers: list, target, *args):
+    """Start ``target(*args, sender)`` in a forked process; return the receiving end."""
+    receiver, sender = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=target, args=(*args, sender), daemon=True)
+    worker.start()
+    sender.close()
+    workers.append((receiver, worker))
+    return receiver
+
+
+def _inspect_worker(plain: Path, key: bytes, settings, conn) -> None:
+    """Payload inspection; sends ("dlp"|"inspected", Arrow IPC bytes) batches, then ("done",)."""
+    try:
+        from ..dlp.inspect import Settings, inspect_pcap
+
+        result = inspect_pcap(plain, key, settings or Settings())
+        for name, table in (("dlp", result.dlp), ("inspected", result.inspected)):
+            for batch in table.to_batches(BATCH_ROWS):
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, table.schema) as w:
+                    w.write_batch(batch)
+                conn.send((name, sink.getvalue().to_pybytes()))
+        conn.send(("done",))
+    except BaseException as e:  # noqa: BLE001 - the type only: a message could quote payload
+        conn.send(("error", type(e).__name__))
+    finally:
+        conn.close()
+
+
+def _inspection_result(conn, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
+    """The inspection worker's tables. They are derived rows, not records read from the input,
+    so they are not added to the report's record counts; a failure leaves the flows stored."""
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            msg = ("error", "stopped")
+        if msg[0] == "done":
+            return
+        if msg[0] == "error":
+            report.skip("payload inspection", f"failed ({msg[1]}); flows are stored without it", count=0)
+            return
+        yield msg[0], pa.ipc.open_stream(msg[1]).read_all()
 
 
 def _scan_worker(plain: Path, shown: str, conn) -> None:

@@ -296,17 +296,36 @@ def _tunnels(tel: Telemetry, s: Settings, rules: Rules) -> list[Finding]:
         return []
     samples = _samples(q, cands, s)
     tenants = _tenants(tel, sorted({c["orig_h"] for c in cands}))
-    return [_finding(tel, r, samples[(r["orig_h"], r["domain"])], s, days, tenants) for r in cands]
+    flows = _dns_flows(tel, samples, s.max_evidence)
+    return [_finding(tel, r, samples[(r["orig_h"], r["domain"])], s, days, tenants, flows) for r in cands]
 
 
-def _finding(tel, r: dict, smp: dict, s: Settings, days: float, tenants: dict) -> Finding:
+def _dns_flows(tel: Telemetry, samples: dict, limit: int) -> dict:
+    """Per (client, DNS server): its largest port-53 flows, for all findings in one query."""
+    import pyarrow as pa
+
+    pairs = sorted({(c, srv) for (c, _), smp in samples.items() for srv in smp["servers"]})
+    if not pairs:
+        return {}
+    f = tel.flows.filter(tel.flows.resp_p == 53)
+    f = f.semi_join(ibis.memtable(pa.table({"orig_h": [p[0] for p in pairs],
+                                            "resp_h": [p[1] for p in pairs]})), ["orig_h", "resp_h"])
+    w = ibis.window(group_by=[f.orig_h, f.resp_h], order_by=[ibis.desc(f.orig_bytes), f.ts, f.uid])
+    f = f.mutate(_rn=ibis.row_number().over(w))
+    out: dict = {}
+    for r in rows(f.filter(f._rn < limit).order_by(["orig_h", "resp_h", "_rn"])
+                  .select("orig_h", "resp_h", "uid", "community_id", "orig_bytes", "ts")):
+        out.setdefault((r["orig_h"], r["resp_h"]), []).append(r)
+    return out
+
+
+def _finding(tel, r: dict, smp: dict, s: Settings, days: float, tenants: dict, flows: dict) -> Finding:
     client, domain = r["orig_h"], r["domain"]
     m = _metrics(r, smp, days)
     parts = _score(r, m, s)
     servers = sorted(smp["servers"])
-    f = tel.flows
-    ev = evidence_uids(f, (f.orig_h == client) & f.resp_h.isin(servers or [""]) & (f.resp_p == 53),
-                       s.max_evidence, order="orig_bytes")
+    ev = sorted((e for srv in servers for e in flows.get((client, srv), [])),
+                key=lambda e: (-(e["orig_bytes"] or 0), e["ts"], e["uid"] or ""))[: s.max_evidence]
     types = ", ".join(f"{t} {m[t.lower() + '_share']:.0%}" for t in ("TXT", "NULL", "CNAME")
                       if m[t.lower() + "_share"])
     return Finding(

@@ -79,7 +79,7 @@ class Settings:
         "help": "Largest IP bytes per packet that still means no payload (IPv6 + TCP with options)."})
     horizontal_min_hosts: int = field(default=10, metadata={
         "help": "Hosts with failed probes on one port from one source that make a horizontal scan "
-                "(Zeek: 25 in 5 min, Slips: 5-6 not-established destinations)."})
+                "(Zeek's scan policy: 25 within 5 min)."})
     horizontal_high_hosts: int = field(default=250, metadata={
         "help": "Hosts that give the full breadth part of a horizontal scan's score (a /24)."})
     scan_min_failed_share: float = field(default=0.2, metadata={

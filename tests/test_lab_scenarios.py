@@ -1,0 +1,77 @@
+"""The lab's exfiltration scenarios (lab/scenarios.py, captures in examples/) against their truth.
+
+Byte estimates are compared with what the tools themselves reported (examples/lab-truth.json),
+with the tolerance each channel allows: TLS adds its handshake and record headers to what curl
+counts; a DNS tunnel's estimate is the encoded bytes in the query names, not the file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLES
+from detkit import analyze_capture
+
+TRUTH = json.loads((EXAMPLES / "lab-truth.json").read_text())["scenarios"]
+
+
+def _lab(name: str, tmp_path_factory, only=()):
+    pcap = EXAMPLES / TRUTH[name]["pcap"]
+    assert pcap.exists(), f"{pcap} missing: rebuild with sudo make lab-scenarios"
+    return analyze_capture(str(pcap), tmp_path_factory.mktemp(name), only=only)
+
+
+def _strong(fs):
+    return [f for f in fs if f.severity in ("medium", "high", "critical")]
+
+
+def test_dns_tunnel(tmp_path_factory):
+    t = TRUTH["dns-tunnel"]["summary"]
+    fs = _lab("dns-tunnel", tmp_path_factory)
+    tunnel = [f for f in fs if f.detection == "dns_tunnel"]
+    # the client, and the LAN resolver that forwarded every query upstream
+    assert [(f.internal_hosts, f.external_names) for f in tunnel] == [
+        ([t["client_ip"]], [t["registered_domain"]]), ([t["resolver_ip"]], [t["registered_domain"]])]
+    f = tunnel[0]
+    assert f.severity == "critical" and f.channel == "dns"
+    assert f.metrics["unique_subdomains"] == f.evidence["unique_names"] == t["unique_subdomains"] == 1567
+    assert f.evidence["queries"] == t["queries"]
+    # base32 carries 5 bytes in 8 characters, plus sequence and session labels: the estimate is
+    # the encoded label bytes, within 2 % of the truth's subdomain bytes and 1.6-1.75x the file
+    assert abs(f.bytes_out - t["subdomain_bytes"]) <= 0.02 * t["subdomain_bytes"]
+    assert 1.6 <= f.bytes_out / t["file_bytes"] <= 1.75
+    assert {g.detection for g in _strong(fs)} == {"dns_tunnel"}
+
+
+def test_beacon(tmp_path_factory):
+    t = TRUTH["beacon"]["summary"]
+    fs = _lab("beacon", tmp_path_factory)
+    (b,) = [f for f in fs if f.detection == "beaconing"]
+    assert (b.internal_hosts, b.external_hosts, b.external_names) == (
+        [t["client_ip"]], [t["server_ip"]], [t["server_name"]])
+    assert b.severity == "critical" and b.channel == "https"
+    assert b.metrics["connections"] == t["connections"] == 53
+    # the period is the median interval of the SYNs: within 1 % despite ±25 % jitter
+    assert abs(b.metrics["period_seconds"] - t["syn_intervals"]["median_s"]) <= 0.01 * t["syn_intervals"]["median_s"]
+    assert b.bytes_out == t["bytes_total"]["wire_payload_up"]  # TCP payload, TLS records included
+    # the browsing beside it raises nothing of medium or more
+    assert [(f.detection, f.external_names) for f in _strong(fs)] == [("beaconing", [t["server_name"]])]
+
+
+def test_https_upload_hidden_in_browsing(tmp_path_factory):
+    t = TRUTH["https-upload"]["summary"]
+    dest = t["per_destination"]["upload.files-drop.test"]
+    fs = _lab("https-upload", tmp_path_factory)
+    (u,) = [f for f in fs if f.detection == "upload_heavy"]
+    assert (u.internal_hosts, u.external_names, u.external_hosts) == (
+        [t["client_ip"]], ["upload.files-drop.test"], [dest["server_ip"]])
+    # curl's count <= estimate <= curl + TLS overhead (2500 bytes + 0.5 % per connection)
+    curl, n = dest["curl_sent"], dest["connections"]
+    assert curl <= u.bytes_out <= curl + n * 2500 + curl / 200
+    assert u.bytes_out == dest["wire_payload_up"]
+    browsed = {"www.example-shop.test", "cdn.example-media.test"}
+    assert not [f for f in _strong(fs) if browsed & set(f.external_names)]
+    assert {(f.detection, tuple(f.external_names)) for f in _strong(fs)} == {
+        ("upload_heavy", ("upload.files-drop.test",)), ("rare_destination", ("upload.files-drop.test",))}

@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_zeek.py
 	$(PY) bench/bench_ledger.py
 	$(PY) bench/bench_detect.py
+	$(PY) bench/bench_dlp.py
 
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }

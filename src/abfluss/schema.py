@@ -130,7 +130,7 @@ ALERTS = pa.schema(
 #: are kept; the value itself and the payload never reach the store.
 DLP = pa.schema(
     [
-        pa.field("ts", TS, nullable=False),  # first occurrence in the flow
+        pa.field("ts", TS, nullable=False),  # start of the flow (ms, like NFStream), not of the hit
         pa.field("community_id", pa.string()),  # joins the flow (pcap flows carry it too)
         pa.field("orig_h", pa.string()),
         pa.field("orig_p", pa.int32()),

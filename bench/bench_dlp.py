@@ -1,0 +1,145 @@
+"""Benchmark: payload inspection speed, and what it costs pcap ingestion.
+
+On a capture dominated by cleartext HTTP (real HTTP captures replayed with shifted addresses, plus
+synthetic form and CSV uploads full of identifiers), prints:
+- payload inspection alone on one core (CPU time): payload MB/s (all reassembled bytes), and the
+  detectors' speed in MB/s of decoded text (the bytes they read, over the time spent in them),
+  once reading every flow side and once reading only what internal hosts send (as ingest does:
+  inbound sides are counted, not read);
+- pcap ingestion with inspection off and on, and the slowdown.
+Target: ingestion with inspection takes at most twice as long as without.
+Usage: python bench/bench_dlp.py [--packets N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _gen import mixed_pcap  # noqa: E402
+
+import abfluss  # noqa: E402
+from abfluss.dlp.identifiers import kvnr_check_digit  # noqa: E402
+from abfluss.config import DEFAULT_INTERNAL  # noqa: E402
+from abfluss.dlp.inspect import Settings, inspect_pcap  # noqa: E402
+from abfluss.dlp.scanner import Scanner  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Real cleartext HTTP captures (pages, downloads, form and file uploads).
+HTTP = ("zeek-traces/bro.org.pcap", "zeek-traces/wikipedia.pcap", "zeek-traces/206_example_b.pcap",
+        "zeek-traces/m57-long-49583-80.pcap", "zeek-traces/http-post-large.pcap",
+        "zeek-traces/putty-upload.pcap", "zeek-traces/multipart-form-data.pcap", "zeek-traces/pe.pcap")
+
+#: One synthetic CSV upload per this many replayed packets.
+UPLOAD_EVERY = 3000
+
+
+def uploads(out: Path, rounds: int) -> Path:
+    """HTTP POSTs of CSV lists of insured persons (the traffic DLP is for), as a capture."""
+    from test_dlp_streams import Capture, Conn
+
+    rng = random.Random(7)
+    cap = Capture()
+    for r in range(rounds):
+        rows = []
+        for _ in range(400):
+            body = chr(65 + rng.randrange(26)) + "".join(rng.choice("0123456789") for _ in range(8))
+            rows.append(f"{body}{kvnr_check_digit(body)};Name {rng.randrange(10**6)};{rng.randrange(10**5)}\n")
+        csv = ("kvnr;name;plz\n" + "".join(rows)).encode()
+        c = Conn(cap, (f"10.1.{r % 250}.{r // 250 % 250}", 40000 + r % 20000), ("203.0.113.50", 80),
+                 t0=1_700_000_000.0 + r)
+        c.send(b"POST /up HTTP/1.1\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (len(csv), csv))
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", from_client=False)
+        c.close()
+    return cap.write(out)
+
+
+def merged(tmp: Path, packets: int) -> Path:
+    """The real HTTP replay with synthetic uploads appended (one per 3 000 packets, 400 KVNRs each)."""
+    real = tmp / "http.pcap"
+    mixed_pcap(DATA, real, packets, HTTP)
+    up = uploads(tmp / "uploads.pcap", max(1, packets // UPLOAD_EVERY))
+    out = tmp / "bench-http.pcap"
+    with open(out, "wb") as f:
+        f.write(real.read_bytes())
+        f.write(up.read_bytes()[24:])  # same link type and snap length: records append
+    return out
+
+
+@contextmanager
+def timed_scanner():
+    """CPU seconds spent in Scanner.scan while the block runs (a one-element list)."""
+    spent = [0.0]
+    plain = Scanner.scan
+
+    def scan(self, data):
+        t = time.process_time()
+        try:
+            return plain(self, data)
+        finally:
+            spent[0] += time.process_time() - t
+
+    Scanner.scan = scan
+    try:
+        yield spent
+    finally:
+        Scanner.scan = plain
+
+
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (NFStream's meter, the DNS and
+    inspection workers): what an ingest costs, whatever else runs on the machine."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def ingest(cap: Path, root: Path, inspect: bool) -> tuple[float, float, object]:
+    ws = abfluss.open_workspace(root, write=True)
+    t, c = time.perf_counter(), cpu()
+    res = abfluss.ingest_file(ws, cap, inspect=inspect)
+    took, used = time.perf_counter() - t, cpu() - c
+    ws.close()
+    return took, used, res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packets", type=int, default=300_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cap = merged(tmp, args.packets)
+        mb = cap.stat().st_size / 1e6
+        print(f"capture: {mb:.1f} MB, mostly cleartext HTTP ({args.packets:,} replayed packets + uploads)")
+        for label, settings in (("every side read", Settings()),
+                                ("outflow only, as ingest", Settings(internal_networks=DEFAULT_INTERNAL))):
+            with timed_scanner() as scanning:
+                t = time.process_time()
+                result = inspect_pcap(cap, b"\x00" * 32, settings)
+                alone = time.process_time() - t
+            payload = sum(result.inspected["payload_bytes"].to_pylist()) / 1e6
+            text = sum(result.inspected["scanned_bytes"].to_pylist()) / 1e6
+            print(f"inspection alone ({label}): {alone:5.2f} CPU s, {payload / alone:6.1f} MB/s of payload per core "
+                  f"({payload:.1f} MB); detectors {text / scanning[0]:5.1f} MB/s of decoded text ({text:.1f} MB "
+                  f"in {scanning[0]:.2f} s); {result.dlp.num_rows:,} dlp rows")
+        off, off_cpu, res_off = ingest(cap, tmp / "ws-off", inspect=False)
+        on, on_cpu, res_on = ingest(cap, tmp / "ws-on", inspect=True)
+        print(f"ingest, inspection off: {off:6.2f} s  {mb / off:6.1f} MB/s  {off_cpu:6.2f} CPU s  "
+              f"{res_off.records.get('flows', 0):,} flows")
+        print(f"ingest, inspection on : {on:6.2f} s  {mb / on:6.1f} MB/s  {on_cpu:6.2f} CPU s  {res_on.derived}")
+        print(f"slowdown with inspection: {on / off:.2f}x wall time (target <= 2.00x), "
+              f"{on_cpu / off_cpu:.2f}x CPU time")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

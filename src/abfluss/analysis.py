@@ -108,6 +108,15 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
             con.disconnect()
 
 
+def check_config(cfg) -> None:
+    """Every [detections.<id>] table names a known detection and known, well-typed settings."""
+    for det_id, table in cfg.detections.items():
+        overrides = dict(table)
+        if not isinstance(overrides.pop("enabled", True), bool):
+            raise AbflussError(f"{cfg.source}: detections.{det_id}.enabled must be true or false")
+        _det.settings_for(det_id, overrides)
+
+
 def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()) -> tuple[list[Finding], dict]:
     import time
 
@@ -136,6 +145,7 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
     """Run every enabled detection over [start, end) (default: all data) and store the findings."""
     for d in only:
         _det.module(d)
+    check_config(ws.config)
     lo, hi = data_span(ws)
     start = start or lo
     end = end or hi

@@ -75,3 +75,43 @@ def test_https_upload_hidden_in_browsing(tmp_path_factory):
     assert not [f for f in _strong(fs) if browsed & set(f.external_names)]
     assert {(f.detection, tuple(f.external_names)) for f in _strong(fs)} == {
         ("upload_heavy", ("upload.files-drop.test",)), ("rare_destination", ("upload.files-drop.test",))}
+
+
+def test_dlp_csv_over_http_smtp_ftp_counts_exactly(tmp_path_factory):
+    t = TRUTH["dlp"]["summary"]
+    content = t["content"]
+    fs = _lab("dlp", tmp_path_factory)
+    dlp = {f.external_hosts[0]: f for f in fs if f.detection == "cleartext_sensitive_data"}
+    assert sorted(dlp) == sorted(c["destination"]["ip"] for c in t["channels"])
+    for c in t["channels"]:
+        f = dlp[c["destination"]["ip"]]
+        exp = c["identifiers_expected"]
+        assert f.internal_hosts == [t["client_ip"]] and f.severity == "critical"
+        # only the valid check digits count: 120 of the 150 KVNR- and IBAN-shaped values
+        assert f.metrics["counts"] == {"kvnr": exp["kvnr_valid_distinct"], "ik": content["ik_valid_distinct"],
+                                       "iban": exp["iban_valid_distinct"], "idnr": 0, "rvnr": 0,
+                                       "icd10": content["icd10_codes_distinct"],
+                                       "email": 0,  # the lab's addresses are RFC 2606 example domains
+                                       "phone": 0}
+        assert f.metrics["hits"]["kvnr"] == exp["kvnr_valid_occurrences"]
+        assert (f.metrics["subjects_lower"], f.metrics["subjects_upper"]) == (120, 240)
+        assert f.bytes_out == c["wire_payload_client_to_server"]
+    assert {f.channel for f in dlp.values()} == {"http", "smtp", "ftp-data"}
+
+
+def test_dlp_same_csv_over_tls_is_not_inspected_but_counted(tmp_path_factory):
+    import abfluss
+    from abfluss.coverage import payload_coverage
+    from detkit import workspace_for
+
+    t = TRUTH["dlp-tls"]["summary"]["channels"][0]
+    pcap = str(EXAMPLES / TRUTH["dlp-tls"]["pcap"])
+    fs = analyze_capture(pcap, tmp_path_factory.mktemp("dlp-tls"))
+    assert [f for f in fs if f.detection == "cleartext_sensitive_data"] == []
+    ws = abfluss.open_workspace(workspace_for((pcap,), tmp_path_factory.mktemp("unused")))
+    try:
+        p = payload_coverage(ws)
+    finally:
+        ws.close()
+    assert p["encrypted_bytes"] == t["wire_payload_client_to_server"] == 21708
+    assert p["cleartext_bytes"] == 0 and p["encrypted_share"] == 1.0

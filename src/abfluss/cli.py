@@ -24,7 +24,7 @@ from rich.table import Table
 
 from . import analysis, api
 from . import ingest as _ingest
-from .coverage import coverage as sensor_coverage
+from .coverage import coverage as sensor_coverage, payload_coverage
 from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from .errors import AbflussError
 from .progress import read_position
@@ -282,6 +282,7 @@ def coverage(format: Annotated[Fmt, typer.Option("--format", help="table, json o
     """
     with _open() as ws:
         rows = sensor_coverage(ws)
+        p = payload_coverage(ws)
     if format is not Fmt.table:
         (_dump_json if format is Fmt.json else _dump_csv)(rows)
         return
@@ -293,6 +294,9 @@ def coverage(format: Annotated[Fmt, typer.Option("--format", help="table, json o
                   str(r["span_minutes"]), f"{r['records']:,}", str(r["gap_minutes"]),
                   f"{r['missed_share']:.2%}", str(r["interim_flows"]))
     out.print(t)
+    out.print(f"payload content checked: {p['cleartext_share']:.1%} of {human_bytes(p['outbound_bytes'])} out "
+              f"in cleartext, {p['encrypted_share']:.1%} encrypted (not inspectable), "
+              f"{p['not_inspected_share']:.1%} seen as flow records only")
 
 
 def demo_capture() -> Path:

@@ -55,3 +55,36 @@ def coverage(ws: Workspace) -> list[dict]:
             "interim_flows": int(interim.get(sensor, 0)),
         })
     return out
+
+
+def payload_coverage(ws: Workspace, start=None, end=None) -> dict:
+    """How much of the outflow's content payload inspection could check.
+
+    ``outbound_bytes`` is every payload byte internal hosts sent to external ones (the
+    ledger); of it, ``cleartext_bytes`` were read by the detectors, ``encrypted_bytes`` were
+    TLS/SSH/QUIC and could not be, and ``not_inspected_bytes`` came from flow records only
+    (Zeek, NetFlow, Suricata) or were not reassembled. A clean DLP result speaks only for
+    the cleartext share.
+    """
+    cond, args = ["true"], []
+    if start is not None:
+        cond.append("ts >= ?")
+        args.append(start)
+    if end is not None:
+        cond.append("ts < ?")
+        args.append(end)
+    where = " AND ".join(cond)
+    total = ws.con.execute(f"SELECT coalesce(sum(bytes_out), 0) FROM flows WHERE direction IN "
+                           f"('outbound', 'inbound') AND {where}", args).fetchall()[0][0]
+    clear, enc = ws.con.execute(f"""
+        SELECT coalesce(sum(payload_bytes) FILTER (WHERE NOT coalesce(encrypted, false)), 0),
+               coalesce(sum(payload_bytes) FILTER (WHERE encrypted), 0)
+        FROM inspected_raw i
+        JOIN address_class o ON o.addr = i.orig_h JOIN address_class r ON r.addr = i.resp_h
+        WHERE CASE i.sender WHEN 'orig' THEN o.internal AND NOT r.internal
+                            ELSE r.internal AND NOT o.internal END AND {where}""", args).fetchall()[0]
+    total = max(int(total), int(clear) + int(enc))
+    share = (lambda n: round(n / total, 4) if total else 0.0)
+    return {"outbound_bytes": total, "cleartext_bytes": int(clear), "encrypted_bytes": int(enc),
+            "not_inspected_bytes": total - int(clear) - int(enc), "cleartext_share": share(clear),
+            "encrypted_share": share(enc), "not_inspected_share": share(total - int(clear) - int(enc))}

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 
+import dpkt
+import socket
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -186,3 +188,29 @@ def assert_golden(name: str, findings) -> None:
     assert path.exists(), f"no golden file {path}: run with ABFLUSS_UPDATE_GOLDEN=1 and review it"
     want = json.loads(path.read_text())
     assert got == want, f"findings differ from {path.name}; rerun with ABFLUSS_UPDATE_GOLDEN=1 to review"
+
+
+def split_loopback(src: Path, dst: Path, server: str = "127.0.0.2") -> list[int]:
+    """Copy a loopback capture, moving the server side of each TCP connection to ``server``.
+
+    Both ends of these Zeek traces are 127.0.0.1, so no address configuration can tell the
+    uploading client from the server. Only the server's address is rewritten (payload, sizes,
+    ports and times are untouched, checksums recomputed); returns the server ports.
+    """
+    addr = socket.inet_aton(server)
+    ports: set[int] = set()
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        reader = dpkt.pcap.Reader(fi)
+        writer = dpkt.pcap.Writer(fo, snaplen=reader.snaplen, linktype=reader.datalink())
+        for ts, buf in reader:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip, tcp = eth.data, eth.data.data
+            if tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
+                ports.add(tcp.dport)
+            if tcp.dport in ports:
+                ip.dst = addr
+            elif tcp.sport in ports:
+                ip.src = addr
+            ip.sum = tcp.sum = 0  # dpkt recomputes both
+            writer.writepkt(bytes(eth), ts)
+    return sorted(ports)

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import timedelta
-from pathlib import Path
 
-import dpkt
-
-import abfluss
-from abfluss import analysis
 from abfluss.detections.bulk_outbound import Settings
 from conftest import EXAMPLES, data
-from detkit import T0, analyze_capture, assert_golden, flow, run
+from detkit import T0, analyze_capture, assert_golden, flow, run, split_loopback
 
 MB = 1_000_000
 DROP = "203.0.113.66"  # the never-seen destination of the literal tests
@@ -113,51 +107,14 @@ def test_transfer_size_is_a_site_setting():
 # -- real captures ---------------------------------------------------------------------------
 
 
-def relabel_server(src: Path, out: Path, address: str) -> Path:
-    """A copy of a loopback capture whose server side (the lower port) has ``address``.
-
-    Client and server of the zeek loopback upload traces are both 127.0.0.1, so no network
-    configuration can make one side external; only the server's address changes here, every
-    payload byte stays as captured.
-    """
-    new = socket.inet_aton(address)
-    with open(src, "rb") as fi, open(out, "wb") as fo:
-        r = dpkt.pcap.Reader(fi)
-        w = dpkt.pcap.Writer(fo, linktype=r.datalink())
-        for ts, buf in r:
-            eth = dpkt.ethernet.Ethernet(buf)
-            ip, tcp = eth.data, eth.data.data
-            if tcp.sport < tcp.dport:
-                ip.src = new
-            else:
-                ip.dst = new
-            ip.sum = tcp.sum = 0  # recomputed on packing
-            w.writepkt(bytes(eth), ts)
-    return out
-
-
-def analyze_path(path: Path, tmp: Path, config: str | None = None, only: tuple[str, ...] = ()):
-    """Findings on one capture that is not in the shared data folder (demo, relabelled copies)."""
-    root = tmp / "ws"
-    root.mkdir()
-    if config:
-        (root / "abfluss.toml").write_text(config)
-    ws = abfluss.open_workspace(root, write=True)
-    try:
-        assert [r.status for r in abfluss.ingest_paths(ws, [path], sensor=path.name)] == ["stored"]
-        abfluss.refresh(ws)
-        return analysis.analyze(ws, only=only, store=False).findings
-    finally:
-        ws.close()
-
-
 SMALL_SITE = "[detections.bulk_outbound]\nsingle_transfer_bytes = 50000\n"
 
 
 def test_golden_putty_upload(tmp_path):
     # putty.exe POSTed over HTTP: 82 789 bytes up in one flow, 93 bytes back.
-    pcap = relabel_server(data("zeek-traces/putty-upload.pcap"), tmp_path / "putty.pcap", "203.0.113.80")
-    fs = analyze_path(pcap, tmp_path, SMALL_SITE, only=("bulk_outbound",))
+    pcap = tmp_path / "putty.pcap"
+    split_loopback(data("zeek-traces/putty-upload.pcap"), pcap, "203.0.113.80")
+    fs = analyze_capture(str(pcap), tmp_path, SMALL_SITE, only=("bulk_outbound",))
     assert [(f.key, f.bytes_out, f.channel, f.external_names) for f in fs] == [
         (("127.0.0.1", "203.0.113.80"), 82789, "http", ["localhost"])]
     assert "one_way" in fs[0].score_parts
@@ -167,8 +124,9 @@ def test_golden_putty_upload(tmp_path):
 def test_golden_http_post_large(tmp_path):
     # Two POSTs of about 62 KB (ports 80 and 5000) whose server echoes about as much back:
     # large transfers, but not one-way.
-    pcap = relabel_server(data("zeek-traces/http-post-large.pcap"), tmp_path / "post.pcap", "203.0.113.80")
-    fs = analyze_path(pcap, tmp_path, SMALL_SITE, only=("bulk_outbound",))
+    pcap = tmp_path / "post.pcap"
+    split_loopback(data("zeek-traces/http-post-large.pcap"), pcap, "203.0.113.80")
+    fs = analyze_capture(str(pcap), tmp_path, SMALL_SITE, only=("bulk_outbound",))
     assert [(f.key, f.bytes_out, f.evidence["flows"]) for f in fs] == [
         (("127.0.0.1", "203.0.113.80"), 61907 + 61917, 2)]
     assert "one_way" not in fs[0].score_parts and fs[0].metrics["out_share"] == 0.506
@@ -181,7 +139,7 @@ def test_golden_demo_uploads(tmp_path):
     truth = {s["id"]: s for s in json.loads((EXAMPLES / "demo-truth.json").read_text())["scenarios"]}
     up, post = truth["upload-https"], truth["post-http"]
     cfg = "[detections.bulk_outbound]\nsingle_transfer_bytes = 500000\n"
-    fs = analyze_path(EXAMPLES / "demo.pcap", tmp_path, cfg, only=("bulk_outbound",))
+    fs = analyze_capture(str(EXAMPLES / "demo.pcap"), tmp_path, cfg, only=("bulk_outbound",))
     got = {f.key: f for f in fs}
     assert set(got) == {(up["client_ip"], up["server_ip"]), (post["client_ip"], post["server_ip"])}
     https, http = got[(up["client_ip"], up["server_ip"])], got[(post["client_ip"], post["server_ip"])]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-import dpkt
-
-from detkit import analyze_capture, assert_golden, flow, run
+from detkit import analyze_capture, assert_golden, flow, run, split_loopback
 
 from abfluss.detections.upload_heavy import Settings
 from conftest import EXAMPLES, data
@@ -72,32 +69,6 @@ def test_volume_raises_severity():
 
 
 # -- real captures ---------------------------------------------------------------------------
-
-def split_loopback(src: Path, dst: Path, server: str = "127.0.0.2") -> list[int]:
-    """Copy a loopback capture, moving the server side of each TCP connection to ``server``.
-
-    Both ends of these Zeek traces are 127.0.0.1, so no address configuration can tell the
-    uploading client from the server. Only the server's address is rewritten (payload, sizes,
-    ports and times are untouched, checksums recomputed); returns the server ports.
-    """
-    addr = socket.inet_aton(server)
-    ports: set[int] = set()
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        reader = dpkt.pcap.Reader(fi)
-        writer = dpkt.pcap.Writer(fo, snaplen=reader.snaplen, linktype=reader.datalink())
-        for ts, buf in reader:
-            eth = dpkt.ethernet.Ethernet(buf)
-            ip, tcp = eth.data, eth.data.data
-            if tcp.flags & dpkt.tcp.TH_SYN and not tcp.flags & dpkt.tcp.TH_ACK:
-                ports.add(tcp.dport)
-            if tcp.dport in ports:
-                ip.dst = addr
-            elif tcp.sport in ports:
-                ip.src = addr
-            ip.sum = tcp.sum = 0  # dpkt recomputes both
-            writer.writepkt(bytes(eth), ts)
-    return sorted(ports)
-
 
 def test_golden_putty_upload(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uh-putty")

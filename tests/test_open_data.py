@@ -1,0 +1,66 @@
+"""What must come out of the open data: each capture in ../shared/data and every finding that
+all detections, run together with default settings plus the stated site configuration, make
+of it (benign controls: none at all). The README's table is this table.
+
+The two Zeek upload traces ran client and server both on 127.0.0.1, so no network setting
+can make one side external: the test moves the server side to 127.0.0.2 in a temporary
+copy (payload untouched, detkit.split_loopback) and declares 127.0.0.1 internal.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import data
+from detkit import analyze_capture, split_loopback
+
+INTERNAL_147 = '[networks]\ninternal = ["147.32.80.0/24"]\n'
+LOOPBACK_SMALL_SITE = ('[networks]\ninternal = ["127.0.0.1/32"]\n'
+                       "[detections.bulk_outbound]\nsingle_transfer_bytes = 50000\n"
+                       "[detections.upload_heavy]\nmin_bytes_out = 50000\n")
+
+#: capture, site configuration, {(detection, severity, internal host, destination or target)}
+TABLE = [
+    ("slips/test-cc/test-cc-capture-1.pcap", INTERNAL_147,
+     {("beaconing", "critical", "147.32.80.37", "testing.com")}),
+    ("dns-tunnel/netrack-dns2tcp/dns2tcp-2018-03-23.pcap", None,
+     {("dns_tunnel", "critical", "172.17.0.3", "hidemyself.org")}),
+    ("zeek-traces/http-post-large.pcap", LOOPBACK_SMALL_SITE,  # echoed back: bulk, not upload-heavy
+     {("bulk_outbound", "low", "127.0.0.1", "127.0.0.1")}),  # the HTTP Host names the server 127.0.0.1
+    ("zeek-traces/putty-upload.pcap", LOOPBACK_SMALL_SITE,
+     {("bulk_outbound", "medium", "127.0.0.1", "localhost"), ("upload_heavy", "low", "127.0.0.1", "localhost")}),
+    ("slips/port-scans/horizontal-portscan.conn.log", None,
+     {("scan_and_lateral", "medium", "10.0.2.112", "tcp/80")}),
+    ("slips/port-scans/vertical-portscan.conn.log", None,
+     {("scan_and_lateral", "high", "192.168.1.9", "45.33.32.156")}),
+    ("slips/test19-ssh-bruteforce/malicious-ssh-bruteforce.pcap", INTERNAL_147,
+     {("scan_and_lateral", "high", "147.32.80.40", "147.32.80.37:902")}),
+    ("zeek-traces/sshguess.pcap", "[detections.scan_and_lateral]\nbrute_min_attempts = 10\n",  # as Zeek's test
+     {("scan_and_lateral", "medium", "192.168.56.1", "192.168.56.103:22")}),
+    ("rita/open_conns/open", "[detections.long_connection]\nmin_total_seconds = 1800\n",
+     {("long_connection", "low", "10.55.100.106", "65.52.108.188")}),  # one 39-min HTTPS session
+    ("wrccdc-zeek/zeek-tsv", None, set()),  # this snapshot has no conn.log: DNS and TLS only
+    # benign controls
+    ("zeek-traces/wikipedia.pcap", '[networks]\ninternal = ["141.142.0.0/16"]\n', set()),
+    ("zeek-traces/bro.org.pcap", None, set()),
+    ("zeek-traces/206_example_b.pcap", None, set()),
+    ("zeek-traces/m57-long-49583-80.pcap", None, set()),
+    ("zeek-traces/tls-1.2-stream-keylog.pcap", None, set()),
+    ("rita/proxy", None, set()),
+]
+
+
+def _row(f):
+    target = f.key[2] if f.detection == "scan_and_lateral" else (f.external_names or f.external_hosts)[0]
+    return (f.detection, f.severity, f.internal_hosts[0], target)
+
+
+@pytest.mark.parametrize("rel,cfg,want", TABLE, ids=[t[0].split("/")[-1] for t in TABLE])
+def test_open_data_yields_exactly_these_findings(rel, cfg, want, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("open")
+    if cfg is LOOPBACK_SMALL_SITE:
+        copy = tmp / rel.split("/")[-1]
+        split_loopback(data(rel), copy)
+        rel = str(copy)
+    fs = analyze_capture(rel, tmp, cfg)
+    assert {_row(f) for f in fs} == want and len(fs) == len(want)

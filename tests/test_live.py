@@ -63,6 +63,23 @@ def netns():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def _wait_for_tcpdump(ns: str, timeout: float = 60) -> None:
+    """Until the CLI's tcpdump runs in ``ns`` (a loaded machine starts the CLI slowly), then a
+    moment for it to open the interface."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                if open(f"/proc/{pid}/comm").read().strip() == "tcpdump":
+                    time.sleep(1)
+                    return
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"tcpdump did not start in {ns} within {timeout} s")
+
+
 def test_live_capture_counts_an_upload(netns, tmp_path):
     a, b, dev = netns
     sink = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
@@ -72,7 +89,7 @@ def test_live_capture_counts_an_upload(netns, tmp_path):
         cap = subprocess.Popen(["ip", "netns", "exec", a, exe, "--workspace", str(tmp_path / "ws"), "ingest",
                                 "--interface", dev, "--duration", "6", "--sensor", "tap"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2)
+        _wait_for_tcpdump(a)
         up = subprocess.run(["ip", "netns", "exec", a, sys.executable, "-c", UPLOAD], capture_output=True, text=True,
                             timeout=30)
         assert up.stdout.strip() == "ok 300000", up.stderr

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages used by live capture, the lab and the namespace tests (not by file ingest:
 # NFStream ships its own libpcap and nDPI), and the Java runtime Spark needs (--engine pyspark).
-DEBS   := tcpdump iproute2 default-jre-headless
+DEBS   := tcpdump iproute2 default-jre-headless nftables
 
 .PHONY: demo test bench sysdeps clean lab lab-scenarios
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 sysdeps:
-	@missing=""; for c in tcpdump ip java; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	@missing=""; for c in tcpdump ip java nft; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages: $(DEBS)"; \

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import ROOT, data, run_cli
 
-COMMANDS = ("ingest", "ledger", "inputs", "coverage", "demo")
+COMMANDS = ("ingest", "ledger", "inputs", "coverage", "demo", "analyze", "findings", "explain", "incidents",
+            "detections", "contain")
 
 
 def no_traceback(proc):

@@ -55,3 +55,18 @@ def test_invalid_toml_is_one_line(tmp_path):
 def test_pack_orders_like_addresses():
     assert config.pack("10.0.0.1") < config.pack("10.0.0.2") < config.pack("10.0.1.0")
     assert config.network_range("10.0.0.0/8") == (config.pack("10.0.0.0"), config.pack("10.255.255.255"))
+
+
+def test_asset_tags_reach_the_address_view(tmp_path):
+    import abfluss
+    from conftest import EXAMPLES
+
+    (tmp_path / "abfluss.toml").write_text('[assets]\nepa = ["10.10.0.11/32"]\nkim = ["10.10.0.0/24"]\n')
+    ws = abfluss.open_workspace(tmp_path, write=True)
+    try:
+        abfluss.ingest_paths(ws, [EXAMPLES / "demo.pcap"])
+        abfluss.refresh(ws)
+        tags = dict(ws.con.execute("SELECT addr, tags FROM address_class WHERE len(tags) > 0").fetchall())
+    finally:
+        ws.close()
+    assert tags["10.10.0.11"] == ["epa", "kim"] and tags["10.10.0.12"] == ["kim"]

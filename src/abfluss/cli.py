@@ -344,3 +344,4 @@ def main() -> None:
 
 
 from . import cli_detect  # noqa: E402,F401  registers analyze, findings, explain, incidents, detections
+from . import cli_contain  # noqa: E402,F401  registers contain

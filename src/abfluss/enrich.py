@@ -68,7 +68,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
         for name, nets in cfg.tenants.items()) + " ELSE 'default' END" if cfg.tenants else "'default'"
     tags = "list_filter([" + ", ".join(
         f"CASE WHEN {in_networks('a', nets)} THEN '{tag}' END" for tag, nets in cfg.assets.items()
-    ) + "], x -> x IS NOT NULL)" if cfg.assets else "[]::VARCHAR[]"
+    ) + "], lambda x: x IS NOT NULL)" if cfg.assets else "[]::VARCHAR[]"
     con.execute(f"""
         CREATE OR REPLACE {view} address_class AS
         SELECT addr, id, coalesce({in_networks('a', cfg.internal)}, false) AS internal,

@@ -11,7 +11,6 @@ from abfluss.detections.off_hours import Settings
 from abfluss.errors import ConfigError
 from conftest import EXAMPLES
 from detkit import analyze_capture, assert_golden, flow, run
-from test_det_bulk_outbound import analyze_path
 
 MB = 1_000_000
 DROP = "203.0.113.66"
@@ -123,7 +122,7 @@ def test_golden_demo_sunday_uploads(tmp_path):
     # Lab floors of 500 KB: both upload hosts stand out (no baseline: one period only); the
     # bytes are all their outbound bytes that afternoon, uploads included.
     cfg = "[detections.off_hours]\nfloor_bytes = 500000\nunbaselined_bytes = 500000\n"
-    fs = analyze_path(EXAMPLES / "demo.pcap", tmp_path, cfg, only=("off_hours",))
+    fs = analyze_capture(str(EXAMPLES / "demo.pcap"), tmp_path, cfg, only=("off_hours",))
     assert [(f.key, f.bytes_out, f.external_names) for f in sorted(fs, key=lambda f: f.key)] == [
         (("10.10.0.11",), 1003117, ["cdn.example-media.test", "upload.files-drop.test", "www.example-shop.test"]),
         (("10.10.0.12",), 2005536, ["cdn.example-media.test", "upload.files-drop.test", "www.example-shop.test"])]

@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Debian packages used by live capture, the lab and the namespace tests (not by file ingest:
-# NFStream ships its own libpcap and nDPI), and the Java runtime Spark needs (--engine pyspark).
-DEBS   := tcpdump iproute2 default-jre-headless nftables
+# Debian packages: tcpdump and iproute2 for live capture, the lab and the namespace tests (file
+# ingest needs none: NFStream ships its own libpcap and nDPI); a Java runtime for the Spark
+# engine; nftables to check block lists; Pango/HarfBuzz and fonts for WeasyPrint's PDF report;
+# poppler-utils to read the PDF back in tests.
+DEBS   := tcpdump iproute2 default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
 .PHONY: demo test bench sysdeps clean lab lab-scenarios
 
@@ -22,15 +24,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 sysdeps:
-	@missing=""; for c in tcpdump ip java nft; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	@if command -v dpkg >/dev/null 2>&1; then \
+	  missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	else missing=""; for c in tcpdump ip java nft pdftotext; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian packages: $(DEBS)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; \
-	  else echo "missing:$$missing — install the Debian packages: sudo apt-get install $(DEBS)"; exit 1; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing:$$missing — install them: sudo apt-get install $(DEBS)"; exit 1; fi; \
 	fi
 
-demo: $(STAMP)
+demo: $(STAMP) sysdeps
 	$(VENV)/bin/abfluss demo
 
 test: $(STAMP) sysdeps

@@ -58,8 +58,14 @@ def test_dns_lookups_and_the_outflow_ledger(ws):
     assert abfluss.totals(ws)["open_flows"] == 1
 
 
-def test_abfluss_demo_command():
-    proc = run_cli("demo", check=True)
+def test_abfluss_demo_command(tmp_path):
+    proc = run_cli("demo", "--report-dir", str(tmp_path / "report"), check=True)
     assert "upload.files-drop.test" in proc.stdout
     assert "1 stored, 0 already present, 0 failed" in proc.stdout
     assert "1 flows still open" in proc.stdout
+    assert "medium    44  upload_heavy             10.10.0.12 sent 2.0 MB to upload.files-drop.test" in proc.stdout
+    assert "EXFIL_INDICATED" in proc.stdout
+    rep = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert rep["verdict"] == "EXFIL_INDICATED" and (tmp_path / "report" / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in (tmp_path / "report" / "notifications" / "default").iterdir())[:2] == [
+        "art33.md", "art34.md"]

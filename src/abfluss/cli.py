@@ -304,7 +304,8 @@ def demo_capture() -> Path:
 
 
 @app.command()
-def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use instead of the bundled demo.")] = None) -> None:
+def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use instead of the bundled demo.")] = None,
+         report_dir: Annotated[Path, typer.Option(help="Where the evidence report is written.")] = Path("abfluss-demo-report")) -> None:
     """Run the whole pipeline on the bundled demo capture in a fresh temporary workspace.
 
     Example: abfluss demo
@@ -331,6 +332,11 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
                 out.print(f"{f.severity:8s} {f.score:3.0f}  {f.detection:24s} {f.explanation}", markup=False)
             if not res.findings:
                 out.print("no findings")
+            out.rule("evidence report (abfluss report)")
+            from .report.case import write_case
+            rep = write_case(ws, report_dir)
+            out.print(f"{rep['verdict']}, confidence {rep['confidence']:.2f}: {rep['statement']}", markup=False)
+            out.print(f"wrote {report_dir}/report.html, report.pdf, report.json and notifications/", markup=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -345,3 +351,4 @@ def main() -> None:
 
 from . import cli_detect  # noqa: E402,F401  registers analyze, findings, explain, incidents, detections
 from . import cli_contain  # noqa: E402,F401  registers contain
+from .report import cli as _report_cli  # noqa: E402,F401  registers report

@@ -1,0 +1,111 @@
+"""The whole case file for a window: the evidence report plus every tenant's notification drafts.
+
+``abfluss report`` writes, into ``--out``:
+
+- ``report.json``, ``report.html``, ``report.pdf``: the evidence report (``render.build``), with
+  the drafts under ``notifications``;
+- ``notifications/<tenant>/<duty>.md``: each draft as Markdown, and ``iocs.stix.json``, the
+  indicators as a STIX 2.1 bundle for the NIS2 incident notification.
+
+Each tenant's drafts rest on that tenant's own report (verdict, confidence, coverage), since
+each insurer is a controller with its own duties and clock. The proposed measures draw on the
+blast radius of the indicators (``abfluss.contain``): which other internal hosts talked to them.
+Writing into a folder that already holds a report makes the drafts follow-ups that say what
+changed since then (GDPR Art. 33(4)).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import analysis
+from ..contain import blast_radius
+from ..errors import AbflussError
+from ..store import Workspace
+from .drafts import apply_report, build_all, drafts_from_findings
+from .render import build, render_html, write_pdf
+
+TITLES = {"en": "Notification drafts", "de": "Entwürfe der Meldungen"}
+
+
+def _previous(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "report.json").read_text()).get("notifications")
+    except (OSError, ValueError):
+        return None
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return t if t is None or t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _measures(ws: Workspace, inp, start, end) -> tuple[str, ...]:
+    """Proposed measures, with the other internal hosts that talked to the indicators."""
+    values = [i.value for i in inp.indicators]
+    if not values:
+        return inp.measures_proposed
+    radius = blast_radius(ws, indicators=values, start=start, end=end).get("radius", [])
+    others = sorted({r["internal_host"] for r in radius} - {h.ip for h in inp.hosts})
+    extra = (f"check {h}: it also contacted the indicators" for h in others)
+    return tuple(inp.measures_proposed) + tuple(extra)
+
+
+def write_case(ws: Workspace, out_dir: str | Path, start: datetime | None = None, end: datetime | None = None,
+               tenant: str | None = None, aware_at: datetime | None = None, lang: str = "en",
+               now: datetime | None = None, pdf: bool = True) -> dict:
+    """Write the report and the drafts; return the report dict (``notifications`` included)."""
+    out = Path(out_dir)
+    now = _utc(now) or datetime.now(timezone.utc)
+    aware = _utc(aware_at) or now
+    previous = _previous(out)
+    lo, hi = analysis.data_span(ws)
+    start, end = _utc(start or lo), _utc(end or hi)
+    if start is None or end is None:
+        raise AbflussError("the workspace holds no records yet: nothing to report on (abfluss ingest FILE)")
+    findings = analysis.analyze(ws, start, end, store=False).findings
+    rep = build(ws, start, end, tenant, aware_at, lang, findings=findings)
+    inputs = drafts_from_findings(ws, aware, findings=findings, window=(start, end), previous=previous)
+    if tenant:
+        inputs = [i for i in inputs if i.tenant == tenant]
+    own = []
+    for inp in inputs:
+        tenant_rep = rep if inp.tenant == tenant or len(inputs) == 1 else build(
+            ws, start, end, inp.tenant if inp.tenant in ws.config.tenants else None, aware_at, lang, findings=findings)
+        inp = apply_report(inp, tenant_rep)
+        own.append(replace(inp, measures_proposed=_measures(ws, inp, start, end)))
+    rep["notifications"] = build_all(own, now, lang)
+    html_extra = {"notifications": {"title": TITLES[lang], "html": _drafts_html(rep["notifications"])}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
+    page = render_html(rep, html_extra)
+    (out / "report.html").write_text(page, encoding="utf-8")
+    if pdf:
+        write_pdf(page, out / "report.pdf")
+    _write_drafts(out / "notifications", rep["notifications"])
+    return rep
+
+
+def _drafts_html(notif: dict) -> str:
+    parts = []
+    for name, t in notif["tenants"].items():
+        parts.append(f"<h3>{html.escape(name)} — {html.escape(t['verdict'])}, version {t['version']}</h3>")
+        for d in t["drafts"].values():
+            due = f" — due {html.escape(d['deadline'])}" if d.get("deadline") else ""
+            parts.append(f"<h4>{html.escape(d['title'])}{due}</h4>"
+                         f"<pre style=\"white-space: pre-wrap\">{html.escape(d['text'])}</pre>")
+    return "\n".join(parts)
+
+
+def _write_drafts(root: Path, notif: dict) -> None:
+    for name, t in notif["tenants"].items():
+        d = root / name.replace("/", "_")
+        d.mkdir(parents=True, exist_ok=True)
+        for kind, draft in t["drafts"].items():
+            (d / f"{kind}.md").write_text(draft["text"], encoding="utf-8")
+        if t.get("stix"):
+            stix = t["stix"] if isinstance(t["stix"], str) else json.dumps(t["stix"], indent=1)
+            (d / "iocs.stix.json").write_text(stix, encoding="utf-8")

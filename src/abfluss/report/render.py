@@ -1,0 +1,153 @@
+"""Render the evidence report: report.json (schema.json), report.html (self-contained), report.pdf.
+
+:func:`write_report` is the one public entry point. The HTML carries its CSS and its plot (a
+hand-made SVG) inline and references nothing outside itself, so opening it sends no request;
+the PDF is the same HTML through WeasyPrint. The words come from ``texts.TEXTS`` per language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from html import escape
+from pathlib import Path
+
+from ..errors import AbflussError
+from ..store import Workspace
+from . import evidence, verdict
+from .texts import LANGS, TEXTS, reason_text
+
+SCHEMA_VERSION = 1
+TEMPLATES = Path(__file__).parent / "templates"
+SCHEMA_PATH = Path(__file__).parent / "schema.json"
+#: Colours of the plotted hosts, in order.
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
+
+
+def build(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
+          tenant: str | None = None, aware_at: datetime | None = None, lang: str = "en",
+          findings=None) -> dict:
+    """The report dict (what report.json holds), without writing anything."""
+    if lang not in LANGS:
+        raise AbflussError(f"--lang {lang!r}: one of {', '.join(LANGS)}")
+    ev = evidence.collect(ws, start, end, tenant, findings)
+    v = verdict.decide(ev)
+    for item in v["would_lower"] + v["reevaluate_on"]:
+        item["text"] = reason_text(item, lang)
+    statement = TEXTS[lang]["statement_" + v["verdict"]].format(start=ev["window"]["start"], end=ev["window"]["end"])
+    v["coverage"]["statement"] = statement  # what the notification drafts quote (drafts.apply_report)
+    rid = hashlib.sha256(json.dumps([ev["window"], tenant, ev["integrity"]["config_sha256"],
+                                     [i["sha256"] for i in ev["integrity"]["inputs"]]]).encode()).hexdigest()[:16]
+    return {
+        "schema_version": SCHEMA_VERSION, "report_id": rid, "lang": lang,
+        "generated_at": ev["integrity"]["generated_at"], "aware_at": evidence.iso(aware_at),
+        "verdict": v["verdict"], "confidence": v["confidence"], "confidence_label": v["confidence_label"],
+        "coverage": v["coverage"], "exfiltration": ev.pop("exfiltration"),
+        "assessment": {k: v[k] for k in ("basis", "weaknesses", "would_lower", "reevaluate_on")},
+        "statement": statement,
+        **ev,
+    }
+
+
+def write_report(ws: Workspace, out_dir: str | Path, start: datetime | None = None, end: datetime | None = None,
+                 tenant: str | None = None, aware_at: datetime | None = None, lang: str = "en",
+                 extra_sections: dict | None = None, pdf: bool = True) -> dict:
+    """Write report.json, report.html and report.pdf into ``out_dir``; return the report dict.
+
+    ``extra_sections`` are added to the dict under their own keys before anything is written
+    (the notification drafts go under ``notifications``); the HTML shows each as a section
+    with its ``title`` and ``html`` (already escaped) when those keys are present.
+    """
+    rep = build(ws, start, end, tenant, aware_at, lang)
+    for k, v in (extra_sections or {}).items():
+        if k in rep:
+            raise AbflussError(f"extra section {k!r} would overwrite a report field")
+        rep[k] = v
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
+    html = render_html(rep, extra_sections)
+    (out / "report.html").write_text(html, encoding="utf-8")
+    if pdf:
+        write_pdf(html, out / "report.pdf")
+    return rep
+
+
+def write_pdf(html: str, path: Path) -> None:
+    from weasyprint import HTML
+
+    # No base URL and nothing to fetch: the document is complete in itself.
+    HTML(string=html, url_fetcher=_no_fetch).write_pdf(str(path))
+
+
+def _no_fetch(url: str, *args, **kwargs):
+    raise AbflussError(f"the report must not load {url!r}")
+
+
+def render_html(rep: dict, extra_sections: dict | None = None) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["bytes"] = human_bytes
+    env.filters["pct"] = lambda x: f"{float(x or 0):.1%}"
+    env.filters["ts"] = short_ts
+    t = TEXTS[rep["lang"]]
+    extras = [v for v in (extra_sections or {}).values() if isinstance(v, dict) and "html" in v]
+    return env.get_template("report.html.j2").render(
+        r=rep, t=t, plot=timeline_svg(rep["timeline"]), extras=extras)
+
+
+def short_ts(s: str | None) -> str:
+    """An ISO time to the second for tables (the exact times are in the integrity section)."""
+    return "-" if not s else s[:19].replace("T", " ") + " UTC"
+
+
+def human_bytes(n) -> str:
+    n = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def timeline_svg(tl: dict, width: int = 760, height: int = 240) -> str:
+    """Bytes out per bucket and host as an inline SVG line chart (no library, no external refs)."""
+    left, right, top, bottom = 70, 150, 12, 34
+    w, h = width - left - right, height - top - bottom
+    start = datetime.fromisoformat(tl["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(tl["end"].replace("Z", "+00:00"))
+    b = tl["bucket_seconds"]
+    n = max(1, int(-(-(end - start).total_seconds() // b)))
+    series = []
+    for s in tl["series"]:
+        vals = [0] * n
+        for t, v in s["points"]:
+            i = int((datetime.fromisoformat(t.replace("Z", "+00:00")) - start).total_seconds() // b)
+            vals[min(max(i, 0), n - 1)] += v
+        series.append((s["host"], vals))
+    peak = max((max(v) for _, v in series), default=0) or 1
+    x = lambda i: left + (w * i / (n - 1) if n > 1 else w / 2)  # noqa: E731
+    y = lambda v: top + h - h * v / peak  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="10">',
+             f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>']
+    for frac in (0, 0.5, 1):
+        yy = top + h - h * frac
+        parts.append(f'<text x="{left - 4}" y="{yy + 3:.1f}" text-anchor="end">{human_bytes(peak * frac)}</text>')
+    for frac, label in ((0, tl["start"]), (1, tl["end"])):
+        parts.append(f'<text x="{left + w * frac:.1f}" y="{height - 18}" text-anchor="{"start" if frac == 0 else "end"}">'
+                     f'{escape(short_ts(label))}</text>')
+    for k, (host, vals) in enumerate(series):
+        c = COLOURS[k % len(COLOURS)]
+        pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vals))
+        parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{pts}"/>')
+        if n == 1:
+            parts.append(f'<circle cx="{x(0):.1f}" cy="{y(vals[0]):.1f}" r="3" fill="{c}"/>')
+        ly = top + 12 + 14 * k
+        parts.append(f'<rect x="{left + w + 10}" y="{ly - 8}" width="10" height="10" fill="{c}"/>'
+                     f'<text x="{left + w + 24}" y="{ly}">{escape(host)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

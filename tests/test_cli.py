@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, data, run_cli
 
 COMMANDS = ("ingest", "ledger", "inputs", "coverage", "demo", "analyze", "findings", "explain", "incidents",
-            "detections", "contain", "report")
+            "detections", "contain", "report", "watch")
 
 
 def no_traceback(proc):

@@ -57,7 +57,7 @@ def test_ocsf_classes():
 
 
 def test_sink_specs_are_checked():
-    for bad in ("ndjson:", "http://x:1", "udp://nohost", "syslog"):
+    for bad in ("ndjson:", "ftp://x:1", "udp://nohost", "syslog", "https://"):
         with pytest.raises(AbflussError):
             Sink(bad)
 
@@ -160,3 +160,30 @@ def test_findings_formats_and_explain_from_cli(tmp_path):
     assert "min_total_seconds = 1800.0" in ex and "C4I3Ud25s8z0V6Ywc7" in ex and "runbook" in ex
     bad = run_cli("explain", "ffff", workspace=ws)
     assert bad.returncode == 2 and bad.stderr.startswith("abfluss: no finding") and "Traceback" not in bad.stderr
+
+
+def test_webhook_sink_posts_each_finding_to_a_loopback_server():
+    import http.server
+
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((self.headers["Content-Type"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        assert Sink(f"http://127.0.0.1:{srv.server_port}/hook").send([_finding(), _finding(key=("x",))]) == 2
+    finally:
+        srv.shutdown()
+    assert [c for c, _ in got] == ["application/json"] * 2
+    assert json.loads(got[0][1])["event"]["kind"] == "alert"
+    with pytest.raises(AbflussError):  # nobody listening: one clear error
+        Sink(f"http://127.0.0.1:{srv.server_port}/hook").send([_finding()])

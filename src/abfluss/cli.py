@@ -352,3 +352,4 @@ def main() -> None:
 from . import cli_detect  # noqa: E402,F401  registers analyze, findings, explain, incidents, detections
 from . import cli_contain  # noqa: E402,F401  registers contain
 from .report import cli as _report_cli  # noqa: E402,F401  registers report
+from . import cli_watch  # noqa: E402,F401  registers watch

@@ -50,7 +50,7 @@ def analyze(
     start: Annotated[Optional[str], typer.Option("--from", help="Window start (ISO 8601, inclusive; default: first record).")] = None,
     end: Annotated[Optional[str], typer.Option("--to", help="Window end (ISO 8601, exclusive; default: after the last record).")] = None,
     only: Annotated[Optional[str], typer.Option(help="Comma-separated detection ids to run (default: all enabled).")] = None,
-    sink: Annotated[Optional[list[str]], typer.Option(help="Send new findings to ndjson:PATH, udp://HOST:PORT or tcp://HOST:PORT (syslog). Repeatable.")] = None,
+    sink: Annotated[Optional[list[str]], typer.Option(help="Send new findings to ndjson:PATH, udp://HOST:PORT or tcp://HOST:PORT (syslog), or an http(s):// webhook. Repeatable.")] = None,
     sink_format: Annotated[Optional[FindingFmt], typer.Option(help="Payload for sinks: json, ecs, ocsf or cef (default: ecs for ndjson, cef for syslog).")] = None,
     engine: Annotated[Engine, typer.Option(help="duckdb (this machine) or pyspark (Spark, local or cluster).")] = Engine.duckdb,
     format: Annotated[FindingFmt, typer.Option("--format", help="table or json summary.")] = FindingFmt.table,

@@ -2,8 +2,8 @@
 
 A sink is named by a string, as on the command line:
 ``ndjson:PATH`` (append one document per line), ``udp://HOST:PORT``, ``tcp://HOST:PORT``
-(TCP frames use octet counting, RFC 6587). The payload format defaults to ECS for NDJSON
-and CEF for syslog.
+(TCP frames use octet counting, RFC 6587), ``http://…`` or ``https://…`` (a webhook: one JSON
+POST per finding). The payload format defaults to ECS for NDJSON and webhooks, CEF for syslog.
 """
 
 from __future__ import annotations
@@ -46,10 +46,16 @@ class Sink:
             self.fmt = fmt or "ecs"
             if not self.path:
                 raise AbflussError(f"sink {spec!r}: give a file, e.g. ndjson:/var/log/abfluss.ndjson")
+        elif spec.startswith(("http://", "https://")):
+            if not urlsplit(spec).hostname:
+                raise AbflussError(f"sink {spec!r}: a webhook needs a host, e.g. https://siem.example/hook")
+            self.kind, self.url = "webhook", spec
+            self.fmt = fmt or "ecs"
         else:
             u = urlsplit(spec)
             if u.scheme not in ("udp", "tcp") or not u.hostname or not u.port:
-                raise AbflussError(f"sink {spec!r}: use ndjson:PATH, udp://HOST:PORT or tcp://HOST:PORT")
+                raise AbflussError(f"sink {spec!r}: use ndjson:PATH, udp://HOST:PORT, tcp://HOST:PORT or an "
+                                   "http(s):// webhook")
             self.kind, self.host, self.port = u.scheme, u.hostname, u.port
             self.fmt = fmt or "cef"
         if self.fmt not in FORMATS:
@@ -63,6 +69,9 @@ class Sink:
                 with open(self.path, "a", encoding="utf-8") as out:
                     for f in findings:
                         out.write(render(f, self.fmt) + "\n")
+            elif self.kind == "webhook":
+                for f in findings:
+                    self._post(render(f, self.fmt))
             elif self.kind == "udp":
                 with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM) as s:
                     for f in findings:
@@ -73,5 +82,14 @@ class Sink:
                         m = syslog_message(f, self.fmt)
                         s.sendall(str(len(m)).encode() + b" " + m)
         except OSError as e:
-            raise AbflussError(f"sink {self.spec}: {e.strerror or e}") from None
+            raise AbflussError(f"sink {self.spec}: {getattr(e, 'strerror', None) or e}") from None
         return len(findings)
+
+    def _post(self, body: str) -> None:
+        import urllib.request
+
+        ctype = "text/plain" if self.fmt == "cef" else "application/json"
+        req = urllib.request.Request(self.url, data=body.encode("utf-8"), method="POST",
+                                     headers={"Content-Type": ctype, "User-Agent": f"abfluss/{__version__}"})
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as r:  # raises for 4xx/5xx (an OSError)
+            r.read()

@@ -1,0 +1,153 @@
+"""The watch loop: poll every source, store what arrived, detect every ``every`` seconds.
+
+Between polls the catalog is let go (``Workspace.released``), so read-only commands
+(``ledger``, ``findings``) work while the watcher runs. SIGTERM and SIGINT end the loop after
+the current step; a kill -9 at any moment loses nothing: every stored piece is committed
+together with its position (see state.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from .. import analysis
+from ..findings import Finding
+from ..store import Workspace
+from . import state
+from .capture import DEFAULT_ROTATE, InterfaceSource
+from .follow import FileFollower, ZeekDir
+from .health import DEFAULT_LOSS_SHARE, SensorHealth
+from .netflow import NetflowSource
+
+#: Seconds between detection runs.
+DEFAULT_EVERY = 30
+#: Seconds of data (back from the newest record) each detection run looks at.
+DEFAULT_WINDOW = 3600
+#: Seconds without records after which a sensor is reported silent.
+DEFAULT_SILENT_AFTER = 300
+#: Seconds between polls of the sources.
+POLL = 1.0
+
+
+@dataclass
+class Options:
+    every: float = DEFAULT_EVERY
+    window: float = DEFAULT_WINDOW
+    silent_after: float = DEFAULT_SILENT_AFTER
+    loss_share: float = DEFAULT_LOSS_SHARE
+    rotate: int = DEFAULT_ROTATE
+    inspect: bool = True
+    poll: float = POLL
+
+
+@dataclass
+class Source:
+    name: str
+    sensor: str
+    impl: object
+    health: SensorHealth = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = SensorHealth(self.sensor)
+
+
+class Watcher:
+    """Run with ``Watcher(ws, opts).add_*(...)`` then ``run(emit)``; ``emit`` gets new findings."""
+
+    def __init__(self, ws: Workspace, opts: Options | None = None):
+        self.ws, self.opts = ws, opts or Options()
+        state.ensure(ws)
+        self.committed = state.committed_offsets(ws)
+        self.saved = state.load(ws)
+        self.sources: list[Source] = []
+        self.stop = False
+        self.stats = {"records": 0, "cycles": 0, "findings_sent": 0}
+
+    def add_zeek_dir(self, directory: Path, sensor: str | None = None) -> None:
+        d = Path(directory).resolve()
+        self.sources.append(Source(f"zeek:{d}", sensor or "zeek", ZeekDir(self.ws, d, sensor or "zeek",
+                                                                         self.committed, self.saved)))
+
+    def add_eve(self, path: Path, sensor: str | None = None) -> None:
+        p = Path(path).resolve()
+        self.sources.append(Source(f"eve:{p}", sensor or "suricata",
+                                   FileFollower(self.ws, f"eve:{p}", p, sensor or "suricata",
+                                                self.committed, self.saved)))
+
+    def add_interface(self, interface: str, sensor: str | None = None) -> None:
+        s = sensor or f"live-{interface}"
+        self.sources.append(Source(f"interface:{interface}", s,
+                                   InterfaceSource(self.ws, interface, s, self.opts.rotate, self.opts.inspect)))
+
+    def add_netflow(self, port: int, sensor: str | None = None) -> None:
+        s = sensor or f"netflow-{port}"
+        self.sources.append(Source(f"netflow:{port}", s, NetflowSource(self.ws, port, s)))
+
+    # -- running -------------------------------------------------------------------------
+    def _signal(self, *_a) -> None:
+        self.stop = True
+
+    def poll_sources(self, final: bool = False) -> int:
+        n = 0
+        for src in self.sources:
+            impl = src.impl
+            res = impl.poll(final) if isinstance(impl, (InterfaceSource, NetflowSource)) else impl.poll()
+            missed = res.missed + (getattr(impl, "dropped", 0) - src.health.__dict__.get("_dropped", 0))
+            src.health.__dict__["_dropped"] = getattr(impl, "dropped", 0)
+            src.health.add(res.total, res.bytes, missed)
+            n += res.total
+        self.stats["records"] += n
+        return n
+
+    def detect(self) -> list[Finding]:
+        """One detection run over the sliding window, plus sensor health; the new findings."""
+        new: list[Finding] = []
+        _lo, hi = analysis.data_span(self.ws)
+        if hi is not None:
+            res = analysis.analyze(self.ws, hi - timedelta(seconds=self.opts.window), hi)
+            new += res.new
+        health = [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
+        if health:
+            new += analysis.save(self.ws, health)
+        self.stats["cycles"] += 1
+        return new
+
+    def run(self, emit: Callable[[list[Finding]], None], duration: float | None = None,
+            on_cycle: Callable[[dict], None] | None = None) -> None:
+        old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        for src in self.sources:
+            if hasattr(src.impl, "start"):
+                src.impl.start()
+        t0 = time.monotonic()
+        next_detect = t0 + self.opts.every
+        try:
+            while not self.stop and (duration is None or time.monotonic() - t0 < duration):
+                self.poll_sources()
+                if time.monotonic() >= next_detect:
+                    found = self.detect()
+                    if found:
+                        emit(found)
+                        self.stats["findings_sent"] += len(found)
+                    if on_cycle:
+                        on_cycle(dict(self.stats))
+                    next_detect = time.monotonic() + self.opts.every
+                with self.ws.released():
+                    end = time.monotonic() + self.opts.poll
+                    while not self.stop and time.monotonic() < end:
+                        time.sleep(0.1)
+        finally:
+            for src in self.sources:
+                if hasattr(src.impl, "stop"):
+                    src.impl.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+        # a clean stop stores what the sources still hold (closed capture files, queued datagrams)
+        self.poll_sources(final=True)
+        found = self.detect()
+        if found:
+            emit(found)

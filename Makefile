@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_ledger.py
 	$(PY) bench/bench_detect.py
 	$(PY) bench/bench_dlp.py
+	$(PY) bench/bench_watch.py --minutes 30
 
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }

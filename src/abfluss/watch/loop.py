@@ -97,9 +97,7 @@ class Watcher:
         for src in self.sources:
             impl = src.impl
             res = impl.poll(final) if isinstance(impl, (InterfaceSource, NetflowSource)) else impl.poll()
-            missed = res.missed + (getattr(impl, "dropped", 0) - src.health.__dict__.get("_dropped", 0))
-            src.health.__dict__["_dropped"] = getattr(impl, "dropped", 0)
-            src.health.add(res.total, res.bytes, missed)
+            src.health.add(res.total, res.bytes, res.missed)  # NetFlow reports lost datagrams as bytes
             n += res.total
         self.stats["records"] += n
         return n

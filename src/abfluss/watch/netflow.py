@@ -76,7 +76,7 @@ class NetflowSource:
         self.ws, self.port, self.sensor, self.host = ws, port, sensor, host
         self.source = f"netflow:{port}"
         self.queue: deque = deque()
-        self.dropped = 0  # datagrams lost: queue full, or dropped by the kernel
+        self.lost_datagrams = 0  # datagrams lost: queue full, or dropped by the kernel
         self.received = 0
         self.decoder = nf.NetflowDecoder()
         saved = state.load(ws).get(self.source)
@@ -102,7 +102,7 @@ class NetflowSource:
     def _take(self, data: bytes, addr: str) -> None:
         self.received += 1
         if len(self.queue) >= MAX_QUEUE:
-            self.dropped += 1
+            self.lost_datagrams += 1
         else:
             self.queue.append((time.time(), addr, data))
 
@@ -116,7 +116,7 @@ class NetflowSource:
 
     def _kernel(self) -> None:
         if self.sock is not None and (k := _kernel_drops(self.sock)) is not None and k > self._kernel_dropped:
-            self.dropped += k - self._kernel_dropped
+            self.lost_datagrams += k - self._kernel_dropped
             self._kernel_dropped = k
 
     def stop(self) -> None:
@@ -142,9 +142,9 @@ class NetflowSource:
         res = self._store(items) if items else Stored()
         if res.bytes and items:
             self._bytes_per_datagram = res.bytes / len(items)
-        if self.dropped > self._dropped_counted:  # capture loss in bytes: lost datagrams at the mean size
-            res.missed += round((self.dropped - self._dropped_counted) * self._bytes_per_datagram)
-            self._dropped_counted = self.dropped
+        if self.lost_datagrams > self._dropped_counted:  # capture loss in bytes: lost datagrams at the mean size
+            res.missed += round((self.lost_datagrams - self._dropped_counted) * self._bytes_per_datagram)
+            self._dropped_counted = self.lost_datagrams
         dump = _dump_domains(self.decoder.domains)
         if dump != self._saved_state:
             state.save(self.ws, self.source, "udp", 0, {"domains": dump})

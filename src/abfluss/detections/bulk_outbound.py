@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import ibis
 from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
 from ._stats import (channel, human_bytes, largest_flows, others_baseline, ramp, rows, seen_before, spike,
                      top_destinations)
+from ._volume import baseline_parts, destination_phrase, outbound, spike_metrics, unknown_tops
 
 META = Meta(
     id="bulk_outbound",
@@ -106,7 +106,8 @@ def _kinds(s: Settings) -> list[_Kind]:
 
 
 def detect(tel: Telemetry, s: Settings) -> list[Finding]:
-    both = _outbound(tel.flows, True).union(_outbound(tel.history, False))
+    both = outbound(tel.flows, True).union(outbound(tel.history, False))
+    both = both.mutate(epoch=both.ts.epoch_seconds().cast("int64"))
     win = tel.flows.filter(_.direction == "outbound")
     win = win.mutate(epoch=win.ts.epoch_seconds().cast("int64"))
     out: list[Finding] = []
@@ -119,13 +120,6 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
         out += _volume_findings(tel, both, win, kind, judged, s)
     out += _transfer_findings(tel, win, s)
     return out
-
-
-def _outbound(t, in_window: bool):
-    t = t.filter(_.direction == "outbound")
-    return t.select("internal_host", "external_host", "external_name", "ts", "ts_end", "bytes_out",
-                    "bytes_in", "dest_class", "tenant", epoch=t.ts.epoch_seconds().cast("int64"),
-                    channel=channel(t.service, t.proto, t.resp_p), in_window=ibis.literal(in_window))
 
 
 # -- hours and days against the host's own baseline ------------------------------------------
@@ -147,17 +141,6 @@ def _judge(both, kind: _Kind, s: Settings) -> list[dict]:
     return out
 
 
-def _parts(r: dict, kind: _Kind, s: Settings, unknown_dest: bool) -> dict[str, float]:
-    parts = {"volume": WEIGHTS["volume"] * ramp(r["bytes"], kind.floor, kind.high)}
-    if r["baselined"]:
-        parts["robust_z"] = WEIGHTS["robust_z"] * (1.0 if r["z"] is None else ramp(r["z"], s.min_z, s.high_z))
-        parts["ratio"] = WEIGHTS["ratio"] * (1.0 if r["ratio"] is None
-                                             else ramp(r["ratio"], s.min_ratio, s.high_ratio))
-    if unknown_dest:
-        parts["unknown_destination"] = s.unknown_destination_points
-    return parts
-
-
 def _destinations(both, kind: _Kind, judged: list[dict]) -> dict[tuple, list[dict]]:
     """The top destinations of each judged (host, bucket), largest first."""
     t = both.mutate(bucket=both.epoch // kind.seconds)
@@ -174,14 +157,11 @@ def _volume_findings(tel, both, win, kind: _Kind, judged: list[dict], s: Setting
     if not judged:
         return []
     dests = _destinations(both, kind, judged)
-    tops = {k: ds[0] for k, ds in dests.items()}
-    seen = seen_before(tel.history, {(d["internal_host"], d["external_host"]) for d in tops.values()})
+    unknown = unknown_tops(tel.history, dests)
     per_host: dict[str, list[dict]] = {}
     for r in judged:
-        top = tops.get((r["internal_host"], r["bucket"]))
-        unknown = (top is not None and top["dest_class"] == "unknown"
-                   and (top["internal_host"], top["external_host"]) not in seen)
-        r["parts"] = _parts(r, kind, s, unknown)
+        r["parts"] = baseline_parts(r, WEIGHTS, kind.floor, kind.high, s,
+                                    (r["internal_host"], r["bucket"]) in unknown)
         r["score"] = sum(r["parts"].values())
         per_host.setdefault(r["internal_host"], []).append(r)
     ev = largest_flows(win.mutate(bucket=win.epoch // kind.seconds), judged, ["internal_host", "bucket"],
@@ -205,10 +185,7 @@ def _volume_finding(kind: _Kind, host: str, rs: list[dict], dests: dict, evidenc
                   "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
         metrics={"kind": kind.name, f"unusual_{kind.name}s": len(rs),
                  "bucket_start": _bucket_start(worst["bucket"], kind).isoformat(),
-                 "bytes": worst["bytes"], "median": _round(worst["median"], 0), "mad": _round(worst["mad"], 0),
-                 "baseline_n": worst["n"], "ratio": _round(worst["ratio"]), "robust_z": _round(worst["z"]),
-                 "bytes_total": sum(r["bytes"] for r in rs), "excess_total": round(excess),
-                 "top_destinations": {d["name"] or d["external_host"]: d["bytes"] for d in top}},
+                 **spike_metrics(worst, rs, top, excess)},
         thresholds={"floor_bytes": kind.floor, "unbaselined_bytes": kind.unbaselined,
                     "min_baseline": kind.min_n, "min_ratio": s.min_ratio, "min_z": s.min_z},
         tenant=top[0]["tenant"] if top else None,
@@ -227,21 +204,11 @@ def _volume_sentence(host: str, kind: _Kind, worst: dict, top: list[dict], rs: l
     else:
         versus = (f"{worst['ratio']:.0f}× its median {kind.name} of {human_bytes(worst['median'])} "
                   f"(MAD {human_bytes(worst['mad'])}, {n} other {unit})")
-    dest = (f"; top destination {top[0]['name'] or top[0]['external_host']} ({human_bytes(top[0]['bytes'])})"
-            if top else "")
-    more = (f"; {len(rs)} such {kind.name}s, {human_bytes(excess)} above the median in all"
-            if len(rs) > 1 else "")
-    return f"{host} sent {human_bytes(worst['bytes'])} {when}, {versus}{dest}{more}."
+    return f"{host} sent {human_bytes(worst['bytes'])} {when}, {versus}{destination_phrase(top, rs, excess, kind.name)}."
 
 
 def _bucket_start(bucket: int, kind: _Kind) -> datetime:
     return datetime.fromtimestamp(bucket * kind.seconds, timezone.utc)
-
-
-def _round(x: float | None, digits: int = 1) -> float | int | None:
-    if x is None:
-        return None
-    return round(x) if digits == 0 else round(x, digits)
 
 
 # -- single large transfers ------------------------------------------------------------------

@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import ibis
-from ibis import _
 
 from ..errors import ConfigError
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import (channel, human_bytes, largest_flows, local_seconds, others_baseline, ramp, rows,
-                     seen_before, spike, top_destinations, utc_offsets)
+from ._stats import (human_bytes, largest_flows, local_seconds, others_baseline, rows, spike,
+                     top_destinations, utc_offsets)
+from ._volume import baseline_parts, destination_phrase, outbound, spike_metrics, unknown_tops
 
 META = Meta(
     id="off_hours",
@@ -102,7 +102,7 @@ class Settings:
 
 
 def detect(tel: Telemetry, s: Settings) -> list[Finding]:
-    both = _outbound(tel.flows, True).union(_outbound(tel.history, False))
+    both = outbound(tel.flows, True, *EVIDENCE).union(outbound(tel.history, False, *EVIDENCE))
     span = rows(both.aggregate(lo=both.ts.min(), hi=both.ts.max()))[0]
     if span["lo"] is None:
         return []
@@ -111,26 +111,19 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     if not judged:
         return []
     dests = _destinations(t, judged)
-    tops = {k: ds[0] for k, ds in dests.items()}
-    seen = seen_before(tel.history, {(d["internal_host"], d["external_host"]) for d in tops.values()})
+    unknown = unknown_tops(tel.history, dests)
     per_host: dict[str, list[dict]] = {}
     for r in judged:
-        top = tops.get((r["internal_host"], r["period"]))
-        unknown = (top is not None and top["dest_class"] == "unknown"
-                   and (top["internal_host"], top["external_host"]) not in seen)
-        r["parts"] = _parts(r, s, unknown)
+        r["parts"] = baseline_parts(r, WEIGHTS, s.floor_bytes, s.high_bytes, s,
+                                    (r["internal_host"], r["period"]) in unknown)
         per_host.setdefault(r["internal_host"], []).append(r)
     ev = largest_flows(t.filter(t.in_window & t.off), judged, ["internal_host", "period"], s.max_evidence,
                        per=["internal_host"])
     return [_finding(host, rs, dests, ev, s) for host, rs in sorted(per_host.items())]
 
 
-def _outbound(t, in_window: bool):
-    t = t.filter(_.direction == "outbound")
-    return t.select("internal_host", "external_host", "external_name", "ts", "ts_end", "bytes_out",
-                    "bytes_in", "dest_class", "tenant", "uid", "community_id", "orig_h", "orig_p",
-                    "resp_h", "resp_p", channel=channel(t.service, t.proto, t.resp_p),
-                    in_window=ibis.literal(in_window))
+#: Flow columns the evidence of a finding names.
+EVIDENCE = ("uid", "community_id", "orig_h", "orig_p", "resp_h", "resp_p")
 
 
 def _local(t, offsets: list[tuple[int, int]], s: Settings):
@@ -160,17 +153,6 @@ def _judge(t, s: Settings) -> list[dict]:
     return out
 
 
-def _parts(r: dict, s: Settings, unknown_dest: bool) -> dict[str, float]:
-    parts = {"volume": WEIGHTS["volume"] * ramp(r["bytes"], s.floor_bytes, s.high_bytes)}
-    if r["baselined"]:
-        parts["robust_z"] = WEIGHTS["robust_z"] * (1.0 if r["z"] is None else ramp(r["z"], s.min_z, s.high_z))
-        parts["ratio"] = WEIGHTS["ratio"] * (1.0 if r["ratio"] is None
-                                             else ramp(r["ratio"], s.min_ratio, s.high_ratio))
-    if unknown_dest:
-        parts["unknown_destination"] = s.unknown_destination_points
-    return parts
-
-
 def _destinations(t, judged: list[dict]) -> dict[tuple, list[dict]]:
     """The top destinations of the off-hours bytes of each judged (host, period)."""
     t = t.filter(t.off & t.internal_host.isin(sorted({r["internal_host"] for r in judged}))
@@ -196,10 +178,7 @@ def _finding(host: str, rs: list[dict], dests: dict, evidence: dict, s: Settings
         evidence={"periods": len(rs), "top_flows": [e["uid"] for e in ev],
                   "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
         metrics={"unusual_periods": len(rs), "period_start": _period_start(worst["period"], s),
-                 "bytes": worst["bytes"], "median": _num(worst["median"]), "mad": _num(worst["mad"]),
-                 "baseline_n": worst["n"], "ratio": _num(worst["ratio"], 1), "robust_z": _num(worst["z"], 1),
-                 "bytes_total": sum(r["bytes"] for r in rs), "excess_total": excess,
-                 "top_destinations": {d["name"] or d["external_host"]: d["bytes"] for d in top}},
+                 **spike_metrics(worst, rs, top, excess)},
         thresholds={"floor_bytes": s.floor_bytes, "unbaselined_bytes": s.unbaselined_bytes,
                     "min_baseline_periods": s.min_baseline_periods, "min_ratio": s.min_ratio,
                     "min_z": s.min_z, "work_start_hour": s.work_start_hour, "work_end_hour": s.work_end_hour,
@@ -226,12 +205,9 @@ def _sentence(host: str, worst: dict, top: list[dict], rs: list[dict], excess: i
     else:
         versus = (f"{worst['ratio']:.0f}× its median off-hours volume of {human_bytes(worst['median'])} "
                   f"(MAD {human_bytes(worst['mad'])}, {n} other periods)")
-    dest = (f"; top destination {top[0]['name'] or top[0]['external_host']} ({human_bytes(top[0]['bytes'])})"
-            if top else "")
-    more = f"; {len(rs)} such periods, {human_bytes(excess)} above the median in all" if len(rs) > 1 else ""
     hours = f"{s.work_start_hour:02d}-{s.work_end_hour:02d} h on {_days(s.workdays)}"
     return (f"{host} sent {human_bytes(worst['bytes'])} outside working hours ({hours}) {when}, "
-            f"{versus}{dest}{more}.")
+            f"{versus}{destination_phrase(top, rs, excess, 'period')}.")
 
 
 def _days(days: tuple) -> str:
@@ -249,9 +225,3 @@ def _period_start(period: int, s: Settings) -> str:
 
 def _utc(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def _num(x: float | None, digits: int = 0) -> float | int | None:
-    if x is None:
-        return None
-    return round(x) if digits == 0 else round(x, digits)

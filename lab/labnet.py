@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,47 @@ def purge_leftovers() -> list[str]:
             shutil.rmtree(d, ignore_errors=True)
             gone.append(str(d))
     return gone
+
+
+def purge_scratch(work: Path, prefix: str) -> None:
+    """Remove an earlier run's leftovers: namespaces, /etc/netns entries and scratch folders."""
+    gone = purge_leftovers()
+    for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        if old != work:
+            shutil.rmtree(old, ignore_errors=True)
+            gone.append(str(old))
+    if gone:
+        print(f"removed leftovers of an earlier run: {', '.join(gone)}")
+
+
+def tear_down(lab, work: Path) -> None:
+    """Remove the lab and its scratch folder (call it from a `finally`)."""
+    print("tearing down the lab ...", flush=True)
+    lab.teardown()
+    purge_leftovers()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def assert_clean() -> None:
+    """Fail loudly if a namespace survived the tear-down."""
+    left = lab_namespaces()
+    if left:
+        sys.exit(f"cleanup left namespaces behind: {left}")
+
+
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP raise SystemExit, so that every `finally` tears the lab down."""
+    def _raise_exit(signum, _frame):
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
+
+
+def give_to_sudo_user(*paths: Path) -> None:
+    """Files written as root under sudo belong to the user who ran sudo."""
+    if os.environ.get("SUDO_UID"):
+        for f in paths:
+            os.chown(f, int(os.environ["SUDO_UID"]), int(os.environ.get("SUDO_GID", "0")))
 
 
 OFFLOADS = ("tx", "off", "tso", "off", "gso", "off", "gro", "off")

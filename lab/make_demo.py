@@ -17,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -271,13 +270,7 @@ def run(out: Path, hold: float) -> None:
     os.chmod(work, 0o755)
     lab, truth = Lab(work), Truth()
     try:
-        gone = labnet.purge_leftovers()
-        for old in Path(tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
-            if old != work:
-                shutil.rmtree(old, ignore_errors=True)
-                gone.append(str(old))
-        if gone:
-            print(f"removed leftovers of an earlier run: {', '.join(gone)}")
+        labnet.purge_scratch(work, WORK_PREFIX)
         make_content(work)
         ctx = Ctx(lab, truth, work, make_cert(work))
         print("building lab namespaces ...", flush=True)
@@ -319,21 +312,11 @@ def run(out: Path, hold: float) -> None:
         truth.write(out / "demo-truth.json", "demo.pcap")
         for f in (out / "demo.pcap", out / "demo-truth.json"):
             os.chmod(f, 0o644)
-            if os.environ.get("SUDO_UID"):
-                os.chown(f, int(os.environ["SUDO_UID"]), int(os.environ.get("SUDO_GID", "0")))
+        labnet.give_to_sudo_user(out / "demo.pcap", out / "demo-truth.json")
         print(f"wrote {out / 'demo.pcap'} ({(out / 'demo.pcap').stat().st_size} bytes) and {out / 'demo-truth.json'}")
     finally:
-        print("tearing down the lab ...", flush=True)
-        lab.teardown()
-        labnet.purge_leftovers()
-        shutil.rmtree(work, ignore_errors=True)
-    left = labnet.lab_namespaces()
-    if left:
-        sys.exit(f"cleanup left namespaces behind: {left}")
-
-
-def _raise_exit(signum, _frame):
-    raise SystemExit(128 + signum)
+        labnet.tear_down(lab, work)
+    labnet.assert_clean()
 
 
 def main() -> None:
@@ -343,8 +326,7 @@ def main() -> None:
                     help="seconds the idle keep-alive connection is open before the capture stops")
     ap.add_argument("--cleanup-only", action="store_true", help="remove lab leftovers and exit")
     a = ap.parse_args()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_exit)  # so that `finally` tears the lab down
+    labnet.exit_on_signals()
     ensure_tools()
     if a.cleanup_only:
         print("removed:", labnet.purge_leftovers() or "nothing")

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -56,16 +55,6 @@ HOW = {
            "mx.mail-relay.test:25, ftplib passive STOR to ftp.files-archive.test; one page view before and after.",
     "dlp-tls": "ws1 sends the same CSV with curl -F multipart POST over HTTPS to intake.data-collect.test:443.",
 }
-
-
-def _cleanup_leftovers(work: Path) -> None:
-    gone = labnet.purge_leftovers()
-    for old in Path(tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
-        if old != work:
-            shutil.rmtree(old, ignore_errors=True)
-            gone.append(str(old))
-    if gone:
-        print(f"removed leftovers of an earlier run: {', '.join(gone)}")
 
 
 class BeaconThread(threading.Thread):
@@ -137,9 +126,7 @@ def write_outputs(out: Path, results: dict, seed: int) -> None:
     doc["scenarios"] = {k: doc["scenarios"][k] for k in SCENARIOS if k in doc["scenarios"]}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     os.chmod(path, 0o644)
-    if os.environ.get("SUDO_UID"):
-        for f in [path] + [out / f"lab-{sid}.pcap" for sid in results]:
-            os.chown(f, int(os.environ["SUDO_UID"]), int(os.environ.get("SUDO_GID", "0")))
+    labnet.give_to_sudo_user(path, *[out / f"lab-{sid}.pcap" for sid in results])
 
 
 def run(a: argparse.Namespace, only: list[str]) -> None:
@@ -147,7 +134,7 @@ def run(a: argparse.Namespace, only: list[str]) -> None:
     os.chmod(work, 0o755)
     lab, abort = Lab(work), threading.Event()
     try:
-        _cleanup_leftovers(work)
+        labnet.purge_scratch(work, WORK_PREFIX)
         extend_topology()
         make_content(work)
         add_content(work, random.Random(a.seed))
@@ -159,17 +146,8 @@ def run(a: argparse.Namespace, only: list[str]) -> None:
         write_outputs(a.out.resolve(), results, a.seed)
     finally:
         abort.set()
-        print("tearing down the lab ...", flush=True)
-        lab.teardown()
-        labnet.purge_leftovers()
-        shutil.rmtree(work, ignore_errors=True)
-    left = labnet.lab_namespaces()
-    if left:
-        sys.exit(f"cleanup left namespaces behind: {left}")
-
-
-def _raise_exit(signum, _frame):
-    raise SystemExit(128 + signum)
+        labnet.tear_down(lab, work)
+    labnet.assert_clean()
 
 
 def main() -> None:
@@ -187,8 +165,7 @@ def main() -> None:
     bad = [s for s in only if s not in SCENARIOS]
     if bad:
         ap.error(f"unknown scenario(s) {', '.join(bad)}; choose from {', '.join(SCENARIOS)}")
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_exit)  # so that `finally` tears the lab down
+    labnet.exit_on_signals()
     ensure_tools()
     if a.cleanup_only:
         print("removed:", labnet.purge_leftovers() or "nothing")

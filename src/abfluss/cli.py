@@ -28,6 +28,7 @@ from .coverage import coverage as sensor_coverage, payload_coverage
 from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from .errors import AbflussError
 from .progress import read_position
+from .units import human_bytes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
@@ -79,15 +80,6 @@ def parse_time(value: Optional[str], flag: str) -> Optional[datetime]:
         except ValueError:
             raise AbflussError(f"{flag} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def human_bytes(n: int | None) -> str:
-    n = int(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def _json_default(o):

@@ -27,7 +27,7 @@ from ..contain import blast_radius
 from ..errors import AbflussError
 from ..store import Workspace
 from .drafts import apply_report, build_all, drafts_from_findings
-from .render import build, render_html, write_pdf
+from .render import build, write_files
 
 TITLES = {"en": "Notification drafts", "de": "Entwürfe der Meldungen"}
 
@@ -79,12 +79,7 @@ def write_case(ws: Workspace, out_dir: str | Path, start: datetime | None = None
         own.append(replace(inp, measures_proposed=_measures(ws, inp, start, end)))
     rep["notifications"] = build_all(own, now, lang)
     html_extra = {"notifications": {"title": TITLES[lang], "html": _drafts_html(rep["notifications"])}}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
-    page = render_html(rep, html_extra)
-    (out / "report.html").write_text(page, encoding="utf-8")
-    if pdf:
-        write_pdf(page, out / "report.pdf")
+    write_files(rep, out, html_extra, pdf)
     _write_drafts(out / "notifications", rep["notifications"])
     return rep
 

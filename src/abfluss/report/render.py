@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import AbflussError
 from ..store import Workspace
+from ..units import human_bytes
 from . import evidence, verdict
 from .texts import LANGS, TEXTS, reason_text
 
@@ -64,14 +65,18 @@ def write_report(ws: Workspace, out_dir: str | Path, start: datetime | None = No
         if k in rep:
             raise AbflussError(f"extra section {k!r} would overwrite a report field")
         rep[k] = v
-    out = Path(out_dir)
+    write_files(rep, Path(out_dir), extra_sections, pdf)
+    return rep
+
+
+def write_files(rep: dict, out: Path, extra_sections: dict | None = None, pdf: bool = True) -> None:
+    """report.json, report.html and (unless ``pdf`` is false) report.pdf of ``rep`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
     html = render_html(rep, extra_sections)
     (out / "report.html").write_text(html, encoding="utf-8")
     if pdf:
         write_pdf(html, out / "report.pdf")
-    return rep
 
 
 def write_pdf(html: str, path: Path) -> None:
@@ -102,15 +107,6 @@ def render_html(rep: dict, extra_sections: dict | None = None) -> str:
 def short_ts(s: str | None) -> str:
     """An ISO time to the second for tables (the exact times are in the integrity section)."""
     return "-" if not s else s[:19].replace("T", " ") + " UTC"
-
-
-def human_bytes(n) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def timeline_svg(tl: dict, width: int = 760, height: int = 240) -> str:

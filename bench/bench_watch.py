@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_watch import HEADER  # noqa: E402
 
-WATCH = [sys.executable, "-c", "import abfluss.cli_watch, abfluss.cli; abfluss.cli.main()"]
+WATCH = [sys.executable, "-c", "import abfluss.cli; abfluss.cli.main()"]
 
 
 def line(i: int, t: float, out_bytes: int, host: int, dest: str) -> str:

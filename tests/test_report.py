@@ -202,7 +202,6 @@ def test_extra_sections_hook_and_cli(tmp_path):
     from typer.testing import CliRunner
 
     from abfluss.cli import app
-    import abfluss.report.cli  # noqa: F401  registers `report` (abfluss.cli imports it too)
 
     root = workspace_for((str(EXAMPLES / "lab-https-upload.pcap"),), tmp_path)
     ws = abfluss.open_workspace(root)

@@ -1,6 +1,6 @@
 """``abfluss watch``: follow live sensors, store flows as they arrive, alert within a minute.
 
-Registered on the main Typer app by ``abfluss.cli`` (``from . import cli_watch``).
+Registered on the Typer app when ``abfluss.cli`` imports this module.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import _open, app, err, human_bytes, out
-from .errors import AbflussError
-from .outputs.sinks import Sink
-from .watch.loop import DEFAULT_EVERY, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW, Options, Watcher
-from .watch.capture import DEFAULT_ROTATE
+from .app import _open, app, err, human_bytes, out
+from ..errors import AbflussError
+from ..outputs.sinks import Sink
+from ..watch.loop import DEFAULT_EVERY, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW, Options, Watcher
+from ..watch.capture import DEFAULT_ROTATE
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Commands around detections: analyze, findings, explain, incidents, detections.
 
-Registered on the main Typer app by ``abfluss.cli``; as thin as the rest of the CLI.
+Registered on the Typer app when ``abfluss.cli`` imports this module; as thin as the rest of the CLI.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from . import analysis, detections
-from .cli import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
-from .errors import AbflussError
-from .findings import host_risk, incidents as group_incidents
-from .outputs import FORMATS
-from .outputs.sinks import Sink, render
+from .. import analysis, detections
+from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
+from ..errors import AbflussError
+from ..findings import host_risk, incidents as group_incidents
+from ..outputs import FORMATS
+from ..outputs.sinks import Sink, render
 
 
 class FindingFmt(str, Enum):

@@ -1,6 +1,6 @@
 """The ``contain`` command: blast radius of indicators and compromised hosts, and block lists.
 
-Registered on the main Typer app by ``abfluss.cli``; a thin shell over ``abfluss.contain``.
+Registered on the Typer app when ``abfluss.cli`` imports this module; a thin shell over ``abfluss.contain``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
-from .contain import blast_radius, blocklists, parse_host, parse_indicator
-from .errors import AbflussError
+from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
+from ..contain import blast_radius, blocklists, parse_host, parse_indicator
+from ..errors import AbflussError
 
 #: Files ``contain --out DIR`` writes; the block lists only when indicators were given.
 FILES = {"radius": "blast-radius.json", "nftables": "blocklist.nft", "plain": "blocklist.txt",

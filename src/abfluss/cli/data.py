@@ -1,107 +1,29 @@
-"""The command line: a thin shell over the library API (see ``abfluss.api``).
-
-Command names, flags and JSON field names here are contracts other tools script against.
-"""
+"""Commands over stored telemetry: ingest, ledger, inputs, coverage, and the demo."""
 
 from __future__ import annotations
 
-import csv
-import json
 import shutil
-import sys
 import tempfile
 import threading
-from datetime import date, datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 from rich.table import Table
 
-from . import analysis, api
-from . import ingest as _ingest
-from .coverage import coverage as sensor_coverage, payload_coverage
-from .ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
-from .errors import AbflussError
-from .progress import read_position
-from .units import human_bytes
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
-out = Console(soft_wrap=True)
-if not out.is_terminal:
-    out.width = 160  # piped or logged: keep addresses and names whole
-err = Console(stderr=True, soft_wrap=True)
-
+from .. import analysis, api
+from .. import ingest as _ingest
+from ..coverage import coverage as sensor_coverage, payload_coverage
+from ..errors import AbflussError
+from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
+from ..progress import read_position
+from ..units import human_bytes
+from .app import Fmt, _dump_csv, _dump_json, _json_default, _open, app, err, out, parse_time
 
 #: Ledger rows a terminal table shows unless --limit says otherwise.
 TABLE_ROWS = 50
-
-
-class Fmt(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-class _State:
-    workspace: Optional[Path] = None
-    config: Optional[Path] = None
-
-
-state = _State()
-
-
-@app.callback()
-def _main(
-    workspace: Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default $ABFLUSS_WORKSPACE or ./abfluss-data).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML configuration (default <workspace>/abfluss.toml).")] = None,
-) -> None:
-    state.workspace, state.config = workspace, config
-
-
-def _open(write: bool = False):
-    return api.open_workspace(state.workspace, state.config, write=write)
-
-
-def parse_time(value: Optional[str], flag: str) -> Optional[datetime]:
-    """ISO 8601 date or date-time; UTC when no zone is given."""
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            t = datetime.combine(date.fromisoformat(value), datetime.min.time())
-        except ValueError:
-            raise AbflussError(f"{flag} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def _json_default(o):
-    if isinstance(o, datetime):
-        return o.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    if isinstance(o, date):
-        return o.isoformat()
-    raise TypeError(type(o))
-
-
-def _dump_json(rows) -> None:
-    sys.stdout.write(json.dumps(rows, default=_json_default, indent=1) + "\n")
-
-
-def _dump_csv(rows, columns=None) -> None:
-    """One CSV row per record; nested values (lists, dicts) as JSON text."""
-    columns = list(columns or (rows[0].keys() if rows else []))
-    w = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: json.dumps(v, default=_json_default) if isinstance(v, (list, dict))
-                    else _json_default(v) if isinstance(v, (datetime, date)) else v for k, v in r.items()})
 
 
 @app.command()
@@ -292,7 +214,7 @@ def coverage(format: Annotated[Fmt, typer.Option("--format", help="table, json o
 
 
 def demo_capture() -> Path:
-    return Path(__file__).resolve().parents[2] / "examples" / "demo.pcap"
+    return Path(__file__).resolve().parents[3] / "examples" / "demo.pcap"
 
 
 @app.command()
@@ -325,23 +247,9 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
             if not res.findings:
                 out.print("no findings")
             out.rule("evidence report (abfluss report)")
-            from .report.case import write_case
+            from ..report.case import write_case
             rep = write_case(ws, report_dir)
             out.print(f"{rep['verdict']}, confidence {rep['confidence']:.2f}: {rep['statement']}", markup=False)
             out.print(f"wrote {report_dir}/report.html, report.pdf, report.json and notifications/", markup=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def main() -> None:
-    try:
-        app()
-    except AbflussError as e:
-        err.print(f"abfluss: {e}", markup=False, highlight=False)
-        sys.exit(2)
-
-
-from . import cli_detect  # noqa: E402,F401  registers analyze, findings, explain, incidents, detections
-from . import cli_contain  # noqa: E402,F401  registers contain
-from .report import cli as _report_cli  # noqa: E402,F401  registers report
-from . import cli_watch  # noqa: E402,F401  registers watch

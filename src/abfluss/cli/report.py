@@ -1,4 +1,4 @@
-"""``abfluss report``: registered on the main Typer app when ``abfluss.cli`` imports this module."""
+"""``abfluss report``: the evidence report and notification drafts (``abfluss.report``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import _open, app, human_bytes, out, parse_time
-from .case import write_case
+from .app import _open, app, human_bytes, out, parse_time
+from ..report.case import write_case
 
 
 class Lang(str, Enum):

@@ -42,6 +42,14 @@ KEYS: tuple[Key, ...] = (
     Key("networks.internal", list(DEFAULT_INTERNAL),
         "CIDRs of the organisation's own networks. Every other address is external, "
         "documentation and reserved ranges included."),
+    Key("networks.resolvers", [],
+        "CIDRs or addresses of the DNS resolvers internal hosts are meant to use. Only their answers "
+        "name destinations for allowlisting, and DNS to any other server is a finding. Empty: learned "
+        "from the traffic (the servers most internal hosts ask)."),
+    Key("networks.proxies", [],
+        "CIDRs or addresses of forward web proxies. Traffic to them is transit: the real destination "
+        "(CONNECT target, absolute URI, proxy log) is the destination in the ledger and in every "
+        "detection. Proxies seen in the telemetry (CONNECT requests) are added automatically."),
     Key("tenants.<name>.networks", [],
         "CIDRs that belong to tenant <name> (the data controller a report is written for). "
         "An internal address in no tenant's networks belongs to tenant \"default\"."),
@@ -65,6 +73,8 @@ KEYS: tuple[Key, ...] = (
 @dataclass(frozen=True)
 class Config:
     internal: tuple[str, ...] = DEFAULT_INTERNAL
+    resolvers: tuple[str, ...] = ()
+    proxies: tuple[str, ...] = ()
     tenants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     assets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     allow_networks: tuple[str, ...] = ()
@@ -99,7 +109,7 @@ def parse(data: dict, source: str = "<config>") -> Config:
         if section not in known:
             raise ConfigError(f"{source}: unknown section [{section}]")
     networks = data.get("networks", {})
-    _only(networks, {"internal"}, "networks", source)
+    _only(networks, {"internal", "resolvers", "proxies"}, "networks", source)
     allow = data.get("allowlist", {})
     _only(allow, {"networks", "domains"}, "allowlist", source)
     sensor = data.get("sensor", {})
@@ -119,6 +129,8 @@ def parse(data: dict, source: str = "<config>") -> Config:
     base = Path(source).parent if source != "<config>" else Path.cwd()
     return Config(
         internal=_cidrs(networks.get("internal", list(DEFAULT_INTERNAL)), "networks.internal", source),
+        resolvers=_cidrs(networks.get("resolvers", []), "networks.resolvers", source),
+        proxies=_cidrs(networks.get("proxies", []), "networks.proxies", source),
         tenants=tenants,
         assets=assets,
         allow_networks=_cidrs(allow.get("networks", []), "allowlist.networks", source),

@@ -62,13 +62,14 @@ def test_time_left_and_overdue():
     assert ds["art33"]["time_left"] == ds["sgb10_83a"]["time_left"] == 49 * 3600
     assert ds["nis2_final"]["provisional"] is True
     assert (ds["art34"]["deadline"], ds["art34"]["time_left"], ds["sgb5_329"]["deadline"]) == (None, None, None)
-    assert "time left 1 h 0 min" in ds["nis2_early"]["text"]
+    assert "- Deadline: 2026-03-03 09:00 UTC (1 h left)" in ds["nis2_early"]["text"]
     late = drafts.build_drafts(_input(), AWARE + timedelta(hours=73, minutes=5), "en")["drafts"]
-    assert late["art33"]["time_left"] == -3900 and "OVERDUE by 1 h 5 min" in late["art33"]["text"]
+    assert late["art33"]["time_left"] == -3900
+    assert "- Deadline: overdue since 2026-03-05 09:00 UTC" in late["art33"]["text"]
     assert "Reasons for the delay (Art. 33(1))" in late["art33"]["text"]
     assert "Reasons for the delay" not in ds["art33"]["text"]
     de = drafts.build_drafts(_input(), AWARE + timedelta(hours=73, minutes=5), "de")["drafts"]["art33"]["text"]
-    assert "ÜBERFÄLLIG seit 1 h 5 min" in de and "Gründe für die Verzögerung" in de
+    assert "- Frist: überfällig seit 05.03.2026 09:00 UTC" in de and "Gründe für die Verzögerung" in de
 
 
 @pytest.mark.parametrize("lang,items", [
@@ -90,7 +91,7 @@ def test_time_left_and_overdue():
             "art34": ["**Hohes Risiko**", "Nachricht an die Betroffenen"],
             "nis2_early": ["Verdacht auf rechtswidrige oder böswillige Handlung: ja",
                            "Grenzüberschreitende Auswirkungen möglich: unbekannt"],
-            "nis2_notification": ["Erste Bewertung", "Schweregrad: critical", "STIX-2.1-Bündel mit 1 Indikatoren"],
+            "nis2_notification": ["Erste Bewertung", "Schweregrad: kritisch", "STIX-2.1-Bündel mit 1 Indikator."],
             "nis2_final": ["## (i)", "## (iv)", "Fortschrittsmeldung"],
             "sgb5_329": ["Betroffene TI-Dienste: ePA", "§ 329 Abs. 2 SGB V"],
             "sgb10_83a": ["Rechts-/Fachaufsicht", "## (a) Art der Verletzung"],

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import _open, app, human_bytes, out, parse_time
+from .. import units
 from ..report.case import write_case
 
 
@@ -33,14 +34,21 @@ def report_command(
     with _open() as ws:
         rep = write_case(ws, out_dir, parse_time(start, "--from"), parse_time(end, "--to"), tenant,
                          parse_time(aware_at, "--aware-at"), lang.value)
+    w = rep["window"]
     out.print(f"{rep['verdict']} (confidence {rep['confidence']:.2f}, {rep['confidence_label']}) for "
-              f"{rep['window']['start']} .. {rep['window']['end']}; outbound {human_bytes(rep['payload']['outbound_bytes'])}, "
-              f"{len(rep['findings'])} findings", markup=False)
+              f"{units.when(w['start'], seconds=True)} – {units.when(w['end'], seconds=True)} "
+              f"({units.duration(w['seconds'])}); outbound {human_bytes(rep['payload']['outbound_bytes'])}, "
+              f"{units.count(len(rep['findings']), 'finding')}", markup=False)
     for name in ("report.html", "report.pdf", "report.json"):
         out.print(f"wrote {out_dir / name}", markup=False)
+    if rep["deadlines"]["aware_at_source"] == "assumed":
+        out.print(f"no --aware-at given: awareness assumed to be now ({units.when(rep['deadlines']['aware_at'])}); "
+                  "the deadlines run from then", markup=False)
     for name, t in rep["notifications"]["tenants"].items():
         due = [d for d in t["drafts"].values() if d.get("deadline")]
-        soon = min(due, key=lambda d: d["time_left"]) if due else None
-        left = f"; next deadline {soon['deadline']} ({soon['title']}, {soon['time_left'] / 3600:+.1f} h left)" if soon else ""
-        out.print(f"tenant {name}: {t['verdict']}, {len(t['drafts'])} draft(s) in "
+        # the next deadline still ahead, else the most recently passed one
+        ahead = [d for d in due if d["time_left"] >= 0]
+        soon = min(ahead or due, key=lambda d: abs(d["time_left"])) if due else None
+        left = f"; next deadline {soon['title']}: {units.deadline_status(soon['deadline'], t['now'])}" if soon else ""
+        out.print(f"tenant {name}: {t['verdict']}, {units.count(len(t['drafts']), 'draft')} in "
                   f"{out_dir / 'notifications' / name} (version {t['version']}){left}", markup=False)

@@ -16,7 +16,6 @@ changed since then (GDPR Art. 33(4)).
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from ..contain import blast_radius
 from ..errors import AbflussError
 from ..store import Workspace
 from .drafts import apply_report, build_all, drafts_from_findings
+from .drafts_html import notifications_html
 from .render import build, write_files
 
 TITLES = {"en": "Notification drafts", "de": "Entwürfe der Meldungen"}
@@ -56,8 +56,12 @@ def _measures(ws: Workspace, inp, start, end) -> tuple[str, ...]:
 
 def write_case(ws: Workspace, out_dir: str | Path, start: datetime | None = None, end: datetime | None = None,
                tenant: str | None = None, aware_at: datetime | None = None, lang: str = "en",
-               now: datetime | None = None, pdf: bool = True) -> dict:
-    """Write the report and the drafts; return the report dict (``notifications`` included)."""
+               now: datetime | None = None, pdf: bool = True, findings: list | None = None) -> dict:
+    """Write the report and the drafts; return the report dict (``notifications`` included).
+
+    ``findings`` are the window's findings when the caller already has them (several reports of
+    one window: languages, awareness times); by default the detections run here, unstored.
+    """
     out = Path(out_dir)
     now = _utc(now) or datetime.now(timezone.utc)
     aware = _utc(aware_at) or now
@@ -66,33 +70,25 @@ def write_case(ws: Workspace, out_dir: str | Path, start: datetime | None = None
     start, end = _utc(start or lo), _utc(end or hi)
     if start is None or end is None:
         raise AbflussError("the workspace holds no records yet: nothing to report on (abfluss ingest FILE)")
-    findings = analysis.analyze(ws, start, end, store=False).findings
-    rep = build(ws, start, end, tenant, aware_at, lang, findings=findings)
-    inputs = drafts_from_findings(ws, aware, findings=findings, window=(start, end), previous=previous)
+    if findings is None:
+        findings = analysis.analyze(ws, start, end, store=False).findings
+    rep = build(ws, start, end, tenant, aware_at, lang, findings=findings, now=now)
+    inputs = drafts_from_findings(ws, aware, findings=findings, window=(start, end), previous=previous,
+                                  aware_at_assumed=aware_at is None)
     if tenant:
         inputs = [i for i in inputs if i.tenant == tenant]
     own = []
     for inp in inputs:
         tenant_rep = rep if inp.tenant == tenant or len(inputs) == 1 else build(
-            ws, start, end, inp.tenant if inp.tenant in ws.config.tenants else None, aware_at, lang, findings=findings)
+            ws, start, end, inp.tenant if inp.tenant in ws.config.tenants else None, aware_at, lang, findings=findings,
+            now=now)
         inp = apply_report(inp, tenant_rep)
         own.append(replace(inp, measures_proposed=_measures(ws, inp, start, end)))
     rep["notifications"] = build_all(own, now, lang)
-    html_extra = {"notifications": {"title": TITLES[lang], "html": _drafts_html(rep["notifications"])}}
+    html_extra = {"notifications": {"title": TITLES[lang], "html": notifications_html(rep["notifications"], lang)}}
     write_files(rep, out, html_extra, pdf)
     _write_drafts(out / "notifications", rep["notifications"])
     return rep
-
-
-def _drafts_html(notif: dict) -> str:
-    parts = []
-    for name, t in notif["tenants"].items():
-        parts.append(f"<h3>{html.escape(name)} — {html.escape(t['verdict'])}, version {t['version']}</h3>")
-        for d in t["drafts"].values():
-            due = f" — due {html.escape(d['deadline'])}" if d.get("deadline") else ""
-            parts.append(f"<h4>{html.escape(d['title'])}{due}</h4>"
-                         f"<pre style=\"white-space: pre-wrap\">{html.escape(d['text'])}</pre>")
-    return "\n".join(parts)
 
 
 def _write_drafts(root: Path, notif: dict) -> None:

@@ -16,6 +16,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+from .. import units
 from . import drafts_text, stix
 
 VERDICTS = ("EXFIL_CONFIRMED", "EXFIL_INDICATED", "NO_EXFIL_EVIDENCE")
@@ -73,6 +74,7 @@ class DraftInput:
     tenant: str
     window: tuple[datetime, datetime]
     aware_at: datetime
+    aware_at_assumed: bool = False  # no awareness time was given: the report time stands in for it
     verdict: str = "NO_EXFIL_EVIDENCE"
     confidence: str = "low"
     coverage: str = ""  # the coverage statement the verdict rests on (from the evidence report)
@@ -213,7 +215,8 @@ def build_drafts(inp: DraftInput, now: datetime, lang: str = "en", tlp: str = "a
         drafts["nis2_final"]["provisional"] = inp.notified_at is None
     return {"tenant": inp.tenant, "status": "affected" if affected else "no_evidence",
             "stage": ctx["stage"], "version": ctx["version"], "lang": lang,
-            "aware_at": iso(inp.aware_at), "now": iso(now), "verdict": inp.verdict,
+            "aware_at": iso(inp.aware_at), "aware_at_source": "assumed" if inp.aware_at_assumed else "given",
+            "now": iso(now), "verdict": inp.verdict,
             "confidence": inp.confidence, "basis": b, "changes": changes, "drafts": drafts,
             "stix": stix.bundle(inp.indicators, tenant=inp.tenant, now=now, tlp=tlp,
                                 anomalous=inp.verdict != "EXFIL_CONFIRMED") if inp.indicators else None}
@@ -224,10 +227,29 @@ def build_all(inputs: list[DraftInput], now: datetime, lang: str = "en", tlp: st
     return {"tenants": {i.tenant: build_drafts(i, now, lang, tlp) for i in inputs}}
 
 
+def coverage_text(cov: dict, lang: str) -> str:
+    """What the verdict rests on, in one line of the report's language ("" when the report dict
+    does not carry the shares): time covered, content inspected, checks run. The verdict sentence
+    of a draft says the rest, so the report's own statement is not repeated there."""
+    if not all(k in cov for k in ("window_time_share", "cleartext_share", "checks_run")):
+        return ""
+    total = cov["checks_run"] + len(cov.get("checks_not_checkable", ()))
+    if lang == "de":
+        return (f"Abdeckung: {units.percent(cov['window_time_share'], lang)} des Zeitraums, Inhalt geprüft für "
+                f"{units.percent(cov['cleartext_share'], lang)} des Abflusses, {units.number(cov['checks_run'], lang)} "
+                f"von {units.count(total, 'check', lang)} durchgeführt")
+    return (f"coverage: {units.percent(cov['window_time_share'], lang)} of the window, content inspected for "
+            f"{units.percent(cov['cleartext_share'], lang)} of the outflow, {units.number(cov['checks_run'], lang)} "
+            f"of {units.count(total, 'check', lang)} run")
+
+
 def apply_report(inp: DraftInput, report: dict) -> DraftInput:
-    """Take the verdict, confidence and coverage statement of an evidence report dict."""
+    """Take the verdict, confidence and coverage of an evidence report dict (the coverage as a
+    summary of its shares where the report carries them, else its statement)."""
     cov = report.get("coverage")
-    text = cov if isinstance(cov, str) else (cov or {}).get("statement", "") if isinstance(cov, dict) else ""
+    lang = report.get("lang") if report.get("lang") in units.LANGS else "en"
+    text = cov if isinstance(cov, str) else (coverage_text(cov, lang) or cov.get("statement", "")) \
+        if isinstance(cov, dict) else ""
     gaps = tuple(str(g) for g in (cov.get("gaps", ()) if isinstance(cov, dict) else ()))
     return replace(inp, verdict=report.get("verdict", inp.verdict),
                    confidence=report.get("confidence", inp.confidence),

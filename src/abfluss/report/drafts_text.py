@@ -6,6 +6,10 @@ languages cannot drift apart. Only counts of sensitive values appear, never a va
 
 from __future__ import annotations
 
+import re
+
+from .. import units
+
 _DSA_EN = "competent data-protection supervisory authority (BfDI or state authority) [verify per tenant]"
 _DSA_DE = "zuständige Datenschutzaufsichtsbehörde (BfDI oder Landesbehörde) [je Mandant prüfen]"
 _CSIRT_EN, _CSIRT_DE = "BSI/BBK joint reporting office", "gemeinsame Meldestelle von BSI und BBK"
@@ -67,15 +71,31 @@ CATEGORY = {
     "phone": ("phone numbers", "Telefonnummern"),
 }
 TODO = ("[to be completed]", "[zu ergänzen]")
+#: What a follow-up's list of changes calls each compared item.
+CHANGED = {"verdict": ("verdict", "Ergebnis"), "confidence": ("confidence", "Konfidenz"),
+           "records": ("records", "Datensätze"), "subjects": ("data subjects", "betroffene Personen"),
+           "hosts": ("hosts", "Systeme"), "ti_services": ("telematics services", "TI-Dienste"),
+           "indicators": ("indicators", "Indikatoren"), "transfers": ("transfers", "Übertragungen")}
 
 
 def _(lang: str, en: str, de: str) -> str:
     return de if lang == "de" else en
 
 
+#: Characters that could turn a quoted value into Markdown structure (code, emphasis, links,
+#: tags, table cells, entities); escaped in every value the drafts quote from traffic or
+#: configuration (a DNS name is chosen by whoever runs the destination). Values never start a
+#: line, so line-start markers (#, -, +) need no escape.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<|&])")
+
+
+def md(value) -> str:
+    """A quoted value as literal Markdown text: one line, structure characters backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+
+
 def num(n: int, lang: str) -> str:
-    s = f"{int(n):,}"
-    return s.replace(",", ".") if lang == "de" else s
+    return units.number(n, lang)
 
 
 def rng(lo_hi, lang: str) -> str:
@@ -84,36 +104,47 @@ def rng(lo_hi, lang: str) -> str:
 
 
 def when(t, lang: str) -> str:
-    return t.strftime("%Y-%m-%d %H:%M UTC") if t else _(lang, "unknown", "unbekannt")
+    return units.when(t, lang) if t else _(lang, "unknown", "unbekannt")
 
 
-def left(seconds: int | None, lang: str) -> str:
-    if seconds is None:
-        return ""
-    h, m = divmod(abs(seconds) // 60, 60)
-    span = f"{h} h {m} min"
-    return _(lang, f"time left {span}", f"verbleibend {span}") if seconds >= 0 else \
-        _(lang, f"OVERDUE by {span}", f"ÜBERFÄLLIG seit {span}")
+#: Confidence labels and severities in words.
+LABELS = {"high": ("high", "hoch"), "medium": ("medium", "mittel"), "low": ("low", "niedrig"),
+          "critical": ("critical", "kritisch"), "info": ("info", "Information")}
+
+
+def label(x, lang: str) -> str:
+    """A label ('high') in ``lang``; a number (a confidence from the evidence report) formatted."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return units.number(x, lang, 2)
+    return LABELS.get(x, (str(x), str(x)))[lang == "de"]
 
 
 def _head(inp, ctx, d, lang) -> list[str]:
     stage = {"initial": _(lang, "initial", "Erstmeldung"), "follow-up": _(lang, "follow-up", "Folgemeldung")}
-    due = f"{d['deadline']} ({left(d['time_left'], lang)})" if d["deadline"] else d["due"]
-    return [f"# {d['title']}: {inp.tenant}", "",
+    due = units.deadline_status(d["deadline"], ctx["now"], lang) if d["deadline"] else d["due"]
+    aware = when(inp.aware_at, lang)
+    if getattr(inp, "aware_at_assumed", False):
+        aware += _(lang, " (assumed: no awareness time was given, so the time of this report is used; "
+                         "correct it and the deadlines with the actual time)",
+                   " (angenommen: kein Zeitpunkt der Kenntniserlangung angegeben, daher gilt der Zeitpunkt "
+                   "dieses Berichts; mit dem tatsächlichen Zeitpunkt berichtigen, auch die Fristen)")
+    return [f"# {d['title']}: {md(inp.tenant)}", "",
             f"**{_(lang, 'Draft, to be checked and completed before sending', 'Entwurf, vor dem Versand prüfen und ergänzen')}.**",
             "", f"- {_(lang, 'Legal basis', 'Rechtsgrundlage')}: {d['legal_basis']}",
             f"- {_(lang, 'Recipient', 'Empfänger')}: {d['recipient']}",
             f"- {_(lang, 'Version', 'Version')}: {ctx['version']} ({stage[ctx['stage']]})",
-            f"- {_(lang, 'Controller (tenant)', 'Verantwortlicher (Mandant)')}: {inp.tenant}",
-            f"- {_(lang, 'Awareness', 'Kenntniserlangung')}: {when(inp.aware_at, lang)}",
+            f"- {_(lang, 'Controller (tenant)', 'Verantwortlicher (Mandant)')}: {md(inp.tenant)}",
+            f"- {_(lang, 'Awareness', 'Kenntniserlangung')}: {aware}",
             f"- {_(lang, 'Deadline', 'Frist')}: {due}", ""]
 
 
 def verdict(inp, lang: str) -> str:
-    w = f"{when(inp.window[0], lang)} – {when(inp.window[1], lang)}"
-    gaps = "; ".join(inp.gaps) or _(lang, "see the evidence report", "siehe Beweisbericht")
-    cov = f" ({inp.coverage})" if inp.coverage else ""
-    conf = _(lang, f"Confidence: {inp.confidence}.", f"Konfidenz: {inp.confidence}.")
+    """The verdict as a sentence. An unknown verdict name (a newer report) is quoted as it is and
+    read as "extent not yet determinable", the cautious reading under Art. 33(4)."""
+    w = units.period(inp.window[0], inp.window[1], lang)
+    gaps = "; ".join(md(g) for g in inp.gaps) or _(lang, "see the evidence report", "siehe Beweisbericht")
+    cov = f" ({md(inp.coverage)})" if inp.coverage else ""
+    conf = _(lang, f"Confidence: {label(inp.confidence, lang)}.", f"Konfidenz: {label(inp.confidence, lang)}.")
     if inp.verdict == "EXFIL_CONFIRMED":
         return _(lang, f"**Data outflow established** (EXFIL_CONFIRMED) in the period {w}{cov}. {conf}",
                  f"**Ein Datenabfluss wurde festgestellt** (EXFIL_CONFIRMED) im Zeitraum {w}{cov}. {conf}")
@@ -121,12 +152,18 @@ def verdict(inp, lang: str) -> str:
         return _(lang, f"**Data outflow indicated, not proven** (EXFIL_INDICATED) in the period {w}{cov}. {conf}",
                  f"**Es liegen Hinweise auf einen Datenabfluss vor; er ist nicht nachgewiesen** (EXFIL_INDICATED) "
                  f"im Zeitraum {w}{cov}. {conf}")
-    return _(lang, f"After analysing the data sources listed in the evidence report, no data outflow was found "
-                   f"in the period {w}{cov}. The statement applies only to the covered systems and periods; "
-                   f"known gaps: {gaps}. {conf}",
-             f"Nach Auswertung der im Beweisbericht genannten Datenquellen wurde im Zeitraum {w}{cov} kein "
-             f"Datenabfluss festgestellt. Die Aussage gilt nur für die abgedeckten Systeme und Zeiträume; "
-             f"bekannte Lücken: {gaps}. {conf}")
+    if inp.verdict == "NO_EXFIL_EVIDENCE":
+        return _(lang, f"After analysing the data sources listed in the evidence report, no data outflow was found "
+                       f"in the period {w}{cov}. The statement applies only to the covered systems and periods; "
+                       f"known gaps: {gaps}. {conf}",
+                 f"Nach Auswertung der im Beweisbericht genannten Datenquellen wurde im Zeitraum {w}{cov} kein "
+                 f"Datenabfluss festgestellt. Die Aussage gilt nur für die abgedeckten Systeme und Zeiträume; "
+                 f"bekannte Lücken: {gaps}. {conf}")
+    v = md(inp.verdict)
+    return _(lang, f"**The extent of a data outflow cannot yet be determined** ({v}) for the period {w}{cov}; "
+                   f"known gaps: {gaps}. Further information follows in phases (Art. 33(4) GDPR). {conf}",
+             f"**Der Umfang eines Datenabflusses kann noch nicht bestimmt werden** ({v}) für den Zeitraum {w}{cov}; "
+             f"bekannte Lücken: {gaps}. Weitere Informationen folgen schrittweise (Art. 33 Abs. 4 DSGVO). {conf}")
 
 
 def systems(inp, lang: str) -> list[str]:
@@ -134,7 +171,7 @@ def systems(inp, lang: str) -> list[str]:
         return [_(lang, "No affected systems identified.", "Keine betroffenen Systeme ermittelt.")]
     out = [f"| {_(lang, 'System', 'System')} | {_(lang, 'Asset tags', 'Asset-Tags')} | "
            f"{_(lang, 'Bytes out (largest transfer)', 'Bytes ausgehend (größte Übertragung)')} |", "|---|---|---:|"]
-    out += [f"| {h.ip} | {', '.join(h.tags) or '–'} | {num(h.bytes_out, lang)} |" for h in inp.hosts]
+    out += [f"| {md(h.ip)} | {', '.join(md(t) for t in h.tags) or '–'} | {num(h.bytes_out, lang)} |" for h in inp.hosts]
     return out
 
 
@@ -143,8 +180,8 @@ def transfers(inp, lang: str) -> list[str]:
         return [_(lang, "No outbound transfer was measured.", "Es wurde keine ausgehende Übertragung gemessen.")]
     out = [f"| {_(lang, 'From', 'Von')} | {_(lang, 'To', 'An')} | {_(lang, 'Channel', 'Kanal')} | Bytes |",
            "|---|---|---|---:|"]
-    out += [f"| {t.host} | {t.destination}{f' ({t.name})' if t.name and t.name != t.destination else ''} "
-            f"| {t.channel or '–'} | {num(t.bytes_out, lang)} |" for t in inp.transfers]
+    out += [f"| {md(t.host)} | {md(t.destination)}{f' ({md(t.name)})' if t.name and t.name != t.destination else ''} "
+            f"| {md(t.channel) if t.channel else '–'} | {num(t.bytes_out, lang)} |" for t in inp.transfers]
     return out
 
 
@@ -185,10 +222,29 @@ def consequences(inp, lang: str) -> str:
     return "; ".join(parts) + "."
 
 
+#: The measures abfluss proposes itself (drafts.input_for, case._measures), in both languages;
+#: measures typed in by people are quoted as they are.
+MEASURES = (
+    (re.compile(r"isolate (\S+)"), "isolate {0}", "{0} isolieren"),
+    (re.compile(r"block (\S+)"), "block {0}", "{0} sperren"),
+    (re.compile(r"check (\S+): it also contacted the indicators"), "check {0}: it also contacted the indicators",
+     "{0} prüfen: hat die Indikatoren ebenfalls kontaktiert"),
+)
+
+
+def measure(m: str, lang: str) -> str:
+    for pattern, en, de in MEASURES:
+        if hit := pattern.fullmatch(m):
+            return _(lang, en, de).format(*(md(g) for g in hit.groups()))
+    return md(m)
+
+
 def measures(inp, lang: str) -> list[str]:
-    taken = [f"- {m}" for m in inp.measures_taken] or [f"- {TODO[lang == 'de']}"]
-    planned = [f"- {m}" for m in inp.measures_proposed] or [f"- {TODO[lang == 'de']}"]
-    return [f"{_(lang, 'Taken', 'Ergriffen')}:", *taken, "", f"{_(lang, 'Proposed', 'Vorgeschlagen')}:", *planned]
+    # blank lines around each list: a line after a list would otherwise run into its last item
+    taken = [f"- {measure(m, lang)}" for m in dict.fromkeys(inp.measures_taken)] or [f"- {TODO[lang == 'de']}"]
+    planned = [f"- {measure(m, lang)}" for m in dict.fromkeys(inp.measures_proposed)] or [f"- {TODO[lang == 'de']}"]
+    return [f"{_(lang, 'Taken', 'Ergriffen')}:", "", *taken, "", f"{_(lang, 'Proposed', 'Vorgeschlagen')}:", "",
+            *planned, ""]
 
 
 def changes(ctx, lang: str) -> list[str]:
@@ -199,29 +255,33 @@ def changes(ctx, lang: str) -> list[str]:
            f"({_(lang, 'Art. 33(4) GDPR', 'Art. 33 Abs. 4 DSGVO')})", ""]
     if not ch:
         return out + [_(lang, "No change in the evidence.", "Keine Änderung der Befunde."), ""]
-    for k in ("verdict", "confidence", "records", "subjects"):
+    for k in ("verdict", "confidence"):
         if k in ch:
-            out.append(f"- {k}: {ch[k][0]} → {ch[k][1]}")
+            out.append(f"- {CHANGED[k][lang == 'de']}: {label(ch[k][0], lang)} → {label(ch[k][1], lang)}")
+    for k in ("records", "subjects"):
+        if k in ch:
+            out.append(f"- {CHANGED[k][lang == 'de']}: {rng(ch[k][0], lang)} → {rng(ch[k][1], lang)}")
     for c, (a, b) in ch.get("counts", {}).items():
         out.append(f"- {CATEGORY[c][lang == 'de']}: {rng(a, lang)} → {rng(b, lang)}")
     for k in ("hosts", "ti_services", "indicators", "transfers"):
         for what in ("added", "removed"):
             for v in ch.get(k, {}).get(what, []):
-                out.append(f"- {k} {_(lang, what, {'added': 'neu', 'removed': 'entfallen'}[what])}: {v}")
+                out.append(f"- {CHANGED[k][lang == 'de']} {_(lang, what, {'added': 'neu', 'removed': 'entfallen'}[what])}: "
+                           f"{md(v)}")
     for v, (a, b) in ch.get("transfers", {}).get("changed", {}).items():
-        out.append(f"- {v}: {num(a, lang)} → {num(b, lang)} bytes")
+        out.append(f"- {md(v)}: {num(a, lang)} → {num(b, lang)} {_(lang, 'bytes', 'Bytes')}")
     return out + [""]
 
 
 def _art33_body(inp, ctx, lang) -> list[str]:
     contact = inp.contact or _(lang, "[to be completed: name and contact details of the DPO]",
                                "[zu ergänzen: Name und Kontaktdaten des/der Datenschutzbeauftragten]")
-    first, last = when(inp.first_evidence, lang), when(inp.last_evidence, lang)
+    span = units.period(inp.first_evidence, inp.last_evidence, lang) if inp.first_evidence else when(None, lang)
     return [f"## (a) {_(lang, 'Nature of the breach', 'Art der Verletzung')}", "",
             _(lang, "Breach of confidentiality: data sent from internal systems to external destinations.",
               "Verletzung der Vertraulichkeit: Übermittlung von Daten aus internen Systemen an externe Ziele."),
             "", verdict(inp, lang), "",
-            _(lang, f"First and last evidence: {first} – {last}.", f"Erster und letzter Befund: {first} – {last}."),
+            _(lang, f"First and last evidence: {span}.", f"Erster und letzter Befund: {span}."),
             "", f"### {_(lang, 'Categories and approximate numbers', 'Kategorien und ungefähre Anzahl')}", "",
             *categories(inp, lang), "", f"### {_(lang, 'Affected systems', 'Betroffene Systeme')}", "",
             *systems(inp, lang), "", f"### {_(lang, 'Outbound volumes', 'Ausgehende Datenmengen')}", "",
@@ -264,7 +324,7 @@ def _art34(inp, ctx, d, lang) -> list[str]:
                         f"Wir haben festgestellt, dass Daten über Sie zwischen {when(inp.first_evidence, lang)} und "
                         f"{when(inp.last_evidence, lang)} aus unseren Systemen an Dritte gelangt sein können."),
                   "", f"{_(lang, 'Possible consequences', 'Mögliche Folgen')}: {consequences(inp, lang)}", "",
-                  f"{_(lang, 'What we do', 'Was wir tun')}:", *measures(inp, lang), "",
+                  f"{_(lang, 'What we do', 'Was wir tun')}:", "", *measures(inp, lang), "",
                   f"{_(lang, 'Contact', 'Kontakt')}: {contact}", ""]
 
 
@@ -284,18 +344,26 @@ def _sgb5(inp, ctx, d, lang) -> list[str]:
             "", verdict(inp, lang), "", *systems(inp, lang), ""]
 
 
+def seen(n: int, lang: str) -> str:
+    if n == 1:
+        return _(lang, "seen once", "einmal gesehen")
+    return _(lang, f"seen {num(n, lang)} times", f"{num(n, lang)}-mal gesehen")
+
+
 def _indicators(inp, lang) -> list[str]:
     if not inp.indicators:
         return [_(lang, "No indicators of compromise.", "Keine Kompromittierungsindikatoren.")]
-    return [f"- {i.value} ({i.kind}; {num(i.count, lang)}×, {when(i.first_seen, lang)} – {when(i.last_seen, lang)})"
-            for i in inp.indicators] + ["", _(lang, f"Attached: STIX 2.1 bundle with {len(inp.indicators)} indicators.",
-                                              f"Anlage: STIX-2.1-Bündel mit {len(inp.indicators)} Indikatoren.")]
+    n = len(inp.indicators)
+    return [f"- {md(i.value)} ({i.kind}; {seen(i.count, lang)}, {when(i.first_seen, lang)} – "
+            f"{when(i.last_seen, lang)})"
+            for i in inp.indicators] + ["", _(lang, f"Attached: STIX 2.1 bundle with {units.count(n, 'indicator', lang)}.",
+                                              f"Anlage: STIX-2.1-Bündel mit {units.count(n, 'indicator', lang)}.")]
 
 
 def _malicious(inp, lang) -> list[str]:
     mal = {True: _(lang, "yes (suspected)", "ja (Verdacht)"), False: _(lang, "no", "nein"),
            None: _(lang, "unknown", "unbekannt")}
-    dests = ", ".join(sorted({t.destination for t in inp.transfers} | {i.value for i in inp.indicators})) or "–"
+    dests = ", ".join(md(d) for d in sorted({t.destination for t in inp.transfers} | {i.value for i in inp.indicators})) or "–"
     return [f"- {_(lang, 'Unlawful or malicious act suspected', 'Verdacht auf rechtswidrige oder böswillige Handlung')}: "
             f"{mal[inp.suspected_malicious]} ({', '.join(inp.detections) or '–'})",
             f"- {_(lang, 'Cross-border impact possible', 'Grenzüberschreitende Auswirkungen möglich')}: "
@@ -303,14 +371,15 @@ def _malicious(inp, lang) -> list[str]:
 
 
 def _nis2_early(inp, ctx, d, lang) -> list[str]:
-    return [*_malicious(inp, lang), "", verdict(inp, lang), ""]
+    return [f"## {_(lang, 'Suspected cause and impact', 'Vermutete Ursache und Auswirkungen')}", "",
+            *_malicious(inp, lang), "", verdict(inp, lang), ""]
 
 
 def _assessment(inp, lang) -> list[str]:
     svc = ", ".join(inp.ti_services) or "–"
-    return [f"- {_(lang, 'Severity', 'Schweregrad')}: {inp.severity}",
+    return [f"- {_(lang, 'Severity', 'Schweregrad')}: {label(inp.severity, lang)}",
             f"- {_(lang, 'Impact', 'Auswirkungen')}: {_(lang, 'confidentiality', 'Vertraulichkeit')}; "
-            f"{_(lang, 'systems', 'Systeme')}: {len(inp.hosts)}; {_(lang, 'telematics services', 'TI-Dienste')}: {svc}",
+            f"{units.count(len(inp.hosts), 'host', lang)}; {_(lang, 'telematics services', 'TI-Dienste')}: {svc}",
             "", *transfers(inp, lang)]
 
 

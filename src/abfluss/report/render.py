@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..errors import AbflussError
 from ..store import Workspace
-from ..units import human_bytes
-from . import evidence, verdict
+from .. import units
+from . import deadlines, evidence, verdict
+from .phrases import coverage_facts, phrase, technique_title
 from .texts import LANGS, TEXTS, reason_text
 
 SCHEMA_VERSION = 1
@@ -28,21 +29,30 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
 
 def build(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
           tenant: str | None = None, aware_at: datetime | None = None, lang: str = "en",
-          findings=None) -> dict:
-    """The report dict (what report.json holds), without writing anything."""
+          findings=None, now: datetime | None = None) -> dict:
+    """The report dict (what report.json holds), without writing anything.
+
+    ``now`` (default: the time of writing) is the time the deadlines are counted to and, without
+    ``aware_at``, the assumed awareness time (``deadlines.aware_at_source = "assumed"``).
+    """
     if lang not in LANGS:
         raise AbflussError(f"--lang {lang!r}: one of {', '.join(LANGS)}")
     ev = evidence.collect(ws, start, end, tenant, findings)
     v = verdict.decide(ev)
     for item in v["would_lower"] + v["reevaluate_on"]:
         item["text"] = reason_text(item, lang)
-    statement = TEXTS[lang]["statement_" + v["verdict"]].format(start=ev["window"]["start"], end=ev["window"]["end"])
+    words = TEXTS[lang].get("statement_" + v["verdict"], "{verdict}: {start} – {end}")
+    statement = words.format(start=units.when(ev["window"]["start"], lang, seconds=True),
+                             end=units.when(ev["window"]["end"], lang, seconds=True), verdict=v["verdict"],
+                             period=units.period(ev["window"]["start"], ev["window"]["end"], lang))
     v["coverage"]["statement"] = statement  # what the notification drafts quote (drafts.apply_report)
     rid = hashlib.sha256(json.dumps([ev["window"], tenant, ev["integrity"]["config_sha256"],
                                      [i["sha256"] for i in ev["integrity"]["inputs"]]]).encode()).hexdigest()[:16]
+    generated = evidence.iso(now) if now else ev["integrity"]["generated_at"]
     return {
         "schema_version": SCHEMA_VERSION, "report_id": rid, "lang": lang,
-        "generated_at": ev["integrity"]["generated_at"], "aware_at": evidence.iso(aware_at),
+        "generated_at": generated, "aware_at": evidence.iso(aware_at),
+        "deadlines": deadlines.section(aware_at, now or datetime.fromisoformat(generated.replace("Z", "+00:00"))),
         "verdict": v["verdict"], "confidence": v["confidence"], "confidence_label": v["confidence_label"],
         "coverage": v["coverage"], "exfiltration": ev.pop("exfiltration"),
         "assessment": {k: v[k] for k in ("basis", "weaknesses", "would_lower", "reevaluate_on")},
@@ -95,21 +105,43 @@ def render_html(rep: dict, extra_sections: dict | None = None) -> str:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["bytes"] = human_bytes
-    env.filters["pct"] = lambda x: f"{float(x or 0):.1%}"
-    env.filters["ts"] = short_ts
-    t = TEXTS[rep["lang"]]
+    lang = rep["lang"]
+    # every figure through units, in the report's language (decimal commas, German dates)
+    env.filters["bytes"] = lambda n: units.human_bytes(n, lang)
+    env.filters["pct"] = lambda x: units.percent(x, lang)
+    env.filters["num"] = lambda x, digits=0: units.number(x, lang, digits)
+    env.filters["ts"] = lambda s: units.when(s, lang, seconds=True)
+    env.filters["span"] = lambda s: units.duration(s, lang)
+    env.filters["period"] = lambda a, b: units.period(a, b, lang)
+    env.filters["count"] = lambda n, noun: units.count(n, noun, lang)
+    env.filters["phrase"] = lambda text: phrase(text, lang)
+    env.filters["coverage"] = lambda cov: coverage_facts(cov, lang)
+    env.filters["technique"] = lambda c: technique_title(c, lang)
+    env.filters["unique"] = _unique
+    t = TEXTS[lang]
     extras = [v for v in (extra_sections or {}).values() if isinstance(v, dict) and "html" in v]
     return env.get_template("report.html.j2").render(
-        r=rep, t=t, plot=timeline_svg(rep["timeline"]), extras=extras)
+        r=rep, t=t, plot=timeline_svg(rep["timeline"], lang=lang), extras=extras,
+        deadlines=deadlines.rows(rep["deadlines"], lang))
 
 
-def short_ts(s: str | None) -> str:
+def _unique(items):
+    """Items without repeats, first occurrence kept (a list in the report never says a thing twice)."""
+    seen, out = set(), []
+    for i in items:
+        k = json.dumps(i, sort_keys=True, default=str)
+        if k not in seen:
+            seen.add(k)
+            out.append(i)
+    return out
+
+
+def short_ts(s: str | None, lang: str = "en") -> str:
     """An ISO time to the second for tables (the exact times are in the integrity section)."""
-    return "-" if not s else s[:19].replace("T", " ") + " UTC"
+    return units.when(s, lang, seconds=True)
 
 
-def timeline_svg(tl: dict, width: int = 760, height: int = 240) -> str:
+def timeline_svg(tl: dict, width: int = 760, height: int = 240, lang: str = "en") -> str:
     """Bytes out per bucket and host as an inline SVG line chart (no library, no external refs)."""
     left, right, top, bottom = 70, 150, 12, 34
     w, h = width - left - right, height - top - bottom
@@ -132,10 +164,10 @@ def timeline_svg(tl: dict, width: int = 760, height: int = 240) -> str:
              f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>']
     for frac in (0, 0.5, 1):
         yy = top + h - h * frac
-        parts.append(f'<text x="{left - 4}" y="{yy + 3:.1f}" text-anchor="end">{human_bytes(peak * frac)}</text>')
+        parts.append(f'<text x="{left - 4}" y="{yy + 3:.1f}" text-anchor="end">{units.human_bytes(peak * frac, lang)}</text>')
     for frac, label in ((0, tl["start"]), (1, tl["end"])):
         parts.append(f'<text x="{left + w * frac:.1f}" y="{height - 18}" text-anchor="{"start" if frac == 0 else "end"}">'
-                     f'{escape(short_ts(label))}</text>')
+                     f'{escape(short_ts(label, lang))}</text>')
     for k, (host, vals) in enumerate(series):
         c = COLOURS[k % len(COLOURS)]
         pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vals))

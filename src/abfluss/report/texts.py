@@ -6,6 +6,8 @@ A test checks that both languages have the same keys.
 
 from __future__ import annotations
 
+from .. import units
+
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Evidence report: did data leave?",
@@ -15,6 +17,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "s_checks": "5. Exfiltration techniques checked", "s_dlp": "6. Cleartext sensitive data",
         "s_integrity": "7. Integrity", "s_exfil": "Outflow per internal host and destination",
         "s_findings": "Findings", "s_verdict_detail": "8. Verdict: basis and limits",
+        "s_deadlines": "Notification deadlines", "duty": "Duty", "legal_basis": "Legal basis",
+        "deadline": "Deadline", "draft_version": "version",
+        "aware_given": "Awareness time (given with --aware-at): {when}. The deadlines run from it.",
+        "aware_assumed": "No awareness time was given (--aware-at), so it was assumed to be the time of this "
+        "report: {when}. The deadlines below run from that assumption; give the actual time for binding deadlines.",
+        "deadlines_if_notifiable": "These deadlines apply only once a notifiable breach is established.",
+        "final_provisional": "The final report is counted from the deadline of the incident notification until "
+        "its actual sending time is recorded.",
+        "findings_max": "{n}, highest severity {severity}", "score": "score {n}",
         "window": "Window", "from": "from", "to": "to", "seconds": "seconds",
         "internal_networks": "Internal networks", "systems": "Systems in scope (internal hosts with outbound traffic)",
         "services": "Tagged services", "tenants": "Tenants", "none": "none",
@@ -24,7 +35,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "host": "Host", "bytes_out": "Bytes out", "bytes_in": "Bytes in", "flows": "Flows",
         "destinations": "Destinations", "baseline": "Baseline (median/h, threshold/h)",
         "no_baseline": "no data before the window", "above": "Hours above baseline",
-        "top_destinations": "Top destinations", "timeline": "Bytes out over time (bucket: {bucket} s)",
+        "top_destinations": "Top destinations", "timeline": "Bytes out over time (bucket: {bucket})",
         "destination": "Destination", "channel": "Channel", "detections": "Detections", "severity": "Severity",
         "outbound_bytes": "Outbound payload bytes", "cleartext": "cleartext (content inspected)",
         "encrypted": "encrypted (TLS, SSH, QUIC: content not inspectable)",
@@ -53,16 +64,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "and the outflow per host and destination.",
         "statement_EXFIL_INDICATED": "Findings in the period {start} to {end} indicate a possible data outflow; "
         "it is not proven by the telemetry.",
-        "w_time_gap": "{share:.1%} of the window is not covered by any sensor (gaps or late start); "
+        "w_time_gap": "{share} of the window is not covered by any sensor (gaps or late start); "
         "largest gap: {largest}.",
         "w_attack_activity": "Attack activity without an outflow found ({detections}): an attacker may be inside.",
-        "w_capture_loss": "The sensor reports capture loss: {share:.2%} of bytes missed.",
+        "w_capture_loss": "The sensor reports capture loss: {share} of bytes missed.",
         "w_flow_only": "Flow records only: no payload, so no content inspection.",
         "w_sampling_unknown": "NetFlow/IPFIX whose sampling is not known: small transfers can be missed.",
-        "w_encrypted": "{share:.2%} of the outflow was encrypted or not inspected: its content is unknown.",
+        "w_encrypted": "{share} of the outflow was encrypted or not inspected: its content is unknown.",
         "w_no_dns": "No DNS telemetry: DNS tunnelling could not be checked.",
         "w_no_threat_intel": "No threat-intelligence list configured: known attacker infrastructure not matched.",
-        "w_short_span": "Short observation span ({seconds:.0f} s): slow exfiltration may not show.",
+        "w_short_span": "Short observation span ({seconds}): slow exfiltration may not show.",
         "w_no_baseline": "No data before the window: hosts could not be compared with their own baseline.",
         "w_low_findings": "Low-severity findings exist: review them.",
         "w_benign_explanation": "A benign explanation of the findings (backup, update, contracted service).",
@@ -83,6 +94,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "s_checks": "5. Geprüfte Abflusstechniken", "s_dlp": "6. Sensible Daten im Klartext",
         "s_integrity": "7. Integrität", "s_exfil": "Abfluss je internem System und Ziel",
         "s_findings": "Befunde", "s_verdict_detail": "8. Ergebnis: Grundlage und Grenzen",
+        "s_deadlines": "Meldefristen", "duty": "Pflicht", "legal_basis": "Rechtsgrundlage",
+        "deadline": "Frist", "draft_version": "Version",
+        "aware_given": "Zeitpunkt der Kenntniserlangung (mit --aware-at angegeben): {when}. Die Fristen laufen ab "
+        "diesem Zeitpunkt.",
+        "aware_assumed": "Es wurde kein Zeitpunkt der Kenntniserlangung angegeben (--aware-at); angenommen wurde "
+        "daher der Zeitpunkt dieses Berichts: {when}. Die Fristen unten beruhen auf dieser Annahme; für verbindliche "
+        "Fristen den tatsächlichen Zeitpunkt angeben.",
+        "deadlines_if_notifiable": "Diese Fristen gelten nur, wenn eine meldepflichtige Verletzung festgestellt ist.",
+        "final_provisional": "Die Abschlussmeldung wird ab der Frist der Vorfallmeldung gerechnet, solange deren "
+        "tatsächlicher Versandzeitpunkt nicht erfasst ist.",
+        "findings_max": "{n}, höchster Schweregrad {severity}", "score": "{n} Punkte",
         "window": "Zeitraum", "from": "von", "to": "bis", "seconds": "Sekunden",
         "internal_networks": "Interne Netze", "systems": "Systeme im Umfang (interne Systeme mit ausgehendem Verkehr)",
         "services": "Markierte Dienste", "tenants": "Mandanten", "none": "keine",
@@ -92,7 +114,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "host": "System", "bytes_out": "Bytes ausgehend", "bytes_in": "Bytes eingehend", "flows": "Verbindungen",
         "destinations": "Ziele", "baseline": "Baseline (Median/h, Schwelle/h)",
         "no_baseline": "keine Daten vor dem Zeitraum", "above": "Stunden über der Baseline",
-        "top_destinations": "Größte Ziele", "timeline": "Ausgehende Bytes im Zeitverlauf (Intervall: {bucket} s)",
+        "top_destinations": "Größte Ziele", "timeline": "Ausgehende Bytes im Zeitverlauf (Intervall: {bucket})",
         "destination": "Ziel", "channel": "Kanal", "detections": "Erkennungen", "severity": "Schweregrad",
         "outbound_bytes": "Ausgehende Nutzdaten-Bytes", "cleartext": "Klartext (Inhalt geprüft)",
         "encrypted": "verschlüsselt (TLS, SSH, QUIC: Inhalt nicht prüfbar)",
@@ -121,17 +143,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "Befunde und Abfluss je System und Ziel.",
         "statement_EXFIL_INDICATED": "Befunde im Zeitraum {start} bis {end} deuten auf einen möglichen "
         "Datenabfluss hin; belegt ist er durch die Daten nicht.",
-        "w_time_gap": "{share:.1%} des Zeitraums sind von keinem Sensor abgedeckt (Lücken oder später Beginn); "
+        "w_time_gap": "{share} des Zeitraums sind von keinem Sensor abgedeckt (Lücken oder später Beginn); "
         "größte Lücke: {largest}.",
         "w_attack_activity": "Angriffsaktivität ohne festgestellten Abfluss ({detections}): ein Angreifer kann im Netz sein.",
-        "w_capture_loss": "Der Sensor meldet Erfassungsverlust: {share:.2%} der Bytes fehlen.",
+        "w_capture_loss": "Der Sensor meldet Erfassungsverlust: {share} der Bytes fehlen.",
         "w_flow_only": "Nur Flussdaten: keine Nutzdaten, daher keine Inhaltsprüfung.",
         "w_sampling_unknown": "NetFlow/IPFIX mit unbekannter Stichprobenrate: kleine Übertragungen können fehlen.",
-        "w_encrypted": "{share:.2%} des Abflusses waren verschlüsselt oder ungeprüft: ihr Inhalt ist unbekannt.",
+        "w_encrypted": "{share} des Abflusses waren verschlüsselt oder ungeprüft: ihr Inhalt ist unbekannt.",
         "w_no_dns": "Keine DNS-Daten: DNS-Tunnel konnten nicht geprüft werden.",
         "w_no_threat_intel": "Keine Threat-Intelligence-Liste konfiguriert: bekannte Angreifer-Infrastruktur "
         "nicht abgeglichen.",
-        "w_short_span": "Kurzer Beobachtungszeitraum ({seconds:.0f} s): langsamer Abfluss fällt ggf. nicht auf.",
+        "w_short_span": "Kurzer Beobachtungszeitraum ({seconds}): langsamer Abfluss fällt ggf. nicht auf.",
         "w_no_baseline": "Keine Daten vor dem Zeitraum: kein Vergleich mit der eigenen Baseline der Systeme.",
         "w_low_findings": "Es gibt Befunde geringen Schweregrads: bitte prüfen.",
         "w_benign_explanation": "Eine harmlose Erklärung der Befunde (Sicherung, Update, beauftragter Dienst).",
@@ -147,7 +169,36 @@ TEXTS: dict[str, dict[str, str]] = {
 LANGS = tuple(TEXTS)
 
 
+class _Shown(str):
+    """A fact already written out in the report's language: any format spec in a text
+    (``{share:.1%}``) leaves it as it is, so texts cannot bring back English number formats."""
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+
+def _shown(key: str, value, lang: str):
+    if key == "detections":
+        return _Shown(", ".join(value))
+    if key == "share" and isinstance(value, (int, float)):
+        return _Shown(units.percent(value, lang, 2 if value < 0.1 else 1))
+    if key == "seconds" and isinstance(value, (int, float)):
+        return _Shown(units.duration(value, lang))
+    return value
+
+
 def reason_text(item: dict, lang: str) -> str:
-    """A weakness or re-evaluation trigger as a sentence in ``lang``."""
-    facts = {k: ", ".join(v) if k == "detections" else v for k, v in item.items() if k != "reason"}
-    return TEXTS[lang]["w_" + item["reason"]].format(**facts)
+    """A weakness or re-evaluation trigger as a sentence in ``lang`` (an unknown reason: its name)."""
+    facts = {k: _shown(k, v, lang) for k, v in item.items() if k != "reason"}
+    gaps = item.get("gaps")
+    if gaps and isinstance(gaps, list) and isinstance(gaps[0], dict) and "start" in gaps[0]:
+        g = gaps[0]
+        facts["largest"] = _Shown(f"{units.period(g['start'], g['end'], lang)} "
+                                  f"({units.duration(60 * (g.get('minutes') or 0), lang)})")
+    text = TEXTS[lang].get("w_" + item["reason"])
+    if text is None:
+        return item["reason"]
+    try:
+        return text.format(**facts)
+    except (KeyError, IndexError, ValueError):
+        return text

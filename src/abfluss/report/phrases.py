@@ -1,0 +1,81 @@
+"""German for the English words the report takes from elsewhere: detection titles (each
+detection's ``META.title``), kinds of telemetry and reasons a check could not run (evidence),
+severities and confidence labels. Whatever has no entry stays as it is (a new detection shows
+its English title until it gets a line here); a test checks every registered detection has one.
+"""
+
+from __future__ import annotations
+
+#: detection id -> German title.
+TECHNIQUES_DE = {
+    "bulk_outbound": "Große ausgehende Übertragung",
+    "upload_heavy": "Ziel erhält weit mehr, als es zurücksendet",
+    "rare_destination": "Daten an ein neues oder selten genutztes Ziel",
+    "beaconing": "Beaconing: regelmäßige Meldungen an ein externes Ziel",
+    "long_connection": "Langlebige Verbindung zu einem externen Ziel",
+    "dns_tunnel": "Daten in DNS-Anfragenamen getunnelt",
+    "icmp_tunnel": "Daten in ICMP-Echo getunnelt",
+    "scan_and_lateral": "Portscan, Passwortraten oder laterale Ausbreitung",
+    "threat_intel": "Verkehr zu oder Auflösung von gelisteten Bedrohungsindikatoren",
+    "off_hours": "Ungewöhnliches ausgehendes Volumen außerhalb der Arbeitszeit",
+    "cleartext_sensitive_data": "Sensible Kennungen im Klartext gesendet",
+}
+
+#: English phrase (evidence, verdict) -> German.
+PHRASES_DE = {
+    "full packet capture": "vollständiger Paketmitschnitt",
+    "Zeek logs (flow and protocol records)": "Zeek-Logs (Fluss- und Protokolldaten)",
+    "Suricata eve.json (flow and protocol records)": "Suricata eve.json (Fluss- und Protokolldaten)",
+    "NetFlow/IPFIX flow records": "NetFlow/IPFIX-Flussdaten",
+    "no indicator list configured": "keine Indikatorenliste konfiguriert",
+    "no flow or DNS telemetry": "keine Fluss- oder DNS-Daten",
+    "no flow telemetry": "keine Flussdaten",
+    "no DNS telemetry": "keine DNS-Daten",
+    "no payload inspected (flow records only, or inspection off)":
+        "keine Nutzdaten geprüft (nur Flussdaten oder Prüfung abgeschaltet)",
+    "disabled in the configuration": "in der Konfiguration abgeschaltet",
+    "unknown": "unbekannt", "allowlisted": "freigegeben", "internal": "intern",
+    "info": "Information", "low": "niedrig", "medium": "mittel", "high": "hoch", "critical": "kritisch",
+}
+
+
+#: Coverage facts of a check (``techniques[].coverage`` keys) in words.
+COVERAGE_KEYS = {
+    "flows": ("flows", "Flüsse"), "outbound_flows": ("outbound flows", "ausgehende Flüsse"),
+    "sensors": ("sensors", "Sensoren"), "dns_queries": ("DNS queries", "DNS-Anfragen"),
+    "icmp_flows": ("ICMP flows", "ICMP-Flüsse"), "indicators": ("indicators", "Indikatoren"),
+    "inspected_flow_sides": ("inspected flow sides", "geprüfte Flussrichtungen"),
+    "cleartext_share": ("cleartext", "Klartext"), "encrypted_share": ("encrypted", "verschlüsselt"),
+    "not_inspected_share": ("not inspected", "nicht geprüft"),
+}
+
+
+def coverage_facts(cov: dict, lang: str) -> str:
+    """``{"flows": 26, "cleartext_share": 0.33}`` -> 'flows: 26, cleartext: 33.3%' in ``lang``."""
+    from .. import units
+
+    out = []
+    for k, v in cov.items():
+        name = COVERAGE_KEYS.get(k, (k.replace("_", " "),) * 2)[lang == "de"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            shown = str(v)
+        elif k.endswith("_share"):
+            shown = units.percent(v, lang)
+        else:
+            shown = units.number(v, lang, 0 if float(v).is_integer() else 2)
+        out.append(f"{name}: {shown}")
+    return ", ".join(out)
+
+
+def phrase(text: str | None, lang: str) -> str:
+    """``text`` in ``lang``; joined kinds ("a; b") are translated part by part."""
+    if not text:
+        return ""
+    if lang != "de":
+        return text
+    return "; ".join(PHRASES_DE.get(p, p) for p in text.split("; "))
+
+
+def technique_title(check: dict, lang: str) -> str:
+    """The title of a check (an entry of ``report["techniques"]``) in ``lang``."""
+    return TECHNIQUES_DE.get(check["id"], check["title"]) if lang == "de" else check["title"]

@@ -30,7 +30,7 @@ def test_positive_single_host_destination():
     assert f.metrics == {"bytes_out": 3_000_000, "bytes_in": 4_000, "flows": 1, "internal_hosts": 1,
                          "first_seen": None}  # no look-back data: first-seen cannot be judged
     assert f.score_parts == {"rare_destination": 20.0, "prevalence": 15.0, "volume": 6.4}
-    assert f.explanation == ("10.0.0.5 sent 3.0 MB to drop.rare.test in 1 connection(s), over https; "
+    assert f.explanation == ("10.0.0.5 sent 3.0 MB to drop.rare.test in 1 connection, over https; "
                              "the destination was contacted by no other internal host.")
 
 

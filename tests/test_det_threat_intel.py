@@ -43,7 +43,7 @@ def test_positive_domain_and_network():
     assert dom.severity == "high" and dom.score_parts == {"match": 45.0, "data_sent": 25.0, "volume": 0.0}
     assert dom.attack == ["T1071", "T1041", "T1568"]
     assert dom.explanation == ("10.0.0.5 reached listed indicator evil.test (threat_intel.domains[1]): "
-                               "1 connection(s) with 40 KB out and 2 KB in, and 1 DNS look-up(s).")
+                               "1 connection with 40 KB out and 2 KB in, and 1 DNS look-up.")
     net = fs[("10.0.0.5", "203.0.113.0/24")]
     assert (net.external_hosts, net.bytes_out, net.metrics["dns_queries"]) == (["203.0.113.9"], 300, 0)
 

@@ -16,6 +16,7 @@ LANGS = ("en", "de")
 #: "2 System(e)" is what a data-protection officer must not have to send.
 NOUNS: dict[str, dict[str, tuple[str, str]]] = {
     "host": {"en": ("host", "hosts"), "de": ("System", "Systeme")},
+    "internal_host": {"en": ("internal host", "internal hosts"), "de": ("internes System", "interne Systeme")},
     "finding": {"en": ("finding", "findings"), "de": ("Befund", "Befunde")},
     "indicator": {"en": ("indicator", "indicators"), "de": ("Indikator", "Indikatoren")},
     "connection": {"en": ("connection", "connections"), "de": ("Verbindung", "Verbindungen")},
@@ -27,6 +28,8 @@ NOUNS: dict[str, dict[str, tuple[str, str]]] = {
     "hour": {"en": ("hour", "hours"), "de": ("Stunde", "Stunden")},
     "day": {"en": ("day", "days"), "de": ("Tag", "Tage")},
     "query": {"en": ("DNS query", "DNS queries"), "de": ("DNS-Anfrage", "DNS-Anfragen")},
+    "lookup": {"en": ("DNS look-up", "DNS look-ups"), "de": ("DNS-Abfrage", "DNS-Abfragen")},
+    "resolver": {"en": ("public resolver", "public resolvers"), "de": ("öffentlicher Resolver", "öffentliche Resolver")},
 }
 
 
@@ -60,10 +63,15 @@ def percent(share: float | None, lang: str = "en", digits: int = 1) -> str:
     return f"{s} %" if _lang(lang) == "de" else f"{s}%"
 
 
-def count(n: int, noun: str, lang: str = "en") -> str:
+def noun(n: int, key: str, lang: str = "en") -> str:
+    """The form of noun ``key`` that goes with ``n``: ``noun(2, "host")`` -> 'hosts'."""
+    one, many = NOUNS[key][_lang(lang)]
+    return one if n == 1 else many
+
+
+def count(n: int, key: str, lang: str = "en") -> str:
     """``count(1, "host")`` -> '1 host', ``count(2, "host", "de")`` -> '2 Systeme'."""
-    one, many = NOUNS[noun][_lang(lang)]
-    return f"{number(n, lang)} {one if n == 1 else many}"
+    return f"{number(n, lang)} {noun(n, key, lang)}"
 
 
 def _dt(t: datetime | str) -> datetime:

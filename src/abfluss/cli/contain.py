@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..units import count, noun
 from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
 from ..contain import blast_radius, blocklists, parse_host, parse_indicator
 from ..errors import AbflussError
@@ -35,7 +36,7 @@ def _t(v) -> str:
 def _print(res: dict) -> None:
     seeds = [i["value"] for i in res["indicators"]] + res["hosts"]
     if res["radius"]:
-        t = Table(title=f"blast radius of {', '.join(seeds)}: {len(res['radius'])} internal host(s)")
+        t = Table(title=f"blast radius of {', '.join(seeds)}: {count(len(res['radius']), 'internal_host')}")
         for c in ("internal host", "via", "first contact (UTC)", "last contact (UTC)", "out", "in", "flows",
                   "DNS lookups"):
             t.add_column(c, justify="right" if c in ("out", "in", "flows", "DNS lookups") else "left")
@@ -48,7 +49,7 @@ def _print(res: dict) -> None:
         out.print(f"blast radius empty: no other internal host talked to {', '.join(seeds)} in the window")
     hosts = [c for c in res["contacts"] if c["seed_kind"] == "host"]
     if hosts:
-        t = Table(title="contacts of the compromised host(s)")
+        t = Table(title=f"contacts of the compromised {noun(len(res['hosts']), 'host')}")
         for c in ("host", "peer", "name", "kind", "first contact (UTC)", "last contact (UTC)", "sent", "received",
                   "flows"):
             t.add_column(c, justify="right" if c in ("sent", "received", "flows") else "left")

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from .. import analysis, detections
+from ..units import count
 from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
 from ..errors import AbflussError
 from ..findings import host_risk, incidents as group_incidents
@@ -84,7 +85,7 @@ def analyze(
         out.print("host risk: " + ", ".join(f"{h} {s:.0f}" for h, s in top))
         out.print("details: abfluss explain ID")
     for spec, n in sent.items():
-        out.print(f"sent {n} finding(s) to {spec}")
+        out.print(f"sent {count(n, 'finding')} to {spec}")
 
 
 @app.command()

@@ -31,6 +31,7 @@ from ..findings import Finding
 from . import Meta, Telemetry
 from ._domains import Rules, label_count, load_rules, registered, restrict
 from ._domains import key as suffix_key
+from ..units import noun
 from ._stats import clip01, evidence_uids, human_bytes, ramp, rows, shannon_entropy
 
 META = Meta(
@@ -402,7 +403,8 @@ def _doh_finding(f, host: str, rs: list[dict], sent: int, s: Settings) -> Findin
     return Finding(
         detection=META.id, key=("doh", host), score_parts={k: v for k, v in parts.items() if v > 0.05},
         explanation=(f"{host} sent {human_bytes(sent)} and received {human_bytes(got)} in {n} "
-                     f"encrypted DNS connection(s) to public resolver(s) {shown}; lookups made there "
+                     f"encrypted DNS {noun(n, 'connection')} to {noun(len(resolvers), 'resolver')} "
+                     f"{shown}; lookups made there "
                      f"are invisible to the DNS detections."),
         internal_hosts=[host], external_hosts=resolvers,
         external_names=[r["name"] for r in rs if r["name"]], channel="doh",

@@ -15,6 +15,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
+from ..units import count
 from ._stats import channel, evidence_uids, human_bytes, ramp, rows
 
 META = Meta(
@@ -69,7 +70,7 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
             detection=META.id,
             key=(r["internal_host"], r["external_host"]),
             score_parts=parts,
-            explanation=(f"{r['internal_host']} held {r['flows']} connection(s) to {dest} for {hours:.1f} h "
+            explanation=(f"{r['internal_host']} held {count(r['flows'], 'connection')} to {dest} for {hours:.1f} h "
                          f"in total (longest {r['longest'] / 3600:.1f} h"
                          f"{', still open' if r['open_flows'] else ''}) and sent {human_bytes(r['bytes_out'])}."),
             internal_hosts=[r["internal_host"]], external_hosts=[r["external_host"]],

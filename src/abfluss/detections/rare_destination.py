@@ -18,6 +18,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
+from ..units import count
 from ._stats import channel, human_bytes, largest_flows, main_channel, ramp, rows
 
 META = Meta(
@@ -104,7 +105,7 @@ def _finding(host: str, dest: str, g: list[dict], ev: list[dict], s: Settings, h
         why.append("contacted by no other internal host" if hosts == 1 else f"contacted by {hosts} internal hosts")
     return Finding(
         detection=META.id, key=(host, dest), score_parts=parts,
-        explanation=(f"{host} sent {human_bytes(out_b)} to {dest} in {n} connection(s), "
+        explanation=(f"{host} sent {human_bytes(out_b)} to {dest} in {count(n, 'connection')}, "
                      f"{'mostly ' if many else ''}over {chan}; the destination was "
                      f"{' and '.join(why)}."),
         internal_hosts=[host], external_hosts=[r["external_host"] for r in g],

@@ -26,6 +26,7 @@ from .. import intel
 from ..errors import AbflussError
 from ..findings import Finding
 from . import Meta, Telemetry
+from ..units import count
 from ._stats import channel, human_bytes, largest_flows, main_channel, ramp, rows
 
 META = Meta(
@@ -231,7 +232,7 @@ def _short(source: str) -> str:
 def _sentence(host, indicator, source, n_flows, out_b, in_b, queries) -> str:
     what = []
     if n_flows:
-        what.append(f"{n_flows} connection(s) with {human_bytes(out_b)} out and {human_bytes(in_b)} in")
+        what.append(f"{count(n_flows, 'connection')} with {human_bytes(out_b)} out and {human_bytes(in_b)} in")
     if queries:
-        what.append(f"{queries} DNS look-up(s)")
+        what.append(f"{count(queries, 'lookup')}")
     return f"{host} reached listed indicator {indicator} ({source}): {', and '.join(what)}."

@@ -19,6 +19,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
+from ..units import count
 from ._stats import channel, human_bytes, largest_flows, main_channel, ramp, rows
 
 META = Meta(
@@ -92,7 +93,7 @@ def _finding(host: str, dest: str, g: list[dict], ev: list[dict], s: Settings) -
     return Finding(
         detection=META.id, key=(host, dest), score_parts=parts,
         explanation=(f"{host} sent {human_bytes(out_b)} to {dest} and received {human_bytes(in_b)} "
-                     f"({ratio:,.0f}:1) in {n} connection(s), {'mostly ' if many else ''}over {chan}."),
+                     f"({ratio:,.0f}:1) in {count(n, 'connection')}, {'mostly ' if many else ''}over {chan}."),
         internal_hosts=[host], external_hosts=addresses,
         external_names=[dest] if any(r["name"] for r in g) else [], channel=chan,
         start=min(r["start"] for r in g), end=max(r["end"] for r in g), bytes_out=out_b,

@@ -34,6 +34,7 @@ PHRASES_DE = {
     "no payload inspected (flow records only, or inspection off)":
         "keine Nutzdaten geprüft (nur Flussdaten oder Prüfung abgeschaltet)",
     "disabled in the configuration": "in der Konfiguration abgeschaltet",
+    "flows": "Flussdaten", "dns": "DNS", "payload": "Nutzdaten", "flows+dns": "Flussdaten, DNS",
     "unknown": "unbekannt", "allowlisted": "freigegeben", "internal": "intern",
     "info": "Information", "low": "niedrig", "medium": "mittel", "high": "hoch", "critical": "kritisch",
 }

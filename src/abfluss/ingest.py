@@ -81,6 +81,8 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     try:
         fmt, read = readers.detect(path)
         input_id = sha256_file(path)
+    except readers.NotTelemetry as e:
+        return IngestResult(shown, "ignored", error=str(e))
     except InputError as e:
         return IngestResult(shown, "failed", error=str(e))
     except OSError as e:

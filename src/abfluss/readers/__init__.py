@@ -13,12 +13,16 @@ from .base import ReadReport, read_head
 
 ReadFn = Callable[[Path, ReadReport], Iterator[tuple[str, pa.Table]]]
 
-FORMATS = ("pcap", "netflow", "zeek", "suricata-eve")
+FORMATS = ("pcap", "netflow", "zeek", "suricata-eve", "nfdump", "argus-binetflow", "squid")
+
+
+class NotTelemetry(InputError):
+    """The file is clearly no telemetry (a README, a licence, expected-output JSON): ``ignored``."""
 
 
 def detect(path: Path) -> tuple[str, ReadFn]:
     """The format of ``path`` and its reader's ``read`` function; ``InputError`` if unknown."""
-    from . import netflow, pcap, suricata, zeek
+    from . import _other, binetflow, netflow, nfdump, pcap, squid, suricata, zeek
 
     try:
         head = read_head(path)
@@ -42,6 +46,16 @@ def detect(path: Path) -> tuple[str, ReadFn]:
         return "suricata-eve", suricata.read
     if zeek.sniff_json(head, path):
         return "zeek", zeek.read
+    if nfdump.sniff(head, path):
+        return "nfdump", nfdump.read
+    if binetflow.sniff(head, path):
+        return "argus-binetflow", binetflow.read
+    if squid.sniff(head, path):
+        return "squid", squid.read
+    why = _other.reason(head)
+    if why:
+        raise NotTelemetry(f"{path}: {why}")
     raise InputError(
         f"{path}: byte 0: not a recognised format "
-        "(expected pcap/pcapng, Zeek TSV or JSON log, Suricata eve.json, or a NetFlow/IPFIX export capture)")
+        "(expected pcap/pcapng, Zeek TSV or JSON log, Suricata eve.json, a NetFlow/IPFIX export capture, "
+        "an nfdump file, Argus binetflow or a Squid access.log)")

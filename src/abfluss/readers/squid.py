@@ -66,16 +66,17 @@ def _target_of(line: bytes) -> bytes | None:
 
 
 def sniff(head: bytes, path: Path | None = None) -> bool:
-    """Every one of the first lines is a Squid log line; one at least requests an absolute URL or
-    a CONNECT authority (what only a forward proxy is asked)."""
+    """Nearly all of the first lines (a broken one may be among them) are Squid log lines, and one at
+    least requests an absolute URL or a CONNECT authority (what only a forward proxy is asked)."""
     lines = [l for l in head.split(b"\n")[:SNIFF_LINES] if l.strip()]
     if len(head) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the head may end inside a line
     if not lines:
         return False
     targets = [_target_of(l.rstrip(b"\r")) for l in lines]
-    return all(t is not None for t in targets) and any(
-        _ABSOLUTE.match(t) or _AUTHORITY.match(t) for t in targets if t)
+    good = [t for t in targets if t is not None]
+    return len(good) >= 0.8 * len(targets) and any(
+        _ABSOLUTE.match(t) or _AUTHORITY.match(t) for t in good)
 
 
 class _Bad(ValueError):

@@ -25,6 +25,9 @@ from .store import Workspace
 
 #: How far before the window baselines and first-seen dates look.
 LOOKBACK = timedelta(days=30)
+#: Flows the detections see: not allowlisted, not to a local address (multicast, broadcast,
+#: link-local, unspecified) and not transit to a proxy whose real destination is unknown.
+DETECTED_CLASSES = "dest_class NOT IN ('allowlisted', 'local', 'proxy')"
 
 
 @dataclass
@@ -53,15 +56,15 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     cfg = ws.config
     allow_name = domain_match("lower(query)", cfg.allow_domains)
     queries = {
-        "flows": f"SELECT * FROM flows WHERE {_window_sql(start, end)} AND dest_class <> 'allowlisted'",
-        "history": f"SELECT * FROM flows WHERE {_window_sql(start - LOOKBACK, start)} "
-                   "AND dest_class <> 'allowlisted'",
+        "flows": f"SELECT * FROM flows WHERE {_window_sql(start, end)} AND {DETECTED_CLASSES}",
+        "history": f"SELECT * FROM flows WHERE {_window_sql(start - LOOKBACK, start)} AND {DETECTED_CLASSES}",
         "dns": f"""SELECT d.*, coalesce(c.internal, false) AS client_internal,
                           coalesce(s.internal, false) AS server_internal
                    FROM dns_raw d LEFT JOIN address_class c ON c.addr = d.orig_h
                    LEFT JOIN address_class s ON s.addr = d.resp_h
                    WHERE {_window_sql(start, end, 'd.ts')} AND d.query IS NOT NULL
-                     AND NOT coalesce({allow_name}, false) AND NOT coalesce(s.allow_net, false)""",
+                     AND NOT coalesce({allow_name}, false) AND NOT coalesce(s.allow_net, false)
+                     AND NOT coalesce(s.local, false)""",
         "http": f"""SELECT * FROM http_raw WHERE {_window_sql(start, end)}
                     AND NOT coalesce({domain_match('lower(host)', cfg.allow_domains)}, false)""",
         "tls": f"""SELECT * FROM tls_raw WHERE {_window_sql(start, end)}

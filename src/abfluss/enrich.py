@@ -3,14 +3,23 @@
 Views are rebuilt from the configuration each time a workspace is opened for analysis, so
 a change of configuration never needs a re-ingest. Views defined here:
 
-``address_class``  every address seen: internal?, tenant, asset tags, allowlisted network?
+``address_class``  every address seen: internal?, tenant, asset tags, allowlisted network?,
+                   local (multicast, broadcast, link-local, unspecified)?, configured proxy?
 ``dns_names``      external address -> the DNS name most often resolved to it
+``proxies``        forward proxies: configured (``networks.proxies``) or seen (internal clients
+                   sending CONNECT or absolute-URI requests to an internal address, Zeek http.log)
+``proxy_targets``  per proxied connection (sensor, uid): the real destination and port from its
+                   first CONNECT or absolute-URI request, and the address where known (an address
+                   literal, else the name's most frequent A/AAAA answer in the workspace)
 ``flows_directed`` de-duplicated flows (an interim open record is dropped once its connection
                    is seen complete; of several snapshots the latest counts) with
                    ``direction`` (outbound, inbound, internal, external), ``internal_host``,
-                   ``external_host``, ``bytes_out``, ``bytes_in``, ``flow_name`` (SNI/Host)
+                   ``external_host``, ``bytes_out``, ``bytes_in``, ``flow_name`` (SNI/Host).
+                   A connection to a proxy whose target is known is the connection to the target:
+                   ``resp_h``/``resp_p`` are the target's (its name where no address is known),
+                   ``proxy``/``proxy_p`` keep the proxy's
 ``flows``          the same with ``external_name`` (falling back to DNS), ``tenant`` and
-                   ``dest_class`` (internal, allowlisted, unknown): what detections read
+                   ``dest_class`` (internal, local, allowlisted, proxy, unknown): what detections read
 ``sensor_health``  records, bytes and missed bytes per sensor per minute
 
 Outflow is bytes sent by the internal endpoint to the external one, whichever side opened
@@ -22,6 +31,14 @@ from __future__ import annotations
 
 from .config import Config, network_range
 from .store import Workspace
+
+#: Addresses that never leave the local link or name no host: multicast, limited broadcast,
+#: link-local, unspecified / "this network". Traffic to them is ``dest_class = 'local'``: in the
+#: ledger, never outflow, never a detection's destination.
+LOCAL_NETWORKS = ("224.0.0.0/4", "255.255.255.255/32", "169.254.0.0/16", "0.0.0.0/8",
+                  "ff00::/8", "fe80::/10", "::/128")
+#: A request target that is an absolute URI (``http://host/...``): what only a forward proxy is sent.
+_ABSOLUTE_URI = "^[A-Za-z][A-Za-z0-9+.-]*://"
 
 
 def _blob(b: bytes) -> str:
@@ -51,9 +68,10 @@ def domain_match(column: str, patterns: tuple[str, ...]) -> str:
     return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 
-def dest_class_sql(cfg: Config, direction: str, allow_net: str, name: str) -> str:
-    """SQL for the destination class: internal, allowlisted (network or domain) or unknown."""
+def dest_class_sql(cfg: Config, direction: str, allow_net: str, name: str, local: str = "false") -> str:
+    """SQL for the destination class: internal, local, allowlisted (network or domain) or unknown."""
     return (f"CASE WHEN {direction} = 'internal' THEN 'internal' "
+            f"WHEN coalesce({local}, false) THEN 'local' "
             f"WHEN coalesce({allow_net}, false) OR {domain_match(name, cfg.allow_domains)} THEN 'allowlisted' "
             "ELSE 'unknown' END")
 
@@ -73,7 +91,9 @@ def apply(ws: Workspace, cfg: Config) -> None:
         CREATE OR REPLACE {view} address_class AS
         SELECT addr, id, coalesce({in_networks('a', cfg.internal)}, false) AS internal,
                {tenant} AS tenant, {tags} AS tags,
-               coalesce({in_networks('a', cfg.allow_networks)}, false) AS allow_net
+               coalesce({in_networks('a', cfg.allow_networks)}, false) AS allow_net,
+               coalesce({in_networks('a', LOCAL_NETWORKS)}, false) AS local,
+               coalesce({in_networks('a', cfg.proxies)}, false) AS proxy_net
         FROM addresses""")
     con.execute(f"""
         CREATE OR REPLACE {view} dns_names AS
@@ -83,6 +103,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
                 WHERE query IS NOT NULL AND len(answers) > 0)
             GROUP BY ALL)
         GROUP BY addr""")
+    _proxy_views(con, view)
     con.execute(f"""
         CREATE OR REPLACE {view} flows_dedup AS
         SELECT * FROM flows_raw WHERE NOT coalesce(open, false)
@@ -95,11 +116,22 @@ def apply(ws: Workspace, cfg: Config) -> None:
         WHERE rn = 1""")
     con.execute(f"""
         CREATE OR REPLACE {view} flows_directed AS
-        WITH f AS (
+        WITH p AS (
+            SELECT f.* REPLACE (
+                       CASE WHEN pt.target IS NOT NULL THEN coalesce(pt.addr, pt.target) ELSE f.resp_h END AS resp_h,
+                       CASE WHEN pt.target IS NOT NULL THEN pt.port ELSE f.resp_p END AS resp_p),
+                   CASE WHEN px.addr IS NOT NULL THEN f.resp_h END AS proxy,
+                   CASE WHEN px.addr IS NOT NULL THEN f.resp_p END AS proxy_p,
+                   px.addr IS NOT NULL AND pt.target IS NULL AS proxy_transit,
+                   CASE WHEN pt.addr IS NULL THEN pt.target END AS proxy_name
+            FROM flows_dedup f
+            LEFT JOIN proxies px ON px.addr = f.resp_h
+            LEFT JOIN proxy_targets pt ON pt.uid = f.uid AND pt.sensor = f.sensor),
+        f AS (
             SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
                    coalesce(cr.internal, false) AS resp_internal,
-                   coalesce(f.server_name, t.sni, h.host) AS flow_name
-            FROM flows_dedup f
+                   coalesce(f.proxy_name, f.server_name, t.sni, h.host) AS flow_name
+            FROM p f
             LEFT JOIN address_class co ON co.addr = f.orig_h
             LEFT JOIN address_class cr ON cr.addr = f.resp_h
             LEFT JOIN (SELECT sensor, uid, max(lower(server_name)) AS sni FROM tls_raw
@@ -130,11 +162,13 @@ def apply(ws: Workspace, cfg: Config) -> None:
         FROM f""")
     con.execute(f"""
         CREATE OR REPLACE {view} flows AS
-        SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id),
+        SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id, proxy_transit, proxy_name),
             CASE direction WHEN 'outbound' THEN coalesce(flow_name, n.name)
                            WHEN 'inbound' THEN n.name END AS external_name,
             coalesce(ci.tenant, co.tenant) AS tenant,
-            {dest_class_sql(cfg, "d.direction", "ce.allow_net", "coalesce(flow_name, n.name)")} AS dest_class
+            CASE WHEN d.proxy_transit AND d.direction <> 'internal' THEN 'proxy' ELSE
+            {dest_class_sql(cfg, "d.direction", "ce.allow_net", "coalesce(flow_name, n.name)", "ce.local")}
+            END AS dest_class
         FROM flows_directed d
         LEFT JOIN address_class ci ON ci.addr = d.internal_host
         LEFT JOIN address_class ce ON ce.addr = d.external_host
@@ -146,3 +180,52 @@ def apply(ws: Workspace, cfg: Config) -> None:
                sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)) AS bytes,
                sum(coalesce(missed_bytes, 0)) AS missed_bytes
         FROM flows_raw GROUP BY ALL""")
+
+
+def _proxy_views(con, view: str) -> None:
+    """``proxies`` and ``proxy_targets`` (see the module docstring)."""
+    con.execute(f"""
+        CREATE OR REPLACE {view} proxies AS
+        SELECT addr FROM address_class WHERE proxy_net
+        UNION
+        SELECT h.resp_h FROM http_raw h
+        JOIN address_class c ON c.addr = h.orig_h AND c.internal
+        JOIN address_class s ON s.addr = h.resp_h AND s.internal
+        WHERE upper(h.method) = 'CONNECT' OR regexp_matches(h.uri, '{_ABSOLUTE_URI}')""")
+    # CONNECT's target is its URI ("host:port"); an absolute URI's is its authority. The Host
+    # header is the fallback only: the proxy connects where the request line says.
+    con.execute(f"""
+        CREATE OR REPLACE {view} proxy_targets AS
+        WITH r AS (
+            SELECT h.sensor, h.uid, h.ts, upper(h.method) = 'CONNECT' AS tunnel,
+                   CASE WHEN upper(h.method) = 'CONNECT' THEN h.uri
+                        ELSE regexp_extract(h.uri, '{_ABSOLUTE_URI}(?:[^/?#@]*@)?([^/?#]*)', 1) END AS authority,
+                   lower(regexp_extract(h.uri, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)) AS scheme,
+                   h.host
+            FROM http_raw h JOIN proxies p ON p.addr = h.resp_h
+            WHERE h.uid IS NOT NULL
+              AND (upper(h.method) = 'CONNECT' OR regexp_matches(h.uri, '{_ABSOLUTE_URI}'))),
+        t AS (
+            SELECT sensor, uid, arg_min(tunnel, ts) AS tunnel, arg_min(scheme, ts) AS scheme,
+                   arg_min(coalesce(nullif(authority, ''), host), ts) AS authority
+            FROM r GROUP BY sensor, uid),
+        n AS (
+            SELECT sensor, uid, scheme, tunnel,
+                   lower(CASE WHEN starts_with(authority, '[') THEN regexp_extract(authority, '^\\[([^\\]]*)\\]', 1)
+                              WHEN length(authority) - length(replace(authority, ':', '')) > 1 THEN authority
+                              ELSE regexp_replace(authority, ':[0-9]*$', '') END) AS target,
+                   TRY_CAST(regexp_extract(authority, ':([0-9]{{1,5}})$', 1) AS INTEGER) AS port
+            FROM t WHERE authority IS NOT NULL)
+        SELECT n.sensor, n.uid, n.target,
+               coalesce(n.port, CASE WHEN n.tunnel OR n.scheme IN ('https', 'wss') THEN 443 ELSE 80 END) AS port,
+               CASE WHEN regexp_matches(n.target, '^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$|^[0-9a-f:.]*:[0-9a-f:.]*$')
+                    THEN n.target ELSE a.addr END AS addr
+        FROM n
+        LEFT JOIN (
+            SELECT name, arg_max(addr, k) AS addr FROM (
+                SELECT name, addr, count(*) AS k FROM (
+                    SELECT lower(query) AS name, unnest(answers) AS addr FROM dns_raw
+                    WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL) GROUP BY ALL)
+            WHERE regexp_matches(addr, '^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$|^[0-9a-f:.]*:[0-9a-f:.]*$')
+            GROUP BY name) a ON a.name = n.target
+        WHERE n.target <> ''""")

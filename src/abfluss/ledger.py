@@ -63,27 +63,33 @@ def _post_where(q: LedgerQuery) -> tuple[str, list]:
 def _grouped_sql(q: LedgerQuery) -> tuple[str, list]:
     # Group on integer address ids and an hour number: the one pass over all flows does no
     # string work; addresses, names, tenants and classes are attached to the ledger rows after.
+    # A destination reached through a proxy may be known by name only (no address id): its
+    # name is then the key (``external_text``), null for every other flow.
     where, args = _where(q)
     return f"""
-        SELECT internal_id, external_id, epoch_us(ts) // 3600000000 AS hour_key,
+        SELECT internal_id, external_id, CASE WHEN external_id IS NULL THEN external_host END AS external_text,
+               epoch_us(ts) // 3600000000 AS hour_key,
                sum(bytes_out)::BIGINT AS bytes_out, sum(bytes_in)::BIGINT AS bytes_in,
                count(*) AS flows, count_if(coalesce(open, false))::BIGINT AS open_flows,
-               min(ts) AS first_seen, max(coalesce(ts_end, ts)) AS last_seen, max(flow_name) AS flow_name
+               min(ts) AS first_seen, max(coalesce(ts_end, ts)) AS last_seen, max(flow_name) AS flow_name,
+               bool_and(proxy_transit) AS transit
         FROM flows_directed WHERE {where}
-        GROUP BY internal_id, external_id, hour_key""", args
+        GROUP BY internal_id, external_id, external_text, hour_key""", args
 
 
 def _labelled_sql(ws: Workspace, source: str) -> str:
     return f"""
-        SELECT ci.addr AS internal_host, ce.addr AS external_host,
+        SELECT ci.addr AS internal_host, coalesce(ce.addr, g.external_text) AS external_host,
                coalesce(g.flow_name, n.name) AS external_name,
                make_timestamptz(g.hour_key * 3600000000) AS hour,
                g.bytes_out, g.bytes_in, g.flows, g.open_flows, g.first_seen, g.last_seen,
                ci.tenant AS tenant,
-               {dest_class_sql(ws.config, "'outbound'", "ce.allow_net", "coalesce(g.flow_name, n.name)")} AS dest_class
+               CASE WHEN g.transit THEN 'proxy' ELSE
+               {dest_class_sql(ws.config, "'outbound'", "ce.allow_net", "coalesce(g.flow_name, n.name)", "ce.local")}
+               END AS dest_class
         FROM {source} g
         JOIN address_class ci ON ci.id = g.internal_id
-        JOIN address_class ce ON ce.id = g.external_id
+        LEFT JOIN address_class ce ON ce.id = g.external_id
         LEFT JOIN dns_names n ON n.addr = ce.addr"""
 
 
@@ -106,7 +112,7 @@ def ledger_with_totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> tuple[p
         source = "_ledger_grouped"
         if limit and q.sort in _NUMERIC and not post_args:
             source = (f"(SELECT * FROM _ledger_grouped ORDER BY {_GROUPED_KEYS[q.sort]}, internal_id, "
-                      f"external_id, hour_key {limit})")
+                      f"external_id, external_text, hour_key {limit})")
         rows = ws.con.sql(f"SELECT * FROM ({_labelled_sql(ws, source)}) WHERE {post} "
                           f"ORDER BY {SORT_KEYS[q.sort]}, internal_host, external_host, hour {limit}",
                           params=post_args).to_arrow_table()
@@ -114,7 +120,7 @@ def ledger_with_totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> tuple[p
             tot = _totals_of(ws, f"(SELECT * FROM ({_labelled_sql(ws, '_ledger_grouped')}) WHERE {post})",
                              "internal_host", "external_host", post_args)
         else:
-            tot = _totals_of(ws, "_ledger_grouped", "internal_id", "external_id", [])
+            tot = _totals_of(ws, "_ledger_grouped", "internal_id", "coalesce(external_id::VARCHAR, external_text)", [])
         return rows, tot
     finally:
         ws.con.unregister("_ledger_grouped")

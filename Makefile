@@ -4,10 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages: tcpdump and iproute2 for live capture, the lab and the namespace tests (file
-# ingest needs none: NFStream ships its own libpcap and nDPI); a Java runtime for the Spark
+# ingest needs none: NFStream ships its own libpcap and nDPI); nfdump to read nfdump files; a Java runtime for the Spark
 # engine; nftables to check block lists; Pango/HarfBuzz and fonts for WeasyPrint's PDF report;
 # poppler-utils to read the PDF back in tests.
-DEBS   := tcpdump iproute2 default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
 .PHONY: demo test bench sysdeps clean lab lab-scenarios
 
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_detect.py
 	$(PY) bench/bench_dlp.py
 	$(PY) bench/bench_watch.py --minutes 30
+	$(PY) bench/open_data_table.py --readme
 
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }

@@ -40,13 +40,14 @@ TABLE = [
     ("rita/open_conns/open", "[detections.long_connection]\nmin_total_seconds = 1800\n",
      {("long_connection", "low", "10.55.100.106", "65.52.108.188")}),  # one 39-min HTTPS session
     ("wrccdc-zeek/zeek-tsv", None, set()),  # this snapshot has no conn.log: DNS and TLS only
+    ("rita/proxy", '[networks]\nproxies = ["10.136.0.16/32"]\n',  # 397 CONNECTs through 10.136.0.16:3128
+     {("beaconing", "critical", "10.136.0.18", "www.honestimnotevil.com")}),
     # benign controls
     ("zeek-traces/wikipedia.pcap", '[networks]\ninternal = ["141.142.0.0/16"]\n', set()),
     ("zeek-traces/bro.org.pcap", None, set()),
     ("zeek-traces/206_example_b.pcap", None, set()),
     ("zeek-traces/m57-long-49583-80.pcap", None, set()),
     ("zeek-traces/tls-1.2-stream-keylog.pcap", None, set()),
-    ("rita/proxy", None, set()),
 ]
 
 
@@ -64,3 +65,33 @@ def test_open_data_yields_exactly_these_findings(rel, cfg, want, tmp_path_factor
         rel = str(copy)
     fs = analyze_capture(rel, tmp, cfg)
     assert {_row(f) for f in fs} == want and len(fs) == len(want)
+
+
+# -- the README's generated table "Public data: what each capture triggers" -------------------
+
+import sys  # noqa: E402
+
+from conftest import DATA, ROOT  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import open_data_table as odt  # noqa: E402
+
+#: Small sets regenerated in the suite (the whole table takes minutes: ``make bench`` rewrites it).
+FRESH = ("rita/proxy", "slips/binetflow/test11-portscan.binetflow", "slips/port-scans/vertical-portscan.conn.log")
+
+
+def test_readme_table_lists_every_public_capture():
+    rows = odt.readme_rows()
+    shown = [r.split("`")[1].rstrip("/") for r in rows]
+    assert shown == [rel for rel, _ in odt.SETS]
+    covered = {DATA / rel for rel in shown}
+    for p in DATA.rglob("*"):
+        if p.is_file() and p.parent != DATA and not p.name.startswith(("LICENSE", "README")):
+            assert any(p == c or c in p.parents for c in covered), f"{p} is in no row of the README table"
+
+
+def test_readme_table_rows_are_what_a_fresh_run_gives():
+    sets = [s for s in odt.SETS if s[0] in FRESH]
+    assert len(sets) == len(FRESH)
+    want = {r.split("`")[1].rstrip("/"): r for r in odt.readme_rows()}
+    assert odt.table(sets) == [want[rel] for rel, _ in sets]

@@ -39,6 +39,8 @@ LOCAL_NETWORKS = ("224.0.0.0/4", "255.255.255.255/32", "169.254.0.0/16", "0.0.0.
                   "ff00::/8", "fe80::/10", "::/128")
 #: A request target that is an absolute URI (``http://host/...``): what only a forward proxy is sent.
 _ABSOLUTE_URI = "^[A-Za-z][A-Za-z0-9+.-]*://"
+#: An IPv4 or IPv6 address literal (DNS text that merely looks like one is never taken as an address).
+_ADDRESS = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$|^[0-9a-f:.]*:[0-9a-f:.]*$"
 
 
 def _blob(b: bytes) -> str:
@@ -123,14 +125,16 @@ def apply(ws: Workspace, cfg: Config) -> None:
                    CASE WHEN px.addr IS NOT NULL THEN f.resp_h END AS proxy,
                    CASE WHEN px.addr IS NOT NULL THEN f.resp_p END AS proxy_p,
                    px.addr IS NOT NULL AND pt.target IS NULL AS proxy_transit,
-                   CASE WHEN pt.addr IS NULL THEN pt.target END AS proxy_name
+                   pt.target IS NOT NULL AS proxied,
+                   CASE WHEN NOT pt.literal THEN pt.target END AS proxy_name
             FROM flows_dedup f
             LEFT JOIN proxies px ON px.addr = f.resp_h
             LEFT JOIN proxy_targets pt ON pt.uid = f.uid AND pt.sensor = f.sensor),
         f AS (
             SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
                    coalesce(cr.internal, false) AS resp_internal,
-                   coalesce(f.proxy_name, f.server_name, t.sni, h.host) AS flow_name
+                   CASE WHEN f.proxied THEN coalesce(f.proxy_name, t.sni)
+                        ELSE coalesce(f.server_name, t.sni, h.host) END AS flow_name
             FROM p f
             LEFT JOIN address_class co ON co.addr = f.orig_h
             LEFT JOIN address_class cr ON cr.addr = f.resp_h
@@ -162,7 +166,8 @@ def apply(ws: Workspace, cfg: Config) -> None:
         FROM f""")
     con.execute(f"""
         CREATE OR REPLACE {view} flows AS
-        SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id, proxy_transit, proxy_name),
+        SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id, proxy_transit, proxied,
+                                proxy_name),
             CASE direction WHEN 'outbound' THEN coalesce(flow_name, n.name)
                            WHEN 'inbound' THEN n.name END AS external_name,
             coalesce(ci.tenant, co.tenant) AS tenant,
@@ -218,14 +223,13 @@ def _proxy_views(con, view: str) -> None:
             FROM t WHERE authority IS NOT NULL)
         SELECT n.sensor, n.uid, n.target,
                coalesce(n.port, CASE WHEN n.tunnel OR n.scheme IN ('https', 'wss') THEN 443 ELSE 80 END) AS port,
-               CASE WHEN regexp_matches(n.target, '^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$|^[0-9a-f:.]*:[0-9a-f:.]*$')
-                    THEN n.target ELSE a.addr END AS addr
-        FROM n
+               n.literal, CASE WHEN n.literal THEN n.target ELSE a.addr END AS addr
+        FROM (SELECT *, regexp_matches(target, '{_ADDRESS}') AS literal FROM n) n
         LEFT JOIN (
-            SELECT name, arg_max(addr, k) AS addr FROM (
+            SELECT name, first(addr ORDER BY k DESC, addr) AS addr FROM (
                 SELECT name, addr, count(*) AS k FROM (
                     SELECT lower(query) AS name, unnest(answers) AS addr FROM dns_raw
                     WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL) GROUP BY ALL)
-            WHERE regexp_matches(addr, '^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$|^[0-9a-f:.]*:[0-9a-f:.]*$')
+            WHERE regexp_matches(addr, '{_ADDRESS}')
             GROUP BY name) a ON a.name = n.target
         WHERE n.target <> ''""")

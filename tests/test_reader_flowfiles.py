@@ -45,8 +45,11 @@ def test_nfdump_file_every_record_with_nfdumps_own_totals():
     flows = tabs["flows"]
     # nfdump -I on the file: 4593 flows, 4652 packets, 241025 bytes (4576 TCP, 17 UDP)
     assert (flows.num_rows, report.skipped, report.format) == (4593, 0, "nfdump")
-    assert pa.compute.sum(flows["orig_ip_bytes"]).as_py() == 241025
-    assert pa.compute.sum(flows["orig_pkts"]).as_py() == 4652
+    assert pa.compute.sum(flows["orig_ip_bytes"]).as_py() + pa.compute.sum(flows["resp_ip_bytes"]).as_py() == 241025
+    assert pa.compute.sum(flows["orig_pkts"]).as_py() + pa.compute.sum(flows["resp_pkts"]).as_py() == 4652
+    # one record per direction: the answers (SYN-ACK, RST from port 902) are the responder's bytes
+    assert pa.compute.count(flows["resp_ip_bytes"]).as_py() == 2278
+    assert set(flows.filter(pa.compute.is_valid(flows["resp_ip_bytes"]))["resp_p"].to_pylist()) >= {902}
     assert flows["proto"].to_pylist().count("udp") == 17
     first = flows.slice(0, 1).to_pylist()[0]
     assert first["ts"] == datetime(2018, 1, 12, 15, 37, 30, 942000, tzinfo=timezone.utc)  # TZ=UTC, ms kept

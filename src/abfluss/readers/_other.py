@@ -14,7 +14,7 @@ import re
 _LICENCE = re.compile(r"(?i)\b(licen[cs]e[ds]?|copyright|permission is hereby granted)\b")
 _LICENCE_TERMS = re.compile(r"(?i)\b(warrant(y|ies)|redistribut|free software|all rights reserved|"
                             r"creative commons|without restriction)")
-_MARKDOWN = re.compile(r"(?m)^#{1,6} \S|^\s*[-*] \S.*$|^\|.*\|\s*$|\[[^\]]+\]\([^)]+\)")
+_MARKDOWN = re.compile(r"(?m)^#{1,6} \S|^\s*[-*] \S.*$|^\|.*\|\s*$|\[[^\]]+\]\([^)]+\)|`[^`\n]+`")
 _YAML_KEY = re.compile(r"^[A-Za-z_][\w-]*:(\s|$)")
 _RULE = re.compile(r"^(alert|drop|pass|reject|rejectsrc|rejectdst|rejectboth)\s+[a-z0-9-]+\s+\S+\s+\S+\s+"
                    r"(->|<>)\s+\S+\s+\S+\s+\(")

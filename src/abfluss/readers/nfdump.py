@@ -5,9 +5,14 @@ it runs ``nfdump -r FILE -o json`` with ``TZ=UTC`` and reads the records from th
 batch of :data:`CHUNK` at a time, so a file of any size is streamed, never loaded whole. Recognised by its
 magic number (``0xA50C``, layout version 1 or 2), never by name.
 
-One ``flows`` row per record: source = orig, destination = resp, ``in_bytes``/``in_packets`` =
-``orig_ip_bytes``/``orig_pkts`` (IP-level); ``out_bytes``/``out_packets`` (bidirectional NSEL/IPFIX
-biflows) are the responder's, else null. ``first``/``last`` are start and end (milliseconds). ``uid`` is
+One ``flows`` row per record. NetFlow records are one direction of a connection each, so the
+originator is decided per record: a TCP record with SYN and without ACK is the opening side; one
+with SYN and ACK is the answer; otherwise (no SYN seen, UDP) a record from a service port (below
+1024) to a higher port is the answer. An answer's source is ``resp_h`` and its ``in_bytes``/
+``in_packets`` are ``resp_ip_bytes``/``resp_pkts`` — so a server's replies are not taken for the
+server opening connections to its clients' ports (a "scan"). Otherwise source = orig and
+``in_bytes``/``in_packets`` = ``orig_ip_bytes``/``orig_pkts`` (IP-level); ``out_bytes``/``out_packets``
+(bidirectional NSEL/IPFIX biflows) are the other side's, else null. ``first``/``last`` are start and end (milliseconds). ``uid`` is
 ``<file name>:<record number>``. What ``nfdump`` reports on stderr (a corrupt block) is one skipped entry.
 """
 
@@ -75,18 +80,30 @@ def _row(rec: dict, uid: str, out: dict) -> None:
     if not isinstance(orig, str) or not isinstance(resp, str):
         raise _Bad("record without source and destination address")
     proto = rec.get("proto")
+    flags = rec.get("tcp_flags") if isinstance(rec.get("tcp_flags"), str) else None
+    sport, dport = _port(rec.get("src_port")), _port(rec.get("dst_port"))
+    sent = (_count(rec.get("in_bytes")), _count(rec.get("in_packets")))
+    back = (_count(rec.get("out_bytes")), _count(rec.get("out_packets")))
+    if _is_answer(proto, flags, sport, dport):
+        orig, resp, sport, dport, sent, back = resp, orig, dport, sport, back, sent
     row = {
         "ts": ts, "ts_end": end, "duration": (end - ts).total_seconds(),
         "proto": PROTO_NAMES.get(proto, str(proto)) if isinstance(proto, int) else None,
-        "orig_h": orig, "orig_p": _port(rec.get("src_port")),
-        "resp_h": resp, "resp_p": _port(rec.get("dst_port")),
-        "orig_ip_bytes": _count(rec.get("in_bytes")), "resp_ip_bytes": _count(rec.get("out_bytes")),
-        "orig_pkts": _count(rec.get("in_packets")), "resp_pkts": _count(rec.get("out_packets")),
-        "history": rec.get("tcp_flags") if isinstance(rec.get("tcp_flags"), str) else None,
-        "open": False, "uid": uid,
+        "orig_h": orig, "orig_p": sport, "resp_h": resp, "resp_p": dport,
+        "orig_ip_bytes": sent[0], "resp_ip_bytes": back[0], "orig_pkts": sent[1], "resp_pkts": back[1],
+        "history": flags, "open": False, "uid": uid,
     }
     for k, v in row.items():
         out[k].append(v)
+
+
+def _is_answer(proto, flags: str | None, sport: int | None, dport: int | None) -> bool:
+    """Whether a one-direction record is the answering side of its connection (see the module doc)."""
+    if proto == 6 and flags and "S" in flags:
+        return "A" in flags
+    if proto in (6, 17) and sport is not None and dport is not None:
+        return sport < 1024 <= dport
+    return False
 
 
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:

@@ -62,7 +62,7 @@ def test_abfluss_demo_command(tmp_path):
     proc = run_cli("demo", "--report-dir", str(tmp_path / "report"), check=True)
     assert "upload.files-drop.test" in proc.stdout
     assert "1 stored, 0 already present, 0 failed" in proc.stdout
-    assert "1 flows still open" in proc.stdout
+    assert "1 flow still open" in proc.stdout
     assert "medium    44  upload_heavy             10.10.0.12 sent 2.0 MB to upload.files-drop.test" in proc.stdout
     assert "EXFIL_INDICATED" in proc.stdout
     rep = json.loads((tmp_path / "report" / "report.json").read_text())

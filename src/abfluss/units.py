@@ -19,6 +19,7 @@ NOUNS: dict[str, dict[str, tuple[str, str]]] = {
     "internal_host": {"en": ("internal host", "internal hosts"), "de": ("internes System", "interne Systeme")},
     "finding": {"en": ("finding", "findings"), "de": ("Befund", "Befunde")},
     "indicator": {"en": ("indicator", "indicators"), "de": ("Indikator", "Indikatoren")},
+    "flow": {"en": ("flow", "flows"), "de": ("Fluss", "Flüsse")},
     "connection": {"en": ("connection", "connections"), "de": ("Verbindung", "Verbindungen")},
     "destination": {"en": ("destination", "destinations"), "de": ("Ziel", "Ziele")},
     "record": {"en": ("record", "records"), "de": ("Datensatz", "Datensätze")},

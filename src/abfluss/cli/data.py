@@ -19,7 +19,7 @@ from ..coverage import coverage as sensor_coverage, payload_coverage
 from ..errors import AbflussError
 from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from ..progress import read_position
-from ..units import human_bytes
+from ..units import count, human_bytes
 from .app import Fmt, _dump_csv, _dump_json, _json_default, _open, app, err, out, parse_time
 
 #: Ledger rows a terminal table shows unless --limit says otherwise.
@@ -239,7 +239,7 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
             out.rule("coverage")
             for r in sensor_coverage(ws):
                 out.print(f"sensor {r['sensor']}: {r['span_minutes']} min seen, {r['gap_minutes']} min without "
-                          f"records, {r['missed_share']:.2%} bytes missed, {r['interim_flows']} flows still open")
+                          f"records, {r['missed_share']:.2%} bytes missed, {count(r['interim_flows'], 'flow')} still open")
             out.rule("findings (abfluss analyze)")
             res = analysis.analyze(ws)
             for f in res.findings:

@@ -77,7 +77,7 @@ def analyze(
         out.print("nothing to analyze: the workspace holds no flows yet (abfluss ingest FILE)")
         return
     out.print(f"window {_json_default(res.start)} .. {_json_default(res.end)}: {res.flows:,} flows, "
-              f"{len(res.findings)} findings ({len(res.new)} new or raised)")
+              f"{count(len(res.findings), 'finding')} ({len(res.new)} new or raised)")
     if res.findings:
         _print_findings(res.findings, 30)
         risk = host_risk(res.findings)

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..units import count
 from .app import _open, app, err, human_bytes, out
 from ..errors import AbflussError
 from ..outputs.sinks import Sink
@@ -68,5 +69,5 @@ def watch(
             w.add_netflow(p, sensor)
         out.print(f"watching {', '.join(s.name for s in w.sources)}; detections every {every:g} s", markup=False)
         w.run(emit, duration)
-        out.print(f"stopped: {w.stats['records']:,} records stored, {w.stats['findings_sent']} findings sent",
+        out.print(f"stopped: {w.stats['records']:,} records stored, {count(w.stats['findings_sent'], 'finding')} sent",
                   markup=False)

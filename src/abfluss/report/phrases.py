@@ -35,7 +35,7 @@ PHRASES_DE = {
         "keine Nutzdaten geprüft (nur Flussdaten oder Prüfung abgeschaltet)",
     "disabled in the configuration": "in der Konfiguration abgeschaltet",
     "flows": "Flussdaten", "dns": "DNS", "payload": "Nutzdaten", "flows+dns": "Flussdaten, DNS",
-    "unknown": "unbekannt", "allowlisted": "freigegeben", "internal": "intern",
+    "unknown": "unbekannt", "allowlisted": "freigegeben", "internal": "intern", "local": "lokal", "proxy": "Proxy",
     "info": "Information", "low": "niedrig", "medium": "mittel", "high": "hoch", "critical": "kritisch",
 }
 

@@ -37,21 +37,28 @@ _CLASS_TABLE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijk
                                b"0" * 10 + b"A" * 26 + b"a" * 26)
 
 
-def _bounded(prefix: str, rest: str = "", right: str = r"(?![A0a])(?![.,]0)") -> re.Pattern[bytes]:
-    """Literal `prefix` (searched fast), not preceded by a letter/digit or by `digit.`/`digit,`
-    (decimal fractions), then `rest` and the right boundary, all on the class string."""
+def _bounded(prefix: str, rest: str = "", right: str = r"(?![A0a])(?![.,]0)",
+             decimal: bool = True) -> re.Pattern[bytes]:
+    """Literal `prefix` (searched fast), not preceded by a letter/digit, then `rest` and the right
+    boundary, all on the class string. With `decimal`, a value of digits only is also not taken
+    after `digit.`/`digit,` (the fraction of `12,5…` in prose); a value that starts with a letter
+    can be no fraction, so for it the byte before is a separator, whatever it is (CSV, SQL)."""
     p = re.escape(prefix)
-    return re.compile(f"{p}(?<![A0a]{p})(?<!0[.,]{p}){rest}{right}".encode())
+    guard = f"(?<!0[.,]{p})" if decimal else ""
+    return re.compile(f"{p}(?<![A0a]{p}){guard}{rest}{right}".encode())
 
 
 # KVNR: the match starts at the 9 digits (a digit literal is found faster than a letter class) and
 # looks back for the letter: 10-char ID, or the full 20/30-char KVNR. Lower case needs an anchor.
-_KVNR = re.compile(rb"000000000(?<=[Aa]000000000)(?<![A0a][Aa]000000000)(?<!0[.,][Aa]000000000)"
-                   rb"(?:0{10}|0{9}A0{10})?(?![A0a])(?![.,]0)")
+# A KVNR starts with a letter, so `1990,A123456780` is a date column and a KVNR, never a decimal
+# fraction; only `.digit` after it (a version or serial suffix) stops it. A comma or semicolon
+# after it is the next column (`A123456780,1990-01-02`).
+_KVNR = re.compile(rb"000000000(?<=[Aa]000000000)(?<![A0a][Aa]000000000)"
+                   rb"(?:0{10}|0{9}A0{10})?(?![A0a])(?!\.0)")
 _DIGITS = _bounded("00000000", "(?:A000|000|0)")              # IK 9, IdNr 11, RVNR 8+letter+3
 _GROUPED = _bounded("00 000", "(?: 000 000|000 A 000)", r"(?![A0a])(?![.,]0)(?! 0)")  # IdNr / RVNR
-_IBAN = _bounded("AA00", "(?: ?[A0]{4}){2,7}(?: ?[A0]{1,3})?", r"(?![A0a])")
-_ICD_START = _bounded("A00", "", r"(?![A0a])")  # not a KVNR-shaped token
+_IBAN = _bounded("AA00", "(?: ?[A0]{4}){2,7}(?: ?[A0]{1,3})?", r"(?![A0a])", decimal=False)
+_ICD_START = _bounded("A00", "", r"(?![A0a])", decimal=False)  # not a KVNR-shaped token
 _ICD = re.compile(rb"([A-Z][0-9]{2}(?:\.(?:[0-9]{1,2}|-))?)(?:\+|\*|!|\xe2\x80\xa0|\x86)?"
                   rb"(?:[ ]?[GVZA][RLB]?|[ ]?[RLB][GVZA]?)?(?![A-Za-z0-9])")
 _ICD_MAX = 24  # bytes: longer than any ICD notation (A00.00† GL), so the end is never cut

@@ -83,7 +83,8 @@ def test_http_chunked_gzip_post_body_is_decoded():
     c.close()
     text, rows = run(cap)
     assert b"POST /upload?case=1/2 x HTTP/1.1\n" in text  # request line URL-decoded
-    assert body in text and text.count(KVNR) == 200
+    # the CSV as records: the header's anchor word before each value of its column
+    assert b"kvnr\tname\nkvnr=%s\tName 0\n" % KVNR in text and text.count(KVNR) == 200
     assert (rows["orig"]["payload_bytes"], rows["orig"]["app"], rows["orig"]["encrypted"]) == (len(req), "http", False)
     assert rows["resp"]["payload_bytes"] == 45
 
@@ -136,7 +137,7 @@ def test_http_json_escapes_and_head_and_interim_responses():
     c.send(resp, from_client=False, size=9)
     c.close()
     text, rows = run(cap)
-    assert b'"system":"http://fhir.de/sid/gkv/kvid-10"' in text
+    assert b"\n\nhttp://fhir.de/sid/gkv/kvid-10\tA123456780\n" in text  # JSON parsed: system and value on one line
     assert b"fine" in text and rows["resp"]["payload_bytes"] == len(resp)
 
 
@@ -186,14 +187,14 @@ def test_smtp_mail_parts_are_decoded():
     assert b"From: Dr. M\xc3\xbcller <praxis@mail.test>\n" in text  # encoded word decoded
     assert b"Versichertennummer des Patienten M\xfcller: A123456780, bitte pr\xfcfen." in text  # QP, Latin-1
     assert b"\n.leading dot line" in text  # dot-stuffing undone
-    assert b"kvnr;iban\nX110411675;DE89370400440532013000\n" in text  # base64 attachment
+    assert b"kvnr\tiban\nkvnr=X110411675\tiban=DE89370400440532013000\n" in text  # base64 CSV attachment
     assert b"MAIL FROM:<praxis@mail.test>" in text
     assert rows["orig"]["app"] == rows["resp"]["app"] == "smtp"
 
 
 def test_smtp_refused_data_goes_back_to_commands():
     text, _ = run(mail_capture(MAIL, refused_first=True))
-    assert b"RSET\r\n" in text and b"X110411675;DE89370400440532013000" in text
+    assert b"RSET\r\n" in text and b"kvnr=X110411675\tiban=DE89370400440532013000" in text
 
 
 def test_smtp_mail_larger_than_the_buffer_is_read_raw():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email
 import re
 
+from . import structured
 from .decode_http import HTTP_METHODS, MAX_LINE, Http, scan_message
 
 #: Bytes a stream's start must have before it is named (unless the stream ends sooner).
@@ -53,6 +54,22 @@ def sniff(head: bytes, server_port: int, udp: bool, final: bool = False) -> str 
     if len(head) < SNIFF_BYTES and not final:
         return None
     return "raw"
+
+
+class File:
+    """A stream that carries one file or unknown data (FTP data, other TCP): a ``structured``
+    unit (CSV, archives, JSON … recognised from the content)."""
+
+    def __init__(self, sink, side):
+        self.sink = sink
+        self.unit = structured.Unit(sink, side.limits, newline=False)
+
+    def data(self, data: bytes) -> None:
+        self.unit.feed(data)
+
+    def close(self) -> None:
+        self.unit.close()
+        self.sink.boundary()
 
 
 class Raw:
@@ -132,7 +149,7 @@ class Smtp(Lines):
 
     def line(self, line: bytes) -> bytes | None:
         if line.rstrip().upper() == b"DATA":
-            mail = Mail(self.sink, self, self.limit)
+            mail = Mail(self.sink, self, self.side.limits)
             self.side.decoder = mail
             rest = bytes(self.buf)
             self.buf.clear()
@@ -143,8 +160,9 @@ class Smtp(Lines):
 class Mail:
     """One mail after DATA, up to ``<CRLF>.<CRLF>``; then back to the commands."""
 
-    def __init__(self, sink, commands: Smtp, limit: int):
-        self.sink, self.commands, self.limit = sink, commands, limit
+    def __init__(self, sink, commands: Smtp, limits):
+        self.sink, self.commands, self.limits = sink, commands, limits
+        self.limit = limits.max_buffered_bytes
         self.buf = bytearray()
         self.searched = 0
         self.streaming = False
@@ -169,7 +187,7 @@ class Mail:
         if self.streaming:
             self.sink.write(_unstuff(body))
         else:
-            scan_message(email.message_from_bytes(_unstuff(body)), self.sink)
+            scan_message(email.message_from_bytes(_unstuff(body)), self.sink, self.limits)
         self.sink.write(b"\n")
         self._back(rest)
 
@@ -205,6 +223,8 @@ DECODERS = {
 }
 
 
-def decoder_for(app: str, is_client: bool):
+def decoder_for(app: str, is_client: bool, udp: bool = False):
     pair = DECODERS.get(app)
-    return (pair[0] if is_client else pair[1]) if pair else Raw
+    if pair:
+        return pair[0] if is_client else pair[1]
+    return Raw if udp else File  # a datagram is a message of its own; a TCP stream may be a file

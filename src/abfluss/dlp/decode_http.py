@@ -2,11 +2,11 @@
 
 HTTP messages of one direction are parsed head by head (requests pipelined or kept alive,
 responses paired with their requests' methods), bodies framed by length, chunks or the end of
-the connection, content codings (gzip, deflate) undone, then decoded by content type:
+the connection, content codings (gzip, deflate, br) undone, then decoded by content type:
 multipart bodies and mails are split into parts by the standard library's ``email`` package
-(base64 and quoted-printable decoded), URL-encoded forms field by field, JSON with ``\\/``
-unescaped; everything else is text. Bodies that start like images, archives or programs are
-framed but not read.
+(base64 and quoted-printable decoded), URL-encoded forms field by field; every other body, and
+every part, is a unit for ``structured`` (CSV, JSON, XML, HL7, SQL, archives, office files …,
+recognised from the content). Bodies that start like images or programs are framed but not read.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ import zlib
 from collections import deque
 from urllib.parse import unquote_to_bytes
 
+from . import structured
+
 HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ",
                 b"TRACE ", b"PROPFIND ", b"PROPPATCH ", b"MKCOL ", b"COPY ", b"MOVE ", b"LOCK ",
                 b"UNLOCK ", b"REPORT ", b"SEARCH ")
-#: Starts of file formats without readable text (images, compressed archives, programs, media):
-#: a body that starts so is framed but not read. Uncompressed tar and text formats are read.
-BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b", b"MZ\x90\x00", b"MSCF",
-                b"7z\xbc\xaf", b"Rar!", b"\xfd7zXZ", b"BZh91AY&SY", b"(\xb5/\xfd", b"RIFF", b"OggS", b"ID3\x03",
-                b"\x00\x00\x00\x18ftyp", b"\x00\x00\x00\x20ftyp", b"\x00\x00\x01\xba", b"wOF2", b"wOFF",
-                b"\x7fELF", b"%PDF-")
+#: Starts of file formats without readable text (images, media, programs): a body that starts
+#: so is framed but not read. Archives and compressed files are opened (``containers``).
+BINARY_MAGIC = structured.OPAQUE_MAGIC
 #: Longest command or header line kept while waiting for its end; longer ones are scanned raw.
 MAX_LINE = 65536
 
 
-def scan_message(msg, sink) -> None:
+def scan_message(msg, sink, limits) -> None:
     """Every MIME part of a parsed message to the sink: its headers (encoded words decoded), a
-    blank line, its body (base64 / quoted-printable decoded) and a line end after it."""
+    blank line, its body (base64 / quoted-printable decoded, then read as a ``structured``
+    unit: an attached CSV, zip or spreadsheet) and a line end after it."""
     for part in msg.walk():
         for name, value in part.items():  # field names (name="kvnr") are anchors for the body
             sink.write(f"{name}: {_header_text(value)}\n".encode("utf-8", "surrogateescape"))
@@ -45,7 +45,7 @@ def scan_message(msg, sink) -> None:
             charset = (part.get_content_charset() or "").lower()
             if charset.startswith("utf-16") or charset.startswith("utf-32"):
                 payload = payload.decode(charset, "replace").encode("utf-8")
-            sink.write(payload)
+            structured.render(payload, sink, limits)
             sink.write(b"\n")
 
 
@@ -169,8 +169,13 @@ class Body:
         self.max_decoded = limits.max_decoded_bytes
         coding = fields.get(b"content-encoding", b"").strip().lower()
         self.inflate = zlib.decompressobj(47) if coding in (b"gzip", b"x-gzip", b"deflate") else None
+        self.brotli = None
+        if coding == b"br":
+            import brotli
+
+            self.brotli = brotli.Decompressor()
         self.first = True
-        self.opaque = coding not in (b"", b"identity", b"gzip", b"x-gzip", b"deflate")  # br, zstd ...
+        self.opaque = coding not in (b"", b"identity", b"gzip", b"x-gzip", b"deflate", b"br")  # zstd ...
         self.content = content_decoder(fields.get(b"content-type", b""), sink, limits)
 
     def feed(self, data: bytes) -> bytes:
@@ -219,6 +224,8 @@ class Body:
             return
         if self.inflate is not None:
             data = self._inflate(data)
+        elif self.brotli is not None:
+            data = self._unbrotli(data)
         if not self.decoded and data.startswith(BINARY_MAGIC):
             self.opaque = True  # an image, archive or program: no text to read, framing only
             return
@@ -237,6 +244,20 @@ class Body:
         self.first = False
         return out
 
+    def _unbrotli(self, data: bytes) -> bytes:
+        """br within the decoded-bytes limit (a brotli bomb stops there)."""
+        import brotli
+
+        left = self.max_decoded - self.decoded
+        try:
+            out = self.brotli.process(data, output_buffer_limit=max(1, left))
+        except brotli.error:
+            self.opaque = True
+            return b""
+        if len(out) >= left:
+            self.opaque = True  # the limit: the rest is not read
+        return out
+
     def close(self) -> None:
         self.content.close()
 
@@ -244,12 +265,10 @@ class Body:
 def content_decoder(content_type: bytes, sink, limits):
     ctype = content_type.split(b";", 1)[0].strip().lower()
     if ctype.startswith(b"multipart/") and ctype != b"multipart/byteranges":  # ranges: parts of one file
-        return Multipart(content_type, sink, limits.max_buffered_bytes)
+        return Multipart(content_type, sink, limits)
     if ctype == b"application/x-www-form-urlencoded":
         return Form(sink)
-    if ctype.endswith(b"json") or ctype.endswith(b"+json"):
-        return Json(sink)
-    return Text(sink)
+    return Content(sink, limits)
 
 
 class Text:
@@ -266,18 +285,8 @@ class Text:
         self.sink.write(b"\n")
 
 
-class Json(Text):
-    """JSON as text with ``\\/`` unescaped, so FHIR system URLs (anchors) read as written."""
-
-    carry = b""
-
-    def feed(self, data: bytes) -> None:
-        data = self.carry + data
-        self.carry = b"\\" if data.endswith(b"\\") else b""
-        self.sink.write(data[:len(data) - len(self.carry)].replace(b"\\/", b"/"))
-
-    def close(self) -> None:
-        self.sink.write(self.carry + b"\n")
+class Content(structured.Unit):
+    """Any other body: a ``structured`` unit, its layout recognised from its bytes."""
 
 
 class Form(Text):
@@ -307,11 +316,12 @@ class Multipart(Text):
     """multipart/*: kept whole up to ``limit`` bytes and split into parts by the ``email``
     package (part headers, base64 / quoted-printable bodies); beyond the limit, raw."""
 
-    def __init__(self, content_type: bytes, sink, limit: int):
+    def __init__(self, content_type: bytes, sink, limits):
         super().__init__(sink)
         self.head = b"Content-Type: " + content_type + b"\r\n\r\n"
         self.buf: bytearray | None = bytearray()
-        self.limit = limit
+        self.limits = limits
+        self.limit = limits.max_buffered_bytes
 
     def feed(self, data: bytes) -> None:
         if self.buf is None:
@@ -324,7 +334,7 @@ class Multipart(Text):
 
     def close(self) -> None:
         if self.buf:
-            scan_message(email.message_from_bytes(self.head + bytes(self.buf)), self.sink)
+            scan_message(email.message_from_bytes(self.head + bytes(self.buf)), self.sink, self.limits)
         self.sink.write(b"\n")
 
 

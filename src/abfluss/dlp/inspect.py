@@ -44,7 +44,13 @@ class Settings:
         "help": "Per flow side: bytes of out-of-order segments held while waiting for a missing "
                 "one, and the largest mail or multipart body decoded whole (larger: scanned raw)."})
     max_decoded_bytes: int = field(default=64 << 20, metadata={
-        "help": "Per HTTP body: decompressed bytes scanned at most (a gzip bomb stops here)."})
+        "help": "Per unit (an HTTP body, a mail part, a file): decompressed bytes read at most, "
+                "all archive members and nesting levels together (a bomb stops here)."})
+    max_ratio: float = field(default=100.0, metadata={
+        "help": "A compressed member or body beyond 1 MiB may expand at most this many times its "
+                "compressed size (real exports compress 5-20x; a bomb 1000x); the rest is not read."})
+    max_depth: int = field(default=4, metadata={
+        "help": "Containers opened inside each other at most (zip in tar.gz in base64 …)."})
     chunk_bytes: int = field(default=64 << 10, metadata={
         "help": "Decoded text is scanned in chunks of about this size per flow side."})
     context_bytes: int = field(default=128, metadata={
@@ -113,6 +119,7 @@ class Direction:
         except Exception:  # noqa: BLE001 - no message: it could quote payload
             # Malformed for this decoder: this piece and the rest are read raw. Part of the
             # piece may have been read already: a hit may count twice, a value is never lost.
+            self._flush_decoder()
             self.decoder = decode.Raw(self.sink)
             self.decoder.data(data)
 
@@ -123,7 +130,7 @@ class Direction:
         if flow.app in (None, "raw"):
             flow.app = app
         if self.read:
-            self.decoder = decode.decoder_for(app, self.is_client)(self.sink, self)
+            self.decoder = decode.decoder_for(app, self.is_client, flow.proto == UDP)(self.sink, self)
         elif app == "ftp":  # FTP replies announce the passive data connections: parsed, not scanned
             self.decoder = decode.Ftp(DISCARD, self)
         else:
@@ -131,9 +138,16 @@ class Direction:
 
     def gap(self, n: int) -> None:
         """Bytes are missing: the decoder's framing is lost, so the rest is read raw."""
-        self.sink.boundary()
         if self.decoder is not None and not isinstance(self.decoder, decode.Raw):
+            self._flush_decoder()  # what a decoder holds (a body being collected) is read first
             self.decoder = decode.Raw(self.sink)
+        self.sink.boundary()
+
+    def _flush_decoder(self) -> None:
+        try:
+            self.decoder.close()
+        except Exception:  # noqa: BLE001 - as in data(): no message
+            pass
 
     def restart(self, rest: bytes) -> None:
         """The decoder met another protocol (TLS after STARTTLS, a CONNECT tunnel): sniff again."""

@@ -8,9 +8,11 @@ import gzip
 import json
 import random
 import stat
+import struct
 import tempfile
 from pathlib import Path
 
+import dpkt
 import duckdb
 import pyarrow.parquet as pq
 import pytest
@@ -422,7 +424,40 @@ def leaky_capture(v: dict[str, list[str]]) -> Capture:
     c.close()
     for i, row in enumerate(rows):  # syslog-like UDP datagrams
         cap.udp(t + 50 + i / 100, "10.10.0.14", 5140, "203.0.113.60", 514, f"<13>export {row}".encode())
+    metadata(cap, v, t + 60)
     return cap
+
+
+#: A published sample IBAN: suppressed (never counted) but still never stored raw.
+SAMPLE_IBAN = "DE89370400440532013000"
+
+
+def metadata(cap: Capture, v: dict[str, list[str]], t: float) -> None:
+    """Identifiers in DNS names (lower case, as resolvers send them), an HTTP URI, Host,
+    User-Agent, Referer and Cookie, and a TLS SNI."""
+    k, iban, mail = v["kvnr"][1], v["iban"][1], v["email"][1]
+    for i, name in enumerate((f"{k.lower()}.{iban.lower()}.exfil.test", f"{SAMPLE_IBAN.lower()}.x.exfil.test")):
+        q = dpkt.dns.DNS(id=0x1234 + i, qd=[dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)])
+        cap.udp(t + i, "10.10.0.15", 53000 + i, "198.51.100.53", 53, bytes(q))
+    c = Conn(cap, ("10.10.0.15", 43000), ("203.0.113.70", 80), t0=t + 2)
+    c.send(f"GET /patient/{k}?iban={iban} HTTP/1.1\r\nHost: {k.lower()}.files-drop.test\r\n"
+           f"User-Agent: Exporter/1.0 ({SAMPLE_IBAN}; {mail})\r\nReferer: http://intranet.test/?kvnr={k}\r\n"
+           f"Cookie: session={iban}\r\n\r\n".encode())
+    c.send(b"HTTP/1.1 204 No Content\r\n\r\n", from_client=False)
+    c.close()
+    c = Conn(cap, ("10.10.0.15", 43001), ("203.0.113.71", 443), t0=t + 4)
+    c.send(client_hello(f"{k.lower()}.sni.exfil.test"))
+    c.close()
+
+
+def client_hello(sni: str) -> bytes:
+    """A TLS 1.2 ClientHello with the server name ``sni`` (what the flow meter reads as SNI)."""
+    name = sni.encode()
+    ext_sni = struct.pack("!HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + struct.pack("!H", 4) + b"\x00\x2f\x00\x35" + b"\x01\x00"
+            + struct.pack("!H", len(ext_sni)) + ext_sni)
+    hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
 
 
 def _strings(table) -> str:
@@ -431,10 +466,13 @@ def _strings(table) -> str:
 
 def test_leak_nothing_raw_reaches_the_workspace_or_any_output(tmp_path):
     v = values(60, seed=99)
-    secrets = [x.encode() for vals in v.values() for x in vals]
+    secrets = [x.encode() for vals in v.values() for x in vals] + [SAMPLE_IBAN.encode()]
+    lower = [x.lower() for x in secrets if x[:1].isalpha() and x.lower() != x]  # DNS names are lower case
     cap = leaky_capture(v).write(tmp_path / "capture.pcap")
     raw = cap.read_bytes()
     assert all(s in raw for s in secrets)  # every value is on the wire (the FTP data is plain)
+    assert SAMPLE_IBAN.lower().encode() in raw and v["kvnr"][1].lower().encode() in raw
+    secrets += lower
     root = tmp_path / "ws"
     outputs = []
     proc = run_cli("ingest", str(cap), workspace=root)
@@ -445,13 +483,17 @@ def test_leak_nothing_raw_reaches_the_workspace_or_any_output(tmp_path):
         got = {r[0]: r[1] for r in ws.con.execute(
             "SELECT category, count(DISTINCT hmac) FROM dlp_raw GROUP BY ALL").fetchall()}
         assert got == {c: 60 for c in v}  # every value was found: the test below is not vacuous
+        apps = {r[0] for r in ws.con.execute("SELECT DISTINCT app FROM dlp_raw").fetchall()}
+        # metadata is inspected too: the DNS names, the HTTP Host (the flow's server name) and
+        # user agent, and the TLS SNI gave dlp rows of their own
+        assert {"dns.query", "flows.server_name", "flows.user_agent"} <= apps, apps
     finally:
         ws.close()
     proc = run_cli("analyze", "--only", "cleartext_sensitive_data", "--format", "json", workspace=root)
     assert proc.returncode == 0, proc.stderr
     outputs += [proc.stdout, proc.stderr]
     found_ids = [f["id"] for f in json.loads(run_cli("findings", "--format", "json", workspace=root, check=True).stdout)]
-    assert len(found_ids) == 7  # one per sending host and destination of the capture
+    assert len(found_ids) == 10  # one per sending host and destination of the capture
     for args in [("findings", "--format", fmt) for fmt in ("table", "json", "ecs", "ocsf", "cef")] + [
             ("incidents", "--format", "json"), ("inputs", "--format", "json"), ("ledger", "--format", "json"),
             ("coverage", "--format", "json")] + [("explain", i) for i in found_ids] + [

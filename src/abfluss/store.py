@@ -259,12 +259,22 @@ class InputWriter:
         self.first_ts = None
         self.last_ts = None
         self.addresses: set[str] = set()
+        # Every text column a sender chose (DNS names, URIs, user agents, SNI …) is scanned for
+        # identifiers, which are stored only masked, and counted as dlp rows (dlp/metadata.py).
+        from .dlp.keys import workspace_key
+        from .dlp.metadata import Scrubber
+
+        self.scrubber = Scrubber(lambda: workspace_key(ws.root))
 
     def write(self, table: str, batch: pa.Table, sensor: str) -> int:
-        """Add a reader batch: complete it with the store's columns, split it by day, append."""
+        """Add a reader batch: complete it with the store's columns, mask identifiers in its
+        text columns, split it by day, append."""
         if batch.num_rows == 0:
             return 0
         full = complete(table, batch, sensor, self.input_id)
+        full, found = self.scrubber.scrub(table, full)
+        if found:
+            self.write("dlp", schema.conform("dlp", pa.Table.from_pylist(found)), sensor)
         ts = full.column("ts")
         lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
         self.first_ts = lo if self.first_ts is None or lo < self.first_ts else self.first_ts
@@ -315,6 +325,8 @@ class InputWriter:
 
     def commit(self, meta: StoredInput) -> None:
         meta.first_ts, meta.last_ts = self.first_ts, self.last_ts
+        meta.path = self.scrubber.text(meta.path)  # the catalog holds no raw identifier either
+        meta.messages = [self.scrubber.text(m) for m in meta.messages]
         self.ws._commit(self, meta)
 
     def abort(self) -> None:

@@ -169,6 +169,17 @@ class Scanner:
     def scan(self, data: bytes | str) -> list[Hit]:
         """One `Hit` per occurrence, in payload order. Bytes may be UTF-8, Latin-1 or cp1252 (or
         broken): matching is on ASCII patterns over the raw bytes and never raises."""
+        return self._hits(self._kept(data))
+
+    def scan_spans(self, data: bytes | str) -> list[tuple[int, int, Hit]]:
+        """`scan` with each hit's byte span in ``data`` (to mask values in stored metadata).
+        Suppressed test identities are returned too (their hit is None): they are masked as well."""
+        kept = self._kept(data, hidden=True)
+        shown = [c for c in kept if not c.hidden]
+        hits = dict(zip(map(id, shown), self._hits(shown)))
+        return [(c.start, c.end, hits.get(id(c))) for c in kept]
+
+    def _kept(self, data: bytes | str, hidden: bool = False) -> list[_Cand]:
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
         if not raw:
             return []
@@ -181,7 +192,7 @@ class Scanner:
         # Suppressed test identities still claim their bytes (no phone number inside a sample IBAN).
         kept = self._claim([c for c in cands if c.hidden or c.anchored
                             or not (c.weak or c.cat in self._require)])
-        return self._hits([c for c in kept if not c.hidden])
+        return kept if hidden else [c for c in kept if not c.hidden]
 
     # --- candidates ------------------------------------------------------------------------------
     def _candidates(self, p: Payload) -> list[_Cand]:

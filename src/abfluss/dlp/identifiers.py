@@ -127,21 +127,30 @@ def is_iban(value: str) -> bool:
     return bool(fmt[1].fullmatch(compact[4:])) and iban_mod97(compact)
 
 
-def iban_end(text: str) -> int | None:
+def iban_shaped(value: str) -> bool:
+    """Country, registry length and BBAN structure, without the mod-97 check."""
+    compact = value.replace(" ", "")
+    fmt = IBAN_FORMATS.get(compact[:2])
+    return (fmt is not None and len(compact) == fmt[0] and compact[2:4].isdigit()
+            and bool(fmt[1].fullmatch(compact[4:])))
+
+
+def iban_end(text: str, check=is_iban) -> int | None:
     """Length of the valid IBAN at the start of a greedy match: the registry length of its country
-    decides where it ends, which must fall on a group boundary (a number after it is no part)."""
+    decides where it ends, which must fall on a group boundary (a number after it is no part).
+    With ``check=iban_shaped`` the same for a token of an IBAN's shape whose check fails."""
     fmt = IBAN_FORMATS.get(text[:2])
     if fmt is None:
         return None
     if " " not in text:
-        return fmt[0] if len(text) == fmt[0] and is_iban(text) else None
+        return fmt[0] if len(text) == fmt[0] and check(text) else None
     n = 0
     for i, ch in enumerate(text):
         if ch != " ":
             n += 1
             if n == fmt[0]:
                 end = i + 1
-                ok = (end == len(text) or text[end] == " ") and is_iban(text[:end])
+                ok = (end == len(text) or text[end] == " ") and check(text[:end])
                 return end if ok else None
     return None
 

@@ -201,7 +201,7 @@ class Scanner:
 
     def _hide(self, cands: list[_Cand]) -> list[_Cand]:
         for c in cands:
-            c.hidden = self._suppressed(c)
+            c.hidden = c.hidden or self._suppressed(c)
         return cands
 
     def _kvnr(self, p: Payload) -> list[_Cand]:
@@ -257,6 +257,12 @@ class Scanner:
             end = ids.iban_end(text)
             if end:
                 out.append(_Cand("iban", m.start(), m.start() + end, text[:end].replace(" ", "")))
+                continue
+            end = ids.iban_end(text, ids.iban_shaped)
+            if end:  # a mistyped IBAN: never reported, but no phone number or IK is read out of it
+                c = _Cand("iban", m.start(), m.start() + end, "")
+                c.hidden = True
+                out.append(c)
         return out
 
     def _email(self, p: Payload) -> list[_Cand]:

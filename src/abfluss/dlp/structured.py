@@ -251,6 +251,8 @@ def sniff_delimited(head: str):
         n, k = counts.most_common(1)[0]
         if n < 2 or k < DELIMITED_SHARE * len(rows) or (len(rows) == 2 and k != 2):
             continue
+        if len(rows) < 3 and not is_header(rows[0]):
+            continue  # two lines without column names: too little to call it a table
         if d in ",;" and _prose(rows):
             continue
         score = (k / len(rows), n)
@@ -260,9 +262,12 @@ def sniff_delimited(head: str):
 
 
 def _prose(rows: list[list[str]]) -> bool:
-    """Separators followed by a space in most fields: sentences with commas, not columns."""
+    """Separators followed by a space in most fields, or fields of many words: sentences with
+    commas (and decimal commas: `12,5 Prozent`), not columns."""
     later = [f for r in rows for f in r[1:]]
-    return bool(later) and sum(f.startswith(" ") for f in later) > 0.5 * len(later)
+    words = [f for r in rows for f in r if f.count(" ") >= 3]
+    return bool(later) and (sum(f.startswith(" ") for f in later) > 0.5 * len(later)
+                            or len(words) > 0.5 * sum(len(r) for r in rows))
 
 
 def is_header(row: list[str]) -> bool:
@@ -518,6 +523,10 @@ HL7_LABELS = {
     "DG1-3": "diagnose", "DG1-4": "diagnose", "PRB-3": "diagnose",
     "GT1-12": "svnr", "NK1-5": "telefon",
 }
+#: Coded fields (CE/CWE: code^text^coding system^alternate code^text^system): the coding
+#: systems' names ("I10", "ICD10GM") are left out, they are not diagnoses.
+HL7_CODED = {"DG1-3", "PRB-3"}
+_CODED_KEEP = (0, 1, 3, 4)
 _HL7_ESC = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
 
 
@@ -541,7 +550,15 @@ def hl7(text: str) -> Iterator[str]:
                 continue
             n = i + 1 if name == "MSH" else i
             label = HL7_LABELS.get(f"{name}-{n}")
-            parts = [p for p in re.split(f"[{re.escape(comp + rep + sub)}]", f) if p]
+            field = f"{name}-{n}"
+            if field in HL7_CODED:
+                parts = []
+                for r in f.split(rep):
+                    comps = r.split(comp)
+                    parts += [comps[j] for j in _CODED_KEEP if j < len(comps)]
+                parts = [p for p in parts if p]
+            else:
+                parts = [p for p in re.split(f"[{re.escape(comp + rep + sub)}]", f) if p]
             parts = [_hl7_unescape(p, esc) for p in parts]
             tag = f"{name}-{n}" + (f" {label}=" if label else "=")
             out.append(tag + "\t".join(_clean(p) for p in parts))

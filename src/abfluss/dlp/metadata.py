@@ -51,6 +51,9 @@ class Scrubber:
     def __init__(self, key: Callable[[], bytes]):
         self._key = key
         self._scanner: Scanner | None = None
+        # Looks first without the key: a workspace ingested with --no-inspect gets a key only
+        # when a stored value really holds an identifier.
+        self._probe = Scanner(bytes(32))
 
     @property
     def scanner(self) -> Scanner:
@@ -89,6 +92,8 @@ class Scrubber:
         for e in enc:
             starts.append(pos)
             pos += len(e) + 1
+        if not self._probe.scan_spans(payload):
+            return {}
         per: dict[int, list] = {}
         for s, e, hit in self.scanner.scan_spans(payload):
             i = bisect_right(starts, s) - 1

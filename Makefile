@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_ledger.py
 	$(PY) bench/bench_detect.py
 	$(PY) bench/bench_dlp.py
+	ABFLUSS_DLP_EXAMPLES=5000 $(PY) -m pytest -q tests/test_dlp_properties.py
 	$(PY) bench/bench_watch.py --minutes 30
 	$(PY) bench/open_data_table.py --readme
 

@@ -129,6 +129,8 @@ def encode(text: str) -> bytes:
 
 def is_text(data: bytes) -> bool:
     """Few control bytes (as the sink's binary test): the result of a base64 decoding is text."""
+    if data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _utf16_guess(data):
+        return True
     sample = data[:1024]
     ctrl = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
     return ctrl <= 0.1 * len(sample)

@@ -257,10 +257,11 @@ def test_unknown_verdict_names_render_gracefully(cases):
     rep = dict(cases["en-given"][0], verdict="SOMETHING_NEWER")
     assert "SOMETHING_NEWER" in render_html(rep)
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
-    out = drafts.build_drafts(DraftInput("k", (t0, t0 + timedelta(hours=1)), t0, verdict="NOT_ASSESSABLE"), t0, "de")
-    text = out["drafts"]["art33"]["text"]
-    assert "kann noch nicht bestimmt werden** (NOT_ASSESSABLE)" in text and "Art. 33 Abs. 4 DSGVO" in text
-    assert "NOT_ASSESSABLE" in notifications_html({"tenants": {"k": out}}, "de")
+    out = drafts.build_drafts(DraftInput("k", (t0, t0 + timedelta(hours=1)), t0, verdict="SOMETHING_NEWER"), t0, "de")
+    text = out["drafts"]["register"]["text"]
+    assert "kann noch nicht bestimmt werden** (SOMETHING\\_NEWER)" not in text  # names are escaped, not mangled
+    assert "kann noch nicht bestimmt werden** (SOMETHING_NEWER)" in text and "Art. 33 Abs. 4 DSGVO" in text
+    assert "SOMETHING_NEWER" in notifications_html({"tenants": {"k": out}}, "de")
 
 
 def test_every_detection_has_a_german_title():

@@ -1,7 +1,8 @@
 """Benchmark: payload inspection speed, and what it costs pcap ingestion.
 
 On a capture dominated by cleartext HTTP (real HTTP captures replayed with shifted addresses, plus
-synthetic form and CSV uploads full of identifiers), prints:
+synthetic uploads full of identifiers in the shapes exports have: CSV, gzipped Excel CSV, JSON,
+FHIR XML, HL7 v2, SQL dumps, NDJSON, xlsx, zip, base64), prints:
 - payload inspection alone on one core (CPU time): payload MB/s (all reassembled bytes), and the
   detectors' speed in MB/s of decoded text (the bytes they read, over the time spent in them),
   once reading every flow side and once reading only what internal hosts send (as ingest does:
@@ -28,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _gen import mixed_pcap  # noqa: E402
 
 import abfluss  # noqa: E402
-from abfluss.dlp.identifiers import kvnr_check_digit  # noqa: E402
 from abfluss.config import DEFAULT_INTERNAL  # noqa: E402
 from abfluss.dlp.inspect import Settings, inspect_pcap  # noqa: E402
 from abfluss.dlp.scanner import Scanner  # noqa: E402
@@ -43,28 +43,37 @@ HTTP = ("zeek-traces/bro.org.pcap", "zeek-traces/wikipedia.pcap", "zeek-traces/2
 UPLOAD_EVERY = 3000
 
 
+#: Upload shapes, in turn (tests/dlpgen.py): the structured decoders are on the measured path.
+SHAPES = (("csv", "plain"), ("excel-de", "gzip"), ("json", "plain"), ("fhir-xml", "plain"), ("hl7v2", "plain"),
+          ("sql-insert", "gzip"), ("ndjson", "plain"), ("xlsx", "plain"), ("semicolon", "zip"), ("csv", "base64"))
+
+
 def uploads(out: Path, rounds: int) -> Path:
-    """HTTP POSTs of CSV lists of insured persons (the traffic DLP is for), as a capture."""
+    """HTTP POSTs of lists of 400 insured persons (the traffic DLP is for) in the shapes exports
+    have (CSV, Excel CSV gzipped, JSON, FHIR XML, HL7, SQL dump, NDJSON, xlsx, zipped CSV,
+    base64), as a capture."""
+    import dlpgen
     from test_dlp_streams import Capture, Conn
 
     rng = random.Random(7)
     cap = Capture()
     for r in range(rounds):
-        rows = []
-        for _ in range(400):
-            body = chr(65 + rng.randrange(26)) + "".join(rng.choice("0123456789") for _ in range(8))
-            rows.append(f"{body}{kvnr_check_digit(body)};Name {rng.randrange(10**6)};{rng.randrange(10**5)}\n")
-        csv = ("kvnr;name;plz\n" + "".join(rows)).encode()
+        layout, container = SHAPES[r % len(SHAPES)]
+        recs = dlpgen.people(rng, 400)
+        raw = (dlpgen.FILE_LAYOUTS[layout](recs) if layout in dlpgen.FILE_LAYOUTS
+               else dlpgen.TEXT_LAYOUTS[layout](recs).encode("utf-8"))
+        body = dlpgen.CONTAINERS[container](raw)
         c = Conn(cap, (f"10.1.{r % 250}.{r // 250 % 250}", 40000 + r % 20000), ("203.0.113.50", 80),
                  t0=1_700_000_000.0 + r)
-        c.send(b"POST /up HTTP/1.1\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (len(csv), csv))
+        c.send(b"POST /up HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n%s"
+               % (len(body), body))
         c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", from_client=False)
         c.close()
     return cap.write(out)
 
 
 def merged(tmp: Path, packets: int) -> Path:
-    """The real HTTP replay with synthetic uploads appended (one per 3 000 packets, 400 KVNRs each)."""
+    """The real HTTP replay with synthetic uploads appended (one per 3 000 packets, 400 persons each)."""
     real = tmp / "http.pcap"
     mixed_pcap(DATA, real, packets, HTTP)
     up = uploads(tmp / "uploads.pcap", max(1, packets // UPLOAD_EVERY))

@@ -39,7 +39,7 @@ from .containers import Budget
 #: Characters of a unit's start looked at to recognise its layout.
 SNIFF_CHARS = 64 << 10
 #: Records looked at to recognise a delimited or fixed-width layout.
-SNIFF_RECORDS = 50
+SNIFF_RECORDS = 25
 #: Share of sampled records that must have the same number of fields for a delimited layout.
 DELIMITED_SHARE = 0.9
 #: Longest header field; a longer first-row field is data, not a column name.
@@ -51,6 +51,7 @@ OPAQUE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"MZ\x90\x00", b"MSCF", b"
                 b"(\xb5/\xfd", b"RIFF", b"OggS", b"ID3\x03", b"\x00\x00\x00\x18ftyp", b"\x00\x00\x00\x20ftyp",
                 b"\x00\x00\x01\xba", b"wOF2", b"wOFF", b"\x7fELF", b"%PDF-")
 _B64 = re.compile(rb"[A-Za-z0-9+/=\r\n]+")
+_WIDE = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _B64_MIN = 64
 _CLEAN = re.compile(r"[\t\r\n]+")
 _DIGITS5 = re.compile(r"\d{5}")
@@ -170,7 +171,17 @@ def render(data: bytes, sink, limits, budget: Budget | None = None, depth: int =
             render(decoded, sink, limits, budget, depth + 1)
             return
     text = decode_text(data)
-    for piece in convert(text):
+    pieces = convert(text)
+    first = next(pieces, None)
+    if first is text:
+        second = next(pieces, None)
+        if second is None and not data.startswith(_WIDE) and not _utf16_guess(data):
+            sink.write(data)  # plain text in an ASCII-compatible encoding: the bytes as they came
+            return
+        pieces = _chain([second] if second is not None else [], pieces)
+    if first is not None:
+        sink.write(encode(first))
+    for piece in pieces:
         sink.write(encode(piece))
 
 

@@ -69,6 +69,7 @@ _EMAIL = re.compile(rb"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
                     rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![A-Za-z0-9-])")
 _EMAIL_BEFORE, _EMAIL_AFTER = 64, 256  # local part ≤ 64, domain ≤ 253 characters
 _HEADER_NAME_MAX = 32  # bytes of a line compared with the ignored mail header names
+HIT_CACHE = 100_000  # distinct values whose hit (hash, mask) a scanner remembers
 
 
 def _help(text: str) -> dict:
@@ -162,6 +163,7 @@ class Scanner:
         domains = self.settings.suppress_email_domains
         self._email_domains = frozenset(domains), tuple("." + d for d in domains)
         self._mail_headers = tuple(h.encode() for h in self.settings.email_ignore_headers)
+        self._hit_cache: dict[tuple[str, str, bool], Hit] = {}
 
     def __repr__(self) -> str:  # the key stays out of logs
         return f"Scanner({self.settings!r})"
@@ -387,7 +389,11 @@ class Scanner:
         return sorted(kept, key=lambda c: c.start)
 
     def _hits(self, cands: list[_Cand]) -> list[Hit]:
-        cache: dict[tuple[str, str, bool], Hit] = {}
+        # Hits are kept across scans (a chunk's context is scanned again, lists repeat values),
+        # bounded: the cache is dropped whole when it is full.
+        cache = self._hit_cache
+        if len(cache) > HIT_CACHE:
+            cache.clear()
         out = []
         for c in cands:
             hit = cache.get((c.cat, c.norm, c.anchored))

@@ -67,7 +67,7 @@ def test_filters_host_destination_window_and_sort(ws):
 
 def test_names_from_dns_answers_and_tls_by_uid(ws):
     store(ws, "dns", [{"ts": T("2024-01-01T10:00:00"), "orig_h": "10.0.0.5", "resp_h": "10.0.0.1",
-                       "query": "Files.Drop.test", "answers": ["203.0.113.9"]}], "d")
+                       "query": "Files.Drop.test", "qtype": "A", "answers": ["203.0.113.9"]}], "d")
     store(ws, "tls", [{"ts": T("2024-01-01T10:00:01"), "uid": "C2", "server_name": "api.saas.test"}], "t")
     store(ws, "flows", [flow("2024-01-01T10:00:01", "10.0.0.5", "203.0.113.9", 10, 10, uid="C1"),
                         flow("2024-01-01T10:00:01", "10.0.0.5", "198.51.100.1", 10, 10, uid="C2")], "f")

@@ -132,6 +132,7 @@ def test_golden_rows(golden):
             "uid": "1419339999887459", "orig_h": "192.168.1.129", "orig_p": 39422, "resp_h": "192.168.1.1",
             "resp_p": 53, "proto": "udp", "trans_id": 2, "query": "www.myedimax.com", "qtype": "A",
             "rcode": "NOERROR", "answers": ["ddns.myedimax.com", "ns.myedimax.com", "122.248.252.67"],
+            "answer_types": ["CNAME", "CNAME", "A"],
             "ttls": [580.0, 280.0, 580.0], "query_bytes": None, "answer_bytes": None}
     # line 113
     assert tables["tls"].to_pylist() == [{

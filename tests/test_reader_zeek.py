@@ -114,7 +114,8 @@ def test_rita_open_conns_golden(folder, fmt):
         "ts": ts("1517336042.279652"), "uid": "CVvreZ2AGtqjnP3nnl", "orig_h": "192.168.88.2",
         "orig_p": 55638, "resp_h": "165.227.88.15", "resp_p": 53, "proto": "udp", "trans_id": 42937,
         "query": "6dde0175375169c68f.dnsc.r-1x.com", "qtype": "TXT", "rcode": "NOERROR",
-        "answers": ["TXT 18 302f017537c68f5169"], "ttls": [60.0], "query_bytes": None, "answer_bytes": None}
+        "answers": ["TXT 18 302f017537c68f5169"], "answer_types": None,  # Zeek does not say
+        "ttls": [60.0], "query_bytes": None, "answer_bytes": None}
 
     http = row(tables["http"], "CsDSTo3cGyb7sbxsj5")
     assert (http["method"], http["host"], http["uri"], http["status_code"]) == (

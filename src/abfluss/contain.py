@@ -7,7 +7,9 @@ indicators of a radius into an nftables file, a plain list and a STIX 2.1 bundle
 
 Domains are resolved only through the DNS answers the workspace holds, never by a live lookup:
 what the hosts resolved is what they could have reached. A domain indicator also matches its
-subdomains.
+subdomains. Only A and AAAA answers are addresses (``enrich.DNS_ADDRESS_SQL``), in their strict
+form: a TXT or CNAME answer is attacker-written text and never reaches a firewall. Every value
+written into a block list is validated again where it is written (``_checked``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def parse_indicator(value: str) -> Indicator:
     v = value.strip().lower().rstrip(".")
     if v.startswith("*."):
         v = v[2:]  # a domain matches its subdomains anyway
-    if "/" in v or _ADDRESS_LIKE.match(v):
+    if "/" in v or _ADDRESS_LIKE.fullmatch(v):
         try:
             net = ipaddress.ip_network(v, strict=False)
         except ValueError:
@@ -62,7 +64,7 @@ def parse_indicator(value: str) -> Indicator:
         v = v.encode("idna").decode("ascii")
     except UnicodeError:
         raise AbflussError(f"--indicator {value!r}: not an IP address, CIDR or domain name") from None
-    if len(v) > 253 or not _DOMAIN.match(v):
+    if len(v) > 253 or not _DOMAIN.fullmatch(v):
         raise AbflussError(f"--indicator {value!r}: not an IP address, CIDR or domain name")
     return Indicator(v, "domain")
 
@@ -109,21 +111,43 @@ def _name_match(column: str) -> str:
     return f"(lower({column}) = ? OR ends_with(lower({column}), ?))"
 
 
+_STRICT_ADDRESS = re.compile(r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F:.]{2,45})$")
+
+
+def strict_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an address if it is one in plain form: no IPv6 zone (``%…``, which Python
+    accepts with any text after it), no spaces, nothing else; IPv4-mapped IPv6 unmapped."""
+    if not isinstance(text, str) or not _STRICT_ADDRESS.match(text):
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
+def _address_answers(where: str) -> str:
+    """SQL: the distinct A/AAAA answer values of the ``dns_raw`` rows matching ``where``."""
+    return f"""SELECT DISTINCT a FROM (
+                   SELECT dns_address(answer, answer_type, qtype) AS a FROM (
+                       SELECT unnest(answers) AS answer, unnest(answer_types) AS answer_type, qtype
+                       FROM dns_raw WHERE {where}))
+               WHERE a IS NOT NULL"""
+
+
 def _resolve(ws: Workspace, domain: str) -> tuple[list[str], list[str]]:
-    """Addresses the workspace's DNS answers give for ``domain`` (or its subdomains, CNAMEs included)."""
-    sql = f"""SELECT DISTINCT unnest(answers) AS a FROM dns_raw
-              WHERE {_name_match('rtrim(query, chr(46))')}
-                 OR len(list_filter(answers, lambda x: {_name_match('rtrim(x, chr(46))')})) > 0"""
+    """Addresses the workspace's DNS answers give for ``domain`` (or its subdomains, CNAMEs included).
+
+    Every DNS server counts here, the malware's own included: what a host resolved is what it
+    could reach, so it is what to block."""
+    sql = _address_answers(f"""{_name_match('rtrim(query, chr(46))')}
+                 OR len(list_filter(answers, lambda x: {_name_match('rtrim(x, chr(46))')})) > 0""")
     args = [domain, "." + domain] * 2
-    found, skipped = set(), []
+    found, skipped = set(), set()
     junk = [ipaddress.ip_network(n) for n in _NOT_ADDRESSES]
     for (a,) in ws.con.execute(sql, args).fetchall():
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue  # a CNAME target or other name
-        ip = getattr(ip, "ipv4_mapped", None) or ip
-        if any(ip in n for n in junk if n.version == ip.version):
+        ip = strict_address(a)
+        if ip is None or any(ip in n for n in junk if n.version == ip.version):
             continue
         (skipped if _is_internal(ws, str(ip)) else found).add(str(ip))
     key = lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))  # noqa: E731
@@ -131,15 +155,11 @@ def _resolve(ws: Workspace, domain: str) -> tuple[list[str], list[str]]:
 
 
 def _answer_hits(ws: Workspace, nets: list[Network]) -> list[str]:
-    """DNS answer values that lie in ``nets`` (answers are text, so the test runs here)."""
+    """A/AAAA answer values that lie in ``nets`` (answers are text, so the test runs here)."""
     hits = []
-    for (a,) in ws.con.execute("SELECT DISTINCT unnest(answers) FROM dns_raw").fetchall():
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue
-        ip = getattr(ip, "ipv4_mapped", None) or ip
-        if any(ip in n for n in nets if n.version == ip.version):
+    for (a,) in ws.con.execute(_address_answers("true")).fetchall():
+        ip = strict_address(a)
+        if ip is not None and any(ip in n for n in nets if n.version == ip.version):
             hits.append(a)
     return hits
 
@@ -283,12 +303,31 @@ def blast_radius(ws: Workspace, hosts=(), indicators=(), start: datetime | None 
 
 # -- block lists ---------------------------------------------------------------------------
 
+def _checked(radius: dict) -> list[tuple[Indicator, list[Network]]]:
+    """The radius' indicators validated again where the block lists are written: each value must
+    parse as the kind it claims to be, each resolved address must be a strict address. A radius
+    is a plain dict that any caller can build, and these values become firewall rules."""
+    out = []
+    for ind in radius["indicators"]:
+        try:
+            parsed = parse_indicator(str(ind["value"]))
+        except AbflussError:
+            raise AbflussError(f"block list: {ind['value']!r} is not an address, CIDR or domain name") from None
+        if parsed.kind != ind["kind"] or parsed.value != ind["value"]:
+            raise AbflussError(f"block list: {ind['value']!r} is not a canonical {ind['kind']}")
+        nets = [parsed.network] if parsed.network else []
+        for a in ind.get("addresses", []) if parsed.kind == "domain" else []:
+            ip = strict_address(a)
+            if ip is None or str(ip) != a:
+                raise AbflussError(f"block list: {a!r} (for {parsed.value}) is not an address")
+            nets.append(ipaddress.ip_network(ip))
+        out.append((parsed, nets))
+    return out
+
+
 def block_networks(radius: dict) -> list[Network]:
     """The networks to block for a radius' indicators: given addresses/CIDRs, resolved addresses."""
-    nets = []
-    for ind in radius["indicators"]:
-        vals = ind.get("addresses", []) if ind["kind"] == "domain" else [ind["value"]]
-        nets += [_unmap(ipaddress.ip_network(v, strict=False)) for v in vals]
+    nets = [n for _ind, ns in _checked(radius) for n in ns]
     v4 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 4))
     v6 = list(ipaddress.collapse_addresses(n for n in nets if n.version == 6))
     return v4 + v6
@@ -307,10 +346,10 @@ def nftables(radius: dict, generated: datetime) -> str:
     head = ["#!/usr/sbin/nft -f",
             f"# abfluss containment block list, generated {_iso(generated)}; load with: nft -f FILE",
             "# remove with: nft delete table inet " + NFT_TABLE]
-    for ind in radius["indicators"]:
-        extra = f" (resolved in the workspace's DNS answers to {', '.join(ind['addresses']) or 'nothing'})" \
-            if ind["kind"] == "domain" else ""
-        head.append(f"# indicator {ind['value']}{extra}")
+    for ind, ns in _checked(radius):  # validated: names and addresses hold no newline or quote
+        extra = f" (resolved in the workspace's DNS answers to {', '.join(map(_text, ns)) or 'nothing'})" \
+            if ind.kind == "domain" else ""
+        head.append(f"# indicator {ind.value}{extra}")
     body = [f"table inet {NFT_TABLE}", f"delete table inet {NFT_TABLE}", f"table inet {NFT_TABLE} {{"]
     body += _nft_set("block_v4", "ipv4", [n for n in nets if n.version == 4])
     body += _nft_set("block_v6", "ipv6", [n for n in nets if n.version == 6])
@@ -323,12 +362,10 @@ def nftables(radius: dict, generated: datetime) -> str:
 
 def plain(radius: dict) -> str:
     """One value a line: the addresses and CIDRs (as given or resolved, not merged), then the domains."""
-    nets = set()
-    for ind in radius["indicators"]:
-        vals = ind.get("addresses", []) if ind["kind"] == "domain" else [ind["value"]]
-        nets |= {_unmap(ipaddress.ip_network(v, strict=False)) for v in vals}
+    checked = _checked(radius)
+    nets = {n for _ind, ns in checked for n in ns}
     order = sorted(nets, key=lambda n: (n.version, n))
-    domains = sorted({i["value"] for i in radius["indicators"] if i["kind"] == "domain"})
+    domains = sorted({i.value for i, _ns in checked if i.kind == "domain"})
     return "".join(v + "\n" for v in [_text(n) for n in order] + domains)
 
 
@@ -336,11 +373,16 @@ def _text(n: Network) -> str:
     return str(n.network_address) if n.num_addresses == 1 else str(n)
 
 
+def _literal(value: str) -> str:
+    """A STIX pattern string literal: backslash and quote escaped (STIX 2.1 patterning, 3.4)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _pattern(value: str, kind: str) -> str:
     if kind == "domain":
-        return f"[domain-name:value = '{value}']"
+        return f"[domain-name:value = {_literal(value)}]"
     net = ipaddress.ip_network(value, strict=False)
-    return f"[ipv{net.version}-addr:value = '{value}']"
+    return f"[ipv{net.version}-addr:value = {_literal(value)}]"
 
 
 def stix_bundle(radius: dict, generated: datetime) -> str:
@@ -348,10 +390,10 @@ def stix_bundle(radius: dict, generated: datetime) -> str:
     import stix2
 
     objs = []
-    for ind in radius["indicators"]:
-        items = [(ind["value"], ind["kind"], "indicator given to abfluss contain")]
-        items += [(a, "ip", f"address {ind['value']} resolved to in the workspace's DNS answers")
-                  for a in ind.get("addresses", [])]
+    for ind, ns in _checked(radius):
+        items = [(ind.value, ind.kind, "indicator given to abfluss contain")]
+        items += [(_text(n), "ip", f"address {ind.value} resolved to in the workspace's DNS answers")
+                  for n in ns] if ind.kind == "domain" else []
         for value, kind, why in items:
             objs.append(stix2.v21.Indicator(
                 name=value, description=why, pattern=_pattern(value, kind), pattern_type="stix",

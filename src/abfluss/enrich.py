@@ -5,12 +5,15 @@ a change of configuration never needs a re-ingest. Views defined here:
 
 ``address_class``  every address seen: internal?, tenant, asset tags, allowlisted network?,
                    local (multicast, broadcast, link-local, unspecified)?, configured proxy?
-``dns_names``      external address -> the DNS name most often resolved to it
+``resolvers``      the DNS servers whose answers may name destinations: the configured
+                   ``networks.resolvers``, else the ones learned from the traffic (the main
+                   server of at least one internal client, asked by at least half of them)
+``dns_names``      external address -> the name the resolvers' A/AAAA answers most often give it
 ``proxies``        forward proxies: configured (``networks.proxies``) or seen (internal clients
                    sending CONNECT or absolute-URI requests to an internal address, Zeek http.log)
 ``proxy_targets``  per proxied connection (sensor, uid): the real destination and port from its
                    first CONNECT or absolute-URI request, and the address where known (an address
-                   literal, else the name's most frequent A/AAAA answer in the workspace)
+                   literal, else the name's most frequent A/AAAA answer of the resolvers)
 ``flows_directed`` de-duplicated flows (an interim open record is dropped once its connection
                    is seen complete; of several snapshots the latest counts) with
                    ``direction`` (outbound, inbound, internal, external), ``internal_host``,
@@ -18,8 +21,19 @@ a change of configuration never needs a re-ingest. Views defined here:
                    A connection to a proxy whose target is known is the connection to the target:
                    ``resp_h``/``resp_p`` are the target's (its name where no address is known),
                    ``proxy``/``proxy_p`` keep the proxy's
-``flows``          the same with ``external_name`` (falling back to DNS), ``tenant`` and
-                   ``dest_class`` (internal, local, allowlisted, proxy, unknown): what detections read
+``flows``          the same with ``external_name`` (falling back to the resolvers' answers),
+                   ``name_source`` (connection: the flow's own SNI/Host; resolver; null),
+                   ``tenant`` and ``dest_class`` (internal, local, allowlisted, proxy, unknown):
+                   what detections read
+
+Macro ``dns_address(answer, answer_type, qtype)``: the answer if it is the value of an A or
+AAAA record, else null. A TXT or CNAME text spelled like an address is never one; where the
+sensor does not give answer types (Zeek), an answer counts only in an A/AAAA response and in
+that family's form.
+
+Names decide allowlisting, and anyone can run a DNS server: malware asking its own server for
+``cdn.windowsupdate.com`` must not make its upload allowlisted. So only the resolvers' answers
+or the connection's own SNI/Host name a destination.
 ``sensor_health``  records, bytes and missed bytes per sensor per minute
 
 Outflow is bytes sent by the internal endpoint to the external one, whichever side opened
@@ -78,11 +92,41 @@ def dest_class_sql(cfg: Config, direction: str, allow_net: str, name: str, local
             "ELSE 'unknown' END")
 
 
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: SQL body of the ``dns_address`` macro (strict forms: no IPv6 zone, no spaces, no newlines).
+DNS_ADDRESS_SQL = f"""CASE coalesce(answer_type, qtype)
+    WHEN 'A' THEN CASE WHEN regexp_full_match(answer, '{_OCTET}(\\.{_OCTET}){{3}}') THEN answer END
+    WHEN 'AAAA' THEN CASE WHEN regexp_full_match(answer, '[0-9A-Fa-f:.]{{2,45}}') AND contains(answer, ':')
+                          THEN lower(answer) END
+    END"""
+#: A learned resolver is asked by at least this share of the internal DNS clients.
+LEARNED_RESOLVER_SHARE = 0.5
+
+
+def resolvers_sql(cfg: Config) -> str:
+    """SQL of the ``resolvers`` view: (addr, source) with source configured or learned."""
+    if cfg.resolvers:
+        return (f"SELECT addr, 'configured' AS source FROM address_class "
+                f"WHERE {in_networks('a', cfg.resolvers)}")
+    return f"""
+        WITH q AS (SELECT d.orig_h AS client, d.resp_h AS server, count(*) AS n
+                   FROM dns_raw d JOIN address_class c ON c.addr = d.orig_h AND c.internal
+                   WHERE d.resp_h IS NOT NULL GROUP BY ALL),
+             main AS (SELECT server FROM (SELECT server, row_number() OVER (
+                          PARTITION BY client ORDER BY n DESC, server) AS rn FROM q) WHERE rn = 1)
+        SELECT server AS addr, 'learned' AS source FROM q
+        WHERE server IN (SELECT server FROM main)
+        GROUP BY server
+        HAVING count(DISTINCT client) >= {LEARNED_RESOLVER_SHARE} * (SELECT count(DISTINCT client) FROM q)"""
+
+
 def apply(ws: Workspace, cfg: Config) -> None:
     """Create (or replace) the enrichment views for ``cfg``."""
     con = ws.con
     # A reader's catalog is read-only: its views live in the session; a writer's are kept.
     view = "VIEW" if ws.write else "TEMP VIEW"
+    macro = "MACRO" if ws.write else "TEMP MACRO"
+    con.execute(f"CREATE OR REPLACE {macro} dns_address(answer, answer_type, qtype) AS {DNS_ADDRESS_SQL}")
     tenant = "CASE " + " ".join(
         f"WHEN {in_networks('a', nets)} THEN '{name.replace(chr(39), chr(39) * 2)}'"
         for name, nets in cfg.tenants.items()) + " ELSE 'default' END" if cfg.tenants else "'default'"
@@ -97,12 +141,16 @@ def apply(ws: Workspace, cfg: Config) -> None:
                coalesce({in_networks('a', LOCAL_NETWORKS)}, false) AS local,
                coalesce({in_networks('a', cfg.proxies)}, false) AS proxy_net
         FROM addresses""")
+    con.execute(f"CREATE OR REPLACE {view} resolvers AS {resolvers_sql(cfg)}")
     con.execute(f"""
         CREATE OR REPLACE {view} dns_names AS
         SELECT addr, arg_max(query, n) AS name FROM (
-            SELECT addr, query, count(*) AS n FROM (
-                SELECT unnest(answers) AS addr, lower(query) AS query FROM dns_raw
-                WHERE query IS NOT NULL AND len(answers) > 0)
+            SELECT dns_address(answer, answer_type, qtype) AS addr, query, count(*) AS n FROM (
+                SELECT unnest(answers) AS answer, unnest(answer_types) AS answer_type, qtype,
+                       lower(query) AS query FROM dns_raw
+                WHERE query IS NOT NULL AND len(answers) > 0
+                  AND resp_h IN (SELECT addr FROM resolvers))
+            WHERE addr IS NOT NULL
             GROUP BY ALL)
         GROUP BY addr""")
     _proxy_views(con, view)
@@ -170,6 +218,9 @@ def apply(ws: Workspace, cfg: Config) -> None:
                                 proxy_name),
             CASE direction WHEN 'outbound' THEN coalesce(flow_name, n.name)
                            WHEN 'inbound' THEN n.name END AS external_name,
+            CASE WHEN direction = 'outbound' AND flow_name IS NOT NULL THEN 'connection'
+                 WHEN direction IN ('outbound', 'inbound') AND n.name IS NOT NULL THEN 'resolver'
+                 END AS name_source,
             coalesce(ci.tenant, co.tenant) AS tenant,
             CASE WHEN d.proxy_transit AND d.direction <> 'internal' THEN 'proxy' ELSE
             {dest_class_sql(cfg, "d.direction", "ce.allow_net", "coalesce(flow_name, n.name)", "ce.local")}
@@ -227,9 +278,11 @@ def _proxy_views(con, view: str) -> None:
         FROM (SELECT *, regexp_matches(target, '{_ADDRESS}') AS literal FROM n) n
         LEFT JOIN (
             SELECT name, first(addr ORDER BY k DESC, addr) AS addr FROM (
-                SELECT name, addr, count(*) AS k FROM (
-                    SELECT lower(query) AS name, unnest(answers) AS addr FROM dns_raw
-                    WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL) GROUP BY ALL)
-            WHERE regexp_matches(addr, '{_ADDRESS}')
+                SELECT name, dns_address(answer, answer_type, qtype) AS addr, count(*) AS k FROM (
+                    SELECT lower(query) AS name, unnest(answers) AS answer, unnest(answer_types) AS answer_type,
+                           qtype FROM dns_raw
+                    WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL
+                      AND resp_h IN (SELECT addr FROM resolvers)) GROUP BY ALL)
+            WHERE addr IS NOT NULL
             GROUP BY name) a ON a.name = n.target
         WHERE n.target <> ''""")

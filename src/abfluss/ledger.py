@@ -17,7 +17,7 @@ from .store import Workspace
 
 #: The columns of a ledger row, in output order (JSON field names: a contract).
 COLUMNS = ("internal_host", "external_host", "external_name", "hour", "bytes_out", "bytes_in",
-           "flows", "open_flows", "first_seen", "last_seen", "tenant", "dest_class")
+           "flows", "open_flows", "first_seen", "last_seen", "tenant", "dest_class", "name_source")
 SORT_KEYS = {"bytes_out": "bytes_out DESC", "bytes_in": "bytes_in DESC", "flows": "flows DESC",
              "hour": "hour", "first_seen": "first_seen", "host": "internal_host", "destination": "external_host"}
 
@@ -86,7 +86,9 @@ def _labelled_sql(ws: Workspace, source: str) -> str:
                ci.tenant AS tenant,
                CASE WHEN g.transit THEN 'proxy' ELSE
                {dest_class_sql(ws.config, "'outbound'", "ce.allow_net", "coalesce(g.flow_name, n.name)", "ce.local")}
-               END AS dest_class
+               END AS dest_class,
+               CASE WHEN g.flow_name IS NOT NULL THEN 'connection' WHEN n.name IS NOT NULL THEN 'resolver'
+                    END AS name_source
         FROM {source} g
         JOIN address_class ci ON ci.id = g.internal_id
         LEFT JOIN address_class ce ON ce.id = g.external_id

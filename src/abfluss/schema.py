@@ -58,6 +58,9 @@ DNS = pa.schema(
         pa.field("qtype", pa.string()),  # name: A, AAAA, TXT, NULL, ...
         pa.field("rcode", pa.string()),  # name: NOERROR, NXDOMAIN, ...
         pa.field("answers", pa.list_(pa.string())),
+        # the record type of each answer (A, AAAA, CNAME, TXT ...), parallel to ``answers``; null
+        # where the sensor does not say (Zeek's dns.log): only A/AAAA answers are ever addresses
+        pa.field("answer_types", pa.list_(pa.string())),
         pa.field("ttls", pa.list_(pa.float64())),
         pa.field("query_bytes", pa.int64()),  # size of the query message where known
         pa.field("answer_bytes", pa.int64()),  # size of the response message where known

@@ -144,6 +144,11 @@ class Workspace:
         con.execute(_CATALOG_DDL)
         for table, sch in schema.TABLES.items():
             con.register(f"_empty_{table}_arrow", sch.empty_table())
+            # a catalog from before a column was added gets the table of the current schema
+            cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                              "table_name = ? ORDER BY ordinal_position", [f"_empty_{table}"]).fetchall()]
+            if cols and cols != sch.names:
+                con.execute(f"CREATE OR REPLACE TABLE _empty_{table} AS SELECT * FROM _empty_{table}_arrow")
             con.execute(f"CREATE TABLE IF NOT EXISTS _empty_{table} AS SELECT * FROM _empty_{table}_arrow")
             con.unregister(f"_empty_{table}_arrow")
             con.execute(f"CREATE VIEW IF NOT EXISTS {table}_raw AS SELECT * FROM _empty_{table}")
@@ -190,7 +195,8 @@ class Workspace:
                 "SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()]
             if files:
                 listing = ", ".join("'" + str(self.root / f).replace("'", "''") + "'" for f in files)
-                sql = f"SELECT * FROM read_parquet([{listing}])"
+                # by name: files written before a column was added read it as null
+                sql = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
             else:
                 sql = f"SELECT * FROM _empty_{table}"
             self.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")

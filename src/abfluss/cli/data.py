@@ -20,7 +20,7 @@ from ..errors import AbflussError
 from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from ..progress import read_position
 from ..units import count, human_bytes
-from .app import Fmt, _dump_csv, _dump_json, _json_default, _open, app, err, out, parse_time
+from .app import Fmt, _dump_csv, _dump_json, _json_default, _open, app, err, esc, out, parse_time
 
 #: Ledger rows a terminal table shows unless --limit says otherwise.
 TABLE_ROWS = 50
@@ -62,7 +62,7 @@ class _IngestProgress:
     LARGE = 20_000_000  # bytes: below this an input is done before a bar would help
 
     def __init__(self):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), TextColumn("{task.fields[records]} records"),
                             console=err, transient=True, disable=not err.is_terminal)
         self.task = None
@@ -103,9 +103,9 @@ class _IngestProgress:
 def _print_summary(results) -> None:
     for r in results:
         for m in r.messages:
-            err.print(f"[yellow]skipped[/]: {m}", markup=True, highlight=False)
+            err.print(f"[yellow]skipped[/]: {esc(m)}", markup=True, highlight=False)
         if r.status == "failed" and r.error not in r.messages:
-            err.print(f"[red]error[/]: {r.error}", markup=True, highlight=False)
+            err.print(f"[red]error[/]: {esc(r.error)}", markup=True, highlight=False)
     t = Table(title="ingest summary")
     for c in ("input", "format", "status", "records", "skipped"):
         t.add_column(c, justify="right" if c in ("records", "skipped") else "left")

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .. import analysis, detections
 from ..units import count
-from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
+from .app import _dump_json, _json_default, _open, app, esc, human_bytes, out, parse_time
 from ..errors import AbflussError
 from ..findings import host_risk, incidents as group_incidents
 from ..outputs import FORMATS
@@ -148,7 +148,7 @@ def explain(
         _dump_json({"finding": f.to_dict(), "evidence_flows": flows,
                     "runbook": meta.runbook if meta else None})
         return
-    out.print(f"[bold]{f.id}[/] {f.detection} — {f.severity}, score {f.score:.0f}/100")
+    out.print(f"[bold]{esc(f.id)}[/] {esc(f.detection)} — {esc(f.severity)}, score {f.score:.0f}/100", markup=True)
     out.print(f.explanation)
     parts = " + ".join(f"{k} {v:g}" for k, v in f.score_parts.items())
     out.print(f"score = {parts}")
@@ -190,6 +190,6 @@ def list_detections(format: Annotated[FindingFmt, typer.Option("--format", help=
         _dump_json(rows)
         return
     for r in rows:
-        out.print(f"[bold]{r['id']}[/] — {r['title']} ({', '.join(r['attack'])})"
-                  f"{'' if r['enabled'] else ' [disabled]'}")
+        out.print(f"[bold]{esc(r['id'])}[/] — {esc(r['title'])} ({esc(', '.join(r['attack']))})"
+                  f"{'' if r['enabled'] else esc(' [disabled]')}", markup=True)
         out.print("  " + ", ".join(f"{k}={v}" for k, v in r["settings"].items()), markup=False)

@@ -26,7 +26,7 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
           6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 
 _FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
-           "rcode", "answers", "ttls", "query_bytes", "answer_bytes")
+           "rcode", "answers", "answer_types", "ttls", "query_bytes", "answer_bytes")
 
 
 @dataclass
@@ -187,13 +187,14 @@ def _dns(ts: float, l4: tuple, pending: dict, rows: list) -> None:
     row = pending.pop(key, None) or {
         "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
         "trans_id": msg.id, "query": q.name.lower(), "qtype": QTYPES.get(q.type, str(q.type))}
-    answers, ttls = [], []
+    answers, types, ttls = [], [], []
     for rr in msg.an:
         value = _rdata(rr)
         if value is not None:
             answers.append(value)
+            types.append(QTYPES.get(rr.type, str(rr.type)))
             ttls.append(float(rr.ttl))
-    row.update(rcode=RCODES.get(msg.rcode, str(msg.rcode)), answers=answers, ttls=ttls,
+    row.update(rcode=RCODES.get(msg.rcode, str(msg.rcode)), answers=answers, answer_types=types, ttls=ttls,
                answer_bytes=len(payload))
     rows.append(row)
 

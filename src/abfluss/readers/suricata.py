@@ -179,20 +179,25 @@ def _alert(e: dict, ts: int) -> dict:
     }
 
 
-def _answers(d: dict) -> tuple[list[str], list[float]]:
-    """Answer data and TTLs of a v2/v3 answer (``answers`` list, else ``grouped``) or a v1 record."""
+def _text(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def _answers(d: dict) -> tuple[list[str], list[str], list[float]]:
+    """Answer data, their record types and TTLs of a v2/v3 answer (``answers`` list, else
+    ``grouped``) or a v1 record."""
     if isinstance(d.get("answers"), list):
         recs = [a for a in d["answers"] if isinstance(a, dict)]
     elif "rdata" in d or "ttl" in d:
         recs = [d]  # v1: one resource record per event
     else:
         grouped = d.get("grouped") if isinstance(d.get("grouped"), dict) else {}
-        flat = [v for vs in grouped.values() if isinstance(vs, list) for v in vs]
-        return [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in flat], []
-    data = [a["rdata"] if isinstance(a.get("rdata"), str) else json.dumps(a.get("rdata"), sort_keys=True)
-            for a in recs if "rdata" in a]
+        flat = [(v, str(t)) for t, vs in grouped.items() if isinstance(vs, list) for v in vs]
+        return [_text(v) for v, _t in flat], [t for _v, t in flat], []
+    data = [_text(a["rdata"]) for a in recs if "rdata" in a]
+    types = [_str(a.get("rrtype")) or "?" for a in recs if "rdata" in a]
     ttls = [float(a["ttl"]) for a in recs if isinstance(a.get("ttl"), (int, float))]
-    return data, ttls
+    return data, types, ttls
 
 
 def _question(d: dict) -> tuple[str | None, str | None]:
@@ -223,12 +228,13 @@ class _Dns:
             self.rows.append(row)
             self.pending.setdefault(key, []).append(row)
             return
-        data, ttls = _answers(d)
+        data, types, ttls = _answers(d)
         v1 = "version" not in d and "answers" not in d and "queries" not in d
         waiting = self.pending.get(key, [])
         if v1 and not waiting and key in self.answered:
             row = self.answered[key]  # a further resource record of the same v1 response
             row["answers"] += data
+            row["answer_types"] += types
             row["ttls"] += ttls
             return
         row = next((r for r in waiting if (r["query"], r["qtype"]) == (query, qtype)), None)
@@ -241,7 +247,7 @@ class _Dns:
                    "trans_id": _int(d.get("id"), PORT_MAX), "query": query,
                    "qtype": None if v1 else qtype}  # a v1 record's type is not the question's
             self.rows.append(row)
-        row.update(rcode=_str(d.get("rcode")), answers=data, ttls=ttls)
+        row.update(rcode=_str(d.get("rcode")), answers=data, answer_types=types, ttls=ttls)
         self.answered[key] = row
 
 

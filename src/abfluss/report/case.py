@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import analysis
-from ..contain import blast_radius
+from ..contain import blast_radius, parse_indicator
 from ..errors import AbflussError
 from ..store import Workspace
 from .drafts import apply_report, build_all, drafts_from_findings
@@ -43,9 +43,19 @@ def _utc(t: datetime | None) -> datetime | None:
     return t if t is None or t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
+def _usable(value: str) -> bool:
+    """Whether a finding's destination can seed a blast radius: names come from the traffic
+    (an SNI such as ``files drop.example``), and odd data must never stop a report."""
+    try:
+        parse_indicator(value)
+    except AbflussError:
+        return False
+    return True
+
+
 def _measures(ws: Workspace, inp, start, end) -> tuple[str, ...]:
     """Proposed measures, with the other internal hosts that talked to the indicators."""
-    values = [i.value for i in inp.indicators]
+    values = [i.value for i in inp.indicators if _usable(i.value)]
     if not values:
         return inp.measures_proposed
     radius = blast_radius(ws, indicators=values, start=start, end=end).get("radius", [])

@@ -81,7 +81,7 @@ class _Listener:
         self.messages: list[bytes] = []
         if kind == "tcp":
             self.sock.listen(1)
-        self.sock.settimeout(10)
+        self.sock.settimeout(120)  # analyze on a loaded machine can take longer than 10 s
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -92,7 +92,10 @@ class _Listener:
                     self.messages.append(self.sock.recv(65535))
                 except OSError:
                     return
-        conn, _ = self.sock.accept()
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:  # closed before anyone connected
+            return
         buf = b""
         with conn:
             while chunk := conn.recv(65535):

@@ -238,3 +238,49 @@ def test_csv_numbers_stay_numbers():
     from abfluss.cli.app import csv_cell
 
     assert (csv_cell(-5), csv_cell(0.5), csv_cell("-"), csv_cell(["=x"])) == (-5, 0.5, "'-", '["=x"]')
+
+
+# -- 3. allowlisting only on trusted names ----------------------------------------------------
+
+ALLOW = '[allowlist]\ndomains = ["*.windowsupdate.com"]\n'
+
+
+def _allowlist_case(tmp_path, config: str):
+    """Three hosts use the LAN resolver; 10.0.0.5's malware asks its own server for a Windows
+    Update name, which answers with the attacker's address, and uploads 5 MB there. 10.0.0.6
+    uploads to a Windows Update address its resolver gave; 10.0.0.7 to one named by its SNI."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rows = [dns(i, f"Q{h}{i}", f"10.0.0.{h}", "10.0.0.53", f"www{i}.example.org", [f"198.51.100.{i}"])
+            for h in (5, 6, 7) for i in range(1, 4)]
+    rows += [dns(10, "E1", "10.0.0.5", "198.51.100.53", "cdn.windowsupdate.com", ["203.0.113.66"]),
+             dns(11, "G1", "10.0.0.6", "10.0.0.53", "update.windowsupdate.com", ["203.0.113.80"])]
+    zeek_json(logs / "dns.log", "dns", rows)
+    zeek_json(logs / "conn.log", "conn", [
+        conn(20, "CEVIL", "10.0.0.5", "203.0.113.66", out=5_000_000, back=8_000, service=None),
+        conn(21, "CGOOD", "10.0.0.6", "203.0.113.80", out=5_000_000, back=8_000, service=None),
+        conn(22, "CSNI", "10.0.0.7", "203.0.113.90", out=5_000_000, back=8_000)])
+    zeek_json(logs / "ssl.log", "ssl", [ssl(22, "CSNI", "10.0.0.7", "203.0.113.90", "dl.windowsupdate.com")])
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "abfluss.toml").write_text(config)
+    cli("ingest", str(logs), workspace=ws)
+    ledger = {r["external_host"]: (r["external_name"], r["name_source"], r["dest_class"])
+              for r in json.loads(cli("ledger", "--format", "json", workspace=ws))}
+    found = json.loads(cli("analyze", "--only", "upload_heavy", "--format", "json", workspace=ws))["findings"]
+    return ledger, found
+
+
+@pytest.mark.parametrize("config", [ALLOW, ALLOW + '[networks]\nresolvers = ["10.0.0.53/32"]\n'],
+                         ids=["learned", "configured"])
+def test_own_dns_server_does_not_allowlist_an_upload(tmp_path, config):
+    ledger, found = _allowlist_case(tmp_path, config)
+    assert ledger == {"203.0.113.66": (None, None, "unknown"),
+                      "203.0.113.80": ("update.windowsupdate.com", "resolver", "allowlisted"),
+                      "203.0.113.90": ("dl.windowsupdate.com", "connection", "allowlisted")}
+    assert [(f["internal_hosts"], f["external_hosts"], f["bytes_out"]) for f in found] == [
+        (["10.0.0.5"], ["203.0.113.66"], 5_000_000)]
+    with abfluss.open_workspace(tmp_path / "ws") as ws:
+        assert ws.con.execute("SELECT * FROM resolvers").fetchall() == [
+            ("10.0.0.53", "configured" if "resolvers" in config else "learned")]
+

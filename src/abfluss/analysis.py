@@ -144,8 +144,10 @@ def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()) -> tupl
 
 
 def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
-            only: tuple[str, ...] = (), backend: str = "duckdb", store: bool = True) -> AnalysisResult:
-    """Run every enabled detection over [start, end) (default: all data) and store the findings."""
+            only: tuple[str, ...] = (), backend: str = "duckdb", store: bool = True,
+            sinks: tuple[str, ...] = ()) -> AnalysisResult:
+    """Run every enabled detection over [start, end) (default: all data) and store the findings;
+    new or raised ones are queued for the ``sinks`` (specs; see ``outputs.delivery``)."""
     for d in only:
         _det.module(d)
     check_config(ws.config)
@@ -165,7 +167,7 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
         shutil.rmtree(tmp, ignore_errors=True)
     result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds)
     if store:
-        result.new = save(ws, findings)
+        result.new = save(ws, findings, sinks)
     return result
 
 
@@ -176,8 +178,13 @@ def _utc(t: datetime) -> datetime:
 _ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
-def save(ws: Workspace, findings: list[Finding]) -> list[Finding]:
-    """Upsert findings by id; return those that are new or rose in severity (to be sent)."""
+def save(ws: Workspace, findings: list[Finding], sinks: tuple[str, ...] = ()) -> list[Finding]:
+    """Upsert findings by id; return those that are new or rose in severity, queued for ``sinks``
+    in the same transaction (``notified``: the severity last queued, so nothing is lost between
+    storing and sending)."""
+    from .outputs import delivery
+
+    ws.con.execute(delivery.DDL)
     now = datetime.now(timezone.utc)
     prev = {r[0]: (r[1], r[2]) for r in ws.con.execute(
         "SELECT id, notified, first_seen FROM findings").fetchall()}
@@ -195,6 +202,7 @@ def save(ws: Workspace, findings: list[Finding]) -> list[Finding]:
         if rows:
             ws.con.executemany("DELETE FROM findings WHERE id = ?", [(r[0],) for r in rows])
             ws.con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        delivery.enqueue(ws.con, sinks, fresh)
         ws.con.execute("COMMIT")
     except Exception:
         ws.con.execute("ROLLBACK")

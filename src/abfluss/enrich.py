@@ -106,7 +106,7 @@ LEARNED_RESOLVER_SHARE = 0.5
 def resolvers_sql(cfg: Config) -> str:
     """SQL of the ``resolvers`` view: (addr, source) with source configured or learned."""
     if cfg.resolvers:
-        return (f"SELECT addr, 'configured' AS source FROM address_class "
+        return (f"SELECT addr, 'configured' AS source FROM addresses "
                 f"WHERE {in_networks('a', cfg.resolvers)}")
     return f"""
         WITH q AS (SELECT d.orig_h AS client, d.resp_h AS server, count(*) AS n

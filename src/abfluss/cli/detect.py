@@ -15,10 +15,11 @@ from rich.table import Table
 
 from .. import analysis, detections
 from ..units import count
-from .app import _dump_json, _json_default, _open, app, esc, human_bytes, out, parse_time
+from .app import _dump_json, _json_default, _open, app, err, esc, human_bytes, out, parse_time
 from ..errors import AbflussError
 from ..findings import host_risk, incidents as group_incidents
 from ..outputs import FORMATS
+from ..outputs.delivery import deliver
 from ..outputs.sinks import Sink, render
 
 
@@ -66,12 +67,16 @@ def analyze(
     sinks = [Sink(s, fmt) for s in sink or []]
     ids = tuple(x.strip() for x in only.split(",") if x.strip()) if only else ()
     with _open(write=True) as ws:
-        res = analysis.analyze(ws, parse_time(start, "--from"), parse_time(end, "--to"), ids, engine.value)
-    sent = {s.spec: s.send(res.new) for s in sinks}
+        res = analysis.analyze(ws, parse_time(start, "--from"), parse_time(end, "--to"), ids, engine.value,
+                               sinks=tuple(s.spec for s in sinks))
+        done = deliver(ws, sinks)  # this run's findings and any a sink missed before
+    sent = {spec: d.sent for spec, d in done.items()}
     if format is FindingFmt.json:
         _dump_json({"start": res.start, "end": res.end, "flows": res.flows,
                     "findings": [f.to_dict() for f in res.findings], "new": [f.id for f in res.new],
-                    "sent": sent, "seconds": res.seconds})
+                    "sent": sent, "queued": {spec: d.queued for spec, d in done.items()},
+                    "seconds": res.seconds})
+        _sink_errors(done)
         return
     if res.start is None:
         out.print("nothing to analyze: the workspace holds no flows yet (abfluss ingest FILE)")
@@ -84,8 +89,19 @@ def analyze(
         top = sorted(risk.items(), key=lambda kv: -kv[1])[:10]
         out.print("host risk: " + ", ".join(f"{h} {s:.0f}" for h, s in top))
         out.print("details: abfluss explain ID")
-    for spec, n in sent.items():
-        out.print(f"sent {count(n, 'finding')} to {spec}")
+    for spec, d in done.items():
+        out.print(f"sent {count(d.sent, 'finding')} to {spec}"
+                  + (f"; {d.queued} queued for the next run" if d.queued else ""))
+    _sink_errors(done)
+
+
+def _sink_errors(done) -> None:
+    """A sink that failed: one line each, and exit 1 (its findings stay queued, nothing is lost)."""
+    failed = [d for d in done.values() if d.error]
+    for d in failed:
+        err.print(f"abfluss: {d.error}; {count(d.queued, 'finding')} kept for the next run")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -50,15 +50,15 @@ def watch(
         for f in findings:
             out.print(f"{f.severity:8s} {f.score:3.0f}  {f.detection:22s} {human_bytes(f.bytes_out):>9s}  "
                       f"{f.explanation}", markup=False, highlight=False)
-        for s in sinks:
-            try:
-                s.send(findings)
-            except AbflussError as e:  # a sink that is down must not stop the watch; say so, go on
-                err.print(f"abfluss: {e}", markup=False, highlight=False)
+
+    def delivered(_stats) -> None:  # a sink that is down must not stop the watch; say so, go on
+        for spec, d in w.deliveries.items():
+            if d.error:
+                err.print(f"abfluss: {d.error}; {count(d.queued, 'finding')} queued for it", markup=False, highlight=False)
 
     opts = Options(every=every, window=window, silent_after=silent_after, rotate=rotate, inspect=not no_inspect)
     with _open(write=True) as ws:
-        w = Watcher(ws, opts)
+        w = Watcher(ws, opts, sinks)
         for d in zeek_dir or []:
             w.add_zeek_dir(d, sensor)
         for e in eve or []:
@@ -68,6 +68,6 @@ def watch(
         for p in netflow_port or []:
             w.add_netflow(p, sensor)
         out.print(f"watching {', '.join(s.name for s in w.sources)}; detections every {every:g} s", markup=False)
-        w.run(emit, duration)
+        w.run(emit, duration, on_cycle=delivered)
         out.print(f"stopped: {w.stats['records']:,} records stored, {count(w.stats['findings_sent'], 'finding')} sent",
                   markup=False)

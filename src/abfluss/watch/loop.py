@@ -2,13 +2,15 @@
 
 Between polls the catalog is let go (``Workspace.released``), so read-only commands
 (``ledger``, ``findings``) work while the watcher runs. SIGTERM and SIGINT end the loop after
-the current step; a kill -9 at any moment loses nothing: every stored piece is committed
-together with its position (see state.py).
+the current step and cut a send in progress short (its finding stays queued for the sink, see
+``outputs.delivery``), so the watcher is gone within seconds; a kill -9 at any moment loses
+nothing: every stored piece is committed together with its position (see state.py).
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from pathlib import Path
 
 from .. import analysis
 from ..findings import Finding
+from ..outputs.delivery import Delivery, deliver
+from ..outputs.sinks import Sink
 from ..store import Workspace
 from . import state
 from .capture import DEFAULT_ROTATE, InterfaceSource
@@ -59,8 +63,11 @@ class Source:
 class Watcher:
     """Run with ``Watcher(ws, opts).add_*(...)`` then ``run(emit)``; ``emit`` gets new findings."""
 
-    def __init__(self, ws: Workspace, opts: Options | None = None):
+    def __init__(self, ws: Workspace, opts: Options | None = None, sinks: list[Sink] | None = None):
         self.ws, self.opts = ws, opts or Options()
+        self.sinks = list(sinks or [])
+        self.cancel = threading.Event()  # set on SIGTERM/SIGINT: aborts a send in progress
+        self.deliveries: dict[str, Delivery] = {}
         state.ensure(ws)
         self.committed = state.committed_offsets(ws)
         self.saved = state.load(ws)
@@ -91,6 +98,7 @@ class Watcher:
     # -- running -------------------------------------------------------------------------
     def _signal(self, *_a) -> None:
         self.stop = True
+        self.cancel.set()
 
     def poll_sources(self, final: bool = False) -> int:
         n = 0
@@ -106,14 +114,20 @@ class Watcher:
         """One detection run over the sliding window, plus sensor health; the new findings."""
         new: list[Finding] = []
         _lo, hi = analysis.data_span(self.ws)
+        specs = tuple(s.spec for s in self.sinks)
         if hi is not None:
-            res = analysis.analyze(self.ws, hi - timedelta(seconds=self.opts.window), hi)
+            res = analysis.analyze(self.ws, hi - timedelta(seconds=self.opts.window), hi, sinks=specs)
             new += res.new
         health = [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
         if health:
-            new += analysis.save(self.ws, health)
+            new += analysis.save(self.ws, health, specs)
         self.stats["cycles"] += 1
         return new
+
+    def deliver(self) -> dict[str, Delivery]:
+        """Send every sink what it still has queued (this cycle's findings and earlier misses)."""
+        self.deliveries = deliver(self.ws, self.sinks, self.cancel) if self.sinks else {}
+        return self.deliveries
 
     def run(self, emit: Callable[[list[Finding]], None], duration: float | None = None,
             on_cycle: Callable[[dict], None] | None = None) -> None:
@@ -131,6 +145,7 @@ class Watcher:
                     if found:
                         emit(found)
                         self.stats["findings_sent"] += len(found)
+                    self.deliver()
                     if on_cycle:
                         on_cycle(dict(self.stats))
                     next_detect = time.monotonic() + self.opts.every
@@ -144,8 +159,12 @@ class Watcher:
                     src.impl.stop()
             for s, h in old.items():
                 signal.signal(s, h)
-        # a clean stop stores what the sources still hold (closed capture files, queued datagrams)
+        # a clean stop stores what the sources still hold (closed capture files, queued datagrams);
+        # stopped by a signal, the detection of that last piece waits for the next start
         self.poll_sources(final=True)
-        found = self.detect()
-        if found:
-            emit(found)
+        if not self.cancel.is_set():
+            found = self.detect()
+            if found:
+                emit(found)
+                self.stats["findings_sent"] += len(found)
+            self.deliver()

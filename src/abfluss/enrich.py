@@ -6,14 +6,16 @@ a change of configuration never needs a re-ingest. Views defined here:
 ``address_class``  every address seen: internal?, tenant, asset tags, allowlisted network?,
                    local (multicast, broadcast, link-local, unspecified)?, configured proxy?
 ``resolvers``      the DNS servers whose answers may name destinations: the configured
-                   ``networks.resolvers``, else the ones learned from the traffic (the main
-                   server of at least one internal client, asked by at least half of them)
+                   ``networks.resolvers``, else the ones learned from the traffic (among unicast
+                   servers: the main one of at least one internal client, asked by at least half
+                   of the internal clients that ask any)
 ``dns_names``      external address -> the name the resolvers' A/AAAA answers most often give it
 ``proxies``        forward proxies: configured (``networks.proxies``) or seen (internal clients
                    sending CONNECT or absolute-URI requests to an internal address, Zeek http.log)
 ``proxy_targets``  per proxied connection (sensor, uid): the real destination and port from its
                    first CONNECT or absolute-URI request, and the address where known (an address
-                   literal, else the name's most frequent A/AAAA answer of the resolvers)
+                   literal, else the name's most frequent A/AAAA answer to the proxy or of the
+                   resolvers)
 ``flows_directed`` de-duplicated flows (an interim open record is dropped once its connection
                    is seen complete; of several snapshots the latest counts) with
                    ``direction`` (outbound, inbound, internal, external), ``internal_host``,
@@ -111,7 +113,8 @@ def resolvers_sql(cfg: Config) -> str:
     return f"""
         WITH q AS (SELECT d.orig_h AS client, d.resp_h AS server, count(*) AS n
                    FROM dns_raw d JOIN address_class c ON c.addr = d.orig_h AND c.internal
-                   WHERE d.resp_h IS NOT NULL GROUP BY ALL),
+                   JOIN address_class s ON s.addr = d.resp_h AND NOT s.local  -- not mDNS, LLMNR, NetBIOS
+                   GROUP BY ALL),
              main AS (SELECT server FROM (SELECT server, row_number() OVER (
                           PARTITION BY client ORDER BY n DESC, server) AS rn FROM q) WHERE rn = 1)
         SELECT server AS addr, 'learned' AS source FROM q
@@ -281,8 +284,9 @@ def _proxy_views(con, view: str) -> None:
                 SELECT name, dns_address(answer, answer_type, qtype) AS addr, count(*) AS k FROM (
                     SELECT lower(query) AS name, unnest(answers) AS answer, unnest(answer_types) AS answer_type,
                            qtype FROM dns_raw
-                    WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL
-                      AND resp_h IN (SELECT addr FROM resolvers)) GROUP BY ALL)
+                    WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL  -- the proxy's own lookups, or trusted
+                      AND (resp_h IN (SELECT addr FROM resolvers) OR orig_h IN (SELECT addr FROM proxies)))
+                GROUP BY ALL)
             WHERE addr IS NOT NULL
             GROUP BY name) a ON a.name = n.target
         WHERE n.target <> ''""")

@@ -51,6 +51,7 @@ def deliver(ws: Workspace, sinks: list[Sink], cancel: threading.Event | None = N
     """Send every sink its queue; per sink stop at the first failure (the sink is down: the rest
     waits for the next cycle rather than a deadline each)."""
     out = {}
+    ws.con.execute(DDL)
     for sink in sinks:
         d = out[sink.spec] = Delivery()
         for f in queued(ws, sink.spec):

@@ -225,9 +225,9 @@ def consequences(inp, lang: str) -> str:
 #: The measures abfluss proposes itself (drafts.input_for, case._measures), in both languages;
 #: measures typed in by people are quoted as they are.
 MEASURES = (
-    (re.compile(r"isolate (\S+)"), "isolate {0}", "{0} isolieren"),
-    (re.compile(r"block (\S+)"), "block {0}", "{0} sperren"),
-    (re.compile(r"check (\S+): it also contacted the indicators"), "check {0}: it also contacted the indicators",
+    (re.compile(r"isolate (.+)", re.S), "isolate {0}", "{0} isolieren"),
+    (re.compile(r"block (.+)", re.S), "block {0}", "{0} sperren"),
+    (re.compile(r"check (.+): it also contacted the indicators", re.S), "check {0}: it also contacted the indicators",
      "{0} prüfen: hat die Indikatoren ebenfalls kontaktiert"),
 )
 

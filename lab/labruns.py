@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -324,6 +326,81 @@ def dlp_tls(ctx: Ctx, csv_path: Path, expected: dict) -> dict:
     out["summary"] = {"client": "ws1", "client_ip": host("ws1").ip, "channels": [ch],
                       "content_before_encryption": expected,
                       "expected_findings": "none from payload inspection: the CSV crosses the wire only encrypted"}
+    return out
+
+
+def make_exports(out: Path, csv_path: Path) -> dict[str, Path]:
+    """The CSV loaded into SQLite with the sqlite3 shell (.import), then exported by real tools:
+    sqlite3 .mode json; a zip (zip -9) of the .mode csv, .mode insert and .mode markdown exports;
+    a tar.gz (tar czf) of .dump."""
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "kasse.db"
+    subprocess.run(["sqlite3", "-cmd", ".mode csv", "-cmd", ".separator ;", str(db),
+                    f".import {csv_path} versicherte"], check=True, timeout=60)
+
+    def export(mode: str, name: str, table: str = "") -> Path:
+        path = out / name
+        r = subprocess.run(["sqlite3", "-cmd", ".headers on", "-cmd", f".mode {mode} {table}".strip(), str(db),
+                            "SELECT * FROM versicherte"], check=True, capture_output=True, timeout=60)
+        path.write_bytes(r.stdout)
+        return path
+
+    files = {"json": export("json", "versicherte.json")}
+    parts = [export("csv", "versicherte.csv").name, export("insert", "versicherte.sql", "versicherte").name,
+             export("markdown", "versicherte.md").name]
+    subprocess.run(["zip", "-q", "-9", "exporte.zip", *parts], cwd=out, check=True, timeout=60)
+    files["zip"] = out / "exporte.zip"
+    (out / "dump.sql").write_bytes(subprocess.run(["sqlite3", str(db), ".dump"], check=True, capture_output=True,
+                                                  timeout=60).stdout)
+    subprocess.run(["tar", "czf", "dump.tar.gz", "dump.sql"], cwd=out, check=True, timeout=60)
+    files["tgz"] = out / "dump.tar.gz"
+    for p in files.values():
+        os.chmod(p, 0o644)
+    os.chmod(out, 0o755)
+    return files
+
+
+def dlp_exports(ctx: Ctx, csv_path: Path, expected: dict, states: dict[str, Path]) -> dict:
+    """The same records as exports written by real tools: sqlite3 JSON over HTTP, a zip of
+    sqlite3 CSV/INSERT/markdown exports as an SMTP attachment, a tar.gz of a .dump over FTP."""
+    ctx = _fresh(ctx)
+    files = make_exports(ctx.work / "exports", csv_path)
+    cap = Capture(ctx.lab, "dlp-exports", ONLY_WS1)
+    time.sleep(1)
+    http = curl(ctx, "exports-http", "ws1", f"http://{INTAKE_NAME}/upload", kind="upload", ua=None,
+                extra=("-F", f"file=@{files['json']};type=application/json"), tags=("dlp",))
+    time.sleep(1)
+    r = json.loads(in_ns("ws1", PY, str(LAB_DIR / "labsinks.py"), "smtp-send", "--host", MX_NAME,
+                         "--file", str(files["zip"]), "--type", "application/zip").stdout.strip().splitlines()[-1])
+    smtp = _tool_event(ctx, "exports-smtp", "mail", "smtplib", "smtp", MX_NAME, r, r["client_port"], 25,
+                       tags=["dlp"], client_sent={"total": r["client_sent_total"], "message": r["message_bytes"]},
+                       attachment_bytes=r["attachment_bytes"])
+    time.sleep(1)
+    r = json.loads(in_ns("ws1", PY, str(LAB_DIR / "labsinks.py"), "ftp-put", "--host", FTP_NAME,
+                         "--file", str(files["tgz"])).stdout.strip().splitlines()[-1])
+    _tool_event(ctx, "exports-ftp-control", "ftp_control", "ftplib", "ftp", FTP_NAME, r, r["client_port"], 21,
+                client_sent={"total": r["control_client_sent"]})
+    ftp = _tool_event(ctx, "exports-ftp-data", "upload", "ftplib", "ftp-data", FTP_NAME, r, r["data_client_port"],
+                      r["data_server_port"], tags=["dlp"], client_sent={"total": r["file_bytes"]})
+    time.sleep(1)
+    cap.stop()
+    for label in ("smtp", "ftp"):
+        stop_labelled(ctx.lab, label)
+    out = _finish(ctx, cap, {})
+    distinct = {k: expected[k] for k in ("kvnr_valid_distinct", "iban_valid_distinct", "ik_valid_distinct",
+                                         "icd10_codes_distinct")}
+    sizes = {k: p.stat().st_size for k, p in files.items()}
+    out["summary"] = {
+        "client": "ws1", "client_ip": host("ws1").ip, "content": expected, "files": sizes,
+        "channels": [
+            dict(_channel(http, "sqlite3 .mode json export, multipart/form-data POST body, cleartext HTTP", expected),
+                 identifiers_expected=distinct),
+            dict(_channel(smtp, "zip -9 of sqlite3 .mode csv, .mode insert and .mode markdown exports, MIME "
+                                "attachment application/zip, base64", expected), identifiers_expected=distinct),
+            dict(_channel(ftp, "tar czf of sqlite3 .dump (CREATE TABLE + INSERT without column list), "
+                               "FTP passive STOR", expected), identifiers_expected=distinct),
+        ],
+    }
     return out
 
 

@@ -194,7 +194,8 @@ def smtp_send(a: argparse.Namespace) -> None:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = a.sender, a.rcpt, a.subject
     msg.set_content("Hallo,\n\nanbei der Export wie besprochen.\n\nGruss\n")
-    msg.add_attachment(data, maintype="text", subtype="csv", filename=Path(a.file).name, cte="base64")
+    maintype, _, subtype = a.type.partition("/")
+    msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=Path(a.file).name, cte="base64")
     raw = msg.as_bytes()
     start = time.time()
     with Counting(a.host, 25, local_hostname="ws1.lab.test", timeout=30) as smtp:
@@ -251,6 +252,7 @@ def main() -> None:
     p.add_argument("--sender", default="j.doe@lab.test")
     p.add_argument("--rcpt", default="drop@mail-relay.test")
     p.add_argument("--subject", default="Export")
+    p.add_argument("--type", default="text/csv", help="content type of the attachment")
     p = sub.add_parser("ftp-put")
     p.add_argument("--host", required=True)
     p.add_argument("--file", required=True)

@@ -36,7 +36,8 @@ PY = sys.executable  # the same interpreter runs the helpers inside the namespac
 
 # tool -> Debian package providing it
 TOOLS = {"ip": "iproute2", "ss": "iproute2", "tcpdump": "tcpdump", "dnsmasq": "dnsmasq-base",
-         "openssl": "openssl", "curl": "curl", "dig": "dnsutils", "ethtool": "ethtool", "sysctl": "procps"}
+         "openssl": "openssl", "curl": "curl", "dig": "dnsutils", "ethtool": "ethtool", "sysctl": "procps",
+         "sqlite3": "sqlite3", "zip": "zip"}  # the last two write the exports of scenarios.py dlp-exports
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 

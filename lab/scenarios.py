@@ -33,7 +33,7 @@ from labscen import add_content, extend_topology, start_services  # noqa: E402
 from make_demo import LAB_DIR, WORK_PREFIX, Ctx, ensure_tools, make_cert, make_content  # noqa: E402
 from truth import FIELD_DOC, Truth  # noqa: E402
 
-SCENARIOS = ("dns-tunnel", "beacon", "https-upload", "dlp", "dlp-tls")
+SCENARIOS = ("dns-tunnel", "beacon", "https-upload", "dlp", "dlp-tls", "dlp-exports")
 TRUTH_FILE = "lab-truth.json"
 # Bulk TCP segments are cut in the committed upload capture (headers and counts stay exact)
 SLIM = {"https-upload": (1000, 128)}
@@ -54,6 +54,10 @@ HOW = {
            "HTTP to intake.data-collect.test, smtplib with the CSV as a base64 text/csv attachment to "
            "mx.mail-relay.test:25, ftplib passive STOR to ftp.files-archive.test; one page view before and after.",
     "dlp-tls": "ws1 sends the same CSV with curl -F multipart POST over HTTPS to intake.data-collect.test:443.",
+    "dlp-exports": "the same CSV loaded into SQLite with the sqlite3 shell and exported by real tools: sqlite3 "
+                   ".mode json as a curl -F multipart POST over HTTP to intake.data-collect.test; a zip -9 of the "
+                   ".mode csv, .mode insert and .mode markdown exports as an application/zip attachment (smtplib) "
+                   "to mx.mail-relay.test:25; a tar czf of .dump by ftplib passive STOR to ftp.files-archive.test.",
 }
 
 
@@ -95,6 +99,8 @@ def run_all(ctx: Ctx, only: list[str], a: argparse.Namespace, states: dict, abor
             results[sid] = labruns.dlp(ctx, csv_path, expected, states)
         elif sid == "dlp-tls":
             results[sid] = labruns.dlp_tls(ctx, csv_path, expected)
+        elif sid == "dlp-exports":
+            results[sid] = labruns.dlp_exports(ctx, csv_path, expected, states)
     if bt is not None:
         print("== waiting for the beacon to finish ...", flush=True)
         while bt.is_alive():

@@ -115,3 +115,20 @@ def test_dlp_same_csv_over_tls_is_not_inspected_but_counted(tmp_path_factory):
         ws.close()
     assert p["encrypted_bytes"] == t["wire_payload_client_to_server"] == 21708
     assert p["cleartext_bytes"] == 0 and p["encrypted_share"] == 1.0
+
+
+def test_dlp_exports_written_by_real_tools_count_exactly(tmp_path_factory):
+    """sqlite3 .mode json over HTTP, a zip of sqlite3 csv/insert/markdown exports by SMTP, a
+    tar.gz of sqlite3 .dump by FTP (issue 12): the same distinct counts as the CSV itself."""
+    t = TRUTH["dlp-exports"]["summary"]
+    fs = _lab("dlp-exports", tmp_path_factory, only=("cleartext_sensitive_data",))
+    dlp = {f.external_hosts[0]: f for f in fs if f.detection == "cleartext_sensitive_data"}
+    assert sorted(dlp) == sorted(c["destination"]["ip"] for c in t["channels"])
+    for c in t["channels"]:
+        f, exp = dlp[c["destination"]["ip"]], c["identifiers_expected"]
+        assert f.internal_hosts == [t["client_ip"]] and f.severity == "critical"
+        assert f.metrics["counts"] == {"kvnr": exp["kvnr_valid_distinct"], "ik": exp["ik_valid_distinct"],
+                                       "iban": exp["iban_valid_distinct"], "idnr": 0, "rvnr": 0,
+                                       "icd10": exp["icd10_codes_distinct"], "email": 0, "phone": 0}, c["carrier"]
+        assert f.bytes_out == c["wire_payload_client_to_server"]
+    assert {f.channel for f in dlp.values()} == {"http", "smtp", "ftp-data"}

@@ -561,24 +561,26 @@ def hl7(text: str) -> Iterator[str]:
             comp, rep, esc, sub = (seg[4:8] + "^~\\&"[len(seg[4:8]):])[:4]
         fields = seg.split(fs)
         out = [name]
+        split = str.maketrans({comp: "\t", rep: "\t", sub: "\t", "\t": " "})
         for i, f in enumerate(fields[1:], 1):
             if not f or (name == "MSH" and i == 1):
                 continue
-            n = i + 1 if name == "MSH" else i
-            label = HL7_LABELS.get(f"{name}-{n}")
-            field = f"{name}-{n}"
+            field = f"{name}-{i + 1 if name == 'MSH' else i}"  # MSH-1 is the separator itself
             if field in HL7_CODED:
                 parts = []
                 for r in f.split(rep):
                     comps = r.split(comp)
-                    parts += [comps[j] for j in _CODED_KEEP if j < len(comps)]
-                parts = [p for p in parts if p]
+                    parts += [comps[j] for j in _CODED_KEEP if j < len(comps) and comps[j]]
+                value = "\t".join(parts)
             else:
-                parts = [p for p in re.split(f"[{re.escape(comp + rep + sub)}]", f) if p]
-            parts = [_hl7_unescape(p, esc) for p in parts]
-            tag = f"{name}-{n}" + (f" {label}=" if label else "=")
-            out.append(tag + "\t".join(_clean(p) for p in parts))
-        yield "\t".join(out) + "\n"
+                value = f.translate(split)  # components, repetitions, subcomponents: separate fields
+                if "\t\t" in value:
+                    value = "\t".join(p for p in value.split("\t") if p)
+            if esc in value:
+                value = _hl7_unescape(value, esc)
+            label = HL7_LABELS.get(field)
+            out.append(f"{field} {label}={value}" if label else f"{field}={value}")
+        yield "\t".join(out).replace("\r", " ").replace("\n", " ") + "\n"
 
 
 def _hl7_unescape(v: str, esc: str) -> str:

@@ -137,14 +137,8 @@ def test_failed_sink_keeps_its_findings_and_does_not_starve_the_next(upload_ws, 
     assert code == 1 and f"abfluss: sink {down}:" in err and "1 finding kept for the next run" in err
     assert doc["sent"] == {down: 0, f"ndjson:{nd}": 1} and doc["queued"] == {down: 1, f"ndjson:{nd}": 0}
     (fid,) = doc["new"]
-    # the next run finds nothing new, but the sink that missed it gets it now (and only it)
-    hook = Hook()
-    try:
-        code, doc, _ = _analyze(upload_ws, hook.url)
-        assert (code, doc["new"], doc["sent"]) == (0, [], {hook.url: 0})  # a new sink: only new findings
-    finally:
-        hook.close()
-    with abfluss.open_workspace(upload_ws) as w:
+    assert [json.loads(x)["event"]["id"] for x in nd.read_text().splitlines()] == [fid]
+    with abfluss.open_workspace(upload_ws) as w:  # kept for the sink that missed it, and only for it
         assert w.con.execute("SELECT sink, finding_id, attempts FROM outbox").fetchall() == [(down, fid, 1)]
 
 

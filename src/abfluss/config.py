@@ -45,7 +45,8 @@ KEYS: tuple[Key, ...] = (
     Key("networks.resolvers", [],
         "CIDRs or addresses of the DNS resolvers internal hosts are meant to use. Only their answers "
         "name destinations for allowlisting, and DNS to any other server is a finding. Empty: learned "
-        "from the traffic (the servers most internal hosts ask)."),
+        "from the traffic (for names: a unicast server that is the main one of an internal client and "
+        "is asked by at least half of the internal clients)."),
     Key("networks.proxies", [],
         "CIDRs or addresses of forward web proxies. Traffic to them is transit: the real destination "
         "(CONNECT target, absolute URI, proxy log) is the destination in the ledger and in every "

@@ -59,6 +59,9 @@ FORMATS = {
     "zeek-json": ("Zeek logs (flow and protocol records)", False, False),
     "suricata-eve": ("Suricata eve.json (flow and protocol records)", False, False),
     "netflow": ("NetFlow/IPFIX flow records", False, None),  # sampling renormalised, rate not kept
+    "nfdump": ("nfdump flow records (NetFlow/IPFIX/sFlow)", False, None),  # nfdump keeps no sampling rate
+    "argus-binetflow": ("Argus bidirectional flow records", False, False),
+    "squid": ("Squid proxy log (requests; bytes received only)", False, False),
 }
 
 

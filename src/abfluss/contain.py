@@ -209,6 +209,8 @@ def _union(preds: list[tuple[str, list]]) -> tuple[str, list]:
 
 
 def _host_contacts(ws: Workspace, host: str, start, end) -> list[dict]:
+    # A connection through a proxy is the client's contact with the real destination, and the
+    # proxy's contact with the client (``proxy`` keeps the proxy's address, see enrich.py).
     win, args = _window(start, end)
     return _rows(ws, f"""
         SELECT ? AS internal_host, peer, max(external_name) AS peer_name, any_value(peer_internal) AS peer_internal,
@@ -221,8 +223,8 @@ def _host_contacts(ws: Workspace, host: str, start, end) -> list[dict]:
                           ELSE coalesce(resp_bytes, resp_ip_bytes, 0) END AS sent,
                      CASE WHEN orig_h = ? THEN coalesce(resp_bytes, resp_ip_bytes, 0)
                           ELSE coalesce(orig_bytes, orig_ip_bytes, 0) END AS received
-              FROM flows WHERE (orig_h = ? OR resp_h = ?) AND orig_h <> resp_h AND {win})
-        GROUP BY peer ORDER BY peer_internal DESC, bytes_out DESC, peer""", [host] * 7 + args)
+              FROM flows WHERE (orig_h = ? OR resp_h = ? OR proxy = ?) AND orig_h <> resp_h AND {win})
+        GROUP BY peer ORDER BY peer_internal DESC, bytes_out DESC, peer""", [host] * 8 + args)
 
 
 def _merge(radius: dict, host: str, row: dict, reasons: list[str], swap: bool = False) -> None:

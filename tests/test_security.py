@@ -186,7 +186,7 @@ def test_report_is_never_blocked_by_a_name(tmp_path):
 
     ws.mkdir()  # only the detection that finds these uploads: the report's analysis stays cheap
     (ws / "abfluss.toml").write_text("".join(f"[detections.{d}]\nenabled = false\n"
-                                             for d in detections.MODULES if d not in ("upload_heavy", "threat_intel")))
+                                             for d in detections.MODULES if d != "upload_heavy"))
     _ingest(ws, logs)
     with abfluss.open_workspace(ws) as w:
         rep = write_case(w, tmp_path / "case", pdf=False)  # raised (exit 2 in the CLI) before

@@ -347,7 +347,8 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
 
 
 def _overrides(ws: Workspace, det: str) -> dict:
-    return dict(ws.config.detections.get(det, {}))
+    """The configured settings of ``det`` (``enabled`` is no setting: a disabled detection broke the report)."""
+    return {k: v for k, v in ws.config.detections.get(det, {}).items() if k != "enabled"}
 
 
 def _sensitive(ws: Workspace, start, end, findings: list[Finding]) -> dict:

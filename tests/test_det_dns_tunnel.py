@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
+from collections import Counter
 
 import dpkt
 import ibis
@@ -39,6 +41,14 @@ def label_bytes(names, domain: str) -> int:
     return sum(len(n[: -len(domain) - 1].replace(".", "")) for n in set(names))
 
 
+def information(names, domain: str) -> int:
+    """Label bytes times the pooled character entropy / 8, computed here independently."""
+    subs = "".join(n[: -len(domain) - 1].replace(".", "") for n in sorted(set(names)))
+    counts = Counter(subs)
+    h = -sum(c / len(subs) * math.log2(c / len(subs)) for c in counts.values())
+    return round(label_bytes(names, domain) * h / 8)
+
+
 def tunnel(n=200, client="10.0.0.5", **kw) -> list[dict]:
     kw.setdefault("qtype", "TXT")
     return [dns(i * 2, orig_h=client, query=tunnel_name(i),
@@ -65,7 +75,10 @@ def test_txt_tunnel_scores_every_signal():
     fs = by_key(run("dns_tunnel", **positive_tables()))
     f = fs[("10.0.0.5", "exfil.test")]
     names = [tunnel_name(i) for i in range(200)]
-    assert f.bytes_out == label_bytes(names, "exfil.test") == 200 * 101
+    assert f.metrics["label_bytes"] == label_bytes(names, "exfil.test") == 200 * 101
+    # the estimate undoes the encoding: base32 of random bytes carries 5 bits per character
+    assert f.bytes_out == f.metrics["information_bytes"] == information(names, "exfil.test")
+    assert abs(f.bytes_out - 200 * 101 * 5 / 8) <= 0.01 * 200 * 101 * 5 / 8
     assert f.metrics["unique_subdomains"] == 200 and f.metrics["txt_share"] == 1.0
     assert f.metrics["encoded_txt_answers"] == 200  # base64 of 64 random bytes: > 5 bits/char (Slips)
     assert f.metrics["max_first_label"] == 50 and f.metrics["long_first_labels"] == 200  # nDPI: > 48
@@ -75,7 +88,7 @@ def test_txt_tunnel_scores_every_signal():
     assert f.evidence["dns_servers"] == ["10.0.0.53"]
     # Examples are cut: the rest of a name may be the exfiltrated data itself.
     assert all(len(x.split("…")[0]) == 16 for x in f.evidence["example_names"])
-    assert "20 KB encoded in 200 unique names below exfil.test" in f.explanation
+    assert "13 KB of data encoded in 200 unique names below exfil.test" in f.explanation
 
 
 def test_exfiltration_answered_nxdomain_scores_without_record_types():
@@ -205,7 +218,9 @@ def test_golden_dns2tcp(tmp_path_factory):
     names = dns2tcp_names()
     assert f.key == ("172.17.0.3", "hidemyself.org") and f.external_names == ["hidemyself.org"]
     assert f.metrics["unique_subdomains"] == len(names) == 4555
-    assert f.bytes_out == label_bytes(names, "hidemyself.org") == 527448
+    assert f.metrics["label_bytes"] == label_bytes(names, "hidemyself.org") == 527448
+    # dns2tcp writes base64 (6 bits per character) into the labels: the estimate undoes it
+    assert f.bytes_out == f.metrics["information_bytes"] and 0.74 <= f.bytes_out / 527448 <= 0.75
     assert f.metrics["txt_share"] == 1.0 and f.metrics["max_first_label"] == 63
     assert f.severity == "critical" and f.evidence["top_flows"]
     assert_golden("dns_tunnel-dns2tcp", fs)

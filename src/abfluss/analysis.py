@@ -125,6 +125,7 @@ def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()) -> tupl
 
     found: list[Finding] = []
     seconds = {}
+    tel.extra.setdefault("resolvers", tuple(cfg.resolvers) if cfg else ())  # [networks] resolvers
     for det_id in _det.MODULES:
         overrides = dict(cfg.detections.get(det_id, {})) if cfg else {}
         if overrides.pop("enabled", True) is False or (only and det_id not in only):

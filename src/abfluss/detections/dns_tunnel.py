@@ -8,14 +8,24 @@ detection measures what the anchors each look at alone: unique subdomains (RITA'
 hashed host names) stays low and only names that also look like payload - long labels,
 high character entropy, TXT/NULL/CNAME records - reach medium and above.
 
-The byte estimate is the sum of the subdomain label bytes of the unique names (dots and the
-registered domain left out): repeated names carry nothing new, and the encoding (base32,
-base64) and the tunnel's own headers inflate it, so it is an upper-bound-ish estimate of the
-payload that left. For the volume score it is weighted by the labels' character entropy
-(bits per character / 8), closer to Paxson's compressed information bound.
+Names are read as the sensor stored them, in Zeek's escaped form (``\\xNN`` for a byte that is
+not printable ASCII: iodine's base128 and raw encodings), with their case (base64 keeps
+information in it). The label bytes are counted exactly: an escape is one byte.
 
-A second signal: DNS over HTTPS or TLS to well-known public resolvers, which hides a host's
-lookups from every DNS detection (key ``("doh", host)``).
+The byte estimate is the information the names carry: the subdomain label bytes of the unique
+names (dots and the registered domain left out; repeated names carry nothing new) times their
+character entropy in bits per character / 8 (Paxson's bound). An encoding of random or
+compressed data uses its alphabet evenly, so this undoes it: base32 carries 5 bits per
+character, base64 6, base128 7. The raw label bytes stay in the metrics (``label_bytes``).
+
+Two more signals, each with a key of its own:
+
+- DNS seen as flows (``_dns_flows``, key ``("dns_flows", client, server)``): bytes over port 53
+  per internal client and server, the server not being a resolver, large queries, bytes that
+  are not DNS messages. It finds a tunnel whose names cannot be decoded (iodine's raw UDP mode)
+  and tunnels in NetFlow-only telemetry; a pair a name finding covers is left to it.
+- DNS over HTTPS or TLS to well-known public resolvers, which hides a host's lookups from
+  every DNS detection (key ``("doh", host)``).
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ import ibis
 from ibis import _
 
 from ..findings import Finding
+from ..readers._dns_wire import unescape
 from . import Meta, Telemetry
+from . import _dns_flows as flow_check
 from ._domains import Rules, label_count, load_rules, registered, restrict
 from ._domains import key as suffix_key
 from ..units import noun
@@ -86,8 +98,9 @@ class Settings:
         "help": "Mean label bytes per unique name that count as fully payload-like."})
     long_first_label: int = field(default=48, metadata={
         "help": "First-label length counted as long (nDPI's suspicious DNS traffic: > 48)."})
-    tunnel_qtypes: tuple = field(default=("TXT", "NULL", "CNAME", "MX", "KEY", "*"), metadata={
-        "help": "Record types tunnels use to get data back; their share of the queries scores."})
+    tunnel_qtypes: tuple = field(default=("TXT", "NULL", "CNAME", "MX", "SRV", "KEY", "*"), metadata={
+        "help": "Record types tunnels use to get data back; their share of the queries scores. "
+                "Unknown and private-use types (TYPE<n>, iodine's PRIVATE) always count."})
     qtype_share_high: float = field(default=0.5, metadata={
         "help": "Share of tunnel record types that gives the full record-type points."})
     txt_entropy: float = field(default=5.0, metadata={
@@ -134,6 +147,29 @@ class Settings:
     doh_volume_points: float = field(default=40.0, metadata={"help": "Points at doh_bytes_high."})
     doh_ratio_points: float = field(default=20.0, metadata={
         "help": "Points when the host sends 4x what it receives (DNS answers are larger than queries)."})
+    flow_min_bytes: float = field(default=20000.0, metadata={
+        "help": "Bytes a client sends over port 53 to one server from which the flow-level check judges "
+                "volume and undecoded bytes (to a server that is not a resolver: any bytes)."})
+    flow_bytes_high: float = field(default=1e7, metadata={
+        "help": "Bytes over port 53 that give the full flow volume points."})
+    query_bytes_low: float = field(default=100.0, metadata={
+        "help": "Mean bytes per packet a client sends over port 53 up to which queries look ordinary "
+                "(30-70 bytes payload, IP bytes for NetFlow a little more)."})
+    query_bytes_high: float = field(default=220.0, metadata={
+        "help": "Mean bytes per packet that give the full large-query points (names filled to 255)."})
+    learn_min_clients: int = field(default=3, metadata={
+        "help": "Without [networks] resolvers: an external server asked by this many internal clients "
+                "is a resolver (internal servers always are)."})
+    learn_min_domains: int = field(default=3, metadata={
+        "help": "Without [networks] resolvers: a server asked about this many registered domains is a "
+                "resolver (a tunnel server answers one zone)."})
+    non_resolver_points: float = field(default=15.0, metadata={
+        "help": "Points when a client's DNS goes to a server that is not a resolver."})
+    large_query_points: float = field(default=25.0, metadata={"help": "Points at query_bytes_high."})
+    undecoded_points: float = field(default=25.0, metadata={
+        "help": "Points when all of a pair's port-53 bytes are not DNS messages (times the share)."})
+    flow_volume_points: float = field(default=25.0, metadata={
+        "help": "Points at flow_bytes_high, on a log scale from flow_min_bytes; only with another part."})
     max_evidence: int = field(default=10, metadata={"help": "Flows and DNS uids listed as evidence."})
 
 
@@ -144,7 +180,11 @@ def prepare(s: Settings) -> Rules:
 
 def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     rules = tel.extra.get(META.id) or prepare(s)
-    return _tunnels(tel, s, rules) + _doh(tel, s)
+    configured = tuple(tel.extra.get("resolvers") or ())
+    known, how = flow_check.resolvers(tel, configured, s)
+    names = _tunnels(tel, s, rules, known, how)
+    covered = {(f.internal_hosts[0], srv) for f in names for srv in f.evidence["dns_servers"]}
+    return names + flow_check.check(tel, s, configured, covered) + _doh(tel, s)
 
 
 # -- DNS tunnels ---------------------------------------------------------------------------
@@ -160,16 +200,18 @@ def _subdomain_queries(tel: Telemetry, rules: Rules):
     """Queries of internal clients below a registered domain, with per-name measures."""
     d = tel.dns
     q = d.filter(d.client_internal.fill_null(False) & d.query.notnull())
-    q = q.mutate(name=q.query.lower().re_replace(r"\.+$", ""))
+    q = q.mutate(raw=q.query.re_replace(r"\.+$", ""))
+    q = q.mutate(name=q.raw.lower())
     names = q.select("name").distinct()
     # The few distinct last-two-label keys pick the rules that can apply (see _domains).
     keys = [r["k"] for r in rows(names.select(k=suffix_key(names.name)).distinct())]
     dom = registered(names, restrict(rules, keys))
     dom = dom.filter(dom.domain.notnull() & (dom.name != dom.domain))
-    # Label bytes: the subdomain without the separating dots (the encoding's payload alphabet).
-    sub_len = dom.name.length() - dom.domain.length() - 1
+    # Label bytes: the subdomain without the separating dots (the encoding's payload alphabet);
+    # an escaped byte (\\xNN, four characters) is one byte.
+    sub_len = dom.name.re_replace(r"\\x[0-9a-f]{2}", "_").length() - dom.domain.length() - 1
     dom = dom.mutate(label_bytes=sub_len - (dom.labels - label_count(dom.domain) - 1),
-                     first_label=dom.name.find("."))
+                     first_label=dom.name.re_replace(r"\\x[0-9a-f]{2}", "_").find("."))
     return q.join(dom, "name")
 
 
@@ -179,10 +221,11 @@ def _pairs(q, s: Settings, days: float):
     per_query = q.group_by(key).aggregate(
         queries=_.count(), txt=(_.qtype == "TXT").cast("int64").sum(),
         null=(_.qtype == "NULL").cast("int64").sum(), cname=(_.qtype == "CNAME").cast("int64").sum(),
-        tunnel_types=_.qtype.isin(list(s.tunnel_qtypes)).cast("int64").sum(),
+        tunnel_types=(_.qtype.isin(list(s.tunnel_qtypes)) | _.qtype.startswith("TYPE")).fill_null(False)
+        .cast("int64").sum(),
         nxdomain=(_.rcode == "NXDOMAIN").cast("int64").sum(), answer_bytes=_.answer_bytes.sum(),
         start=_.ts.min(), end=_.ts.max(), servers=_.resp_h.nunique())
-    names = q.select(*key, "name", "label_bytes", "first_label").distinct()
+    names = q.select(*key, "raw", "label_bytes", "first_label").distinct()
     per_name = names.group_by(key).aggregate(
         unique=_.count(), label_bytes=_.label_bytes.sum(), max_first_label=_.first_label.max(),
         long_first=(_.first_label > s.long_first_label).cast("int64").sum())
@@ -200,7 +243,7 @@ def _samples(q, cands: list[dict], s: Settings) -> dict:
                  & q.domain.isin(sorted({c["domain"] for c in cands})))
     no_flag = ibis.null("boolean")
     kinds = [
-        k.select("orig_h", "domain", kind=ibis.literal("name"), value=k.name, flag=no_flag),
+        k.select("orig_h", "domain", kind=ibis.literal("name"), value=k.raw, flag=no_flag),
         k.filter((k.qtype == "TXT") & k.answers.notnull()).select(
             "orig_h", "domain", kind=ibis.literal("txt"), value=k.answers.unnest(), flag=no_flag),
         k.select("orig_h", "domain", kind=ibis.literal("server"), value=k.resp_h,
@@ -226,7 +269,8 @@ def _samples(q, cands: list[dict], s: Settings) -> dict:
         else:
             o["uids"].append(r["value"])
     for o in out.values():
-        o["entropy"] = shannon_entropy("".join(o["subs"]).replace(".", ""))
+        # measured on the bytes, not on their escapes (\xfd is one symbol of base128)
+        o["entropy"] = shannon_entropy(unescape("".join(o["subs"]).replace(".", "")))
         o["txt_encoded"] = sum(shannon_entropy(a) >= s.txt_entropy for a in o["txt"])
     return out
 
@@ -248,6 +292,7 @@ def _score(r: dict, m: dict, s: Settings) -> dict[str, float]:
         "txt_answers": s.txt_points * clip01(m["encoded_txt_answers"] / s.txt_high_count),
         "nxdomain": s.nxdomain_points * m["nxdomain_share"] * encoded,
         "rate": s.rate_points * ramp(m["queries_per_minute"], s.rate_low, s.rate_high),
+        "non_resolver": s.non_resolver_points if m.get("non_resolver_servers") else 0.0,
     }
     return {k: v for k, v in parts.items() if v > 0.05}
 
@@ -257,6 +302,7 @@ def _metrics(r: dict, smp: dict, days: float) -> dict:
     n = r["queries"]
     return {
         "queries": n, "unique_subdomains": r["unique"], "label_bytes": r["label_bytes"],
+        "information_bytes": round(r["label_bytes"] * smp["entropy"] / 8),
         "mean_label_bytes": round(r["label_bytes"] / r["unique"], 1),
         "label_entropy": round(smp["entropy"], 2),
         "information_bytes_per_day": round(r["label_bytes"] * smp["entropy"] / 8 / days),
@@ -289,7 +335,7 @@ def _tenants(tel: Telemetry, hosts: list[str]) -> dict:
     return {r["orig_h"]: r["tenant"] for r in rows(f.group_by("orig_h").aggregate(tenant=_.tenant.max()))}
 
 
-def _tunnels(tel: Telemetry, s: Settings, rules: Rules) -> list[Finding]:
+def _tunnels(tel: Telemetry, s: Settings, rules: Rules, known: set, how: str) -> list[Finding]:
     days = _days(tel)
     q = _subdomain_queries(tel, rules)
     cands = rows(_pairs(q, s, days).order_by(["orig_h", "domain"]))
@@ -298,7 +344,8 @@ def _tunnels(tel: Telemetry, s: Settings, rules: Rules) -> list[Finding]:
     samples = _samples(q, cands, s)
     tenants = _tenants(tel, sorted({c["orig_h"] for c in cands}))
     flows = _dns_flows(tel, samples, s.max_evidence)
-    return [_finding(tel, r, samples[(r["orig_h"], r["domain"])], s, days, tenants, flows) for r in cands]
+    return [_finding(tel, r, samples[(r["orig_h"], r["domain"])], s, days, tenants, flows, known, how)
+            for r in cands]
 
 
 def _dns_flows(tel: Telemetry, samples: dict, limit: int) -> dict:
@@ -320,26 +367,34 @@ def _dns_flows(tel: Telemetry, samples: dict, limit: int) -> dict:
     return out
 
 
-def _finding(tel, r: dict, smp: dict, s: Settings, days: float, tenants: dict, flows: dict) -> Finding:
+def _finding(tel, r: dict, smp: dict, s: Settings, days: float, tenants: dict, flows: dict,
+             known: set, how: str) -> Finding:
     client, domain = r["orig_h"], r["domain"]
     m = _metrics(r, smp, days)
-    parts = _score(r, m, s)
     servers = sorted(smp["servers"])
+    # a resolver asking authoritative servers is its job; a client asking anyone else is not
+    outside = [] if client in known else [h for h in servers if h not in known]
+    m["non_resolver_servers"] = len(outside)
+    m["resolvers"] = how
+    parts = _score(r, m, s)
     ev = sorted((e for srv in servers for e in flows.get((client, srv), [])),
                 key=lambda e: (-(e["orig_bytes"] or 0), e["ts"], e["uid"] or ""))[: s.max_evidence]
     types = ", ".join(f"{t} {m[t.lower() + '_share']:.0%}" for t in ("TXT", "NULL", "CNAME")
                       if m[t.lower() + "_share"])
     return Finding(
         detection=META.id, key=(client, domain), score_parts=parts,
-        explanation=(f"{client} sent about {human_bytes(r['label_bytes'])} encoded in "
+        explanation=(f"{client} sent about {human_bytes(m['information_bytes'])} of data encoded in "
                      f"{_count(r['unique'])} unique names below {domain} in {_count(r['queries'])} "
                      f"DNS queries over "
-                     f"{_duration(m['span_seconds'])} ({m['mean_label_bytes']:.0f} label bytes per name, "
+                     f"{_duration(m['span_seconds'])} ({human_bytes(r['label_bytes'])} of labels, "
+                     f"{m['mean_label_bytes']:.0f} bytes per name, "
                      f"{m['label_entropy']:.1f} bits per character"
-                     f"{', ' + types if types else ''})."),
+                     f"{', ' + types if types else ''})"
+                     + (f"; {', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not one of the "
+                        f"{how} resolvers" if outside else "") + "."),
         internal_hosts=[client], external_hosts=[h for h in servers if not smp["servers"][h]],
         external_names=[domain], channel="dns", start=r["start"], end=r["end"],
-        bytes_out=r["label_bytes"],
+        bytes_out=m["information_bytes"],
         evidence={"queries": r["queries"], "unique_names": r["unique"], "dns_servers": servers,
                   "example_names": [_example(x, domain, s.example_chars)
                                     for x in smp["subs"][: s.example_names]],

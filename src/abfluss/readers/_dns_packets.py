@@ -1,7 +1,10 @@
 """One dpkt pass over a capture: every DNS message on port 53, the capture's end, and truncation.
 
 Queries and responses are paired as Zeek's dns.log pairs them (client, server, ports,
-transaction id); a query without a response is still a row, with no rcode.
+transaction id); a query without a response is still a row, with no rcode. Messages are read
+by ``_dns_wire`` whatever bytes their names hold (escaped as Zeek does); DNS over TCP is
+reassembled. A message on port 53 that is not DNS is a counted skip with the reason: its bytes
+still count in the flow, which NFStream meters independently.
 """
 
 from __future__ import annotations
@@ -15,15 +18,11 @@ import dpkt
 import pyarrow as pa
 
 from ..schema import TS, conform
+from . import _dns_wire as wire
 from .base import ReadReport, ip_layer
 
 DNS_PORT = 53
-
-QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX",
-          16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 43: "DS", 46: "RRSIG", 47: "NSEC",
-          48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF", 255: "*", 252: "AXFR", 251: "IXFR"}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
-          6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
+QTYPES, RCODES = wire.QTYPES, wire.RCODES
 
 _FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
            "rcode", "answers", "answer_types", "ttls", "query_bytes", "answer_bytes")
@@ -51,8 +50,8 @@ def _addr(ip) -> str:
 
 
 def _fast_l4(datalink: int, buf: bytes):
-    """(proto, src, dst, sport, dport, payload) sliced from raw Ethernet bytes when the packet may be
-    DNS; None when it cannot be; ``False`` when only a full decode can tell (other link types)."""
+    """(proto, src, dst, sport, dport, payload, tcp seq, tcp flags) sliced from raw Ethernet bytes
+    when the packet may be DNS; None when it cannot be; ``False`` when only a full decode can tell (other link types)."""
     if datalink != dpkt.pcap.DLT_EN10MB:
         return False
     off, ethertype = 14, buf[12:14]
@@ -81,10 +80,13 @@ def _fast_l4(datalink: int, buf: bytes):
     if DNS_PORT not in (sport, dport):
         return None
     if proto == 17:
-        payload, name = buf[off + 8:end], "udp"
-    else:
-        payload, name = buf[off + (buf[off + 12] >> 4) * 4:end][2:], "tcp"  # 2-byte length prefix
-    return name, socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport, payload
+        return ("udp", socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport,
+                buf[off + 8:end], 0, 0)
+    if len(buf) < off + 14:
+        return None
+    return ("tcp", socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport,
+            buf[off + (buf[off + 12] >> 4) * 4:end], int.from_bytes(buf[off + 4:off + 8], "big"),
+            buf[off + 13])
 
 
 def _short(f, record_start: int, size: int) -> bool:
@@ -104,8 +106,7 @@ def _short(f, record_start: int, size: int) -> bool:
 
 
 def scan(path: Path, report: ReadReport) -> Scan:
-    pending: dict[tuple, dict] = {}
-    rows: list[dict] = []
+    decoder = _Decoder(report)
     packets, last_ts = 0, None
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -134,14 +135,14 @@ def scan(path: Path, report: ReadReport) -> Scan:
                 if l4 is False:
                     l4 = _slow_l4(datalink, buf)
                 if l4:
-                    _dns(ts, l4, pending, rows)
+                    decoder.packet(ts, packets, l4)
         except dpkt.dpkt.NeedData:
             report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
                         "capture is truncated in this packet; the packets before it are read")
         except (dpkt.dpkt.UnpackError, ValueError) as e:
             report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
                         f"unreadable packet record ({e or type(e).__name__}); the packets before it are read")
-    rows.extend(pending.values())
+    rows = decoder.finish()
     if not rows:
         return Scan(packets, last_ts, None)
     rows.sort(key=lambda r: r["ts"])
@@ -159,58 +160,63 @@ def _slow_l4(datalink: int, buf: bytes):
             return None
         payload = bytes(l4.data)
         if isinstance(l4, dpkt.tcp.TCP):
-            return ("tcp", *_addr(ip), l4.sport, l4.dport, payload[2:])
-        return ("udp", *_addr(ip), l4.sport, l4.dport, payload)
+            return ("tcp", *_addr(ip), l4.sport, l4.dport, payload, l4.seq, l4.flags)
+        return ("udp", *_addr(ip), l4.sport, l4.dport, payload, 0, 0)
     except Exception:  # noqa: BLE001 - not decodable: the flow is still metered by NFStream
         return None
 
 
-def _dns(ts: float, l4: tuple, pending: dict, rows: list) -> None:
-    proto, src, dst, sport, dport, payload = l4
-    if len(payload) < 12:
-        return
-    try:
-        msg = dpkt.dns.DNS(payload)
-    except Exception:  # noqa: BLE001 - not DNS after all (or cut by the snap length)
-        return
-    if not msg.qd:
-        return
-    q = msg.qd[0]
-    us = int(ts * 1_000_000)
-    if msg.qr == dpkt.dns.DNS_Q:
-        key = (src, sport, dst, dport, msg.id, q.name.lower())
-        pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst, "resp_p": dport,
-                        "proto": proto, "trans_id": msg.id, "query": q.name.lower(),
-                        "qtype": QTYPES.get(q.type, str(q.type)), "query_bytes": len(payload)}
-        return
-    key = (dst, dport, src, sport, msg.id, q.name.lower())
-    row = pending.pop(key, None) or {
-        "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
-        "trans_id": msg.id, "query": q.name.lower(), "qtype": QTYPES.get(q.type, str(q.type))}
-    answers, types, ttls = [], [], []
-    for rr in msg.an:
-        value = _rdata(rr)
-        if value is not None:
-            answers.append(value)
-            types.append(QTYPES.get(rr.type, str(rr.type)))
-            ttls.append(float(rr.ttl))
-    row.update(rcode=RCODES.get(msg.rcode, str(msg.rcode)), answers=answers, answer_types=types, ttls=ttls,
-               answer_bytes=len(payload))
-    rows.append(row)
+class _Decoder:
+    """Messages to rows: queries wait for their response; TCP is reassembled first."""
 
+    def __init__(self, report: ReadReport):
+        self.report = report
+        self.pending: dict[tuple, dict] = {}
+        self.rows: list[dict] = []
+        self.tcp = wire.TcpStreams()
 
-def _rdata(rr) -> str | None:
-    try:
-        if rr.type == dpkt.dns.DNS_A:
-            return socket.inet_ntoa(rr.ip)
-        if rr.type == dpkt.dns.DNS_AAAA:
-            return socket.inet_ntop(socket.AF_INET6, rr.ip6)
-        if rr.type in (dpkt.dns.DNS_CNAME, dpkt.dns.DNS_PTR, dpkt.dns.DNS_NS):
-            return rr.cname if rr.type != dpkt.dns.DNS_PTR else rr.ptrname
-        if rr.type == dpkt.dns.DNS_MX:
-            return rr.mxname
-        if rr.type == dpkt.dns.DNS_TXT:
-            return " ".join(t.decode("latin-1") if isinstance(t, bytes) else t for t in rr.text)
-    except Exception:  # noqa: BLE001
-        return None
-    return f"<{QTYPES.get(rr.type, rr.type)}:{len(rr.rdata)} bytes>"
+    def packet(self, ts: float, number: int, l4: tuple) -> None:
+        proto, src, dst, sport, dport, payload, seq, flags = l4
+        if proto == "udp":
+            if payload:
+                self.message(ts, number, l4, payload)
+            return
+        msgs, lost = self.tcp.add((src, sport, dst, dport), seq, flags, payload)
+        if lost:
+            self.report.skip(f"packet {number}", lost)
+        for m in msgs:
+            self.message(ts, number, l4, m)
+
+    def finish(self) -> list[dict]:
+        for reason in self.tcp.leftovers():
+            self.report.skip("end of capture", reason)
+        self.rows.extend(self.pending.values())
+        return self.rows
+
+    def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
+        proto, src, dst, sport, dport = l4[:5]
+        try:
+            msg = wire.parse(payload)
+        except wire.WireError as e:
+            self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
+                                                 f"message ({e}); its bytes count in the flow")
+            return
+        us = int(ts * 1_000_000)
+        name = msg.query  # as sent, like Zeek: case is part of what a tunnel encodes
+        low = name.lower() if name is not None else None  # resolvers may change case (0x20)
+        if not msg.qr:
+            key = (src, sport, dst, dport, msg.id, low)
+            old = self.pending.pop(key, None)
+            if old is not None:  # the same query again (a retransmission): a row of its own
+                self.rows.append(old)
+            self.pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst,
+                                 "resp_p": dport, "proto": proto, "trans_id": msg.id, "query": name,
+                                 "qtype": msg.qtype, "query_bytes": len(payload)}
+            return
+        key = (dst, dport, src, sport, msg.id, low)
+        row = self.pending.pop(key, None) or {
+            "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
+            "trans_id": msg.id, "query": name, "qtype": msg.qtype}
+        row.update(rcode=wire.rcode_name(msg.rcode), answers=msg.answers, answer_types=msg.answer_types,
+                   ttls=msg.ttls, answer_bytes=len(payload))
+        self.rows.append(row)

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests.
 DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip
 
-.PHONY: demo test bench sysdeps clean lab lab-scenarios
+.PHONY: demo test bench sysdeps clean lab lab-scenarios lab-tunnels
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -57,6 +57,11 @@ lab: sysdeps
 lab-scenarios: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab-scenarios)"; exit 1; }
 	$(PYTHON) lab/scenarios.py --out examples/
+
+# real tunnel tools (iodine, dns2tcp, ptunnel-ng; Debian packages installed by the script)
+lab-tunnels: sysdeps
+	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab-tunnels)"; exit 1; }
+	$(PYTHON) lab/tunnels.py --out examples/tunnels/
 
 clean:
 	rm -rf $(VENV) abfluss-data .pytest_cache

@@ -1,6 +1,8 @@
 """Benchmark 1: pcap to store, against NFStream metering the same file alone in the same run.
 
-Target: at most 15 % overhead above NFStream. Usage: python bench/bench_pcap.py [--packets N]
+Targets: at most 15 % overhead above NFStream on an ordinary mix; on a DNS-heavy mix, where
+every DNS message is decoded (names with any bytes, TCP reassembled), at most 30 % (issue 10).
+Usage: python bench/bench_pcap.py [--packets N]
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=1_000_000)
     args = ap.parse_args()
-    for label, sources in (("ordinary mix", MIXED), ("DNS-heavy mix (a third DNS tunnel)", DNS_HEAVY)):
-        run(label, sources, args.packets)
+    for label, sources, target in (("ordinary mix", MIXED, 1.15),
+                                   ("DNS-heavy mix (a third DNS tunnel)", DNS_HEAVY, 1.30)):
+        run(label, sources, args.packets, target)
 
 
-def run(label: str, sources, packets: int) -> None:
+def run(label: str, sources, packets: int, target: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cap = Path(tmp) / "mixed.pcap"
         n = mixed_pcap(DATA, cap, packets, sources)
@@ -50,7 +53,9 @@ def run(label: str, sources, packets: int) -> None:
         ws.close()
         print(f"abfluss ingest : {ours:6.2f} s  {n / ours:10,.0f} packets/s  {mb / ours:6.1f} MB/s  "
               f"{res.records.get('flows', 0):,} flows, {res.records.get('dns', 0):,} dns rows")
-        print(f"overhead above NFStream: {100 * (ours / base - 1):+.1f} %  (target <= 15 %)")
+        ratio = ours / base
+        print(f"ingest / NFStream alone: {ratio:.2f}  (target <= {target:.2f}: "
+              f"{'met' if ratio <= target else 'NOT met'}; overhead {100 * (ratio - 1):+.1f} %)")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,10 @@ TUNNEL_HOSTS = [
 ]
 TOOLS = {"iodine": "iodine", "iodined": "iodine", "dns2tcpc": "dns2tcp", "dns2tcpd": "dns2tcp",
          "ptunnel-ng": "ptunnel-ng", "dnsmasq": "dnsmasq-base", "tcpdump": "tcpdump", "nft": "nftables",
-         "ip": "iproute2", "ss": "iproute2", "ethtool": "ethtool"}
+         "ip": "iproute2", "ss": "iproute2", "ethtool": "ethtool", "softflowd": "softflowd",
+         "softflowctl": "softflowd"}
+#: Runs also exported as NetFlow v9 by softflowd (what a NetFlow-only sensor would see of them).
+NETFLOW_RUNS = ("iodine-default-resolver", "iodine-default-direct", "dns2tcp-default-resolver")
 
 # Runs: (id, tool, path, options). path "direct": the client asks the tunnel server itself.
 RUNS = [
@@ -219,6 +222,12 @@ def send_through(lab: Lab, to: str, port: int, n: int, seed: int, timeout: float
     return json.loads(cp.stdout.strip().splitlines()[-1])
 
 
+def tun_tx_bytes() -> int:
+    """Bytes the client's tunnel interface sent: the IP packets iodine carried, retransmissions included."""
+    out = in_ns("ws1", "ip", "-s", "-j", "link", "show", "dns0").stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
+
+
 def run_iodine(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: int, seed: int) -> dict:
     tun = host("tun")
     server_argv = ["iodined", "-f", "-c", "-P", PASSWORD, "-l", tun.ip, f"{IODINE_NET[0]}/{IODINE_NET[1]}",
@@ -233,8 +242,10 @@ def run_iodine(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: in
     cl = lab.spawn("ws1", client_argv, f"iodine-{rid}")
     log = wait_log(work / f"iodine-{rid}.log", "Connection setup complete", cl, 90)
     time.sleep(1)
+    before = tun_tx_bytes()
     moved = send_through(lab, IODINE_NET[0], SINK_PORT, n, seed, 120)
     time.sleep(1)
+    moved["tunnel_interface_tx_bytes"] = tun_tx_bytes() - before
     stop(lab, cl, 15)
     log = (work / f"iodine-{rid}.log").read_text(errors="replace")
     for p in (sk, srv):
@@ -301,6 +312,53 @@ def run_ptunnel(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: i
             "tool_log": {"transport": "ICMP echo"}}
 
 
+def netflow_view(lab: Lab, work: Path, out: Path, rid: str, pcap: Path) -> dict:
+    """softflowd reads the run's capture and exports NetFlow v9 to loopback in the router's namespace;
+    tcpdump keeps the export datagrams: ``<run>.netflow.pcap``, a capture of the exporter's stream."""
+    nf = work / f"{rid}.netflow.pcap"
+    label = f"tcpdump-nf-{rid}"
+    cap = lab.spawn(labnet.ROUTER, ["tcpdump", "-i", "lo", "-s", "0", "-n", "-U", "-Z", "root", "-w", str(nf),
+                                    "udp port 2055"], label)
+    wait_log(work / f"{label}.log", "listening on", cap, 15)
+    # softflowd keeps only 16 characters of the -r path (an interface name's length) and reads it
+    # after changing to /: a short absolute path, removed again below. (-a, replaying the
+    # capture's own clock, reads nothing in 1.1.0; the records carry the export's time.)
+    short = Path(f"/tmp/abt{os.getpid() % 1000:03d}.pcap")
+    shutil.copyfile(pcap, short)
+    argv = ["softflowd", "-d", "-r", str(short), "-n", "127.0.0.1:2055", "-v", "9",
+            "-p", str(work / f"softflowd-{rid}.pid"), "-c", str(work / f"softflowd-{rid}.ctl")]
+    sf = lab.spawn(labnet.ROUTER, argv, f"softflowd-{rid}")
+    ctl = work / f"softflowd-{rid}.ctl"
+    deadline = time.time() + 20
+    while not ctl.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    # softflowd 1.1.0 reads the file in its event loop only when something wakes it, and never
+    # exits on its own: ask for statistics until the packet count stops growing, then shut it
+    # down (all flows expire and are exported)
+    seen = -1
+    for _ in range(60):
+        time.sleep(0.5)
+        stats = in_ns(labnet.ROUTER, "softflowctl", "-c", str(ctl), "statistics", check=False).stdout
+        m = re.search(r"Packets processed: (\d+)", stats)
+        count = int(m.group(1)) if m else -1
+        if count > 0 and count == seen:
+            break
+        seen = count
+    in_ns(labnet.ROUTER, "softflowctl", "-c", str(ctl), "shutdown", check=False)
+    sf.wait(timeout=20)
+    short.unlink()
+    time.sleep(0.5)
+    stop(lab, cap, 2)
+    log = (work / f"softflowd-{rid}.log").read_text(errors="replace")
+    if "Flows exported: 0" in log or not re.search(r"Flows exported: \d+", log):
+        raise RuntimeError(f"softflowd exported nothing:\n{log[-1500:]}")
+    shutil.copyfile(nf, out / nf.name)
+    os.chmod(out / nf.name, 0o644)
+    return {"pcap": nf.name, "exporter": "softflowd " + subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "softflowd"], capture_output=True, text=True).stdout,
+            "argv": argv, "version": 9}
+
+
 RUNNERS = {"iodine": run_iodine, "dns2tcp": run_dns2tcp, "ptunnel-ng": run_ptunnel}
 
 
@@ -321,13 +379,17 @@ def one_run(lab: Lab, work: Path, out: Path, spec, n: int, seed: int) -> dict:
         raise RuntimeError(f"[{rid}] the sink got {moved['received']} of {moved['sent']} bytes")
     shutil.copyfile(pcap, out / pcap.name)
     os.chmod(out / pcap.name, 0o644)
+    if rid in NETFLOW_RUNS:
+        rec["netflow"] = netflow_view(lab, work, out, rid, pcap)
     rec.update(id=rid, tool=tool, version=version(tool), path=path, options=opts, pcap=pcap.name,
                pcap_bytes=pcap.stat().st_size, client=host("ws1").ip,
                resolver=host("srv").ip if path == "resolver" else None,
                server=host("d2t" if tool == "dns2tcp" else "tun").ip,
                zone=None if tool == "ptunnel-ng" else (DNS2TCP_ZONE if tool == "dns2tcp" else IODINE_ZONE),
                registered_domain=None if tool == "ptunnel-ng" else "tunlab.test",
-               bytes_through_tunnel=moved["sent"], capture={
+               bytes_through_tunnel=moved["sent"],
+               bytes_into_tunnel=moved.get("tunnel_interface_tx_bytes", moved["sent"] + moved["framing_bytes"]),
+               capture={
                    "start": t0, "end": time.time(), "interface": labnet.CAPTURE_BRIDGE,
                    "tcpdump_stats": [ln for ln in caplog.read_text().splitlines() if "packets" in ln]},
                expected_detection="icmp_tunnel" if tool == "ptunnel-ng" else "dns_tunnel")
@@ -361,13 +423,17 @@ def run(out: Path, only: list[str], n: int, seed: int) -> None:
         "bytes_through_tunnel": "application bytes the client sent through the tunnel in one TCP connection "
                                 "(seeded random, incompressible), confirmed by the sink's count and SHA-256; "
                                 "an 8-byte length before them (moved.framing_bytes) is not counted",
+        "bytes_into_tunnel": "what entered the tunnel at the client: for iodine (an IP tunnel) the bytes its "
+                             "tun interface sent (IP packets: TCP/IP headers and retransmissions included), "
+                             "for dns2tcp and ptunnel-ng (TCP relays) the TCP stream with its 8-byte length",
         "tool_log": "what the tool itself reported choosing (iodine autodetects its upstream encoding)",
         "path": "resolver: through the LAN's dnsmasq, the client's own port-53 traffic to the outside "
                 "dropped at the router; direct: the client asks the tunnel server itself"})
     doc["runs"] = dict(sorted(doc["runs"].items()))
     truth_path.write_text(json.dumps(doc, indent=1) + "\n")
     os.chmod(truth_path, 0o644)
-    labnet.give_to_sudo_user(truth_path, *(out / r["pcap"] for r in doc["runs"].values()))
+    labnet.give_to_sudo_user(truth_path, *(out / r["pcap"] for r in doc["runs"].values()),
+                             *(out / r["netflow"]["pcap"] for r in doc["runs"].values() if "netflow" in r))
     print(f"wrote {truth_path}")
 
 

@@ -17,7 +17,7 @@ from abfluss.detections._stats import rows
 from abfluss.detections.dns_tunnel import Settings
 
 from conftest import EXAMPLES, data
-from detkit import analyze_capture, assert_golden, dns, flow, run
+from detkit import analyze_capture, assert_golden, dns, flow, run, telemetry
 
 DNS2TCP = "dns-tunnel/netrack-dns2tcp/dns2tcp-2018-03-23.pcap"
 
@@ -241,3 +241,81 @@ def test_settings_change_the_gates():
     assert run("dns_tunnel", dns=asks) == []
     (f,) = run("dns_tunnel", settings=Settings(min_unique_subdomains=50), dns=asks)
     assert f.metrics["unique_subdomains"] == 60 and f.severity == "info"
+
+
+# -- DNS as flows, independent of decoding ------------------------------------------------------
+
+def run_flows(resolvers=(), settings=None, **tables):
+    """dns_tunnel over literal tables with ``[networks] resolvers`` as analysis passes them."""
+    from abfluss import detections
+
+    mod = detections.module("dns_tunnel")
+    s = settings or Settings()
+    with telemetry(extra={"resolvers": tuple(resolvers)}, **tables) as tel:
+        tel.extra["dns_tunnel"] = mod.prepare(s)
+        return [f for f in mod.detect(tel, s) if f.key[0] == "dns_flows"]
+
+
+def dns_flow(ts=0, client="10.0.0.5", server="10.0.0.53", out=60, pkts=1, back=120, **kw):
+    return flow(ts, orig_h=client, orig_p=50000 + int(ts) % 10000, resp_h=server, resp_p=53, proto="udp",
+                service="dns", orig_bytes=out, resp_bytes=back, orig_pkts=pkts, resp_pkts=pkts, **kw)
+
+
+def lookups(client="10.0.0.5", server="10.0.0.53", n=30):
+    """Ordinary look-ups of different domains (what makes a server a learned resolver)."""
+    return [dns(i, orig_h=client, resp_h=server, query=f"www.site{i}.example", query_bytes=40) for i in range(n)]
+
+
+def test_configured_resolvers_decide_which_servers_are_resolvers():
+    flows = [dns_flow(i) for i in range(20)] + [dns_flow(100, server="198.51.100.7"),
+                                               dns_flow(101, server="10.0.0.54")]
+    fs = {f.key[2]: f for f in run_flows(resolvers=["10.0.0.53/32"], flows=flows)}
+    assert sorted(fs) == ["10.0.0.54", "198.51.100.7"]
+    f = fs["198.51.100.7"]
+    assert f.score_parts == {"non_resolver": 15.0} and f.severity == "info"
+    assert f.metrics["resolvers"] == "configured" and f.metrics["server_is_resolver"] is False
+    assert f.external_hosts == ["198.51.100.7"] and fs["10.0.0.54"].external_hosts == []
+    assert "198.51.100.7 is not one of the configured resolvers" in f.explanation
+
+
+def test_learned_resolvers_internal_many_clients_or_many_domains():
+    flows = ([dns_flow(i, client=f"10.0.0.{10 + i % 3}", server="203.0.113.1") for i in range(9)]  # 3 clients
+             + [dns_flow(20, server="203.0.113.2"), dns_flow(21, server="203.0.113.3")])
+    d = lookups(server="203.0.113.2")  # asked about 30 domains: a resolver
+    fs = run_flows(flows=flows, dns=d)
+    assert [f.key[2] for f in fs] == ["203.0.113.3"] and fs[0].metrics["resolvers"] == "learned"
+
+
+def test_undecodable_bytes_to_port_53_are_found():
+    # iodine's raw UDP mode: after a DNS handshake, datagrams to port 53 that are not DNS at all
+    d = [dns(i, resp_h="203.0.113.53", query=f"v{i}aaaa.t.tunnel.example", query_bytes=40) for i in range(4)]
+    flows = [dns_flow(0, server="203.0.113.53", out=48_000, pkts=48, duration=30.0)]
+    (f,) = run_flows(flows=flows, dns=d + lookups())
+    assert f.key == ("dns_flows", "10.0.0.5", "203.0.113.53") and f.bytes_out == 48_000
+    assert f.metrics["undecoded_share"] == round(1 - 160 / 48_000, 3) and f.metrics["mean_query_bytes"] == 1000
+    assert set(f.score_parts) == {"non_resolver", "large_queries", "socket_reuse", "undecoded", "volume"}
+    assert f.severity == "critical" and "of the bytes are not DNS messages" in f.explanation
+
+
+def test_netflow_only_tunnel_through_the_resolver():
+    # No DNS decoded at all (a NetFlow sensor): large queries in volume to the resolver.
+    flows = [dns_flow(i * 60, out=60_000, pkts=240, back=90_000) for i in range(5)]
+    (f,) = run_flows(flows=flows)
+    assert f.metrics["undecoded_share"] is None and f.metrics["mean_query_bytes"] == 250
+    assert set(f.score_parts) == {"large_queries", "socket_reuse", "volume"} and f.severity == "medium"
+    assert f.metrics["packets_per_flow"] == 240
+    assert f.bytes_out == 300_000
+    # ordinary look-ups (a new source port each) in a larger volume are no finding
+    assert run_flows(flows=[dns_flow(i, out=60, pkts=1) for i in range(2000)]) == []
+
+
+def test_a_resolver_forwarding_and_a_pair_explained_by_names_are_left_alone():
+    forward = [dns_flow(i, client="10.0.0.53", server="203.0.113.53", out=50_000, pkts=200) for i in range(3)]
+    assert run_flows(flows=forward + [dns_flow(10)], dns=lookups()) == []
+    names = tunnel()
+    flows = [dns_flow(0, out=60_000, pkts=200)]
+    from abfluss import detections
+    mod = detections.module("dns_tunnel")
+    with telemetry(flows=flows, dns=names, extra={"resolvers": ()}) as tel:
+        fs = mod.detect(tel, Settings())
+    assert [f.key for f in fs] == [("10.0.0.5", "exfil.test")]

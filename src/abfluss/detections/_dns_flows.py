@@ -11,6 +11,8 @@ the flow records alone tell:
   registered domains (a resolver resolves everything; a tunnel server answers one zone);
 - the mean payload per packet the client sends: ordinary queries are 30-70 bytes, tunnel
   queries fill the name (150-255) or a whole datagram;
+- the packets per flow: a stub resolver takes a new source port for each query (one or two
+  packets per flow), a tunnel keeps its socket for hundreds;
 - how much of the client's bytes the decoded DNS messages explain, where the sensor decodes
   DNS at all (a pcap does; NetFlow does not);
 - the volume sent.
@@ -66,8 +68,10 @@ def check(tel, s, configured: tuple[str, ...], covered: set[tuple[str, str]]) ->
     known, how = resolvers(tel, configured, s)
     f = tel.flows.filter((_.resp_p == DNS_PORT) & _.proto.isin(["udp", "tcp"])
                          & _.orig_internal.fill_null(False))
+    # payload where the sensor measures it, IP bytes where it does not (NetFlow), as the ledger
+    f = f.mutate(sent=f.orig_bytes.fill_null(f.orig_ip_bytes).fill_null(0))
     pairs = f.group_by(["orig_h", "resp_h"]).aggregate(
-        flows=_.count(), bytes_out=_.orig_bytes.fill_null(0).sum(), bytes_in=_.resp_bytes.fill_null(0).sum(),
+        flows=_.count(), bytes_out=_.sent.sum(), bytes_in=_.resp_bytes.fill_null(0).sum(),
         pkts_out=_.orig_pkts.fill_null(0).sum(), start=_.ts.min(), end=_.ts_end.max(),
         tenant=_.tenant.max(), server_internal=_.resp_internal.fill_null(False).max())
     # Bytes the decoded messages explain, from inputs that decode DNS at all (query sizes known).
@@ -75,7 +79,7 @@ def check(tel, s, configured: tuple[str, ...], covered: set[tuple[str, str]]) ->
     decoding = d.select("input_id").distinct()
     decoded = d.group_by(["orig_h", "resp_h"]).aggregate(decoded=_.query_bytes.sum())
     seen = f.filter(f.input_id.isin(decoding.input_id)).group_by(["orig_h", "resp_h"]).aggregate(
-        decodable=_.orig_bytes.fill_null(0).sum())
+        decodable=_.sent.sum())
     with_decoded = pairs.left_join(decoded, ["orig_h", "resp_h"]).select(pairs, decoded=decoded.decoded)
     pairs = with_decoded.left_join(seen, ["orig_h", "resp_h"]).select(with_decoded, decodable=seen.decodable)
     out = []
@@ -89,6 +93,8 @@ def check(tel, s, configured: tuple[str, ...], covered: set[tuple[str, str]]) ->
         parts = _score(m, s)
         if not (parts.keys() - {"volume"}):
             continue  # ordinary DNS to a resolver, however much of it
+        if server in known and sum(parts.values()) < s.flow_min_score:
+            continue  # a little larger than usual: names of long host names, EDNS
         out.append(_finding(f, r, m, parts, s))
     return out
 
@@ -102,6 +108,7 @@ def _metrics(r: dict, outside: bool, how: str) -> dict:
     return {"flows": r["flows"], "bytes_out": sent, "bytes_in": int(r["bytes_in"] or 0),
             "packets_out": int(r["pkts_out"] or 0),
             "mean_query_bytes": round(sent / r["pkts_out"], 1) if r["pkts_out"] else 0.0,
+            "packets_per_flow": round((r["pkts_out"] or 0) / r["flows"], 1),
             "decoded_query_bytes": int(r["decoded"] or 0), "undecoded_share": undecoded,
             "server_is_resolver": not outside, "resolvers": how,
             "span_seconds": round(max((r["end"] - r["start"]).total_seconds(), 0.0), 3)}
@@ -113,6 +120,8 @@ def _score(m: dict, s) -> dict[str, float]:
         "non_resolver": s.non_resolver_points if not m["server_is_resolver"] else 0.0,
         "large_queries": s.large_query_points * clip01((big - s.query_bytes_low)
                                                        / (s.query_bytes_high - s.query_bytes_low)),
+        "socket_reuse": s.reuse_points * ramp(m["packets_per_flow"], s.packets_per_flow_low,
+                                              s.packets_per_flow_high),
         "undecoded": s.undecoded_points * (m["undecoded_share"] or 0.0)
         if m["bytes_out"] >= s.flow_min_bytes else 0.0,
         "volume": s.flow_volume_points * ramp(m["bytes_out"], s.flow_min_bytes, s.flow_bytes_high),
@@ -122,13 +131,15 @@ def _score(m: dict, s) -> dict[str, float]:
 
 def _finding(f, r: dict, m: dict, parts: dict, s) -> Finding:
     client, server = r["orig_h"], r["resp_h"]
-    ev = evidence_uids(f, (f.orig_h == client) & (f.resp_h == server), s.max_evidence, order="orig_bytes")
+    ev = evidence_uids(f, (f.orig_h == client) & (f.resp_h == server), s.max_evidence, order="sent")
     why = []
     if not m["server_is_resolver"]:
         why.append(f"{server} is not one of the {m['resolvers']} resolvers")
     if "large_queries" in parts:
         why.append(f"{m['mean_query_bytes']:.0f} bytes per packet (ordinary queries: under "
                    f"{s.query_bytes_low:.0f})")
+    if "socket_reuse" in parts:
+        why.append(f"{m['packets_per_flow']:.0f} packets per flow (ordinary look-ups: one or two)")
     if "undecoded" in parts:
         why.append(f"{m['undecoded_share']:.0%} of the bytes are not DNS messages")
     return Finding(

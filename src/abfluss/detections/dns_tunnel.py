@@ -31,6 +31,7 @@ Two more signals, each with a key of its own:
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -52,13 +53,16 @@ META = Meta(
     attack=("T1071.004", "T1048.003", "T1572", "T1041"),
     description="An internal client sends many unique, long, high-entropy names below one "
                 "registered domain (often with TXT/NULL/CNAME records): data encoded in DNS "
-                "queries, which pass every firewall through the resolver. Also flags DNS over "
-                "HTTPS/TLS to public resolvers, which hides lookups from this detection.",
+                "queries, which pass every firewall through the resolver. Independent of decoding, "
+                "it judges DNS as flows: port-53 traffic to a server that is not a resolver, large "
+                "queries, bytes that are no DNS messages (iodine's raw mode, NetFlow-only sensors). "
+                "Also flags DNS over HTTPS/TLS to public resolvers, which hides lookups from this "
+                "detection.",
     runbook="1. Look at the example names and the domain: a security product's reputation lookups "
             "(anti-virus, DNSBL) explain long names; put the domain on the central allowlist. "
             "2. Otherwise find the process making the queries on the client (Sysmon event 22, "
             "resolver logs) and block the domain at the resolver. 3. Treat the byte estimate as "
-            "the upper bound of what left and check which data the host held. For a DoH "
+            "what left (the tunnel's own overhead included) and check which data the host held. For a DoH "
             "finding: check whether the browser or an unknown process talks to the resolver and "
             "enforce the internal resolver by policy.",
     channel="dns",
@@ -157,15 +161,25 @@ class Settings:
                 "(30-70 bytes payload, IP bytes for NetFlow a little more)."})
     query_bytes_high: float = field(default=220.0, metadata={
         "help": "Mean bytes per packet that give the full large-query points (names filled to 255)."})
+    packets_per_flow_low: float = field(default=10.0, metadata={
+        "help": "Mean packets a client sends per port-53 flow up to which it looks like ordinary look-ups "
+                "(a new source port per query: 1-2)."})
+    packets_per_flow_high: float = field(default=200.0, metadata={
+        "help": "Mean packets per flow that give the full socket-reuse points (a tunnel keeps one socket)."})
+    reuse_points: float = field(default=15.0, metadata={
+        "help": "Points at packets_per_flow_high, on a log scale from packets_per_flow_low."})
+    flow_min_score: float = field(default=20.0, metadata={
+        "help": "Score a client-resolver pair needs for a flow-level finding (DNS to a server that is not "
+                "a resolver is always reported)."})
     learn_min_clients: int = field(default=3, metadata={
         "help": "Without [networks] resolvers: an external server asked by this many internal clients "
                 "is a resolver (internal servers always are)."})
     learn_min_domains: int = field(default=3, metadata={
-        "help": "Without [networks] resolvers: a server asked about this many registered domains is a "
-                "resolver (a tunnel server answers one zone)."})
+        "help": "Without [networks] resolvers: a server asked about names under this many domains (last "
+                "two labels) is a resolver (a tunnel server answers one zone)."})
     non_resolver_points: float = field(default=15.0, metadata={
         "help": "Points when a client's DNS goes to a server that is not a resolver."})
-    large_query_points: float = field(default=25.0, metadata={"help": "Points at query_bytes_high."})
+    large_query_points: float = field(default=30.0, metadata={"help": "Points at query_bytes_high."})
     undecoded_points: float = field(default=25.0, metadata={
         "help": "Points when all of a pair's port-53 bytes are not DNS messages (times the share)."})
     flow_volume_points: float = field(default=25.0, metadata={
@@ -326,7 +340,9 @@ def _duration(seconds: float) -> str:
 
 
 def _example(sub: str, domain: str, chars: int) -> str:
-    return (sub if len(sub) <= chars else sub[:chars] + "…") + "." + domain
+    """The first ``chars`` characters of the subdomain; an escape (\\xNN) counts as one, never cut."""
+    units = re.findall(r"\\x[0-9a-f]{2}|.", sub, re.S)
+    return ("".join(units[:chars]) + ("…" if len(units) > chars else "")) + "." + domain
 
 
 def _tenants(tel: Telemetry, hosts: list[str]) -> dict:

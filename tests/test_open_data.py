@@ -38,7 +38,9 @@ TABLE = [
     ("zeek-traces/sshguess.pcap", "[detections.scan_and_lateral]\nbrute_min_attempts = 10\n",  # as Zeek's test
      {("scan_and_lateral", "medium", "192.168.56.1", "192.168.56.103:22")}),
     ("rita/open_conns/open", "[detections.long_connection]\nmin_total_seconds = 1800\n",
-     {("long_connection", "low", "10.55.100.106", "65.52.108.188")}),  # one 39-min HTTPS session
+     {("long_connection", "low", "10.55.100.106", "65.52.108.188"),  # one 39-min HTTPS session
+      # dnscat2-style names (<hex>.dnsc.r-1x.com) asked straight at 165.227.88.15, not a resolver
+      ("dns_tunnel", "info", "192.168.88.2", "165.227.88.15")}),
     ("wrccdc-zeek/zeek-tsv", None, set()),  # this snapshot has no conn.log: DNS and TLS only
     ("rita/proxy", '[networks]\nproxies = ["10.136.0.16/32"]\n',  # 397 CONNECTs through 10.136.0.16:3128
      {("beaconing", "critical", "10.136.0.18", "www.honestimnotevil.com")}),

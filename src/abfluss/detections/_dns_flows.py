@@ -8,7 +8,9 @@ the flow records alone tell:
 - whether the server is one of the resolvers the clients are meant to use: the configured
   ``[networks] resolvers``, or, when none are configured, the servers learned from the window:
   internal servers, servers asked by several internal clients, and servers asked about several
-  registered domains (a resolver resolves everything; a tunnel server answers one zone);
+  registered domains (a resolver resolves everything; a tunnel server answers one zone). When
+  nothing can be learned (one client asking one outside server), no server is judged for not
+  being a resolver;
 - the mean payload per packet the client sends: ordinary queries are 30-70 bytes, tunnel
   queries fill the name (150-255) or a whole datagram;
 - the packets per flow: a stub resolver takes a new source port for each query (one or two
@@ -52,8 +54,13 @@ def resolvers(tel, configured: tuple[str, ...], s) -> tuple[set[str], str]:
     d = d.mutate(k=suffix_key(d.query.lower().re_replace(r"\.+$", "")))
     wide = {r["resp_h"] for r in rows(d.group_by("resp_h").aggregate(domains=_.k.nunique())
                                       .filter(_.domains >= s.learn_min_domains))}
-    return {r["resp_h"] for r in servers if r["internal"] or r["clients"] >= s.learn_min_clients
-            or r["resp_h"] in wide}, "learned"
+    learned = {r["resp_h"] for r in servers if r["internal"] or r["clients"] >= s.learn_min_clients
+               or r["resp_h"] in wide}
+    # Without any resolver to compare with (one client asking one outside server), no server is
+    # judged for not being one: the word "learned" is kept only when something was learned.
+    if not learned:
+        return {r["resp_h"] for r in servers}, "unknown"
+    return learned, "learned"
 
 
 def _in(addr: str, nets) -> bool:
@@ -85,8 +92,8 @@ def check(tel, s, configured: tuple[str, ...], covered: set[tuple[str, str]]) ->
     out = []
     for r in rows(pairs.order_by(["orig_h", "resp_h"])):
         client, server = r["orig_h"], r["resp_h"]
-        if client in known or (client, server) in covered:
-            continue  # a resolver forwarding, or a pair the decoded names already explain
+        if client in known or (client, server) in covered or not r["bytes_out"]:
+            continue  # a resolver forwarding, a pair the decoded names explain, a scan's probe
         m = _metrics(r, server not in known, how)
         if server in known and m["bytes_out"] < s.flow_min_bytes:
             continue
@@ -110,14 +117,14 @@ def _metrics(r: dict, outside: bool, how: str) -> dict:
             "mean_query_bytes": round(sent / r["pkts_out"], 1) if r["pkts_out"] else 0.0,
             "packets_per_flow": round((r["pkts_out"] or 0) / r["flows"], 1),
             "decoded_query_bytes": int(r["decoded"] or 0), "undecoded_share": undecoded,
-            "server_is_resolver": not outside, "resolvers": how,
+            "server_is_resolver": None if how == "unknown" else not outside, "resolvers": how,
             "span_seconds": round(max((r["end"] - r["start"]).total_seconds(), 0.0), 3)}
 
 
 def _score(m: dict, s) -> dict[str, float]:
     big = m["mean_query_bytes"]
     parts = {
-        "non_resolver": s.non_resolver_points if not m["server_is_resolver"] else 0.0,
+        "non_resolver": s.non_resolver_points if m["server_is_resolver"] is False else 0.0,
         "large_queries": s.large_query_points * clip01((big - s.query_bytes_low)
                                                        / (s.query_bytes_high - s.query_bytes_low)),
         "socket_reuse": s.reuse_points * ramp(m["packets_per_flow"], s.packets_per_flow_low,
@@ -133,7 +140,7 @@ def _finding(f, r: dict, m: dict, parts: dict, s) -> Finding:
     client, server = r["orig_h"], r["resp_h"]
     ev = evidence_uids(f, (f.orig_h == client) & (f.resp_h == server), s.max_evidence, order="sent")
     why = []
-    if not m["server_is_resolver"]:
+    if m["server_is_resolver"] is False:
         why.append(f"{server} is not one of the {m['resolvers']} resolvers")
     if "large_queries" in parts:
         why.append(f"{m['mean_query_bytes']:.0f} bytes per packet (ordinary queries: under "

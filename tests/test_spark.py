@@ -14,6 +14,8 @@ CASES = {
     "open-conns": ("rita/open_conns/open", "[detections.long_connection]\nmin_total_seconds = 1800\n"),
     "port-scans": ("slips/port-scans", None),
     "demo": (str(EXAMPLES / "demo.pcap"), None),
+    # escaped base128 names and the flow-level DNS check
+    "iodine": (str(EXAMPLES / "tunnels" / "iodine-null-direct.pcap"), '[networks]\nresolvers = ["10.10.0.20/32"]\n'),
 }
 
 

@@ -87,6 +87,8 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
         return IngestResult(shown, "failed", error=str(e))
     except OSError as e:
         return IngestResult(shown, "failed", error=f"{path}: cannot read: {e.strerror}")
+    except Exception as e:  # noqa: BLE001 - a sniffer defect must not abort the other inputs
+        return IngestResult(shown, "failed", error=f"{path}: format detection failed ({type(e).__name__})")
     if ws.has_input(input_id):
         return IngestResult(shown, "duplicate", fmt, input_id)
     if fmt == "pcap" and inspect:
@@ -126,6 +128,9 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
                             report.messages, str(e))
     except OSError as e:
         return IngestResult(shown, "failed", report.format, input_id, error=f"{path}: read error: {e}")
+    except Exception as e:  # noqa: BLE001 - a reader defect must not abort the other inputs
+        return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped, report.messages,
+                            f"{path}: reader failed ({type(e).__name__}: {str(e)[:200]}); nothing stored")
     return IngestResult(shown, "stored", report.format, input_id, dict(report.records),
                         report.skipped, report.messages, derived=derived)
 

@@ -24,6 +24,10 @@ import dpkt
 
 #: How many skip messages an input keeps (the counts are always complete).
 MAX_MESSAGES = 20
+#: Longest line (bytes) the text readers (Zeek, eve.json) accept: a longer one is skipped with a
+#: message, so a hostile file cannot make a reader hold gigabytes for one record. Real records
+#: are far shorter (the largest eve events, stats, are tens of KB).
+MAX_LINE = 4 << 20
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from abfluss.errors import InputError
-from abfluss.readers.base import ReadReport, open_maybe_gzip
+from abfluss.readers.base import MAX_LINE, ReadReport, open_maybe_gzip
 from abfluss.schema import conform, reader_schema
 
 FORMAT = "suricata-eve"
@@ -54,6 +54,8 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
     line = head.split(b"\n", 1)[0]
     try:
         obj = json.loads(line)
+    except RecursionError:
+        return False
     except ValueError:  # a first line longer than the head (a big stats event) cannot be parsed
         return b"\n" not in head and line.startswith(b"{") and b'"event_type"' in line and b'"timestamp"' in line
     return isinstance(obj, dict) and "event_type" in obj and "timestamp" in obj
@@ -279,13 +281,19 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     with open_maybe_gzip(Path(path)) as f:
         while True:
             try:
-                line = f.readline()
+                line = f.readline(MAX_LINE + 1)
+                if len(line) > MAX_LINE:  # drop the rest of an overlong line unread
+                    while (more := f.readline(1 << 20)) and not more.endswith(b"\n"):
+                        pass
             except (EOFError, OSError) as e:
                 report.skip(f"line {n + 1}", f"file truncated or corrupt, rest not read ({e})")
                 break
             if not line:
                 break
             n += 1
+            if len(line) > MAX_LINE:
+                report.skip(f"line {n}", f"longer than {MAX_LINE} bytes: skipped")
+                continue
             if not line.strip():
                 continue
             try:
@@ -293,6 +301,9 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
             except ValueError as e:
                 cut = "" if line.endswith(b"\n") else " (line cut off)"
                 report.skip(f"line {n}", f"invalid JSON{cut}: {e}")
+                continue
+            except RecursionError:
+                report.skip(f"line {n}", "invalid JSON: nested too deep")
                 continue
             if not isinstance(event, dict) or not isinstance(event.get("event_type"), str) \
                     or "timestamp" not in event:

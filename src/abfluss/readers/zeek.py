@@ -30,7 +30,7 @@ import pyarrow.json as pjson
 
 from ..errors import InputError
 from . import _zeek_types as zt
-from .base import ReadReport, open_maybe_gzip
+from .base import MAX_LINE, ReadReport, open_maybe_gzip
 
 #: ``report.format`` of the two formats; ``sniff_tsv``/``sniff_json`` tell them apart, ``read`` reads both.
 FORMAT_TSV, FORMAT_JSON = "zeek-tsv", "zeek-json"
@@ -41,6 +41,10 @@ _KEY = re.compile(rb'"([^"\\]+)"\s*:')
 _LEAD = re.compile(rb"[ \t\r]*#")
 _ISO_TS = re.compile(rb'"ts"\s*:\s*"')
 _TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])")
+_SEP_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+#: Bytes that cannot separate fields: line ends, the header mark, NUL (pyarrow's CSV parser
+#: takes one ASCII delimiter other than these).
+_BAD_SEPARATORS = b"\n\r#\x00"
 
 
 def sniff_tsv(head: bytes, path: Path | None = None) -> bool:
@@ -57,7 +61,7 @@ def sniff_json(head: bytes, path: Path | None = None) -> bool:
     try:
         obj = json.loads(line)
         keys = set(obj) if isinstance(obj, dict) else set()
-    except ValueError:  # a line longer than the head: judge by the keys it shows
+    except (ValueError, RecursionError):  # longer than the head, or nested too deep: judge by the keys
         keys = {k.decode("utf-8", "replace") for k in _KEY.findall(line)}
     if "event_type" in keys:
         return False
@@ -71,7 +75,7 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield (table, rows) from a Zeek TSV or JSON log, the format detected by content."""
     path = Path(path)
-    source = _Source(path)
+    source = _Source(path, report)
     blocks = iter(source)
     try:
         first = next(blocks, None)
@@ -97,8 +101,9 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
         report.skip(f"line {parser.line}", source.error)
     if rows == 0 and parser.other and not parser.bad:
         report.ignored = f"Zeek {', '.join(sorted(parser.other_types))} log: not a log abfluss reads"
-    if rows == 0 and (parser.bad or source.error) and not parser.other:
-        why = [f"{parser.bad} bad records"] * bool(parser.bad) + [source.error] * bool(source.error)
+    bad = parser.bad + source.long_lines
+    if rows == 0 and (bad or source.error) and not parser.other:
+        why = [f"{bad} bad records"] * bool(bad) + [source.error] * bool(source.error)
         raise InputError(f"{path}: no readable Zeek record ({', '.join(why)})")
 
 
@@ -110,29 +115,64 @@ def _chain(first, rest):
 class _Source:
     """The decompressed content as (data, end) blocks, ``data[:end]`` whole lines (the file's last
     line may lack its newline). A broken gzip stream ends early after the last whole line and
-    sets ``error``."""
+    sets ``error``. A line longer than ``MAX_LINE`` is skipped (reported with its number) and
+    an empty line takes its place, so later line numbers stay right."""
 
-    def __init__(self, path: Path):
-        self.path, self.error = path, None
+    def __init__(self, path: Path, report: ReadReport):
+        self.path, self.report, self.error = path, report, None
+        self.newlines = 0  # newlines yielded so far: the number of the line being assembled - 1
+        self.long_lines = 0
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
-        rest = b""
+        rest, skipping = b"", False
         with open_maybe_gzip(self.path) as f, ThreadPoolExecutor(1) as pool:
             read = f.read if not isinstance(f, gzip.GzipFile) else lambda n: self._gunzip(f, n)
             ahead = pool.submit(read, BLOCK)
             while True:
                 chunk = ahead.result()
+                if skipping and chunk:  # inside an overlong line: drop it up to its newline
+                    nl = chunk.find(b"\n")
+                    if nl < 0 and not self.error:
+                        ahead = pool.submit(read, BLOCK)
+                        continue
+                    chunk, skipping = (b"\n" + chunk[nl + 1:] if nl >= 0 else b""), False
                 data = rest + chunk if rest else chunk
                 if self.error or not chunk:
                     break
                 ahead = pool.submit(read, BLOCK)  # read (and gunzip) the next block meanwhile
                 end = data.rfind(b"\n") + 1
                 if end:
+                    data, end = self._cut_long(data, end)
                     yield data, end
+                    self.newlines += data.count(b"\n", 0, end)
                 rest = data[end:]
+                if len(rest) > MAX_LINE:
+                    self._long(self.newlines + 1)
+                    rest, skipping = b"", True
         end = data.rfind(b"\n") + 1 if self.error else len(data)
         if end:
+            data, end = self._cut_long(data, end)
+        if end:
             yield data, end
+
+    def _cut_long(self, data: bytes, end: int) -> tuple[bytes, int]:
+        """``data[:end]`` without its lines longer than MAX_LINE (an empty line in each one's place).
+        Steps a line-length at a time: a few ``rfind`` calls per block when all lines are short."""
+        pos = 0  # always the start of a line
+        while end - pos > MAX_LINE:
+            nl = data.rfind(b"\n", pos, pos + MAX_LINE + 1)
+            if nl >= 0:
+                pos = nl + 1
+                continue
+            stop = data.find(b"\n", pos, end)
+            stop = end if stop < 0 else stop  # the file's last line, without its newline
+            self._long(self.newlines + data.count(b"\n", 0, pos) + 1)
+            data, end = data[:pos] + data[stop:], end - (stop - pos)
+        return data, end
+
+    def _long(self, line: int) -> None:
+        self.long_lines += 1
+        self.report.skip(f"line {line}", f"longer than {MAX_LINE} bytes: skipped")
 
     def _gunzip(self, f: gzip.GzipFile, size: int) -> bytes:
         parts, n = [], 0
@@ -200,11 +240,14 @@ class _Tsv(_Parser):
             pos = stop
 
     def _directive(self, text: bytes) -> None:
-        key, _, value = text.partition(b" " if text.startswith(b"#separator") else self.sep)
+        key, _, value = text.partition(b" " if text.startswith(b"#separator") else self.sep or b"\t")
         value_s = value.decode("utf-8", "replace")
         if key == b"#separator":
-            self.sep = value.decode("unicode_escape").encode("latin-1") or b"\t"
+            self.sep = _separator(value)
             self.fields, self.log_path = None, None
+            if self.sep is None:
+                self.report.skip(f"line {self.line}", f"unusable #separator {value[:20]!r}: the lines "
+                                 "up to the next #separator are skipped", count=0)
         elif key == b"#set_separator":
             self.set_sep = zt.unescape(value_s)
         elif key == b"#empty_field":
@@ -213,12 +256,19 @@ class _Tsv(_Parser):
             self.unset = value_s
         elif key == b"#path":
             self.log_path = value_s
-        elif key == b"#fields":
-            self.fields = value_s.split(self.sep.decode("latin-1"))
+        elif key == b"#fields" and self.sep is not None:
+            self.fields = _unique(value_s.split(self.sep.decode("latin-1")))
             self.col_log = zt.log_from_columns(self.fields)
 
     def _run(self, data: bytes, start: int, stop: int) -> Iterator[tuple[str, pa.Table]]:
         """Lines ``data[start:stop]``, all of one header block."""
+        if self.sep is None:  # the block's #separator was unusable: its records cannot be split
+            n = self.lines(data, start, stop)
+            self.bad += n
+            where = f"line {self.line}" if n == 1 else f"lines {self.line}-{self.line + n - 1}"
+            self.report.skip(where, "no usable #separator", count=n)
+            self.line += n
+            return
         if self.fields is None:
             self._default_fields(data, start, stop)
         log = self.target(self.log_path)
@@ -295,6 +345,9 @@ class _Tsv(_Parser):
             text = text.rstrip(b"\r")
             if not text:
                 continue
+            if b"\r" in text:  # Zeek escapes it (\x0d); raw, it would end the row for pyarrow
+                self.skip(i, "carriage return inside a field")
+                continue
             if (found := text.count(self.sep) + 1) != nf:
                 self.skip(i, f"{found} fields, expected {nf}")
                 continue
@@ -309,11 +362,26 @@ class _Tsv(_Parser):
         if not good:
             return None
         types = {name: pa.string() for name in present}
-        t = pcsv.read_csv(pa.BufferReader(b"\n".join(good)), **self._options(present, types, None))
+        try:
+            t = pcsv.read_csv(pa.BufferReader(b"\n".join(good)), **self._options(present, types, None))
+        except pa.ArrowInvalid:  # a line pyarrow cannot take after all: find it line by line
+            t, good, nums = self._each(good, nums, present, types)
+            if t is None:
+                return None
         ok, reasons = zt.check_strings(t, spec, lambda col: self._list(col))
         for i in np.flatnonzero(~ok):
             self.skip(nums[i], reasons[i])
         return zt.cast_checked(t.filter(pa.array(ok)), spec)
+
+    def _each(self, good: list, nums: list, present: list, types: dict):
+        parts, kept = [], []
+        for text, i in zip(good, nums):
+            try:
+                parts.append(pcsv.read_csv(pa.BufferReader(text), **self._options(present, types, None)))
+                kept.append(i)
+            except pa.ArrowInvalid as e:
+                self.skip(i, f"unparsable line ({str(e).splitlines()[0][:80]})")
+        return (pa.concat_tables(parts) if parts else None), None, kept
 
     def _list(self, col, escaped: bool = True) -> pa.ListArray:
         return zt.tsv_list(col, self.set_sep, self.empty, escaped)
@@ -332,6 +400,24 @@ class _Tsv(_Parser):
         return cols
 
 
+def _separator(value: bytes) -> bytes | None:
+    """The byte a ``#separator`` value (``\\x09`` or a literal byte) names; None if unusable."""
+    sep = _SEP_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), value) if value else b"\t"
+    if len(sep) != 1 or sep[0] >= 0x80 or sep in _BAD_SEPARATORS:
+        return None
+    return sep
+
+
+def _unique(fields: list[str]) -> list[str]:
+    """Field names with repeats renamed (``ts``, ``ts~2``): the first of a name is the one read."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in fields:
+        seen[f] = seen.get(f, 0) + 1
+        out.append(f if seen[f] == 1 else f"{f}~{seen[f]}")
+    return out
+
+
 def _next_comment(data: bytes, pos: int, end: int) -> int:
     """Where the next line starting with '#' begins (``end`` if none)."""
     while (i := data.find(b"#", pos, end)) > 0 and data[i - 1] != 0x0A:
@@ -345,7 +431,7 @@ class _Json(_Parser):
         for text in head.split(b"\n", 50)[:50]:
             try:
                 obj = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(obj, dict):
                 self.col_log = zt.log_from_columns(obj)
@@ -368,6 +454,7 @@ class _Json(_Parser):
         try:
             t = pjson.read_json(pa.BufferReader(pa.py_buffer(data)[:end]),
                                 read_options=pjson.ReadOptions(block_size=4 << 20), parse_options=options)
+            t.validate(full=True)  # pyarrow.json passes invalid UTF-8 through into strings
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return None
         paths, groups = t.column("_path"), []
@@ -398,8 +485,14 @@ class _Json(_Parser):
             except ValueError as e:
                 self.skip(i, f"invalid JSON ({getattr(e, 'msg', e)})")
                 continue
+            except RecursionError:
+                self.skip(i, "invalid JSON (nested too deep)")
+                continue
             if not isinstance(obj, dict):
                 self.skip(i, "not a JSON object")
+                continue
+            if not isinstance(obj.get("_path", ""), (str, type(None))):
+                self.skip(i, "_path is not a string")
                 continue
             log = self.target(obj.get("_path"))
             if log not in zt.MAPS:

@@ -60,6 +60,8 @@ def store_chunk(ws: Workspace, read: Read, path: Path, label: str, size: int, se
                     out.missed += missed
         except InputError as e:  # nothing readable in this chunk: record it, never stop watching
             report.skip("chunk", str(e))
+        except Exception as e:  # noqa: BLE001 - a reader defect must not crash-loop the watcher
+            report.skip("chunk", f"reader failed ({type(e).__name__}: {str(e)[:200]}); chunk not read")
         w.commit(StoredInput(input_id, label, size, report.format, sensor, dict(report.records),
                              report.skipped, report.messages, None, None))
     out.records, out.skipped = dict(report.records), report.skipped

@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 
 from .. import readers
+from ..errors import InputError
+from ..readers import suricata, zeek
+from ..readers.base import MAX_LINE
 from ..store import Workspace
 from . import state
 from .chunks import Stored, store_chunk
@@ -42,6 +45,7 @@ class FileFollower:
         self.file, self.offset = (prev[0], prev[1]) if prev else (None, 0)
         self.header = b""
         self.lost: list[str] = []  # rotated files that vanished before they were read to the end
+        self.skips: list[str] = []  # overlong lines skipped (not part of any stored chunk)
 
     def _resume(self, fid: str) -> int:
         return max(self.committed.get((self.source, fid), 0), self.offset if fid == self.file else 0)
@@ -92,6 +96,11 @@ class FileFollower:
                 f.seek(offset)
                 data = f.read(MAX_CHUNK)
             cut = data.rfind(b"\n")
+            if cut < 0 and size - offset > MAX_LINE:  # an overlong line: skip it, never wait forever
+                offset, before = self._skip_line(path, offset, total), offset
+                if offset != before:
+                    continue
+                break
             if cut < 0:
                 break  # a line still being written
             data = data[:cut + 1]
@@ -104,6 +113,29 @@ class FileFollower:
         if fid == self.file:
             state.save(self.ws, self.source, fid, offset)
 
+    def _skip_line(self, path: Path, offset: int, total: Stored) -> int:
+        """The offset after the overlong line at ``offset`` (unchanged while its end is not written)."""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            pos = offset
+            while block := f.read(1 << 20):
+                nl = block.find(b"\n")
+                if nl >= 0:
+                    total.skipped += 1
+                    if len(self.skips) < 20:
+                        self.skips.append(f"{path}: byte {offset}: line longer than {MAX_LINE} bytes: skipped")
+                    return pos + nl + 1
+                pos += len(block)
+        return offset
+
+    def _reader(self, chunk: Path):
+        """The chunk's reader: by content, else by the kind of source (a chunk that starts with a
+        bad line is still read, and its bad lines are counted)."""
+        try:
+            return readers.detect(chunk)[1]
+        except InputError:
+            return suricata.read if self.source.startswith("eve:") else zeek.read
+
     def _store(self, path: Path, fid: str, start: int, end: int, data: bytes, total: Stored) -> None:
         if start == 0:
             self.header = _header(data)
@@ -115,8 +147,7 @@ class FileFollower:
             if not _has_records(body):
                 res = Stored()
             else:
-                _fmt, read = readers.detect(chunk)
-                res = store_chunk(self.ws, read, chunk, state.label(self.source, fid, start, end),
+                res = store_chunk(self.ws, self._reader(chunk), chunk, state.label(self.source, fid, start, end),
                                   len(data), self.sensor, hashlib.sha256(data).hexdigest())
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

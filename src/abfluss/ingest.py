@@ -17,7 +17,8 @@ from pathlib import Path
 
 from . import readers
 from .errors import AbflussError, InputError
-from .readers.base import ReadReport
+from .fsutil import DiskFullError, no_space
+from .readers.base import Content, ReadReport
 from .store import StoredInput, Workspace, iter_files
 
 
@@ -61,7 +62,12 @@ def ingest_paths(ws: Workspace, paths: Iterable[Path], sensor: str | None = None
                  progress: Progress | None = None, inspect: bool = True) -> list[IngestResult]:
     """Ingest every file under ``paths`` (directories are walked); one result per file."""
     results = []
-    for path in iter_files(Path(p) for p in paths):
+
+    def unreadable(directory: Path, e: OSError) -> None:
+        results.append(IngestResult(str(directory), "failed",
+                                    error=f"{directory}: cannot list directory ({e.strerror or e}): not read"))
+
+    for path in iter_files((Path(p) for p in paths), unreadable):
         results.append(ingest_file(ws, path, sensor, progress, inspect=inspect))
     return results
 
@@ -101,10 +107,37 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
                                  inspect_settings=InspectSettings(internal_networks=internal))
     if progress:
         progress(shown, 0)
-    report = ReadReport(str(path), fmt)
-    derived: dict[str, int] = {}
     cfg = getattr(ws, "config", None)
     sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
+    limit = None
+    for _attempt in range(2):
+        res = _read_and_store(ws, path, shown, fmt, read, input_id, sensor_name, progress, limit)
+        if not isinstance(res, _Changed):
+            return res
+        # The file changed between hashing and reading (it grows: a log still being written).
+        # Read it again up to where the hash of what was read ends, and store it under that.
+        if limit is not None:
+            break
+        input_id, limit = res.digest, res.size
+        if ws.has_input(input_id):
+            return IngestResult(shown, "duplicate", fmt, input_id)
+    return IngestResult(shown, "failed", fmt, input_id,
+                        error=f"{path}: changed in place while being read; nothing stored")
+
+
+@dataclass
+class _Changed:
+    """What was read is not the content hashed before: its own hash and length."""
+    digest: str
+    size: int
+
+
+def _read_and_store(ws: Workspace, path: Path, shown: str, fmt: str, read, input_id: str, sensor_name: str,
+                    progress: Progress | None, limit: int | None) -> IngestResult | _Changed:
+    """Read ``path`` (its first ``limit`` bytes) and commit it as ``input_id`` if what was read
+    hashes to ``input_id``; else nothing is stored and the hash of what was read is returned."""
+    report = ReadReport(str(path), fmt, content=Content(path, limit))
+    derived: dict[str, int] = {}
     try:
         with ws.writer(input_id) as w:
             with ws.released(), _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
@@ -114,6 +147,9 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
                     pipe.put(table, batch)
                     if progress:
                         progress(shown, report.total)
+            digest, size, grew = report.content.finish()
+            if digest != input_id or grew:
+                return _Changed(digest, size)
             if report.ignored:
                 return IngestResult(shown, "ignored", report.format, input_id, error=report.ignored)
             if report.total == 0 and report.skipped:
@@ -121,18 +157,27 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
                                     report.messages, report.messages[0])
             # An input with no records and no errors (a header-only Zeek log of a quiet hour)
             # is stored: the inputs list then shows that it was read.
-            w.commit(StoredInput(input_id, shown, os.path.getsize(path), report.format, sensor_name,
+            w.commit(StoredInput(input_id, shown, size, report.format, sensor_name,
                                  dict(report.records), report.skipped, report.messages, None, None))
     except InputError as e:
         return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
                             report.messages, str(e))
-    except OSError as e:
-        return IngestResult(shown, "failed", report.format, input_id, error=f"{path}: read error: {e}")
-    except Exception as e:  # noqa: BLE001 - a reader defect must not abort the other inputs
+    except Exception as e:  # noqa: BLE001 - one input's failure must not abort the other inputs
+        if isinstance(e, DiskFullError):
+            return IngestResult(shown, "failed", report.format, input_id, error=str(e))
+        if no_space(e):
+            return IngestResult(shown, "failed", report.format, input_id,
+                                error=f"{path}: disk full ({_reason(e)}); nothing stored from this file")
+        if isinstance(e, OSError):
+            return IngestResult(shown, "failed", report.format, input_id, error=f"{path}: read error: {e}")
         return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped, report.messages,
                             f"{path}: reader failed ({type(e).__name__}: {str(e)[:200]}); nothing stored")
     return IngestResult(shown, "stored", report.format, input_id, dict(report.records),
                         report.skipped, report.messages, derived=derived)
+
+
+def _reason(e: BaseException) -> str:
+    return (e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0])[:200]
 
 
 class _Pipeline:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from . import schema
 from .config import pack
 from .errors import WorkspaceError
+from .fsutil import find_symlink
 
 DEFAULT_WORKSPACE = "abfluss-data"
 CATALOG = "catalog.duckdb"
@@ -117,6 +118,7 @@ class Workspace:
         lock_fd = None
         try:
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _refuse_symlinks(root)
             if write:
                 lock_fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
                 try:
@@ -178,15 +180,17 @@ class Workspace:
     # -- bookkeeping -------------------------------------------------------------------
     def _remove_orphans(self) -> None:
         data = self.root / "data"
-        if not data.exists():
+        if data.is_symlink() or not data.is_dir():
             return
         known = {r[0] for r in self.con.execute("SELECT path FROM files").fetchall()}
-        for p in data.rglob("*"):
-            if p.is_file() and str(p.relative_to(self.root)) not in known:
-                p.unlink()
-        for d in sorted((p for p in data.rglob("*") if p.is_dir()), reverse=True):
-            if not any(d.iterdir()):
-                d.rmdir()
+        # os.walk never enters a linked folder; a link itself is only ever unlinked, not followed
+        for dirpath, _dirs, files in os.walk(data, topdown=False):
+            for name in files:
+                p = Path(dirpath) / name
+                if str(p.relative_to(self.root)) not in known:
+                    p.unlink()
+            if dirpath != str(data) and not os.listdir(dirpath):
+                os.rmdir(dirpath)
 
     def refresh_views(self) -> None:
         """(Re)create one view per table over exactly the files the catalog records."""
@@ -378,12 +382,30 @@ def _pack_or_none(addr: str) -> bytes | None:
         return None
 
 
-def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Expand directories recursively (sorted, hidden files skipped); files pass through."""
+def _refuse_symlinks(root: Path) -> None:
+    """A workspace must not hold symlinks: cleaning up (``_remove_orphans``) or writing through a
+    planted link would delete or overwrite files outside it."""
+    link = find_symlink(root)
+    if link is not None:
+        raise WorkspaceError(f"{root}: {link.relative_to(root)} is a symbolic link; abfluss does not "
+                             "follow links inside a workspace (remove it, or use a real folder)")
+
+
+def iter_files(paths: Iterable[Path], on_error=None) -> Iterator[Path]:
+    """Expand directories recursively (sorted, hidden files skipped); files pass through.
+    A directory that cannot be listed is passed to ``on_error(path, OSError)``, never skipped
+    silently."""
     for p in paths:
-        if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts):
-                    yield q
-        else:
+        if not p.is_dir():
             yield p
+            continue
+        found = []
+
+        def failed(e: OSError) -> None:
+            if on_error is not None:
+                on_error(Path(e.filename or p), e)
+
+        for dirpath, dirnames, filenames in os.walk(p, onerror=failed):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            found += [q for f in filenames if not f.startswith(".") and (q := Path(dirpath) / f).is_file()]
+        yield from sorted(found)

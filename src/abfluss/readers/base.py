@@ -15,7 +15,9 @@ position and go on. They raise ``InputError`` only when nothing at all can be re
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,8 @@ class ReadReport:
     messages: list[str] = field(default_factory=list)
     #: Set when the input is of a known kind that abfluss does not use (a Zeek x509.log): why.
     ignored: str | None = None
+    #: The input's bytes as the reader reads them (hashed while read); None: read the path directly.
+    content: "Content | None" = None
 
     def skip(self, position: str, reason: str, count: int = 1) -> None:
         """Count ``count`` skipped records; remember the first few as '<file>: <position>: <reason>'."""
@@ -58,9 +62,95 @@ class ReadReport:
         return sum(self.records.values())
 
 
-def open_maybe_gzip(path: Path) -> io.BufferedIOBase:
-    """Open ``path`` for binary reading, transparently decompressing gzip (detected by content)."""
-    f = open(path, "rb")
+class Content:
+    """One input's bytes, hashed (SHA-256) while the reader reads them, so the hash an input is
+    stored under is the hash of exactly what was read even when the file grows meanwhile.
+
+    Every file object from :meth:`open` feeds one hash in file order (a reader that seeks back
+    re-reads what is hashed already). With ``limit`` the reader sees only the first ``limit``
+    bytes. :meth:`finish` hashes what the reader left unread (the tail after a corrupt gzip
+    stream) and says whether the file grew after the reader had seen its end.
+    """
+
+    def __init__(self, path: Path, limit: int | None = None):
+        self.path, self.limit = Path(path), limit
+        self._hash = hashlib.sha256()
+        self.hashed = 0  # bytes hashed so far: always a prefix of the file
+        self.end_seen: int | None = None  # the size at which a reader first hit the end
+        self.used = False
+
+    def open(self) -> io.BufferedReader:
+        self.used = True
+        return io.BufferedReader(_HashingRaw(self, open(self.path, "rb", buffering=0)), 1 << 20)
+
+    def _feed(self, fd: int, pos: int, data: memoryview) -> None:
+        if pos > self.hashed:  # a reader skipped ahead: hash the gap from the file itself
+            self._update(os.pread(fd, pos - self.hashed, self.hashed))
+        if pos + len(data) > self.hashed:
+            self._update(data[self.hashed - pos:])
+
+    def _update(self, data) -> None:
+        self._hash.update(data)
+        self.hashed += len(data)
+
+    def finish(self) -> tuple[str, int, bool]:
+        """(SHA-256 hex, bytes hashed, whether the file grew after a reader saw its end)."""
+        grew = False
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.hashed)
+            while self.limit is None or self.hashed < self.limit:
+                want = 1 << 20 if self.limit is None else min(1 << 20, self.limit - self.hashed)
+                chunk = f.read(want)
+                if not chunk:
+                    break
+                grew = grew or self.end_seen is not None
+                self._update(chunk)
+        return self._hash.hexdigest(), self.hashed, grew
+
+
+class _HashingRaw(io.RawIOBase):
+    def __init__(self, content: Content, f):
+        self.content, self.f, self.pos = content, f, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        limit = self.content.limit
+        view = memoryview(b)
+        if limit is not None:
+            view = view[:max(0, limit - self.pos)]
+        n = self.f.readinto(view) if len(view) else 0
+        if n:
+            self.content._feed(self.f.fileno(), self.pos, view[:n])
+            self.pos += n
+        elif self.content.end_seen is None and self.pos >= self.content.hashed:
+            self.content.end_seen = self.pos
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = self.f.seek(offset, whence)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+def open_maybe_gzip(path: Path, report: ReadReport | None = None) -> io.BufferedIOBase:
+    """Open ``path`` for binary reading, transparently decompressing gzip (detected by content);
+    through ``report.content`` (hashed while read) when the report has one."""
+    content = report.content if report is not None else None
+    f = content.open() if content is not None and content.path == Path(path) else open(path, "rb")
     magic = f.read(2)
     f.seek(0)
     if magic == GZIP_MAGIC:

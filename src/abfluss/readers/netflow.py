@@ -73,10 +73,11 @@ def netflow_version(data: bytes) -> int | None:
     return 10 if version == 10 and 20 <= length <= len(data) and _sets_ok(data, 16, length, (2, 3)) else None
 
 
-def _udp_packets(path: Path, limit: int = 0) -> Iterator[tuple[int, str | None, int | None, bytes, str | None]]:
+def _udp_packets(path: Path, limit: int = 0,
+                 report: ReadReport | None = None) -> Iterator[tuple[int, str | None, int | None, bytes, str | None]]:
     """(packet number, source address, source port, UDP payload, problem) per UDP packet among the first
     ``limit`` packets (0: all); a problem (IP fragment, truncated capture) comes with an empty payload."""
-    with open_maybe_gzip(path) as f:
+    with open_maybe_gzip(path, report) as f:
         try:
             try:
                 cap = dpkt.pcap.Reader(f)
@@ -236,7 +237,7 @@ class NetflowDecoder:
         rows: list[tuple] = []
         senders: set = set()  # (address, port) that sent well-formed NetFlow
         exporters: set = set()
-        for n, exporter, port, payload, problem in _udp_packets(Path(path)):
+        for n, exporter, port, payload, problem in _udp_packets(Path(path), report=report):
             pos, sender = f"{prefix}packet {n}", (exporter, port)
             if problem is not None:
                 if exporter is None or exporter in exporters:  # else: not NetFlow traffic

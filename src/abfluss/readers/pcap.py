@@ -9,10 +9,10 @@ same pass finds where a truncated capture stops and when the capture ends.
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
-import tempfile
 import multiprocessing
+import os
+import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import nfstream
 import pyarrow as pa
 
 from ..errors import InputError
+from ..fsutil import DiskFullError
 from ..schema import TS, conform
 from . import _dns_packets
 from ._community_id import community_id
@@ -35,6 +36,14 @@ IDLE_TIMEOUT = 120
 ACTIVE_TIMEOUT = 1800
 #: Rows per yielded batch.
 BATCH_ROWS = 100_000
+#: A gzip-compressed capture is decompressed to a private file of at most this many times its
+#: compressed size (real captures compress 2-10 fold; a "gzip bomb" a thousandfold) ...
+GZIP_MAX_RATIO = 100
+#: ... or of this many bytes, whichever is larger; the rest is not read (and the input says so).
+GZIP_MIN_LIMIT = 64 << 20
+#: Decompression stops (and the input fails, nothing stored) when the temporary folder would be
+#: left with less free space than this: abfluss must not fill the disk other programs write to.
+TMP_RESERVE = 256 << 20
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
 # nDPI names whose requested_server_name is a DNS/NetBIOS query, not the peer's own name.
@@ -50,7 +59,7 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
     """Flows, DNS, TLS and HTTP records; with ``inspect_key`` (the workspace's DLP key) also the
     ``dlp`` and ``inspected`` tables of payload inspection (``abfluss.dlp.inspect``)."""
     report.format = FORMAT
-    with _plain_copy(path) as plain:
+    with _plain_copy(path, report) as plain:
         # The DNS scan and payload inspection run in processes of their own beside NFStream's
         # meter process, so on two cores they cost little wall time and never compete for this
         # process's GIL. They are forked before NFStream starts its own threads and processes.
@@ -60,7 +69,7 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
         inspection = _fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings) \
             if inspect_key is not None else None
         try:
-            yield from _flows(plain, report, lambda: _scan_result(dns, report))
+            yield from _flows(plain, report, lambda: _scan_result(dns, report), shown=path)
             if inspection is not None:
                 yield from _inspection_result(inspection, report)
         finally:
@@ -149,27 +158,63 @@ def _scan_result(conn, report: ReadReport) -> _dns_packets.Scan | None:
 
 
 class _plain_copy:
-    """The path of an uncompressed version of the capture (a private temporary copy for .gz)."""
+    """The path of an uncompressed version of the capture: the file itself, or a private copy
+    when it is gzip-compressed (or must be read only up to ``report.content.limit``).
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp: str | None = None
+    The copy is unlinked as soon as it is created and reached through ``/proc/<pid>/fd/<n>``
+    (NFStream's meter and the scan workers are forked, and the descriptor lives as long as this
+    process): nothing is left behind whatever ends the process, SIGTERM and kill -9 included.
+    Its size is bounded (GZIP_MAX_RATIO, GZIP_MIN_LIMIT); a full disk fails the input.
+    """
+
+    def __init__(self, path: Path, report: ReadReport):
+        self.path, self.report = path, report
+        self.fd: int | None = None
 
     def __enter__(self) -> Path:
+        content = self.report.content
+        bounded = content is not None and content.limit is not None
         with open(self.path, "rb") as f:
-            if f.read(2) != GZIP_MAGIC:
-                return self.path
-        fd, self.tmp = tempfile.mkstemp(suffix=".pcap", prefix="abfluss-")
-        with os.fdopen(fd, "wb") as out, gzip.open(self.path, "rb") as src:
+            gz = f.read(2) == GZIP_MAGIC
+        if not gz and not bounded:
+            return self.path
+        fd, tmp = tempfile.mkstemp(suffix=".pcap", prefix="abfluss-")
+        os.unlink(tmp)
+        self.fd = fd
+        limit = max(GZIP_MAX_RATIO * os.path.getsize(self.path), GZIP_MIN_LIMIT) if gz else None
+        with (content.open() if content is not None else open(self.path, "rb")) as raw:
+            self._copy(gzip.GzipFile(fileobj=raw) if gz else raw, limit)
+        return Path(f"/proc/{os.getpid()}/fd/{fd}")
+
+    def _copy(self, src, limit: int | None) -> None:
+        written = 0
+        while True:
             try:
-                shutil.copyfileobj(src, out, 1 << 20)
-            except (EOFError, OSError):
-                pass  # truncated gzip: keep what decompressed; the packet scan reports the cut
-        return Path(self.tmp)
+                chunk = src.read(1 << 20)
+            except (EOFError, OSError, zlib.error):
+                return  # truncated or corrupt gzip: keep what decompressed; the packet scan reports the cut
+            if not chunk:
+                return
+            if limit is not None and written + len(chunk) > limit:
+                chunk = chunk[:limit - written]
+                self.report.skip(f"byte {written + len(chunk)} (decompressed)",
+                                 f"decompressed beyond {GZIP_MAX_RATIO}x the compressed size: the rest is "
+                                 "not read", count=0)
+                limit = written + len(chunk)
+            st = os.fstatvfs(self.fd)
+            if st.f_bavail * st.f_frsize - len(chunk) < TMP_RESERVE:
+                raise DiskFullError(f"{self.path}: decompressing would leave less than {TMP_RESERVE >> 20} MB free "
+                                    f"in {tempfile.gettempdir()} (set TMPDIR to a larger disk); nothing stored")
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.fd, view):]
+            written += len(chunk)
+            if written == limit:
+                return
 
     def __exit__(self, *exc) -> None:
-        if self.tmp:
-            os.unlink(self.tmp)
+        if self.fd is not None:
+            os.close(self.fd)
 
 
 def _streamer(source: str) -> nfstream.NFStreamer:
@@ -184,7 +229,7 @@ def _streamer(source: str) -> nfstream.NFStreamer:
     )
 
 
-def _flows(path: Path, report: ReadReport, scan_result) -> Iterator[tuple[str, pa.Table]]:
+def _flows(path: Path, report: ReadReport, scan_result, shown: Path) -> Iterator[tuple[str, pa.Table]]:
     cols, pending = _Columns(), []
     latest = 0  # the latest packet time metered so far (ms)
     error = None
@@ -207,7 +252,7 @@ def _flows(path: Path, report: ReadReport, scan_result) -> Iterator[tuple[str, p
     for f in pending:
         cols.add(f, end_ms - f.bidirectional_last_seen_ms < IDLE_TIMEOUT * 1000)
     if scan is None or (scan.packets == 0 and cols.n == 0):
-        raise InputError(f"{path}: no packet could be read" + (f" ({error})" if error else ""))
+        raise InputError(f"{shown}: no packet could be read" + (f" ({error})" if error else ""))
     if error:
         report.skip("end", f"NFStream stopped: {error}")
     if scan.dns is not None and scan.dns.num_rows:

@@ -278,7 +278,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
             r.clear()
         dns = _Dns()
 
-    with open_maybe_gzip(Path(path)) as f:
+    with open_maybe_gzip(Path(path), report) as f:
         while True:
             try:
                 line = f.readline(MAX_LINE + 1)

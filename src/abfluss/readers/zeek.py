@@ -125,7 +125,7 @@ class _Source:
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         rest, skipping = b"", False
-        with open_maybe_gzip(self.path) as f, ThreadPoolExecutor(1) as pool:
+        with open_maybe_gzip(self.path, self.report) as f, ThreadPoolExecutor(1) as pool:
             read = f.read if not isinstance(f, gzip.GzipFile) else lambda n: self._gunzip(f, n)
             ahead = pool.submit(read, BLOCK)
             while True:

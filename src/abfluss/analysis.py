@@ -9,8 +9,6 @@ rows, which is what lets the test suite demand identical findings from both.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -21,6 +19,7 @@ from . import detections as _det
 from .enrich import domain_match
 from .errors import AbflussError
 from .findings import Finding
+from .fsutil import scratch_dir
 from .store import Workspace
 
 #: How far before the window baselines and first-seen dates look.
@@ -45,6 +44,11 @@ def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
                           "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw)").fetchall()
     lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
+
+
+def sql_string(value) -> str:
+    """``value`` as a SQL string literal (a path with a quote in it stays one literal)."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _window_sql(start, end, col: str = "ts") -> str:
@@ -81,7 +85,7 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     paths = {}
     for name, sql in queries.items():
         p = out / f"{name}.parquet"
-        ws.con.execute(f"COPY ({sql}) TO '{p}' (FORMAT parquet, COMPRESSION zstd)")
+        ws.con.execute(f"COPY ({sql}) TO {sql_string(p)} (FORMAT parquet, COMPRESSION zstd)")
         paths[name] = p
     return paths
 
@@ -158,14 +162,12 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
     if start is None or end is None:
         return AnalysisResult(None, None, [])
     start, end = _utc(start), _utc(end)
-    tmp = Path(tempfile.mkdtemp(prefix=".analysis-", dir=ws.root))
-    try:
+    # a private scratch folder; one left by a killed analyze is removed here (see fsutil)
+    with scratch_dir(ws.root, ".analysis-") as tmp:
         paths = export_window(ws, start, end, tmp)
         with telemetry_from_parquet(paths, start, end, backend) as tel:
             findings, seconds = run_detections(tel, ws.config, only)
-        flows = ws.con.execute(f"SELECT count(*) FROM read_parquet('{paths['flows']}')").fetchall()[0][0]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]
     result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds)
     if store:
         result.new = save(ws, findings, sinks)

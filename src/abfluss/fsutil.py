@@ -103,6 +103,11 @@ def remove_stale(parent: Path, prefix: str) -> int:
     return removed
 
 
+def is_stale(d: Path) -> bool:
+    """True when the scratch folder ``d`` belongs to no running process."""
+    return _stale(d)
+
+
 def _stale(d: Path) -> bool:
     try:
         fd = os.open(d / _LOCK, os.O_RDWR | os.O_NOFOLLOW)

@@ -18,6 +18,7 @@ from ..units import count, noun
 from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
 from ..contain import blast_radius, blocklists, parse_host, parse_indicator
 from ..errors import AbflussError
+from ..fsutil import replace_file
 
 #: Files ``contain --out DIR`` writes; the block lists only when indicators were given.
 FILES = {"radius": "blast-radius.json", "nftables": "blocklist.nft", "plain": "blocklist.txt",
@@ -73,7 +74,7 @@ def _write(res: dict, dest: Path) -> list[Path]:
     paths = []
     for key, text in texts.items():
         p = dest / FILES[key]
-        p.write_text(text)
+        replace_file(p, text)  # a planted symlink is replaced, never written through
         paths.append(p)
     return paths
 

@@ -10,7 +10,7 @@ import typer
 
 from .app import _open, app, human_bytes, out, parse_time
 from .. import units
-from ..report.case import write_case
+from ..report.case import tenant_dir, write_case
 
 
 class Lang(str, Enum):
@@ -51,4 +51,4 @@ def report_command(
         soon = min(ahead or due, key=lambda d: abs(d["time_left"])) if due else None
         left = f"; next deadline {soon['title']}: {units.deadline_status(soon['deadline'], t['now'])}" if soon else ""
         out.print(f"tenant {name}: {t['verdict']}, {units.count(len(t['drafts']), 'draft')} in "
-                  f"{out_dir / 'notifications' / name} (version {t['version']}){left}", markup=False)
+                  f"{out_dir / 'notifications' / tenant_dir(name)} (version {t['version']}){left}", markup=False)

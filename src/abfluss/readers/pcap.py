@@ -46,6 +46,10 @@ GZIP_MIN_LIMIT = 64 << 20
 TMP_RESERVE = 256 << 20
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
+#: Link types whose frames abfluss decodes (Ethernet, BSD loopback, Linux cooked v1/v2, raw IP):
+#: a capture of another kind is reported as not readable rather than stored with 0 records.
+LINK_TYPES = {0: "BSD loopback", 1: "Ethernet", 12: "raw IP", 14: "raw IP", 101: "raw IP", 108: "OpenBSD loopback",
+              113: "Linux cooked", 228: "raw IPv4", 229: "raw IPv6", 276: "Linux cooked v2"}
 # nDPI names whose requested_server_name is a DNS/NetBIOS query, not the peer's own name.
 _NAME_IS_QUERY = ("DNS", "MDNS", "LLMNR", "NetBIOS")
 
@@ -255,9 +259,24 @@ def _flows(path: Path, report: ReadReport, scan_result, shown: Path) -> Iterator
         raise InputError(f"{shown}: no packet could be read" + (f" ({error})" if error else ""))
     if error:
         report.skip("end", f"NFStream stopped: {error}")
+    if scan.packets and cols.n == 0 and not report.records.get("flows"):  # say why nothing came out
+        link = _link_type(path)
+        why = (f"no IP flow in {scan.packets} packets of link type {link} ({LINK_TYPES[link]})"
+               if link in LINK_TYPES else
+               f"link type {link} is not one abfluss decodes ({', '.join(sorted(set(LINK_TYPES.values())))})"
+               f": {scan.packets} packets not read")
+        report.skip("packet 1", why, count=scan.packets)
     if scan.dns is not None and scan.dns.num_rows:
         yield "dns", scan.dns
     yield from cols.flush(report)
+
+
+def _link_type(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            return _dns_packets._reader(f).datalink()
+    except Exception:  # noqa: BLE001 - unreadable header: the scan has reported it
+        return None
 
 
 class _Columns:

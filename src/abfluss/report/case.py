@@ -17,6 +17,8 @@ changed since then (GDPR Art. 33(4)).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,19 +26,31 @@ from pathlib import Path
 from .. import analysis
 from ..contain import blast_radius, parse_indicator
 from ..errors import AbflussError
+from ..fsutil import is_stale, read_text_nofollow, replace_file, scratch_dir
 from ..store import Workspace
 from .drafts import apply_report, build_all, drafts_from_findings
 from .drafts_html import notifications_html
 from .render import build, write_files
 
 TITLES = {"en": "Notification drafts", "de": "Entwürfe der Meldungen"}
+#: What a case consists of, in the order it is put into place: ``report.json`` last, since the
+#: next report reads it to make follow-ups.
+CASE_FILES = ("notifications", "report.html", "report.pdf", "report.json")
+#: Scratch folder (inside ``--out``) in which a case is assembled before it is moved into place.
+STAGING = ".case-"
 
 
 def _previous(out: Path) -> dict | None:
     try:
-        return json.loads((out / "report.json").read_text()).get("notifications")
-    except (OSError, ValueError):
+        return json.loads(read_text_nofollow(out / "report.json")).get("notifications")
+    except (OSError, ValueError, AttributeError):
         return None
+
+
+def tenant_dir(name: str) -> str:
+    """A tenant's folder name under ``notifications/``: never a path (``..``, ``/``) or hidden."""
+    safe = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return "_" + safe if not safe.strip(".") or safe.startswith(".") else safe
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -75,6 +89,8 @@ def write_case(ws: Workspace, out_dir: str | Path, start: datetime | None = None
     out = Path(out_dir)
     now = _utc(now) or datetime.now(timezone.utc)
     aware = _utc(aware_at) or now
+    if out.is_dir():
+        recover(out)
     previous = _previous(out)
     lo, hi = analysis.data_span(ws)
     start, end = _utc(start or lo), _utc(end or hi)
@@ -96,17 +112,52 @@ def write_case(ws: Workspace, out_dir: str | Path, start: datetime | None = None
         own.append(replace(inp, measures_proposed=_measures(ws, inp, start, end)))
     rep["notifications"] = build_all(own, now, lang)
     html_extra = {"notifications": {"title": TITLES[lang], "html": notifications_html(rep["notifications"], lang)}}
-    write_files(rep, out, html_extra, pdf)
-    _write_drafts(out / "notifications", rep["notifications"])
+    out.mkdir(parents=True, exist_ok=True)
+    with scratch_dir(out, STAGING) as stage:
+        (stage / "new").mkdir()
+        write_files(rep, stage / "new", html_extra, pdf)
+        _write_drafts(stage / "new" / "notifications", rep["notifications"])
+        replace_file(stage / "complete", "\n".join(sorted(os.listdir(stage / "new"))) + "\n")
+        _install(stage, out)
     return rep
+
+
+def recover(out: Path) -> None:
+    """Finish putting into place a case that a killed ``report`` had completely written (its
+    staging folder says ``complete``); drop one it had not. Another report still running is
+    left alone."""
+    for e in os.scandir(out):
+        d = Path(e.path)
+        if e.name.startswith(STAGING) and not e.is_symlink() and e.is_dir() and is_stale(d):
+            if (d / "complete").is_file() and not (d / "complete").is_symlink():
+                _install(d, out)
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _install(stage: Path, out: Path) -> None:
+    """Move the staged case into ``out``, each entry by rename (replacing, never following, what
+    is there); entries of the previous case that this one lacks (a PDF) go to ``stage/old``.
+    Repeatable after a kill: ``complete`` lists the case's entries, so one already moved is
+    recognised."""
+    entries = set(read_text_nofollow(stage / "complete").split())
+    (stage / "old").mkdir(exist_ok=True)
+    for name in CASE_FILES:
+        new, dest = stage / "new" / name, out / name
+        if name in entries and not (new.exists() or new.is_symlink()):
+            continue  # moved into place before a kill
+        present = dest.is_symlink() or dest.exists()
+        if present and not (new.is_file() and (dest.is_symlink() or dest.is_file())):
+            os.rename(dest, stage / "old" / name)  # a folder, or an entry this case does not have
+        if name in entries:
+            os.replace(new, dest)
 
 
 def _write_drafts(root: Path, notif: dict) -> None:
     for name, t in notif["tenants"].items():
-        d = root / name.replace("/", "_")
+        d = root / tenant_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         for kind, draft in t["drafts"].items():
-            (d / f"{kind}.md").write_text(draft["text"], encoding="utf-8")
+            replace_file(d / f"{kind}.md", draft["text"])
         if t.get("stix"):
             stix = t["stix"] if isinstance(t["stix"], str) else json.dumps(t["stix"], indent=1)
-            (d / "iocs.stix.json").write_text(stix, encoding="utf-8")
+            replace_file(d / "iocs.stix.json", stix)

@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 
 from ..errors import AbflussError
+from ..fsutil import replace_file
 from ..store import Workspace
 from .. import units
 from . import deadlines, evidence, verdict
@@ -80,20 +81,26 @@ def write_report(ws: Workspace, out_dir: str | Path, start: datetime | None = No
 
 
 def write_files(rep: dict, out: Path, extra_sections: dict | None = None, pdf: bool = True) -> None:
-    """report.json, report.html and (unless ``pdf`` is false) report.pdf of ``rep`` into ``out``."""
+    """report.json, report.html and (unless ``pdf`` is false) report.pdf of ``rep`` into ``out``;
+    each written under a new name and renamed into place (a planted symlink is replaced, never
+    written through)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
     html = render_html(rep, extra_sections)
-    (out / "report.html").write_text(html, encoding="utf-8")
+    replace_file(out / "report.html", html)
     if pdf:
-        write_pdf(html, out / "report.pdf")
+        replace_file(out / "report.pdf", render_pdf(html))
+    replace_file(out / "report.json", json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
-def write_pdf(html: str, path: Path) -> None:
+def render_pdf(html: str) -> bytes:
     from weasyprint import HTML
 
     # No base URL and nothing to fetch: the document is complete in itself.
-    HTML(string=html, url_fetcher=_no_fetch).write_pdf(str(path))
+    return HTML(string=html, url_fetcher=_no_fetch).write_pdf()
+
+
+def write_pdf(html: str, path: Path) -> None:
+    replace_file(Path(path), render_pdf(html))
 
 
 def _no_fetch(url: str, *args, **kwargs):

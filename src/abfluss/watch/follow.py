@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from .. import readers
 from ..errors import InputError
 from ..readers import suricata, zeek
 from ..readers.base import MAX_LINE
+from ..fsutil import scratch_dir
 from ..store import Workspace
 from . import state
 from .chunks import Stored, store_chunk
@@ -140,8 +139,7 @@ class FileFollower:
         if start == 0:
             self.header = _header(data)
         body = data if start == 0 or not self.header else self.header + data
-        tmp = Path(tempfile.mkdtemp(prefix=".watch-", dir=self.ws.root))
-        try:
+        with scratch_dir(self.ws.root, ".watch-") as tmp:
             chunk = tmp / self.path.name  # the Zeek reader takes the log type from the name
             chunk.write_bytes(body)
             if not _has_records(body):
@@ -149,8 +147,6 @@ class FileFollower:
             else:
                 res = store_chunk(self.ws, self._reader(chunk), chunk, state.label(self.source, fid, start, end),
                                   len(data), self.sensor, hashlib.sha256(data).hexdigest())
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         self.committed[(self.source, fid)] = end
         for k, v in res.records.items():
             total.records[k] = total.records.get(k, 0) + v

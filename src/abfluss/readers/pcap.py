@@ -193,18 +193,16 @@ class _plain_copy:
     def _copy(self, src, limit: int | None) -> None:
         written = 0
         while True:
+            want = 1 << 20 if limit is None else min(1 << 20, limit - written + 1)  # one byte more: over?
             try:
-                chunk = src.read(1 << 20)
+                chunk = src.read(want)
             except (EOFError, OSError, zlib.error):
                 return  # truncated or corrupt gzip: keep what decompressed; the packet scan reports the cut
             if not chunk:
                 return
-            if limit is not None and written + len(chunk) > limit:
+            over = limit is not None and written + len(chunk) > limit
+            if over:
                 chunk = chunk[:limit - written]
-                self.report.skip(f"byte {written + len(chunk)} (decompressed)",
-                                 f"decompressed beyond {GZIP_MAX_RATIO}x the compressed size: the rest is "
-                                 "not read", count=0)
-                limit = written + len(chunk)
             st = os.fstatvfs(self.fd)
             if st.f_bavail * st.f_frsize - len(chunk) < TMP_RESERVE:
                 raise DiskFullError(f"{self.path}: decompressing would leave less than {TMP_RESERVE >> 20} MB free "
@@ -213,7 +211,9 @@ class _plain_copy:
             while view:
                 view = view[os.write(self.fd, view):]
             written += len(chunk)
-            if written == limit:
+            if over:
+                self.report.skip(f"byte {written} (decompressed)", f"decompressed beyond {GZIP_MAX_RATIO}x the "
+                                 "compressed size: the rest is not read", count=0)
                 return
 
     def __exit__(self, *exc) -> None:

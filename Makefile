@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests.
 DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip
 
-.PHONY: demo test bench sysdeps clean lab lab-scenarios lab-tunnels
+.PHONY: demo test bench fuzz sysdeps clean lab lab-scenarios lab-tunnels
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -49,6 +49,13 @@ bench: $(STAMP)
 	ABFLUSS_DLP_EXAMPLES=5000 $(PY) -m pytest -q tests/test_dlp_properties.py
 	$(PY) bench/bench_watch.py --minutes 30
 	$(PY) bench/open_data_table.py --readme
+
+# Coverage-guided fuzzing (atheris) of every reader, the DNS decoder, TCP reassembly and the payload
+# decoders, FUZZ_SECONDS per target; seeds come from ../shared/data. Crash inputs go to FUZZ_CRASHES.
+FUZZ_SECONDS ?= 300
+FUZZ_CRASHES ?= /tmp/abfluss-fuzz-crashes
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/run.py --all --seconds $(FUZZ_SECONDS) --crashes $(FUZZ_CRASHES)
 
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }

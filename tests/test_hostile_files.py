@@ -162,6 +162,18 @@ def test_full_disk_stores_nothing_partial(tmp_path):
         assert ingest_file(w, gz, inspect=False).status == "stored"
 
 
+def test_full_disk_is_one_line_on_the_command_line(tmp_path):
+    """Before: a command whose write failed for lack of space ended in a traceback."""
+    ws = tmp_path / "ws"
+    with abfluss.open_workspace(ws, write=True) as w:
+        ingest_file(w, data("slips/port-scans/vertical-portscan.conn.log"))
+    p = subprocess.run([ABFLUSS, "--workspace", str(ws), "contain", "--host", "192.168.1.9", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                       preexec_fn=_limit_file_size(16))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith("abfluss: disk full: File too large") and len(p.stderr.splitlines()) == 1, p.stderr
+
+
 # -- item 11: symlinks ---------------------------------------------------------------------------
 
 def test_workspace_with_a_symlink_is_refused(tmp_path):

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import io
 import os
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,18 @@ def read_head(path: Path, size: int = 65536) -> bytes:
 
 
 def ip_layer(linktype: int, buf: bytes):
-    """The IP layer (dpkt IP or IP6) of a captured frame, for the link types captures use; None otherwise."""
+    """The IP layer (dpkt IP or IP6) of a captured frame, for the link types captures use; None
+    otherwise. A frame dpkt cannot decode raises ``dpkt.UnpackError`` (dpkt itself also raises
+    AttributeError, KeyError ... on crafted headers: found by fuzzing)."""
+    try:
+        return _ip_layer(linktype, buf)
+    except dpkt.dpkt.UnpackError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, struct.error) as e:
+        raise dpkt.dpkt.UnpackError(f"undecodable frame ({type(e).__name__})") from None
+
+
+def _ip_layer(linktype: int, buf: bytes):
     if linktype == dpkt.pcap.DLT_EN10MB:
         return dpkt.ethernet.Ethernet(buf).data
     if linktype in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):

@@ -68,10 +68,12 @@ def _json_keys(lines: list[str]) -> set[str] | None:
     for line in lines[:20]:
         try:
             obj = json.loads(line)
+        except RecursionError:  # nested deeper than any real document
+            return None
         except ValueError:
             try:  # one document over several lines
                 obj = json.loads("\n".join(lines))
-            except ValueError:
+            except (ValueError, RecursionError):
                 return None
             objs = obj if isinstance(obj, list) else [obj]
             keys = {k for o in objs[:20] if isinstance(o, dict) for k in o}

@@ -137,7 +137,7 @@ _COLUMNS = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield ``flows`` tables from an Argus binetflow text file (plain or gzip)."""
     report.format = FORMAT
-    with open_maybe_gzip(Path(path)) as raw:
+    with open_maybe_gzip(Path(path), report) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         first = text.readline()
         cols = _header(first.encode("utf-8", "replace"))

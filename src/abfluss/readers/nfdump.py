@@ -130,7 +130,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
                 if rec.get("type", "FLOW") != "FLOW":
                     continue  # nfdump's statistics/exporter records
                 _row(rec, f"{path.name}:{n}", out)
-            except (ValueError, _Bad) as e:
+            except (ValueError, RecursionError, _Bad) as e:
                 report.skip(f"record {n}", str(e) if isinstance(e, _Bad) else "nfdump printed invalid JSON")
                 continue
             if len(out["ts"]) >= CHUNK:

@@ -170,7 +170,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     http: dict[str, list] = {c: [] for c in _HTTP_COLS}
     n = 0
     try:
-        with open_maybe_gzip(path) as f:
+        with open_maybe_gzip(path, report) as f:
             for n, line in enumerate(f, start=1):
                 line = line.rstrip(b"\r\n")
                 if not line.strip():

@@ -50,7 +50,10 @@ def _pcap(linktype: int, *frames: bytes) -> bytes:
     ("netflow", _pcap(101, _FRAGMENT_THEN_HOP)),  # dpkt: AttributeError 'IP6HopOptsHeader' ... 'frag_off'
     ("dns_scan", _pcap(101, _FRAGMENT_THEN_HOP)),
     ("inspect", _pcap(101, _FRAGMENT_THEN_HOP)),
-], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop"])
+    ("binetflow", b"StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,"
+                  b"SrcBytes,Label\n2011/08/10 09:46:53.047277,1.0,tcp,10.0.0.1,1234,->,1.2.3\x004,80,S_,0,0,"
+                  b"2,120,60,x\n"),  # inet_pton: ValueError 'embedded null character'
+], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop", "binetflow-nul-address"])
 def test_found_by_fuzzing(name, data):
     targets.TARGETS[name](data)
 

@@ -62,8 +62,9 @@ def fuzz(name: str, seconds: float, crashes: Path, extra: list[str]) -> None:
 
     with atheris.instrument_imports(include=["abfluss", "dpkt", "netflow"]):
         import abfluss.readers  # noqa: F401
-        from abfluss.dlp import decode, decode_http, inspect, scanner, streams  # noqa: F401
-        from abfluss.readers import _dns_packets, netflow, pcap, suricata, zeek  # noqa: F401
+        from abfluss.dlp import containers, decode, decode_http, inspect, office, scanner, streams, structured  # noqa: F401
+        from abfluss.readers import (_dns_packets, _dns_wire, binetflow, netflow, nfdump, pcap, squid,  # noqa: F401
+                                     suricata, zeek)
     target = _callable(name)
     args = [sys.argv[0]]
     if not extra:  # a fresh corpus from the seeds

@@ -108,14 +108,29 @@ def dns_scan(data: bytes) -> None:
 
 
 def dns_message(data: bytes) -> None:
-    """One DNS message as a query and as a response, over UDP and TCP framing."""
-    from abfluss.readers import _dns_packets
+    """One DNS message through the byte-level parser, alone and as DNS over TCP (length-prefixed,
+    cut into segments that arrive out of order and twice)."""
+    from abfluss.readers import _dns_wire as wire
 
-    pending: dict = {}
-    rows: list = []
-    _dns_packets._dns(1.0, ("udp", "10.0.0.1", "10.0.0.53", 40000, 53, data), pending, rows)
-    _dns_packets._dns(1.5, ("udp", "10.0.0.53", "10.0.0.1", 53, 40000, data), pending, rows)
-    _dns_packets._dns(2.0, ("tcp", "10.0.0.53", "10.0.0.1", 53, 40001, data), pending, rows)
+    def parse(buf: bytes) -> None:
+        try:
+            m = wire.parse(buf)
+        except wire.WireError:
+            return
+        for name in (m.query or "", *(a for a in m.answers if isinstance(a, str))):
+            assert wire.label_bytes(name) >= 0
+            wire.unescape(name)
+
+    parse(data)
+    framed = len(data).to_bytes(2, "big") + data + len(data[:40]).to_bytes(2, "big") + data[:40]
+    step = 1 + (data[0] % 13 if data else 0)
+    cuts = [(i, framed[i:i + step]) for i in range(0, len(framed), step)]
+    streams = wire.TcpStreams()
+    streams.add(("c", "s"), 999, 0x02, b"")
+    for i, seg in cuts[1::2] + cuts[::2] + cuts[:2]:  # odd segments first, then the rest, then repeats
+        msgs, _lost = streams.add(("c", "s"), 1000 + i, 0x18, seg)
+        for m in msgs:
+            parse(m)
 
 
 # -- payload inspection --------------------------------------------------------------------------
@@ -218,11 +233,53 @@ def payload(data: bytes) -> None:
     _inspect_frames(dpkt.pcap.DLT_EN10MB, frames)
 
 
-TARGETS = {f.__name__: f for f in (zeek, eve, netflow, pcap, detect, dns_scan, dns_message, tcp_reassembly,
-                                   inspect, payload)}
+class _Sink:
+    def __init__(self):
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        assert isinstance(data, (bytes, bytearray)), type(data)
+        self.bytes += len(data)
+
+    def boundary(self) -> None:
+        pass
+
+
+def structured(data: bytes) -> None:
+    """One decoded unit (an HTTP body, a mail part, a file) through the structured decoders:
+    delimited, fixed width, JSON, XML/FHIR, HTML, HL7, SQL dumps, base64, UTF-16, containers
+    (gzip/zip/tar/bzip2/xz) and office files, with their bomb limits."""
+    from abfluss.dlp import structured as st
+    from abfluss.dlp.inspect import Settings
+
+    st.render(data, _Sink(), Settings(max_decoded_bytes=1 << 20))
+
+
+def binetflow(data: bytes) -> None:
+    from abfluss.readers import binetflow as b
+
+    _drain(b.read, _file(data, "flows.binetflow"))
+
+
+def squid(data: bytes) -> None:
+    from abfluss.readers import squid as sq
+
+    _drain(sq.read, _file(data, "access.log"))
+
+
+def nfdump(data: bytes) -> None:
+    """nfdump files (read through the ``nfdump`` program, whose JSON output is parsed here)."""
+    from abfluss.readers import nfdump as nf
+
+    _drain(nf.read, _file(data, "nfcapd.current"))
+
+
+TARGETS = {f.__name__: f for f in (zeek, eve, netflow, pcap, nfdump, binetflow, squid, detect, dns_scan,
+                                   dns_message, tcp_reassembly, inspect, payload, structured)}
 #: Targets run together (the first input byte chooses one) in the short run; pcap forks NFStream's
-#: meter per input (a few inputs a second) and gets its own run.
-FAST = tuple(n for n in TARGETS if n != "pcap")
+#: meter per input and nfdump runs the nfdump program (a few inputs a second): runs of their own.
+SLOW = ("pcap", "nfdump")
+FAST = tuple(n for n in TARGETS if n not in SLOW)
 
 
 # -- seeds ---------------------------------------------------------------------------------------
@@ -268,6 +325,22 @@ _EVE = b"\n".join([
     b'"signature_id":1,"severity":2}}', b""])
 
 
+def _structured_seeds() -> list[bytes]:
+    import gzip
+    import io
+    import zipfile
+
+    csv = b"Name;KVNR;IBAN\nMuster;A123456780;DE89370400440532013000\nBeispiel;X110411675;\n"
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("export.csv", csv)
+    return [csv, gzip.compress(csv), z.getvalue(), b'[{"kvnr": "A123456780", "name": "x"}]',
+            b"MSH|^~\\&|A|B\rPID|1||A123456780^^^KV||Muster^Max\r",
+            b"INSERT INTO p (kvnr, name) VALUES ('A123456780', 'x');",
+            b"<Patient><identifier><value>A123456780</value></identifier></Patient>",
+            "KVNR;Name\nA123456780;Müller\n".encode("utf-16"), b"QTEyMzQ1Njc4MCxYMTEwNDExNjc1LE05ODc2NTQzMjM="]
+
+
 def seeds(target: str) -> list[bytes]:
     """Seed inputs of ``target`` (real data first)."""
     pcaps = _shared("slips/test-cc/*.pcap", "zeek-traces/http-post-large.pcap", "zeek-traces/bro.org.pcap",
@@ -288,6 +361,14 @@ def seeds(target: str) -> list[bytes]:
         return pcaps[:2] + seeds("zeek")[:2] + seeds("eve")[:1] + seeds("netflow")[:2]
     if target == "dns_message":
         return _dns_messages()
+    if target == "binetflow":
+        return _shared("slips/binetflow/*.binetflow")
+    if target == "nfdump":
+        return _shared("slips/test1-malicious.nfdump")
+    if target == "squid":
+        return [p.read_bytes()[:SEED_BYTES] for p in sorted((ROOT / "examples" / "squid").iterdir()) if p.is_file()]
+    if target == "structured":
+        return _structured_seeds()
     if target == "tcp_reassembly":
         return [b"\x00\x00\x10\x00\x01" + b"\x00\x00\x05\x00hello\x00\x0a\x05\x00world\x00\x05\x05\x00 big ",
                 b"\xff\xff\xff\xf0\x00" + b"\x00\x20\x03\x02abc\x00\x00\x10\x00" + b"x" * 16]

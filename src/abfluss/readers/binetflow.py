@@ -61,7 +61,7 @@ def _addr(value: str) -> str:
     v = value.strip()
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in v else socket.AF_INET, v)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the text (found by fuzzing)
         raise _Bad(f"not an IP address: {v[:40]!r}") from None
     return v
 

@@ -96,8 +96,21 @@ def dns(ts: datetime | float = 0, **kw) -> dict:
     return r
 
 
+def alert(ts: datetime | float = 0, **kw) -> dict:
+    """An IDS alert row as the detections see it (10.0.0.5 to 203.0.113.9, Suricata severity 1)."""
+    if not isinstance(ts, datetime):
+        ts = T0 + timedelta(seconds=ts)
+    r = dict(ts=ts, uid=None, orig_h="10.0.0.5", orig_p=50000, resp_h="203.0.113.9", resp_p=443, proto="tcp",
+             signature="ET MALWARE Test C2 Beacon", signature_id=2000001, category="A Network Trojan was detected",
+             severity=1, sensor="test", input_id="literal", tenant="default", allowlisted=False)
+    r.update(kw)
+    r.setdefault("orig_internal", r["orig_h"] is not None and _internal(r["orig_h"]))
+    r.setdefault("resp_internal", r["resp_h"] is not None and _internal(r["resp_h"]))
+    return r
+
+
 @contextmanager
-def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(), backend="duckdb", extra=None,
+def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(), alerts=(), backend="duckdb", extra=None,
               start: datetime | None = None, end: datetime | None = None):
     """A Telemetry over literal rows, on the given engine."""
     sch = _schemas()
@@ -105,7 +118,7 @@ def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(
     try:
         paths = {}
         for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls),
-                            ("dlp", dlp), ("inspected", inspected)):
+                            ("dlp", dlp), ("inspected", inspected), ("alerts", alerts)):
             s = pa.schema([f.with_nullable(True) for f in sch[name]])  # literal rows may leave any column out
             cols = {f.name: [r.get(f.name) for r in rows_] for f in s}
             pq.write_table(pa.table(cols, schema=s), tmp / f"{name}.parquet")

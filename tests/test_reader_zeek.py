@@ -238,9 +238,33 @@ def test_small_blocks_stream_the_same_rows(monkeypatch):
 
 def test_other_logs_yield_nothing():
     for path in [WRCCDC / "zeek-tsv" / "x509.log.gz", WRCCDC / "zeek-json" / "weird.json.gz",
-                 DATA / "rita" / "proxy" / "files.log", DATA / "slips" / "test9-mixed-zeek" / "notice.log"]:
+                 DATA / "rita" / "proxy" / "files.log"]:
         tables, (report,) = read_all(path)
         assert tables == {} and report.skipped == 0 and report.format.startswith("zeek-")
+
+
+def test_notice_logs_fill_alerts():
+    # JSON without _path (told by its note/msg columns), src standing in for the missing id.orig_h
+    tables, (r,) = read_all(DATA / "slips" / "test9-mixed-zeek" / "notice.log")
+    a = tables["alerts"].to_pylist()
+    assert r.records == {"alerts": 18} and r.skipped == 0
+    assert a[0]["signature"] == "ICMP::ICMPAddressScan" and a[0]["orig_h"] == "192.168.1.15"
+    assert a[0]["category"] == "192.168.1.15 performed ICMP address scan on 5 hosts"
+    assert a[0]["severity"] is None and a[0]["resp_h"] is None
+    # TSV and JSON of the same notices give the same rows
+    tsv, _ = read_all(WRCCDC / "zeek-tsv" / "notice.log.gz")
+    js, _ = read_all(WRCCDC / "zeek-json" / "notice.json.gz")
+    assert tsv["alerts"].num_rows == 207 and tsv["alerts"].equals(js["alerts"])
+    row = tsv["alerts"].to_pylist()[0]
+    assert (row["orig_h"], row["resp_h"], row["resp_p"], row["proto"], row["signature"]) == (
+        "10.164.94.120", "10.47.3.200", 443, "tcp", "SSL::Invalid_Server_Cert")
+
+
+def test_conn_without_service_is_empty_not_null():
+    # Zeek's protocol detection ran and identified nothing: "" (a NetFlow record says null)
+    tables, _ = read_all(DATA / "slips" / "test10-mixed-zeek" / "conn.log")
+    svc = tables["flows"].column("service")
+    assert svc.null_count == 0 and pc.sum(pc.equal(svc, "")).as_py() > 0
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -37,11 +37,15 @@ class AnalysisResult:
     new: list[Finding] = field(default_factory=list)  # new, or raised in severity since last sent
     flows: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # per detection
+    #: Detections that failed, with one line saying why; their checks count as not run, and the
+    #: other detections' findings are kept all the same.
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
     rows = ws.con.execute("SELECT min(ts), max(ts) FROM (SELECT ts FROM flows_raw UNION ALL "
-                          "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw)").fetchall()
+                          "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw UNION ALL "
+                          "SELECT ts FROM alerts_raw)").fetchall()
     lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
 
@@ -74,7 +78,7 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
         "tls": f"""SELECT * FROM tls_raw WHERE {_window_sql(start, end)}
                    AND NOT coalesce({domain_match('lower(server_name)', cfg.allow_domains)}, false)""",
     }
-    for name in ("dlp", "inspected"):
+    for name in ("dlp", "inspected", "alerts"):
         queries[name] = f"""SELECT d.*, coalesce(o.internal, false) AS orig_internal,
                                    coalesce(r.internal, false) AS resp_internal,
                                    coalesce(o.tenant, r.tenant) AS tenant,
@@ -108,7 +112,7 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
     try:
         yield _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
                              http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
-                             inspected=tables["inspected"], start=start, end=end,
+                             inspected=tables["inspected"], alerts=tables.get("alerts"), start=start, end=end,
                              backend=backend, extra=extra or {})
     finally:
         if backend == "duckdb":
@@ -124,11 +128,18 @@ def check_config(cfg) -> None:
         _det.settings_for(det_id, overrides)
 
 
-def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()) -> tuple[list[Finding], dict]:
+def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()
+                   ) -> tuple[list[Finding], dict[str, float], dict[str, str]]:
+    """Every enabled detection over ``tel``: (findings, seconds per detection, errors).
+
+    A detection that raises is isolated: its error becomes one line in ``errors`` and the
+    others run and keep their findings (a bug in one check must not hide the rest). A
+    configuration error (``AbflussError``, e.g. a bad indicator file) still stops the run.
+    """
     import time
 
     found: list[Finding] = []
-    seconds = {}
+    seconds, errors = {}, {}
     tel.extra.setdefault("resolvers", tuple(cfg.resolvers) if cfg else ())  # [networks] resolvers
     for det_id in _det.MODULES:
         overrides = dict(cfg.detections.get(det_id, {})) if cfg else {}
@@ -136,16 +147,30 @@ def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()) -> tupl
             continue
         mod = _det.module(det_id)
         settings = _det.settings_for(det_id, overrides)
-        if hasattr(mod, "prepare"):  # I/O a detection needs (indicator files) stays outside detect()
-            tel.extra[det_id] = mod.prepare(settings)
         t0 = time.perf_counter()
-        for f in mod.detect(tel, settings):
+        try:
+            if hasattr(mod, "prepare"):  # I/O a detection needs (indicator files) stays outside detect()
+                tel.extra[det_id] = mod.prepare(settings)
+            mine = list(mod.detect(tel, settings))
+        except AbflussError:  # a configuration problem (bad indicator file): the user must fix it
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of one check is reported, never fatal
+            errors[det_id] = error_line(e)
+            mine = []
+        for f in mine:
             f.attack = f.attack or list(mod.META.attack)
             f.channel = f.channel or mod.META.channel
             found.append(f)
         seconds[det_id] = round(time.perf_counter() - t0, 3)
     found.sort(key=lambda f: (-f.score, f.detection, f.id))
-    return found, seconds
+    return found, seconds, errors
+
+
+def error_line(e: BaseException, limit: int = 300) -> str:
+    """One line for an unexpected error: its type and the first line of its message."""
+    text = " ".join(str(e).split("\n", 1)[0].split())
+    line = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
@@ -166,9 +191,9 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
     with scratch_dir(ws.root, ".analysis-") as tmp:
         paths = export_window(ws, start, end, tmp)
         with telemetry_from_parquet(paths, start, end, backend) as tel:
-            findings, seconds = run_detections(tel, ws.config, only)
+            findings, seconds, errors = run_detections(tel, ws.config, only)
         flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]
-    result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds)
+    result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds, errors=errors)
     if store:
         result.new = save(ws, findings, sinks)
     return result

@@ -71,11 +71,13 @@ def analyze(
                                sinks=tuple(s.spec for s in sinks))
         done = deliver(ws, sinks)  # this run's findings and any a sink missed before
     sent = {spec: d.sent for spec, d in done.items()}
+    for det_id, why in res.errors.items():  # one line each; the other detections' findings are stored
+        err.print(f"abfluss: detection {det_id} failed and was not checked: {why}", markup=False, highlight=False)
     if format is FindingFmt.json:
         _dump_json({"start": res.start, "end": res.end, "flows": res.flows,
                     "findings": [f.to_dict() for f in res.findings], "new": [f.id for f in res.new],
                     "sent": sent, "queued": {spec: d.queued for spec, d in done.items()},
-                    "seconds": res.seconds})
+                    "seconds": res.seconds, "errors": res.errors})
         _sink_errors(done)
         return
     if res.start is None:

@@ -34,6 +34,8 @@ MODULES = (
     "threat_intel",
     "off_hours",
     "cleartext_sensitive_data",
+    "protocol_mismatch",
+    "ids_alert",
 )
 
 
@@ -61,6 +63,8 @@ class Telemetry:
     ``dlp``      sensitive values found in cleartext payload (hashes, never values) with
                  ``orig_internal``/``resp_internal``/``tenant``/``allowlisted``;
     ``inspected`` bytes inspected per flow side, and whether they were encrypted;
+    ``alerts``   IDS alerts (Suricata eve alerts, Zeek notices) with the same four columns as
+                 ``dlp``;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
     configuration (e.g. indicator lists), keyed by detection id.
     """
@@ -72,6 +76,7 @@ class Telemetry:
     tls: Any
     dlp: Any = None
     inspected: Any = None
+    alerts: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"

@@ -210,7 +210,8 @@ def _pair_stats(f, s: Settings, length: float):
     """Per pair: counts, period and size, on-beat, missed-beat and regular-size counts, spread."""
     ev = _events(f, s)
     j = _with_period(ev)
-    per = j.median_interval
+    # A zero period (check-ins at one instant, merge_seconds = 0) has no rhythm: null, not x / 0.
+    per = j.median_interval.nullif(0)
     dev = (j.delta - per).abs()
     beat = dev <= s.interval_tolerance * per
     periods = (j.delta / per).round()

@@ -41,11 +41,16 @@ _HTTP = [("ts", "ts", TIME), *_IDS, ("method", "method", STR), ("host", "host", 
 _TLS = [("ts", "ts", TIME), *_IDS, ("version", "version", STR),
         ("server_name", "server_name", STR), ("ja3", "ja3", STR), ("ja4", "ja4", STR),
         ("subject", "subject", STR), ("issuer", "issuer", STR), ("established", "established", BOOL)]
+#: notice.log: the notice type is the alert's signature and its message the category; Zeek gives
+#: no severity. ``src``/``dst``/``p`` stand in where a notice has no connection (scans).
+_NOTICE = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("signature", "note", STR),
+           ("category", "msg", STR), ("_src", "src", ADDR), ("_dst", "dst", ADDR), ("_p", "p", INT32)]
 MAPS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "conn": ("flows", _FLOWS), "open_conn": ("flows", _FLOWS),
     "dns": ("dns", _DNS),
     "http": ("http", _HTTP), "open_http": ("http", _HTTP),
     "ssl": ("tls", _TLS), "open_ssl": ("tls", _TLS),
+    "notice": ("alerts", _NOTICE),
 }
 
 #: Field lists of Zeek's default logs, for TSV files whose header was cut off; keyed by (path, fields).
@@ -69,7 +74,7 @@ _INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
 #: Seconds beyond this (year 33658) cannot be a time or a duration: the value is garbage.
 FLOAT_MAX = 1e12
 _ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
-_NAME = re.compile(r"(?:^|[^a-z])(open_conn|open_http|open_ssl|conn|dns|http|ssl)(?![a-z])")
+_NAME = re.compile(r"(?:^|[^a-z])(open_conn|open_http|open_ssl|conn|dns|http|ssl|notice(?!_alarm))(?![a-z])")
 
 
 def fields_for(log: str) -> list[tuple[str, str, str]]:
@@ -101,6 +106,8 @@ def log_from_columns(cols) -> str | None:
         return "http"
     if "cipher" in cols or "established" in cols:
         return "ssl"
+    if {"note", "msg"} <= cols:
+        return "notice"
     return None
 
 
@@ -220,6 +227,16 @@ def finish(log: str, cols: dict[str, pa.Array], n: int, open_: bool) -> pa.Table
             ts_us = pc.add(ts_us, dur_us)
         cols["ts_end"] = ts_us.cast(schema.TS)
         cols["open"] = pa.array(np.full(n, open_), pa.bool_())
+        # Zeek runs its protocol detection on every connection: no service means none was
+        # identified (""), which is not the same as a sensor that does not look (NetFlow: null).
+        if "service" in cols:
+            cols["service"] = pc.fill_null(cols["service"], "")
+        else:
+            cols["service"] = pa.array([""] * n, pa.string())
+    elif table == "alerts":
+        for col, alt in (("orig_h", "_src"), ("resp_h", "_dst"), ("resp_p", "_p")):
+            if alt in cols:
+                cols[col] = pc.coalesce(cols[col], cols.pop(alt)) if col in cols else cols.pop(alt)
     return schema.conform(table, cols)
 
 

@@ -1,7 +1,9 @@
 """pcap / pcapng files (also gzip-compressed): flows metered by NFStream, DNS decoded per query.
 
 NFStream (nDPI inside) turns packets into bidirectional flows with per-direction payload
-bytes, application, TLS SNI, JA4 and HTTP host / user agent. It gives one DNS name per flow,
+bytes, application, TLS SNI, JA4 and HTTP host / user agent. ``service`` is what nDPI saw in
+the payload: empty when it identified nothing, also when it only guessed from the port or the
+address (a cleartext protocol on port 443 is not ``tls``). It gives one DNS name per flow,
 so a second pass with dpkt decodes every DNS message on port 53 into the ``dns`` table; the
 same pass finds where a truncated capture stops and when the capture ends.
 """
@@ -301,6 +303,8 @@ class _Columns:
         ts, end = f.bidirectional_first_seen_ms * 1000, f.bidirectional_last_seen_ms * 1000
         uid = f"N{f.bidirectional_first_seen_ms:x}{f.id:04x}"  # unique across captures in practice
         app = f.application_name or ""
+        if f.application_is_guessed or app.split(".")[0] == "Unknown":
+            app = ""  # nDPI saw no protocol; its guess from port or address is not what was seen
         master = app.split(".")[0]
         name = f.requested_server_name or None
         if master in _NAME_IS_QUERY:
@@ -320,7 +324,7 @@ class _Columns:
         row["resp_bytes"].append(f.dst2src_bytes)
         row["orig_pkts"].append(f.src2dst_packets)
         row["resp_pkts"].append(f.dst2src_packets)
-        row["service"].append(app.lower() or None)
+        row["service"].append(app.lower())
         row["server_name"].append(name.lower() if name else None)
         row["user_agent"].append(f.user_agent or None)
         row["conn_state"].append(_conn_state(f, closed))

@@ -144,7 +144,8 @@ def _flow(e: dict, ts: int) -> dict:
         "proto": proto, **_endpoints(e),
         "orig_ip_bytes": _int(f.get("bytes_toserver")), "resp_ip_bytes": _int(f.get("bytes_toclient")),
         "orig_pkts": _int(f.get("pkts_toserver")), "resp_pkts": _int(f.get("pkts_toclient")),
-        "service": app.lower() if app and app != "failed" else None,
+        # "failed": Suricata looked at the payload and identified nothing (empty, as nDPI's Unknown)
+        "service": ("" if app == "failed" else app.lower()) if app else None,
         "conn_state": _conn_state(f.get("state"), proto, f, tcp),
         "open": False, "community_id": _str(e.get("community_id")), "uid": _uid(e),
     }

@@ -1,7 +1,7 @@
 """Zeek logs: TSV (``#fields``/``#types`` headers) and JSON lines, plain or gzip-compressed.
 
 conn and open_conn fill ``flows``, dns ``dns``, http and open_http ``http``, ssl and open_ssl
-``tls``; other logs (files, x509, weird, ...) yield nothing. The log type is the ``#path`` /
+``tls``, notice ``alerts``; other logs (files, x509, weird, ...) yield nothing. The log type is the ``#path`` /
 ``_path``, else the file name, else the columns. A file whose name says ``open_conn`` (or
 open_http, open_ssl) is an open log even when its path says ``conn``, as RITA writes them.
 
@@ -40,7 +40,7 @@ BLOCK = 32 << 20
 _KEY = re.compile(rb'"([^"\\]+)"\s*:')
 _LEAD = re.compile(rb"[ \t\r]*#")
 _ISO_TS = re.compile(rb'"ts"\s*:\s*"')
-_TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])")
+_TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])|notice(?![a-z_])")
 _SEP_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 #: Bytes that cannot separate fields: line ends, the header mark, NUL (pyarrow's CSV parser
 #: takes one ASCII delimiter other than these).

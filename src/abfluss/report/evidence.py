@@ -50,7 +50,9 @@ TECHNIQUES = {
     "long_connection": ("indicator", "flows"),
     "threat_intel": ("indicator", "flows+dns"),
     "off_hours": ("indicator", "flows"),
+    "protocol_mismatch": ("indicator", "flows"),
     "scan_and_lateral": ("other", "flows"),
+    "ids_alert": ("other", "alerts"),
 }
 #: What each input format can show (DOMAIN.md §4.3 no. 2): fidelity, payload, sampling.
 FORMATS = {
@@ -96,8 +98,10 @@ def collect(ws: Workspace, start: datetime | None = None, end: datetime | None =
         raise AbflussError("the workspace holds no records yet: nothing to report on (abfluss ingest FILE)")
     if end <= start:
         raise AbflussError(f"empty window: --to {iso(end)} is not after --from {iso(start)}")
+    errors: dict[str, str] = {}
     if findings is None:
-        findings = analysis.analyze(ws, start, end, store=False).findings
+        res = analysis.analyze(ws, start, end, store=False)
+        findings, errors = res.findings, res.errors
     findings = [f for f in findings if _in_tenant(ws, f, tenant)]
     rows = _ledger_rows(ws, LedgerQuery(start, end, tenant=tenant))
     sensors = _sensors(ws, start, end)
@@ -111,7 +115,7 @@ def collect(ws: Workspace, start: datetime | None = None, end: datetime | None =
         "payload": payload_coverage(ws, start, end),
         "exfiltration": _pairs(ws, start, end, tenant, findings),
         "findings": [_finding_summary(f) for f in findings],
-        "techniques": _techniques(ws, start, end, findings, sensors),
+        "techniques": _techniques(ws, start, end, findings, sensors, errors),
         "sensitive_data": _sensitive(ws, start, end, findings),
         "integrity": _integrity(ws, start, end),
     }
@@ -261,7 +265,7 @@ def _pairs(ws: Workspace, start, end, tenant, findings: list[Finding]) -> list[d
         cond, args = " AND tenant = ?", args + [tenant]
     got = ws.con.execute(f"""
         SELECT internal_host, external_host, max(external_name), sum(bytes_out)::BIGINT, sum(bytes_in)::BIGINT,
-               count(*), arg_max(coalesce(service, proto || '/' || coalesce(resp_p, 0)), bytes_out), max(dest_class)
+               count(*), arg_max(coalesce(nullif(service, ''), proto || '/' || coalesce(resp_p, 0)), bytes_out), max(dest_class)
         FROM flows WHERE direction IN ('outbound', 'inbound') AND ts >= ? AND ts < ?{cond}
         GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2""", args).fetchall()
     named: dict[tuple, list[Finding]] = {}
@@ -298,8 +302,10 @@ def _finding_summary(f: Finding) -> dict:
             "explanation": f.explanation}
 
 
-def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: list[dict]) -> list[dict]:
-    """Each detection as a check: result, data source, what of it was available in the window."""
+def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: list[dict],
+                errors: dict[str, str] | None = None) -> list[dict]:
+    """Each detection as a check: result, data source, what of it was available in the window.
+    A detection that failed (``errors``) is ``error``: not checked, whatever its data."""
     one = lambda sql: ws.con.execute(sql, [start, end]).fetchall()[0]  # noqa: E731
     flows, outbound = one("SELECT count(*), count_if(direction IN ('outbound', 'inbound')) FROM flows "
                           "WHERE ts >= ? AND ts < ?")
@@ -307,6 +313,8 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
     dns_q, dns_sensors = one("SELECT count(*), string_agg(DISTINCT sensor, ', ') FROM dns_raw "
                              "WHERE query IS NOT NULL AND ts >= ? AND ts < ?")
     inspected = one("SELECT count(*) FROM inspected_raw WHERE ts >= ? AND ts < ?")[0]
+    alerts, alert_sensors = one("SELECT count(*), string_agg(DISTINCT sensor, ', ') FROM alerts_raw "
+                                "WHERE ts >= ? AND ts < ?")
     pay = payload_coverage(ws, start, end)
     indicators = len(detections.module("threat_intel").prepare(
         detections.settings_for("threat_intel", _overrides(ws, "threat_intel"))))
@@ -317,6 +325,7 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
         "payload": (inspected > 0, {"inspected_flow_sides": inspected, "cleartext_share": pay["cleartext_share"],
                                     "encrypted_share": pay["encrypted_share"],
                                     "not_inspected_share": pay["not_inspected_share"]}),
+        "alerts": (alerts > 0, {"alerts": alerts, "sensors": alert_sensors or "-"}),
     }
     out = []
     for det in detections.MODULES:
@@ -332,15 +341,18 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
             why = "no flow telemetry"
         else:
             why = {"flows": "no flow telemetry", "dns": "no DNS telemetry",
-                   "payload": "no payload inspected (flow records only, or inspection off)"}[source]
+                   "payload": "no payload inspected (flow records only, or inspection off)",
+                   "alerts": "no IDS alerts in the telemetry (Suricata eve alerts, Zeek notice.log)"}[source]
         enabled = _overrides(ws, det).get("enabled", True) is not False
         mine = [f for f in findings if f.detection == det]
         strongest = max((f.severity for f in mine), key=SEVERITIES.index, default=None)
-        result = ("disabled" if not enabled else "not_checkable" if not ok
+        failed = (errors or {}).get(det) if enabled else None
+        result = ("disabled" if not enabled else "error" if failed else "not_checkable" if not ok
                   else "finding" if mine else "no_finding")
         out.append({"id": det, "title": meta.title, "family": family, "attack": list(meta.attack),
-                    "data_source": source, "result": result, "reason": None if ok and enabled else
-                    ("disabled in the configuration" if not enabled else why),
+                    "data_source": source, "result": result, "reason": None if ok and enabled and not failed else
+                    ("disabled in the configuration" if not enabled else
+                     f"the detection failed: {failed}" if failed else why),
                     "findings": len(mine), "max_severity": strongest,
                     "bytes_out": max((f.bytes_out for f in mine), default=0), "coverage": cov})
     return out

@@ -42,7 +42,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_inspected": "not inspected (flow records only, or not reassembled)",
         "payload_note": "Content detectors can only clear the cleartext share: {share} of the outflow.",
         "check": "Check", "result": "Result", "data_source": "Data source", "coverage": "Coverage",
-        "r_finding": "finding", "r_no_finding": "no finding", "r_not_checkable": "not checkable",
+        "r_finding": "finding", "r_no_finding": "no finding", "r_not_checkable": "not checkable", "r_error": "not checked: error",
         "r_disabled": "disabled",
         "category": "Category", "distinct": "Distinct values", "records_range": "Records (approx.)",
         "subjects_range": "Data subjects (approx.)", "dlp_none": "No sensitive identifiers found in cleartext "
@@ -72,6 +72,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "w_sampling_unknown": "NetFlow/IPFIX whose sampling is not known: small transfers can be missed.",
         "w_encrypted": "{share} of the outflow was encrypted or not inspected: its content is unknown.",
         "w_no_dns": "No DNS telemetry: DNS tunnelling could not be checked.",
+        "w_checks_failed": "A detection failed with an error, so its technique was not checked ({detections}).",
         "w_no_threat_intel": "No threat-intelligence list configured: known attacker infrastructure not matched.",
         "w_short_span": "Short observation span ({seconds}): slow exfiltration may not show.",
         "w_no_baseline": "No data before the window: hosts could not be compared with their own baseline.",
@@ -121,7 +122,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "not_inspected": "nicht geprüft (nur Flussdaten oder nicht zusammengesetzt)",
         "payload_note": "Inhaltsdetektoren können nur den Klartextanteil entlasten: {share} des Abflusses.",
         "check": "Prüfung", "result": "Ergebnis", "data_source": "Datenquelle", "coverage": "Abdeckung",
-        "r_finding": "Befund", "r_no_finding": "kein Befund", "r_not_checkable": "nicht prüfbar",
+        "r_finding": "Befund", "r_no_finding": "kein Befund", "r_not_checkable": "nicht prüfbar", "r_error": "nicht geprüft: Fehler",
         "r_disabled": "abgeschaltet",
         "category": "Kategorie", "distinct": "Verschiedene Werte", "records_range": "Datensätze (ca.)",
         "subjects_range": "Betroffene Personen (ca.)", "dlp_none": "Keine sensiblen Kennungen im ausgehenden "
@@ -151,6 +152,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "w_sampling_unknown": "NetFlow/IPFIX mit unbekannter Stichprobenrate: kleine Übertragungen können fehlen.",
         "w_encrypted": "{share} des Abflusses waren verschlüsselt oder ungeprüft: ihr Inhalt ist unbekannt.",
         "w_no_dns": "Keine DNS-Daten: DNS-Tunnel konnten nicht geprüft werden.",
+        "w_checks_failed": "Eine Erkennung ist mit einem Fehler abgebrochen, ihre Technik wurde nicht geprüft ({detections}).",
         "w_no_threat_intel": "Keine Threat-Intelligence-Liste konfiguriert: bekannte Angreifer-Infrastruktur "
         "nicht abgeglichen.",
         "w_short_span": "Kurzer Beobachtungszeitraum ({seconds}): langsamer Abfluss fällt ggf. nicht auf.",

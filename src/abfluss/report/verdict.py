@@ -28,7 +28,8 @@ from __future__ import annotations
 
 EXFIL_DETECTIONS = ("bulk_outbound", "upload_heavy", "dns_tunnel", "icmp_tunnel", "cleartext_sensitive_data")
 #: Indicators of a channel out without proof that data used it.
-INDICATOR_DETECTIONS = ("beaconing", "threat_intel", "rare_destination", "long_connection", "off_hours")
+INDICATOR_DETECTIONS = ("beaconing", "threat_intel", "rare_destination", "long_connection", "off_hours",
+                        "protocol_mismatch")
 VERDICTS = ("EXFIL_CONFIRMED", "EXFIL_INDICATED", "NO_EXFIL_EVIDENCE")
 NO_EXFIL_START = 0.95
 #: Points subtracted from the NO_EXFIL confidence, by reason (multiplied by a share where noted).
@@ -44,6 +45,7 @@ PENALTIES = {
     "no_baseline": 0.10,        # no data before the window: no host's own baseline
     "low_findings": 0.05,       # low/info findings exist
     "attack_activity": 0.10,    # medium+ findings of other kinds (scans, password guessing)
+    "checks_failed": 0.10,      # a detection failed with an error: its technique was not checked
 }
 SHORT_SPAN_SECONDS = 86400
 FLOOR = 0.05
@@ -75,7 +77,8 @@ def coverage_summary(ev: dict) -> dict:
         "dns_queries": tech["dns_tunnel"]["coverage"].get("dns_queries", 0) if "dns_tunnel" in tech else 0,
         "hosts": len(ev["scope"]["systems"]),
         "checks_run": sum(1 for t in tech.values() if t["result"] in ("finding", "no_finding")),
-        "checks_not_checkable": sorted(t["id"] for t in tech.values() if t["result"] == "not_checkable"),
+        # a check that failed with an error was not run: it cannot support "nothing left" either
+        "checks_not_checkable": sorted(t["id"] for t in tech.values() if t["result"] in ("not_checkable", "error")),
         "gaps": [f"{s['sensor']}: {g['start']} – {g['end']} ({g['minutes']} min)"
                  for s in sensors for g in s["largest_gaps"]],
     }
@@ -103,6 +106,9 @@ def _weaknesses(ev: dict, cov: dict) -> list[dict]:
         add("no_dns", PENALTIES["no_dns"])
     if "threat_intel" in cov["checks_not_checkable"]:
         add("no_threat_intel", PENALTIES["no_threat_intel"])
+    failed = sorted(t["id"] for t in ev["techniques"] if t["result"] == "error")
+    if failed:
+        add("checks_failed", PENALTIES["checks_failed"], detections=failed)
     if ev["window"]["seconds"] < SHORT_SPAN_SECONDS:
         add("short_span", PENALTIES["short_span"], seconds=ev["window"]["seconds"])
     if ev["hosts"] and not any(h["baseline"] for h in ev["hosts"]):

@@ -66,8 +66,10 @@ def flow(ts: datetime | float = 0, **kw) -> dict:
     r.update(kw)
     r["ts_end"] = r.get("ts_end") or r["ts"] + timedelta(seconds=r["duration"] or 0)
     r.setdefault("uid", f"L{int(r['ts'].timestamp() * 1e6):x}{r['orig_p']}")
-    r.setdefault("orig_ip_bytes", r["orig_bytes"] + 40 * r["orig_pkts"])
-    r.setdefault("resp_ip_bytes", r["resp_bytes"] + 40 * r["resp_pkts"])
+    for side in ("orig", "resp"):  # IP bytes: payload plus 40 header bytes a packet, unless given
+        if f"{side}_ip_bytes" not in r:
+            b, p = r[f"{side}_bytes"], r[f"{side}_pkts"]
+            r[f"{side}_ip_bytes"] = None if b is None else b + 40 * (p or 0)
     oi, ri = _internal(r["orig_h"]), _internal(r["resp_h"])
     r.setdefault("orig_internal", oi)
     r.setdefault("resp_internal", ri)

@@ -110,8 +110,8 @@ def _family(names: tuple[str, ...], only: bool = False) -> str:
 def _payload(bytes_, ip_bytes, pkts):
     """Payload bytes where the sensor measures them, else IP bytes less 52 per packet (IPv4+TCP
     with timestamps), never below 0."""
-    est = ip_bytes - pkts.fill_null(0) * 52
-    return bytes_.coalesce(ibis.greatest(est, 0)).fill_null(0)
+    est = ip_bytes.cast("float64") - pkts.cast("float64").fill_null(0) * 52  # float: no overflow
+    return bytes_.cast("float64").coalesce(ibis.greatest(est, 0)).fill_null(0)
 
 
 def _classified(tel: Telemetry, s: Settings):

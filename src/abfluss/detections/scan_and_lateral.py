@@ -161,10 +161,12 @@ def _timed(c: dict) -> dict:
 def _flows(tel: Telemetry, s: Settings):
     """Flows with an internal side, with ``probe`` (exchanged no data) and ``attempt`` (login-sized)."""
     f = tel.flows.filter(_.direction != "external")
-    pkts = f.orig_pkts.fill_null(0) + f.resp_pkts.fill_null(0)
+    # float64: counters near 2**63 (junk a sensor can write) must not overflow the sums
+    num = lambda c: c.cast("float64").fill_null(0)  # noqa: E731
+    pkts = num(f.orig_pkts) + num(f.resp_pkts)
     known = f.orig_bytes.notnull() | f.resp_bytes.notnull()
-    payload = f.orig_bytes.fill_null(0) + f.resp_bytes.fill_null(0)
-    ip_bytes = f.orig_ip_bytes.fill_null(0) + f.resp_ip_bytes.fill_null(0)
+    payload = num(f.orig_bytes) + num(f.resp_bytes)
+    ip_bytes = num(f.orig_ip_bytes) + num(f.resp_ip_bytes)
     # Without payload counters, a handful of header-sized packets is a handshake at most.
     empty = ibis.ifelse(known, payload == 0,
                         (pkts <= s.probe_max_packets) & (ip_bytes <= pkts * s.probe_header_bytes))

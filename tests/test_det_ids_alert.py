@@ -33,12 +33,16 @@ def test_inbound_probes_of_an_exposed_server_drop_one_band():
 
 
 def test_notice_without_severity_uses_the_setting():
-    notice = alert(0, signature="SSL::Invalid_Server_Cert", signature_id=None, severity=None,
-                   category="SSL certificate validation failed")
+    notice = alert(0, signature="Scan::Port_Scan", signature_id=None, severity=None,
+                   category="10.0.0.5 scanned at least 15 unique ports of host 203.0.113.9 in 0m2s")
     (f,) = run("ids_alert", alerts=[notice])
     assert f.severity == "low" and "rule" not in f.explanation
     (f,) = run("ids_alert", Settings(unknown_severity=1), alerts=[notice])
     assert f.severity == "high"
+    # housekeeping notices are info whatever is configured for the rest
+    cert = dict(notice, signature="SSL::Invalid_Server_Cert", category="SSL certificate validation failed")
+    (f,) = run("ids_alert", Settings(unknown_severity=1), alerts=[cert])
+    assert f.severity == "info"
 
 
 def test_negative_external_only_allowlisted_and_ignored():

@@ -5,8 +5,8 @@ timestamps, zero intervals, a single flow, nulls in every optional column, 1970 
 byte counts near 2**62, local and odd addresses — and every registered detection must run over
 them without an exception (``run_detections`` reports one as an error; there must be none).
 Each example runs all detections (seconds), so the suite draws five on DuckDB and one on Spark
-(the shared session); ``ABFLUSS_ROBUST_EXAMPLES=N`` draws N on each for a longer hunt
-(``make fuzz``).
+(the shared session); ``ABFLUSS_ROBUST_EXAMPLES=200 pytest tests/test_detections_robust.py``
+draws N on each for a longer hunt.
 """
 
 from __future__ import annotations

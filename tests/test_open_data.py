@@ -30,7 +30,9 @@ TABLE = [
     ("zeek-traces/putty-upload.pcap", LOOPBACK_SMALL_SITE,
      {("bulk_outbound", "medium", "127.0.0.1", "localhost"), ("upload_heavy", "low", "127.0.0.1", "localhost")}),
     ("slips/port-scans/horizontal-portscan.conn.log", None,
-     {("scan_and_lateral", "medium", "10.0.2.112", "tcp/80")}),
+     {("scan_and_lateral", "medium", "10.0.2.112", "tcp/80"),
+      # 784 bytes out, 3.6 KB back on port 80 that Zeek did not recognise as HTTP (its other 19 it did)
+      ("protocol_mismatch", "low", "10.0.2.112", "108.162.206.115")}),
     ("slips/port-scans/vertical-portscan.conn.log", None,
      {("scan_and_lateral", "high", "192.168.1.9", "45.33.32.156")}),
     ("slips/test19-ssh-bruteforce/malicious-ssh-bruteforce.pcap", INTERNAL_147,
@@ -41,7 +43,11 @@ TABLE = [
      {("long_connection", "low", "10.55.100.106", "65.52.108.188"),  # one 39-min HTTPS session
       # dnscat2-style names (<hex>.dnsc.r-1x.com) asked straight at 165.227.88.15, not a resolver
       ("dns_tunnel", "info", "192.168.88.2", "165.227.88.15")}),
-    ("wrccdc-zeek/zeek-tsv", None, set()),  # this snapshot has no conn.log: DNS and TLS only
+    # this snapshot has no conn.log (DNS, TLS and notices only): only Zeek's own certificate
+    # notices, info for each of 73 clients of self-signed servers
+    ("wrccdc-zeek/zeek-tsv", None,
+     lambda got: {(d, s, t) for d, s, _, t in got} == {("ids_alert", "info", "SSL::Invalid_Server_Cert")}
+     and len(got) == 73),
     ("rita/proxy", '[networks]\nproxies = ["10.136.0.16/32"]\n',  # 397 CONNECTs through 10.136.0.16:3128
      {("beaconing", "critical", "10.136.0.18", "www.honestimnotevil.com")}),
     # benign controls
@@ -54,7 +60,10 @@ TABLE = [
 
 
 def _row(f):
-    target = f.key[2] if f.detection == "scan_and_lateral" else (f.external_names or f.external_hosts)[0]
+    if f.detection in ("scan_and_lateral", "ids_alert"):  # the target; the IDS signature
+        target = f.key[2] if f.detection == "scan_and_lateral" else f.key[1]
+    else:
+        target = (f.external_names or f.external_hosts)[0]
     return (f.detection, f.severity, f.internal_hosts[0], target)
 
 
@@ -66,7 +75,10 @@ def test_open_data_yields_exactly_these_findings(rel, cfg, want, tmp_path_factor
         split_loopback(data(rel), copy)
         rel = str(copy)
     fs = analyze_capture(rel, tmp, cfg)
-    assert {_row(f) for f in fs} == want and len(fs) == len(want)
+    if callable(want):
+        assert want({_row(f) for f in fs}), sorted({_row(f) for f in fs})
+    else:
+        assert {_row(f) for f in fs} == want and len(fs) == len(want)
 
 
 # -- the README's generated table "Public data: what each capture triggers" -------------------

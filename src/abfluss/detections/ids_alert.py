@@ -8,7 +8,8 @@ notice type), counted, with first and last time and the peers involved.
 
 The severity is the alert's own: Suricata's 1 (high) to 3 (low) map onto abfluss' high, medium
 and low bands, and more alerts or more peers move the score up inside that band, never into the
-next. Zeek notices carry no severity and count as ``unknown_severity``. An exposed server is
+next. Zeek notices carry no severity and count as ``unknown_severity``; housekeeping notices
+(``info_signatures``: certificate validation, capture loss) are info. An exposed server is
 probed from the internet all day (reputation and scan rules fire on every unsolicited
 connection), so when every alert of a group came on connections the external side opened
 (by the alert's flow where the sensor logged it, else by the alert's direction), the group
@@ -60,6 +61,12 @@ class Settings:
     inbound_points: float = field(default=-20.0, metadata={
         "help": "Points added when every alert came on a connection the external side opened "
                 "(an exposed server being probed): one severity band lower."})
+    info_signatures: tuple = field(default=(
+        "SSL::Invalid_Server_Cert", "SSL::Invalid_Ocsp_Response", "SSL::Certificate_Expired",
+        "SSL::Certificate_Expires_Soon", "SSL::Certificate_Not_Valid_Yet", "CaptureLoss::Too_Much_Loss",
+        "CaptureLoss::Too_Little_Traffic", "PacketFilter::Dropped_Packets", "Weird::Activity"), metadata={
+        "help": "Signatures counted as severity 4 (info) whatever they carry: Zeek's housekeeping "
+                "notices (certificate validation, capture loss), true but rarely an attack."})
     ignore_signatures: tuple = field(default=(), metadata={
         "help": "Signatures (exact rule messages or notice types) never turned into findings, e.g. "
                 "noisy decoder events."})
@@ -79,7 +86,8 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     a = a.mutate(host=ibis.ifelse(outbound, a.orig_h, a.resp_h),
                  peer=ibis.ifelse(outbound, a.resp_h, a.orig_h),
                  peer_external=ibis.ifelse(outbound, ~a.resp_internal, ~a.orig_internal),
-                 sev=a.severity.fill_null(s.unknown_severity))
+                 sev=ibis.ifelse(a.signature.isin(list(s.info_signatures) or [""]), 4,
+                                 a.severity.fill_null(s.unknown_severity)))
     a = _with_inbound(tel, a)
     keys = ["host", "signature"]
     groups = a.group_by(keys).aggregate(

@@ -54,7 +54,7 @@ META = Meta(
 #: such as tls.google count by their master protocol before the dot).
 TLS_NAMES = ("tls", "ssl", "quic", "dtls", "doh_dot")
 DNS_NAMES = ("dns",)
-HTTP_NAMES = ("http", "http_proxy", "http_connect", "http_download", "ocsp")
+HTTP_NAMES = ("http", "http2", "http_proxy", "http_connect", "http_download", "ocsp")
 SSH_NAMES = ("ssh",)
 
 

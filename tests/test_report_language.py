@@ -21,6 +21,7 @@ from abfluss.report import SCHEMA_PATH
 from abfluss.report import drafts
 from abfluss.report.case import write_case
 from abfluss.report.drafts import DraftInput, Host, Indicator, Transfer
+from abfluss.report.deadlines import section as deadline_section
 from abfluss.report.drafts_html import notifications_html
 from abfluss.report.phrases import TECHNIQUES_DE
 from abfluss.report.render import render_html
@@ -30,12 +31,12 @@ UTC = timezone.utc
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)        # two days after the demo capture
 AWARE = datetime(2026, 11, 29, 14, 0, tzinfo=UTC)     # early warning passed, 72 h deadline 26 h ahead
 TENANTS = '[tenants.kasse_a]\nnetworks = ["10.10.0.11/32"]\n[tenants.kasse_b]\nnetworks = ["10.10.0.12/32"]\n'
-CASES = {"de-given": ("de", AWARE), "en-given": ("en", AWARE), "de-assumed": ("de", None), "en-assumed": ("en", None)}
+CASES = {"de-given": ("de", AWARE), "en-given": ("en", AWARE), "de-assumed": ("de", None)}
 
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    """Each case: (report dict, HTML, PDF text or None). The PDF is rendered for the two 'given' cases."""
+    """Each case: (report dict, HTML, PDF text or None, folder). The PDF is rendered for the 'given' cases."""
     root = tmp_path_factory.mktemp("lang")
     (root / "ws").mkdir()
     (root / "ws" / "abfluss.toml").write_text(TENANTS)
@@ -43,7 +44,7 @@ def cases(tmp_path_factory):
     out = {}
     try:
         assert abfluss.ingest_file(ws, EXAMPLES / "demo.pcap").status == "stored"
-        findings = analysis.analyze(ws, store=False).findings  # one run of the detections for all four
+        findings = analysis.analyze(ws, store=False).findings  # one run of the detections for all cases
         for name, (lang, aware) in CASES.items():
             pdf = name.endswith("given")
             rep = write_case(ws, root / name, aware_at=aware, lang=lang, now=NOW, pdf=pdf, findings=findings)
@@ -190,10 +191,16 @@ def test_aware_at_source_given_and_assumed(cases):
                       "daher der Zeitpunkt dieses Berichts: 01.12.2026 12:00:00 UTC."}[lang]
         assert (said in text) is (aware is None)
         art33 = on_disk["notifications"]["tenants"]["kasse_a"]["drafts"]["art33"]["text"]
-        assert ("(assumed: no awareness time" in art33 or "(angenommen: kein Zeitpunkt" in art33) is (aware is None)
-    assert cases["en-assumed"][0]["deadlines"]["due"][0]["seconds_left"] == 24 * 3600
-    assert "- Deadline: 2026-12-04 12:00 UTC (3 days left)" in \
-        cases["en-assumed"][0]["notifications"]["tenants"]["kasse_a"]["drafts"]["art33"]["text"]
+        assert ("(angenommen: kein Zeitpunkt" in art33) is (aware is None)
+    assumed = cases["de-assumed"][0]
+    assert assumed["deadlines"]["due"][0]["seconds_left"] == 24 * 3600
+    assert "- Frist: 04.12.2026 12:00 UTC (noch 3 Tage)" in assumed["notifications"]["tenants"]["kasse_a"]["drafts"][
+        "art33"]["text"]
+    # the English words for an assumed awareness time: the English report rendered with the assumed clocks
+    en = dict(cases["en-given"][0], deadlines=deadline_section(None, NOW))
+    text, _ = visible(render_html(en))
+    assert ("No awareness time was given (--aware-at), so it was assumed to be the time of this report: "
+            "2026-12-01 12:00:00 UTC.") in text and "2026-12-02 12:00 UTC (24 h left)" in text
 
 
 def test_passed_deadlines_say_overdue_never_negative_hours(cases):
@@ -266,3 +273,14 @@ def test_unknown_verdict_names_render_gracefully(cases):
 
 def test_every_detection_has_a_german_title():
     assert set(MODULES) <= set(TECHNIQUES_DE)
+
+
+def test_drafts_say_when_the_awareness_time_was_assumed():
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    for assumed in (True, False):
+        inp = DraftInput("k", (t0, t0 + timedelta(hours=1)), t0, aware_at_assumed=assumed, verdict="EXFIL_INDICATED")
+        out = drafts.build_drafts(inp, t0 + timedelta(hours=80), "en")
+        assert out["aware_at_source"] == ("assumed" if assumed else "given")
+        text = out["drafts"]["art33"]["text"]
+        assert ("- Awareness: 2026-03-01 00:00 UTC (assumed: no awareness time was given" in text) is assumed
+        assert "- Deadline: overdue since 2026-03-04 00:00 UTC" in text

@@ -19,6 +19,8 @@ TECHNIQUES_DE = {
     "threat_intel": "Verkehr zu oder Auflösung von gelisteten Bedrohungsindikatoren",
     "off_hours": "Ungewöhnliches ausgehendes Volumen außerhalb der Arbeitszeit",
     "cleartext_sensitive_data": "Sensible Kennungen im Klartext gesendet",
+    "protocol_mismatch": "Protokoll passt nicht zum Port (Tunnel oder unüblicher Port)",
+    "ids_alert": "IDS-Alarme (Suricata, Zeek-Notices) für ein internes System",
 }
 
 #: English phrase (evidence, verdict) -> German.
@@ -34,7 +36,9 @@ PHRASES_DE = {
     "no payload inspected (flow records only, or inspection off)":
         "keine Nutzdaten geprüft (nur Flussdaten oder Prüfung abgeschaltet)",
     "disabled in the configuration": "in der Konfiguration abgeschaltet",
-    "flows": "Flussdaten", "dns": "DNS", "payload": "Nutzdaten", "flows+dns": "Flussdaten, DNS",
+    "no IDS alerts in the telemetry (Suricata eve alerts, Zeek notice.log)":
+        "keine IDS-Alarme in den Daten (Suricata-eve-Alarme, Zeek notice.log)",
+    "flows": "Flussdaten", "dns": "DNS", "payload": "Nutzdaten", "flows+dns": "Flussdaten, DNS", "alerts": "IDS-Alarme",
     "unknown": "unbekannt", "allowlisted": "freigegeben", "internal": "intern", "local": "lokal", "proxy": "Proxy",
     "info": "Information", "low": "niedrig", "medium": "mittel", "high": "hoch", "critical": "kritisch",
 }
@@ -48,6 +52,7 @@ COVERAGE_KEYS = {
     "inspected_flow_sides": ("inspected flow sides", "geprüfte Flussrichtungen"),
     "cleartext_share": ("cleartext", "Klartext"), "encrypted_share": ("encrypted", "verschlüsselt"),
     "not_inspected_share": ("not inspected", "nicht geprüft"),
+    "alerts": ("alerts", "Alarme"),
 }
 
 
@@ -68,12 +73,18 @@ def coverage_facts(cov: dict, lang: str) -> str:
     return ", ".join(out)
 
 
+#: How evidence says a detection failed (``the detection failed: <error>``).
+FAILED = "the detection failed: "
+
+
 def phrase(text: str | None, lang: str) -> str:
     """``text`` in ``lang``; joined kinds ("a; b") are translated part by part."""
     if not text:
         return ""
     if lang != "de":
         return text
+    if text.startswith(FAILED):  # the error message itself stays as the detection raised it
+        return "die Erkennung ist mit einem Fehler abgebrochen: " + text[len(FAILED):]
     return "; ".join(PHRASES_DE.get(p, p) for p in text.split("; "))
 
 

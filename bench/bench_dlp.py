@@ -9,7 +9,7 @@ FHIR XML, HL7 v2, SQL dumps, NDJSON, xlsx, zip, base64), prints:
   inbound sides are counted, not read);
 - pcap ingestion with inspection off and on, and the slowdown.
 Target: ingestion with inspection takes at most twice as long as without.
-Usage: python bench/bench_dlp.py [--packets N]
+Usage: python bench/bench_dlp.py [--packets N] [--shapes all|csv]
 """
 
 from __future__ import annotations
@@ -60,8 +60,12 @@ def uploads(out: Path, rounds: int) -> Path:
     for r in range(rounds):
         layout, container = SHAPES[r % len(SHAPES)]
         recs = dlpgen.people(rng, 400)
-        raw = (dlpgen.FILE_LAYOUTS[layout](recs) if layout in dlpgen.FILE_LAYOUTS
-               else dlpgen.TEXT_LAYOUTS[layout](recs).encode("utf-8"))
+        if layout == "kvnr-csv":  # the upload of this bench's earlier versions
+            raw = ("kvnr;name;plz\n" + "".join(f"{p.kvnr};Name {rng.randrange(10**6)};{rng.randrange(10**5)}\n"
+                                               for p in recs)).encode()
+        else:
+            raw = (dlpgen.FILE_LAYOUTS[layout](recs) if layout in dlpgen.FILE_LAYOUTS
+                   else dlpgen.TEXT_LAYOUTS[layout](recs).encode("utf-8"))
         body = dlpgen.CONTAINERS[container](raw)
         c = Conn(cap, (f"10.1.{r % 250}.{r // 250 % 250}", 40000 + r % 20000), ("203.0.113.50", 80),
                  t0=1_700_000_000.0 + r)
@@ -123,7 +127,12 @@ def ingest(cap: Path, root: Path, inspect: bool) -> tuple[float, float, object]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=300_000)
+    ap.add_argument("--shapes", choices=("all", "kvnr-csv"), default="all",
+                    help="uploads in all ten export shapes, or the earlier mix (kvnr;name;plz CSVs only)")
     args = ap.parse_args()
+    global SHAPES
+    if args.shapes == "kvnr-csv":
+        SHAPES = (("kvnr-csv", "plain"),)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cap = merged(tmp, args.packets)

@@ -21,7 +21,7 @@ def document(data: bytes, budget: Budget) -> Iterator[str] | None:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         names = set(zf.namelist())
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+    except Exception:  # noqa: BLE001 - BadZipFile, NotImplementedError (version), …: not an office file
         return None
     if "xl/workbook.xml" in names:
         return _xlsx(zf, names, budget)

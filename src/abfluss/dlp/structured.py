@@ -157,8 +157,11 @@ def render(data: bytes, sink, limits, budget: Budget | None = None, depth: int =
         sink.boundary()
         doc = office.document(data, budget) if fmt == "zip" else None
         if doc is not None:  # xlsx, ods, docx, odt: their content parts as records
-            for piece in doc:
-                sink.write(encode(piece))
+            try:
+                for piece in doc:
+                    sink.write(encode(piece))
+            except Exception:  # noqa: BLE001 - a damaged document: what was read before counts
+                budget.skip("office: damaged")
         else:
             for _name, member in containers.members(fmt, data, budget):
                 sink.boundary()
@@ -174,18 +177,23 @@ def render(data: bytes, sink, limits, budget: Budget | None = None, depth: int =
             render(decoded, sink, limits, budget, depth + 1)
             return
     text = decode_text(data)
-    pieces = convert(text)
-    first = next(pieces, None)
-    if first is text:
-        second = next(pieces, None)
-        if second is None and not data.startswith(_WIDE) and not _utf16_guess(data):
-            sink.write(data)  # plain text in an ASCII-compatible encoding: the bytes as they came
-            return
-        pieces = _chain([second] if second is not None else [], pieces)
-    if first is not None:
-        sink.write(encode(first))
-    for piece in pieces:
-        sink.write(encode(piece))
+    try:
+        pieces = convert(text)
+        first = next(pieces, None)
+        if first is text:
+            second = next(pieces, None)
+            if second is None and not data.startswith(_WIDE) and not _utf16_guess(data):
+                sink.write(data)  # plain text in an ASCII-compatible encoding: the bytes as they came
+                return
+            pieces = _chain([second] if second is not None else [], pieces)
+        if first is not None:
+            sink.write(encode(first))
+        for piece in pieces:
+            sink.write(encode(piece))
+    except Exception:  # noqa: BLE001 - a layout that breaks half-way (a CSV field over csv's limit …)
+        budget.skip("layout: damaged, read as text")
+        sink.boundary()
+        sink.write(encode(text))  # values already written count once more at most, none is lost
 
 
 def _base64(data: bytes) -> bytes | None:
@@ -776,18 +784,25 @@ class Unit:
         elif isinstance(self.stream, _GzipStream):
             self.stream.feed(data)
         else:
-            for piece in self.stream.feed(self.decoder.decode(data)):
-                self.sink.write(encode(piece))
+            try:
+                for piece in self.stream.feed(self.decoder.decode(data)):
+                    self.sink.write(encode(piece))
+            except Exception:  # noqa: BLE001 - the table broke (csv's field limit …): text from here
+                self.stream = "raw"
+                self.sink.write(data)
 
     def close(self) -> None:
         if self.buf is not None:
             data, self.buf = bytes(self.buf), None
             render(data, self.sink, self.limits)
         elif isinstance(self.stream, DelimitedStream):
-            for piece in self.stream.feed(self.decoder.decode(b"", final=True)):
-                self.sink.write(encode(piece))
-            for piece in self.stream.close():
-                self.sink.write(encode(piece))
+            try:
+                for piece in self.stream.feed(self.decoder.decode(b"", final=True)):
+                    self.sink.write(encode(piece))
+                for piece in self.stream.close():
+                    self.sink.write(encode(piece))
+            except Exception:  # noqa: BLE001 - as in _stream
+                self.sink.write(encode(self.stream.pending))
         elif isinstance(self.stream, _GzipStream):
             self.stream.close()
         if self.newline:  # a message's end is a line end: the next message follows in the same chunk

@@ -122,11 +122,10 @@ class Scrubber:
         else:
             hit_rows = pc.indices_nonzero(pc.fill_null(pc.is_in(arr, value_set=keys), False))
         sub = batch.take(hit_rows)
-        values = sub.column(col).to_pylist()
+        values = arr.take(hit_rows).to_pylist()  # the values as read (two may share a masked form)
         names = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "community_id")
         cols = {c: sub.column(c).to_pylist() if c in sub.column_names else [None] * sub.num_rows for c in names}
-        # the values found were looked up before masking: map masked values back
-        found = {m: hits for v, (m, hits) in found.items()} | {v: hits for v, (m, hits) in found.items()}
+        found = {v: hits for v, (_masked, hits) in found.items()}
         out = []
         for r, v in enumerate(values):
             vals = (v or []) if listed else ([v] if v is not None else [])

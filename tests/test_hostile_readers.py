@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import data, run_cli
+from conftest import EXAMPLES, data, run_cli
 
 from abfluss.ingest import ingest_paths
 from abfluss.readers.base import MAX_LINE
@@ -87,11 +87,16 @@ def test_overlong_lines_are_skipped_and_counted(ws, tmp_path):
     zeek.write_bytes(_conn(b"\t", [_row(1), _row(2)[:1] + [long_field] + _row(2)[2:], _row(3)]))
     eve = tmp_path / "long_eve.json"
     eve.write_bytes(_eve(1) + b'{"event_type": "flow", "pad": "' + long_field + b'"}\n' + _eve(3))
-    z, e = ingest_paths(ws, [zeek, eve])
+    squid = tmp_path / "access.log"
+    good = next(x for x in (EXAMPLES / "squid" / "access.log").read_bytes().splitlines(keepends=True) if b"TCP_MISS/200" in x)
+    squid.write_bytes(good + b"1700000000.000 " + long_field + b"\n" + good)
+    z, e, q = ingest_paths(ws, [zeek, eve, squid])
     assert (z.status, z.records, z.skipped) == ("stored", {"flows": 2}, 1)
     assert z.messages == [f"{zeek}: line 5: longer than {MAX_LINE} bytes: skipped"]
     assert (e.status, e.records, e.skipped) == ("stored", {"flows": 2}, 1)
     assert e.messages == [f"{eve}: line 2: longer than {MAX_LINE} bytes: skipped"]
+    assert (q.status, q.skipped) == ("stored", 1) and q.records.get("flows") == 2
+    assert q.messages == [f"{squid}: line 2: longer than {MAX_LINE} bytes: skipped"]
 
 
 def test_watch_eve_survives_hostile_lines(ws, tmp_path):

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from abfluss.readers.base import ReadReport, open_maybe_gzip
+from abfluss.readers.base import MAX_LINE, ReadReport, open_maybe_gzip
 from abfluss.schema import conform
 
 FORMAT = "squid"
@@ -171,7 +171,12 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     n = 0
     try:
         with open_maybe_gzip(path, report) as f:
-            for n, line in enumerate(f, start=1):
+            for n, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), start=1):
+                if len(line) > MAX_LINE:  # drop the rest of an overlong line unread
+                    while (more := f.readline(1 << 20)) and not more.endswith(b"\n"):
+                        pass
+                    report.skip(f"line {n}", f"longer than {MAX_LINE} bytes: skipped")
+                    continue
                 line = line.rstrip(b"\r\n")
                 if not line.strip():
                     continue

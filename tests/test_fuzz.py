@@ -1,7 +1,7 @@
 """The in-tree fuzzers (tests/fuzz/): every seed once, then a short coverage-guided run.
 
 ``make fuzz`` runs each target for minutes; here the run is short (``ABFLUSS_FUZZ_SECONDS``,
-default 20 s for the fast targets together and 8 s for the whole pcap reader). A crash fails
+default 15 s for the fast targets together and 6 s for the whole pcap reader). A crash fails
 the test and names the input file that reproduces it (``tests/fuzz/run.py TARGET FILE``).
 """
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
 import targets  # noqa: E402
 
 RUN = Path(__file__).resolve().parent / "fuzz" / "run.py"
-SECONDS = float(os.environ.get("ABFLUSS_FUZZ_SECONDS", "20"))
+SECONDS = float(os.environ.get("ABFLUSS_FUZZ_SECONDS", "15"))
 
 
 @pytest.fixture(autouse=True, scope="module")

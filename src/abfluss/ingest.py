@@ -86,6 +86,7 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     shown = label or str(path)
     try:
         fmt, read = readers.detect(path)
+        before = os.stat(path)  # taken before hashing: unchanged after reading means nothing changed
         input_id = sha256_file(path)
     except readers.NotTelemetry as e:
         return IngestResult(shown, "ignored", error=str(e))
@@ -111,7 +112,7 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
     limit = None
     for _attempt in range(2):
-        res = _read_and_store(ws, path, shown, fmt, read, input_id, sensor_name, progress, limit)
+        res = _read_and_store(ws, path, shown, fmt, read, input_id, sensor_name, progress, limit, before)
         if not isinstance(res, _Changed):
             return res
         # The file changed between hashing and reading (it grows: a log still being written).
@@ -133,7 +134,7 @@ class _Changed:
 
 
 def _read_and_store(ws: Workspace, path: Path, shown: str, fmt: str, read, input_id: str, sensor_name: str,
-                    progress: Progress | None, limit: int | None) -> IngestResult | _Changed:
+                    progress: Progress | None, limit: int | None, before: os.stat_result) -> IngestResult | _Changed:
     """Read ``path`` (its first ``limit`` bytes) and commit it as ``input_id`` if what was read
     hashes to ``input_id``; else nothing is stored and the hash of what was read is returned."""
     report = ReadReport(str(path), fmt, content=Content(path, limit))
@@ -147,7 +148,12 @@ def _read_and_store(ws: Workspace, path: Path, shown: str, fmt: str, read, input
                     pipe.put(table, batch)
                     if progress:
                         progress(shown, report.total)
-            digest, size, grew = report.content.finish()
+            if not report.content.used and limit is None and _same(before, os.stat(path)):
+                # read by another program (NFStream): not hashed while read, but the file did not
+                # change since it was hashed (size, mtime, inode), so no second hash is needed
+                digest, size, grew = input_id, before.st_size, False
+            else:
+                digest, size, grew = report.content.finish()
             if digest != input_id or grew:
                 return _Changed(digest, size)
             if report.ignored:
@@ -174,6 +180,10 @@ def _read_and_store(ws: Workspace, path: Path, shown: str, fmt: str, read, input
                             f"{path}: reader failed ({type(e).__name__}: {str(e)[:200]}); nothing stored")
     return IngestResult(shown, "stored", report.format, input_id, dict(report.records),
                         report.skipped, report.messages, derived=derived)
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns) == (b.st_ino, b.st_dev, b.st_size, b.st_mtime_ns)
 
 
 def _reason(e: BaseException) -> str:

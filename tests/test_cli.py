@@ -181,7 +181,7 @@ def test_header_only_zeek_log_is_stored_as_read(tmp_path):
 
 
 def test_zeek_json_logs_without_path_field(tmp_path):
-    """Slips' Zeek JSON logs carry no _path: conn/dns/http/ssl are read, arp/files/x509 … ignored."""
+    """Slips' Zeek JSON logs carry no _path: conn/dns/http/ssl/notice are read, arp/files/x509 … ignored."""
     proc = run_cli("ingest", str(data("slips/test9-mixed-zeek")), workspace=tmp_path / "ws", check=True)
-    assert ("4 stored, 0 already present, 8 ignored (kinds abfluss does not use), 0 failed; "
-            "1,536 records read, 0 skipped") in proc.stdout
+    assert ("5 stored, 0 already present, 7 ignored (kinds abfluss does not use), 0 failed; "
+            "1,554 records read, 0 skipped") in proc.stdout

@@ -222,3 +222,28 @@ def test_extra_sections_hook_and_cli(tmp_path):
     got = json.loads((tmp_path / "cli" / "report.json").read_text())
     assert got["aware_at"] == "2026-11-29T16:00:00Z" and got["lang"] == "de"
     assert (tmp_path / "cli" / "report.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_failing_detection_is_not_checked_and_the_others_still_count(tmp_path, monkeypatch):
+    """A detection that raises is "not checked: error" with its one-line reason; the others' findings
+    and results stand, and the failed check weakens a NO_EXFIL statement like an uncheckable one."""
+    from abfluss import detections
+
+    def broken(tel, s):
+        raise ValueError("Conversion Error: Type DOUBLE with value inf can't be cast\nmore")
+
+    monkeypatch.setattr(detections.module("long_connection"), "detect", broken)
+    ws = abfluss.open_workspace(workspace_for(CASES["https-upload"], tmp_path))
+    try:
+        rep = write_report(ws, tmp_path / "out", pdf=False)
+    finally:
+        ws.close()
+    jsonschema.validate(json.loads((tmp_path / "out" / "report.json").read_text()), SCHEMA)
+    checks = {c["id"]: c for c in rep["techniques"]}
+    assert checks["long_connection"]["result"] == "error"
+    assert checks["long_connection"]["reason"] == ("the detection failed: ValueError: Conversion Error: Type DOUBLE "
+                                                  "with value inf can't be cast")
+    assert checks["upload_heavy"]["result"] == "finding" and rep["verdict"] == "EXFIL_INDICATED"
+    assert "long_connection" in rep["coverage"]["checks_not_checkable"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "not checked: error" in html

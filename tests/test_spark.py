@@ -16,6 +16,8 @@ CASES = {
     "demo": (str(EXAMPLES / "demo.pcap"), None),
     # escaped base128 names and the flow-level DNS check
     "iodine": (str(EXAMPLES / "tunnels" / "iodine-null-direct.pcap"), '[networks]\nresolvers = ["10.10.0.20/32"]\n'),
+    # Zeek notices (ids_alert) and non-HTTP on port 80 (protocol_mismatch)
+    "zeek-mixed": ("slips/test9-mixed-zeek", None),
 }
 
 

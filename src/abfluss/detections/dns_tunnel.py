@@ -444,7 +444,8 @@ def _doh(tel: Telemetry, s: Settings) -> list[Finding]:
     name = f.external_name.lower()
     by_name = ibis.or_(*[(name == n) | name.endswith("." + n) for n in names]) if names else ibis.literal(False)
     hit = (f.external_host.isin(addrs or [""]) | by_name.fill_null(False)
-           | f.service.isin(list(s.doh_services) or [""]).fill_null(False))
+           # "" is a service nobody identified: never a placeholder for "no DoH services"
+           | (f.service.isin(list(s.doh_services)).fill_null(False) if s.doh_services else ibis.literal(False)))
     f = f.filter(f.resp_p.isin(list(s.doh_ports)) & hit)
     per = rows(f.group_by(["internal_host", "external_host"]).aggregate(
         flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(), start=_.ts.min(),

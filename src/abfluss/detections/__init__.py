@@ -31,6 +31,7 @@ MODULES = (
     "dns_tunnel",
     "icmp_tunnel",
     "scan_and_lateral",
+    "icmp_scan",
     "threat_intel",
     "off_hours",
     "cleartext_sensitive_data",

@@ -90,7 +90,7 @@ HEADER = ("| capture set (`../shared/data/…`) | stored | site configuration | 
 
 
 def _target(f) -> str:
-    if f.detection == "scan_and_lateral" and len(f.key) > 2:
+    if f.detection in ("scan_and_lateral", "icmp_scan") and len(f.key) > 2:
         return str(f.key[2])
     names = f.external_names or f.external_hosts
     return names[0] if names else "-"

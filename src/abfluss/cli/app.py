@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape as rich_escape
 
-from .. import api
 from ..errors import AbflussError
 from ..units import human_bytes  # noqa: F401  re-exported for the command modules
 
@@ -85,6 +84,7 @@ def _main(
 
 
 def _open(write: bool = False):
+    from .. import api  # DuckDB and Arrow load here, not for --help
     return api.open_workspace(state.workspace, state.config, write=write)
 
 

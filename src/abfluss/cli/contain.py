@@ -16,7 +16,6 @@ from rich.table import Table
 
 from ..units import count, noun
 from .app import _dump_json, _json_default, _open, app, human_bytes, out, parse_time
-from ..contain import blast_radius, blocklists, parse_host, parse_indicator
 from ..errors import AbflussError
 from ..fsutil import replace_file
 
@@ -67,6 +66,7 @@ def _print(res: dict) -> None:
 
 
 def _write(res: dict, dest: Path) -> list[Path]:
+    from ..contain import blocklists
     dest.mkdir(parents=True, exist_ok=True)
     texts = {"radius": json.dumps(res, default=_json_default, indent=1) + "\n"}
     if res["indicators"]:
@@ -92,6 +92,7 @@ def contain(
 
     Example: abfluss contain --indicator c2.update-check.test --host 10.10.0.11 --out ./containment
     """
+    from ..contain import blast_radius, parse_host, parse_indicator
     if not host and not indicator:
         raise AbflussError("give at least one --host IP or --indicator VALUE")
     t0, t1 = parse_time(start, "--from"), parse_time(end, "--to")

@@ -13,11 +13,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
                            TransferSpeedColumn)
 from rich.table import Table
 
-from .. import analysis, api
-from .. import ingest as _ingest
-from ..coverage import coverage as sensor_coverage, payload_coverage
 from ..errors import AbflussError
-from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
 from ..progress import read_position
 from ..units import count, human_bytes
 from .app import Fmt, _dump_csv, _dump_json, _json_default, _open, app, err, esc, out, parse_time
@@ -39,6 +35,7 @@ def ingest(
 
     Example: abfluss -w ./case ingest capture.pcap zeek-logs/ eve.json
     """
+    from .. import ingest as _ingest
     if not paths and not interface:
         raise AbflussError("give at least one PATH, or --interface IF --duration S")
     with _open(write=True) as ws:
@@ -136,6 +133,7 @@ def ledger(
 
     Example: abfluss ledger --from 2024-02-08 --host 10.0.0.5 --format json
     """
+    from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
     if limit is None and format is Fmt.table:
         limit = TABLE_ROWS
     q = LedgerQuery(parse_time(start, "--from"), parse_time(end, "--to"), host, tenant,
@@ -194,6 +192,7 @@ def coverage(format: Annotated[Fmt, typer.Option("--format", help="table, json o
 
     Example: abfluss coverage --format json
     """
+    from ..coverage import coverage as sensor_coverage, payload_coverage
     with _open() as ws:
         rows = sensor_coverage(ws)
         p = payload_coverage(ws)
@@ -224,6 +223,10 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
 
     Example: abfluss demo
     """
+    from .. import analysis, api
+    from .. import ingest as _ingest
+    from ..coverage import coverage as sensor_coverage
+    from ..ledger import LedgerQuery, ledger_with_totals
     capture = capture or demo_capture()
     if not capture.exists():
         raise AbflussError(f"{capture}: demo capture not found (regenerate it with: sudo python3 lab/make_demo.py)")

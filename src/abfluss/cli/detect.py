@@ -13,14 +13,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .. import analysis, detections
 from ..units import count
 from .app import _dump_json, _json_default, _open, app, err, esc, human_bytes, out, parse_time
 from ..errors import AbflussError
 from ..findings import host_risk, incidents as group_incidents
-from ..outputs import FORMATS
-from ..outputs.delivery import deliver
-from ..outputs.sinks import Sink, render
 
 
 class FindingFmt(str, Enum):
@@ -61,6 +57,9 @@ def analyze(
 
     Example: abfluss analyze --from 2024-02-08T15:00Z --sink udp://127.0.0.1:514
     """
+    from .. import analysis
+    from ..outputs.delivery import deliver
+    from ..outputs.sinks import Sink
     fmt = sink_format.value if sink_format else None
     if fmt == "table":
         raise AbflussError("--sink-format: json, ecs, ocsf or cef")
@@ -117,6 +116,8 @@ def findings(
 
     Example: abfluss findings --severity high --format ecs > alerts.ndjson
     """
+    from .. import analysis
+    from ..outputs.sinks import render
     with _open() as ws:
         fs = analysis.load(ws, severity, host, detection)
     if format is FindingFmt.table:
@@ -134,6 +135,7 @@ def incidents(format: Annotated[FindingFmt, typer.Option("--format", help="table
 
     Example: abfluss incidents --format json
     """
+    from .. import analysis
     with _open() as ws:
         fs = analysis.load(ws)
     inc = group_incidents(fs)
@@ -158,6 +160,7 @@ def explain(
 
     Example: abfluss explain 48c778ed74ac6f2e
     """
+    from .. import analysis, detections
     with _open() as ws:
         f = analysis.get(ws, finding_id)
         flows = analysis.evidence_flows(ws, f)
@@ -194,6 +197,7 @@ def list_detections(format: Annotated[FindingFmt, typer.Option("--format", help=
 
     Example: abfluss detections --format json
     """
+    from .. import detections
     with _open() as ws:
         cfg = ws.config
     rows = []

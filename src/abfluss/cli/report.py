@@ -10,7 +10,6 @@ import typer
 
 from .app import _open, app, human_bytes, out, parse_time
 from .. import units
-from ..report.case import tenant_dir, write_case
 
 
 class Lang(str, Enum):
@@ -31,6 +30,7 @@ def report_command(
 
     Example: abfluss report --from 2024-02-08T00:00Z --tenant aok-x --aware-at 2024-02-09T07:30Z --lang de --out case1/
     """
+    from ..report.case import tenant_dir, write_case
     with _open() as ws:
         rep = write_case(ws, out_dir, parse_time(start, "--from"), parse_time(end, "--to"), tenant,
                          parse_time(aware_at, "--aware-at"), lang.value)

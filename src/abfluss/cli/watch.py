@@ -13,9 +13,7 @@ import typer
 from ..units import count
 from .app import _open, app, err, human_bytes, out
 from ..errors import AbflussError
-from ..outputs.sinks import Sink
-from ..watch.loop import DEFAULT_EVERY, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW, Options, Watcher
-from ..watch.capture import DEFAULT_ROTATE
+from ..watch.defaults import DEFAULT_EVERY, DEFAULT_ROTATE, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW
 
 
 @app.command()
@@ -40,6 +38,8 @@ def watch(
 
     Example: abfluss watch --zeek-dir /opt/zeek/logs/current --eve /var/log/suricata/eve.json --ndjson alerts.ndjson
     """
+    from ..outputs.sinks import Sink
+    from ..watch.loop import Options, Watcher
     if not (interface or zeek_dir or eve or netflow_port):
         raise AbflussError("watch needs a source: --interface, --zeek-dir, --eve or --netflow-port")
     if every <= 0 or window <= 0 or silent_after <= 0 or rotate <= 0:

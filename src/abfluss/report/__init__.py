@@ -6,8 +6,21 @@ report dict. Modules: ``evidence`` (collects the facts), ``verdict`` (the rules)
 ``render`` (JSON, HTML, PDF), ``texts`` (German and English words).
 """
 
-from .evidence import collect
-from .render import SCHEMA_PATH, build, write_report
-from .verdict import VERDICTS, decide
+import importlib
+
+# Imported on first use (PEP 562): ``import abfluss.report.case`` or the CLI must not load
+# evidence, render (WeasyPrint) and the detections through this package.
+_LAZY = {"collect": "evidence", "SCHEMA_PATH": "render", "build": "render", "write_report": "render",
+         "VERDICTS": "verdict", "decide": "verdict"}
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["SCHEMA_PATH", "VERDICTS", "build", "collect", "decide", "write_report"]

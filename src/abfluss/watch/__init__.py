@@ -6,6 +6,14 @@ directories and Suricata eve.json (follow.py), rotating packet capture on an int
 turns a silent sensor or rising capture loss into findings of their own.
 """
 
-from .loop import DEFAULT_EVERY, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW, Watcher
+from .defaults import DEFAULT_EVERY, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW
+
+
+def __getattr__(name: str):
+    # The loop (DuckDB, Arrow, the detections) loads on first use, not with the package.
+    if name == "Watcher":
+        from .loop import Watcher
+        return Watcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["DEFAULT_EVERY", "DEFAULT_SILENT_AFTER", "DEFAULT_WINDOW", "Watcher"]

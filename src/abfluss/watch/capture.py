@@ -23,8 +23,7 @@ from ..ingest import ingest_file
 from ..store import Workspace
 from .chunks import Stored
 
-#: Seconds per capture file: the delay before a packet's flow is stored.
-DEFAULT_ROTATE = 10
+from .defaults import DEFAULT_ROTATE  # defined apart so --help need not import this module
 
 
 def _die_with_parent() -> None:

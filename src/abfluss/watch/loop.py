@@ -28,12 +28,7 @@ from .follow import FileFollower, ZeekDir
 from .health import DEFAULT_LOSS_SHARE, SensorHealth
 from .netflow import NetflowSource
 
-#: Seconds between detection runs.
-DEFAULT_EVERY = 30
-#: Seconds of data (back from the newest record) each detection run looks at.
-DEFAULT_WINDOW = 3600
-#: Seconds without records after which a sensor is reported silent.
-DEFAULT_SILENT_AFTER = 300
+from .defaults import DEFAULT_EVERY, DEFAULT_SILENT_AFTER, DEFAULT_WINDOW  # defined apart so --help need not import this module
 #: Seconds between polls of the sources.
 POLL = 1.0
 

@@ -1,0 +1,65 @@
+"""Benchmark: how fast the command line answers (issue 15, "answers in a second"). Target: 0.5 s.
+
+Builds the demo workspace (examples/demo.pcap ingested and analysed), then times ``abfluss --help``,
+``abfluss findings`` and ``abfluss ledger`` as a user runs them (a fresh interpreter each time; best
+and median of ``--runs``) and lists the heavy modules each one imported.
+
+    python bench/bench_cli.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 0.5
+HEAVY = ("pyspark", "weasyprint", "ibis", "duckdb", "pyarrow", "abfluss.report", "abfluss.analysis",
+         "abfluss.detections", "abfluss.watch.loop")
+# Runs one command like the `abfluss` script does, then names the heavy modules it had loaded.
+PROBE = ("import atexit, json, sys\n"
+         f"atexit.register(lambda: sys.stderr.write('HEAVY ' + json.dumps(sorted(m for m in {HEAVY!r} "
+         "if m in sys.modules)) + '\\n'))\n"
+         "import abfluss.cli\nsys.argv = ['abfluss', *sys.argv[1:]]\nabfluss.cli.main()\n")
+COMMANDS = (("--help",), ("findings",), ("ledger",))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="abfluss-bench-cli-"))
+    try:
+        ws = str(tmp / "ws")
+        cli("-w", ws, "ingest", str(ROOT / "examples" / "demo.pcap"))
+        cli("-w", ws, "analyze")
+        print(f"abfluss CLI response time on the demo workspace ({a.runs} runs each, target {TARGET} s)")
+        for cmd in COMMANDS:
+            times = []
+            for _ in range(a.runs):
+                t0 = time.perf_counter()
+                proc = cli("-w", ws, *cmd)
+                times.append(time.perf_counter() - t0)
+            heavy = json.loads(proc.stderr.rsplit("HEAVY ", 1)[1])
+            best, med = min(times), statistics.median(times)
+            print(f"  abfluss {' '.join(cmd):9s} best {best:.2f} s  median {med:.2f} s  "
+                  f"{'ok' if med <= TARGET else 'OVER TARGET'}  heavy modules: {', '.join(heavy) or 'none'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
+    main()

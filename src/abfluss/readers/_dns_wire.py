@@ -29,6 +29,7 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 
 #: Bytes kept as they are in the escaped text: printable ASCII except backslash and dot.
 _PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in (0x5C, 0x2E))
+_PLAIN_OR_DOT = _PLAIN + b"."
 _ESCAPED = [chr(b) if b in _PLAIN else f"\\x{b:02x}" for b in range(256)]
 _ESCAPE_RE = re.compile(r"\\x[0-9a-fA-F]{2}")
 #: A name longer than this (in label bytes and length octets) is not DNS (RFC 1035: 255).
@@ -73,53 +74,77 @@ def unescape(text: str) -> str:
 def read_name(buf: bytes, off: int) -> tuple[str, int]:
     """The name at ``off`` as escaped text (no trailing dot; the root is ""), and the offset
     after it in the message (after the first pointer where the name is compressed)."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = None
-    size = jumps = 0
+    jumps = 0
     n = len(buf)
     while True:
         if off >= n:
             raise WireError("name runs past the end of the message")
         length = buf[off]
+        if length and length < 64:  # a label: the common case first
+            nxt = off + 1 + length
+            if nxt > n:
+                raise WireError("label runs past the end of the message")
+            labels.append(buf[off + 1:nxt])
+            off = nxt
+            continue
         if length == 0:
             off += 1
             break
-        kind = length & 0xC0
-        if kind == 0xC0:
-            if off + 1 >= n:
-                raise WireError("compression pointer cut off")
-            target = ((length & 0x3F) << 8) | buf[off + 1]
-            if target >= off:
-                raise WireError("compression pointer does not point backwards")
-            jumps += 1
-            if jumps > MAX_JUMPS:
-                raise WireError("too many compression pointers")
-            if end is None:
-                end = off + 2
-            off = target
-            continue
-        if kind:
-            raise WireError(f"unsupported label type 0x{kind:02x}")
-        label = buf[off + 1:off + 1 + length]
-        if len(label) < length:
-            raise WireError("label runs past the end of the message")
-        size += length + 1
-        if size > MAX_NAME:
-            raise WireError("name longer than any DNS name")
-        labels.append(escape_label(label))
+        if length < 0xC0:
+            raise WireError(f"unsupported label type 0x{length & 0xC0:02x}")
+        if off + 1 >= n:
+            raise WireError("compression pointer cut off")
+        target = ((length & 0x3F) << 8) | buf[off + 1]
+        if target >= off:
+            raise WireError("compression pointer does not point backwards")
+        jumps += 1
+        if jumps > MAX_JUMPS:
+            raise WireError("too many compression pointers")
+        if end is None:
+            end = off + 2
+        off = target
+    after = end if end is not None else off
+    raw = b".".join(labels)
+    if len(raw) + 2 > MAX_NAME:
+        raise WireError("name longer than any DNS name")
+    if not raw.translate(None, _PLAIN_OR_DOT) and raw.count(b".") == len(labels) - 1:
+        return raw.decode("ascii"), after  # all plain, no dot inside a label: one C call each
+    return ".".join([escape_label(x) for x in labels]), after
+
+
+def _question_end(buf: bytes, off: int) -> int | None:
+    """The offset after an uncompressed name at ``off`` (a question's), None if it is compressed."""
+    n = len(buf)
+    while off < n:
+        length = buf[off]
+        if length == 0:
+            return off + 1
+        if length >= 64:
+            return None
         off += 1 + length
-    return ".".join(labels), (end if end is not None else off)
+    raise WireError("name runs past the end of the message")
 
 
 class Message:
-    """The parts of one DNS message abfluss stores."""
+    """The parts of one DNS message abfluss stores. ``key`` identifies the question as it was on
+    the wire (lower-cased ASCII), for pairing; ``query`` is decoded only when asked for."""
 
-    __slots__ = ("id", "qr", "opcode", "rcode", "query", "qtype", "answers", "answer_types", "ttls")
+    __slots__ = ("id", "qr", "opcode", "rcode", "key", "qtype", "answers", "answer_types", "ttls",
+                 "_buf", "_query")
 
-    def __init__(self, id_, qr, opcode, rcode, query, qtype, answers, answer_types, ttls):
+    def __init__(self, id_, qr, opcode, rcode, key, qtype, answers, answer_types, ttls, buf, query):
         self.id, self.qr, self.opcode, self.rcode = id_, qr, opcode, rcode
-        self.query, self.qtype, self.answers, self.ttls = query, qtype, answers, ttls
+        self.key, self.qtype, self.answers, self.ttls = key, qtype, answers, ttls
         self.answer_types = answer_types  # per answer its record type: only A/AAAA are addresses
+        self._buf, self._query = buf, query
+
+    @property
+    def query(self) -> str | None:
+        if self._query is None and self._buf is not None:
+            self._query = read_name(self._buf, 12)[0]
+        return self._query
 
 
 def parse(buf: bytes) -> Message:
@@ -130,17 +155,24 @@ def parse(buf: bytes) -> Message:
     qr, opcode, rcode = flags >> 15, (flags >> 11) & 0xF, flags & 0xF
     if opcode > 6:
         raise WireError(f"opcode {opcode} is not assigned")
-    query = qtype = None
+    key = qtype = query = None
+    lazy = None
     off = 12
     if qd:
-        query, off = read_name(buf, off)
+        end = _question_end(buf, 12)
+        if end is None or not qr:  # a query's name is always stored: read (and check) it now
+            query, off = read_name(buf, 12)
+            key = buf[12:off].lower() if end is not None else query.lower()
+        else:  # a response: its question is needed only when no query waits for it
+            off, key, lazy = end, buf[12:end].lower(), buf
+            if len(key) + 1 > MAX_NAME:
+                raise WireError("name longer than any DNS name")
         if off + 4 > len(buf):
             raise WireError("question cut off before its type")
         qtype = qtype_name(int.from_bytes(buf[off:off + 2], "big"))
         off += 4
         for _ in range(qd - 1):  # further questions (never seen in practice): skipped over
-            _, off = read_name(buf, off)
-            off += 4
+            off = _skip_name(buf, off) + 4
     elif len(buf) > 12 and not an:
         raise WireError("no question and no answer, but more bytes")
     answers: list[str] = []
@@ -151,13 +183,33 @@ def parse(buf: bytes) -> Message:
             _answers(buf, off, an, answers, types, ttls)
         except (WireError, IndexError, struct.error):
             pass  # the question and the answers before the cut are still good
-    return Message(id_, qr, opcode, rcode, query, qtype, answers, types, ttls)
+    return Message(id_, qr, opcode, rcode, key, qtype, answers, types, ttls, lazy, query)
+
+
+def _skip_name(buf: bytes, off: int) -> int:
+    """The offset after the name at ``off``, without reading it (an answer's owner is nearly
+    always a pointer back to the question)."""
+    n = len(buf)
+    for _ in range(MAX_NAME):
+        if off >= n:
+            raise WireError("name runs past the end of the message")
+        length = buf[off]
+        if length == 0:
+            return off + 1
+        if length & 0xC0 == 0xC0:
+            if off + 1 >= n or ((length & 0x3F) << 8 | buf[off + 1]) >= off:
+                raise WireError("compression pointer cut off or not pointing backwards")
+            return off + 2
+        if length & 0xC0:
+            raise WireError(f"unsupported label type 0x{length & 0xC0:02x}")
+        off += 1 + length
+    raise WireError("name longer than any DNS name")
 
 
 def _answers(buf: bytes, off: int, count: int, answers: list, types: list, ttls: list) -> None:
     n = len(buf)
     for _ in range(count):
-        _, off = read_name(buf, off)
+        off = _skip_name(buf, off)
         if off + 10 > n:
             raise WireError("answer cut off")
         rtype, _cls, ttl, rdlen = struct.unpack_from(">HHIH", buf, off)

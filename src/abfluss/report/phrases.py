@@ -21,6 +21,7 @@ TECHNIQUES_DE = {
     "cleartext_sensitive_data": "Sensible Kennungen im Klartext gesendet",
     "protocol_mismatch": "Protokoll passt nicht zum Port (Tunnel oder unüblicher Port)",
     "ids_alert": "IDS-Alarme (Suricata, Zeek-Notices) für ein internes System",
+    "icmp_scan": "ICMP-Sweep oder Adressscan",
 }
 
 #: English phrase (evidence, verdict) -> German.
@@ -29,6 +30,9 @@ PHRASES_DE = {
     "Zeek logs (flow and protocol records)": "Zeek-Logs (Fluss- und Protokolldaten)",
     "Suricata eve.json (flow and protocol records)": "Suricata eve.json (Fluss- und Protokolldaten)",
     "NetFlow/IPFIX flow records": "NetFlow/IPFIX-Flussdaten",
+    "nfdump flow records (NetFlow/IPFIX/sFlow)": "nfdump-Flussdaten (NetFlow/IPFIX/sFlow)",
+    "Argus bidirectional flow records": "bidirektionale Argus-Flussdaten",
+    "Squid proxy log (requests; bytes received only)": "Squid-Proxy-Log (Anfragen; nur empfangene Bytes)",
     "no indicator list configured": "keine Indikatorenliste konfiguriert",
     "no flow or DNS telemetry": "keine Fluss- oder DNS-Daten",
     "no flow telemetry": "keine Flussdaten",
@@ -85,7 +89,12 @@ def phrase(text: str | None, lang: str) -> str:
         return text
     if text.startswith(FAILED):  # the error message itself stays as the detection raised it
         return "die Erkennung ist mit einem Fehler abgebrochen: " + text[len(FAILED):]
-    return "; ".join(PHRASES_DE.get(p, p) for p in text.split("; "))
+    parts, out, i = text.split("; "), [], 0
+    while i < len(parts):  # the longest run of parts that is one phrase ("Squid … (requests; bytes …)")
+        j = next((j for j in range(len(parts), i, -1) if "; ".join(parts[i:j]) in PHRASES_DE), None)
+        out.append(PHRASES_DE["; ".join(parts[i:j])] if j else parts[i])
+        i = j or i + 1
+    return "; ".join(out)
 
 
 def technique_title(check: dict, lang: str) -> str:

@@ -272,7 +272,8 @@ def test_unknown_verdict_names_render_gracefully(cases):
 
 
 def test_every_detection_has_a_german_title():
-    assert set(MODULES) <= set(TECHNIQUES_DE)
+    missing = sorted(set(MODULES) - set(TECHNIQUES_DE))
+    assert not missing, f"add the German title of {missing} to TECHNIQUES_DE in src/abfluss/report/phrases.py"
 
 
 def test_drafts_say_when_the_awareness_time_was_assumed():

@@ -35,6 +35,7 @@ def test_the_public_names_still_resolve():
     code = ("import abfluss, abfluss.ledger, abfluss.coverage, abfluss.report as r\n"
             "assert callable(abfluss.ledger) and callable(abfluss.coverage)\n"
             "assert abfluss.Workspace.__name__ == 'Workspace' and callable(abfluss.analyze)\n"
+            "assert callable(abfluss.detections.settings_for) and callable(abfluss.api.refresh)\n"
             "assert callable(r.write_report) and r.VERDICTS and r.SCHEMA_PATH.exists()\n"
             "from abfluss.watch import Watcher, DEFAULT_EVERY\n"
             "from abfluss.watch.loop import DEFAULT_WINDOW\nfrom abfluss.watch.capture import DEFAULT_ROTATE")

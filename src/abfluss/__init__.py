@@ -1,6 +1,7 @@
 """abfluss: did data leave this network — how much, from which hosts, to where, when?"""
 
 import importlib
+import importlib.util
 import sys
 import types
 
@@ -23,7 +24,10 @@ _LAZY = {
 def __getattr__(name: str):
     mod = _LAZY.get(name)
     if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # ``import abfluss`` used to load most submodules; ``abfluss.store`` etc. still work
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
     value = getattr(importlib.import_module(f".{mod}", __name__), name)
     globals()[name] = value
     return value

@@ -41,6 +41,20 @@ _FRAGMENT_THEN_HOP = (struct.pack(">IHBB", 0x60000000, 16, 44, 64) + bytes(15) +
                       + bytes([0, 0, 0, 0]) + bytes(4) + bytes([59, 0]) + bytes(6))  # IPv6 fragment header, then hop-by-hop
 
 
+def _pcapng_far_future() -> bytes:
+    """A pcapng whose one packet is stamped 2**64-1 microseconds (year 586524)."""
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    udp = struct.pack(">HHHH", 5000, 6000, 8, 0)
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, b"\x0a\0\0\x01", b"\xc6\x33\x64\x07") + udp
+    frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip
+    return (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+            + block(1, struct.pack("<HHI", 1, 0, 65535))
+            + block(6, struct.pack("<IIIII", 0, 0xFFFFFFFF, 0xFFFFFFFF, len(frame), len(frame)) + frame))
+
+
 def _pcap(linktype: int, *frames: bytes) -> bytes:
     head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
     return head + b"".join(struct.pack("<IIII", 1700000000, 0, len(f), len(f)) + f for f in frames)
@@ -50,10 +64,12 @@ def _pcap(linktype: int, *frames: bytes) -> bytes:
     ("netflow", _pcap(101, _FRAGMENT_THEN_HOP)),  # dpkt: AttributeError 'IP6HopOptsHeader' ... 'frag_off'
     ("dns_scan", _pcap(101, _FRAGMENT_THEN_HOP)),
     ("inspect", _pcap(101, _FRAGMENT_THEN_HOP)),
+    ("pcap", _pcapng_far_future()),  # NFStream passes the time on; Arrow: OverflowError
     ("binetflow", b"StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,"
                   b"SrcBytes,Label\n2011/08/10 09:46:53.047277,1.0,tcp,10.0.0.1,1234,->,1.2.3\x004,80,S_,0,0,"
                   b"2,120,60,x\n"),  # inet_pton: ValueError 'embedded null character'
-], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop", "binetflow-nul-address"])
+], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop", "pcap-far-future-time",
+                        "binetflow-nul-address"])
 def test_found_by_fuzzing(name, data):
     targets.TARGETS[name](data)
 

@@ -102,9 +102,11 @@ def run_all(seconds: float, crashes: Path, names: list[str]) -> int:
         while (left := deadline - time.monotonic()) > 2:
             p = subprocess.run([sys.executable, __file__, name, "--seconds", str(int(left)), "--crashes", str(crashes)],
                                capture_output=True, text=True, env=env)
-            m = re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr)
+            # the last stats are this process's: a forked helper (the pcap reader's workers) that
+            # exits prints its own "fuzz target exited" and stats first
+            m = re.findall(r"stat::number_of_executed_units:\s*(\d+)", p.stderr)
             done = re.findall(r"#(\d+)\s+(?:pulse|NEW|REDUCE|DONE|INITED)", p.stderr)
-            execs += int(m.group(1)) if m else int(done[-1]) if done else 0
+            execs += int(m[-1]) if m else int(done[-1]) if done else 0
             if p.returncode == 0:
                 break
             art = re.findall(r"Test unit written to (\S+)", p.stderr)

@@ -38,6 +38,8 @@ IDLE_TIMEOUT = 120
 ACTIVE_TIMEOUT = 1800
 #: Rows per yielded batch.
 BATCH_ROWS = 100_000
+#: Latest packet time taken as real (ms; 9999-12-31): a later one is a corrupt record.
+MAX_MS = 253402300799_000
 #: A gzip-compressed capture is decompressed to a private file of at most this many times its
 #: compressed size (real captures compress 2-10 fold; a "gzip bomb" a thousandfold) ...
 GZIP_MAX_RATIO = 100
@@ -241,6 +243,10 @@ def _flows(path: Path, report: ReadReport, scan_result, shown: Path) -> Iterator
     error = None
     try:
         for f in _streamer(str(path)):
+            if not (0 <= f.bidirectional_first_seen_ms <= f.bidirectional_last_seen_ms <= MAX_MS):
+                # a crafted packet time (found by fuzzing: NFStream passes it on, Arrow overflows)
+                report.skip(f"flow {f.id}", f"packet time out of range ({f.bidirectional_first_seen_ms} ms)")
+                continue
             latest = max(latest, f.bidirectional_last_seen_ms)
             # A flow is interim only if it may still be running at the capture's end; flows that
             # were silent for an idle timeout before a later packet are complete. The rest waits.

@@ -3,7 +3,7 @@
     python tests/fuzz/run.py TARGET [--seconds S] [--crashes DIR]   one target (libFuzzer in this process)
     python tests/fuzz/run.py fast ...                                the fast targets together (the
                                                                      first input byte picks one)
-    python tests/fuzz/run.py --all --seconds S [--crashes DIR]       every target for S seconds each, in
+    python tests/fuzz/run.py --all [TARGET] --seconds S [--crashes DIR]  every target (or one) for S seconds each, in
                                                                      child processes; a table of executions
                                                                      and crashes (``make fuzz``)
     python tests/fuzz/run.py --seeds TARGET                          every seed once, no fuzzing
@@ -130,7 +130,7 @@ def main() -> None:
 
     try:
         if args.all:
-            sys.exit(run_all(args.seconds, args.crashes, list(targets.TARGETS)))
+            sys.exit(run_all(args.seconds, args.crashes, [args.target] if args.target else list(targets.TARGETS)))
         if args.target is None:
             ap.error("give a TARGET, 'fast' or --all")
         if args.seeds:

@@ -141,6 +141,11 @@ def main() -> None:
                 _callable(args.target)(Path(p).read_bytes())
             print(f"{args.target}: {len(args.inputs)} inputs ran without error")
             return
+        if "ABFLUSS_FUZZ_WORK" not in os.environ:
+            # libFuzzer ends the process without running Python's cleanup: fuzz in a child whose
+            # working folder this process removes afterwards
+            env = {**os.environ, "ABFLUSS_FUZZ_WORK": str(targets.work())}
+            sys.exit(subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
         fuzz(args.target, args.seconds, args.crashes, [])
     finally:
         if "ABFLUSS_FUZZ_WORK" not in os.environ and targets.WORK is not None:

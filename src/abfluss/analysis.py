@@ -45,7 +45,7 @@ class AnalysisResult:
 def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
     rows = ws.con.execute("SELECT min(ts), max(ts) FROM (SELECT ts FROM flows_raw UNION ALL "
                           "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw UNION ALL "
-                          "SELECT ts FROM alerts_raw)").fetchall()
+                          "SELECT ts FROM alerts_raw UNION ALL SELECT ts FROM arp_raw)").fetchall()
     lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
 
@@ -86,6 +86,10 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
                             FROM {name}_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
                             LEFT JOIN address_class r ON r.addr = d.resp_h
                             WHERE {_window_sql(start, end, 'd.ts')}"""
+    # ARP never crosses a router: its sender is on a local link, so no address class is needed.
+    queries["arp"] = f"""SELECT d.*, coalesce(o.tenant, 'default') AS tenant
+                         FROM arp_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
+                         WHERE {_window_sql(start, end, 'd.ts')}"""
     paths = {}
     for name, sql in queries.items():
         p = out / f"{name}.parquet"
@@ -112,7 +116,7 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
     try:
         yield _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
                              http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
-                             inspected=tables["inspected"], alerts=tables.get("alerts"), start=start, end=end,
+                             inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"), start=start, end=end,
                              backend=backend, extra=extra or {})
     finally:
         if backend == "duckdb":

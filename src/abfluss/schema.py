@@ -174,6 +174,22 @@ INSPECTED = pa.schema(
     ]
 )
 
+#: ARP frames from packet captures (a light pass beside the flow meter: NFStream ignores ARP).
+ARP = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("op", pa.string()),  # request, reply, or the opcode as text
+        pa.field("orig_h", pa.string()),  # sender protocol address
+        pa.field("orig_mac", pa.string()),  # sender hardware address
+        pa.field("resp_h", pa.string()),  # target protocol address (asked for, or answered to)
+        pa.field("resp_mac", pa.string()),  # target hardware address (00:00:... in a request)
+        pa.field("eth_dst", pa.string()),  # Ethernet destination (ff:ff:ff:ff:ff:ff: broadcast)
+        pa.field("gratuitous", pa.bool_()),  # sender and target address the same (announcement)
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
 #: Every row table, by name. ``inputs`` and the files list live in the DuckDB catalog.
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOWS,
@@ -183,6 +199,7 @@ TABLES: dict[str, pa.Schema] = {
     "alerts": ALERTS,
     "dlp": DLP,
     "inspected": INSPECTED,
+    "arp": ARP,
 }
 
 

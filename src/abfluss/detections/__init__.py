@@ -32,6 +32,7 @@ MODULES = (
     "icmp_tunnel",
     "scan_and_lateral",
     "icmp_scan",
+    "arp_scan",
     "threat_intel",
     "off_hours",
     "cleartext_sensitive_data",
@@ -66,6 +67,7 @@ class Telemetry:
     ``inspected`` bytes inspected per flow side, and whether they were encrypted;
     ``alerts``   IDS alerts (Suricata eve alerts, Zeek notices) with the same four columns as
                  ``dlp``;
+    ``arp``      ARP frames from packet captures (``schema.ARP``) with ``tenant``;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
     configuration (e.g. indicator lists), keyed by detection id.
     """
@@ -78,6 +80,7 @@ class Telemetry:
     dlp: Any = None
     inspected: Any = None
     alerts: Any = None
+    arp: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"

@@ -35,6 +35,31 @@ class Scan:
     packets: int
     last_ts: int | None  # microseconds
     dns: pa.Table | None
+    arp: pa.Table | None = None  # ARP frames: NFStream meters IP only
+
+
+ARP_OPS = {1: "request", 2: "reply"}
+#: Ethertypes at offset 12 after which an ARP frame may follow: ARP itself, or a VLAN tag.
+_ARP_OR_VLAN = ((8, 6), (0x81, 0), (0x88, 0xA8))
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _arp(ts: float, buf) -> dict | None:
+    """An Ethernet ARP frame (IPv4 over Ethernet) as an ``arp`` row; None for anything else.
+    Sliced from the raw bytes: ARP is fixed-size."""
+    off, ethertype = 14, bytes(buf[12:14])
+    while ethertype in (b"\x81\x00", b"\x88\xa8"):  # VLAN tags
+        ethertype, off = bytes(buf[off + 2:off + 4]), off + 4
+    if ethertype != b"\x08\x06" or len(buf) < off + 28 or bytes(buf[off + 4:off + 6]) != b"\x06\x04":
+        return None
+    op = int.from_bytes(buf[off + 6:off + 8], "big")
+    spa, tpa = socket.inet_ntoa(buf[off + 14:off + 18]), socket.inet_ntoa(buf[off + 24:off + 28])
+    return {"ts": int(ts * 1_000_000), "op": ARP_OPS.get(op, str(op)), "orig_h": spa,
+            "orig_mac": _mac(buf[off + 8:off + 14]), "resp_h": tpa, "resp_mac": _mac(buf[off + 18:off + 24]),
+            "eth_dst": _mac(buf[0:6]), "gratuitous": spa == tpa}
 
 
 def _reader(f):
@@ -109,6 +134,7 @@ def _short(f, record_start: int, size: int) -> bool:
 
 def scan(path: Path, report: ReadReport) -> Scan:
     decoder = _Decoder(report)
+    decoder.arp = []  # ARP rows, collected in the same pass
     packets, last_ts = 0, None
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -137,6 +163,11 @@ def scan(path: Path, report: ReadReport) -> Scan:
                 packets += 1
                 last_ts = int(ts * 1_000_000)
                 l4 = _fast_l4(datalink, buf)
+                if l4 is None and datalink == dpkt.pcap.DLT_EN10MB and len(buf) >= 42 \
+                        and (buf[12], buf[13]) in _ARP_OR_VLAN:
+                    row = _arp(ts, buf)
+                    if row:
+                        decoder.arp.append(row)
                 if l4 is False:
                     l4 = _slow_l4(datalink, buf)
                 if l4:
@@ -177,6 +208,10 @@ def _scan_classic(f, size: int, report: ReadReport, decoder) -> tuple[int, int |
             l4 = _l4_in_place(mm, start, end)
             if l4:
                 packet(ts, packets, l4)
+            elif end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
+                row = _arp(ts, mm[start:end])
+                if row:
+                    decoder.arp.append(row)
             off = end
     return packets, (int(ts * 1_000_000) if ts is not None else None)
 
@@ -227,13 +262,18 @@ def _l4_in_place(b, p: int, end: int):
 
 
 def _result(decoder, packets: int, last_ts) -> Scan:
+    arp = None
+    if decoder.arp:
+        cols = {k: [r[k] for r in decoder.arp] for k in decoder.arp[0]}
+        cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
+        arp = conform("arp", cols)
     rows = decoder.finish()
     if not rows:
-        return Scan(packets, last_ts, None)
+        return Scan(packets, last_ts, None, arp)
     rows.sort(key=lambda r: r["ts"])
     cols = {k: [r.get(k) for r in rows] for k in _FIELDS}
     cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
-    return Scan(packets, last_ts, conform("dns", cols))
+    return Scan(packets, last_ts, conform("dns", cols), arp)
 
 
 def _slow_l4(datalink: int, buf: bytes):

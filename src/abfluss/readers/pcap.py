@@ -137,11 +137,14 @@ def _scan_worker(plain: Path, shown: str, conn) -> None:
     try:
         sub = ReadReport(shown)
         scan = _dns_packets.scan(plain, sub)
-        sink = pa.BufferOutputStream()
-        if scan.dns is not None:
-            with pa.ipc.new_stream(sink, scan.dns.schema) as w:
-                w.write_table(scan.dns)
-        conn.send((scan.packets, scan.last_ts, sub.skipped, sub.messages, sink.getvalue().to_pybytes()))
+        ipc = []
+        for table in (scan.dns, scan.arp):
+            sink = pa.BufferOutputStream()
+            if table is not None:
+                with pa.ipc.new_stream(sink, table.schema) as w:
+                    w.write_table(table)
+            ipc.append(sink.getvalue().to_pybytes())
+        conn.send((scan.packets, scan.last_ts, sub.skipped, sub.messages, *ipc))
     except Exception as e:  # noqa: BLE001 - reported by the parent as one line
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
@@ -156,13 +159,16 @@ def _scan_result(conn, report: ReadReport) -> _dns_packets.Scan | None:
     if msg[0] == "error":
         report.skip("scan", f"DNS decoding failed: {msg[1]}")
         return None
-    packets, last_ts, skipped, messages, ipc = msg
+    packets, last_ts, skipped, messages, ipc, arp_ipc = msg
     report.skipped += skipped
     report.messages.extend(messages[: max(0, 20 - len(report.messages))])
     dns = pa.ipc.open_stream(ipc).read_all() if ipc else None
     if dns is not None:
         report.add("dns", dns.num_rows)
-    return _dns_packets.Scan(packets, last_ts, dns)
+    arp = pa.ipc.open_stream(arp_ipc).read_all() if arp_ipc else None
+    if arp is not None:
+        report.add("arp", arp.num_rows)
+    return _dns_packets.Scan(packets, last_ts, dns, arp)
 
 
 class _plain_copy:
@@ -276,6 +282,8 @@ def _flows(path: Path, report: ReadReport, scan_result, shown: Path) -> Iterator
         report.skip("packet 1", why, count=scan.packets)
     if scan.dns is not None and scan.dns.num_rows:
         yield "dns", scan.dns
+    if scan.arp is not None and scan.arp.num_rows:
+        yield "arp", scan.arp
     yield from cols.flush(report)
 
 

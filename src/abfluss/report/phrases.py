@@ -22,7 +22,7 @@ TECHNIQUES_DE = {
     "protocol_mismatch": "Protokoll passt nicht zum Port (Tunnel oder unüblicher Port)",
     "ids_alert": "IDS-Alarme (Suricata, Zeek-Notices) für ein internes System",
     "icmp_scan": "ICMP-Sweep oder Adressscan",
-    "arp_scan": "ARP-Scan, Flut gratuitöser ARP-Pakete oder ARP über das lokale Netz hinaus",
+    "arp_scan": "ARP-Scan, Flut von Gratuitous-ARP-Paketen oder ARP über das lokale Netz hinaus",
 }
 
 #: English phrase (evidence, verdict) -> German.

@@ -66,3 +66,34 @@ def test_window_limits_what_is_analyzed(tmp_path):
 def test_empty_workspace(tmp_path):
     r = run_cli("analyze", workspace=tmp_path / "ws", check=True)
     assert "nothing to analyze" in r.stdout
+
+
+def test_a_narrower_window_never_shrinks_a_stored_finding(tmp_path):
+    """Issue 11 item 6: the beacon of test-cc analysed in full, then from 15:26 only: the stored
+    finding keeps its full span and bytes, and each run is one row in ``analyses``."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "abfluss.toml").write_text('[networks]\ninternal = ["147.32.80.37/32"]\n')
+    run_cli("ingest", str(data("slips/test-cc/test-cc-capture-1.pcap")), workspace=ws, check=True)
+    full = json.loads(run_cli("analyze", "--format", "json", workspace=ws, check=True).stdout)
+    part = json.loads(run_cli("analyze", "--from", "2024-02-08T15:26Z", "--format", "json",
+                              workspace=ws, check=True).stdout)
+    whole = {f["id"]: f for f in full["findings"]}
+    later = {f["id"]: f for f in part["findings"]}
+    stored = {f["id"]: f for f in json.loads(run_cli("findings", "--format", "json", workspace=ws,
+                                                     check=True).stdout)}
+    (bid,) = [i for i, f in whole.items() if f["detection"] == "beaconing"]
+    assert later[bid]["bytes_out"] < whole[bid]["bytes_out"] and later[bid]["start"] > whole[bid]["start"]
+    for i, f in whole.items():  # nothing stored shrank: span and bytes of the full run are kept
+        assert stored[i]["bytes_out"] == max(f["bytes_out"], later.get(i, f)["bytes_out"])
+        assert stored[i]["start"] == min(f["start"], later.get(i, f)["start"])
+        assert stored[i]["end"] == max(f["end"], later.get(i, f)["end"])
+    w = abfluss.open_workspace(ws)
+    try:
+        runs = analysis.runs(w)
+    finally:
+        w.close()
+    assert [(r["engine"], r["findings"], r["new"], r["raised"]) for r in runs] == [
+        ("duckdb", len(whole), len(whole), 0), ("duckdb", len(later), 0, 0)]
+    assert runs[1]["window_start"].isoformat().startswith("2024-02-08T15:26:00")
+    assert runs[1]["unchanged"] + runs[1]["grown"] == len(later) and runs[0]["version"] == abfluss.__version__

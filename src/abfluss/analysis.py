@@ -199,7 +199,7 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
         flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]
     result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds, errors=errors)
     if store:
-        result.new = save(ws, findings, sinks)
+        result.new = save(ws, findings, sinks, window=(start, end), engine=backend, only=only)
     return result
 
 
@@ -210,36 +210,83 @@ def _utc(t: datetime) -> datetime:
 _ORDER = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
-def save(ws: Workspace, findings: list[Finding], sinks: tuple[str, ...] = ()) -> list[Finding]:
-    """Upsert findings by id; return those that are new or rose in severity, queued for ``sinks``
-    in the same transaction (``notified``: the severity last queued, so nothing is lost between
-    storing and sending)."""
+def merge(old: Finding, new: Finding) -> Finding:
+    """The stored form of a finding seen again: its evidence never shrinks.
+
+    A narrower window sees less of the same behaviour; the stored finding keeps the union of
+    both spans and the larger byte estimate. Its other fields (score, sentence, evidence) come
+    from the stronger of the two (severity, then bytes, then score; the new one on a tie).
+    """
+    def strength(f: Finding) -> tuple:
+        return _ORDER[f.severity], f.bytes_out, f.score
+
+    base = new if strength(new) >= strength(old) else old
+    out = Finding.from_dict(json.loads(json.dumps(base.to_dict(), default=str)))
+    out.start = min((t for t in (old.start, new.start) if t is not None), default=None)
+    out.end = max((t for t in (old.end, new.end) if t is not None), default=None)
+    out.bytes_out = max(old.bytes_out, new.bytes_out)
+    return out
+
+
+def _status(old: Finding | None, merged: Finding) -> str:
+    if old is None:
+        return "new"
+    if _ORDER[merged.severity] > _ORDER[old.severity]:
+        return "raised"
+    if merged.bytes_out > old.bytes_out or merged.start != old.start or merged.end != old.end:
+        return "grown"
+    return "unchanged"
+
+
+def save(ws: Workspace, findings: list[Finding], sinks: tuple[str, ...] = (),
+         window: tuple[datetime | None, datetime | None] = (None, None), engine: str = "duckdb",
+         only: tuple[str, ...] = ()) -> list[Finding]:
+    """Upsert findings by id, merged with what is stored (:func:`merge`: span and bytes only
+    grow), and record the run in ``analyses``; return those that are new or rose in severity,
+    queued for ``sinks`` in the same transaction (``notified``: the severity last queued, so
+    nothing is lost between storing and sending)."""
+    from . import __version__
     from .outputs import delivery
 
     ws.con.execute(delivery.DDL)
     now = datetime.now(timezone.utc)
-    prev = {r[0]: (r[1], r[2]) for r in ws.con.execute(
-        "SELECT id, notified, first_seen FROM findings").fetchall()}
+    prev = {r[0]: (r[1], r[2], r[3]) for r in ws.con.execute(
+        "SELECT id, notified, first_seen, doc FROM findings").fetchall()}
     fresh = []
     rows = []
+    counts = {"new": 0, "raised": 0, "grown": 0, "unchanged": 0}
     for f in findings:
-        notified, first = prev.get(f.id, (None, None))
-        if notified is None or _ORDER[f.severity] > _ORDER.get(notified, -1):
-            fresh.append(f)
-            notified = f.severity
-        rows.append((f.id, f.detection, f.severity, f.score, f.start, f.end, f.bytes_out,
-                     f.internal_hosts, json.dumps(f.to_dict(), default=str), first or now, now, notified))
+        notified, first, doc = prev.get(f.id, (None, None, None))
+        old = Finding.from_dict(json.loads(doc)) if doc else None
+        m = merge(old, f) if old else f
+        counts[_status(old, m)] += 1
+        if notified is None or _ORDER[m.severity] > _ORDER.get(notified, -1):
+            fresh.append(m)
+            notified = m.severity
+        rows.append((m.id, m.detection, m.severity, m.score, m.start, m.end, m.bytes_out,
+                     m.internal_hosts, json.dumps(m.to_dict(), default=str), first or now, now, notified))
     ws.con.execute("BEGIN")
     try:
         if rows:
             ws.con.executemany("DELETE FROM findings WHERE id = ?", [(r[0],) for r in rows])
             ws.con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         delivery.enqueue(ws.con, sinks, fresh)
+        ws.con.execute("""INSERT INTO analyses SELECT coalesce(max(id), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                          FROM analyses""",
+                       [now, window[0], window[1], engine, __version__, sorted(only) or list(_det.MODULES),
+                        len(findings), counts["new"], counts["raised"], counts["grown"], counts["unchanged"]])
         ws.con.execute("COMMIT")
     except Exception:
         ws.con.execute("ROLLBACK")
         raise
     return fresh
+
+
+def runs(ws: Workspace) -> list[dict]:
+    """The recorded analysis runs, oldest first (the ``analyses`` table)."""
+    cur = ws.con.execute("SELECT * FROM analyses ORDER BY id")
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def load(ws: Workspace, severity: str | None = None, host: str | None = None,

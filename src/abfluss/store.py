@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS findings (
     id VARCHAR PRIMARY KEY, detection VARCHAR, severity VARCHAR, score DOUBLE,
     start_ts TIMESTAMPTZ, end_ts TIMESTAMPTZ, bytes_out BIGINT, internal_hosts VARCHAR[],
     doc JSON, first_seen TIMESTAMPTZ, updated TIMESTAMPTZ, notified VARCHAR);
+-- every analysis run that stored findings: its window, engine and what it did to the findings
+CREATE TABLE IF NOT EXISTS analyses (
+    id BIGINT PRIMARY KEY, started_at TIMESTAMPTZ, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ,
+    engine VARCHAR, version VARCHAR, detections VARCHAR[], findings BIGINT, new BIGINT, raised BIGINT,
+    grown BIGINT, unchanged BIGINT);
 """
 
 

@@ -107,15 +107,16 @@ class Watcher:
 
     def detect(self) -> list[Finding]:
         """One detection run over the sliding window, plus sensor health; the new findings."""
-        new: list[Finding] = []
+        found: list[Finding] = []
+        window = (None, None)
         _lo, hi = analysis.data_span(self.ws)
         specs = tuple(s.spec for s in self.sinks)
         if hi is not None:
-            res = analysis.analyze(self.ws, hi - timedelta(seconds=self.opts.window), hi, sinks=specs)
-            new += res.new
-        health = [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
-        if health:
-            new += analysis.save(self.ws, health, specs)
+            window = (hi - timedelta(seconds=self.opts.window), hi)
+            found += analysis.analyze(self.ws, *window, store=False).findings
+        found += [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
+        # one save per cycle: stored findings only grow, and the cycle is one row in ``analyses``
+        new = analysis.save(self.ws, found, specs, window=window, engine="watch")
         self.stats["cycles"] += 1
         return new
 

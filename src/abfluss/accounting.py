@@ -38,7 +38,8 @@ CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
 #: or more with bytes out confirms an outflow) ...
 EXFIL_DETECTIONS = ("bulk_outbound", "upload_heavy", "dns_tunnel", "icmp_tunnel", "cleartext_sensitive_data")
 #: ... and indicators of a channel out without proof that data used it.
-INDICATOR_DETECTIONS = ("beaconing", "threat_intel", "rare_destination", "long_connection", "off_hours")
+INDICATOR_DETECTIONS = ("beaconing", "threat_intel", "rare_destination", "long_connection", "off_hours",
+                        "protocol_mismatch")
 #: Findings below this severity flag no bytes (they do not make a verdict suspicious either).
 FLAGGED_MIN_SEVERITY = "medium"
 #: Baseline: the robust z above a destination's median host-hour (history: ``analysis.LOOKBACK``).
@@ -238,10 +239,11 @@ def _pair_details(ws: Workspace, start, end, pairs: list[dict]) -> dict:
 
 
 def _telemetry(ws: Workspace, start, end) -> dict:
-    """What the window's flow telemetry holds: flows, flows across the boundary, internal
-    addresses seen, and the busiest addresses (what ``[networks] internal`` should match)."""
-    flows, crossing = ws.con.execute("""
-        SELECT count(*), coalesce(count_if(direction IN ('outbound', 'inbound')), 0)
+    """What the window's flow telemetry holds: flows, flows across the boundary, flows between
+    two external addresses, internal addresses seen, and the busiest addresses (what ``[networks] internal`` should match)."""
+    flows, crossing, external = ws.con.execute("""
+        SELECT count(*), coalesce(count_if(direction IN ('outbound', 'inbound')), 0),
+               coalesce(count_if(direction = 'external'), 0)
         FROM flows_directed WHERE ts >= ? AND ts < ?""", [start, end]).fetchall()[0]
     internal = ws.con.execute("""
         SELECT count(DISTINCT a) FROM (SELECT orig_h AS a, orig_internal AS i, ts FROM flows_directed
@@ -252,5 +254,6 @@ def _telemetry(ws: Workspace, start, end) -> dict:
                                       SELECT resp_h, ts FROM flows_directed)
         WHERE ts >= ? AND ts < ? AND a IS NOT NULL GROUP BY a ORDER BY n DESC, a LIMIT 3""",
                              [start, end]).fetchall()
-    return {"flows": int(flows), "boundary_flows": int(crossing), "internal_addresses": int(internal),
+    return {"flows": int(flows), "boundary_flows": int(crossing), "external_flows": int(external),
+            "internal_addresses": int(internal),
             "busiest_addresses": [{"address": a, "flows": int(n)} for a, n in busiest]}

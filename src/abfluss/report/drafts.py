@@ -19,7 +19,10 @@ from datetime import datetime, timedelta, timezone
 from .. import units
 from . import drafts_text, stix
 
-VERDICTS = ("EXFIL_CONFIRMED", "EXFIL_INDICATED", "NO_EXFIL_EVIDENCE")
+VERDICTS = ("EXFIL_CONFIRMED", "EXFIL_INDICATED", "NO_EXFIL_EVIDENCE", "NOT_ASSESSABLE")
+#: Drafts when the telemetry cannot support a statement: the supervisory authority is told, as
+#: Art. 33(4) allows, that the extent cannot yet be determined (and § 83a SGB X gets its copy).
+UNDETERMINED_DRAFTS = ["art33", "sgb10_83a", "register"]
 #: Asset tags that name a telematics-infrastructure service (§ 329 SGB V) and how it is written.
 TI_SERVICES = {"epa": "ePA", "kim": "KIM", "vsdm": "VSDM", "eau": "eAU", "erezept": "E-Rezept",
                "konnektor": "Konnektor/TI-Gateway"}
@@ -199,9 +202,11 @@ def build_drafts(inp: DraftInput, now: datetime, lang: str = "en", tlp: str = "a
     ctx = {"deadlines": dl, "high_risk": high_risk(inp), "changes": changes,
            "version": (prev["version"] + 1) if prev else 1,
            "stage": "follow-up" if prev else "initial", "now": now}
-    affected = inp.verdict != "NO_EXFIL_EVIDENCE"
+    affected = inp.verdict not in ("NO_EXFIL_EVIDENCE", "NOT_ASSESSABLE")
     kinds = ["register"]
-    if affected:
+    if inp.verdict == "NOT_ASSESSABLE":
+        kinds = list(UNDETERMINED_DRAFTS)
+    elif affected:
         kinds = ["art33", "art34", "sgb10_83a", "nis2_early", "nis2_notification", "nis2_final", "register"]
         if inp.ti_services:
             kinds.insert(3, "sgb5_329")
@@ -213,7 +218,8 @@ def build_drafts(inp: DraftInput, now: datetime, lang: str = "en", tlp: str = "a
         drafts["art34"]["communicate"] = ctx["high_risk"]
     if "nis2_final" in drafts:
         drafts["nis2_final"]["provisional"] = inp.notified_at is None
-    return {"tenant": inp.tenant, "status": "affected" if affected else "no_evidence",
+    status = "undetermined" if inp.verdict == "NOT_ASSESSABLE" else "affected" if affected else "no_evidence"
+    return {"tenant": inp.tenant, "status": status,
             "stage": ctx["stage"], "version": ctx["version"], "lang": lang,
             "aware_at": iso(inp.aware_at), "aware_at_source": "assumed" if inp.aware_at_assumed else "given",
             "now": iso(now), "verdict": inp.verdict,

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from .. import __version__, analysis, detections
+from .. import __version__, accounting, analysis, detections
 from ..coverage import coverage, payload_coverage
 from ..detections.cleartext_sensitive_data import CATEGORIES, PERSON, STRONGEST
 from ..errors import AbflussError
@@ -33,7 +32,7 @@ TOP_PAIRS = 25
 PLOT_HOSTS = 5
 #: A host-hour is above its baseline when it exceeds median + BASELINE_Z x 1.4826 x MAD of the
 #: host's own hourly bytes out before the window (robust z-score), and the baseline's p99.
-BASELINE_Z = 3.5
+BASELINE_Z = accounting.BASELINE_Z
 #: Timeline bucket sizes (s): the smallest giving at most TIMELINE_BUCKETS buckets is used.
 BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
 TIMELINE_BUCKETS = 60
@@ -118,6 +117,7 @@ def collect(ws: Workspace, start: datetime | None = None, end: datetime | None =
         "techniques": _techniques(ws, start, end, findings, sensors, errors),
         "sensitive_data": _sensitive(ws, start, end, findings),
         "integrity": _integrity(ws, start, end),
+        "accounting": accounting.account(ws, start, end, tenant, findings),
     }
 
 
@@ -224,14 +224,7 @@ def _hosts(ws: Workspace, rows: list[dict], start: datetime, tenant: str | None)
 
 def _baseline(values: list[int]) -> dict | None:
     """Median, MAD and p99 of a host's hourly bytes out before the window (hours with traffic)."""
-    if not values:
-        return None
-    med = statistics.median(values)
-    mad = statistics.median(abs(v - med) for v in values)
-    s = sorted(values)
-    p99 = s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
-    return {"hours": len(values), "median": med, "mad": mad, "p99": p99,
-            "threshold": max(med + BASELINE_Z * 1.4826 * mad, p99)}
+    return accounting.baseline(values)
 
 
 def _timeline(ws: Workspace, start: datetime, end: datetime, tenant: str | None, rows: list[dict]) -> dict:

@@ -40,12 +40,21 @@ def build(ws: Workspace, start: datetime | None = None, end: datetime | None = N
         raise AbflussError(f"--lang {lang!r}: one of {', '.join(LANGS)}")
     ev = evidence.collect(ws, start, end, tenant, findings)
     v = verdict.decide(ev)
-    for item in v["would_lower"] + v["reevaluate_on"]:
+    for item in v["would_lower"] + v["reevaluate_on"] + v["missing"]:
         item["text"] = reason_text(item, lang)
-    words = TEXTS[lang].get("statement_" + v["verdict"], "{verdict}: {start} – {end}")
+    for item in v["missing"]:
+        item["fix"] = TEXTS[lang]["fix_" + item["reason"] + ("_" + item["need"] if "need" in item else "")
+                                  ].format(**item)
+    unexplained = v["basis"] and v["basis"][0].get("kind") == "unexplained"
+    acc = ev["accounting"]
+    key = "statement_unexplained" if unexplained else "statement_" + v["verdict"]
+    words = TEXTS[lang].get(key, "{verdict}: {start} – {end}")
     statement = words.format(start=units.when(ev["window"]["start"], lang, seconds=True),
                              end=units.when(ev["window"]["end"], lang, seconds=True), verdict=v["verdict"],
-                             period=units.period(ev["window"]["start"], ev["window"]["end"], lang))
+                             period=units.period(ev["window"]["start"], ev["window"]["end"], lang),
+                             bytes=units.human_bytes(acc["categories"]["unexplained"], lang), share=units.percent(acc["shares"]["unexplained"], lang),
+                             destinations=acc["unexplained_destinations"],
+                             missing=" ".join(m["text"] for m in v["missing"]))
     v["coverage"]["statement"] = statement  # what the notification drafts quote (drafts.apply_report)
     rid = hashlib.sha256(json.dumps([ev["window"], tenant, ev["integrity"]["config_sha256"],
                                      [i["sha256"] for i in ev["integrity"]["inputs"]]]).encode()).hexdigest()[:16]
@@ -56,9 +65,12 @@ def build(ws: Workspace, start: datetime | None = None, end: datetime | None = N
         "deadlines": deadlines.section(aware_at, now or datetime.fromisoformat(generated.replace("Z", "+00:00"))),
         "verdict": v["verdict"], "confidence": v["confidence"], "confidence_label": v["confidence_label"],
         "coverage": v["coverage"], "exfiltration": ev.pop("exfiltration"),
-        "assessment": {k: v[k] for k in ("basis", "weaknesses", "would_lower", "reevaluate_on")},
+        "assessment": {k: v[k] for k in ("basis", "corroborated", "missing", "weaknesses", "would_lower",
+                                         "reevaluate_on")},
         "statement": statement,
         **ev,
+        # every host x destination x class is ``abfluss account --format csv``; the report keeps the summary
+        "accounting": {k: x for k, x in ev["accounting"].items() if k != "pairs"},
     }
 
 

@@ -170,6 +170,11 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 LANGS = tuple(TEXTS)
 
+from .texts_accounting import TEXTS_ACCOUNTING  # noqa: E402  the accounting words live in their own module
+
+for _lang, _words in TEXTS_ACCOUNTING.items():
+    TEXTS[_lang].update(_words)
+
 
 class _Shown(str):
     """A fact already written out in the report's language: any format spec in a text

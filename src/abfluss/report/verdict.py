@@ -1,23 +1,35 @@
 """The calibrated verdict (DOMAIN.md §4.1): never stronger than the telemetry allows.
 
-Rules, applied to the evidence dict of :func:`abfluss.report.evidence.collect`:
+Rules, applied in this order to the evidence dict of :func:`abfluss.report.evidence.collect`
+(its ``accounting`` section is :func:`abfluss.accounting.account`):
 
 ``EXFIL_CONFIRMED``
     at least one finding of an exfiltration-type detection (``EXFIL_DETECTIONS``: bulk
     outbound, upload-heavy, DNS tunnel, ICMP tunnel, cleartext sensitive data) of severity
-    high or critical with bytes out > 0. Confidence 0.9 for critical, 0.8 for high.
+    high or critical with bytes out > 0 (confidence 0.9 for critical, 0.8 for high); or
+    findings that corroborate each other on one host and destination (``corroborate``): an
+    upload-heavy finding, a destination first seen in the window and contacted by no other
+    internal host, and one more of: a single connection that sent ``CONFIRM_SINGLE_FLOW_BYTES``
+    or more, an off-hours finding, a volume far above the host's baseline (bulk outbound).
+    Confidence 0.8: data left to an unexplained destination.
 ``EXFIL_INDICATED``
-    otherwise, any finding of medium or more: an exfiltration-type one of medium severity, or
-    an indicator (``INDICATOR_DETECTIONS``: beaconing, threat intelligence, rare destination, long
-    connection, off-hours) of medium or more. Confidence 0.4 + 0.3 x (strongest score / 100).
+    otherwise, any finding of medium or more of an exfiltration-type or indicator detection
+    (``INDICATOR_DETECTIONS``: beaconing, threat intelligence, rare destination, long
+    connection, off-hours); confidence 0.4 + 0.3 x (strongest score / 100). Or an unexplained
+    outflow that is not small (``unexplained_small``), with the unexplained destinations as
+    its basis; confidence 0.4 + 0.3 x the unexplained share of the bytes out.
+``NOT_ASSESSABLE``
+    otherwise, when the telemetry cannot support a statement (``missing``): no flow telemetry in
+    the window, internal networks that match no observed address (or most flows between two
+    external addresses), no flow between an internal and an external address, sensors
+    covering less than ``MIN_WINDOW_SHARE`` of the window, or a channel check (``CHANNEL_CHECKS``)
+    that could not run. Each item names what is missing and how to fix it. Confidence 0: no
+    statement about outflow is made; the notification drafts say the extent cannot yet be
+    determined (Art. 33(4)).
 ``NO_EXFIL_EVIDENCE``
-    otherwise. The statement is "no outflow was found in the telemetry listed", so its
-    confidence starts at ``NO_EXFIL_START`` and every known weakness of that telemetry lowers
-    it (``PENALTIES``): window not covered in time (gaps, sensors starting late), capture loss
-    (missed bytes), flow records only, NetFlow whose sampling is unknown, the encrypted or
-    uninspected share of the outflow, no DNS telemetry, no threat-intelligence list, a short
-    observation span or no baseline before the window, low-severity findings, and attack activity
-    that is not an outflow (scans, password guessing: medium or more).
+    otherwise: the unexplained outflow is small and every channel check ran. The statement is
+    "no outflow was found in the telemetry listed", so its confidence starts at
+    ``NO_EXFIL_START`` and every known weakness of that telemetry lowers it (``PENALTIES``).
 
 Every verdict carries the coverage it rests on and a non-empty ``would_lower`` list: the
 reasons that reduce (or would reduce) confidence in it, and ``reevaluate_on``: the events that
@@ -26,11 +38,23 @@ call for a follow-up report (Art. 33(4)). Labels: high >= 0.8 > medium >= 0.5 > 
 
 from __future__ import annotations
 
-EXFIL_DETECTIONS = ("bulk_outbound", "upload_heavy", "dns_tunnel", "icmp_tunnel", "cleartext_sensitive_data")
-#: Indicators of a channel out without proof that data used it.
-INDICATOR_DETECTIONS = ("beaconing", "threat_intel", "rare_destination", "long_connection", "off_hours",
-                        "protocol_mismatch")
-VERDICTS = ("EXFIL_CONFIRMED", "EXFIL_INDICATED", "NO_EXFIL_EVIDENCE")
+from ..accounting import EXFIL_DETECTIONS, INDICATOR_DETECTIONS
+
+VERDICTS = ("EXFIL_CONFIRMED", "EXFIL_INDICATED", "NO_EXFIL_EVIDENCE", "NOT_ASSESSABLE")
+#: Unexplained outflow up to this many bytes is small whatever its share ...
+UNEXPLAINED_NEGLIGIBLE_BYTES = 100_000
+#: ... and up to this many bytes when it is at most this share of all bytes out; above
+#: UNEXPLAINED_MAX_BYTES it is never small (a missed DNS tunnel of ~300 KB must show).
+UNEXPLAINED_MAX_BYTES = 250_000
+UNEXPLAINED_MAX_SHARE = 0.05
+#: A single connection that sent at least this much corroborates an upload (1 MB).
+CONFIRM_SINGLE_FLOW_BYTES = 1_000_000
+#: Sensors must cover at least this share of the window in time for any statement.
+MIN_WINDOW_SHARE = 0.5
+#: More than this share of flows between two external addresses: the internal networks are wrong.
+EXTERNAL_FLOWS_MAX_SHARE = 0.5
+#: The checks of the ways data leaves; each must have run for NO_EXFIL_EVIDENCE.
+CHANNEL_CHECKS = ("bulk_outbound", "upload_heavy", "dns_tunnel", "icmp_tunnel")
 NO_EXFIL_START = 0.95
 #: Points subtracted from the NO_EXFIL confidence, by reason (multiplied by a share where noted).
 PENALTIES = {
@@ -46,6 +70,7 @@ PENALTIES = {
     "low_findings": 0.05,       # low/info findings exist
     "attack_activity": 0.10,    # medium+ findings of other kinds (scans, password guessing)
     "checks_failed": 0.10,      # a detection failed with an error: its technique was not checked
+    "unexplained": 0.10,        # x share of the bytes out that is unexplained (small, or it would indicate)
 }
 SHORT_SPAN_SECONDS = 86400
 FLOOR = 0.05
@@ -119,37 +144,131 @@ def _weaknesses(ev: dict, cov: dict) -> list[dict]:
              and f["detection"] not in EXFIL_DETECTIONS + INDICATOR_DETECTIONS]
     if other:
         add("attack_activity", PENALTIES["attack_activity"], detections=sorted({f["detection"] for f in other}))
+    acc = ev["accounting"]
+    share = acc["shares"]["unexplained"]
+    if share > 0:
+        add("unexplained", PENALTIES["unexplained"] * share, share=share, bytes=acc["categories"]["unexplained"])
     return w
 
 
+def unexplained_small(acc: dict) -> bool:
+    """Is the unexplained outflow small enough for NO_EXFIL_EVIDENCE (module constants)?"""
+    b, share = acc["categories"]["unexplained"], acc["shares"]["unexplained"]
+    return b <= UNEXPLAINED_NEGLIGIBLE_BYTES or (b <= UNEXPLAINED_MAX_BYTES and share <= UNEXPLAINED_MAX_SHARE)
+
+
+def _covers(f: dict, host: str, dest: str, name: str | None) -> bool:
+    if host not in f["internal_hosts"]:
+        return False
+    n = (name or "").lower()
+    return dest in f["external_hosts"] or any(n == x.lower() or n.endswith("." + x.lower())
+                                              for x in f["external_names"] if n)
+
+
+def corroborate(ev: dict) -> list[dict]:
+    """Host x destination pairs whose findings corroborate an outflow (see the module doc)."""
+    out = []
+    start = ev["window"]["start"]
+    for p in ev["accounting"]["flagged"] + ev["accounting"]["top_unexplained"]:
+        mine = [f for f in ev["findings"] if _covers(f, p["host"], p["destination"], p["name"])]
+        host_fs = [f for f in ev["findings"] if p["host"] in f["internal_hosts"]]
+        signals = []
+        if any(f["detection"] == "upload_heavy" for f in mine):
+            signals.append("upload_heavy")
+        if p.get("other_hosts") == 0 and (p.get("destination_first_seen") or "") >= start:
+            signals.append("first_seen_single_host")
+        if p.get("largest_flow", 0) >= CONFIRM_SINGLE_FLOW_BYTES:
+            signals.append("large_single_transfer")
+        if any(f["detection"] == "off_hours" for f in host_fs):
+            signals.append("off_hours")
+        if any(f["detection"] == "bulk_outbound" for f in host_fs):
+            signals.append("above_baseline")
+        if {"upload_heavy", "first_seen_single_host"} <= set(signals) and len(signals) >= 3:
+            out.append({"host": p["host"], "destination": p["destination"], "name": p["name"],
+                        "bytes_out": p["bytes"], "largest_flow": p.get("largest_flow", 0), "signals": signals,
+                        "findings": sorted({f["id"] for f in mine}), "severity": "high"})
+    return out
+
+
+def missing(ev: dict, cov: dict) -> list[dict]:
+    """What keeps the telemetry from supporting a statement, each with the facts its fix names."""
+    tel = ev["accounting"]["telemetry"]
+    out = []
+    if tel["flows"] == 0:
+        out.append({"reason": "no_flows"})
+    elif tel["internal_addresses"] == 0:
+        out.append({"reason": "internal_unmatched", "networks": ", ".join(ev["scope"]["internal_networks"]),
+                    "busiest": ", ".join(f"{a['address']} ({a['flows']})" for a in tel["busiest_addresses"])})
+    elif tel.get("external_flows", 0) > EXTERNAL_FLOWS_MAX_SHARE * tel["flows"]:
+        out.append({"reason": "mostly_external", "share": round(tel["external_flows"] / tel["flows"], 4),
+                    "busiest": ", ".join(f"{a['address']} ({a['flows']})" for a in tel["busiest_addresses"])})
+    elif tel["boundary_flows"] == 0:
+        out.append({"reason": "no_outbound"})
+    if tel["flows"] and cov["window_time_share"] < MIN_WINDOW_SHARE:
+        out.append({"reason": "uncovered", "share": cov["window_time_share"], "minimum": MIN_WINDOW_SHARE})
+    if tel["flows"]:
+        checks = {t["id"]: t for t in ev["techniques"]}
+        for c in CHANNEL_CHECKS:
+            t = checks.get(c)
+            if t and t["result"] not in ("finding", "no_finding"):
+                need = "enable" if t["result"] == "disabled" else "dns" if t["data_source"] == "dns" else "flows"
+                out.append({"reason": "channel_unchecked", "check": c, "why": t["reason"] or t["result"],
+                            "need": need})
+    return out
+
+
 def decide(ev: dict) -> dict:
-    """The verdict, its confidence (0-1 and a label), its coverage and what would lower it."""
+    """The verdict, its confidence (0-1 and a label), its coverage, what is missing and what would lower it."""
     cov = coverage_summary(ev)
     weak = _weaknesses(ev, cov)
+    acc = ev["accounting"]
     fs = ev["findings"]
     hard = [f for f in fs if f["detection"] in EXFIL_DETECTIONS and _RANK[f["severity"]] >= 3 and f["bytes_out"] > 0]
     soft = [f for f in fs if _RANK[f["severity"]] >= 2 and f["detection"] in EXFIL_DETECTIONS + INDICATOR_DETECTIONS]
+    corroborated = corroborate(ev)
+    lacking = missing(ev, cov)
+    basis: list[dict] = []
     if hard:
         verdict = "EXFIL_CONFIRMED"
         conf = 0.9 if any(f["severity"] == "critical" for f in hard) else 0.8
-        basis = hard
+        basis = _findings_basis(hard)
+        lowers = [{"reason": "destination_authorised"}, {"reason": "estimate_includes_overhead"}]
+    elif corroborated:
+        verdict = "EXFIL_CONFIRMED"
+        conf = 0.8
+        ids = {i for c in corroborated for i in c["findings"]}
+        basis = _findings_basis([f for f in fs if f["id"] in ids])
         lowers = [{"reason": "destination_authorised"}, {"reason": "estimate_includes_overhead"}]
     elif soft:
         verdict = "EXFIL_INDICATED"
         conf = 0.4 + 0.3 * max(f["score"] for f in soft) / 100
-        basis = soft
+        basis = _findings_basis(soft)
         lowers = [{"reason": "benign_explanation"}, {"reason": "destination_authorised"}]
+    elif not unexplained_small(acc):
+        verdict = "EXFIL_INDICATED"
+        conf = 0.4 + 0.3 * acc["shares"]["unexplained"]
+        basis = [{"kind": "unexplained", "host": p["host"], "destination": p["destination"], "name": p["name"],
+                  "channel": p.get("channel"), "bytes_out": p["bytes"], "flows": p["flows"],
+                  "first_seen": p.get("destination_first_seen") or p["first_seen"]} for p in acc["top_unexplained"]]
+        lowers = [{"reason": "benign_explanation"}, {"reason": "destination_authorised"}]
+    elif lacking:
+        verdict = "NOT_ASSESSABLE"
+        conf = 0.0
+        lowers = [dict(m) for m in lacking]  # what keeps it from a statement
     else:
         verdict = "NO_EXFIL_EVIDENCE"
         conf = NO_EXFIL_START - sum(x["points"] for x in weak)
-        basis = []
         lowers = weak + [{"reason": r} for r in ALWAYS]
-    conf = round(max(FLOOR, min(0.99, conf)), 2)
+    conf = 0.0 if verdict == "NOT_ASSESSABLE" else round(max(FLOOR, min(0.99, conf)), 2)
     return {
         "verdict": verdict, "confidence": conf, "confidence_label": label(conf), "coverage": cov,
-        "basis": [{"id": f["id"], "detection": f["detection"], "severity": f["severity"],
-                   "bytes_out": f["bytes_out"]} for f in basis],
+        "basis": basis, "corroborated": corroborated, "missing": lacking,
         "weaknesses": weak,
         "would_lower": lowers,
         "reevaluate_on": [{"reason": r} for r in ALWAYS],
     }
+
+
+def _findings_basis(fs: list[dict]) -> list[dict]:
+    return [{"kind": "finding", "id": f["id"], "detection": f["detection"], "severity": f["severity"],
+             "bytes_out": f["bytes_out"]} for f in fs]

@@ -257,6 +257,9 @@ def apply_report(inp: DraftInput, report: dict) -> DraftInput:
     text = cov if isinstance(cov, str) else (coverage_text(cov, lang) or cov.get("statement", "")) \
         if isinstance(cov, dict) else ""
     gaps = tuple(str(g) for g in (cov.get("gaps", ()) if isinstance(cov, dict) else ()))
+    # what keeps the telemetry from a statement (NOT_ASSESSABLE) is the first gap the drafts name
+    missing = tuple(str(m.get("text") or m.get("reason")) for m in (report.get("assessment") or {}).get("missing", ()))
+    gaps = missing + gaps
     return replace(inp, verdict=report.get("verdict", inp.verdict),
                    confidence=report.get("confidence", inp.confidence),
                    coverage=text or inp.coverage, gaps=gaps or inp.gaps)

@@ -148,13 +148,6 @@ def verdict(inp, lang: str) -> str:
     if inp.verdict == "EXFIL_CONFIRMED":
         return _(lang, f"**Data outflow established** (EXFIL_CONFIRMED) in the period {w}{cov}. {conf}",
                  f"**Ein Datenabfluss wurde festgestellt** (EXFIL_CONFIRMED) im Zeitraum {w}{cov}. {conf}")
-    if inp.verdict == "NOT_ASSESSABLE":  # the report's statement names what is missing
-        return _(lang, f"**The extent of a data outflow cannot yet be determined** (NOT_ASSESSABLE), period {w}. "
-                       + (inp.coverage or "The telemetry cannot support a statement; as Art. 33(4) GDPR allows, the "
-                          "information will be provided in phases without undue further delay."),
-                 f"**Der Umfang eines Datenabflusses kann noch nicht festgestellt werden** (NOT_ASSESSABLE), "
-                 f"Zeitraum {w}. " + (inp.coverage or "Die Daten tragen keine Aussage; wie Art. 33 Abs. 4 DSGVO "
-                                      "erlaubt, werden die Informationen schrittweise bereitgestellt."))
     if inp.verdict == "EXFIL_INDICATED":
         return _(lang, f"**Data outflow indicated, not proven** (EXFIL_INDICATED) in the period {w}{cov}. {conf}",
                  f"**Es liegen Hinweise auf einen Datenabfluss vor; er ist nicht nachgewiesen** (EXFIL_INDICATED) "

@@ -5,7 +5,7 @@ the outflow ledger (internal host x external destination x hour) for the window 
 in the first class that applies, so the five classes sum to the ledger's bytes out, to the byte:
 
 ``local``        multicast, broadcast, link-local or unspecified destination (``dest_class``
-                 ``local`` where the ledger says so, else by address: ``LOCAL_NETWORKS``)
+                 ``local``; checked by address too: ``enrich.LOCAL_NETWORKS``)
 ``allowlisted``  an allowlisted network or domain (``dest_class`` ``allowlisted``)
 ``flagged``      covered by a finding of an exfiltration or indicator detection of
                  ``FLAGGED_MIN_SEVERITY`` or more naming the host and the destination (a finding
@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from .analysis import LOOKBACK
+from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
 from .findings import SEVERITIES, Finding
 from .ledger import LedgerQuery, ledger_with_totals
@@ -46,9 +47,6 @@ FLAGGED_MIN_SEVERITY = "medium"
 BASELINE_Z = 3.5
 #: Unexplained host x destination pairs listed (the full list: ``abfluss account --format csv``).
 TOP_UNEXPLAINED = 10
-#: Addresses that are never outflow: multicast, limited broadcast, link-local, unspecified.
-LOCAL_NETWORKS = ("224.0.0.0/4", "255.255.255.255/32", "169.254.0.0/16", "0.0.0.0/8",
-                  "ff00::/8", "fe80::/10", "::/128")
 _LOCAL = tuple(ipaddress.ip_network(n) for n in LOCAL_NETWORKS)
 
 

@@ -27,6 +27,7 @@ EXPECTED = {
     "lab-beacon.pcap": {"flagged": 50391, "unexplained": 16741},
     "lab-dlp-tls.pcap": {"unexplained": 21708},
     "lab-dlp.pcap": {"flagged": 70607, "unexplained": 932},
+    "lab-dlp-exports.pcap": {"flagged": 90984},
     "lab-dns-tunnel.pcap": {"flagged": 366361, "unexplained": 4122},
     "lab-https-upload.pcap": {"flagged": 8021598, "unexplained": 19910},
 }
@@ -61,6 +62,30 @@ def test_every_lab_capture_is_accounted_to_the_byte(tmp_path_factory):
     assert up["flows"] == 4 and up["channel"] == "tls" and up["largest_flow"] == 2006424
     assert [p["name"] for p in a["top_unexplained"]] == ["cdn.example-media.test", "www.example-shop.test"]
     assert a["top_unexplained"][0]["first_seen"] == "2026-11-29T15:00:32.040000Z"
+
+
+def test_every_tunnel_capture_is_accounted_to_the_byte(tmp_path_factory):
+    """examples/tunnels/ (iodine, dns2tcp, ptunnel-ng; pcap and NetFlow views) in one workspace, one
+    sensor each: the whole span and every capture's own span sum to the ledger to the byte."""
+    caps = sorted(str(p) for p in (EXAMPLES / "tunnels").glob("*.pcap"))
+    assert len(caps) >= 10
+    root = workspace_for(tuple(caps), tmp_path_factory.mktemp("acc-tunnels"))
+    ws = abfluss.open_workspace(root)
+    try:
+        findings = analysis.analyze(ws, store=False).findings  # once: every window below reuses them
+        whole = account(ws, findings=findings)
+        lo, hi = analysis.data_span(ws)
+        assert sum(whole["categories"].values()) == whole["bytes_out"] == totals(ws, LedgerQuery(lo, hi))["bytes_out"]
+        assert whole["categories"]["flagged"] > 0.9 * whole["bytes_out"]  # the tunnels are found
+        inputs = ws.inputs()
+        assert len(inputs) == len(caps)
+        for i in inputs:
+            end = i["last_ts"] + timedelta(microseconds=1)
+            a = account(ws, i["first_ts"], end, findings=findings)
+            t = totals(ws, LedgerQuery(i["first_ts"], end))
+            assert sum(a["categories"].values()) == a["bytes_out"] == t["bytes_out"] > 0, i["path"]
+    finally:
+        ws.close()
 
 
 def test_multi_day_zeek_set_per_day_and_in_all(tmp_path_factory):

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests.
 DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip
 
-.PHONY: demo test bench fuzz sysdeps clean lab lab-scenarios lab-tunnels
+.PHONY: demo test bench eval fuzz sysdeps clean lab lab-scenarios lab-tunnels
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -57,6 +57,10 @@ FUZZ_SECONDS ?= 300
 FUZZ_CRASHES ?= /tmp/abfluss-fuzz-crashes
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/run.py --all --seconds $(FUZZ_SECONDS) --crashes $(FUZZ_CRASHES)
+
+# The verdicts and their confidence over the labelled set (bench/eval.py; table in docs/report.md).
+eval: $(STAMP)
+	$(PY) bench/eval.py
 
 lab: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab)"; exit 1; }

@@ -110,7 +110,7 @@ def test_benign_capture_has_no_exfil_evidence_with_its_coverage(reports):
                        "new_iocs", "leak_site", "unmonitored_egress", "hosts_reimaged"]
     c = rep["coverage"]
     assert (c["window_time_share"], c["outbound_bytes"], c["dns_queries"]) == (1.0, 9380, 14)
-    assert c["checks_not_checkable"] == ["threat_intel"]
+    assert c["checks_not_checkable"] == ["ids_alert", "threat_intel"]  # no IDS alerts, no indicator list
     checks = {c["id"]: c for c in rep["techniques"]}
     assert checks["dns_tunnel"]["result"] == "no_finding"
     assert checks["threat_intel"]["reason"] == "no indicator list configured"

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("abfluss_eval", ROOT / "bench" / "eval.py")
 ev = importlib.util.module_from_spec(_spec)
+sys.modules["abfluss_eval"] = ev  # its dataclasses look their module up there
 _spec.loader.exec_module(ev)
 
 

@@ -103,8 +103,11 @@ def test_dlp_is_confirmed_with_120_kvnr_counted_once(reports):
 def test_benign_capture_has_no_exfil_evidence_with_its_coverage(reports):
     rep, _ = reports("benign")
     assert rep["verdict"] == "NO_EXFIL_EVIDENCE" and rep["assessment"]["missing"] == []
-    # 0.95 - encrypted 0.003 - no TI 0.05 - short span 0.1 - no baseline 0.1 - unexplained 0.1 x 95.9 %
-    assert rep["confidence"] == 0.6 < 1
+    # 0.95 x content 0.9937 x checks 10/11 x explained 0.982 x baseline 0.85 x span 0.9 (measured shares)
+    assert rep["confidence"] == 0.64 < 1
+    assert rep["assessment"]["confidence_factors"] == {
+        "time_covered": 1.0, "capture_kept": 1.0, "content_inspected": 0.9937, "checks_runnable": 0.9091,
+        "explained": 0.982, "baseline": 0.85, "span": 0.9, "sampling": 1.0}
     reasons = [w["reason"] for w in rep["assessment"]["would_lower"]]
     assert reasons == ["encrypted", "no_threat_intel", "short_span", "no_baseline", "unexplained",
                        "new_iocs", "leak_site", "unmonitored_egress", "hosts_reimaged"]
@@ -281,7 +284,7 @@ def test_a_failing_detection_is_not_checked_and_the_others_still_count(tmp_path,
     assert checks["long_connection"]["result"] == "error"
     assert checks["long_connection"]["reason"] == ("the detection failed: ValueError: Conversion Error: Type DOUBLE "
                                                   "with value inf can't be cast")
-    assert checks["upload_heavy"]["result"] == "finding" and rep["verdict"] == "EXFIL_INDICATED"
+    assert checks["upload_heavy"]["result"] == "finding" and rep["verdict"] == "EXFIL_CONFIRMED"  # corroborated upload
     assert "long_connection" in rep["coverage"]["checks_not_checkable"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "not checked: error" in html

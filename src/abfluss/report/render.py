@@ -65,8 +65,8 @@ def build(ws: Workspace, start: datetime | None = None, end: datetime | None = N
         "deadlines": deadlines.section(aware_at, now or datetime.fromisoformat(generated.replace("Z", "+00:00"))),
         "verdict": v["verdict"], "confidence": v["confidence"], "confidence_label": v["confidence_label"],
         "coverage": v["coverage"], "exfiltration": ev.pop("exfiltration"),
-        "assessment": {k: v[k] for k in ("basis", "corroborated", "missing", "weaknesses", "would_lower",
-                                         "reevaluate_on")},
+        "assessment": {k: v[k] for k in ("basis", "corroborated", "missing", "weaknesses",
+                                         "confidence_factors", "would_lower", "reevaluate_on")},
         "statement": statement,
         **ev,
         # every host x destination x class is ``abfluss account --format csv``; the report keeps the summary

@@ -29,7 +29,9 @@ Rules, applied in this order to the evidence dict of :func:`abfluss.report.evide
 ``NO_EXFIL_EVIDENCE``
     otherwise: the unexplained outflow is small and every channel check ran. The statement is
     "no outflow was found in the telemetry listed", so its confidence starts at
-    ``NO_EXFIL_START`` and every known weakness of that telemetry lowers it (``PENALTIES``).
+    ``NO_EXFIL_START`` times one factor per measured share of the telemetry (``confidence_factors``:
+    time covered, capture kept, content inspected, checks runnable, outflow explained, bytes with
+    a baseline, span, sampling known); each weakness lists what it costs.
 
 Every verdict carries the coverage it rests on and a non-empty ``would_lower`` list: the
 reasons that reduce (or would reduce) confidence in it, and ``reevaluate_on``: the events that
@@ -56,22 +58,22 @@ EXTERNAL_FLOWS_MAX_SHARE = 0.5
 #: The checks of the ways data leaves; each must have run for NO_EXFIL_EVIDENCE.
 CHANNEL_CHECKS = ("bulk_outbound", "upload_heavy", "dns_tunnel", "icmp_tunnel")
 NO_EXFIL_START = 0.95
-#: Points subtracted from the NO_EXFIL confidence, by reason (multiplied by a share where noted).
-PENALTIES = {
-    "time_gap": 1.0,            # x share of the window no sensor covered
-    "capture_loss": 1.0,        # x largest missed-bytes share of any sensor
-    "flow_only": 0.10,          # no sensor with payload: no content inspection at all
-    "sampling_unknown": 0.15,   # NetFlow/IPFIX: sampled flows can miss small transfers
-    "encrypted": 0.10,          # x share of the outflow whose content was not inspected
-    "no_dns": 0.15,             # DNS tunnelling not checkable
-    "no_threat_intel": 0.05,    # no indicator list: known attacker infrastructure not matched
-    "short_span": 0.10,         # window shorter than a day
-    "no_baseline": 0.10,        # no data before the window: no host's own baseline
-    "low_findings": 0.05,       # low/info findings exist
-    "attack_activity": 0.10,    # medium+ findings of other kinds (scans, password guessing)
-    "checks_failed": 0.10,      # a detection failed with an error: its technique was not checked
-    "unexplained": 0.10,        # x share of the bytes out that is unexplained (small, or it would indicate)
-}
+#: The NO_EXFIL_EVIDENCE confidence is NO_EXFIL_START times one factor per measured share of the
+#: telemetry (``confidence_factors``), each 1 when that part is complete:
+#:   time_covered       share of the window the sensors saw (gaps, late start, early end)
+#:   capture_kept       1 - the largest share of bytes a sensor reported as missed
+#:   content_inspected  1 - WEIGHTS x share of the outflow whose content was not inspected
+#:   checks_runnable    share of the enabled outflow and indicator checks that could run
+#:   explained          1 - WEIGHTS x unexplained bytes / UNEXPLAINED_MAX_BYTES (the allowance used)
+#:   baseline           1 - WEIGHTS x share of the bytes out from hosts without a baseline
+#:   span               1 - WEIGHTS x the part of a day the window falls short of
+#:   sampling           1 - WEIGHTS when a NetFlow/IPFIX sensor's sampling is unknown
+#: Evaluated with ``make eval`` (bench/eval.py; table in docs/report.md).
+WEIGHTS = {"content_inspected": 0.2, "explained": 0.5, "baseline": 0.15, "span": 0.1, "sampling": 0.15}
+#: Which factor each weakness lowers (its ``points``: the confidence it costs, with the others kept).
+FACTOR_OF = {"time_gap": "time_covered", "capture_loss": "capture_kept", "encrypted": "content_inspected",
+             "no_dns": "checks_runnable", "no_threat_intel": "checks_runnable", "short_span": "span",
+             "no_baseline": "baseline", "unexplained": "explained", "sampling_unknown": "sampling"}
 SHORT_SPAN_SECONDS = 86400
 FLOOR = 0.05
 _RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -110,45 +112,73 @@ def coverage_summary(ev: dict) -> dict:
 
 
 def _weaknesses(ev: dict, cov: dict) -> list[dict]:
-    """Each weakness of the telemetry with the points it costs a NO_EXFIL statement."""
+    """Each weakness of the telemetry with its facts (``decide`` fills in the points it costs)."""
     w = []
-    add = lambda key, points, **facts: w.append({"reason": key, "points": round(points, 4), **facts})  # noqa: E731
+    add = lambda key, **facts: w.append({"reason": key, "points": 0.0, **facts})  # noqa: E731
     uncovered = 1.0 - cov["window_time_share"]
     if uncovered > 0.0001:
         gaps = sorted((g for s in ev["telemetry"] for g in s["largest_gaps"]), key=lambda g: -g["minutes"])[:10]
         largest = f"{gaps[0]['start']} – {gaps[0]['end']}" if gaps else "-"
-        add("time_gap", PENALTIES["time_gap"] * uncovered, share=round(uncovered, 4), largest=largest, gaps=gaps)
+        add("time_gap", share=round(uncovered, 4), largest=largest, gaps=gaps)
     if cov["missed_share"] > 0:
-        add("capture_loss", PENALTIES["capture_loss"] * cov["missed_share"], share=cov["missed_share"])
+        add("capture_loss", share=cov["missed_share"])
     if not cov["payload_sensors"]:
-        add("flow_only", PENALTIES["flow_only"])
+        add("flow_only")
     if cov["sampling_unknown"]:
-        add("sampling_unknown", PENALTIES["sampling_unknown"])
+        add("sampling_unknown")
     uninspected = round(1.0 - cov["cleartext_share"], 4) if cov["outbound_bytes"] else 0.0
     if uninspected > 0:
-        add("encrypted", PENALTIES["encrypted"] * uninspected, share=uninspected)
+        add("encrypted", share=uninspected)
     if "dns_tunnel" in cov["checks_not_checkable"]:
-        add("no_dns", PENALTIES["no_dns"])
+        add("no_dns")
     if "threat_intel" in cov["checks_not_checkable"]:
-        add("no_threat_intel", PENALTIES["no_threat_intel"])
+        add("no_threat_intel")
     failed = sorted(t["id"] for t in ev["techniques"] if t["result"] == "error")
     if failed:
-        add("checks_failed", PENALTIES["checks_failed"], detections=failed)
+        add("checks_failed", detections=failed)
     if ev["window"]["seconds"] < SHORT_SPAN_SECONDS:
-        add("short_span", PENALTIES["short_span"], seconds=ev["window"]["seconds"])
+        add("short_span", seconds=ev["window"]["seconds"])
     if ev["hosts"] and not any(h["baseline"] for h in ev["hosts"]):
-        add("no_baseline", PENALTIES["no_baseline"])
+        add("no_baseline")
     if any(_RANK[f["severity"]] < 2 for f in ev["findings"]):
-        add("low_findings", PENALTIES["low_findings"])
+        add("low_findings")
     other = [f for f in ev["findings"] if _RANK[f["severity"]] >= 2
              and f["detection"] not in EXFIL_DETECTIONS + INDICATOR_DETECTIONS]
     if other:
-        add("attack_activity", PENALTIES["attack_activity"], detections=sorted({f["detection"] for f in other}))
+        add("attack_activity", detections=sorted({f["detection"] for f in other}))
     acc = ev["accounting"]
     share = acc["shares"]["unexplained"]
     if share > 0:
-        add("unexplained", PENALTIES["unexplained"] * share, share=share, bytes=acc["categories"]["unexplained"])
+        add("unexplained", share=share, bytes=acc["categories"]["unexplained"])
     return w
+
+
+def confidence_factors(ev: dict, cov: dict) -> dict:
+    """The measured shares a NO_EXFIL_EVIDENCE confidence is the product of (see ``WEIGHTS``)."""
+    acc = ev["accounting"]
+    checks = [t for t in ev["techniques"]
+              if t["id"] in EXFIL_DETECTIONS + INDICATOR_DETECTIONS and t["result"] != "disabled"]
+    runnable = sum(t["result"] in ("finding", "no_finding") for t in checks) / len(checks) if checks else 0.0
+    total = sum(h["bytes_out"] for h in ev["hosts"])
+    without = sum(h["bytes_out"] for h in ev["hosts"] if not h["baseline"]) / total if total else 0.0
+    w = WEIGHTS
+    return {k: round(v, 4) for k, v in {
+        "time_covered": cov["window_time_share"],
+        "capture_kept": 1 - cov["missed_share"],
+        "content_inspected": 1 - w["content_inspected"] * (1 - cov["cleartext_share"]) if cov["outbound_bytes"] else 1.0,
+        "checks_runnable": runnable,
+        "explained": 1 - w["explained"] * min(1.0, acc["categories"]["unexplained"] / UNEXPLAINED_MAX_BYTES),
+        "baseline": 1 - w["baseline"] * without,
+        "span": 1 - w["span"] * max(0.0, 1 - ev["window"]["seconds"] / SHORT_SPAN_SECONDS),
+        "sampling": 1 - w["sampling"] if cov["sampling_unknown"] else 1.0,
+    }.items()}
+
+
+def _product(factors: dict) -> float:
+    p = NO_EXFIL_START
+    for v in factors.values():
+        p *= max(0.0, v)
+    return p
 
 
 def unexplained_small(acc: dict) -> bool:
@@ -221,6 +251,12 @@ def decide(ev: dict) -> dict:
     """The verdict, its confidence (0-1 and a label), its coverage, what is missing and what would lower it."""
     cov = coverage_summary(ev)
     weak = _weaknesses(ev, cov)
+    factors = confidence_factors(ev, cov)
+    model = _product(factors)
+    for x in weak:  # what each weakness costs: the confidence with its factor complete, minus it
+        f = FACTOR_OF.get(x["reason"])
+        if f and factors[f] > 0:
+            x["points"] = round(model / factors[f] - model, 4)
     acc = ev["accounting"]
     fs = ev["findings"]
     hard = [f for f in fs if f["detection"] in EXFIL_DETECTIONS and _RANK[f["severity"]] >= 3 and f["bytes_out"] > 0]
@@ -257,13 +293,13 @@ def decide(ev: dict) -> dict:
         lowers = [dict(m) for m in lacking]  # what keeps it from a statement
     else:
         verdict = "NO_EXFIL_EVIDENCE"
-        conf = NO_EXFIL_START - sum(x["points"] for x in weak)
+        conf = model
         lowers = weak + [{"reason": r} for r in ALWAYS]
     conf = 0.0 if verdict == "NOT_ASSESSABLE" else round(max(FLOOR, min(0.99, conf)), 2)
     return {
         "verdict": verdict, "confidence": conf, "confidence_label": label(conf), "coverage": cov,
         "basis": basis, "corroborated": corroborated, "missing": lacking,
-        "weaknesses": weak,
+        "weaknesses": weak, "confidence_factors": factors,
         "would_lower": lowers,
         "reevaluate_on": [{"reason": r} for r in ALWAYS],
     }

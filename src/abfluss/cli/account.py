@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..accounting import CATEGORIES, account as _account
 from .app import Fmt, _dump_csv, _dump_json, _open, app, human_bytes, out, parse_time
 
 #: CSV columns: one row per class x internal host x destination (the complete attribution).
@@ -26,6 +25,8 @@ def account_command(
 
     Example: abfluss account --from 2024-02-08T00:00Z --to 2024-02-09 --tenant kasse-a
     """
+    from ..accounting import account as _account  # loads DuckDB and the detections: only when run
+
     with _open() as ws:
         acc = _account(ws, parse_time(start, "--from"), parse_time(end, "--to"), tenant)
     if format is Fmt.json:
@@ -37,6 +38,8 @@ def account_command(
 
 
 def _print(acc: dict) -> None:
+    from ..accounting import CATEGORIES
+
     t = Table(title=f"outflow accounting {acc['window']['start']} .. {acc['window']['end']}"
                     + (f", tenant {acc['tenant']}" if acc["tenant"] else ""))
     for c in ("class", "bytes out", "share"):

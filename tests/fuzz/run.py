@@ -56,7 +56,7 @@ def _corpus(name: str, folder: Path) -> None:
             (folder / f"seed-{n}-{j}").write_bytes(prefix + seed)
 
 
-def fuzz(name: str, seconds: float, crashes: Path, extra: list[str]) -> None:
+def fuzz(name: str, seconds: float, crashes: Path, extra: list[str], seed: int = 0) -> None:
     """libFuzzer in this process (it exits the process when done)."""
     import atheris
 
@@ -75,6 +75,8 @@ def fuzz(name: str, seconds: float, crashes: Path, extra: list[str]) -> None:
         args.append(str(corpus))
     crashes.mkdir(parents=True, exist_ok=True)
     args += LIBFUZZER_FLAGS + [f"-max_total_time={max(1, int(seconds))}", f"-artifact_prefix={crashes}/", *extra]
+    if seed:
+        args.append(f"-seed={seed}")
     atheris.Setup(args, target)
     atheris.Fuzz()
 
@@ -125,6 +127,9 @@ def main() -> None:
     ap.add_argument("--crashes", type=Path, default=Path(tempfile.gettempdir()) / "abfluss-fuzz-crashes")
     ap.add_argument("--all", action="store_true", help="every target in turn, --seconds each")
     ap.add_argument("--seeds", action="store_true", help="run the seeds once, no fuzzing")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="libFuzzer's random seed (0: a new one each run); the suite fixes it so that a "
+                         "run repeats the same mutations and cannot turn red by chance")
     args = ap.parse_args()
     import targets
 
@@ -146,7 +151,7 @@ def main() -> None:
             # working folder this process removes afterwards
             env = {**os.environ, "ABFLUSS_FUZZ_WORK": str(targets.work())}
             sys.exit(subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
-        fuzz(args.target, args.seconds, args.crashes, [])
+        fuzz(args.target, args.seconds, args.crashes, [], seed=args.seed)
     finally:
         if "ABFLUSS_FUZZ_WORK" not in os.environ and targets.WORK is not None:
             shutil.rmtree(targets.WORK, ignore_errors=True)

@@ -146,6 +146,13 @@ def _add(rec: dict, uid: str, flows: dict, http: dict) -> None:
     if client is None:
         raise _Bad(f"client {rec['client'][:60]!r} is not an address")
     host, port, uri = _split_target(rec["method"], rec["target"])
+    # Arrow's int64/int32 columns would raise on a forged number: such a line is a counted skip.
+    if not 0 <= rec["bytes"] < 1 << 62:
+        raise _Bad(f"byte count {str(rec['bytes'])[:30]} out of range")
+    if port is not None and not 0 <= port <= 65535:
+        raise _Bad(f"port {str(port)[:30]} out of range")
+    if not 0 <= rec["status"] <= 999:
+        raise _Bad(f"status {str(rec['status'])[:30]} out of range")
     ts = rec["end"] - timedelta(seconds=rec["elapsed"])
     named = _address(host) is None
     row = dict(ts=ts, ts_end=rec["end"], duration=rec["elapsed"], proto="tcp", orig_h=client, orig_p=None,

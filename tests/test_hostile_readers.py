@@ -90,7 +90,15 @@ def test_overlong_lines_are_skipped_and_counted(ws, tmp_path):
     squid = tmp_path / "access.log"
     good = next(x for x in (EXAMPLES / "squid" / "access.log").read_bytes().splitlines(keepends=True) if b"TCP_MISS/200" in x)
     squid.write_bytes(good + b"1700000000.000 " + long_field + b"\n" + good)
-    z, e, q = ingest_paths(ws, [zeek, eve, squid])
+    argus = tmp_path / "long.binetflow"
+    head = b"StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label\n"
+    flow = b"2011/08/10 09:46:%02d.047277,1.0,tcp,10.0.0.1,1234,->,198.51.100.7,80,S_,0,0,2,120,60,x\n"
+    argus.write_bytes(head + flow % 1 + b"2011/08/10 09:46:02," + long_field + b"\n" + flow % 3
+                      + b"2011/08/10 09:46:04,1.0,tcp,10.0.0.1,1234,->,198.51.100.7,80,S_,0,0,2,120,60,\"" + b"y" * 200_000
+                      + b"\"\n" + flow % 5)
+    z, e, q, a = ingest_paths(ws, [zeek, eve, squid, argus])
+    assert (a.status, a.records.get("flows")) == ("stored", 3)
+    assert a.messages[0] == f"{argus}: line 3: longer than {MAX_LINE} bytes: skipped" and a.skipped == 2
     assert (z.status, z.records, z.skipped) == ("stored", {"flows": 2}, 1)
     assert z.messages == [f"{zeek}: line 5: longer than {MAX_LINE} bytes: skipped"]
     assert (e.status, e.records, e.skipped) == ("stored", {"flows": 2}, 1)

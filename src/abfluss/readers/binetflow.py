@@ -15,7 +15,6 @@ are skipped and counted by line number; labels (``Label``) are ground truth of t
 from __future__ import annotations
 
 import csv
-import io
 import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -24,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from abfluss.errors import InputError
-from abfluss.readers.base import ReadReport, open_maybe_gzip
+from abfluss.readers.base import MAX_LINE, ReadReport, open_maybe_gzip
 from abfluss.schema import conform
 
 FORMAT = "argus-binetflow"
@@ -134,20 +133,37 @@ _COLUMNS = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "
             "resp_ip_bytes", "orig_pkts", "resp_pkts", "conn_state", "open")
 
 
+def _lines(raw, report: ReadReport) -> Iterator[tuple[int, str]]:
+    """Numbered text lines, each at most MAX_LINE bytes: an overlong line is skipped unread, so
+    one forged line can neither exhaust memory nor end the file."""
+    for n, b in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=1):
+        if len(b) > MAX_LINE:
+            while (more := raw.readline(1 << 20)) and not more.endswith(b"\n"):
+                pass
+            report.skip(f"line {n}", f"longer than {MAX_LINE} bytes: skipped")
+            continue
+        yield n, b.decode("utf-8", "replace").rstrip("\r\n")
+
+
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield ``flows`` tables from an Argus binetflow text file (plain or gzip)."""
     report.format = FORMAT
+    out: dict[str, list] = {c: [] for c in _COLUMNS}
     with open_maybe_gzip(Path(path), report) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
-        first = text.readline()
-        cols = _header(first.encode("utf-8", "replace"))
+        lines = _lines(raw, report)
+        n1, first = next(lines, (0, ""))
+        cols = _header(first.encode("utf-8", "replace")) if n1 == 1 else None
         if cols is None:
             raise InputError(f"{path}: line 1: not an Argus binetflow header")
         sep = "\t" if "\t" in first else ","
-        out: dict[str, list] = {c: [] for c in _COLUMNS}
         line = 1
         try:
-            for line, fields in enumerate(csv.reader(text, delimiter=sep), start=2):
+            for line, text in lines:
+                try:  # one line at a time: a broken field (csv's size limit, a stray quote) costs its line only
+                    fields = next(csv.reader([text], delimiter=sep), [])
+                except csv.Error as e:
+                    report.skip(f"line {line}", f"unreadable: {e}")
+                    continue
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue
                 if len(fields) < len(cols) - 1:  # the trailing Label may be missing
@@ -160,7 +176,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
                     continue
                 if len(out["ts"]) >= CHUNK:
                     yield "flows", _table(out, report)
-        except (OSError, EOFError, csv.Error) as e:
+        except (OSError, EOFError) as e:
             report.skip(f"line {line + 1}", f"unreadable: {e}")
     if out["ts"]:
         yield "flows", _table(out, report)

@@ -192,3 +192,15 @@ def _ip_layer(linktype: int, buf: bytes):
     if linktype in (101, 12, 14, 228, 229) and buf:  # LINKTYPE_RAW, DLT_RAW variants, IPV4, IPV6
         return dpkt.ip.IP(buf) if buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
     return None
+
+
+def flush_table(name: str, cols: dict[str, list], report: ReadReport):
+    """The rows gathered column-wise in ``cols`` as one conformed table of ``name``; counts them in
+    ``report`` and empties the lists for the next chunk (the row-building readers share this)."""
+    from abfluss.schema import conform
+
+    t = conform(name, cols)
+    report.add(name, t.num_rows)
+    for v in cols.values():
+        v.clear()
+    return t

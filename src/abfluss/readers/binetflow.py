@@ -23,8 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from abfluss.errors import InputError
-from abfluss.readers.base import MAX_LINE, ReadReport, open_maybe_gzip
-from abfluss.schema import conform
+from abfluss.readers.base import MAX_LINE, ReadReport, flush_table, open_maybe_gzip
 
 FORMAT = "argus-binetflow"
 CHUNK = 100_000
@@ -175,16 +174,9 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
                     report.skip(f"line {line}", str(e))
                     continue
                 if len(out["ts"]) >= CHUNK:
-                    yield "flows", _table(out, report)
+                    yield "flows", flush_table("flows", out, report)
         except (OSError, EOFError) as e:
             report.skip(f"line {line + 1}", f"unreadable: {e}")
     if out["ts"]:
-        yield "flows", _table(out, report)
+        yield "flows", flush_table("flows", out, report)
 
-
-def _table(out: dict, report: ReadReport) -> pa.Table:
-    t = conform("flows", out)
-    report.add("flows", t.num_rows)
-    for v in out.values():
-        v.clear()
-    return t

@@ -30,8 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from abfluss.errors import InputError
-from abfluss.readers.base import ReadReport
-from abfluss.schema import conform
+from abfluss.readers.base import ReadReport, flush_table
 
 FORMAT = "nfdump"
 CHUNK = 100_000
@@ -134,7 +133,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
                 report.skip(f"record {n}", str(e) if isinstance(e, _Bad) else "nfdump printed invalid JSON")
                 continue
             if len(out["ts"]) >= CHUNK:
-                yield "flows", _table(out, report)
+                yield "flows", flush_table("flows", out, report)
         code = proc.wait()
         errors.seek(0)
         err = errors.read(1 << 16).decode("utf-8", "replace").strip()
@@ -145,7 +144,7 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
         proc.stdout.close()
         errors.close()
     if out["ts"]:
-        yield "flows", _table(out, report)
+        yield "flows", flush_table("flows", out, report)
     if code != 0 or err:
         lines = [l for l in err.splitlines() if l.strip()]
         reason = f"nfdump: {lines[-1][:200]}" if lines else f"nfdump exited with status {code}"
@@ -169,10 +168,3 @@ def _records(stream) -> Iterator[str]:
             else:
                 buf.append(s)
 
-
-def _table(out: dict, report: ReadReport) -> pa.Table:
-    t = conform("flows", out)
-    report.add("flows", t.num_rows)
-    for v in out.values():
-        v.clear()
-    return t

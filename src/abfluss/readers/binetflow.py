@@ -179,4 +179,3 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
             report.skip(f"line {line + 1}", f"unreadable: {e}")
     if out["ts"]:
         yield "flows", flush_table("flows", out, report)
-

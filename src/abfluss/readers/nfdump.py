@@ -167,4 +167,3 @@ def _records(stream) -> Iterator[str]:
                 buf = []
             else:
                 buf.append(s)
-

@@ -218,8 +218,8 @@ def test_wrccdc_dns_values():
 ])
 def test_line_by_line_path_equals_fast_path(path, monkeypatch):
     fast, _ = read_all(path)
-    monkeypatch.setattr(zeek._Tsv, "_fast", lambda self, *a: None)
-    monkeypatch.setattr(zeek._Json, "_fast", lambda self, *a: None)
+    monkeypatch.setattr(zeek.Tsv, "_fast", lambda self, *a: None)
+    monkeypatch.setattr(zeek.Json, "_fast", lambda self, *a: None)
     slow, _ = read_all(path)
     assert fast.keys() == slow.keys()
     for name in fast:

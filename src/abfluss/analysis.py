@@ -290,9 +290,13 @@ def runs(ws: Workspace) -> list[dict]:
 
 
 def load(ws: Workspace, severity: str | None = None, host: str | None = None,
-         detection: str | None = None) -> list[Finding]:
-    """Stored findings, strongest first; ``severity`` is a minimum."""
+         detection: str | None = None, tenants: frozenset[str] | None = None) -> list[Finding]:
+    """Stored findings, strongest first; ``severity`` is a minimum; ``tenants`` (None: all)
+    limits them to those tenants' findings (a finding without a tenant is ``default``'s)."""
     cond, args = ["true"], []
+    if tenants is not None:
+        cond.append(f"{TENANT_SQL} IN (SELECT unnest(?::VARCHAR[]))")
+        args.append(sorted(tenants))
     if severity:
         if severity not in _ORDER:
             raise AbflussError(f"--severity {severity!r}: one of {', '.join(_ORDER)}")
@@ -314,9 +318,17 @@ def load(ws: Workspace, severity: str | None = None, host: str | None = None,
     return [Finding.from_dict(json.loads(r[0])) for r in rows]
 
 
-def get(ws: Workspace, finding_id: str) -> Finding:
-    rows = ws.con.execute("SELECT doc FROM findings WHERE id = ? OR starts_with(id, ?)",
-                          [finding_id, finding_id]).fetchall()
+#: A stored finding's tenant, as SQL over the catalog's ``findings`` table.
+TENANT_SQL = "coalesce(json_extract_string(doc, '$.tenant'), 'default')"
+
+
+def get(ws: Workspace, finding_id: str, tenants: frozenset[str] | None = None) -> Finding:
+    """One stored finding by id or unique id prefix, among ``tenants``' findings (None: all)."""
+    cond, args = "true", []
+    if tenants is not None:
+        cond, args = f"{TENANT_SQL} IN (SELECT unnest(?::VARCHAR[]))", [sorted(tenants)]
+    rows = ws.con.execute(f"SELECT doc FROM findings WHERE (id = ? OR starts_with(id, ?)) AND {cond}",
+                          [finding_id, finding_id, *args]).fetchall()
     if not rows:
         raise AbflussError(f"no finding with id {finding_id!r} (list them with: abfluss findings)")
     if len(rows) > 1:

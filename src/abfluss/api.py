@@ -1,23 +1,63 @@
-"""The public library API: what the CLI (and later the web layer) call, and nothing more."""
+"""The service layer: what the CLI and the web console call, and nothing more.
+
+Every function that returns a tenant's data takes ``who``: a :class:`~abfluss.auth.Principal`
+(a console user or API token), or ``None`` for the local operator (the CLI on the sensor host,
+who can read the workspace files anyway) who sees everything. Tenant isolation happens here, in
+the queries (``WHERE tenant IN (...)``), never in templates or output code: an officer's call
+returns only its tenant's rows, and naming another tenant's resource (a finding id, an incident,
+a report, ``tenant=``) raises :class:`~abfluss.errors.PermissionDenied` (HTTP 403).
+
+Every call made for a principal that returns a tenant's data is written to the audit log
+(``view``); every report generation and export is audited whoever asks (the CLI as
+``local:<os user>``). Heavy modules (DuckDB, the detections, the report) load inside the
+functions, so importing this module for ``--help`` stays cheap.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import config as _config
-from . import enrich
-from .store import DEFAULT_WORKSPACE, Workspace
+from . import audit as _audit
+from . import auth, caselog
+from .auth import Principal, allowed, require, scope_of, who_name
+from .errors import AbflussError, NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from .findings import Finding, Incident
+    from .ledger import LedgerQuery
+    from .store import Workspace
+
+__all__ = [
+    "Principal", "account", "add_case_entry", "add_user", "allowed", "audit_log", "case_entries", "contain",
+    "coverage", "create_token", "explain", "finding", "findings", "generate_report", "incident", "incidents",
+    "ledger", "login", "open_workspace", "record_export", "refresh", "remove_user", "report", "report_file",
+    "reports", "require", "revoke_token", "token_principal", "tokens", "users", "verify_audit",
+    "workspace_path",
+]
+
+#: Folder (inside the workspace) where ``generate_report`` writes a report when no folder is given.
+REPORTS_DIR = "reports"
 
 
+# -- workspace ---------------------------------------------------------------------------------
 def workspace_path(path: str | Path | None = None) -> Path:
     """``path``, else ``$ABFLUSS_WORKSPACE``, else ``./abfluss-data``."""
+    from .store import DEFAULT_WORKSPACE
     return Path(path or os.environ.get("ABFLUSS_WORKSPACE") or DEFAULT_WORKSPACE)
 
 
 def open_workspace(path: str | Path | None = None, config: str | Path | None = None,
-                   write: bool = False) -> Workspace:
+                   write: bool = False) -> "Workspace":
     """Open (creating if needed) a workspace with its configuration's enrichment views applied."""
+    from . import config as _config
+    from . import enrich
+    from .store import Workspace
+
     root = workspace_path(path)
     ws = Workspace.open(root, write=write)
     try:
@@ -29,6 +69,341 @@ def open_workspace(path: str | Path | None = None, config: str | Path | None = N
     return ws
 
 
-def refresh(ws: Workspace) -> None:
+def refresh(ws: "Workspace") -> None:
     """Re-apply enrichment after new inputs were stored."""
+    from . import enrich
     enrich.apply(ws, ws.config)
+
+
+# -- scope helpers -----------------------------------------------------------------------------
+def _own_tenant(who: Principal | None, tenant: str | None, action: str = "read") -> str | None:
+    """The tenant a call is about: the one asked for (checked against ``who``'s scope), else an
+    officer's only tenant, else None (all)."""
+    require(who, action, tenant)
+    if tenant is None and who is not None and who.scope is not None and len(who.scope) == 1:
+        return next(iter(who.scope))
+    if tenant is None and who is not None and who.scope is not None:
+        raise PermissionDenied(f"{who.name} sees several tenants: name one")
+    return tenant
+
+
+def _viewed(ws: "Workspace", who: Principal | None, what: str, tenant: str | None = None) -> None:
+    """Audit a view of tenant data by a console user (the local CLI's reads are not views)."""
+    if who is None:
+        return
+    if tenant is None and who.scope is not None and len(who.scope) == 1:
+        tenant = next(iter(who.scope))
+    _audit.record(ws.root, who.name, "view", tenant, what)
+
+
+# -- findings and incidents --------------------------------------------------------------------
+def findings(ws: "Workspace", who: Principal | None = None, severity: str | None = None,
+             host: str | None = None, detection: str | None = None, tenant: str | None = None) -> list["Finding"]:
+    """Stored findings the caller may see, strongest first (the filters of ``abfluss findings``;
+    ``[f.to_dict() for f in ...]`` is the JSON of ``findings --format json``)."""
+    from . import analysis
+    require(who, "read", tenant)
+    scope = scope_of(who)
+    if tenant is not None:
+        scope = frozenset({tenant})
+    fs = analysis.load(ws, severity, host, detection, tenants=scope)
+    _viewed(ws, who, f"findings severity={severity} host={host} detection={detection}: {len(fs)}", tenant)
+    return fs
+
+
+def _finding(ws: "Workspace", who: Principal | None, finding_id: str) -> "Finding":
+    from . import analysis
+    require(who, "read")
+    scope = scope_of(who)
+    try:
+        return analysis.get(ws, finding_id, tenants=scope)
+    except AbflussError as e:
+        if "no finding" not in str(e):
+            raise  # a prefix matching several of the caller's findings
+        if scope is None:
+            raise NotFound(str(e)) from None
+    try:  # not among the caller's: another tenant's (403) or none at all (404)?
+        other = analysis.get(ws, finding_id)
+    except AbflussError:
+        raise NotFound(f"no finding with id {finding_id!r}") from None
+    raise PermissionDenied(f"finding {other.id} belongs to another tenant")
+
+
+def finding(ws: "Workspace", who: Principal | None, finding_id: str) -> "Finding":
+    """One finding by id (or unique prefix); 403 for another tenant's, 404 for none."""
+    f = _finding(ws, who, finding_id)
+    _viewed(ws, who, f"finding {f.id}", f.tenant or "default")
+    return f
+
+
+def explain(ws: "Workspace", who: Principal | None, finding_id: str) -> dict:
+    """What ``explain --format json`` prints: ``finding`` (its JSON), ``evidence_flows`` (the top
+    flows it names), ``runbook``."""
+    from . import analysis, detections
+    f = _finding(ws, who, finding_id)
+    flows = analysis.evidence_flows(ws, f)
+    meta = detections.module(f.detection).META if f.detection in detections.MODULES else None
+    _viewed(ws, who, f"explain {f.id}", f.tenant or "default")
+    return {"finding": f.to_dict(), "evidence_flows": flows, "runbook": meta.runbook if meta else None}
+
+
+def incidents(ws: "Workspace", who: Principal | None = None) -> dict:
+    """What ``incidents --format json`` prints: ``hosts`` (risk per host) and ``incidents``, from
+    the caller's findings only."""
+    from . import analysis
+    from .findings import host_risk, incidents as group
+    require(who, "read")
+    fs = analysis.load(ws, tenants=scope_of(who))
+    inc = group(fs)
+    _viewed(ws, who, f"incidents: {len(inc)}")
+    return {"hosts": host_risk(fs), "incidents": [i.__dict__ for i in inc]}
+
+
+def _incident(ws: "Workspace", who: Principal | None, incident_id: str) -> tuple["Incident", str]:
+    from . import analysis
+    from .findings import incidents as group
+    require(who, "read")
+    for scope in (scope_of(who), None):
+        fs = analysis.load(ws, tenants=scope)
+        found = [i for i in group(fs) if i.id == incident_id or i.id.startswith(incident_id)]
+        if len(found) > 1:
+            raise AbflussError(f"{incident_id!r} matches {len(found)} incidents: give more of the id")
+        if found:
+            if scope is None and scope_of(who) is not None:
+                raise PermissionDenied(f"incident {found[0].id} belongs to another tenant")
+            tenant = next((f.tenant or "default" for f in fs if f.id in found[0].finding_ids), "default")
+            return found[0], tenant
+        if scope_of(who) is None:
+            break
+    raise NotFound(f"no incident with id {incident_id!r} (list them with: abfluss incidents)")
+
+
+def incident(ws: "Workspace", who: Principal | None, incident_id: str) -> dict:
+    """One incident (by id or unique prefix) with its tenant and case log."""
+    inc, tenant = _incident(ws, who, incident_id)
+    _viewed(ws, who, f"incident {inc.id}", tenant)
+    return {**inc.__dict__, "tenant": tenant, "case_log": caselog.entries(ws.root, incident=inc.id)}
+
+
+# -- ledger, accounting, coverage, containment -------------------------------------------------
+def ledger(ws: "Workspace", who: Principal | None = None, q: "LedgerQuery | None" = None) -> tuple[list[dict], dict]:
+    """The ledger rows of ``q`` the caller may see (``ledger --format json``) and their totals."""
+    from .ledger import LedgerQuery, ledger_with_totals
+    q = q or LedgerQuery()
+    require(who, "read", q.tenant)
+    if scope_of(who) is not None:
+        q = replace(q, tenants=scope_of(who))
+    table, tot = ledger_with_totals(ws, q)
+    rows = table.to_pylist()
+    _viewed(ws, who, f"ledger from={q.start} to={q.end} host={q.host} destination={q.destination}: {len(rows)} rows",
+            q.tenant)
+    return rows, tot
+
+
+def account(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,
+            end: datetime | None = None, tenant: str | None = None) -> dict:
+    """The outflow accounting (``account --format json``); an officer's is its tenant's."""
+    from .accounting import account as _account
+    tenant = _own_tenant(who, tenant)
+    acc = _account(ws, start, end, tenant)
+    _viewed(ws, who, f"account from={start} to={end}", tenant)
+    return acc
+
+
+def coverage(ws: "Workspace", who: Principal | None = None) -> dict:
+    """``sensors``: per sensor span, gaps, loss (``coverage --format json``; sensor health, no
+    tenant data, so every role sees it); ``payload``: content-inspection shares over the caller's
+    tenants' outflow."""
+    from .coverage import coverage as sensor_coverage, payload_coverage
+    require(who, "read")
+    res = {"sensors": sensor_coverage(ws), "payload": payload_coverage(ws, tenants=scope_of(who))}
+    _viewed(ws, who, "coverage")
+    return res
+
+
+def contain(ws: "Workspace", who: Principal | None, hosts=(), indicators=(), start: datetime | None = None,
+            end: datetime | None = None) -> dict:
+    """The blast radius of compromised hosts and indicators (``contain --format json``);
+    admins and analysts only (it crosses tenants)."""
+    from .contain import blast_radius
+    require(who, "contain")
+    res = blast_radius(ws, tuple(hosts), tuple(indicators), start, end)
+    _audit.record(ws.root, who_name(who), "contain", None,
+                  f"hosts={','.join(hosts)} indicators={','.join(indicators)}: {len(res['radius'])} hosts")
+    return res
+
+
+def record_export(ws: "Workspace", who: Principal | None, what: str, tenant: str | None = None) -> None:
+    """Audit an export (a download, a CSV/JSON file written for someone)."""
+    _audit.record(ws.root, who_name(who), "export", tenant, what)
+
+
+# -- reports -----------------------------------------------------------------------------------
+def generate_report(ws: "Workspace", who: Principal | None = None, out_dir: str | Path | None = None,
+                    start: datetime | None = None, end: datetime | None = None, tenant: str | None = None,
+                    aware_at: datetime | None = None, lang: str = "en", pdf: bool = True) -> dict:
+    """Write the evidence report and drafts (``abfluss report``) and register it; returns the
+    report dict plus ``report_id`` and ``path``. An officer's report is its tenant's; without
+    ``out_dir`` it goes to ``<workspace>/reports/<id>/``."""
+    from . import console_db
+    from .report.case import write_case
+    if who is not None and who.scope is not None:
+        tenant = _own_tenant(who, tenant, "report")
+    else:
+        require(who, "report", tenant)
+    now = datetime.now(timezone.utc)
+    rid = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    out = Path(out_dir) if out_dir else ws.root / REPORTS_DIR / rid
+    rep = write_case(ws, out, start, end, tenant, aware_at, lang, pdf=pdf)
+    w = rep["window"]
+    with console_db.connect(ws.root) as con:
+        con.execute("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [rid, tenant, now, who_name(who), w["start"], w["end"], lang, rep["verdict"], str(out.resolve())])
+        _audit.record(ws.root, who_name(who), "report", tenant, f"report {rid} ({rep['verdict']}) in {out}", con)
+    return {**rep, "report_id": rid, "path": str(out)}
+
+
+def reports(ws: "Workspace", who: Principal | None = None) -> list[dict]:
+    """Registered reports the caller may see, newest first (an all-tenant report only for
+    all-tenant roles)."""
+    from . import console_db
+    require(who, "read")
+    scope = scope_of(who)
+    cond, args = ("true", []) if scope is None else ("tenant IN (SELECT unnest(?::VARCHAR[]))", [sorted(scope)])
+    with console_db.connect(ws.root) as con:
+        rows = console_db.rows(con, f"SELECT * FROM reports WHERE {cond} ORDER BY created_at DESC, id", args)
+    _viewed(ws, who, f"reports: {len(rows)}")
+    return rows
+
+
+def report(ws: "Workspace", who: Principal | None, report_id: str) -> dict:
+    """One registered report; 403 for another tenant's, 404 for none."""
+    from . import console_db
+    require(who, "read")
+    with console_db.connect(ws.root) as con:
+        found = console_db.rows(con, "SELECT * FROM reports WHERE id = ?", [report_id])
+    if not found:
+        raise NotFound(f"no report {report_id!r}")
+    r = found[0]
+    scope = scope_of(who)
+    if scope is not None and r["tenant"] not in scope:
+        raise PermissionDenied(f"report {report_id} belongs to another tenant")
+    return r
+
+
+def report_file(ws: "Workspace", who: Principal | None, report_id: str, name: str) -> Path:
+    """A file of a registered report (``report.html``, ``report.pdf``, ``report.json``,
+    ``notifications/<tenant>/<draft>``) for download; audited as an export. Paths that leave the
+    report's folder or pass through a symbolic link are refused."""
+    r = report(ws, who, report_id)
+    root = Path(r["path"])
+    parts = Path(name).parts
+    if not parts or any(p in ("..", ".", "") or p.startswith(".") for p in parts) or Path(name).is_absolute():
+        raise NotFound(f"no file {name!r} in report {report_id}")
+    p = root
+    for part in parts:
+        p = p / part
+        if p.is_symlink():
+            raise NotFound(f"no file {name!r} in report {report_id}")
+    if not p.is_file():
+        raise NotFound(f"no file {name!r} in report {report_id}")
+    record_export(ws, who, f"report {report_id} {name}", r["tenant"])
+    return p
+
+
+# -- case log ----------------------------------------------------------------------------------
+def add_case_entry(ws: "Workspace", who: Principal | None, incident_id: str, text: str) -> dict:
+    """Record a measure taken for an incident (time and author are set here)."""
+    inc, tenant = _incident(ws, who, incident_id)
+    require(who, "case", tenant)
+    return caselog.add(ws.root, inc.id, tenant, inc.internal_host, (inc.start, inc.end), who_name(who), text)
+
+
+def case_entries(ws: "Workspace", who: Principal | None = None, incident_id: str | None = None) -> list[dict]:
+    """Case log entries the caller may see (of one incident, or all), oldest first."""
+    require(who, "read")
+    if incident_id is not None:
+        inc, tenant = _incident(ws, who, incident_id)
+        rows = caselog.entries(ws.root, scope_of(who), incident=inc.id)
+    else:
+        rows = caselog.entries(ws.root, scope_of(who))
+        tenant = None
+    _viewed(ws, who, f"case log {incident_id or '(all)'}: {len(rows)}", tenant)
+    return rows
+
+
+# -- users, tokens, audit ----------------------------------------------------------------------
+def login(ws: "Workspace", name: str, password: str) -> Principal:
+    """Check a password (with lock-out; audited); :class:`AuthenticationError` when it fails."""
+    return auth.authenticate(ws.root, name, password)
+
+
+def token_principal(ws: "Workspace", token: str) -> Principal:
+    """The user of an API token; :class:`AuthenticationError` for an unknown or revoked one."""
+    return auth.principal_for_token(ws.root, token)
+
+
+def _known_tenant(ws: "Workspace", tenant: str) -> None:
+    known = set(getattr(ws, "config", None).tenants if getattr(ws, "config", None) else ()) | {"default"}
+    if tenant not in known:
+        raise AbflussError(f"--tenant {tenant!r}: not a configured tenant ({', '.join(sorted(known))})")
+
+
+def add_user(ws: "Workspace", who: Principal | None, name: str, role: str, password: str,
+             tenant: str | None = None) -> Principal:
+    """Create a user (admins only); an officer's tenant must be configured."""
+    require(who, "admin")
+    if tenant is not None:
+        _known_tenant(ws, tenant)
+    return auth.add_user(ws.root, name, role, password, (tenant,) if tenant else (), by=who_name(who))
+
+
+def users(ws: "Workspace", who: Principal | None = None) -> list[dict]:
+    """Every user (admins only), without password hashes."""
+    require(who, "admin")
+    return auth.list_users(ws.root)
+
+
+def remove_user(ws: "Workspace", who: Principal | None, name: str) -> None:
+    """Delete a user and revoke its tokens (admins only)."""
+    require(who, "admin")
+    auth.remove_user(ws.root, name, by=who_name(who))
+
+
+def create_token(ws: "Workspace", who: Principal | None, user: str) -> tuple[str, str]:
+    """A new API token ``(id, token)`` for ``user``: admins for anyone, a user for itself."""
+    if who is not None and who.name != user:
+        require(who, "admin")
+    return auth.create_token(ws.root, user, by=who_name(who))
+
+
+def tokens(ws: "Workspace", who: Principal | None = None) -> list[dict]:
+    """Tokens (never their secrets): all for admins, a user's own otherwise."""
+    return auth.list_tokens(ws.root, None if allowed(who, "admin") else who.name)
+
+
+def revoke_token(ws: "Workspace", who: Principal | None, token_or_id: str) -> str:
+    """Revoke a token by id or by its value: admins any, a user its own. Returns the id."""
+    if not allowed(who, "admin"):
+        own = {t["id"] for t in auth.list_tokens(ws.root, who.name)}
+        try:
+            if token_principal(ws, token_or_id).name == who.name:
+                own.add(token_or_id)
+        except AbflussError:
+            pass
+        if token_or_id not in own:
+            raise PermissionDenied("you may revoke only your own tokens")
+    return auth.revoke_token(ws.root, token_or_id, by=who_name(who))
+
+
+def audit_log(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,
+              end: datetime | None = None, user: str | None = None, tenant: str | None = None) -> list[dict]:
+    """The audit log (admins only), filtered in the query."""
+    require(who, "admin")
+    return _audit.entries(ws.root, start, end, user, tenant)
+
+
+def verify_audit(ws: "Workspace", who: Principal | None = None) -> dict:
+    """Check the audit log's hash chain (admins only): ``{"rows", "ok", "first_bad"}``."""
+    require(who, "admin")
+    return _audit.verify(ws.root)

@@ -57,14 +57,14 @@ def coverage(ws: Workspace) -> list[dict]:
     return out
 
 
-def payload_coverage(ws: Workspace, start=None, end=None) -> dict:
+def payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[str] | None = None) -> dict:
     """How much of the outflow's content payload inspection could check.
 
     ``outbound_bytes`` is every payload byte internal hosts sent to external ones (the
     ledger); of it, ``cleartext_bytes`` were read by the detectors, ``encrypted_bytes`` were
     TLS/SSH/QUIC and could not be, and ``not_inspected_bytes`` came from flow records only
     (Zeek, NetFlow, Suricata) or were not reassembled. A clean DLP result speaks only for
-    the cleartext share.
+    the cleartext share. ``tenants`` (None: all) counts only those tenants' internal hosts.
     """
     cond, args = ["true"], []
     if start is not None:
@@ -74,15 +74,21 @@ def payload_coverage(ws: Workspace, start=None, end=None) -> dict:
         cond.append("ts < ?")
         args.append(end)
     where = " AND ".join(cond)
+    own, own_args = "true", []
+    if tenants is not None:
+        own, own_args = "tenant IN (SELECT unnest(?::VARCHAR[]))", [sorted(tenants)]
     total = ws.con.execute(f"SELECT coalesce(sum(bytes_out), 0) FROM flows WHERE direction IN "
-                           f"('outbound', 'inbound') AND {where}", args).fetchall()[0][0]
+                           f"('outbound', 'inbound') AND {where} AND {own}", args + own_args).fetchall()[0][0]
+    if tenants is not None:
+        own = ("CASE i.sender WHEN 'orig' THEN o.tenant ELSE r.tenant END IN (SELECT unnest(?::VARCHAR[]))")
     clear, enc = ws.con.execute(f"""
         SELECT coalesce(sum(payload_bytes) FILTER (WHERE NOT coalesce(encrypted, false)), 0),
                coalesce(sum(payload_bytes) FILTER (WHERE encrypted), 0)
         FROM inspected_raw i
         JOIN address_class o ON o.addr = i.orig_h JOIN address_class r ON r.addr = i.resp_h
         WHERE CASE i.sender WHEN 'orig' THEN o.internal AND NOT r.internal
-                            ELSE r.internal AND NOT o.internal END AND {where}""", args).fetchall()[0]
+                            ELSE r.internal AND NOT o.internal END AND {where} AND {own}""",
+        args + own_args).fetchall()[0]
     total = max(int(total), int(clear) + int(enc))
     share = (lambda n: round(n / total, 4) if total else 0.0)
     return {"outbound_bytes": total, "cleartext_bytes": int(clear), "encrypted_bytes": int(enc),

@@ -6,7 +6,7 @@ started; interim records of connections still open count and are flagged (``open
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -31,6 +31,7 @@ class LedgerQuery:
     destination: str | None = None  # an address, a name, or a domain (matches its subdomains)
     sort: str = "bytes_out"
     limit: int | None = None
+    tenants: frozenset[str] | None = None  # the caller's scope (abfluss.api): None is all tenants
 
 
 def _where(q: LedgerQuery) -> tuple[str, list]:
@@ -53,6 +54,9 @@ def _post_where(q: LedgerQuery) -> tuple[str, list]:
     if q.tenant:
         cond.append("tenant = ?")
         args.append(q.tenant)
+    if q.tenants is not None:
+        cond.append("tenant IN (SELECT unnest(?::VARCHAR[]))")
+        args.append(sorted(q.tenants))
     if q.destination:
         d = q.destination.lower()
         cond.append("(external_host = ? OR external_name = ? OR ends_with(external_name, ?))")
@@ -135,7 +139,7 @@ def ledger(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> pa.Table:
 
 def totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> dict:
     """Sums over the same selection: bytes out/in, flows, open flows, distinct hosts and destinations."""
-    return ledger_with_totals(ws, LedgerQuery(q.start, q.end, q.host, q.tenant, q.destination, q.sort, 1))[1]
+    return ledger_with_totals(ws, replace(q, limit=1))[1]
 
 
 def _totals_of(ws: Workspace, source: str, host: str, dest: str, args: list) -> dict:

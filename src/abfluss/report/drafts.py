@@ -344,11 +344,13 @@ def drafts_from_findings(ws, aware_at: datetime | dict[str, datetime], *, findin
     it learns of the breach). Every configured tenant gets an input, those without evidence
     too (they get the register entry); ``default`` only when it has findings or no tenant is
     configured. ``previous`` is an earlier :func:`build_all` output (its tenants' entries make
-    these follow-ups); ``kw`` sets further fields (measures_taken, contact, coverage ...).
+    these follow-ups); ``kw`` sets further fields (contact, coverage ...). Measures taken come
+    from the workspace's case log (the entries of the tenant's incidents overlapping the window)
+    unless ``kw`` gives ``measures_taken``; an empty log leaves them open ("to be completed").
     Sighting counts of indicators are the tenant's flow records (and DNS queries for names)
     naming them in the window.
     """
-    from .. import analysis
+    from .. import analysis, caselog
 
     cfg = config or ws.config
     fs = analysis.load(ws) if findings is None else findings
@@ -363,7 +365,10 @@ def drafts_from_findings(ws, aware_at: datetime | dict[str, datetime], *, findin
     for t in names:
         a = aware_at[t] if isinstance(aware_at, dict) else aware_at
         prev = (previous or {}).get("tenants", {}).get(t)
-        inp = input_for(t, fs, _utc(a), window, cfg.assets, min_severity, previous=prev, **kw)
+        own = dict(kw)
+        if "measures_taken" not in own:
+            own["measures_taken"] = caselog.measures(ws.root, t, window[0], window[1])
+        inp = input_for(t, fs, _utc(a), window, cfg.assets, min_severity, previous=prev, **own)
         inp = replace(inp, indicators=tuple(_sighted(ws, inp, i) for i in inp.indicators))
         out.append(_distinct(ws, inp, fs, min_severity))
     return out

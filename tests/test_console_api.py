@@ -12,6 +12,7 @@ import abfluss
 from abfluss import analysis, api, auth
 from abfluss.errors import AbflussError, AuthenticationError, NotFound, PermissionDenied
 from abfluss.ledger import LedgerQuery
+from abfluss.report.drafts import drafts_from_findings
 
 from conftest import EXAMPLES
 
@@ -111,13 +112,18 @@ def test_an_officer_sees_only_its_tenant_through_every_function(ws):
 def test_reports_are_scoped_and_drafts_take_the_case_log(ws, tmp_path):
     bea, abe = api.login(ws, "bea", PW), api.login(ws, "abe", PW)
     b_inc = api.incidents(ws, bea)["incidents"][0]["id"]
-    # empty log: the drafts leave "measures taken" open
-    rep0 = api.generate_report(ws, bea, tmp_path / "r0", pdf=False)
-    assert rep0["notifications"]["tenants"]["kasse_b"]["drafts"]["art33"]["text"].count("to be completed") >= 1
+    # empty log: the drafts leave "measures taken" open, as they did before the case log
+    fs = analysis.load(ws)
+    aware = datetime(2026, 11, 29, 15, tzinfo=timezone.utc)
+    assert {i.tenant: i.measures_taken for i in drafts_from_findings(ws, aware, findings=fs)} == {
+        "kasse_a": (), "kasse_b": ()}
     entry = api.add_case_entry(ws, bea, b_inc, "blocked the beacon destination at the proxy")
     assert (entry["who"], entry["tenant"]) == ("bea", "kasse_b")
     assert [e["what"] for e in api.case_entries(ws, bea, b_inc)] == ["blocked the beacon destination at the proxy"]
     assert api.case_entries(ws, abe) == []
+    taken = {i.tenant: i.measures_taken for i in drafts_from_findings(ws, aware, findings=fs)}
+    assert taken["kasse_a"] == () and len(taken["kasse_b"]) == 1
+    assert taken["kasse_b"][0].endswith("UTC, bea: blocked the beacon destination at the proxy")
     rep = api.generate_report(ws, bea, pdf=False)
     assert list(rep["notifications"]["tenants"]) == ["kasse_b"]
     art33 = rep["notifications"]["tenants"]["kasse_b"]["drafts"]["art33"]["text"]

@@ -238,7 +238,7 @@ def test_small_blocks_stream_the_same_rows(monkeypatch):
 
 def test_other_logs_yield_nothing():
     for path in [WRCCDC / "zeek-tsv" / "x509.log.gz", WRCCDC / "zeek-json" / "weird.json.gz",
-                 DATA / "rita" / "proxy" / "files.log"]:
+                 DATA / "rita" / "proxy" / "dhcp.log"]:
         tables, (report,) = read_all(path)
         assert tables == {} and report.skipped == 0 and report.format.startswith("zeek-")
 
@@ -392,3 +392,65 @@ def test_header_only_log_is_empty_not_an_error(tmp_path):
     path.write_text("".join((RITA_OPEN / "conn.log").read_text().splitlines(keepends=True)[:8]) + "#close\t2019\n")
     tables, (r,) = read_all(path)
     assert tables == {} and r.skipped == 0 and r.format == "zeek-tsv"
+
+
+# --- logs behind the attack-chain detections: smtp, ftp, files, pe, software, tunnel, arp ------
+
+def test_slips_smtp_log_fills_logins_with_the_outcome():
+    tables, (r,) = read_all(DATA / "slips" / "test14-malicious-zeek" / "smtp.log")
+    rows = tables["logins"].to_pylist()
+    assert r.records == {"logins": 5} and r.skipped == 0
+    assert [(x["app"], x["result"], x["resp_h"], x["resp_p"]) for x in rows] == [
+        ("smtp", "failure", "80.75.42.226", 25)] * 3 + [("smtp", None, "213.165.67.124", 587),
+                                                         ("smtp", "failure", "80.75.42.226", 25)]
+    assert rows[0]["reply"] == "554 5.7.1 bad smtp-auth user" and rows[0]["attempts"] == 1
+
+
+@pytest.mark.parametrize("name, table, rows", [("smtp", "logins", 1188), ("software", "software", 376)])
+def test_wrccdc_new_logs_tsv_equals_json(name, table, rows):
+    tsv, (rt,) = read_all(WRCCDC / "zeek-tsv" / f"{name}.log.gz")
+    js, (rj,) = read_all(WRCCDC / "zeek-json" / f"{name}.json.gz")
+    assert counts(tsv) == counts(js) == {table: rows} and rt.skipped == rj.skipped == 0
+    keys = [(c, "ascending") for c in tsv[table].column_names if c in ("ts", "uid", "host", "orig_p", "version")]
+    a, b = tsv[table].sort_by(keys), js[table].sort_by(keys)
+    for column in a.column_names:
+        assert a[column].equals(b[column]), column
+    if name == "smtp":  # "530 Client was not authenticated" is a mail sent without login, not a failed one
+        assert set(a["result"].to_pylist()) == {None}
+    else:
+        kinds = set(a["kind"].to_pylist())
+        assert {"ssh-client", "ssh-server", "http-browser"} <= kinds
+
+
+def test_files_pe_software_tunnel_arp():
+    slips9 = DATA / "slips" / "test9-mixed-zeek"
+    tables, reports = read_all(slips9 / "files.log", slips9 / "pe.log", slips9 / "arp.log",
+                               DATA / "slips" / "test14-malicious-zeek" / "tunnel.log",
+                               DATA / "rita" / "proxy" / "tunnel.log", DATA / "rita" / "proxy" / "files.log")
+    assert all(r.skipped == 0 for r in reports)
+    assert counts(tables) == {"files": 936 + 1 + 194, "arp": 2, "tunnels": 3}
+    exe = [f for f in tables["files"].to_pylist() if f["executable"]]
+    assert [(f["fuid"], f["source"], f["tx_h"], f["rx_h"], f["mime_type"]) for f in exe] == [
+        ("FcCRmB4uTzdA956Byc", "http", "195.113.214.206", "10.0.2.15", "application/x-dosexec"),
+        ("FcCRmB4uTzdA956Byc", None, None, None, "application/x-dosexec")]  # the pe.log row
+    assert {(t["tunnel_type"], t["action"]) for t in tables["tunnels"].to_pylist()} == {
+        ("gre", "discover"), ("gre", "expire"), ("http", "discover")}  # rita: an HTTP CONNECT tunnel
+    arp = tables["arp"].to_pylist()[1]
+    assert (arp["op"], arp["orig_h"], arp["resp_h"], arp["eth_dst"], arp["gratuitous"]) == (
+        "reply", "192.168.1.15", "69.220.152.0", "ff:ff:ff:ff:ff:ff", False)
+
+
+def test_ftp_log_login_outcomes(tmp_path):
+    head = ("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tftp\n"
+            "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tuser\tpassword\tcommand\targ\t"
+            "mime_type\tfile_size\treply_code\treply_msg\n")
+    lines = [f"1700000000.{i}\tC{i}\t10.0.0.5\t5000{i}\t10.0.0.9\t21\tadmin\t<hidden>\t{cmd}\t-\t-\t-\t{code}\t{msg}\n"
+             for i, (cmd, code, msg) in enumerate([("USER", 331, "Password required"), ("PASS", 530, "Login incorrect."),
+                                                   ("PASS", 230, "Login successful."), ("RETR", 150, "Opening")])]
+    (tmp_path / "ftp.log").write_text(head + "".join(lines))
+    tables, (r,) = read_all(tmp_path / "ftp.log")
+    rows = tables["logins"].to_pylist()
+    assert [(x["result"], x["attempts"], x["reply"]) for x in rows] == [
+        (None, 0, "331 Password required"), ("failure", 1, "530 Login incorrect."),
+        ("success", 1, "230 Login successful."), (None, 0, "150 Opening")]
+    assert rows[0]["user"] == "admin" and rows[0]["app"] == "ftp" and "password" not in tables["logins"].column_names

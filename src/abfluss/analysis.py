@@ -45,7 +45,9 @@ class AnalysisResult:
 def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
     rows = ws.con.execute("SELECT min(ts), max(ts) FROM (SELECT ts FROM flows_raw UNION ALL "
                           "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw UNION ALL "
-                          "SELECT ts FROM alerts_raw UNION ALL SELECT ts FROM arp_raw)").fetchall()
+                          "SELECT ts FROM alerts_raw UNION ALL SELECT ts FROM arp_raw UNION ALL "
+                          "SELECT ts FROM logins_raw UNION ALL SELECT ts FROM files_raw UNION ALL "
+                          "SELECT ts FROM software_raw UNION ALL SELECT ts FROM tunnels_raw)").fetchall()
     lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
 
@@ -78,14 +80,19 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
         "tls": f"""SELECT * FROM tls_raw WHERE {_window_sql(start, end)}
                    AND NOT coalesce({domain_match('lower(server_name)', cfg.allow_domains)}, false)""",
     }
-    for name in ("dlp", "inspected", "alerts"):
-        queries[name] = f"""SELECT d.*, coalesce(o.internal, false) AS orig_internal,
-                                   coalesce(r.internal, false) AS resp_internal,
+    # the same four columns on every table of two endpoints (files: sender and receiver)
+    for name, a, b in (("dlp", "orig", "resp"), ("inspected", "orig", "resp"), ("alerts", "orig", "resp"),
+                       ("logins", "orig", "resp"), ("tunnels", "orig", "resp"), ("files", "tx", "rx")):
+        queries[name] = f"""SELECT d.*, coalesce(o.internal, false) AS {a}_internal,
+                                   coalesce(r.internal, false) AS {b}_internal,
                                    coalesce(o.tenant, r.tenant) AS tenant,
                                    coalesce(o.allow_net, false) OR coalesce(r.allow_net, false) AS allowlisted
-                            FROM {name}_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
-                            LEFT JOIN address_class r ON r.addr = d.resp_h
+                            FROM {name}_raw d LEFT JOIN address_class o ON o.addr = d.{a}_h
+                            LEFT JOIN address_class r ON r.addr = d.{b}_h
                             WHERE {_window_sql(start, end, 'd.ts')}"""
+    queries["software"] = f"""SELECT d.*, coalesce(o.internal, false) AS host_internal, o.tenant AS tenant
+                              FROM software_raw d LEFT JOIN address_class o ON o.addr = d.host
+                              WHERE {_window_sql(start, end, 'd.ts')}"""
     # ARP never crosses a router: its sender is on a local link, so no address class is needed.
     queries["arp"] = f"""SELECT d.*, coalesce(o.tenant, 'default') AS tenant
                          FROM arp_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
@@ -116,7 +123,9 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
     try:
         yield _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
                              http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
-                             inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"), start=start, end=end,
+                             inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"),
+                             logins=tables.get("logins"), files=tables.get("files"),
+                             software=tables.get("software"), tunnels=tables.get("tunnels"), start=start, end=end,
                              backend=backend, extra=extra or {})
     finally:
         if backend == "duckdb":

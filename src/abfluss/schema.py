@@ -11,6 +11,9 @@ import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
 
+#: Columns holding an IP address (what enrichment classifies), whichever table has them.
+ADDRESS_COLUMNS = frozenset({"orig_h", "resp_h", "tx_h", "rx_h", "host"})
+
 #: Columns the store adds to every row; readers leave them out.
 STORE_COLUMNS = ("sensor", "input_id")
 
@@ -84,6 +87,8 @@ HTTP = pa.schema(
         pa.field("request_body_len", pa.int64()),
         pa.field("response_body_len", pa.int64()),
         pa.field("status_code", pa.int32()),
+        # what the response body is (Zeek's MIME sniffing, or PE/ELF magic bytes from a capture)
+        pa.field("resp_mime_types", pa.list_(pa.string())),
         pa.field("sensor", pa.string()),
         pa.field("input_id", pa.string()),
     ]
@@ -190,6 +195,80 @@ ARP = pa.schema(
     ]
 )
 
+#: Authentication exchanges seen on the wire: one row per attempt (or per Zeek record standing
+#: for ``attempts`` of them) with its outcome where the server said it. Mail and FTP records
+#: without an authentication outcome are kept with ``result`` null (nothing read is dropped).
+LOGINS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("orig_h", pa.string()),  # client
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),  # server
+        pa.field("resp_p", pa.int32()),
+        pa.field("app", pa.string()),  # smtp, ftp, ssh, ...
+        pa.field("user", pa.string()),  # the user name tried, where the protocol shows it
+        pa.field("result", pa.string()),  # success, failure, or null: no outcome seen
+        pa.field("reply", pa.string()),  # the server's reply (code and text), at most 200 characters
+        pa.field("attempts", pa.int64()),  # attempts this row stands for (1 unless the sensor counted)
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+#: Files carried by a connection (Zeek files.log and pe.log; PE/ELF bodies found in a capture).
+#: A file may have several rows (files.log and pe.log): ``fuid`` ties them together.
+FILES = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),  # the connection that carried it
+        pa.field("fuid", pa.string()),  # the sensor's file id
+        pa.field("source", pa.string()),  # http, ftp, smtp, smb, ... (lower case)
+        pa.field("tx_h", pa.string()),  # the host that sent the file (the server of a download)
+        pa.field("rx_h", pa.string()),  # the host that received it
+        pa.field("mime_type", pa.string()),
+        pa.field("filename", pa.string()),
+        pa.field("size", pa.int64()),  # bytes seen
+        pa.field("md5", pa.string()),
+        pa.field("sha1", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("executable", pa.string()),  # pe, elf, macho (by magic bytes or MIME), else null
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+#: Software a host announced (Zeek software.log; SSH banners in captures).
+SOFTWARE = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("host", pa.string()),
+        pa.field("host_p", pa.int32()),  # the port of a server, null for a client
+        pa.field("kind", pa.string()),  # ssh-client, ssh-server, http-browser, http-server, ...
+        pa.field("name", pa.string()),  # OpenSSH, Firefox, ...
+        pa.field("version", pa.string()),  # as announced (OpenSSH_8.1)
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
+#: Encapsulation seen: GRE, IP-in-IP, Teredo, VXLAN ... (Zeek tunnel.log; outer headers in captures).
+TUNNELS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("uid", pa.string()),
+        pa.field("orig_h", pa.string()),  # outer source
+        pa.field("orig_p", pa.int32()),
+        pa.field("resp_h", pa.string()),  # outer destination
+        pa.field("resp_p", pa.int32()),
+        pa.field("tunnel_type", pa.string()),  # gre, ip-in-ip, teredo, vxlan, ayiya, gtpv1, geneve
+        pa.field("action", pa.string()),  # discover, close, expire (Zeek); seen (a capture)
+        pa.field("packets", pa.int64()),  # encapsulated packets, where counted
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
 #: Every row table, by name. ``inputs`` and the files list live in the DuckDB catalog.
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOWS,
@@ -200,6 +279,10 @@ TABLES: dict[str, pa.Schema] = {
     "dlp": DLP,
     "inspected": INSPECTED,
     "arp": ARP,
+    "logins": LOGINS,
+    "files": FILES,
+    "software": SOFTWARE,
+    "tunnels": TUNNELS,
 }
 
 

@@ -294,7 +294,7 @@ class InputWriter:
         lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
         self.first_ts = lo if self.first_ts is None or lo < self.first_ts else self.first_ts
         self.last_ts = hi if self.last_ts is None or hi > self.last_ts else self.last_ts
-        for col in ("orig_h", "resp_h"):
+        for col in schema.ADDRESS_COLUMNS.intersection(full.column_names):
             self.addresses.update(a for a in pc.unique(full.column(col)).to_pylist() if a is not None)
         if lo.date() == hi.date():  # the usual case: no per-row work to split by day
             self._append(table, lo.strftime("%Y-%m-%d"), full)

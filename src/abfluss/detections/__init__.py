@@ -67,7 +67,12 @@ class Telemetry:
     ``inspected`` bytes inspected per flow side, and whether they were encrypted;
     ``alerts``   IDS alerts (Suricata eve alerts, Zeek notices) with the same four columns as
                  ``dlp``;
-    ``arp``      ARP frames from packet captures (``schema.ARP``) with ``tenant``;
+    ``arp``      ARP frames (captures, Zeek arp.log; ``schema.ARP``) with ``tenant``;
+    ``logins``   authentication attempts (``schema.LOGINS``), ``tunnels`` encapsulation seen
+                 (``schema.TUNNELS``): both with the four columns of ``alerts``;
+    ``files``    files carried by connections (``schema.FILES``) with ``tx_internal``,
+                 ``rx_internal``, ``tenant``, ``allowlisted``;
+    ``software`` software hosts announced (``schema.SOFTWARE``) with ``host_internal``, ``tenant``;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
     configuration (e.g. indicator lists), keyed by detection id.
     """
@@ -81,6 +86,10 @@ class Telemetry:
     inspected: Any = None
     alerts: Any = None
     arp: Any = None
+    logins: Any = None
+    files: Any = None
+    software: Any = None
+    tunnels: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"

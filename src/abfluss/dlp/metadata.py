@@ -33,6 +33,8 @@ COLUMNS = {
     "http": ("host", "uri", "user_agent"),
     "tls": ("server_name", "subject", "issuer"),
     "alerts": ("signature",),
+    "logins": ("user", "reply"),
+    "files": ("filename",),
 }
 #: Host names: compared case-insensitively (resolvers randomise the case of DNS names), so they
 #: are scanned in upper case (a KVNR in a lower-case label is still a KVNR).

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pjson
 
+from . import _zeek_maps as zm
 from . import _zeek_types as zt
 from ._zeek_parser import Parser
 from .base import ReadReport
@@ -27,7 +28,7 @@ class Json(Parser):
             except (ValueError, RecursionError):
                 continue
             if isinstance(obj, dict):
-                self.col_log = zt.log_from_columns(obj)
+                self.col_log = zm.log_from_columns(obj)
                 break
 
     def feed(self, data: bytes, end: int) -> Iterator[tuple[str, pa.Table]]:
@@ -37,12 +38,12 @@ class Json(Parser):
         else:
             self.line += self.lines(data, 0, end)
         for log, cols, n in groups:
-            yield zt.MAPS[log][0], zt.finish(log, cols, n, log.startswith("open_"))
+            yield zm.MAPS[log][0], zm.finish(log, cols, n, log.startswith("open_"))
 
     def _fast(self, data: bytes, end: int) -> list | None:
         """All records parsed by pyarrow, grouped by log type; None if any record is bad."""
         first = data[: min(end, 1 << 16)].lstrip().split(b"\n", 1)[0]
-        options = pjson.ParseOptions(explicit_schema=zt.json_schema(_ISO_TS.search(first) is not None),
+        options = pjson.ParseOptions(explicit_schema=zm.json_schema(_ISO_TS.search(first) is not None),
                                      unexpected_field_behavior="ignore")
         try:
             t = pjson.read_json(pa.BufferReader(pa.py_buffer(data)[:end]),
@@ -53,12 +54,12 @@ class Json(Parser):
         paths, groups = t.column("_path"), []
         for value in pc.unique(paths).to_pylist():
             log = self.target(value)
-            if log not in zt.MAPS:
+            if log not in zm.MAPS:
                 self.other = True
                 self.other_types.add(str(value or log))
                 continue
             part = t.filter(pc.is_null(paths) if value is None else pc.equal(paths, value))
-            spec = zt.fields_for(log)
+            spec = zm.fields_for(log)
             if part.column("ts").null_count or any(zt.out_of_range(k, part.column(s)) for _, s, k in spec):
                 return None
             groups.append((log, {out: part.column(src) for out, src, _ in spec}, part.num_rows))
@@ -88,16 +89,16 @@ class Json(Parser):
                 self.skip(i, "_path is not a string")
                 continue
             log = self.target(obj.get("_path"))
-            if log not in zt.MAPS:
+            if log not in zm.MAPS:
                 self.other = True
                 self.other_types.add(str(obj.get("_path") or log))
-            if log in zt.MAPS:
+            if log in zm.MAPS:
                 try:
-                    row = tuple(zt.coerce(kind, obj.get(src), src) for _, src, kind in zt.fields_for(log))
+                    row = tuple(zt.coerce(kind, obj.get(src), src) for _, src, kind in zm.fields_for(log))
                     rows.setdefault(log, []).append(row)
                 except ValueError as e:
                     self.skip(i, str(e))
         self.line += len(texts)
         return [(log, {out: pa.array([r[j] for r in values], zt.PY_TYPE[kind])
-                       for j, (out, _, kind) in enumerate(zt.fields_for(log))}, len(values))
+                       for j, (out, _, kind) in enumerate(zm.fields_for(log))}, len(values))
                 for log, values in rows.items()]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from . import _zeek_types as zt
+from . import _zeek_maps as zm
 from .base import ReadReport
-
-_TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])|notice(?![a-z_])")
 
 
 class Parser:
@@ -18,14 +15,13 @@ class Parser:
         self.path, self.report, self.bad, self.line = path, report, 0, 1
         self.other = False  # records of a log type we do not read were seen
         self.other_types: set[str] = set()
-        self.name_log = zt.log_from_name(path.name)
+        self.name_log = zm.log_from_name(path.name)
         self.col_log: str | None = None
 
     def target(self, path_value: str | None) -> str | None:
         """The mapped log type for a ``#path``/``_path`` value (None: a log we do not read)."""
         if path_value:
-            m = _TARGET.match(path_value)
-            log = m.group(0) if m else None
+            log = zm.log_from_path(path_value)
         else:
             log = self.name_log or self.col_log
         if log in ("conn", "http", "ssl") and self.name_log == "open_" + log:

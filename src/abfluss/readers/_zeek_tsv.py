@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from ..errors import InputError
+from . import _zeek_maps as zm
 from . import _zeek_types as zt
 from ._zeek_parser import Parser
 from .base import ReadReport
@@ -68,7 +69,7 @@ class Tsv(Parser):
             self.log_path = value_s
         elif key == b"#fields" and self.sep is not None:
             self.fields = _unique(value_s.split(self.sep.decode("latin-1")))
-            self.col_log = zt.log_from_columns(self.fields)
+            self.col_log = zm.log_from_columns(self.fields)
 
     def _run(self, data: bytes, start: int, stop: int) -> Iterator[tuple[str, pa.Table]]:
         """Lines ``data[start:stop]``, all of one header block."""
@@ -82,12 +83,12 @@ class Tsv(Parser):
         if self.fields is None:
             self._default_fields(data, start, stop)
         log = self.target(self.log_path)
-        if log not in zt.MAPS:
+        if log not in zm.MAPS:
             self.line += self.lines(data, start, stop)
             self.other = True
             self.other_types.add(str(self.log_path or log))
             return
-        spec = zt.fields_for(log)
+        spec = zm.fields_for(log)
         present = [src for _, src, _ in spec if src in self.fields]
         t = self._fast(data, start, stop, spec, present)
         if t is None:
@@ -96,13 +97,13 @@ class Tsv(Parser):
             self.line += t.num_rows  # empty lines are not skipped on the fast path: rows == lines
         if t is not None and t.num_rows:
             cols = self._columns(t, spec, escaped=data.find(b"\\", start, stop) >= 0)
-            yield zt.MAPS[log][0], zt.finish(log, cols, t.num_rows, log.startswith("open_"))
+            yield zm.MAPS[log][0], zm.finish(log, cols, t.num_rows, log.startswith("open_"))
 
     def _default_fields(self, data: bytes, start: int, stop: int) -> None:
         """Zeek's default field list for data without a header (a log whose top was cut off)."""
         nl = data.find(b"\n", start, stop)
         ncols = data.count(self.sep, start, stop if nl < 0 else nl) + 1
-        fields = zt.DEFAULT_FIELDS.get((self.name_log, ncols))
+        fields = zm.DEFAULT_FIELDS.get((self.name_log, ncols))
         if fields is None:
             raise InputError(f"{self.path}: line {self.line}: Zeek TSV data without a #fields header")
         self.fields = list(fields)

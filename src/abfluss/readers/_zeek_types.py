@@ -1,7 +1,8 @@
-"""Field maps and value conversions shared by the Zeek TSV and JSON paths of ``zeek.py``.
+"""Value kinds and conversions shared by the Zeek TSV and JSON paths of ``zeek.py``.
 
-Which Zeek field fills which column of the common tables is data (the ``MAPS`` below); the
-functions turn parsed columns into tables of the reader schema, whatever format they came from.
+Each Zeek field is read as a kind (time, count, address, list ...): parsed by pyarrow in bulk,
+checked, and converted the same way from TSV and JSON. Which field fills which column is in
+``_zeek_maps``.
 """
 
 from __future__ import annotations
@@ -20,47 +21,6 @@ from .. import schema
 TIME, FLOAT, COUNT, INT32, BOOL, STR, ADDR, LIST_STR, LIST_FLOAT = (
     "time", "float", "count", "int32", "bool", "str", "addr", "list_str", "list_float")
 
-_IDS = [("uid", "uid", STR), ("orig_h", "id.orig_h", ADDR), ("orig_p", "id.orig_p", INT32),
-        ("resp_h", "id.resp_h", ADDR), ("resp_p", "id.resp_p", INT32)]
-
-#: Per Zeek log type: (table, [(column, Zeek field, kind)]).
-_FLOWS = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("service", "service", STR),
-          ("duration", "duration", FLOAT), ("orig_bytes", "orig_bytes", COUNT),
-          ("resp_bytes", "resp_bytes", COUNT), ("conn_state", "conn_state", STR),
-          ("missed_bytes", "missed_bytes", COUNT), ("history", "history", STR),
-          ("orig_pkts", "orig_pkts", COUNT), ("orig_ip_bytes", "orig_ip_bytes", COUNT),
-          ("resp_pkts", "resp_pkts", COUNT), ("resp_ip_bytes", "resp_ip_bytes", COUNT),
-          ("community_id", "community_id", STR)]
-_DNS = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("trans_id", "trans_id", INT32),
-        ("query", "query", STR), ("qtype", "qtype_name", STR), ("rcode", "rcode_name", STR),
-        ("answers", "answers", LIST_STR), ("ttls", "TTLs", LIST_FLOAT)]
-_HTTP = [("ts", "ts", TIME), *_IDS, ("method", "method", STR), ("host", "host", STR),
-         ("uri", "uri", STR), ("user_agent", "user_agent", STR),
-         ("request_body_len", "request_body_len", COUNT),
-         ("response_body_len", "response_body_len", COUNT), ("status_code", "status_code", INT32)]
-_TLS = [("ts", "ts", TIME), *_IDS, ("version", "version", STR),
-        ("server_name", "server_name", STR), ("ja3", "ja3", STR), ("ja4", "ja4", STR),
-        ("subject", "subject", STR), ("issuer", "issuer", STR), ("established", "established", BOOL)]
-#: notice.log: the notice type is the alert's signature and its message the category; Zeek gives
-#: no severity. ``src``/``dst``/``p`` stand in where a notice has no connection (scans).
-_NOTICE = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("signature", "note", STR),
-           ("category", "msg", STR), ("_src", "src", ADDR), ("_dst", "dst", ADDR), ("_p", "p", INT32)]
-MAPS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
-    "conn": ("flows", _FLOWS), "open_conn": ("flows", _FLOWS),
-    "dns": ("dns", _DNS),
-    "http": ("http", _HTTP), "open_http": ("http", _HTTP),
-    "ssl": ("tls", _TLS), "open_ssl": ("tls", _TLS),
-    "notice": ("alerts", _NOTICE),
-}
-
-#: Field lists of Zeek's default logs, for TSV files whose header was cut off; keyed by (path, fields).
-_CONN20 = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes resp_bytes "
-           "conn_state local_orig local_resp missed_bytes history orig_pkts orig_ip_bytes resp_pkts "
-           "resp_ip_bytes").split()
-_DNS24 = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id rtt query qclass qclass_name "
-          "qtype qtype_name rcode rcode_name AA TC RD RA Z answers TTLs rejected").split()
-DEFAULT_FIELDS = {("conn", 20): _CONN20, ("conn", 21): [*_CONN20, "tunnel_parents"], ("dns", 24): _DNS24}
-
 #: Arrow type a kind is read as (by pyarrow.csv for TSV; by pyarrow.json for JSON, lists as lists).
 READ_TYPE = {TIME: pa.float64(), FLOAT: pa.float64(), COUNT: pa.int64(), INT32: pa.int64(),
              BOOL: pa.bool_(), STR: pa.string(), ADDR: pa.string(), LIST_STR: pa.string(),
@@ -74,41 +34,6 @@ _INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
 #: Seconds beyond this (year 33658) cannot be a time or a duration: the value is garbage.
 FLOAT_MAX = 1e12
 _ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
-_NAME = re.compile(r"(?:^|[^a-z])(open_conn|open_http|open_ssl|conn|dns|http|ssl|notice(?!_alarm))(?![a-z])")
-
-
-def fields_for(log: str) -> list[tuple[str, str, str]]:
-    return MAPS[log][1]
-
-
-def json_schema(iso_ts: bool) -> pa.Schema:
-    """What pyarrow.json parses: ``_path`` and every mapped field of every log type."""
-    fields = {"_path": pa.string()}
-    for _, spec in MAPS.values():
-        for _, src, kind in spec:
-            fields[src] = schema.TS if kind == TIME and iso_ts else _JSON_TYPE[kind]
-    return pa.schema(list(fields.items()))
-
-
-def log_from_name(name: str) -> str | None:
-    m = _NAME.search(name.lower())
-    return m.group(1) if m else None
-
-
-def log_from_columns(cols) -> str | None:
-    """The log type a set of field names belongs to, for logs that name no path."""
-    cols = set(cols)
-    if "conn_state" in cols or {"orig_bytes", "history"} <= cols:
-        return "conn"
-    if "query" in cols and ("qtype_name" in cols or "trans_id" in cols):
-        return "dns"
-    if {"method", "host"} <= cols:
-        return "http"
-    if "cipher" in cols or "established" in cols:
-        return "ssl"
-    if {"note", "msg"} <= cols:
-        return "notice"
-    return None
 
 
 def bad_int(arr: pa.Array, top: int) -> bool:
@@ -213,31 +138,6 @@ def to_ts(arr: pa.Array) -> pa.Array:
         return arr.cast(schema.TS)
     us = pc.round(pc.multiply(arr, 1e6)).cast(pa.int64())
     return us.cast(schema.TS)
-
-
-def finish(log: str, cols: dict[str, pa.Array], n: int, open_: bool) -> pa.Table:
-    """Columns (named as in the table, already of their kind's type) as a reader-schema table."""
-    table = MAPS[log][0]
-    cols["ts"] = to_ts(cols["ts"])
-    if table == "flows":
-        dur = cols.get("duration")
-        ts_us = cols["ts"].cast(pa.int64())
-        if dur is not None:
-            dur_us = pc.round(pc.multiply(pc.fill_null(dur, 0.0), 1e6)).cast(pa.int64())
-            ts_us = pc.add(ts_us, dur_us)
-        cols["ts_end"] = ts_us.cast(schema.TS)
-        cols["open"] = pa.array(np.full(n, open_), pa.bool_())
-        # Zeek runs its protocol detection on every connection: no service means none was
-        # identified (""), which is not the same as a sensor that does not look (NetFlow: null).
-        if "service" in cols:
-            cols["service"] = pc.fill_null(cols["service"], "")
-        else:
-            cols["service"] = pa.array([""] * n, pa.string())
-    elif table == "alerts":
-        for col, alt in (("orig_h", "_src"), ("resp_h", "_dst"), ("resp_p", "_p")):
-            if alt in cols:
-                cols[col] = pc.coalesce(cols[col], cols.pop(alt)) if col in cols else cols.pop(alt)
-    return schema.conform(table, cols)
 
 
 #: Arrow type of a kind's Python values from ``coerce`` (JSON records parsed one by one).

@@ -1,7 +1,8 @@
 """Zeek logs: TSV (``#fields``/``#types`` headers) and JSON lines, plain or gzip-compressed.
 
 conn and open_conn fill ``flows``, dns ``dns``, http and open_http ``http``, ssl and open_ssl
-``tls``, notice ``alerts``; other logs (files, x509, weird, ...) yield nothing. The log type is the ``#path`` /
+``tls``, notice ``alerts``, smtp and ftp ``logins``, files and pe ``files``, software
+``software``, tunnel ``tunnels``, arp ``arp``; other logs (x509, weird, ...) yield nothing. The log type is the ``#path`` /
 ``_path``, else the file name, else the columns. A file whose name says ``open_conn`` (or
 open_http, open_ssl) is an open log even when its path says ``conn``, as RITA writes them.
 

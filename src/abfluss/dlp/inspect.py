@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..errors import AbflussError
 from ..readers._community_id import community_id
+from ..readers._split import part_of
 from ..schema import TS, conform
 from . import decode
 from .streams import ACK, FIN, RST, SYN, TCP, UDP, Side, Sink, address, packets, slice_packet
@@ -263,8 +264,11 @@ class Flow:
 class Inspector:
     """Packets in, flows reassembled and scanned, rows out."""
 
-    def __init__(self, scan, settings: Settings = Settings(), datalink: int = dpkt.pcap.DLT_EN10MB):
+    def __init__(self, scan, settings: Settings = Settings(), datalink: int = dpkt.pcap.DLT_EN10MB,
+                 part: int = 0, parts: int = 1):
         self.scan, self.settings, self.datalink = scan, settings, datalink
+        self.part, self.parts = part, parts  # this worker reads the host pairs of ``part`` (``_split``)
+        self.now = float("-inf")  # the latest packet time so far (of all packets, every worker's)
         self.flows: dict[tuple, Flow] = {}
         self.first: dict[tuple, float] = {}  # first packet of a flow before its first payload
         self.expected: dict[tuple[bytes, int], float] = {}  # FTP data connections announced
@@ -275,15 +279,29 @@ class Inspector:
         self.internal: dict[bytes, bool] = {}  # address -> inside networks (cached per address)
 
     def packet(self, ts: float, buf: bytes) -> None:
+        # Whether a flow ended (idle, closed) is decided when its next packet comes, against the
+        # latest time of all packets, never by when a sweep happened to run: a worker that reads
+        # a part of the host pairs (``parts``) then ends and starts exactly the flows one
+        # process does. Sweeps only free memory.
+        now = self.now = ts if ts > self.now else self.now
         p = slice_packet(self.datalink, buf)
         if p is None:
             return
         proto, src, dst, sport, dport, flags, seq, payload, missing = p
+        if self.parts > 1 and part_of(src, dst, self.parts) != self.part:
+            if now >= self.next_sweep:
+                self._sweep(now)
+            return
         if src < dst or (src == dst and sport < dport):
             key = (proto, src, sport, dst, dport)
         else:
             key = (proto, dst, dport, src, sport)
         flow = self.flows.get(key)
+        s = self.settings
+        if flow is not None and (now - flow.last > s.idle_timeout or (
+                flow.closing is not None and now - flow.closing > s.close_linger)):
+            self._end(key, flow)  # idle or closed: this packet starts a new flow
+            flow = None
         syn = flags & SYN
         if flow is not None and syn and not flags & ACK and flow.client_addr == src and (
                 flow.closing is not None or flow.dirs != [None, None]):
@@ -293,9 +311,13 @@ class Inspector:
             if not (payload or missing or syn):
                 # No payload yet (a capture that starts mid-connection): remember when the flow
                 # began, so its rows fall in the same analysis window as the flow meter's record.
-                self.first.setdefault(key, ts)
+                first = self.first.get(key)
+                if first is None or now - first > s.idle_timeout:
+                    self.first[key] = ts
                 return
-            flow = self._new(key, proto, src, sport, dst, dport, flags, self.first.pop(key, ts))
+            first = self.first.pop(key, None)
+            flow = self._new(key, proto, src, sport, dst, dport, flags,
+                             ts if first is None or now - first > s.idle_timeout else first)
         flow.last = ts
         from_client = src == flow.client_addr and sport == flow.client_port
         if proto == TCP:
@@ -314,8 +336,8 @@ class Inspector:
                 flow.closing = ts
         elif payload or missing:
             flow.direction(from_client).datagram(payload, missing)
-        if ts >= self.next_sweep:
-            self._sweep(ts)
+        if now >= self.next_sweep:
+            self._sweep(now)
 
     def _new(self, key, proto, src, sport, dst, dport, flags, ts) -> Flow:
         a, b = (src, sport), (dst, dport)
@@ -326,7 +348,10 @@ class Inspector:
         else:
             client, server = a, b
         app = None
-        if self.expected.pop(server, None) is not None or decode.FTP_DATA_PORT in (sport, dport) and proto == TCP:
+        announced = self.expected.pop(server, None)
+        if announced is not None and self.now - announced > self.settings.idle_timeout:
+            announced = None  # too long ago (as if swept)
+        if announced is not None or decode.FTP_DATA_PORT in (sport, dport) and proto == TCP:
             app = "ftp-data"
         flow = self.flows[key] = Flow(self, proto, client, server, ts, app)
         if self.networks:
@@ -425,8 +450,10 @@ class InspectionError(AbflussError):
     """Payload inspection failed; the message names the error's type only (see the module doc)."""
 
 
-def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings()) -> Inspection:
-    """Inspect every packet of a pcap/pcapng file (uncompressed) with the workspace key ``key``.
+def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings(), part: int = 0,
+                 parts: int = 1) -> Inspection:
+    """Inspect every packet of a pcap/pcapng file (uncompressed) with the workspace key ``key``;
+    with ``parts`` > 1 only the host pairs of worker ``part`` (see ``Inspector``).
 
     A capture cut short ends the pass at the cut: the packets before it are inspected. Any
     other failure raises ``InspectionError`` without the original message, which could quote
@@ -440,7 +467,7 @@ def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings()) -> Ins
                 datalink, frames = packets(f)
             except (ValueError, dpkt.dpkt.Error):
                 return Inspector(None, settings).finish()
-            insp = Inspector(Scanner(key).scan, settings, datalink)
+            insp = Inspector(Scanner(key).scan, settings, datalink, part, parts)
             packet, frames = insp.packet, iter(frames)
             while True:
                 try:

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ..schema import TS, conform
 from . import _dns_wire as wire
+from ._split import part_of
 from .base import ReadReport, ip_layer
 
 DNS_PORT = 53
@@ -132,8 +133,15 @@ def _short(f, record_start: int, size: int) -> bool:
     return record_start + 16 + caplen > size
 
 
-def scan(path: Path, report: ReadReport) -> Scan:
+def scan(path: Path, report: ReadReport, part: int = 0, parts: int = 1) -> Scan:
+    """With ``parts`` > 1, only the DNS messages of worker ``part``'s host pairs (``_split``)
+    are decoded; worker 0 also collects ARP and reports the capture's own problems (truncation),
+    so the parts' results together equal one pass over everything."""
     decoder = _Decoder(report)
+    if parts > 1:
+        decoder.mine = lambda l4: part_of(l4[1], l4[2], parts) == part
+        if part:
+            report = ReadReport(report.path)  # the capture's problems are worker 0's to report
     decoder.arp = []  # ARP rows, collected in the same pass
     packets, last_ts = 0, None
     size = os.path.getsize(path)
@@ -146,7 +154,7 @@ def scan(path: Path, report: ReadReport) -> Scan:
         datalink = reader.datalink()
         classic = isinstance(reader, dpkt.pcap.Reader)
         if classic and datalink == dpkt.pcap.DLT_EN10MB and size > 24:
-            packets, last_ts = _scan_classic(f, size, report, decoder)
+            packets, last_ts = _scan_classic(f, size, report, decoder, collect_arp=not part)
             return _result(decoder, packets, last_ts)
         record_start = f.tell()
         try:
@@ -163,7 +171,7 @@ def scan(path: Path, report: ReadReport) -> Scan:
                 packets += 1
                 last_ts = int(ts * 1_000_000)
                 l4 = _fast_l4(datalink, buf)
-                if l4 is None and datalink == dpkt.pcap.DLT_EN10MB and len(buf) >= 42 \
+                if l4 is None and not part and datalink == dpkt.pcap.DLT_EN10MB and len(buf) >= 42 \
                         and (buf[12], buf[13]) in _ARP_OR_VLAN:
                     row = _arp(ts, buf)
                     if row:
@@ -181,7 +189,7 @@ def scan(path: Path, report: ReadReport) -> Scan:
     return _result(decoder, packets, last_ts)
 
 
-def _scan_classic(f, size: int, report: ReadReport, decoder) -> tuple[int, int | None]:
+def _scan_classic(f, size: int, report: ReadReport, decoder, collect_arp: bool = True) -> tuple[int, int | None]:
     """The loop of ``scan`` for classic Ethernet pcap, without a per-packet object: records are
     read in place from a memory map, and only DNS packets are sliced out (a DNS-heavy capture
     has a million packets to pass over). Same counts, positions and messages as the general loop."""
@@ -208,7 +216,7 @@ def _scan_classic(f, size: int, report: ReadReport, decoder) -> tuple[int, int |
             l4 = _l4_in_place(mm, start, end)
             if l4:
                 packet(ts, packets, l4)
-            elif end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
+            elif collect_arp and end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
                 row = _arp(ts, mm[start:end])
                 if row:
                     decoder.arp.append(row)
@@ -299,8 +307,11 @@ class _Decoder:
         self.pending: dict[tuple, dict] = {}
         self.rows: list[dict] = []
         self.tcp = wire.TcpStreams()
+        self.mine = None  # a filter of the packets this worker decodes (``scan``'s parts)
 
     def packet(self, ts: float, number: int, l4: tuple) -> None:
+        if self.mine is not None and not self.mine(l4):
+            return
         proto, src, dst, sport, dport, payload, seq, flags = l4
         if proto == "udp":
             if payload:

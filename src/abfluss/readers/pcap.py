@@ -13,8 +13,10 @@ from __future__ import annotations
 import gzip
 import multiprocessing
 import os
+import re
 import tempfile
 import zlib
+from zlib import crc32
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,8 @@ from ..fsutil import DiskFullError
 from ..schema import TS, conform
 from . import _dns_packets
 from ._community_id import community_id
-from .base import GZIP_MAGIC, ReadReport
+from ._split import cores
+from .base import GZIP_MAGIC, MAX_MESSAGES, ReadReport
 
 FORMAT = "pcap"
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
@@ -38,6 +41,8 @@ IDLE_TIMEOUT = 120
 ACTIVE_TIMEOUT = 1800
 #: Rows per yielded batch.
 BATCH_ROWS = 100_000
+#: Capture bytes per parallel job at least, when ``--jobs`` is not given (see ``default_jobs``).
+JOB_BYTES = 16 << 20
 #: Latest packet time taken as real (ms; 9999-12-31): a later one is a corrupt record.
 MAX_MS = 253402300799_000
 #: A gzip-compressed capture is decompressed to a private file of at most this many times its
@@ -63,22 +68,28 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
 
 
 def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
-         inspect_settings=None) -> Iterator[tuple[str, pa.Table]]:
+         inspect_settings=None, jobs: int | None = None) -> Iterator[tuple[str, pa.Table]]:
     """Flows, DNS, TLS and HTTP records; with ``inspect_key`` (the workspace's DLP key) also the
-    ``dlp`` and ``inspected`` tables of payload inspection (``abfluss.dlp.inspect``)."""
+    ``dlp`` and ``inspected`` tables of payload inspection (``abfluss.dlp.inspect``).
+
+    ``jobs`` processes of each kind share the work (default: ``default_jobs``): NFStream meters
+    the flows whose symmetric hash falls to each (its own fan-out, the other packets only
+    advance its clock), and the DNS and inspection workers each read the host pairs of their
+    part (``_split``). The merged tables equal one process's, row for row."""
     report.format = FORMAT
     with _plain_copy(path, report) as plain:
+        n = max(1, jobs) if jobs else default_jobs(os.path.getsize(plain))
         # The DNS scan and payload inspection run in processes of their own beside NFStream's
-        # meter process, so on two cores they cost little wall time and never compete for this
-        # process's GIL. They are forked before NFStream starts its own threads and processes.
+        # meter processes, so on several cores they cost little wall time and never compete for
+        # this process's GIL. They are forked before NFStream starts its own threads and processes.
         ctx = multiprocessing.get_context("fork")
         workers = []
-        dns = _fork(ctx, workers, _scan_worker, plain, str(path))
-        inspection = _fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings) \
-            if inspect_key is not None else None
+        dns = [_fork(ctx, workers, _scan_worker, plain, str(path), k, n) for k in range(n)]
+        inspection = [_fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings, k, n)
+                      for k in range(n)] if inspect_key is not None else []
         try:
-            yield from _flows(plain, report, lambda: _scan_result(dns, report), shown=path)
-            if inspection is not None:
+            yield from _flows(plain, report, lambda: _scan_results(dns, report), shown=path, jobs=n)
+            if inspection:
                 yield from _inspection_result(inspection, report)
         finally:
             for receiver, worker in workers:
@@ -86,6 +97,12 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
                 worker.join(timeout=5)
                 if worker.is_alive():
                     worker.kill()
+
+
+def default_jobs(size: int) -> int:
+    """Processes per kind for a capture of ``size`` bytes: every core, but no more than one per
+    ``JOB_BYTES`` (starting a process costs more than it saves on a small capture)."""
+    return max(1, min(cores(), size // JOB_BYTES))
 
 
 def _fork(ctx, workers: list, target, *args):
@@ -98,12 +115,12 @@ def _fork(ctx, workers: list, target, *args):
     return receiver
 
 
-def _inspect_worker(plain: Path, key: bytes, settings, conn) -> None:
-    """Payload inspection; sends ("dlp"|"inspected", Arrow IPC bytes) batches, then ("done",)."""
+def _inspect_worker(plain: Path, key: bytes, settings, part: int, parts: int, conn) -> None:
+    """Payload inspection of one part; sends ("dlp"|"inspected", Arrow IPC bytes) batches, then ("done",)."""
     try:
         from ..dlp.inspect import Settings, inspect_pcap
 
-        result = inspect_pcap(plain, key, settings or Settings())
+        result = inspect_pcap(plain, key, settings or Settings(), part, parts)
         for name, table in (("dlp", result.dlp), ("inspected", result.inspected)):
             for batch in table.to_batches(BATCH_ROWS):
                 sink = pa.BufferOutputStream()
@@ -117,26 +134,30 @@ def _inspect_worker(plain: Path, key: bytes, settings, conn) -> None:
         conn.close()
 
 
-def _inspection_result(conn, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
-    """The inspection worker's tables. They are derived rows, not records read from the input,
-    so they are not added to the report's record counts; a failure leaves the flows stored."""
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            msg = ("error", "stopped")
-        if msg[0] == "done":
-            return
-        if msg[0] == "error":
-            report.skip("payload inspection", f"failed ({msg[1]}); flows are stored without it", count=0)
-            return
-        yield msg[0], pa.ipc.open_stream(msg[1]).read_all()
+def _inspection_result(conns, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
+    """The inspection workers' tables. They are derived rows, not records read from the input,
+    so they are not added to the report's record counts; a failure leaves the flows stored
+    (and drops the inspection of every part: a partial inspection would read as complete)."""
+    tables: list[tuple[str, pa.Table]] = []
+    for conn in conns:
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                msg = ("error", "stopped")
+            if msg[0] == "done":
+                break
+            if msg[0] == "error":
+                report.skip("payload inspection", f"failed ({msg[1]}); flows are stored without it", count=0)
+                return
+            tables.append((msg[0], pa.ipc.open_stream(msg[1]).read_all()))
+    yield from tables
 
 
-def _scan_worker(plain: Path, shown: str, conn) -> None:
+def _scan_worker(plain: Path, shown: str, part: int, parts: int, conn) -> None:
     try:
         sub = ReadReport(shown)
-        scan = _dns_packets.scan(plain, sub)
+        scan = _dns_packets.scan(plain, sub, part, parts)
         ipc = []
         for table in (scan.dns, scan.arp):
             sink = pa.BufferOutputStream()
@@ -151,24 +172,55 @@ def _scan_worker(plain: Path, shown: str, conn) -> None:
         conn.close()
 
 
-def _scan_result(conn, report: ReadReport) -> _dns_packets.Scan | None:
-    try:
-        msg = conn.recv()
-    except EOFError:
+def _scan_results(conns, report: ReadReport) -> _dns_packets.Scan | None:
+    """The DNS workers' parts merged: rows in time order, messages in packet order."""
+    parts, messages = [], []
+    for conn in conns:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return None
+        if msg[0] == "error":
+            report.skip("scan", f"DNS decoding failed: {msg[1]}")
+            return None
+        parts.append(msg)
+    packets, last_ts = parts[0][0], parts[0][1]
+    dns, arp = [], []
+    for _packets, _last, skipped, msgs, ipc, arp_ipc in parts:
+        report.skipped += skipped
+        messages.extend(msgs)
+        if ipc:
+            dns.append(pa.ipc.open_stream(ipc).read_all())
+        if arp_ipc:
+            arp.append(pa.ipc.open_stream(arp_ipc).read_all())
+    if len(parts) > 1:
+        messages.sort(key=_message_order)
+    report.messages.extend(messages[: max(0, MAX_MESSAGES - len(report.messages))])
+    dns_table = _concat(dns, sort=len(parts) > 1)
+    if dns_table is not None:
+        report.add("dns", dns_table.num_rows)
+    arp_table = _concat(arp)
+    if arp_table is not None:
+        report.add("arp", arp_table.num_rows)
+    return _dns_packets.Scan(packets, last_ts, dns_table, arp_table)
+
+
+def _concat(tables: list[pa.Table], sort: bool = False) -> pa.Table | None:
+    if not tables:
         return None
-    if msg[0] == "error":
-        report.skip("scan", f"DNS decoding failed: {msg[1]}")
-        return None
-    packets, last_ts, skipped, messages, ipc, arp_ipc = msg
-    report.skipped += skipped
-    report.messages.extend(messages[: max(0, 20 - len(report.messages))])
-    dns = pa.ipc.open_stream(ipc).read_all() if ipc else None
-    if dns is not None:
-        report.add("dns", dns.num_rows)
-    arp = pa.ipc.open_stream(arp_ipc).read_all() if arp_ipc else None
-    if arp is not None:
-        report.add("arp", arp.num_rows)
-    return _dns_packets.Scan(packets, last_ts, dns, arp)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return table.sort_by("ts") if sort else table
+
+
+def _message_order(message: str) -> tuple[int, int]:
+    """Where a skip message points: its packet number, capture-wide problems first, the end last."""
+    m = _POSITION.search(message)
+    if m is None:
+        return (1, 0) if "end of capture" in message else (0, 0)
+    return (0, int(m.group(1)))
+
+
+_POSITION = re.compile(r": packet (\d+)")
 
 
 class _plain_copy:
@@ -231,8 +283,8 @@ class _plain_copy:
             os.close(self.fd)
 
 
-def _streamer(source: str) -> nfstream.NFStreamer:
-    return nfstream.NFStreamer(
+def _streamer(source: str, jobs: int = 1) -> nfstream.NFStreamer:
+    streamer = nfstream.NFStreamer(
         source=source,
         idle_timeout=IDLE_TIMEOUT,
         active_timeout=ACTIVE_TIMEOUT,
@@ -241,17 +293,23 @@ def _streamer(source: str) -> nfstream.NFStreamer:
         n_dissections=20,
         n_meters=1,
     )
+    # NFStream meters a file in n_meters processes, each the flows whose 6-tuple hash falls to
+    # it, every other packet only advancing its clock, so flows expire as in one meter. Its
+    # setter caps n_meters at cores - 1 (a live capture keeps a core for the kernel), which on
+    # two cores means one meter; for a file every core may meter.
+    streamer._n_meters = jobs
+    return streamer
 
 
-def _flows(path: Path, report: ReadReport, scan_result, shown: Path) -> Iterator[tuple[str, pa.Table]]:
+def _flows(path: Path, report: ReadReport, scan_result, shown: Path, jobs: int = 1) -> Iterator[tuple[str, pa.Table]]:
     cols, pending = _Columns(), []
     latest = 0  # the latest packet time metered so far (ms)
     error = None
     try:
-        for f in _streamer(str(path)):
+        for f in _streamer(str(path), jobs):
             if not (0 <= f.bidirectional_first_seen_ms <= f.bidirectional_last_seen_ms <= MAX_MS):
                 # a crafted packet time (found by fuzzing: NFStream passes it on, Arrow overflows)
-                report.skip(f"flow {f.id}", f"packet time out of range ({f.bidirectional_first_seen_ms} ms)")
+                report.skip(f"flow {_uid(f)}", f"packet time out of range ({f.bidirectional_first_seen_ms} ms)")
                 continue
             latest = max(latest, f.bidirectional_last_seen_ms)
             # A flow is interim only if it may still be running at the capture's end; flows that
@@ -315,7 +373,7 @@ class _Columns:
 
     def add(self, f, is_open: bool) -> None:
         ts, end = f.bidirectional_first_seen_ms * 1000, f.bidirectional_last_seen_ms * 1000
-        uid = f"N{f.bidirectional_first_seen_ms:x}{f.id:04x}"  # unique across captures in practice
+        uid = _uid(f)
         app = f.application_name or ""
         if f.application_is_guessed or app.split(".")[0] == "Unknown":
             app = ""  # nDPI saw no protocol; its guess from port or address is not what was seen
@@ -368,6 +426,13 @@ class _Columns:
                 report.add(table, t.num_rows)
                 yield table, t
         self._reset()
+
+
+def _uid(f) -> str:
+    """The flow's id: its start and a hash of its key, the same however many meters ran (NFStream
+    numbers flows in the order its meters finish them); unique across captures in practice."""
+    key = f"{f.protocol} {f.src_ip} {f.src_port} {f.dst_ip} {f.dst_port} {f.vlan_id} {f.tunnel_id}"
+    return f"N{f.bidirectional_first_seen_ms:x}{crc32(key.encode()):08x}"
 
 
 def _conn_state(f, closed: bool) -> str | None:

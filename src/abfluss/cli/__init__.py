@@ -14,7 +14,7 @@ import sys
 from ..errors import AbflussError
 from ..fsutil import no_space
 from .app import app, err
-from . import data, account, detect, contain, report, watch, console  # noqa: F401,I001  register their commands, in help order
+from . import data, account, detect, contain, report, watch, console, serve  # noqa: F401,I001  register their commands, in help order
 
 __all__ = ["app", "main"]
 

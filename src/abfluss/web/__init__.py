@@ -1,0 +1,73 @@
+"""``abfluss serve``: the web console and the HTTP API, a thin shell over the library.
+
+``create_app(workspace, auth)`` builds the ASGI app: server-rendered pages (Jinja, autoescaped),
+``/api/v1`` with Bearer tokens, ``/healthz``, the live view's event stream, and static files
+served from this package (plotly.js from the installed ``plotly`` package). Nothing is fetched
+from the internet; no inline script or style exists, so the Content-Security-Policy forbids both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import AbflussError
+from .json import CLIJSON
+from .security import HEADERS, Auth, Sessions, library_auth
+from .service import AuthenticationError, NotFound, PermissionDenied, Principal
+
+HERE = Path(__file__).resolve().parent
+
+
+def create_app(workspace: str | Path, auth: Optional[Auth] = None, config: Optional[str | Path] = None,
+               live_poll: float = 1.0) -> FastAPI:
+    """The console and API over ``workspace``; ``auth`` (default: the workspace's users and tokens)."""
+    from . import api as api_routes
+    from . import pages
+
+    app = FastAPI(title="abfluss", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/api/v1/openapi.json", default_response_class=CLIJSON)
+    app.state.workspace, app.state.config = Path(workspace), config
+    app.state.auth = auth or library_auth(workspace, config)
+    app.state.sessions = Sessions()
+    app.state.live_poll = live_poll
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for k, v in HEADERS.items():
+            response.headers.setdefault(k, v)
+        if request.url.path.startswith(("/api/", "/live/events")) or "set-cookie" in response.headers:
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(AbflussError)
+    async def library_error(request: Request, exc: AbflussError):
+        code = (401 if isinstance(exc, AuthenticationError) else 403 if isinstance(exc, PermissionDenied)
+                else 404 if isinstance(exc, NotFound) else 400)
+        if request.url.path.startswith("/api/"):
+            return CLIJSON({"detail": str(exc)}, status_code=code)
+        return pages.error_page(request, code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if request.url.path.startswith("/api/") or exc.status_code in (301, 302, 303, 307):
+            if exc.status_code in (301, 302, 303, 307):
+                return Response(status_code=exc.status_code, headers=exc.headers)
+            return CLIJSON({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return pages.error_page(request, exc.status_code, str(exc.detail))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        return {"status": "ok"}
+
+    app.include_router(api_routes.router)
+    app.include_router(pages.router)
+    return app
+
+
+__all__ = ["Auth", "Principal", "create_app", "library_auth"]

@@ -47,9 +47,9 @@ STATIC = {"app.js": "text/javascript", "charts.js": "text/javascript", "live.js"
           "style.css": "text/css"}
 
 
-def render(request: Request, name: str, p: Optional[Principal], status: int = 200, **ctx) -> HTMLResponse:
+def render(request: Request, template: str, p: Optional[Principal], status: int = 200, **ctx) -> HTMLResponse:
     csrf = getattr(request.state, "csrf", None)
-    return templates.TemplateResponse(request, name, {"p": p, "csrf": csrf, **ctx}, status_code=status)
+    return templates.TemplateResponse(request, template, {"p": p, "csrf": csrf, **ctx}, status_code=status)
 
 
 def error_page(request: Request, code: int, message: str) -> HTMLResponse:

@@ -1,0 +1,83 @@
+"""The web console's test workspace: the bundled demo (two tenants, one upload each) plus uploads
+to hostile SNI names from a third host of tenant A, analysed; and one user per role."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from conftest import EXAMPLES
+from hostile import NAMES, T0, conn, ssl, zeek_json
+
+TENANTS = ('[tenants.kasse_a]\nnetworks = ["10.10.0.11/32", "10.0.0.5/32"]\n'
+           '[tenants.kasse_b]\nnetworks = ["10.10.0.12/32"]\n')
+#: The hostile names sent to as SNI (each an upload-heavy finding of tenant A).
+HOSTILE = ("html", "space", "rich_link", "ansi")
+#: user name -> (role, tenant)
+USERS = {"root": ("admin", None), "ana": ("analyst", None), "offa": ("officer", "kasse_a"),
+         "offb": ("officer", "kasse_b")}
+PASSWORD = "correct horse battery staple"
+#: When the demo capture starts.
+DEMO_START = datetime(2026, 11, 29, 13, 57, 35, tzinfo=timezone.utc)
+
+
+def build(root: Path) -> Path:
+    """Ingest and analyse; returns the workspace path."""
+    import abfluss
+    from abfluss import analysis, ingest
+
+    logs = root / "zeek"
+    logs.mkdir(parents=True)
+    conns, ssls = [], []
+    for i, key in enumerate(HOSTILE):  # in the demo's hour: one short window to analyse and report on
+        uid, ip, t = f"C{i:03d}", f"203.0.113.{10 + i}", (DEMO_START - T0).total_seconds() + 5 * i
+        conns.append(conn(t, uid, "10.0.0.5", ip, out=3_000_000, back=2_000))
+        ssls.append(ssl(t, uid, "10.0.0.5", ip, NAMES[key]))
+    zeek_json(logs / "conn.log", "conn", conns)
+    zeek_json(logs / "ssl.log", "ssl", ssls)
+    ws = root / "ws"
+    ws.mkdir()
+    # only the detections that find these uploads: every analysis (a report's too) stays cheap
+    from abfluss import detections
+    (ws / "abfluss.toml").write_text(TENANTS + "".join(f"[detections.{d}]\nenabled = false\n" for d in detections.MODULES
+                                                       if d not in ("upload_heavy", "rare_destination")))
+    with abfluss.open_workspace(ws, write=True) as w:
+        ingest.ingest_file(w, EXAMPLES / "demo.pcap", "demo")
+        for f in sorted(logs.iterdir()):
+            ingest.ingest_file(w, f, "zeek")
+        abfluss.api.refresh(w)
+        analysis.analyze(w)
+    return ws
+
+
+def stub_auth():
+    """Until abfluss.api has users: the same four principals, password and token = PASSWORD/name."""
+    from abfluss.web import Auth
+    from abfluss.web.service import AuthenticationError, Principal
+
+    people = {n: Principal(n, r, frozenset({t}) if t else frozenset()) for n, (r, t) in USERS.items()}
+
+    def login(name, password):
+        if name not in people or password != PASSWORD:
+            raise AuthenticationError("wrong user name or password")
+        return people[name]
+
+    def token(t):
+        if t.removeprefix("token-") not in people:
+            raise AuthenticationError("unknown API token")
+        return people[t.removeprefix("token-")]
+    return Auth(login, token), {n: f"token-{n}" for n in people}
+
+
+def workspace_copy(tmp_path_factory) -> Path:
+    """A fresh copy of the test workspace; it is built once per test run (both web test modules
+    use it, and each may write reports into its own copy)."""
+    import shutil
+
+    cache = tmp_path_factory.getbasetemp() / "web-ws-cache"
+    if not (cache / "ws" / "catalog.duckdb").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        build(cache)
+    dest = tmp_path_factory.mktemp("web") / "ws"
+    shutil.copytree(cache / "ws", dest, symlinks=True)
+    return dest

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import Response, FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +40,7 @@ def _when(t) -> str:
 
 
 templates.env.filters["when"] = _when
+templates.env.globals["plotly_style_ids"] = charts.plotly_style_ids
 router = APIRouter(include_in_schema=False)
 User = Depends(page_principal)
 WS = Depends(workspace)
@@ -62,6 +63,16 @@ def error_page(request: Request, code: int, message: str) -> HTMLResponse:
 def plotly_js():
     return FileResponse(charts.plotly_js(), media_type="text/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/static/plotly.css")
+def plotly_css():
+    return PlainTextResponse(charts.plotly_css(), media_type="text/css", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/favicon.ico")
+def favicon():
+    return Response(status_code=204)
 
 
 @router.get("/static/{name}")

@@ -299,10 +299,15 @@ def runs(ws: Workspace) -> list[dict]:
 
 
 def load(ws: Workspace, severity: str | None = None, host: str | None = None,
-         detection: str | None = None, tenants: frozenset[str] | None = None) -> list[Finding]:
+         detection: str | None = None, tenants: frozenset[str] | None = None,
+         updated_after: datetime | None = None) -> list[Finding]:
     """Stored findings, strongest first; ``severity`` is a minimum; ``tenants`` (None: all)
-    limits them to those tenants' findings (a finding without a tenant is ``default``'s)."""
+    limits them to those tenants' findings (a finding without a tenant is ``default``'s);
+    ``updated_after``: only those stored or changed since then (``last_update``)."""
     cond, args = ["true"], []
+    if updated_after is not None:
+        cond.append("updated > ?")
+        args.append(updated_after)
     if tenants is not None:
         cond.append(f"{TENANT_SQL} IN (SELECT unnest(?::VARCHAR[]))")
         args.append(sorted(tenants))
@@ -325,6 +330,16 @@ def load(ws: Workspace, severity: str | None = None, host: str | None = None,
             return []
         raise
     return [Finding.from_dict(json.loads(r[0])) for r in rows]
+
+
+def last_update(ws: Workspace) -> datetime | None:
+    """When a stored finding last changed (None: no findings yet)."""
+    try:
+        return ws.con.execute("SELECT max(updated) FROM findings").fetchall()[0][0]
+    except Exception as e:  # a catalog from before findings existed, opened read-only
+        if "findings" in str(e) and "does not exist" in str(e):
+            return None
+        raise
 
 
 #: A stored finding's tenant, as SQL over the catalog's ``findings`` table.

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Principal", "account", "add_case_entry", "add_user", "allowed", "audit_log", "case_entries", "contain",
-    "coverage", "create_token", "explain", "finding", "findings", "generate_report", "incident", "incidents",
-    "ledger", "login", "open_workspace", "record_export", "refresh", "remove_user", "report", "report_file",
+    "coverage", "create_token", "explain", "finding", "findings", "findings_since", "generate_report",
+    "host_outflow", "incident", "incidents", "ledger", "login", "open_workspace", "record_export", "refresh", "remove_user", "report", "report_file",
     "reports", "require", "revoke_token", "token_principal", "tokens", "users", "verify_audit",
     "workspace_path",
 ]
@@ -185,6 +185,20 @@ def incident(ws: "Workspace", who: Principal | None, incident_id: str) -> dict:
     return {**inc.__dict__, "tenant": tenant, "case_log": caselog.entries(ws.root, incident=inc.id)}
 
 
+def findings_since(ws: "Workspace", who: Principal | None, since: datetime | None) -> tuple[list["Finding"], datetime]:
+    """The caller's findings stored or raised after ``since`` and the cursor for the next call
+    (the live view polls this; ``since`` None only sets the cursor). Audited when it finds some."""
+    from . import analysis
+    require(who, "read")
+    latest = analysis.last_update(ws) or datetime.fromtimestamp(0, timezone.utc)
+    if since is None:
+        return [], latest
+    fs = analysis.load(ws, tenants=scope_of(who), updated_after=since)
+    if fs:
+        _viewed(ws, who, f"live findings: {', '.join(f.id for f in fs)}")
+    return fs, max(latest, since)
+
+
 # -- ledger, accounting, coverage, containment -------------------------------------------------
 def ledger(ws: "Workspace", who: Principal | None = None, q: "LedgerQuery | None" = None) -> tuple[list[dict], dict]:
     """The ledger rows of ``q`` the caller may see (``ledger --format json``) and their totals."""
@@ -198,6 +212,42 @@ def ledger(ws: "Workspace", who: Principal | None = None, q: "LedgerQuery | None
     _viewed(ws, who, f"ledger from={q.start} to={q.end} host={q.host} destination={q.destination}: {len(rows)} rows",
             q.tenant)
     return rows, tot
+
+
+def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datetime | None = None,
+                 end: datetime | None = None) -> dict:
+    """One internal host's bytes out per hour in [start, end) (default: all data), per destination,
+    and its baseline over the ``analysis.LOOKBACK`` before the window (``accounting.baseline``);
+    403 for another tenant's host, 404 for an address never seen."""
+    from datetime import timedelta
+
+    from . import analysis
+    from .accounting import baseline
+    from .ledger import LedgerQuery, ledger_with_totals
+    require(who, "read")
+    found = ws.con.execute("SELECT tenant FROM address_class WHERE addr = ?", [host]).fetchall()
+    if not found:
+        raise NotFound(f"no host {host!r} in this workspace")
+    tenant = found[0][0]
+    require(who, "read", tenant)
+    lo, hi = analysis.data_span(ws)
+    start, end = start or lo, end or (hi + timedelta(microseconds=1) if hi else None)
+    hours: dict = {}
+    dests: dict = {}
+    history: dict = {}
+    if start is not None:
+        for r in ledger_with_totals(ws, LedgerQuery(start, end, host, sort="hour"))[0].to_pylist():
+            hours[r["hour"]] = hours.get(r["hour"], 0) + r["bytes_out"]
+            d = r["external_name"] or r["external_host"]
+            dests[d] = dests.get(d, 0) + r["bytes_out"]
+        for r in ledger_with_totals(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0].to_pylist():
+            history[r["hour"]] = history.get(r["hour"], 0) + r["bytes_out"]
+    _viewed(ws, who, f"host {host} from={start} to={end}", tenant)
+    return {"host": host, "tenant": tenant, "start": start, "end": end,
+            "hours": [{"hour": h, "bytes_out": b} for h, b in sorted(hours.items())],
+            "baseline": baseline([v for v in history.values() if v > 0]),
+            "destinations": [{"destination": d, "bytes_out": b}
+                             for d, b in sorted(dests.items(), key=lambda kv: (-kv[1], kv[0]))]}
 
 
 def account(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,

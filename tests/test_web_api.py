@@ -22,8 +22,8 @@ def site(tmp_path_factory):
     from abfluss.web import create_app
 
     ws = webkit.workspace_copy(tmp_path_factory)
-    auth, tokens = webkit.stub_auth()
-    app = create_app(ws, auth)
+    tokens = webkit.add_users(ws)
+    app = create_app(ws)
     with TestClient(app) as client:
         yield ws, client, tokens
 

@@ -43,8 +43,8 @@ def server(tmp_path_factory):
     from abfluss.web import create_app
 
     ws = webkit.workspace_copy(tmp_path_factory)
-    auth, tokens = webkit.stub_auth()
-    app = create_app(ws, auth, live_poll=0.5)
+    tokens = webkit.add_users(ws)
+    app = create_app(ws, live_poll=0.5)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

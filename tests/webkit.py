@@ -50,23 +50,16 @@ def build(root: Path) -> Path:
     return ws
 
 
-def stub_auth():
-    """Until abfluss.api has users: the same four principals, password and token = PASSWORD/name."""
-    from abfluss.web import Auth
-    from abfluss.web.service import AuthenticationError, Principal
+def add_users(ws: Path) -> dict[str, str]:
+    """One user per ``USERS`` entry (``abfluss users add``) and an API token each; name -> token."""
+    import abfluss
 
-    people = {n: Principal(n, r, frozenset({t}) if t else frozenset()) for n, (r, t) in USERS.items()}
-
-    def login(name, password):
-        if name not in people or password != PASSWORD:
-            raise AuthenticationError("wrong user name or password")
-        return people[name]
-
-    def token(t):
-        if t.removeprefix("token-") not in people:
-            raise AuthenticationError("unknown API token")
-        return people[t.removeprefix("token-")]
-    return Auth(login, token), {n: f"token-{n}" for n in people}
+    tokens = {}
+    with abfluss.open_workspace(ws) as w:
+        for name, (role, tenant) in USERS.items():
+            abfluss.api.add_user(w, None, name, role, PASSWORD, tenant)
+            tokens[name] = abfluss.api.create_token(w, None, name)[1]
+    return tokens
 
 
 def workspace_copy(tmp_path_factory) -> Path:

@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import AbflussError
 from .json import CLIJSON
 from .security import HEADERS, Auth, Sessions, library_auth
-from .service import AuthenticationError, NotFound, PermissionDenied, Principal
+from ..auth import Principal
+from ..errors import AuthenticationError, NotFound, PermissionDenied
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,8 +27,7 @@ HERE = Path(__file__).resolve().parent
 def create_app(workspace: str | Path, auth: Optional[Auth] = None, config: Optional[str | Path] = None,
                live_poll: float = 1.0) -> FastAPI:
     """The console and API over ``workspace``; ``auth`` (default: the workspace's users and tokens)."""
-    from . import api as api_routes
-    from . import pages
+    from . import pages, v1
 
     app = FastAPI(title="abfluss", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/v1/openapi.json", default_response_class=CLIJSON)
@@ -65,7 +65,7 @@ def create_app(workspace: str | Path, auth: Optional[Auth] = None, config: Optio
     def healthz():
         return {"status": "ok"}
 
-    app.include_router(api_routes.router)
+    app.include_router(v1.router)
     app.include_router(pages.router)
     return app
 

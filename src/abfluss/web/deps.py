@@ -10,12 +10,12 @@ from fastapi import Request
 
 from ..errors import AbflussError
 from ..store import Workspace
-from . import service
+from .. import api
 
 
 def workspace(request: Request) -> Iterator[Workspace]:
     """A read-only workspace for the request, closed after it (so ``watch`` and ``ingest`` can commit)."""
-    ws = service.open_workspace(request.app.state.workspace, request.app.state.config)
+    ws = api.open_workspace(request.app.state.workspace, request.app.state.config)
     try:
         yield ws
     finally:

@@ -19,11 +19,13 @@ from ..findings import SEVERITIES, incidents as group_incidents
 from ..ledger import SORT_KEYS, LedgerQuery
 from ..store import Workspace
 from ..report.case import tenant_dir
-from . import charts, service
-from .api import download
+from .. import api
+from . import charts
+from .v1 import download
 from .deps import parse_time, workspace
 from .security import COOKIE, check_csrf, page_principal, session_of, set_session_cookie
-from .service import AuthenticationError, Principal
+from ..auth import Principal
+from ..errors import AuthenticationError
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -118,29 +120,29 @@ def tenants(ws: Workspace, p: Principal) -> list[str]:
 @router.get("/")
 def overview(request: Request, p: Principal = User, ws: Workspace = WS):
     """Per tenant: the latest report's verdict, its open incidents; the sensors' health."""
-    fs = service.findings(ws, p)
+    fs = api.findings(ws, p)
     latest: dict = {}
-    for r in service.reports(ws, p):  # newest first
+    for r in api.reports(ws, p):  # newest first
         latest.setdefault(r["tenant"], r)
     cards = []
     for t in tenants(ws, p):
         mine = [f for f in fs if (f.tenant or "default") == t]
         cards.append({"tenant": t, "report": latest.get(t) or latest.get(None), "findings": len(mine),
                       "incidents": sorted(group_incidents(mine), key=lambda i: -i.score)})
-    return render(request, "overview.html", p, tenants=cards, sensors=service.coverage(ws, p)["sensors"])
+    return render(request, "overview.html", p, tenants=cards, sensors=api.coverage(ws, p)["sensors"])
 
 
 @router.get("/findings")
 def findings(request: Request, severity: Optional[str] = None, host: Optional[str] = None,
              detection: Optional[str] = None, p: Principal = User, ws: Workspace = WS):
-    fs = service.findings(ws, p, severity or None, host or None, detection or None)
+    fs = api.findings(ws, p, severity or None, host or None, detection or None)
     return render(request, "findings.html", p, findings=fs, severities=SEVERITIES,
                   q={"severity": severity or "", "host": host or "", "detection": detection or ""})
 
 
 @router.get("/findings/{finding_id}")
 def explain(request: Request, finding_id: str, p: Principal = User, ws: Workspace = WS):
-    return render(request, "explain.html", p, **service.explain(ws, p, finding_id))
+    return render(request, "explain.html", p, **api.explain(ws, p, finding_id))
 
 
 @router.get("/ledger")
@@ -149,7 +151,7 @@ def ledger(request: Request, start: Optional[str] = Query(None, alias="from"),
            destination: Optional[str] = None, sort: str = "bytes_out", p: Principal = User, ws: Workspace = WS):
     q = LedgerQuery(parse_time(start, "from"), parse_time(end, "to"), host or None, tenant or None,
                     destination or None, sort, 200)
-    rows, tot = service.ledger(ws, p, q)
+    rows, tot = api.ledger(ws, p, q)
     return render(request, "ledger.html", p, rows=rows, totals=tot, sorts=list(SORT_KEYS),
                   tenants=tenants(ws, p),
                   q={"from": start or "", "to": end or "", "host": host or "", "tenant": tenant or "",
@@ -158,21 +160,21 @@ def ledger(request: Request, start: Optional[str] = Query(None, alias="from"),
 
 @router.get("/hosts/{host}")
 def host(request: Request, host: str, p: Principal = User, ws: Workspace = WS):
-    data = service.host_outflow(ws, p, host)
+    data = api.host_outflow(ws, p, host)
     return render(request, "host.html", p, d=data, figure=charts.host_outflow(data),
-                  findings=service.findings(ws, p, host=host))
+                  findings=api.findings(ws, p, host=host))
 
 
 @router.get("/coverage")
 def coverage(request: Request, p: Principal = User, ws: Workspace = WS):
-    cov = service.coverage(ws, p)
+    cov = api.coverage(ws, p)
     return render(request, "coverage.html", p, sensors=cov["sensors"], payload=cov.get("payload"),
                   figure=charts.coverage_timeline(cov["sensors"]))
 
 
 @router.get("/reports")
 def reports(request: Request, p: Principal = User, ws: Workspace = WS):
-    return render(request, "reports.html", p, reports=service.reports(ws, p), tenants=tenants(ws, p))
+    return render(request, "reports.html", p, reports=api.reports(ws, p), tenants=tenants(ws, p))
 
 
 @router.post("/reports")
@@ -180,14 +182,14 @@ def generate_report(request: Request, csrf: str = Form(""), tenant: str = Form("
                     end: str = Form("", alias="to"), aware_at: str = Form(""), lang: str = Form("en"),
                     p: Principal = User, ws: Workspace = WS):
     check_csrf(request, csrf)
-    rep = service.generate_report(ws, p, None, parse_time(start, "from"), parse_time(end, "to"), tenant or None,
+    rep = api.generate_report(ws, p, None, parse_time(start, "from"), parse_time(end, "to"), tenant or None,
                                   parse_time(aware_at, "aware at"), lang if lang in ("en", "de") else "en")
     return RedirectResponse(f"/reports/{rep['report_id']}", 303)
 
 
 @router.get("/reports/{report_id}")
 def report(request: Request, report_id: str, p: Principal = User, ws: Workspace = WS):
-    r = service.report(ws, p, report_id)
+    r = api.report(ws, p, report_id)
     try:
         rep = json.loads((Path(r["path"]) / "report.json").read_text())
     except (OSError, ValueError):
@@ -199,12 +201,12 @@ def report(request: Request, report_id: str, p: Principal = User, ws: Workspace 
 
 @router.get("/reports/{report_id}/files/{name:path}")
 def report_file(report_id: str, name: str, p: Principal = User, ws: Workspace = WS):
-    return download(service.report_file(ws, p, report_id, name), report_id)
+    return download(api.report_file(ws, p, report_id, name), report_id)
 
 
 @router.get("/live")
 def live(request: Request, p: Principal = User, ws: Workspace = WS):
-    return render(request, "live.html", p, findings=service.findings(ws, p)[:50])
+    return render(request, "live.html", p, findings=api.findings(ws, p)[:50])
 
 
 @router.get("/live/events")
@@ -214,8 +216,8 @@ async def live_events(request: Request, p: Principal = User):
     app = request.app
 
     def poll(since):
-        with service.open_workspace(app.state.workspace, app.state.config) as ws:
-            return service.findings_since(ws, p, since)
+        with api.open_workspace(app.state.workspace, app.state.config) as ws:
+            return api.findings_since(ws, p, since)
 
     async def stream():
         _, since = await run_in_threadpool(poll, None)

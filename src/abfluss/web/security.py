@@ -17,8 +17,9 @@ from typing import Callable, Optional
 
 from fastapi import HTTPException, Request
 
-from . import service
-from .service import AuthenticationError, Principal
+from .. import api
+from ..auth import Principal
+from ..errors import AuthenticationError
 
 #: Name of the session cookie; ``__Host-`` would forbid it over plain HTTP on localhost.
 COOKIE = "abfluss_session"
@@ -52,12 +53,12 @@ class Auth:
 def library_auth(root, config=None) -> Auth:
     """Users and tokens of the workspace (``abfluss users``, ``abfluss tokens``)."""
     def login(name: str, password: str) -> Principal:
-        with service.open_workspace(root, config) as ws:
-            return service.login(ws, name, password)
+        with api.open_workspace(root, config) as ws:
+            return api.login(ws, name, password)
 
     def token(secret: str) -> Principal:
-        with service.open_workspace(root, config) as ws:
-            return service.token_principal(ws, secret)
+        with api.open_workspace(root, config) as ws:
+            return api.token_principal(ws, secret)
     return Auth(login, token)
 
 

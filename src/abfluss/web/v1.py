@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 
 from ..ledger import LedgerQuery
 from ..store import Workspace
-from . import service
+from .. import api
 from .deps import parse_time, workspace
 from .json import CLIJSON
 from .security import api_principal
-from .service import Principal
+from ..auth import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 #: Ledger rows an API call returns unless ``limit`` says otherwise (0: all).
@@ -29,19 +29,19 @@ WS = Depends(workspace)
 def findings(severity: Optional[str] = None, host: Optional[str] = None, detection: Optional[str] = None,
              p: Principal = Caller, ws: Workspace = WS):
     """Stored findings, strongest first: ``abfluss findings --format json``."""
-    return CLIJSON([f.to_dict() for f in service.findings(ws, p, severity, host, detection)])
+    return CLIJSON([f.to_dict() for f in api.findings(ws, p, severity, host, detection)])
 
 
 @router.get("/findings/{finding_id}")
 def explain(finding_id: str, p: Principal = Caller, ws: Workspace = WS):
     """Why a finding was raised: ``abfluss explain ID --format json``."""
-    return CLIJSON(service.explain(ws, p, finding_id))
+    return CLIJSON(api.explain(ws, p, finding_id))
 
 
 @router.get("/incidents")
 def incidents(p: Principal = Caller, ws: Workspace = WS):
     """Findings grouped per host: ``abfluss incidents --format json``."""
-    return CLIJSON(service.incidents(ws, p))
+    return CLIJSON(api.incidents(ws, p))
 
 
 @router.get("/ledger")
@@ -52,20 +52,20 @@ def ledger(start: Optional[str] = Query(None, alias="from"), end: Optional[str] 
     (``limit`` defaults to 1000 rows here; 0 returns all)."""
     q = LedgerQuery(parse_time(start, "from"), parse_time(end, "to"), host, tenant, destination, sort,
                     limit or None)
-    return CLIJSON(service.ledger(ws, p, q)[0])
+    return CLIJSON(api.ledger(ws, p, q)[0])
 
 
 @router.get("/account")
 def account(start: Optional[str] = Query(None, alias="from"), end: Optional[str] = Query(None, alias="to"),
             tenant: Optional[str] = None, p: Principal = Caller, ws: Workspace = WS):
     """Every byte out in one class: ``abfluss account --format json`` (flags from the stored findings)."""
-    return CLIJSON(service.account(ws, p, parse_time(start, "from"), parse_time(end, "to"), tenant))
+    return CLIJSON(api.account(ws, p, parse_time(start, "from"), parse_time(end, "to"), tenant))
 
 
 @router.get("/coverage")
 def coverage(p: Principal = Caller, ws: Workspace = WS):
     """Per sensor: span, gaps, capture loss: ``abfluss coverage --format json``."""
-    return CLIJSON(service.coverage(ws, p))
+    return CLIJSON(api.coverage(ws, p))
 
 
 class ReportRequest(BaseModel):
@@ -79,27 +79,27 @@ class ReportRequest(BaseModel):
 @router.post("/reports", status_code=201)
 def generate_report(req: ReportRequest, p: Principal = Caller, ws: Workspace = WS):
     """Write the evidence report and the drafts (``abfluss report``); an officer's is for their tenant."""
-    rep = service.generate_report(ws, p, None, parse_time(req.start, "from"), parse_time(req.end, "to"),
+    rep = api.generate_report(ws, p, None, parse_time(req.start, "from"), parse_time(req.end, "to"),
                                   req.tenant, parse_time(req.aware_at, "aware_at"), req.lang)
-    return CLIJSON(service.report(ws, p, rep["report_id"]), status_code=201)
+    return CLIJSON(api.report(ws, p, rep["report_id"]), status_code=201)
 
 
 @router.get("/reports")
 def reports(p: Principal = Caller, ws: Workspace = WS):
     """The archived reports the caller may see, newest first."""
-    return CLIJSON(service.reports(ws, p))
+    return CLIJSON(api.reports(ws, p))
 
 
 @router.get("/reports/{report_id}")
 def report(report_id: str, p: Principal = Caller, ws: Workspace = WS):
-    return CLIJSON(service.report(ws, p, report_id))
+    return CLIJSON(api.report(ws, p, report_id))
 
 
 @router.get("/reports/{report_id}/files/{name:path}")
 def report_file(report_id: str, name: str, p: Principal = Caller, ws: Workspace = WS):
     """A file of the report: ``report.html``, ``report.pdf``, ``report.json``, or a draft
     ``notifications/<tenant>/<duty>.md`` (and ``iocs.stix.json``)."""
-    return download(service.report_file(ws, p, report_id, name), report_id)
+    return download(api.report_file(ws, p, report_id, name), report_id)
 
 
 #: Media types of the files a report holds.
@@ -123,5 +123,5 @@ class ContainRequest(BaseModel):
 @router.post("/contain")
 def contain(req: ContainRequest, p: Principal = Caller, ws: Workspace = WS):
     """The blast radius: ``abfluss contain --format json`` (analysts and admins)."""
-    return CLIJSON(service.contain(ws, p, req.hosts, req.indicators, parse_time(req.start, "from"),
+    return CLIJSON(api.contain(ws, p, req.hosts, req.indicators, parse_time(req.start, "from"),
                                    parse_time(req.end, "to")))

@@ -38,8 +38,10 @@ sysdeps:
 demo: $(STAMP) sysdeps
 	$(VENV)/bin/abfluss demo
 
+# Two workers (pytest-xdist): tests/conftest.py keeps each file on one worker and every Spark test on
+# one worker (one JVM), longest files first (README, "Tests").
 test: $(STAMP) sysdeps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(PY) bench/bench_pcap.py

@@ -95,7 +95,7 @@ def test_golden_slips_arp_scan(tmp_path_factory):
     assert got == [("reply", 2), ("request", 507)]
 
 
-def test_golden_slips_arp_scan_is_the_same_on_spark(tmp_path_factory):
+def test_golden_slips_arp_scan_is_the_same_on_spark(tmp_path_factory, spark_session):
     tmp = tmp_path_factory.mktemp("arp")
     duck = analyze_capture("slips/test8-malicious.pcap", tmp, only=("arp_scan",))
     spark = analyze_capture("slips/test8-malicious.pcap", tmp, only=("arp_scan",), backend="pyspark")

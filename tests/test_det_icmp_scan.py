@@ -69,7 +69,7 @@ def test_golden_slips_icmp_sweep(tmp_path_factory):
     assert_golden("icmp_scan-slips-test12", fs)
 
 
-def test_golden_slips_icmp_sweep_is_the_same_on_spark(tmp_path_factory):
+def test_golden_slips_icmp_sweep_is_the_same_on_spark(tmp_path_factory, spark_session):
     tmp = tmp_path_factory.mktemp("icmp")
     duck = analyze_capture("slips/test12-icmp-portscan.pcap", tmp, only=("icmp_scan",))
     spark = analyze_capture("slips/test12-icmp-portscan.pcap", tmp, only=("icmp_scan",), backend="pyspark")

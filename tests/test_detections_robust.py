@@ -125,7 +125,7 @@ def test_every_detection_survives_degenerate_telemetry_on_duckdb(t):
 @pytest.mark.filterwarnings("ignore")
 @settings(max_examples=EXAMPLES or 1, **COMMON)
 @given(tables())
-def test_every_detection_survives_degenerate_telemetry_on_spark(t):
+def test_every_detection_survives_degenerate_telemetry_on_spark(spark_session, t):
     _check(t, "pyspark")
 
 

@@ -22,7 +22,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_duckdb_and_spark_agree(case, tmp_path_factory):
+def test_duckdb_and_spark_agree(case, tmp_path_factory, spark_session):
     rel, cfg = CASES[case]
     tmp = tmp_path_factory.mktemp(f"spark-{case}")
     duck = canonical(analyze_capture(rel, tmp, cfg))

@@ -100,6 +100,8 @@ def test_an_officer_sees_only_its_tenant_through_every_function(ws):
     with pytest.raises(PermissionDenied):
         api.contain(ws, bea, hosts=["10.10.0.11"])
     with pytest.raises(PermissionDenied):
+        api.analyze(ws, bea)
+    with pytest.raises(PermissionDenied):
         api.audit_log(ws, bea)
     with pytest.raises(PermissionDenied):
         api.users(ws, bea)
@@ -171,9 +173,17 @@ def test_tokens_are_stored_hashed_and_revocable(ws):
         api.token_principal(ws, token)
     with pytest.raises(AuthenticationError, match="unknown"):
         api.token_principal(ws, token + "x")
+    assert api.user_principal(ws, "abe").tenants == {"kasse_a"}
     api.remove_user(ws, None, "abe")
     with pytest.raises(AuthenticationError):
         api.login(ws, "abe", PW)
+    with pytest.raises(AuthenticationError):
+        api.user_principal(ws, "abe")  # a session of a removed user ends
+
+
+def test_every_service_function_is_documented():
+    for name in api.__all__:
+        assert getattr(api, name).__doc__, name
 
 
 def test_the_audit_log_records_views_and_is_tamper_evident(ws):

@@ -33,10 +33,11 @@ if TYPE_CHECKING:
     from .store import Workspace
 
 __all__ = [
-    "Principal", "account", "add_case_entry", "add_user", "allowed", "audit_log", "case_entries", "contain",
-    "coverage", "create_token", "explain", "finding", "findings", "findings_since", "generate_report",
-    "host_outflow", "incident", "incidents", "ledger", "login", "open_workspace", "record_export", "refresh", "remove_user", "report", "report_file",
-    "reports", "require", "revoke_token", "token_principal", "tokens", "users", "verify_audit",
+    "Principal", "account", "add_case_entry", "add_user", "allowed", "analyze", "audit_log", "case_entries",
+    "contain", "coverage", "create_token", "explain", "finding", "findings", "findings_since", "generate_report",
+    "host_outflow", "incident", "incidents", "inputs", "ledger", "login", "open_workspace", "record_export",
+    "refresh", "remove_user", "report", "report_file", "reports", "require", "revoke_token", "token_principal",
+    "tokens", "user_principal", "users", "verify_audit",
     "workspace_path",
 ]
 
@@ -96,7 +97,26 @@ def _viewed(ws: "Workspace", who: Principal | None, what: str, tenant: str | Non
     _audit.record(ws.root, who.name, "view", tenant, what)
 
 
-# -- findings and incidents --------------------------------------------------------------------
+# -- analysis, findings and incidents ----------------------------------------------------------
+def inputs(ws: "Workspace", who: Principal | None = None) -> list[dict]:
+    """Provenance of every ingested input (``inputs --format json``): hashes, paths, formats,
+    sensors, spans and skips; sensor bookkeeping, no tenant's rows, so every role may read it."""
+    require(who, "read")
+    rows = ws.inputs()
+    _viewed(ws, who, f"inputs: {len(rows)}")
+    return rows
+
+
+def analyze(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,
+            end: datetime | None = None, only: tuple[str, ...] = (), engine: str = "duckdb",
+            sinks: tuple[str, ...] = ()):
+    """Run the detections over [start, end) and store their findings (``abfluss analyze``;
+    admins and analysts; needs a workspace opened for writing)."""
+    from . import analysis
+    require(who, "analyze")
+    return analysis.analyze(ws, start, end, tuple(only), engine, sinks=tuple(sinks))
+
+
 def findings(ws: "Workspace", who: Principal | None = None, severity: str | None = None,
              host: str | None = None, detection: str | None = None, tenant: str | None = None) -> list["Finding"]:
     """Stored findings the caller may see, strongest first (the filters of ``abfluss findings``;
@@ -393,6 +413,12 @@ def token_principal(ws: "Workspace", token: str) -> Principal:
     return auth.principal_for_token(ws.root, token)
 
 
+def user_principal(ws: "Workspace", name: str) -> Principal:
+    """A user's current :class:`Principal` by name (a web session re-reads it on each request, so
+    removing a user ends its sessions); :class:`AuthenticationError` if the user is gone."""
+    return auth.principal(ws.root, name)
+
+
 def _known_tenant(ws: "Workspace", tenant: str) -> None:
     known = set(getattr(ws, "config", None).tenants if getattr(ws, "config", None) else ()) | {"default"}
     if tenant not in known:
@@ -427,9 +453,13 @@ def create_token(ws: "Workspace", who: Principal | None, user: str) -> tuple[str
     return auth.create_token(ws.root, user, by=who_name(who))
 
 
-def tokens(ws: "Workspace", who: Principal | None = None) -> list[dict]:
-    """Tokens (never their secrets): all for admins, a user's own otherwise."""
-    return auth.list_tokens(ws.root, None if allowed(who, "admin") else who.name)
+def tokens(ws: "Workspace", who: Principal | None = None, user: str | None = None) -> list[dict]:
+    """Tokens (never their secrets): all (or ``user``'s) for admins, a user's own otherwise."""
+    if not allowed(who, "admin"):
+        if user is not None and user != who.name:
+            raise PermissionDenied("you may list only your own tokens")
+        user = who.name
+    return auth.list_tokens(ws.root, user)
 
 
 def revoke_token(ws: "Workspace", who: Principal | None, token_or_id: str) -> str:

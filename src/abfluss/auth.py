@@ -198,6 +198,16 @@ def authenticate(root: Path | str, name: str, password: str, now: datetime | Non
         return _principal(row)
 
 
+def principal(root: Path | str, name: str) -> Principal:
+    """The current role and tenants of user ``name`` (for a session: a removed user, or a changed
+    role, takes effect at the next request); :class:`AuthenticationError` if it is gone."""
+    with console_db.connect(root) as con:
+        row = con.execute("SELECT name, role, tenants FROM users WHERE name = ?", [name]).fetchone()
+    if row is None:
+        raise AuthenticationError(f"no user {name!r}")
+    return _principal(row)
+
+
 _DUMMY: list[str] = []
 
 

@@ -25,10 +25,10 @@ def account_command(
 
     Example: abfluss account --from 2024-02-08T00:00Z --to 2024-02-09 --tenant kasse-a
     """
-    from ..accounting import account as _account  # loads DuckDB and the detections: only when run
+    from .. import api  # loads DuckDB and the detections: only when run
 
     with _open() as ws:
-        acc = _account(ws, parse_time(start, "--from"), parse_time(end, "--to"), tenant)
+        acc = api.account(ws, None, parse_time(start, "--from"), parse_time(end, "--to"), tenant)
     if format is Fmt.json:
         _dump_json(acc)
     elif format is Fmt.csv:

@@ -115,7 +115,7 @@ def tokens_list(
     """
     from .. import api
     with _open() as ws:
-        rows = [r for r in api.tokens(ws) if user is None or r["user"] == user]
+        rows = api.tokens(ws, None, user)
     _rows_out(rows, format, "API tokens", ("id", "user", "created_at", "last_used", "revoked_at"))
 
 

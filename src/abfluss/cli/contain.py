@@ -92,7 +92,8 @@ def contain(
 
     Example: abfluss contain --indicator c2.update-check.test --host 10.10.0.11 --out ./containment
     """
-    from ..contain import blast_radius, parse_host, parse_indicator
+    from .. import api
+    from ..contain import parse_host, parse_indicator
     if not host and not indicator:
         raise AbflussError("give at least one --host IP or --indicator VALUE")
     t0, t1 = parse_time(start, "--from"), parse_time(end, "--to")
@@ -101,8 +102,10 @@ def contain(
     for i in indicator or ():
         parse_indicator(i)
     with _open() as ws:
-        res = blast_radius(ws, host or (), indicator or (), t0, t1)
-    paths = _write(res, out_dir) if out_dir else []
+        res = api.contain(ws, None, host or (), indicator or (), t0, t1)
+        paths = _write(res, out_dir) if out_dir else []
+        if paths:
+            api.record_export(ws, None, f"contain block lists and blast radius in {out_dir}")
     if format is ContainFmt.json:
         _dump_json({**res, "files": [str(p) for p in paths]})
         return

@@ -133,14 +133,14 @@ def ledger(
 
     Example: abfluss ledger --from 2024-02-08 --host 10.0.0.5 --format json
     """
-    from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery, ledger_with_totals
+    from .. import api
+    from ..ledger import COLUMNS as LEDGER_COLUMNS, LedgerQuery
     if limit is None and format is Fmt.table:
         limit = TABLE_ROWS
     q = LedgerQuery(parse_time(start, "--from"), parse_time(end, "--to"), host, tenant,
-                            destination, sort, limit or None)
+                    destination, sort, limit or None)
     with _open() as ws:
-        table, tot = ledger_with_totals(ws, q)
-        rows = table.to_pylist()
+        rows, tot = api.ledger(ws, None, q)
     if format is Fmt.json:
         _dump_json(rows)
     elif format is Fmt.csv:
@@ -171,8 +171,9 @@ def inputs(format: Annotated[Fmt, typer.Option("--format", help="table, json or 
 
     Example: abfluss inputs --format json
     """
+    from .. import api
     with _open() as ws:
-        rows = ws.inputs()
+        rows = api.inputs(ws)
     if format is not Fmt.table:
         (_dump_json if format is Fmt.json else _dump_csv)(rows)
         return
@@ -192,10 +193,10 @@ def coverage(format: Annotated[Fmt, typer.Option("--format", help="table, json o
 
     Example: abfluss coverage --format json
     """
-    from ..coverage import coverage as sensor_coverage, payload_coverage
+    from .. import api
     with _open() as ws:
-        rows = sensor_coverage(ws)
-        p = payload_coverage(ws)
+        res = api.coverage(ws)
+    rows, p = res["sensors"], res["payload"]
     if format is not Fmt.table:
         (_dump_json if format is Fmt.json else _dump_csv)(rows)
         return
@@ -223,10 +224,9 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
 
     Example: abfluss demo
     """
-    from .. import analysis, api
+    from .. import api
     from .. import ingest as _ingest
-    from ..coverage import coverage as sensor_coverage
-    from ..ledger import LedgerQuery, ledger_with_totals
+    from ..ledger import LedgerQuery
     capture = capture or demo_capture()
     if not capture.exists():
         raise AbflussError(f"{capture}: demo capture not found (regenerate it with: sudo python3 lab/make_demo.py)")
@@ -236,22 +236,19 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
             out.rule(f"ingest {capture.name}")
             _print_summary([_ingest.ingest_file(ws, capture, "demo")])
             out.rule("outflow ledger (top 15 by bytes out)")
-            q = LedgerQuery(limit=15)
-            table, tot = ledger_with_totals(ws, q)
-            _print_ledger(table.to_pylist(), tot)
+            _print_ledger(*api.ledger(ws, None, LedgerQuery(limit=15)))
             out.rule("coverage")
-            for r in sensor_coverage(ws):
+            for r in api.coverage(ws)["sensors"]:
                 out.print(f"sensor {r['sensor']}: {r['span_minutes']} min seen, {r['gap_minutes']} min without "
                           f"records, {r['missed_share']:.2%} bytes missed, {count(r['interim_flows'], 'flow')} still open")
             out.rule("findings (abfluss analyze)")
-            res = analysis.analyze(ws)
+            res = api.analyze(ws)
             for f in res.findings:
                 out.print(f"{f.severity:8s} {f.score:3.0f}  {f.detection:24s} {f.explanation}", markup=False)
             if not res.findings:
                 out.print("no findings")
             out.rule("evidence report (abfluss report)")
-            from ..report.case import write_case
-            rep = write_case(ws, report_dir)
+            rep = api.generate_report(ws, None, report_dir)
             out.print(f"{rep['verdict']}, confidence {rep['confidence']:.2f}: {rep['statement']}", markup=False)
             out.print(f"wrote {report_dir}/report.html, report.pdf, report.json and notifications/", markup=False)
     finally:

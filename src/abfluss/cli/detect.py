@@ -16,7 +16,7 @@ from rich.table import Table
 from ..units import count
 from .app import _dump_json, _json_default, _open, app, err, esc, human_bytes, out, parse_time
 from ..errors import AbflussError
-from ..findings import host_risk, incidents as group_incidents
+from ..findings import host_risk
 
 
 class FindingFmt(str, Enum):
@@ -57,7 +57,7 @@ def analyze(
 
     Example: abfluss analyze --from 2024-02-08T15:00Z --sink udp://127.0.0.1:514
     """
-    from .. import analysis
+    from .. import api
     from ..outputs.delivery import deliver
     from ..outputs.sinks import Sink
     fmt = sink_format.value if sink_format else None
@@ -66,8 +66,8 @@ def analyze(
     sinks = [Sink(s, fmt) for s in sink or []]
     ids = tuple(x.strip() for x in only.split(",") if x.strip()) if only else ()
     with _open(write=True) as ws:
-        res = analysis.analyze(ws, parse_time(start, "--from"), parse_time(end, "--to"), ids, engine.value,
-                               sinks=tuple(s.spec for s in sinks))
+        res = api.analyze(ws, None, parse_time(start, "--from"), parse_time(end, "--to"), ids, engine.value,
+                          sinks=tuple(s.spec for s in sinks))
         done = deliver(ws, sinks)  # this run's findings and any a sink missed before
     sent = {spec: d.sent for spec, d in done.items()}
     for det_id, why in res.errors.items():  # one line each; the other detections' findings are stored
@@ -116,10 +116,10 @@ def findings(
 
     Example: abfluss findings --severity high --format ecs > alerts.ndjson
     """
-    from .. import analysis
+    from .. import api
     from ..outputs.sinks import render
     with _open() as ws:
-        fs = analysis.load(ws, severity, host, detection)
+        fs = api.findings(ws, None, severity, host, detection)
     if format is FindingFmt.table:
         _print_findings(fs) if fs else out.print("no findings (run: abfluss analyze)")
     elif format is FindingFmt.json:
@@ -135,19 +135,18 @@ def incidents(format: Annotated[FindingFmt, typer.Option("--format", help="table
 
     Example: abfluss incidents --format json
     """
-    from .. import analysis
+    from .. import api
     with _open() as ws:
-        fs = analysis.load(ws)
-    inc = group_incidents(fs)
+        res = api.incidents(ws)
     if format is not FindingFmt.table:
-        _dump_json({"hosts": host_risk(fs), "incidents": [i.__dict__ for i in inc]})
+        _dump_json(res)
         return
     t = Table(title="incidents")
     for c in ("incident", "host", "severity", "score", "start (UTC)", "end (UTC)", "out", "detections"):
         t.add_column(c)
-    for i in sorted(inc, key=lambda i: -i.score):
-        t.add_row(i.id, i.internal_host, i.severity, f"{i.score:.0f}", i.start.strftime("%Y-%m-%d %H:%M"),
-                  i.end.strftime("%Y-%m-%d %H:%M"), human_bytes(i.bytes_out), ", ".join(i.detections))
+    for i in sorted(res["incidents"], key=lambda i: -i["score"]):
+        t.add_row(i["id"], i["internal_host"], i["severity"], f"{i['score']:.0f}", i["start"].strftime("%Y-%m-%d %H:%M"),
+                  i["end"].strftime("%Y-%m-%d %H:%M"), human_bytes(i["bytes_out"]), ", ".join(i["detections"]))
     out.print(t)
 
 
@@ -160,15 +159,15 @@ def explain(
 
     Example: abfluss explain 48c778ed74ac6f2e
     """
-    from .. import analysis, detections
+    from .. import api, detections
+    from ..findings import Finding
     with _open() as ws:
-        f = analysis.get(ws, finding_id)
-        flows = analysis.evidence_flows(ws, f)
-    meta = detections.module(f.detection).META if f.detection in detections.MODULES else None
+        res = api.explain(ws, None, finding_id)
     if format is not FindingFmt.table:
-        _dump_json({"finding": f.to_dict(), "evidence_flows": flows,
-                    "runbook": meta.runbook if meta else None})
+        _dump_json(res)
         return
+    f, flows = Finding.from_dict(res["finding"]), res["evidence_flows"]
+    meta = detections.module(f.detection).META if f.detection in detections.MODULES else None
     out.print(f"[bold]{esc(f.id)}[/] {esc(f.detection)} — {esc(f.severity)}, score {f.score:.0f}/100", markup=True)
     out.print(f.explanation)
     parts = " + ".join(f"{k} {v:g}" for k, v in f.score_parts.items())

@@ -30,10 +30,11 @@ def report_command(
 
     Example: abfluss report --from 2024-02-08T00:00Z --tenant aok-x --aware-at 2024-02-09T07:30Z --lang de --out case1/
     """
-    from ..report.case import tenant_dir, write_case
+    from .. import api
+    from ..report.case import tenant_dir
     with _open() as ws:
-        rep = write_case(ws, out_dir, parse_time(start, "--from"), parse_time(end, "--to"), tenant,
-                         parse_time(aware_at, "--aware-at"), lang.value)
+        rep = api.generate_report(ws, None, out_dir, parse_time(start, "--from"), parse_time(end, "--to"), tenant,
+                                  parse_time(aware_at, "--aware-at"), lang.value)
     w = rep["window"]
     out.print(f"{rep['verdict']} (confidence {rep['confidence']:.2f}, {rep['confidence_label']}) for "
               f"{units.when(w['start'], seconds=True)} – {units.when(w['end'], seconds=True)} "

@@ -328,9 +328,18 @@ def generate_report(ws: "Workspace", who: Principal | None = None, out_dir: str 
     w = rep["window"]
     with console_db.connect(ws.root) as con:
         con.execute("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [rid, tenant, now, who_name(who), w["start"], w["end"], lang, rep["verdict"], str(out.resolve())])
+                    [rid, tenant, console_db.stamp(now), who_name(who), _stamp(w["start"]), _stamp(w["end"]), lang,
+                     rep["verdict"], str(out.resolve())])
         _audit.record(ws.root, who_name(who), "report", tenant, f"report {rid} ({rep['verdict']}) in {out}", con)
     return {**rep, "report_id": rid, "path": str(out)}
+
+
+def _stamp(t) -> str | None:
+    """A report window bound (a datetime or ISO text) as the console store keeps times."""
+    from . import console_db
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    return console_db.stamp(t)
 
 
 def reports(ws: "Workspace", who: Principal | None = None) -> list[dict]:
@@ -339,7 +348,7 @@ def reports(ws: "Workspace", who: Principal | None = None) -> list[dict]:
     from . import console_db
     require(who, "read")
     scope = scope_of(who)
-    cond, args = ("true", []) if scope is None else ("tenant IN (SELECT unnest(?::VARCHAR[]))", [sorted(scope)])
+    cond, args = ("1", []) if scope is None else console_db.in_list("tenant", scope)
     with console_db.connect(ws.root) as con:
         rows = console_db.rows(con, f"SELECT * FROM reports WHERE {cond} ORDER BY created_at DESC, id", args)
     _viewed(ws, who, f"reports: {len(rows)}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -133,7 +134,8 @@ def add_user(root: Path | str, name: str, role: str, password: str, tenants: tup
     with console_db.connect(root) as con:
         if con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
             raise AbflussError(f"user {name!r} exists already (abfluss users remove {name} first)")
-        con.execute("INSERT INTO users VALUES (?, ?, ?, ?, now(), 0, NULL)", [name, role, list(tenants), digest])
+        con.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, 0, NULL)",
+                    [name, role, json.dumps(list(tenants)), digest, console_db.now()])
         audit.record(root, by, "user_add", tenants[0] if tenants else None, f"{name} ({role})", con)
     return Principal(name, role, frozenset(tenants))
 
@@ -150,14 +152,15 @@ def remove_user(root: Path | str, name: str, by: str = "") -> None:
     with console_db.connect(root) as con:
         if not con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
             raise NotFound(f"no user {name!r}")
-        con.execute("UPDATE tokens SET revoked_at = now() WHERE user_name = ? AND revoked_at IS NULL", [name])
+        con.execute("UPDATE tokens SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL",
+                    [console_db.now(), name])
         con.execute("DELETE FROM users WHERE name = ?", [name])
         audit.record(root, by, "user_remove", None, name, con)
 
 
 def _principal(row) -> Principal:
     name, role, tenants = row[:3]
-    return Principal(name, role, frozenset(tenants or ()))
+    return Principal(name, role, frozenset(json.loads(tenants or "[]")))
 
 
 def authenticate(root: Path | str, name: str, password: str, now: datetime | None = None) -> Principal:
@@ -167,35 +170,47 @@ def authenticate(root: Path | str, name: str, password: str, now: datetime | Non
 
     now = now or datetime.now(timezone.utc)
     ph = _hasher()
+    # Hashing takes a noticeable fraction of a second: it runs outside the store's write lock,
+    # and the failure count is raised in the store (not read, raised and written back), so
+    # parallel guesses are all counted.
     with console_db.connect(root) as con:
         row = con.execute("SELECT name, role, tenants, password_hash, failures, locked_until FROM users "
                           "WHERE name = ?", [name]).fetchone()
-        if row is None:
-            try:  # spend the same time as for a real user, so timing does not tell who exists
-                ph.verify(_dummy_hash(), password)
-            except VerificationError:
-                pass
-            audit.record(root, name, "login_failed", None, "unknown user", con)
-            raise AuthenticationError("wrong user name or password")
-        tenant = row[2][0] if row[2] else None
-        if row[5] is not None and row[5] > now:
-            audit.record(root, name, "login_locked", tenant, f"locked until {row[5].isoformat()}", con)
-            raise AuthenticationError(f"too many failed logins: locked until {row[5]:%Y-%m-%d %H:%M} UTC")
-        try:
-            ph.verify(row[3], password)
-        except (VerificationError, InvalidHashError):
-            failures = row[4] + 1
-            locked = now + timedelta(minutes=LOCKOUT_MINUTES) if failures >= LOCKOUT_FAILURES else None
-            con.execute("UPDATE users SET failures = ?, locked_until = ? WHERE name = ?",
-                        [0 if locked else failures, locked, name])
+    if row is None:
+        try:  # spend the same time as for a real user, so timing does not tell who exists
+            ph.verify(_dummy_hash(), password)
+        except VerificationError:
+            pass
+        audit.record(root, name, "login_failed", None, "unknown user")
+        raise AuthenticationError("wrong user name or password")
+    tenant = next(iter(json.loads(row[2])), None)
+    locked_until = datetime.fromisoformat(row[5]) if row[5] else None
+    if locked_until is not None and locked_until > now:
+        audit.record(root, name, "login_locked", tenant, f"locked until {row[5]}")
+        raise AuthenticationError(f"too many failed logins: locked until {locked_until:%Y-%m-%d %H:%M} UTC")
+    try:
+        ok = ph.verify(row[3], password)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    rehashed = ph.hash(password) if ok and ph.check_needs_rehash(row[3]) else None
+    with console_db.connect(root) as con:
+        if not ok:
+            con.execute("UPDATE users SET failures = failures + 1 WHERE name = ?", [name])
+            failures = (con.execute("SELECT failures FROM users WHERE name = ?", [name]).fetchone() or [0])[0]
+            locked = failures >= LOCKOUT_FAILURES
+            if locked:
+                con.execute("UPDATE users SET failures = 0, locked_until = ? WHERE name = ?",
+                            [console_db.stamp(now + timedelta(minutes=LOCKOUT_MINUTES)), name])
             audit.record(root, name, "login_failed", tenant,
                          "wrong password" + (f"; locked out for {LOCKOUT_MINUTES} min" if locked else ""), con)
-            raise AuthenticationError("wrong user name or password") from None
-        if ph.check_needs_rehash(row[3]):
-            con.execute("UPDATE users SET password_hash = ? WHERE name = ?", [ph.hash(password), name])
-        con.execute("UPDATE users SET failures = 0, locked_until = NULL WHERE name = ?", [name])
-        audit.record(root, name, "login", tenant, "password", con)
-        return _principal(row)
+        else:
+            if rehashed:
+                con.execute("UPDATE users SET password_hash = ? WHERE name = ?", [rehashed, name])
+            con.execute("UPDATE users SET failures = 0, locked_until = NULL WHERE name = ?", [name])
+            audit.record(root, name, "login", tenant, "password", con)
+    if not ok:
+        raise AuthenticationError("wrong user name or password")
+    return _principal(row)
 
 
 def principal(root: Path | str, name: str) -> Principal:
@@ -229,7 +244,8 @@ def create_token(root: Path | str, user: str, by: str = "") -> tuple[str, str]:
     with console_db.connect(root) as con:
         if not con.execute("SELECT 1 FROM users WHERE name = ?", [user]).fetchone():
             raise NotFound(f"no user {user!r} (abfluss users add {user} ... first)")
-        con.execute("INSERT INTO tokens VALUES (?, ?, ?, now(), NULL, NULL)", [tid, user, _token_hash(token)])
+        con.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, NULL, NULL)",
+                    [tid, user, _token_hash(token), console_db.now()])
         audit.record(root, by, "token_create", None, f"token {tid} for {user}", con)
     return tid, token
 
@@ -248,7 +264,7 @@ def revoke_token(root: Path | str, token_or_id: str, by: str = "") -> str:
                           [token_or_id, _token_hash(token_or_id)]).fetchone()
         if row is None:
             raise NotFound("no such token (abfluss tokens list shows their ids)")
-        con.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = ?", [row[0]])
+        con.execute("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", [console_db.now(), row[0]])
         audit.record(root, by, "token_revoke", None, f"token {row[0]} of {row[1]}", con)
         return row[0]
 
@@ -258,10 +274,11 @@ def principal_for_token(root: Path | str, token: str) -> Principal:
     with console_db.connect(root) as con:
         row = con.execute("SELECT u.name, u.role, u.tenants, t.id, t.revoked_at, t.token_hash FROM tokens t "
                           "JOIN users u ON u.name = t.user_name WHERE t.token_hash = ?", [_token_hash(token)]).fetchone()
-        if row is None or not hmac.compare_digest(row[5], _token_hash(token)):
-            raise AuthenticationError("unknown API token")
-        if row[4] is not None:
-            audit.record(root, row[0], "login_failed", None, f"revoked token {row[3]}", con)
-            raise AuthenticationError("this API token was revoked")
-        con.execute("UPDATE tokens SET last_used = now() WHERE id = ?", [row[3]])
-        return _principal(row)
+        if row is not None and row[4] is None:
+            con.execute("UPDATE tokens SET last_used = ? WHERE id = ?", [console_db.now(), row[3]])
+    if row is None or not hmac.compare_digest(row[5], _token_hash(token)):
+        raise AuthenticationError("unknown API token")
+    if row[4] is not None:
+        audit.record(root, row[0], "login_failed", None, f"revoked token {row[3]}")
+        raise AuthenticationError("this API token was revoked")
+    return _principal(row)

@@ -26,10 +26,11 @@ def add(root: Path | str, incident: str, tenant: str, host: str | None, span: tu
         raise AbflussError(f"a case log entry holds at most {MAX_TEXT} characters")
     with console_db.connect(root) as con:
         nid = con.execute("SELECT coalesce(max(id), 0) + 1 FROM case_log").fetchone()[0]
-        con.execute("INSERT INTO case_log VALUES (?, ?, ?, ?, ?, ?, now(), ?, ?)",
-                    [nid, incident, tenant, host, span[0] if span else None, span[1] if span else None, who, what])
+        con.execute("INSERT INTO case_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [nid, incident, tenant, host, console_db.stamp(span[0]) if span else None,
+                     console_db.stamp(span[1]) if span else None, console_db.now(), who, what])
         audit.record(root, who, "case_add", tenant, f"incident {incident}: {what[:200]}", con)
-        return console_db.rows(con, "SELECT id, incident, tenant, host, incident_start, incident_end, ts AS time, "
+        return console_db.rows(con, "SELECT id, incident, tenant, host, incident_start, incident_end, time, "
                                     "who, what FROM case_log WHERE id = ?", [nid])[0]
 
 
@@ -37,24 +38,25 @@ def entries(root: Path | str, tenants: frozenset[str] | None = None, incident: s
             start: datetime | None = None, end: datetime | None = None) -> list[dict]:
     """Entries in time order, filtered in the query: ``tenants`` (None: all), one incident, and
     incidents overlapping [start, end)."""
-    cond, args = ["true"], []
+    cond, args = ["1"], []
     if tenants is not None:
-        cond.append("tenant IN (SELECT unnest(?))")
-        args.append(sorted(tenants))
+        c, a = console_db.in_list("tenant", tenants)
+        cond.append(c)
+        args += a
     if incident is not None:
         cond.append("incident = ?")
         args.append(incident)
     if end is not None:
         cond.append("(incident_start IS NULL OR incident_start < ?)")
-        args.append(end)
+        args.append(console_db.stamp(end))
     if start is not None:
         cond.append("(incident_end IS NULL OR incident_end >= ?)")
-        args.append(start)
+        args.append(console_db.stamp(start))
     if not (Path(root) / console_db.FILE).exists():
         return []  # nothing recorded yet: do not create the file for a read
     with console_db.connect(root) as con:
-        return console_db.rows(con, f"SELECT id, incident, tenant, host, incident_start, incident_end, ts AS time, who, what "
-                                    f"FROM case_log WHERE {' AND '.join(cond)} ORDER BY ts, id", args)
+        return console_db.rows(con, f"SELECT id, incident, tenant, host, incident_start, incident_end, time, who, what "
+                                    f"FROM case_log WHERE {' AND '.join(cond)} ORDER BY time, id", args)
 
 
 def measures(root: Path | str, tenant: str, start: datetime | None, end: datetime | None) -> tuple[str, ...]:

@@ -1,82 +1,154 @@
-"""The workspace's console catalog: users, API tokens, the audit log, the case log and the
-registry of generated reports, in ``<workspace>/console.duckdb``.
+"""The workspace's console store: users, API tokens, the audit log, the case log and the registry
+of generated reports, in ``<workspace>/console.sqlite``.
 
-Why a second DuckDB file beside ``catalog.duckdb``: the data catalog is opened read-only by every
-reader (``ledger``, the web pages) and read-write only by the one ingesting writer, and DuckDB
-lets one process hold a file either way but not both. The console tables are written on nearly
-every call (each view of a tenant's data is audited), so they live in a file that is only ever
-opened read-write, for the length of one operation. Within a process one lock serialises those
-operations (the audit chain needs its rows in order); between processes DuckDB's file lock does,
-and ``connect`` waits for it like the data catalog does.
+Why not the DuckDB catalog: the data catalog is opened read-only by every reader and read-write
+by the one ingesting writer, and DuckDB lets a process hold a file either way but not both, while
+the console writes on nearly every call (each view of a tenant's data is audited), from the web
+server and the CLI at once. These are small transactional rows, which SQLite (in the standard
+library) serves in well under a millisecond per operation, with several processes reading and
+writing the same file safely (write-ahead log, waiting up to ``WAIT_SECONDS`` for a lock). The
+bulk data stays in Parquet and DuckDB.
+
+Times are stored as ISO 8601 text in UTC with microseconds (so text order is time order) and read
+back as aware datetimes; lists (a user's tenants) as JSON text.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-
-import duckdb
 
 from .errors import WorkspaceError
 
-FILE = "console.duckdb"
-#: How long an operation waits while another process holds the console catalog.
+FILE = "console.sqlite"
+#: How long an operation waits while another process holds the console store's write lock.
 WAIT_SECONDS = 30
 
 DDL = """
 CREATE TABLE IF NOT EXISTS users (
-    name VARCHAR PRIMARY KEY, role VARCHAR NOT NULL, tenants VARCHAR[] NOT NULL, password_hash VARCHAR NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL, failures INTEGER NOT NULL DEFAULT 0, locked_until TIMESTAMPTZ);
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, tenants TEXT NOT NULL, password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL, failures INTEGER NOT NULL DEFAULT 0, locked_until TEXT);
 -- API tokens: only the SHA-256 of the secret is kept; ``id`` is what lists and revocations name
 CREATE TABLE IF NOT EXISTS tokens (
-    id VARCHAR PRIMARY KEY, user_name VARCHAR NOT NULL, token_hash VARCHAR NOT NULL UNIQUE,
-    created_at TIMESTAMPTZ NOT NULL, last_used TIMESTAMPTZ, revoked_at TIMESTAMPTZ);
+    id TEXT PRIMARY KEY, user_name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL, last_used TEXT, revoked_at TEXT);
 -- append-only: each row's hash covers its fields and the previous row's hash (abfluss.audit)
 CREATE TABLE IF NOT EXISTS audit (
-    seq BIGINT PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, who VARCHAR NOT NULL, action VARCHAR NOT NULL,
-    tenant VARCHAR, what VARCHAR NOT NULL, prev VARCHAR NOT NULL, hash VARCHAR NOT NULL);
+    seq INTEGER PRIMARY KEY, time TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+    tenant TEXT, what TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 -- measures taken per incident (abfluss.caselog)
 CREATE TABLE IF NOT EXISTS case_log (
-    id BIGINT PRIMARY KEY, incident VARCHAR NOT NULL, tenant VARCHAR NOT NULL, host VARCHAR,
-    incident_start TIMESTAMPTZ, incident_end TIMESTAMPTZ, ts TIMESTAMPTZ NOT NULL, who VARCHAR NOT NULL,
-    what VARCHAR NOT NULL);
+    id INTEGER PRIMARY KEY, incident TEXT NOT NULL, tenant TEXT NOT NULL, host TEXT,
+    incident_start TEXT, incident_end TEXT, time TEXT NOT NULL, who TEXT NOT NULL, what TEXT NOT NULL);
 -- evidence reports generated through the service layer (abfluss.api.generate_report)
 CREATE TABLE IF NOT EXISTS reports (
-    id VARCHAR PRIMARY KEY, tenant VARCHAR, created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR NOT NULL,
-    window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, lang VARCHAR, verdict VARCHAR, path VARCHAR NOT NULL);
+    id TEXT PRIMARY KEY, tenant TEXT, created_at TEXT NOT NULL, created_by TEXT NOT NULL,
+    window_start TEXT, window_end TEXT, lang TEXT, verdict TEXT, path TEXT NOT NULL);
 """
 
-_LOCK = threading.RLock()
+#: Columns read back as datetimes, and as lists.
+TIME_COLUMNS = {"created_at", "locked_until", "last_used", "revoked_at", "time", "incident_start", "incident_end",
+                "window_start", "window_end"}
+LIST_COLUMNS = {"tenants"}
+
+def stamp(t: datetime | None) -> str | None:
+    """A time as stored: ISO 8601, UTC, always with microseconds (a naive time is UTC)."""
+    if t is None:
+        return None
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def now() -> str:
+    """The current time as stored."""
+    return stamp(datetime.now(timezone.utc))
+
+
+#: One open connection per store file per process (opening is cheap, but closing the last
+#: connection checkpoints and removes the write-ahead log, which costs a sync each time).
+_OPEN: dict[tuple[int, str], tuple[sqlite3.Connection, int, threading.RLock]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _connection(path: Path) -> tuple[sqlite3.Connection, threading.RLock]:
+    key = (os.getpid(), str(path))  # a forked worker must not share its parent's connection
+    with _OPEN_LOCK:
+        cached = _OPEN.get(key)
+        try:
+            ino = path.stat().st_ino
+        except FileNotFoundError:
+            ino = None
+        if cached is not None and cached[1] == ino:
+            return cached[0], cached[2]
+        if cached is not None:  # the file was removed or replaced: start afresh
+            cached[0].close()
+        try:
+            con = sqlite3.connect(path, timeout=WAIT_SECONDS, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, never corrupt
+            con.executescript(DDL)
+        except sqlite3.Error as e:
+            raise WorkspaceError(f"{path}: cannot open the console store: {e}") from None
+        lock = threading.RLock()
+        _OPEN[key] = (con, path.stat().st_ino, lock)
+        return con, lock
 
 
 @contextmanager
-def connect(root: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-write connection to ``root``'s console catalog (created if missing), held only for
-    the ``with`` block; one at a time per process."""
+def connect(root: Path | str) -> Iterator[sqlite3.Connection]:
+    """A connection to ``root``'s console store (created if missing) for one transaction: committed
+    when the block ends, rolled back if it raises. The transaction takes the write lock up front
+    (``BEGIN IMMEDIATE``), so a read-then-append (the audit chain) never interleaves with another,
+    in this process or any other."""
     path = Path(root) / FILE
-    with _LOCK:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            try:
-                con = duckdb.connect(str(path))
-                break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    raise WorkspaceError(f"{path}: cannot open the console catalog: {str(e).splitlines()[0]}") from None
-                time.sleep(0.05)
+    con, lock = _connection(path)
+    with lock:
         try:
-            con.execute("SET TimeZone='UTC'")
-            con.execute(DDL)
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise WorkspaceError(f"{path}: {e}") from None
+        try:
             yield con
-        finally:
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+
+def close_all() -> None:
+    """Close this process's cached connections (tests, before removing a workspace)."""
+    with _OPEN_LOCK:
+        for con, _ino, _lock in _OPEN.values():
             con.close()
+        _OPEN.clear()
 
 
-def rows(con: duckdb.DuckDBPyConnection, sql: str, args: list | tuple = ()) -> list[dict]:
-    """The result of ``sql`` as a list of dicts."""
+def rows(con: sqlite3.Connection, sql: str, args: Sequence = ()) -> list[dict]:
+    """The result of ``sql`` as dicts, times as datetimes and lists as lists."""
     cur = con.execute(sql, list(args))
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    out = []
+    for r in cur.fetchall():
+        d = dict(zip(cols, r))
+        for c in cols:
+            if d[c] is not None and c in TIME_COLUMNS:
+                d[c] = datetime.fromisoformat(d[c])
+            elif d[c] is not None and c in LIST_COLUMNS:
+                d[c] = json.loads(d[c])
+        out.append(d)
+    return out
+
+
+def in_list(column: str, values) -> tuple[str, list]:
+    """``column IN (?, ?, ...)`` for ``values`` (false for none), with its arguments."""
+    values = sorted(values)
+    if not values:
+        return "0", []
+    return f"{column} IN ({', '.join('?' * len(values))})", values

@@ -113,7 +113,7 @@ def alert(ts: datetime | float = 0, **kw) -> dict:
 
 @contextmanager
 def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(), alerts=(), arp=(), logins=(),
-              files=(), software=(), tunnels=(), backend="duckdb", extra=None,
+              files=(), software=(), tunnels=(), certs=(), backend="duckdb", extra=None,
               start: datetime | None = None, end: datetime | None = None):
     """A Telemetry over literal rows, on the given engine."""
     sch = _schemas()
@@ -122,12 +122,13 @@ def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(
         paths = {}
         for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls),
                             ("dlp", dlp), ("inspected", inspected), ("alerts", alerts), ("arp", arp),
-                            ("logins", logins), ("files", files), ("software", software), ("tunnels", tunnels)):
+                            ("logins", logins), ("files", files), ("software", software), ("tunnels", tunnels),
+                            ("certs", certs)):
             s = pa.schema([f.with_nullable(True) for f in sch[name]])  # literal rows may leave any column out
             cols = {f.name: [r.get(f.name) for r in rows_] for f in s}
             pq.write_table(pa.table(cols, schema=s), tmp / f"{name}.parquet")
             paths[name] = tmp / f"{name}.parquet"
-        all_ts = [r["ts"] for t in (flows, dns, arp, logins, files, software, tunnels) for r in t] or [T0]
+        all_ts = [r["ts"] for t in (flows, dns, arp, logins, files, software, tunnels, tls) for r in t] or [T0]
         start = start or min(all_ts)
         end = end or max(all_ts) + timedelta(seconds=1)
         with analysis.telemetry_from_parquet(paths, start, end, backend, extra) as tel:

@@ -156,4 +156,63 @@ def test_bad_indicator_file_stops_the_analysis_with_file_and_line(tmp_path_facto
     with pytest.raises(AbflussError) as e:
         analyze_capture(CC, tmp_path_factory.mktemp("ti-bad"), cfg, only=ONLY)
     assert str(e.value) == (f"{bad}:3: 'http://testing.com/beacon' is neither an IP address, "
-                            "an IPv4 network nor a domain name")
+                            "an IPv4 network, a domain name nor a TLS fingerprint")
+
+
+# -- TLS fingerprints (abuse.ch SSLBL style) ---------------------------------------------------
+
+def tls(ts=0, **kw) -> dict:
+    """A TLS handshake row as a reader stores it (10.0.0.5 to 203.0.113.9:443)."""
+    from detkit import T0
+    from datetime import timedelta
+    r = dict(ts=T0 + timedelta(seconds=ts), uid=f"T{ts}", orig_h="10.0.0.5", orig_p=50000 + ts,
+             resp_h="203.0.113.9", resp_p=443, server_name="cdn.example.test", sensor="test", input_id="literal")
+    r.update(kw)
+    return r
+
+
+def test_ja3_of_the_client_and_ja3s_of_the_server_match_one_listed_md5():
+    s = Settings(files=(str(INTEL / "sslbl-ja3.csv"),))
+    handshakes = [tls(0, ja3="6734F37431670B3AB4292B8F60F29984", uid="U1"),  # the client's library
+                  tls(5, ja3s="49ed2ef3f1321e5f044f1e71b0e6fdd5", resp_h="198.51.100.3", uid="U2"),  # the server's
+                  tls(9, ja3="8916410db85077a5460817142dcbc8de", uid="U3")]  # not listed
+    flows = [flow(0, uid="U1", orig_bytes=7_000, resp_bytes=900),
+             flow(5, uid="U2", resp_h="198.51.100.3", orig_bytes=0, resp_bytes=300, orig_p=50005)]
+    fs = {f.key: f for f in run("threat_intel", settings=s, tls=handshakes, flows=flows)}
+    assert set(fs) == {("10.0.0.5", "6734f37431670b3ab4292b8f60f29984"), ("10.0.0.5", "49ed2ef3f1321e5f044f1e71b0e6fdd5")}
+    trick = fs[("10.0.0.5", "6734f37431670b3ab4292b8f60f29984")]
+    assert trick.explanation == ("10.0.0.5 used listed TLS client fingerprint JA3 6734f37431670b3ab4292b8f60f29984 "
+                                 "(sslbl-ja3.csv:8, Trickbot) in 1 TLS handshake with 203.0.113.9: "
+                                 "1 connection with 7 KB out and 900 bytes in.")
+    assert trick.metrics["matched"] == ["ja3"] and trick.metrics["reason"] == "Trickbot"
+    assert (trick.severity, trick.bytes_out, trick.channel, trick.attack) == ("high", 7000, "https", ["T1071", "T1041"])
+    server = fs[("10.0.0.5", "49ed2ef3f1321e5f044f1e71b0e6fdd5")]
+    assert server.metrics["matched"] == ["ja3s"] and server.external_hosts == ["198.51.100.3"]
+    assert (server.severity, server.bytes_out) == ("medium", 0)  # nothing sent: a match only
+
+
+def test_ja4_matches_and_a_handshake_without_its_flow_still_counts():
+    s = Settings(files=(str(INTEL / "tls-bundle.json"),))
+    (f,) = run("threat_intel", settings=s, tls=[tls(0, ja4="t13d3112h2_e8f1e7e78f70_b26ce05bbdd6")])
+    assert f.metrics["matched"] == ["ja4"] and f.metrics["flows"] == 0 and f.metrics["tls_handshakes"] == 1
+    assert f.channel == "tls" and f.severity == "medium" and "Test loader TLS client" in f.explanation
+    # another JA4 of the same client library family is not the listed one
+    assert run("threat_intel", settings=s, tls=[tls(0, ja4="t13d3112h2_e8f1e7e78f70_b26ce05bbdd7")]) == []
+
+
+def test_golden_slips_trickbot_and_tor_fingerprints(tmp_path_factory):
+    cfg = f'[detections.threat_intel]\nfiles = ["{INTEL / "sslbl-ja3.csv"}"]\n'
+    tmp = tmp_path_factory.mktemp("ti-ja3")
+    fs = analyze_capture("slips/test15-malicious-zeek", tmp, cfg, only=ONLY)
+    got = {f.key: (f.metrics["matched"], f.metrics["reason"], f.external_hosts) for f in fs}
+    assert got[("10.0.2.15", "6734f37431670b3ab4292b8f60f29984")][:2] == (["ja3"], "Trickbot")
+    assert_golden("threat_intel-slips-test15", fs)
+
+
+def test_lab_client_ja4_from_a_capture(tmp_path_factory):
+    # nDPI's client fingerprint in a pcap is JA4: the lab's curl on ws2 (beacon and browsing).
+    cfg = f'[detections.threat_intel]\nfiles = ["{INTEL / "tls-bundle.json"}"]\n'
+    fs = analyze_capture(str(EXAMPLES / "lab-beacon.pcap"), tmp_path_factory.mktemp("ti-ja4"), cfg, only=ONLY)
+    (f,) = fs
+    assert f.key == ("10.10.0.12", "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6") and f.metrics["matched"] == ["ja4"]
+    assert f.metrics["tls_handshakes"] > 50 and f.bytes_out > 0

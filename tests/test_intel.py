@@ -59,10 +59,41 @@ def test_inline_values_normalised_and_deduplicated():
     assert s.source_of("c2.example.test") == "threat_intel.domains[2]"
 
 
+def test_tls_fingerprints_from_sslbl_csv_stix_and_plain_lists():
+    s = intel.load((str(INTEL / "sslbl-ja3.csv"), str(INTEL / "tls-bundle.json"), str(INTEL / "fingerprints.txt")))
+    assert [(i.value, i.kind, i.source.rsplit("/", 1)[-1], i.reason) for i in s.indicators] == [
+        # SSLBL: header in the last comment line, Listingreason is the reason
+        ("6734f37431670b3ab4292b8f60f29984", "ja3", "sslbl-ja3.csv:8", "Trickbot"),
+        ("e7d705a3286e19ea42f587b344ee6865", "ja3", "sslbl-ja3.csv:9", "Tor"),
+        ("49ed2ef3f1321e5f044f1e71b0e6fdd5", "ja3", "sslbl-ja3.csv:10", "TrickBot (server JA3S)"),
+        # STIX: x509-certificate:hashes.'SHA-1' and custom ja3/ja4 properties; the name is the reason
+        ("0a6b201a7bff643cc5dd6631e5940e858ee07d25", "sha1", "tls-bundle.json:12", "Test C2 certificate"),
+        ("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6", "ja4", "tls-bundle.json:23", "Test loader TLS client")]
+    assert s.skipped == 1  # a file MD5 is no JA3, though it looks the same
+    assert s.fingerprints()[3:] == [("0a6b201a7bff643cc5dd6631e5940e858ee07d25", "sha1"),
+                                    ("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6", "ja4")]
+    assert s.reason_of("e7d705a3286e19ea42f587b344ee6865") == "Tor" and s.reason_of("nothing") == ""
+    # plain list: upper case and colons normalised; a hex string is never a one-label domain
+    plain = intel.load((str(INTEL / "fingerprints.txt"),))
+    assert [(i.value, i.kind) for i in plain.indicators] == [
+        ("6734f37431670b3ab4292b8f60f29984", "ja3"), ("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6", "ja4"),
+        ("0a6b201a7bff643cc5dd6631e5940e858ee07d25", "sha1")]
+    assert plain.domains() == [] and plain.ipv4_networks() == []
+
+
+def test_a_stix_fingerprint_property_with_another_kind_of_value_is_an_error(tmp_path):
+    bundle = tmp_path / "b.json"
+    bundle.write_text('{"type": "bundle", "objects": [{"type": "indicator", "id": "indicator--1", '
+                      '"pattern": "[x-tls:ja3 = \'evil.test\']", "pattern_type": "stix"}]}')
+    with pytest.raises(ConfigError, match=r"b.json:1: 'evil.test' compared with a ja3 property is no ja3 value"):
+        intel.load((str(bundle),))
+
+
 @pytest.mark.parametrize("name,message", [
-    ("bad-url.txt", ":3: 'http://testing.com/beacon' is neither an IP address, an IPv4 network nor a domain name"),
+    ("bad-url.txt", ":3: 'http://testing.com/beacon' is neither an IP address, an IPv4 network, a domain name "
+                    "nor a TLS fingerprint"),
     ("bad-ipv6-net.txt", ":2: IPv6 network '2001:db8::/32' is not supported, list its addresses"),
-    ("bad-columns.csv", ":1: no indicator column (name one indicator, ioc, value, ip or domain)"),
+    ("bad-columns.csv", ":1: no indicator column (name one indicator, ioc, value, ip, domain, ja3, ja4 or sha1)"),
     ("bad-json.json", ":4: invalid JSON: Expecting property name enclosed in double quotes"),
     ("bad-pattern.json", ":11: indicator indicator--9e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f: invalid STIX pattern: "
                          "1:35: mismatched input '<EOF>' expecting ']'"),
@@ -109,4 +140,4 @@ def test_cli_reports_a_bad_file_in_one_line_relative_to_the_config(tmp_path):
     proc = run_cli("analyze", "--only", "threat_intel", workspace=ws)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"abfluss: {ws / 'lists' / 'c2.txt'}:3: 'http://testing.com/beacon' is "
-                                   "neither an IP address, an IPv4 network nor a domain name")
+                                   "neither an IP address, an IPv4 network, a domain name nor a TLS fingerprint")

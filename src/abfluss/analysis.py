@@ -47,7 +47,8 @@ def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
                           "SELECT ts FROM dns_raw UNION ALL SELECT ts FROM dlp_raw UNION ALL "
                           "SELECT ts FROM alerts_raw UNION ALL SELECT ts FROM arp_raw UNION ALL "
                           "SELECT ts FROM logins_raw UNION ALL SELECT ts FROM files_raw UNION ALL "
-                          "SELECT ts FROM software_raw UNION ALL SELECT ts FROM tunnels_raw)").fetchall()
+                          "SELECT ts FROM software_raw UNION ALL SELECT ts FROM tunnels_raw UNION ALL "
+                          "SELECT ts FROM tls_raw UNION ALL SELECT ts FROM certs_raw)").fetchall()
     lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
 
@@ -93,6 +94,8 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     queries["software"] = f"""SELECT d.*, coalesce(o.internal, false) AS host_internal, o.tenant AS tenant
                               FROM software_raw d LEFT JOIN address_class o ON o.addr = d.host
                               WHERE {_window_sql(start, end, 'd.ts')}"""
+    # Certificates belong to no connection of their own: the handshakes that sent them say whose.
+    queries["certs"] = f"SELECT * FROM certs_raw WHERE {_window_sql(start - LOOKBACK, end)}"
     # ARP never crosses a router: its sender is on a local link, so no address class is needed.
     queries["arp"] = f"""SELECT d.*, coalesce(o.tenant, 'default') AS tenant
                          FROM arp_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
@@ -125,7 +128,8 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
                              http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
                              inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"),
                              logins=tables.get("logins"), files=tables.get("files"),
-                             software=tables.get("software"), tunnels=tables.get("tunnels"), start=start, end=end,
+                             software=tables.get("software"), tunnels=tables.get("tunnels"),
+                             certs=tables.get("certs"), start=start, end=end,
                              backend=backend, extra=extra or {})
     finally:
         if backend == "duckdb":

@@ -104,11 +104,21 @@ TLS = pa.schema(
         pa.field("resp_p", pa.int32()),
         pa.field("version", pa.string()),
         pa.field("server_name", pa.string()),
-        pa.field("ja3", pa.string()),
-        pa.field("ja4", pa.string()),
-        pa.field("subject", pa.string()),
+        pa.field("ja3", pa.string()),  # client fingerprint (MD5 hex)
+        pa.field("ja4", pa.string()),  # client fingerprint (FoxIO JA4)
+        pa.field("ja3s", pa.string()),  # server fingerprint (MD5 hex)
+        pa.field("subject", pa.string()),  # the server certificate's, where the sensor puts it inline
         pa.field("issuer", pa.string()),
         pa.field("established", pa.bool_()),
+        # the sensor's verdict on the server's chain (Zeek: "ok", "self signed certificate", ...)
+        pa.field("validation_status", pa.string()),
+        # the sensor's file ids of the certificates the server sent, its own (the leaf) first:
+        # they join the ``certs`` table (Zeek x509.log) and ``files`` (their hashes)
+        pa.field("cert_fuids", pa.list_(pa.string())),
+        # the leaf certificate's SHA-1 (hex) and validity, where the sensor puts them inline (Suricata)
+        pa.field("cert_sha1", pa.string()),
+        pa.field("not_before", TS),
+        pa.field("not_after", TS),
         pa.field("sensor", pa.string()),
         pa.field("input_id", pa.string()),
     ]
@@ -264,6 +274,20 @@ TUNNELS = pa.schema(
         pa.field("tunnel_type", pa.string()),  # gre, ip-in-ip, teredo, vxlan, ayiya, gtpv1, geneve
         pa.field("action", pa.string()),  # discover, close, expire (Zeek); seen (a capture)
         pa.field("packets", pa.int64()),  # encapsulated packets, where counted
+#: Certificates the sensor parsed (Zeek x509.log), one row per certificate file id (``fuid``),
+#: joined to a handshake through ``tls.cert_fuids``.
+CERTS = pa.schema(
+    [
+        pa.field("ts", TS, nullable=False),
+        pa.field("fuid", pa.string()),
+        pa.field("subject", pa.string()),
+        pa.field("issuer", pa.string()),
+        pa.field("not_before", TS),
+        pa.field("not_after", TS),
+        pa.field("san_dns", pa.list_(pa.string())),  # subjectAltName DNS names
+        pa.field("san_ip", pa.list_(pa.string())),  # subjectAltName addresses
+        pa.field("ca", pa.bool_()),  # basicConstraints CA: an issuer, not a server's own certificate
+        pa.field("sha1", pa.string()),  # hex, where the sensor hashes certificates
         pa.field("sensor", pa.string()),
         pa.field("input_id", pa.string()),
     ]
@@ -283,6 +307,7 @@ TABLES: dict[str, pa.Schema] = {
     "files": FILES,
     "software": SOFTWARE,
     "tunnels": TUNNELS,
+    "certs": CERTS,
 }
 
 

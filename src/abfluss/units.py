@@ -30,6 +30,7 @@ NOUNS: dict[str, dict[str, tuple[str, str]]] = {
     "day": {"en": ("day", "days"), "de": ("Tag", "Tage")},
     "query": {"en": ("DNS query", "DNS queries"), "de": ("DNS-Anfrage", "DNS-Anfragen")},
     "lookup": {"en": ("DNS look-up", "DNS look-ups"), "de": ("DNS-Abfrage", "DNS-Abfragen")},
+    "handshake": {"en": ("TLS handshake", "TLS handshakes"), "de": ("TLS-Handshake", "TLS-Handshakes")},
     "resolver": {"en": ("public resolver", "public resolvers"), "de": ("öffentlicher Resolver", "öffentliche Resolver")},
 }
 

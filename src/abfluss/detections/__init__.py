@@ -73,6 +73,9 @@ class Telemetry:
     ``files``    files carried by connections (``schema.FILES``) with ``tx_internal``,
                  ``rx_internal``, ``tenant``, ``allowlisted``;
     ``software`` software hosts announced (``schema.SOFTWARE``) with ``host_internal``, ``tenant``;
+    ``certs``    certificates the sensor parsed (``schema.CERTS``, Zeek x509.log), joined to
+                 handshakes through ``tls.cert_fuids``; from the look-back on, since a
+                 sensor logs a certificate once and later handshakes only refer to it;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
     configuration (e.g. indicator lists), keyed by detection id.
     """
@@ -90,6 +93,7 @@ class Telemetry:
     files: Any = None
     software: Any = None
     tunnels: Any = None
+    certs: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"

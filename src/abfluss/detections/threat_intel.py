@@ -1,10 +1,15 @@
-"""Threat intelligence: flows and DNS look-ups of internal hosts that touch a listed indicator.
+"""Threat intelligence: flows, DNS look-ups and TLS handshakes of internal hosts that touch a listed indicator.
 
 RITA scores a threat-intel hit 0.8 and adds 0.15 from 25 MB exchanged; Zeek's Intel
 framework and Slips match addresses and names seen anywhere. Here an indicator (address,
 IPv4 network or domain with all its subdomains) is matched against the flows' external
 address, server name (SNI / HTTP Host) and best DNS name, and against the DNS queries and
 answers of internal clients, and the finding says how much data went to it and came back.
+TLS fingerprint indicators (abuse.ch SSLBL style) are matched against the handshakes: a JA3 hash
+against the client's JA3 and the server's JA3S (both MD5, one kind of value), a JA4 against the
+client's JA4, a certificate SHA-1 against the certificates the server sent (Zeek's files.log
+hashes them). Such a hit names malware by its TLS library, not by an address it may change
+daily; the connection's bytes count like an address hit's.
 
 Matching is set-based on both engines: the distinct addresses and names of the window are
 joined with small indicator tables (``ibis.memtable``). A network matches through an exact
@@ -86,16 +91,28 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     # Unnest first, normalise after: Spark refuses a generator nested in an expression.
     answers = d.select(*_DNS_ID, a=d.answers.unnest()).mutate(a=_norm(_.a))
     hits = _hits(f, d, answers, ind)
-    flows_hit = _flow_matches(f, hits)
-    dns_hit = _dns_matches(d, answers, hits)
-    per_flow = rows(flows_hit.group_by(["internal_host", "indicator", "external_host", "name", "channel"])
-                    .aggregate(flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(),
-                               start=_.ts.min(), end=_.ts_end.max(), tenant=_.tenant.max())
-                    .order_by(["internal_host", "indicator", "external_host", "name", "channel"]))
-    per_dns = rows(dns_hit.group_by(["internal_host", "indicator", "query"])
-                   .aggregate(queries=_.count(), start=_.ts.min(), end=_.ts.max())
-                   .order_by(["internal_host", "indicator", "query"]))
-    found = _merge(per_flow, per_dns)
+    flows_hit = _flow_matches(f, hits) if hits is not None else None
+    dns_hit = _dns_matches(d, answers, hits) if hits is not None else None
+    tls_hit = _tls_matches(tel, ind)
+    if tls_hit is not None:  # the handshake's connection counts like a flow to a listed address
+        by_tls = _flow_cols(f.join(tls_hit.select("uid", "indicator").distinct(), "uid"), f.n1, _.indicator)
+        flows_hit = by_tls if flows_hit is None else ibis.union(flows_hit, by_tls, distinct=True)
+    if flows_hit is None and dns_hit is None and tls_hit is None:
+        return []
+    per_flow = [] if flows_hit is None else rows(
+        flows_hit.group_by(["internal_host", "indicator", "external_host", "name", "channel"])
+        .aggregate(flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(),
+                   start=_.ts.min(), end=_.ts_end.max(), tenant=_.tenant.max())
+        .order_by(["internal_host", "indicator", "external_host", "name", "channel"]))
+    per_dns = [] if dns_hit is None else rows(
+        dns_hit.group_by(["internal_host", "indicator", "query"])
+        .aggregate(queries=_.count(), start=_.ts.min(), end=_.ts.max())
+        .order_by(["internal_host", "indicator", "query"]))
+    per_tls = [] if tls_hit is None else rows(
+        tls_hit.group_by(["internal_host", "indicator", "field", "server"])
+        .aggregate(handshakes=_.count(), start=_.ts.min(), end=_.ts.max(), name=_.server_name.max())
+        .order_by(["internal_host", "indicator", "field", "server"]))
+    found = _merge(per_flow, per_dns, per_tls)
     ev = largest_flows(flows_hit, [{"internal_host": h, "indicator": i} for h, i in found],
                        ["internal_host", "indicator"], s.max_evidence) if per_flow else {}
     return [_finding(host, indicator, m, ind, ev.get((host, indicator), []), s)
@@ -119,7 +136,8 @@ def _ipv4_int(col):
 
 
 def _hits(f, d, answers, ind: intel.IndicatorSet):
-    """(value, indicator) for every address or name of the window that an indicator covers."""
+    """(value, indicator) for every address or name of the window that an indicator covers
+    (None when there are no address or domain indicators)."""
     addrs = _distinct([f.select(value=f.external_host), answers.select(value=answers.a)])
     names = _distinct([f.select(value=f.n1), f.select(value=f.n2), d.select(value=d.q),
                        answers.select(value=answers.a)])
@@ -141,6 +159,44 @@ def _hits(f, d, answers, ind: intel.IndicatorSet):
         cand = _union([names.select("value", suffix=names.value.re_extract(_last_labels(k), 1))
                        for k in sorted({x.count(".") + 1 for x in doms})])
         parts.append(cand.join(table, cand.suffix == table.indicator).select("value", "indicator"))
+    return _union(parts).distinct() if parts else None
+
+
+#: TLS columns a fingerprint indicator of each kind is compared with (JA3 and JA3S are both MD5).
+_TLS_FIELDS = {"ja3": ("ja3", "ja3s"), "ja4": ("ja4",)}
+
+
+def _tls_matches(tel: Telemetry, ind: intel.IndicatorSet):
+    """Handshakes whose client or server fingerprint, or whose server certificate, is listed:
+    uid, internal_host, server, server_name, ts, indicator and the ``field`` that matched."""
+    fps = ind.fingerprints()
+    t = tel.tls
+    if not fps or t is None:
+        return None
+    # The client is the host that chose the TLS library (JA3/JA4) and asked for the server.
+    t = t.mutate(server=t.resp_h, internal_host=t.orig_h)
+    parts = []
+    for kind, cols in _TLS_FIELDS.items():
+        values = [v for v, k in fps if k == kind]
+        if not values:
+            continue
+        table = _table(indicator=values)
+        for col in cols:
+            if col in t.columns:
+                m = t.join(table, t[col].lower() == table.indicator)
+                parts.append(m.select("uid", "internal_host", "server", "server_name", "ts", "indicator",
+                                      field=ibis.literal(col)))
+    sha1 = [v for v, k in fps if k == "sha1"]
+    files = getattr(tel, "files", None)  # Zeek files.log: certificate hashes by file id
+    if sha1 and files is not None and "cert_fuids" in t.columns and {"fuid", "sha1"} <= set(files.columns):
+        table = _table(indicator=sha1)
+        certs = files.join(table, files.sha1.lower() == table.indicator).select("fuid", "indicator").distinct()
+        chain = t.select("uid", "internal_host", "server", "server_name", "ts", fuid=t.cert_fuids.unnest())
+        m = chain.join(certs, "fuid")
+        parts.append(m.select("uid", "internal_host", "server", "server_name", "ts", "indicator",
+                              field=ibis.literal("certificate sha1")))
+    if not parts:
+        return None
     return _union(parts).distinct()
 
 
@@ -155,11 +211,17 @@ def _last_labels(k: int) -> str:
     return rf"((?:[^.]+\.){{{k - 1}}}[^.]+)$"
 
 
+_FLOW_COLS = ["internal_host", "external_host", "ts", "ts_end", "bytes_out", "bytes_in", "uid",
+              "community_id", "channel", "tenant", "orig_h", "orig_p", "resp_h", "resp_p", "proto"]
+
+
+def _flow_cols(joined, name, indicator):
+    return joined.select(*_FLOW_COLS, name=name, indicator=indicator)
+
+
 def _flow_matches(f, hits):
     """Matched flows with their indicator; a flow matched twice (address and name) counts once."""
-    cols = ["internal_host", "external_host", "ts", "ts_end", "bytes_out", "bytes_in", "uid",
-            "community_id", "channel", "tenant", "orig_h", "orig_p", "resp_h", "resp_p", "proto"]
-    parts = [f.join(hits, key == hits.value).select(*cols, name=f.n1, indicator=hits.indicator)
+    parts = [_flow_cols(f.join(hits, key == hits.value), f.n1, hits.indicator)
              for key in (f.external_host, f.n1, f.n2)]
     return ibis.union(*parts, distinct=True)
 
@@ -181,41 +243,50 @@ def _union(parts):
     return parts[0] if len(parts) == 1 else ibis.union(*parts)
 
 
-def _merge(per_flow: list[dict], per_dns: list[dict]) -> dict:
-    """Per (internal host, indicator): the flow groups and DNS groups that matched it."""
+def _merge(per_flow: list[dict], per_dns: list[dict], per_tls: list[dict] = ()) -> dict:
+    """Per (internal host, indicator): the flow, DNS and TLS groups that matched it."""
     out: dict = {}
-    for r in per_flow:
-        out.setdefault((r["internal_host"], r["indicator"]), {"flows": [], "dns": []})["flows"].append(r)
-    for r in per_dns:
-        out.setdefault((r["internal_host"], r["indicator"]), {"flows": [], "dns": []})["dns"].append(r)
+    for kind, groups in (("flows", per_flow), ("dns", per_dns), ("tls", per_tls)):
+        for r in groups:
+            out.setdefault((r["internal_host"], r["indicator"]), {"flows": [], "dns": [], "tls": []})[kind].append(r)
     return out
 
 
 def _finding(host: str, indicator: str, m: dict, ind: intel.IndicatorSet, ev: list[dict], s: Settings) -> Finding:
-    fl, dn = m["flows"], m["dns"]
+    fl, dn, tl = m["flows"], m["dns"], m["tls"]
     n_flows = sum(r["flows"] for r in fl)
     out_b = sum(r["bytes_out"] or 0 for r in fl)
     in_b = sum(r["bytes_in"] or 0 for r in fl)
     queries = sum(r["queries"] for r in dn)
-    times = [r["start"] for r in fl + dn] + [r["end"] for r in fl + dn if r["end"] is not None]
+    handshakes = sum(r["handshakes"] for r in tl)
+    times = [r["start"] for r in fl + dn + tl] + [r["end"] for r in fl + dn + tl if r["end"] is not None]
     parts = {"match": s.match_points}
     if out_b > 0:
         parts["data_sent"] = s.sent_points
     parts["volume"] = s.volume_points * ramp(out_b + in_b, s.volume_low, s.volume_high)
     source = _short(ind.source_of(indicator))
-    names = sorted({r["name"] for r in fl if r["name"]} | {r["query"] for r in dn if r["query"]})
+    reason = ind.reason_of(indicator)
+    names = sorted({r["name"] for r in fl + tl if r["name"]} | {r["query"] for r in dn if r["query"]})
+    servers = sorted({r["external_host"] for r in fl} | {r["server"] for r in tl if r["server"]})
+    metrics = {"indicator": indicator, "source": source, "flows": n_flows, "dns_queries": queries,
+               "bytes_out": out_b, "bytes_in": in_b}
+    if tl:
+        metrics.update(tls_handshakes=handshakes, matched=sorted({r["field"] for r in tl}))
+    if reason:
+        metrics["reason"] = reason
     return Finding(
         detection=META.id, key=(host, indicator), score_parts=parts,
-        explanation=_sentence(host, indicator, source, n_flows, out_b, in_b, queries),
-        internal_hosts=[host], external_hosts=[r["external_host"] for r in fl], external_names=names[:10],
-        channel=main_channel(fl)[0] if fl else "dns", start=min(times), end=max(times), bytes_out=out_b,
+        explanation=_sentence(host, indicator, source, n_flows, out_b, in_b, queries, tl, reason, servers),
+        internal_hosts=[host], external_hosts=servers if tl else [r["external_host"] for r in fl],
+        external_names=names[:10],
+        channel=main_channel(fl)[0] if fl else ("tls" if tl else "dns"), start=min(times), end=max(times),
+        bytes_out=out_b,
         evidence={"flows": n_flows, "dns_queries": queries, "top_flows": [e["uid"] for e in ev if e["uid"]],
                   "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
-        metrics={"indicator": indicator, "source": source, "flows": n_flows, "dns_queries": queries,
-                 "bytes_out": out_b, "bytes_in": in_b},
+        metrics=metrics,
         thresholds={"volume_low": s.volume_low, "volume_high": s.volume_high},
         tenant=max((r["tenant"] for r in fl if r["tenant"]), default=None),
-        attack=_techniques(n_flows, out_b, queries),
+        attack=_techniques(n_flows + handshakes, out_b, queries),
     )
 
 
@@ -224,15 +295,27 @@ def _techniques(n_flows: int, out_b: int, queries: int) -> list[str]:
     return [t for t, ok in (("T1071", n_flows), ("T1041", out_b > 0), ("T1568", queries)) if ok]
 
 
+#: How a fingerprint match reads: which side presented it.
+_FIELD_WORDS = {"ja3": "client fingerprint JA3", "ja3s": "server fingerprint JA3S", "ja4": "client fingerprint JA4",
+                "certificate sha1": "server certificate SHA-1"}
+
+
 def _short(source: str) -> str:
     """file:line without the directory (findings must not depend on where the list lies)."""
     return Path(source).name if "/" in source else source
 
 
-def _sentence(host, indicator, source, n_flows, out_b, in_b, queries) -> str:
+def _sentence(host, indicator, source, n_flows, out_b, in_b, queries, tls=(), reason="", servers=()) -> str:
     what = []
     if n_flows:
         what.append(f"{count(n_flows, 'connection')} with {human_bytes(out_b)} out and {human_bytes(in_b)} in")
     if queries:
         what.append(f"{count(queries, 'lookup')}")
-    return f"{host} reached listed indicator {indicator} ({source}): {', and '.join(what)}."
+    listed = f"({source}{', ' + reason if reason else ''})"
+    if tls:
+        fields = " and ".join(_FIELD_WORDS.get(f, f) for f in sorted({r["field"] for r in tls}))
+        shakes = count(sum(r["handshakes"] for r in tls), "handshake")
+        peers = ", ".join(servers[:3]) + (f" and {len(servers) - 3} more" if len(servers) > 3 else "")
+        head = f"{host} used listed TLS {fields} {indicator} {listed} in {shakes} with {peers}"
+        return head + (f": {', and '.join(what)}." if what else ".")
+    return f"{host} reached listed indicator {indicator} {listed}: {', and '.join(what)}."

@@ -359,7 +359,8 @@ class _Columns:
     FLOW = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p",
             "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "service", "server_name",
             "user_agent", "conn_state", "open", "community_id", "uid")
-    TLS = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "server_name", "ja4", "ja3")
+    # nDPI's client fingerprint is JA4, its server fingerprint JA3S (MD5); it computes no JA3
+    TLS = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "server_name", "ja4", "ja3s")
     HTTP = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "host", "user_agent")
 
     def __init__(self):
@@ -403,9 +404,9 @@ class _Columns:
         row["open"].append(is_open)
         row["community_id"].append(_community_id(f))
         row["uid"].append(uid)
-        if master in ("TLS", "QUIC") and (name or f.client_fingerprint):
-            for k, v in zip(self.TLS, (ts, uid, f.src_ip, f.src_port, f.dst_ip, f.dst_port,
-                                       name, f.client_fingerprint or None, None)):
+        if master in ("TLS", "QUIC") and (name or f.client_fingerprint or f.server_fingerprint):
+            for k, v in zip(self.TLS, (ts, uid, f.src_ip, f.src_port, f.dst_ip, f.dst_port, name,
+                                       f.client_fingerprint or None, f.server_fingerprint or None)):
                 self.tls[k].append(v)
         if master == "HTTP" and (name or f.user_agent):
             for k, v in zip(self.HTTP, (ts, uid, f.src_ip, f.src_port, f.dst_ip, f.dst_port,

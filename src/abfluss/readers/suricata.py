@@ -164,12 +164,25 @@ def _http(e: dict, ts: int) -> dict:
 def _tls(e: dict, ts: int) -> dict:
     t = _obj(e, "tls")
     ja3 = t.get("ja3") if isinstance(t.get("ja3"), dict) else {}
+    ja3s = t.get("ja3s") if isinstance(t.get("ja3s"), dict) else {}
+    sha1 = _str(t.get("fingerprint"))  # "aa:bb:...": the leaf certificate's SHA-1
     return {
         "ts": ts, "uid": _uid(e), **_endpoints(e), "version": _str(t.get("version")),
         "server_name": _str(t.get("sni")), "ja3": _str(ja3.get("hash")),
-        "ja4": _str(t.get("ja4")),
+        "ja4": _str(t.get("ja4")), "ja3s": _str(ja3s.get("hash")),
         "subject": _str(t.get("subject")), "issuer": _str(t.get("issuerdn")),
+        "cert_sha1": sha1.replace(":", "").lower() if sha1 else None,
+        "not_before": _cert_time(t.get("notbefore")), "not_after": _cert_time(t.get("notafter")),
     }
+
+
+def _cert_time(value) -> int | None:
+    """A certificate validity bound (``2016-06-07T00:00:00``, UTC) in microseconds; null when bad:
+    a broken date must not cost the handshake its row."""
+    try:
+        return _ts(value)
+    except BadEvent:
+        return None
 
 
 def _alert(e: dict, ts: int) -> dict:

@@ -142,7 +142,11 @@ def test_golden_rows(golden):
         "orig_p": 60316, "resp_h": "122.248.252.67", "resp_p": 55443, "version": "TLS 1.1",
         "server_name": "www.myedimax.com", "ja3": "b7202231ff2db28363c109cedc6d1642", "ja4": None,
         "subject": "OU=Domain Control Validated, CN=www.myedimax.com",
-        "issuer": "C=BE, O=GlobalSign nv-sa, CN=AlphaSSL CA - SHA256 - G2", "established": None}]
+        "issuer": "C=BE, O=GlobalSign nv-sa, CN=AlphaSSL CA - SHA256 - G2", "established": None,
+        # the server's fingerprint, the certificate's SHA-1 (colons dropped) and validity
+        "ja3s": "ad90cab724fafab2660fbf61673c91a9", "validation_status": None, "cert_fuids": None,
+        "cert_sha1": "2dd19f809986fcac5f2a2afda3f37e967cdd2437",
+        "not_before": utc("2020-03-19T09:44:08+00:00"), "not_after": utc("2022-03-20T09:44:08+00:00")}]
     # line 1
     assert tables["alerts"].slice(0, 1).to_pylist() == [{
         "ts": utc("2021-06-06T15:59:46.457984+02:00"), "uid": "1374195536821504", "orig_h": "78.36.196.213",

@@ -166,9 +166,9 @@ def test_zeek_logs_abfluss_does_not_use_are_ignored_not_errors(tmp_path):
     proc = run_cli("ingest", str(data("rita/proxy")), workspace=tmp_path / "ws")
     assert proc.returncode == 0
     assert "error:" not in proc.stderr
-    # conn, dns, http, ssl, files, software, tunnel read; dhcp, x509, weird, stats ... ignored
-    assert ("7 stored, 0 already present, 10 ignored (kinds abfluss does not use), 0 failed; "
-            "2,418 records read, 0 skipped") in proc.stdout
+    # conn, dns, http, ssl, files, software, tunnel, x509 read; dhcp, weird, stats ... ignored
+    assert ("8 stored, 0 already present, 9 ignored (kinds abfluss does not use), 0 failed; "
+            "2,591 records read, 0 skipped") in proc.stdout
 
 
 def test_header_only_zeek_log_is_stored_as_read(tmp_path):
@@ -183,7 +183,7 @@ def test_header_only_zeek_log_is_stored_as_read(tmp_path):
 
 def test_zeek_json_logs_without_path_field(tmp_path):
     """Slips' Zeek JSON logs carry no _path: told by their columns (conn/dns/http/ssl/notice, arp, files,
-    pe, smtp, software); dhcp and x509 are ignored."""
+    pe, smtp, software, x509); dhcp is ignored."""
     proc = run_cli("ingest", str(data("slips/test9-mixed-zeek")), workspace=tmp_path / "ws", check=True)
-    assert ("10 stored, 0 already present, 2 ignored (kinds abfluss does not use), 0 failed; "
-            "2,501 records read, 0 skipped") in proc.stdout
+    assert ("11 stored, 0 already present, 1 ignored (kinds abfluss does not use), 0 failed; "
+            "2,655 records read, 0 skipped") in proc.stdout

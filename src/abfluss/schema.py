@@ -274,6 +274,11 @@ TUNNELS = pa.schema(
         pa.field("tunnel_type", pa.string()),  # gre, ip-in-ip, teredo, vxlan, ayiya, gtpv1, geneve
         pa.field("action", pa.string()),  # discover, close, expire (Zeek); seen (a capture)
         pa.field("packets", pa.int64()),  # encapsulated packets, where counted
+        pa.field("sensor", pa.string()),
+        pa.field("input_id", pa.string()),
+    ]
+)
+
 #: Certificates the sensor parsed (Zeek x509.log), one row per certificate file id (``fuid``),
 #: joined to a handshake through ``tls.cert_fuids``.
 CERTS = pa.schema(

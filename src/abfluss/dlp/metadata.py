@@ -32,6 +32,7 @@ COLUMNS = {
     "dns": ("query", "answers"),
     "http": ("host", "uri", "user_agent"),
     "tls": ("server_name", "subject", "issuer"),
+    "certs": ("subject", "issuer", "san_dns"),
     "alerts": ("signature",),
     "logins": ("user", "reply"),
     "files": ("filename",),

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
+from ._zeek_x509 import SSL_EXTRA, X509, derive_ssl, derive_x509, is_x509
 from ._zeek_types import (_JSON_TYPE, ADDR, BOOL, COUNT, FLOAT, INT32, LIST_FLOAT, LIST_STR, STR, TIME,
                           to_ts)
 
@@ -41,7 +42,8 @@ _HTTP = [("ts", "ts", TIME), *_IDS, ("method", "method", STR), ("host", "host", 
          ("resp_mime_types", "resp_mime_types", LIST_STR)]
 _TLS = [("ts", "ts", TIME), *_IDS, ("version", "version", STR),
         ("server_name", "server_name", STR), ("ja3", "ja3", STR), ("ja4", "ja4", STR),
-        ("subject", "subject", STR), ("issuer", "issuer", STR), ("established", "established", BOOL)]
+        ("subject", "subject", STR), ("issuer", "issuer", STR), ("established", "established", BOOL),
+        *SSL_EXTRA]
 #: notice.log: the notice type is the alert's signature and its message the category; Zeek gives
 #: no severity. ``src``/``dst``/``p`` stand in where a notice has no connection (scans).
 _NOTICE = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("signature", "note", STR),
@@ -74,6 +76,7 @@ MAPS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "software": ("software", _SOFTWARE),
     "tunnel": ("tunnels", _TUNNEL),
     "arp": ("arp", _ARP),
+    "x509": ("certs", X509),
 }
 
 #: Field lists of Zeek's default logs, for TSV files whose header was cut off; keyed by (path, fields).
@@ -84,11 +87,11 @@ _DNS24 = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id rtt que
           "qtype qtype_name rcode rcode_name AA TC RD RA Z answers TTLs rejected").split()
 DEFAULT_FIELDS = {("conn", 20): _CONN20, ("conn", 21): [*_CONN20, "tunnel_parents"], ("dns", 24): _DNS24}
 
-_LOGS = "open_conn|open_http|open_ssl|conn|dns|http|ssl|notice(?!_alarm)|smtp|ftp|files|pe|software|tunnel|arp"
+_LOGS = "open_conn|open_http|open_ssl|conn|dns|http|ssl|notice(?!_alarm)|smtp|ftp|files|pe|software|tunnel|arp|x509"
 _NAME = re.compile(rf"(?:^|[^a-z])({_LOGS})(?![a-z])")
 #: A ``#path``/``_path`` value naming a mapped log (``conn``, ``open_conn``, ``conn_red`` ...).
 TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])|notice(?![a-z_])"
-                    r"|(smtp|ftp|files|pe|software|tunnel|arp)(?![a-z])")
+                    r"|(smtp|ftp|files|pe|software|tunnel|arp|x509)(?![a-z])")
 
 #: MIME types of executables (Zeek's file magic, web servers' Content-Type), by format.
 EXECUTABLE_MIME = {
@@ -159,6 +162,8 @@ def log_from_columns(cols) -> str | None:
         return "tunnel"
     if "operation" in cols and ("orig_hw" in cols or "src_mac" in cols):
         return "arp"
+    if is_x509(cols):
+        return "x509"
     return None
 
 
@@ -274,4 +279,4 @@ def _arp(cols: dict, n: int) -> None:
 
 
 _DERIVE = {"smtp": _smtp, "ftp": _ftp, "files": _files, "pe": _pe, "software": _software,
-           "tunnel": _tunnel, "arp": _arp}
+           "tunnel": _tunnel, "arp": _arp, "x509": derive_x509, "ssl": derive_ssl, "open_ssl": derive_ssl}

@@ -2,7 +2,8 @@
 
 conn and open_conn fill ``flows``, dns ``dns``, http and open_http ``http``, ssl and open_ssl
 ``tls``, notice ``alerts``, smtp and ftp ``logins``, files and pe ``files``, software
-``software``, tunnel ``tunnels``, arp ``arp``; other logs (x509, weird, ...) yield nothing. The log type is the ``#path`` /
+``software``, tunnel ``tunnels``, arp ``arp``, x509 ``certs`` (``_zeek_x509``); other logs (weird,
+dhcp, ...) yield nothing. The log type is the ``#path`` /
 ``_path``, else the file name, else the columns. A file whose name says ``open_conn`` (or
 open_http, open_ssl) is an open log even when its path says ``conn``, as RITA writes them.
 

@@ -205,8 +205,18 @@ def test_golden_slips_trickbot_and_tor_fingerprints(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ti-ja3")
     fs = analyze_capture("slips/test15-malicious-zeek", tmp, cfg, only=ONLY)
     got = {f.key: (f.metrics["matched"], f.metrics["reason"], f.external_hosts) for f in fs}
-    assert got[("10.0.2.15", "6734f37431670b3ab4292b8f60f29984")][:2] == (["ja3"], "Trickbot")
+    # Slips: "Detected Malicious JA3: 6734f37431670b3ab4292b8f60f29984 from source address 10.0.2.15"
+    # and "Malicious JA3s: (possible C&C server): 49ed2ef3f1321e5f044f1e71b0e6fdd5 to server 23.4.249.223"
+    assert got == {("10.0.2.15", "6734f37431670b3ab4292b8f60f29984"): (["ja3"], "Trickbot", ["22.33.22.33"]),
+                   ("10.0.2.15", "49ed2ef3f1321e5f044f1e71b0e6fdd5"): (["ja3s"], "TrickBot (server JA3S)",
+                                                                       ["23.4.249.223"])}
+    assert {f.severity for f in fs} == {"medium"}  # a match without data seen (the conn.log has 2 flows)
     assert_golden("threat_intel-slips-test15", fs)
+    # test9: the Tor fingerprint, here as the server's JA3S
+    fs = analyze_capture("slips/test9-mixed-zeek", tmp, cfg, only=ONLY)
+    assert {(f.key[1], tuple(f.metrics["matched"]), f.metrics["reason"]) for f in fs} == {
+        ("6734f37431670b3ab4292b8f60f29984", ("ja3",), "Trickbot"),
+        ("e7d705a3286e19ea42f587b344ee6865", ("ja3s",), "Tor")}
 
 
 def test_lab_client_ja4_from_a_capture(tmp_path_factory):

@@ -78,8 +78,13 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
                      AND NOT coalesce(s.local, false)""",
         "http": f"""SELECT * FROM http_raw WHERE {_window_sql(start, end)}
                     AND NOT coalesce({domain_match('lower(host)', cfg.allow_domains)}, false)""",
-        "tls": f"""SELECT * FROM tls_raw WHERE {_window_sql(start, end)}
-                   AND NOT coalesce({domain_match('lower(server_name)', cfg.allow_domains)}, false)""",
+        "tls": f"""SELECT d.*, coalesce(o.internal, false) AS orig_internal,
+                          coalesce(r.internal, false) AS resp_internal, coalesce(o.tenant, r.tenant) AS tenant
+                   FROM tls_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
+                   LEFT JOIN address_class r ON r.addr = d.resp_h
+                   WHERE {_window_sql(start, end, 'd.ts')}
+                     AND NOT coalesce({domain_match('lower(d.server_name)', cfg.allow_domains)}, false)
+                     AND NOT coalesce(r.allow_net, false)""",
     }
     # the same four columns on every table of two endpoints (files: sender and receiver)
     for name, a, b in (("dlp", "orig", "resp"), ("inspected", "orig", "resp"), ("alerts", "orig", "resp"),

@@ -34,6 +34,7 @@ MODULES = (
     "icmp_scan",
     "arp_scan",
     "threat_intel",
+    "tls_anomaly",
     "off_hours",
     "cleartext_sensitive_data",
     "protocol_mismatch",
@@ -61,7 +62,8 @@ class Telemetry:
                  and first-seen dates; may be empty;
     ``dns``      DNS transactions inside the window with ``client_internal`` and
                  ``server_internal``; allowlisted names removed;
-    ``http``, ``tls`` the sensor's HTTP and TLS records inside the window;
+    ``http``, ``tls`` the sensor's HTTP and TLS records inside the window (``tls`` with
+                 ``orig_internal``, ``resp_internal`` and ``tenant``; allowlisted servers removed);
     ``dlp``      sensitive values found in cleartext payload (hashes, never values) with
                  ``orig_internal``/``resp_internal``/``tenant``/``allowlisted``;
     ``inspected`` bytes inspected per flow side, and whether they were encrypted;

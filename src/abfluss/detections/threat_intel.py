@@ -173,8 +173,9 @@ def _tls_matches(tel: Telemetry, ind: intel.IndicatorSet):
     t = tel.tls
     if not fps or t is None:
         return None
-    # The client is the host that chose the TLS library (JA3/JA4) and asked for the server.
-    t = t.mutate(server=t.resp_h, internal_host=t.orig_h)
+    # The internal side: the client, unless only the server is ours (an exposed server's visitor).
+    flip = ~t.orig_internal.fill_null(False) & t.resp_internal.fill_null(False)
+    t = t.mutate(server=ibis.ifelse(flip, t.orig_h, t.resp_h), internal_host=ibis.ifelse(flip, t.resp_h, t.orig_h))
     parts = []
     for kind, cols in _TLS_FIELDS.items():
         values = [v for v, k in fps if k == kind]

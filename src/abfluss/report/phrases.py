@@ -23,6 +23,7 @@ TECHNIQUES_DE = {
     "ids_alert": "IDS-Alarme (Suricata, Zeek-Notices) für ein internes System",
     "icmp_scan": "ICMP-Sweep oder Adressscan",
     "arp_scan": "ARP-Scan, Flut von Gratuitous-ARP-Paketen oder ARP über das lokale Netz hinaus",
+    "tls_anomaly": "TLS-Zertifikat passt nicht zum Server, oder seltener TLS-Client",
 }
 
 #: English phrase (evidence, verdict) -> German.

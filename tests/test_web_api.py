@@ -111,6 +111,16 @@ def test_ledger_account_incidents_coverage_per_role(site):
         assert {s["sensor"] for s in cov["sensors"]} == {"demo", "zeek"}
 
 
+def test_case_log_per_tenant(site):
+    inc = get(site, "offb", "/api/v1/incidents").json()["incidents"][0]
+    r = post(site, "offb", f"/api/v1/incidents/{inc['id']}/log", {"what": "<b>isolated</b> 10.10.0.12"})
+    assert r.status_code == 201 and r.json()["who"] == "offb" and r.json()["tenant"] == "kasse_b"
+    assert post(site, "offa", f"/api/v1/incidents/{inc['id']}/log", {"what": "x"}).status_code == 403
+    assert get(site, "offa", f"/api/v1/incidents/{inc['id']}").status_code == 403
+    log = get(site, "ana", f"/api/v1/incidents/{inc['id']}").json()["case_log"]
+    assert [e["what"] for e in log] == ["<b>isolated</b> 10.10.0.12"]
+
+
 def test_contain_is_for_analysts(site):
     r = post(site, "ana", "/api/v1/contain", {"indicators": ["upload.files-drop.test"]})
     assert r.status_code == 200
@@ -154,7 +164,7 @@ def browser_b(site):
         yield c
 
 
-PAGES = ["/", "/findings", "/ledger", "/coverage", "/reports", "/live", "/hosts/10.10.0.12",
+PAGES = ["/", "/incidents", "/findings", "/ledger", "/coverage", "/reports", "/live", "/hosts/10.10.0.12",
          "/findings/caefcf001a248dca"]
 
 
@@ -168,6 +178,13 @@ def test_officer_b_sees_nothing_of_tenant_a_in_pages(browser_b):
     assert "caefcf001a248dca" in browser_b.get("/findings").text
     for path in ("/findings/f13fd3da146edcd9", "/hosts/10.10.0.11", "/ledger?tenant=kasse_a"):
         assert browser_b.get(path).status_code == 403, path
+    # the case log form: an entry recorded through the page shows, escaped, on the incident
+    page = browser_b.get("/incidents").text
+    iid = page.split('href="/incidents/')[1].split('"')[0]
+    csrf = browser_b.get(f"/incidents/{iid}").text.split('name="csrf" value="')[1].split('"')[0]
+    r = browser_b.post(f"/incidents/{iid}/log", data={"csrf": csrf, "what": "<i>blocked</i> upload.files-drop.test"})
+    assert r.status_code == 200 and "&lt;i&gt;blocked&lt;/i&gt; upload.files-drop.test" in r.text
+    assert browser_b.post(f"/incidents/{iid}/log", data={"what": "no token"}).status_code == 403
 
 
 def test_pages_want_a_login_and_carry_the_security_headers(site, browser_b):

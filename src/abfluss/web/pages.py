@@ -24,7 +24,7 @@ from . import charts
 from .v1 import download
 from .deps import parse_time, workspace
 from .security import COOKIE, check_csrf, page_principal, session_of, set_session_cookie
-from ..auth import Principal
+from ..auth import Principal, allowed
 from ..errors import AuthenticationError
 
 HERE = Path(__file__).resolve().parent
@@ -143,6 +143,28 @@ def findings(request: Request, severity: Optional[str] = None, host: Optional[st
 @router.get("/findings/{finding_id}")
 def explain(request: Request, finding_id: str, p: Principal = User, ws: Workspace = WS):
     return render(request, "explain.html", p, **api.explain(ws, p, finding_id))
+
+
+@router.get("/incidents")
+def incidents(request: Request, p: Principal = User, ws: Workspace = WS):
+    inc = api.incidents(ws, p)
+    return render(request, "incidents.html", p, incidents=sorted(inc["incidents"], key=lambda i: -i["score"]))
+
+
+@router.get("/incidents/{incident_id}")
+def incident(request: Request, incident_id: str, p: Principal = User, ws: Workspace = WS):
+    """An incident, its findings and its case log, with the form to record a measure taken."""
+    inc = api.incident(ws, p, incident_id)
+    fs = [f for f in api.findings(ws, p, host=inc["internal_host"]) if f.id in set(inc["finding_ids"])]
+    return render(request, "incident.html", p, i=inc, findings=fs, can_write=allowed(p, "case", inc["tenant"]))
+
+
+@router.post("/incidents/{incident_id}/log")
+def add_case_entry(request: Request, incident_id: str, csrf: str = Form(""), what: str = Form(""),
+                   p: Principal = User, ws: Workspace = WS):
+    check_csrf(request, csrf)
+    inc = api.add_case_entry(ws, p, incident_id, what)
+    return RedirectResponse(f"/incidents/{inc['incident']}", 303)
 
 
 @router.get("/ledger")

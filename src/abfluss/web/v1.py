@@ -44,6 +44,22 @@ def incidents(p: Principal = Caller, ws: Workspace = WS):
     return CLIJSON(api.incidents(ws, p))
 
 
+@router.get("/incidents/{incident_id}")
+def incident(incident_id: str, p: Principal = Caller, ws: Workspace = WS):
+    """One incident with its tenant and case log."""
+    return CLIJSON(api.incident(ws, p, incident_id))
+
+
+class CaseEntry(BaseModel):
+    what: str
+
+
+@router.post("/incidents/{incident_id}/log", status_code=201)
+def add_case_entry(incident_id: str, entry: CaseEntry, p: Principal = Caller, ws: Workspace = WS):
+    """Record a measure taken (time and author are set by the server)."""
+    return CLIJSON(api.add_case_entry(ws, p, incident_id, entry.what), status_code=201)
+
+
 @router.get("/ledger")
 def ledger(start: Optional[str] = Query(None, alias="from"), end: Optional[str] = Query(None, alias="to"),
            host: Optional[str] = None, tenant: Optional[str] = None, destination: Optional[str] = None,

@@ -17,22 +17,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AbflussError
 from .json import CLIJSON
-from .security import HEADERS, Auth, Sessions, library_auth
+from .security import HEADERS, Sessions
 from ..auth import Principal
 from ..errors import AuthenticationError, NotFound, PermissionDenied
 
 HERE = Path(__file__).resolve().parent
 
 
-def create_app(workspace: str | Path, auth: Optional[Auth] = None, config: Optional[str | Path] = None,
+def create_app(workspace: str | Path, config: Optional[str | Path] = None,
                live_poll: float = 1.0) -> FastAPI:
-    """The console and API over ``workspace``; ``auth`` (default: the workspace's users and tokens)."""
+    """The console and API over ``workspace`` (its users and tokens: ``abfluss users``, ``abfluss tokens``)."""
     from . import pages, v1
 
     app = FastAPI(title="abfluss", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/api/v1/openapi.json", default_response_class=CLIJSON)
     app.state.workspace, app.state.config = Path(workspace), config
-    app.state.auth = auth or library_auth(workspace, config)
     app.state.sessions = Sessions()
     app.state.live_poll = live_poll
 
@@ -70,4 +69,4 @@ def create_app(workspace: str | Path, auth: Optional[Auth] = None, config: Optio
     return app
 
 
-__all__ = ["Auth", "Principal", "create_app", "library_auth"]
+__all__ = ["Principal", "create_app"]

@@ -91,9 +91,9 @@ def login_form(request: Request):
 
 
 @router.post("/login")
-def login(request: Request, name: str = Form(...), password: str = Form(...)):
+def login(request: Request, name: str = Form(...), password: str = Form(...), ws: Workspace = WS):
     try:
-        p = request.app.state.auth.login(name, password)
+        p = api.login(ws, name, password)
     except AuthenticationError as e:
         return render(request, "login.html", None, 401, error=str(e), name=name)
     resp = RedirectResponse("/", 303)

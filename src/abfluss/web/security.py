@@ -1,8 +1,9 @@
 """Who is asking: the session cookie of a logged-in browser or an API Bearer token, CSRF tokens,
 and the security headers every response carries.
 
-Identity is checked in one place, ``Auth`` (the library's users and tokens); the web layer only
-keeps browser sessions. A session lives in this process's memory: a restart logs everybody out,
+Passwords and tokens are checked by the service layer (``abfluss.api.login``,
+``abfluss.api.token_principal``: argon2, lock-out, audit); the web layer only keeps browser
+sessions. A session lives in this process's memory: a restart logs everybody out,
 which for a console on the sensor host is the safe direction.
 """
 
@@ -13,13 +14,15 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
 from .. import api
 from ..auth import Principal
 from ..errors import AuthenticationError
+from ..store import Workspace
+from .deps import workspace
 
 #: Name of the session cookie; ``__Host-`` would forbid it over plain HTTP on localhost.
 COOKIE = "abfluss_session"
@@ -38,28 +41,6 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-
-
-@dataclass
-class Auth:
-    """The one place identity is checked: ``login(name, password)`` and ``token(secret)`` return
-    the principal or raise ``AuthenticationError`` (a wrong password, a locked account, an
-    unknown or revoked token) with the message to show."""
-
-    login: Callable[[str, str], Principal]
-    token: Callable[[str], Principal]
-
-
-def library_auth(root, config=None) -> Auth:
-    """Users and tokens of the workspace (``abfluss users``, ``abfluss tokens``)."""
-    def login(name: str, password: str) -> Principal:
-        with api.open_workspace(root, config) as ws:
-            return api.login(ws, name, password)
-
-    def token(secret: str) -> Principal:
-        with api.open_workspace(root, config) as ws:
-            return api.token_principal(ws, secret)
-    return Auth(login, token)
 
 
 @dataclass
@@ -123,14 +104,15 @@ def page_principal(request: Request) -> Principal:
     return s.principal
 
 
-def api_principal(request: Request) -> Principal:
-    """The owner of the Bearer token; 401 without a valid one."""
+def api_principal(request: Request, ws: Workspace = Depends(workspace)) -> Principal:
+    """The owner of the Bearer token; 401 without a valid one. The request's workspace (opened
+    once, shared with the endpoint) holds the tokens."""
     head = request.headers.get("authorization", "")
     scheme, _, token = head.partition(" ")
     why = "a valid API token is required (Authorization: Bearer TOKEN)"
     if scheme.lower() == "bearer" and token.strip():
         try:
-            return request.app.state.auth.token(token.strip())
+            return api.token_principal(ws, token.strip())
         except AuthenticationError as e:
             why = str(e)
     raise HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})

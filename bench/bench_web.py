@@ -1,0 +1,134 @@
+"""Benchmark 8: the web console and API over a 10-million-flow workspace. Target: every page and
+API call answers within 1 s at the 95th percentile.
+
+Usage: python bench/bench_web.py [--flows N] [--runs R]. The flows are bench_ledger's (2,000
+internal hosts in two tenants, 50,000 destinations, one week), stored through the real store and
+analysed (upload_heavy, bulk_outbound, rare_destination) so there are findings; the console runs
+under uvicorn on loopback and each page or call is requested R times (after one warm-up) by an
+analyst and by tenant A's officer, with their session cookie or API token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ledger import CHUNK, batch  # noqa: E402  the same generated flows
+
+import abfluss  # noqa: E402
+from abfluss.store import StoredInput  # noqa: E402
+
+TARGET = 1.0
+PASSWORD = "bench password 0123456789"
+CONFIG = ('[tenants.kasse_a]\nnetworks = ["10.1.0.0/22"]\n[tenants.kasse_b]\nnetworks = ["10.1.4.0/22"]\n')
+DETECTIONS = ("upload_heavy", "bulk_outbound", "rare_destination")
+
+
+def build(root: Path, flows: int) -> dict:
+    ws_dir = root / "ws"
+    ws_dir.mkdir()
+    (ws_dir / "abfluss.toml").write_text(CONFIG)
+    rng = np.random.default_rng(1)
+    t = time.perf_counter()
+    with abfluss.open_workspace(ws_dir, write=True) as ws:
+        with ws.writer("bench") as w:
+            for start in range(0, flows, CHUNK):
+                w.write("flows", batch(rng, start, min(CHUNK, flows - start), flows), "bench")
+            w.commit(StoredInput("bench", "generated", 0, "generated", "bench", {"flows": flows}, 0, [], None, None))
+        abfluss.api.refresh(ws)
+        print(f"stored {flows:,} flows in {time.perf_counter() - t:.1f} s", flush=True)
+        t = time.perf_counter()
+        res = abfluss.analysis.analyze(ws, only=DETECTIONS)
+        print(f"analysed ({', '.join(DETECTIONS)}): {len(res.findings)} findings in {time.perf_counter() - t:.1f} s",
+              flush=True)
+        tokens = {}
+        for name, role, tenant in (("ana", "analyst", None), ("offa", "officer", "kasse_a")):
+            abfluss.api.add_user(ws, None, name, role, PASSWORD, tenant)
+            tokens[name] = abfluss.api.create_token(ws, None, name)[1]
+        a_finding = next((f.id for f in res.findings if f.tenant == "kasse_a"), None)
+        a_host = next((f.internal_hosts[0] for f in res.findings if f.tenant == "kasse_a"), "10.1.3.7")
+    return {"ws": ws_dir, "tokens": tokens, "finding": a_finding, "host": a_host}
+
+
+def serve(ws: Path) -> tuple[str, object]:
+    import socket
+
+    import uvicorn
+
+    from abfluss.web import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=srv.run, daemon=True).start()
+    while not srv.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", srv
+
+
+def timed(client: httpx.Client, path: str, runs: int) -> list[float]:
+    client.get(path)  # warm-up: first imports, plotly's template
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = client.get(path)
+        out.append(time.perf_counter() - t)
+        if r.status_code != 200:
+            raise SystemExit(f"{path}: HTTP {r.status_code} {r.text[:200]}")
+    return out
+
+
+def p95(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flows", type=int, default=10_000_000)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--slow-runs", type=int, default=3, help="runs of the calls that re-analyse (account)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        b = build(Path(tmp), args.flows)
+        base, srv = serve(b["ws"])
+        rows = []
+        try:
+            for user in ("ana", "offa"):
+                api = httpx.Client(base_url=base, timeout=600,
+                                   headers={"Authorization": f"Bearer {b['tokens'][user]}"})
+                page = httpx.Client(base_url=base, timeout=600)
+                page.post("/login", data={"name": user, "password": PASSWORD})
+                calls = [("page", page, p) for p in ("/", "/incidents", "/findings", f"/findings/{b['finding']}",
+                                                     "/ledger", f"/hosts/{b['host']}", "/coverage", "/reports",
+                                                     "/live")]
+                calls += [("api", api, p) for p in ("/api/v1/findings", f"/api/v1/findings/{b['finding']}",
+                                                    "/api/v1/incidents", "/api/v1/ledger?limit=100",
+                                                    f"/api/v1/ledger?host={b['host']}", "/api/v1/coverage",
+                                                    "/api/v1/reports")]
+                calls += [("api", api, "/api/v1/account?from=2024-01-07T00:00Z&to=2024-01-08T00:00Z")]
+                for kind, client, path in calls:
+                    runs = args.slow_runs if "account" in path else args.runs
+                    xs = timed(client, path, runs)
+                    rows.append((user, kind, path, statistics.median(xs), p95(xs), runs))
+                    print(f"{user:5s} {kind:4s} {path:60s} median {statistics.median(xs):6.2f} s  "
+                          f"p95 {p95(xs):6.2f} s  {'ok' if p95(xs) <= TARGET else 'OVER'}", flush=True)
+        finally:
+            srv.should_exit = True
+        over = [r for r in rows if r[4] > TARGET]
+        print(f"\n{len(rows) - len(over)} of {len(rows)} pages and calls within {TARGET:.0f} s at p95 over "
+              f"{args.flows:,} flows" + (f"; over: {', '.join(sorted({r[2] for r in over}))}" if over else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed
 # ingest needs none: NFStream ships its own libpcap and nDPI); nfdump to read nfdump files; a Java runtime for the Spark
 # engine; nftables to check block lists; Pango/HarfBuzz and fonts for WeasyPrint's PDF report;
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests;
-# chromium for the web console's browser tests (Playwright drives Debian's build, no download).
-DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium
+# chromium for the web console's browser tests (Playwright drives Debian's build, no download), openssl
+# for their self-signed certificate.
+DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl
 
 .PHONY: demo test bench eval fuzz sysdeps clean lab lab-scenarios lab-tunnels
 
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 sysdeps:
 	@if command -v dpkg >/dev/null 2>&1; then \
 	  missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	else missing=""; for c in tcpdump ip java nft pdftotext sqlite3 zip chromium; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
+	else missing=""; for c in tcpdump ip java nft pdftotext sqlite3 zip chromium openssl; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

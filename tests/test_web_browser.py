@@ -1,4 +1,5 @@
-"""The console in a real browser (Playwright driving Debian's chromium): log in as each role, the
+"""The console in a real browser (Playwright driving Debian's chromium) against ``abfluss serve``
+over TLS: log in as each role (the session cookie Secure), the
 demo's findings, explain, a report generated and downloaded, tenant B's officer seeing nothing of
 tenant A, a hostile SNI shown as text, charts drawn under the strict CSP, and the live view
 showing a finding that ``watch`` raises while the test feeds it flow events.
@@ -15,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,27 +37,41 @@ def shots():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """One uvicorn server on a free loopback port for the module."""
-    import uvicorn
-
-    from abfluss.web import create_app
+    """``abfluss serve`` itself, over TLS with a self-signed certificate, on a free loopback port."""
+    import httpx
 
     ws = webkit.workspace_copy(tmp_path_factory)
     tokens = webkit.add_users(ws)
-    app = create_app(ws, live_poll=0.5)
+    tls = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tls / "key.pem"),
+                    "-out", str(tls / "cert.pem")], check=True, capture_output=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and t.is_alive(), "the web server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", ws, tokens
-    srv.should_exit = True
-    t.join(timeout=10)
+    proc = subprocess.Popen(WATCH + ["--workspace", str(ws), "serve", "--port", str(port), "--certfile",
+                                     str(tls / "cert.pem"), "--keyfile", str(tls / "key.pem")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx.get(base + "/healthz", verify=False, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "abfluss serve did not answer"
+            time.sleep(0.2)
+        yield base, ws, tokens
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +89,8 @@ class Session:
     """A browser context logged in as one user; collects console errors (CSP violations show there)."""
 
     def __init__(self, browser, base: str, user: str):
-        self.ctx = browser.new_context(base_url=base, accept_downloads=True, viewport={"width": 1280, "height": 800})
+        self.ctx = browser.new_context(base_url=base, accept_downloads=True, ignore_https_errors=True,
+                                       viewport={"width": 1280, "height": 800})
         self.page = self.ctx.new_page()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
@@ -113,6 +128,9 @@ def test_each_role_logs_in_and_sees_its_findings(sessions, server, shots):
     with abfluss.open_workspace(ws) as w:
         stored = abfluss.analysis.load(w)
     for user, (role, tenant) in webkit.USERS.items():
+        (cookie,) = sessions[user].ctx.cookies()
+        assert (cookie["name"], cookie["httpOnly"], cookie["secure"], cookie["sameSite"]) == (
+            "abfluss_session", True, True, "Strict")  # served over TLS: Secure
         page = sessions[user].page
         assert user in page.locator("form.who").inner_text()
         want = {f.id for f in stored if tenant is None or f.tenant == tenant}
@@ -172,7 +190,7 @@ def test_hostile_sni_renders_as_text(sessions):
 def test_generate_and_download_a_report(sessions, shots, tmp_path):
     page = sessions["offa"].page
     page.goto("/reports")
-    page.click("#generate")
+    page.click("#generate", no_wait_after=True)  # the report takes a while: wait for its page below
     page.wait_for_url("**/reports/2*", timeout=120_000)
     assert "kasse_a" in page.inner_text("main")
     page.screenshot(path=str(shots / "report.png"), full_page=True)

@@ -236,3 +236,21 @@ def test_hostile_names_render_as_text(site):
             assert "<script>alert(1)" not in html, path
             assert "&lt;script&gt;alert(1)&lt;/script&gt;.example" in html, path
             assert NAMES["space"] in html and "[link=https://evil.example/x]update.example[/link]" in html
+
+
+def test_a_removed_user_is_logged_out(site):
+    import abfluss
+    from fastapi.testclient import TestClient
+
+    ws = site[0]
+    with abfluss.open_workspace(ws) as w:
+        abfluss.api.add_user(w, None, "temp", "officer", webkit.PASSWORD, "kasse_b")
+    with TestClient(site[1].app) as c:
+        assert c.post("/login", data={"name": "temp", "password": webkit.PASSWORD},
+                      follow_redirects=False).status_code == 303
+        assert c.get("/findings").status_code == 200
+        with abfluss.open_workspace(ws) as w:
+            abfluss.api.remove_user(w, None, "temp")
+        r = c.get("/findings", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert c.get("/live/events", follow_redirects=False).status_code == 303

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import Response, FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +23,7 @@ from .. import api
 from . import charts
 from .v1 import download
 from .deps import parse_time, workspace
-from .security import COOKIE, check_csrf, page_principal, session_of, set_session_cookie
+from .security import COOKIE, check_csrf, current_user, page_principal, session_of, set_session_cookie
 from ..auth import Principal, allowed
 from ..errors import AuthenticationError
 
@@ -232,21 +232,27 @@ def live(request: Request, p: Principal = User, ws: Workspace = WS):
 
 
 @router.get("/live/events")
-async def live_events(request: Request, p: Principal = User):
+async def live_events(request: Request):
     """Server-sent events: each finding stored or raised after the page opened, once, as JSON.
     The catalog is polled (opened, read, closed) so ``watch`` keeps committing meanwhile."""
     app = request.app
 
     def poll(since):
         with api.open_workspace(app.state.workspace, app.state.config) as ws:
-            return api.findings_since(ws, p, since)
+            # the user as the workspace knows it now: a removed user's stream ends here
+            return api.findings_since(ws, current_user(request, ws), since)
+
+    _, first = await run_in_threadpool(poll, None)  # not logged in: the redirect, before any event
 
     async def stream():
-        _, since = await run_in_threadpool(poll, None)
+        since = first
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
             await asyncio.sleep(app.state.live_poll)
-            fs, since = await run_in_threadpool(poll, since)
+            try:
+                fs, since = await run_in_threadpool(poll, since)
+            except HTTPException:
+                return
             for f in fs:
                 d = {k: f.to_dict()[k] for k in ("id", "detection", "severity", "score", "internal_hosts",
                                                  "external_names", "external_hosts", "bytes_out", "explanation",

@@ -95,13 +95,25 @@ def session_of(request: Request) -> Optional[_Session]:
     return request.app.state.sessions.get(request.cookies.get(COOKIE))
 
 
-def page_principal(request: Request) -> Principal:
-    """The logged-in browser user; otherwise a redirect to the login page."""
+def current_user(request: Request, ws: Workspace) -> Principal:
+    """The logged-in browser user as the workspace knows it now (a removed user's session ends,
+    a changed role applies at once); otherwise a redirect to the login page."""
     s = session_of(request)
+    if s is not None:
+        try:
+            p = api.user_principal(ws, s.principal.name)
+        except AuthenticationError:
+            request.app.state.sessions.end(request.cookies.get(COOKIE))
+            s = None
     if s is None:
         raise HTTPException(303, headers={"Location": "/login"})
     request.state.csrf = s.csrf
-    return s.principal
+    return p
+
+
+def page_principal(request: Request, ws: Workspace = Depends(workspace)) -> Principal:
+    """``current_user`` with the request's workspace (opened once, shared with the page)."""
+    return current_user(request, ws)
 
 
 def api_principal(request: Request, ws: Workspace = Depends(workspace)) -> Principal:

@@ -231,7 +231,8 @@ def test_live_view_shows_what_watch_raises(sessions, server, shots, tmp_path):
     try:
         page = sessions["ana"].page
         page.goto("/live")
-        page.wait_for_function("document.getElementById('live-status').textContent.startsWith('connected')")
+        # a locator, not wait_for_function: the CSP forbids evaluating strings (no unsafe-eval)
+        page.locator("#live-status", has_text="connected").wait_for(timeout=30_000)
         time.sleep(3)  # watch stores the first, harmless events
         with open(eve, "a") as f:
             f.write("".join(_eve_flow(i, 3_000_000) for i in range(20, 25)))  # 15 MB up: upload-heavy

@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_dlp.py
 	ABFLUSS_DLP_EXAMPLES=5000 $(PY) -m pytest -q tests/test_dlp_properties.py
 	$(PY) bench/bench_watch.py --minutes 30
+	$(PY) bench/bench_web.py
 	$(PY) bench/open_data_table.py --readme
 
 # Coverage-guided fuzzing (atheris) of every reader, the DNS decoder, TCP reassembly and the payload

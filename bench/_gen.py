@@ -78,3 +78,43 @@ def conn_log(out: Path, rows: int, hosts: int = 2000, dests: int = 50_000) -> No
         f.write("#close\t2024-01-08-00-00-00\n")
 
 
+
+
+#: The real Zeek TSV logs the hourly directory is built from (RITA's proxy test logs).
+ZEEK_HOURLY = ("conn", "dns", "http", "ssl", "files")
+
+
+def zeek_hourly_dir(data: Path, out: Path, days: int = 3, records: int = 130_390) -> int:
+    """A Zeek log directory as a sensor rotates it: ``days`` day folders of hourly gzipped logs
+    (conn, dns, http, ssl, files: ``days`` × 24 × 5 files, about ``records`` records in all),
+    each hour the real rows of ``rita/proxy`` again with their times moved into that hour."""
+    import gzip
+
+    logs = {}
+    for kind in ZEEK_HOURLY:
+        lines = (data / "rita" / "proxy" / f"{kind}.log").read_text().splitlines()
+        head = [x for x in lines if x.startswith("#") and not x.startswith("#close")]
+        logs[kind] = (head, [x.split("\t", 1)[1] for x in lines if x and not x.startswith("#")])
+    files = days * 24 * len(ZEEK_HOURLY)
+    per_file, extra = max(1, records // files), max(0, records - records // files * files)
+    written = index = 0
+    t0 = 1_714_521_600  # 2024-05-01T00:00Z
+    for hour in range(days * 24):
+        start = t0 + hour * 3600
+        folder = out / time_name(start, "%Y-%m-%d")
+        folder.mkdir(parents=True, exist_ok=True)
+        for kind, (head, rows) in logs.items():
+            n = per_file + (index < extra)
+            index += 1
+            body = [f"{start + i * 3600 / n:.6f}\t{rows[(hour * 131 + i) % len(rows)]}" for i in range(n)]
+            name = f"{kind}.{time_name(start, '%H:00:00')}-{time_name(start + 3600, '%H:00:00')}.log.gz"
+            text = "\n".join(head + body + [f"#close\t{time_name(start + 3600, '%Y-%m-%d-%H-%M-%S')}"]) + "\n"
+            (folder / name).write_bytes(gzip.compress(text.encode(), 6, mtime=0))
+            written += n
+    return written
+
+
+def time_name(ts: float, fmt: str) -> str:
+    import time
+
+    return time.strftime(fmt, time.gmtime(ts))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import inspect as inspect_mod
 import os
 import queue
 import shutil
@@ -19,7 +21,7 @@ from . import readers
 from .errors import AbflussError, InputError
 from .fsutil import DiskFullError, no_space
 from .readers.base import Content, ReadReport
-from .store import StoredInput, Workspace, iter_files
+from .store import InputWriter, StoredInput, Workspace, iter_files
 
 
 @dataclass
@@ -58,18 +60,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def default_jobs() -> int:
+    """Worker processes ``ingest`` uses unless told: one per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def ingest_paths(ws: Workspace, paths: Iterable[Path], sensor: str | None = None,
-                 progress: Progress | None = None, inspect: bool = True) -> list[IngestResult]:
-    """Ingest every file under ``paths`` (directories are walked); one result per file."""
-    results = []
+                 progress: Progress | None = None, inspect: bool = True,
+                 jobs: int | None = None) -> list[IngestResult]:
+    """Ingest every file under ``paths`` (directories are walked); one result per file, in order.
+
+    Files are read in ``jobs`` worker processes (default: one per core) and committed to the
+    catalog in batches, one transaction each; what is stored is the same whatever ``jobs`` is.
+    Captures are metered by the calling process, which passes ``jobs`` on to split them.
+    """
+    from . import parallel
+
+    items: list = []
 
     def unreadable(directory: Path, e: OSError) -> None:
-        results.append(IngestResult(str(directory), "failed",
-                                    error=f"{directory}: cannot list directory ({e.strerror or e}): not read"))
+        items.append(IngestResult(str(directory), "failed",
+                                  error=f"{directory}: cannot list directory ({e.strerror or e}): not read"))
 
     for path in iter_files((Path(p) for p in paths), unreadable):
-        results.append(ingest_file(ws, path, sensor, progress, inspect=inspect))
-    return results
+        items.append(path)
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    return parallel.ingest_many(ws, items, _Job.of(ws, sensor, inspect, jobs), progress)
 
 
 def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
@@ -83,6 +102,46 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     is false (only hashes and masked forms are stored; see ``abfluss.dlp``). The input's content
     hash decides what is a duplicate: a capture ingested without inspection stays so.
     """
+    job = _Job.of(ws, sensor, inspect)
+    res = stage_file(job, path, ws.has_input, progress, label, ws.released)
+    return commit(ws, [res])[0]
+
+
+@dataclass
+class _Job:
+    """What reading a file needs besides the file, without the catalog: a worker process gets it."""
+    root: Path
+    sensor: str | None
+    default_sensor: str
+    inspect: bool
+    internal: tuple
+    #: processes to use: files in parallel, and a capture's packets split over them
+    jobs: int = 1
+
+    @classmethod
+    def of(cls, ws: Workspace, sensor: str | None, inspect: bool, jobs: int = 1) -> "_Job":
+        cfg = getattr(ws, "config", None)
+        return cls(ws.root, sensor, (cfg.default_sensor if cfg else "") or "", inspect,
+                   tuple(cfg.internal) if cfg else (), jobs)
+
+
+@dataclass
+class Pending:
+    """A file read and written to temporary Parquet files, waiting for its catalog commit."""
+    result: IngestResult
+    staged: object  # store.Staged
+
+
+#: What reading needs the catalog for, and how to let go of it meanwhile.
+Known = Callable[[str], bool]
+
+
+def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = None,
+               label: str | None = None, released=contextlib.nullcontext, defer=None):
+    """Detect, hash and read one file into temporary Parquet files: a final result (duplicate,
+    ignored, failed) or a ``Pending`` one for ``commit``. ``known(input_id)`` says whether the
+    catalog holds that content already; ``released`` lets go of the catalog while reading.
+    With ``defer``, a capture is not read: ``defer(path)`` is returned instead."""
     shown = label or str(path)
     try:
         fmt, read = readers.detect(path)
@@ -96,23 +155,26 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
         return IngestResult(shown, "failed", error=f"{path}: cannot read: {e.strerror}")
     except Exception as e:  # noqa: BLE001 - a sniffer defect must not abort the other inputs
         return IngestResult(shown, "failed", error=f"{path}: format detection failed ({type(e).__name__})")
-    if ws.has_input(input_id):
+    if known(input_id):
         return IngestResult(shown, "duplicate", fmt, input_id)
-    if fmt == "pcap" and inspect:
+    if fmt == "pcap" and defer is not None:
+        return defer(path)
+    if fmt == "pcap" and job.jobs > 1 and "jobs" in inspect_mod.signature(read).parameters:
+        read = functools.partial(read, jobs=job.jobs)  # the capture's packets split over processes
+    if fmt == "pcap" and job.inspect:
         from .dlp.inspect import Settings as InspectSettings
         from .dlp.keys import workspace_key
 
         # Only what internal hosts send is read (an outflow); the networks are the configuration's.
-        internal = tuple(ws.config.internal) if getattr(ws, "config", None) else ()
-        read = functools.partial(read, inspect_key=workspace_key(ws.root),
-                                 inspect_settings=InspectSettings(internal_networks=internal))
+        read = functools.partial(read, inspect_key=workspace_key(job.root),
+                                 inspect_settings=InspectSettings(internal_networks=job.internal))
     if progress:
         progress(shown, 0)
-    cfg = getattr(ws, "config", None)
-    sensor_name = sensor or (cfg.default_sensor if cfg else "") or fmt
+    sensor_name = job.sensor or job.default_sensor or fmt
     limit = None
     for _attempt in range(2):
-        res = _read_and_store(ws, path, shown, fmt, read, input_id, sensor_name, progress, limit, before)
+        res = _read_and_stage(job, path, shown, fmt, read, input_id, sensor_name, progress, limit, before,
+                              released)
         if not isinstance(res, _Changed):
             return res
         # The file changed between hashing and reading (it grows: a log still being written).
@@ -120,10 +182,29 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
         if limit is not None:
             break
         input_id, limit = res.digest, res.size
-        if ws.has_input(input_id):
+        if known(input_id):
             return IngestResult(shown, "duplicate", fmt, input_id)
     return IngestResult(shown, "failed", fmt, input_id,
                         error=f"{path}: changed in place while being read; nothing stored")
+
+
+def commit(ws: Workspace, items: list) -> list[IngestResult]:
+    """Commit the ``Pending`` among ``items`` in one catalog transaction; every item's result.
+    If the transaction fails, each pending input fails with the reason and nothing of it stays."""
+    pending = [i for i in items if isinstance(i, Pending)]
+    if pending:
+        try:
+            stored = ws.commit_staged([p.staged for p in pending])
+        except Exception as e:  # noqa: BLE001 - reported per input, as a read error would be
+            for p in pending:
+                r = p.result
+                p.result = IngestResult(r.path, "failed", r.format, r.input_id,
+                                        error=_failure_text(e, r.path))
+        else:
+            for p, ok in zip(pending, stored):
+                if not ok:
+                    p.result = IngestResult(p.result.path, "duplicate", p.result.format, p.result.input_id)
+    return [i.result if isinstance(i, Pending) else i for i in items]
 
 
 @dataclass
@@ -133,53 +214,62 @@ class _Changed:
     size: int
 
 
-def _read_and_store(ws: Workspace, path: Path, shown: str, fmt: str, read, input_id: str, sensor_name: str,
-                    progress: Progress | None, limit: int | None, before: os.stat_result) -> IngestResult | _Changed:
-    """Read ``path`` (its first ``limit`` bytes) and commit it as ``input_id`` if what was read
-    hashes to ``input_id``; else nothing is stored and the hash of what was read is returned."""
+def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id: str, sensor_name: str,
+                    progress: Progress | None, limit: int | None, before: os.stat_result,
+                    released) -> IngestResult | Pending | _Changed:
+    """Read ``path`` (its first ``limit`` bytes) into temporary files, pending as ``input_id`` if
+    what was read hashes to ``input_id``; else nothing is kept and the hash of what was read is
+    returned."""
     report = ReadReport(str(path), fmt, content=Content(path, limit))
     derived: dict[str, int] = {}
+    w = InputWriter(job.root, input_id)
     try:
-        with ws.writer(input_id) as w:
-            with ws.released(), _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
-                for table, batch in read(path, report):
-                    if table in DERIVED_TABLES:
-                        derived[table] = derived.get(table, 0) + batch.num_rows
-                    pipe.put(table, batch)
-                    if progress:
-                        progress(shown, report.total)
-            if not report.content.used and limit is None and _same(before, os.stat(path)):
-                # read by another program (NFStream): not hashed while read, but the file did not
-                # change since it was hashed (size, mtime, inode), so no second hash is needed
-                digest, size, grew = input_id, before.st_size, False
-            else:
-                digest, size, grew = report.content.finish()
-            if digest != input_id or grew:
-                return _Changed(digest, size)
-            if report.ignored:
-                return IngestResult(shown, "ignored", report.format, input_id, error=report.ignored)
-            if report.total == 0 and report.skipped:
-                return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
-                                    report.messages, report.messages[0])
-            # An input with no records and no errors (a header-only Zeek log of a quiet hour)
-            # is stored: the inputs list then shows that it was read.
-            w.commit(StoredInput(input_id, shown, size, report.format, sensor_name,
-                                 dict(report.records), report.skipped, report.messages, None, None))
+        with released(), _Pipeline(lambda table, batch: w.write(table, batch, sensor_name)) as pipe:
+            for table, batch in read(path, report):
+                if table in DERIVED_TABLES:
+                    derived[table] = derived.get(table, 0) + batch.num_rows
+                pipe.put(table, batch)
+                if progress:
+                    progress(shown, report.total)
+        if not report.content.used and limit is None and _same(before, os.stat(path)):
+            # read by another program (NFStream): not hashed while read, but the file did not
+            # change since it was hashed (size, mtime, inode), so no second hash is needed
+            digest, size, grew = input_id, before.st_size, False
+        else:
+            digest, size, grew = report.content.finish()
+        if digest != input_id or grew:
+            return _Changed(digest, size)
+        if report.ignored:
+            return IngestResult(shown, "ignored", report.format, input_id, error=report.ignored)
+        if report.total == 0 and report.skipped:
+            return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
+                                report.messages, report.messages[0])
+        # An input with no records and no errors (a header-only Zeek log of a quiet hour)
+        # is stored: the inputs list then shows that it was read.
+        staged = w.stage(StoredInput(input_id, shown, size, report.format, sensor_name,
+                                     dict(report.records), report.skipped, report.messages, None, None))
     except InputError as e:
         return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
                             report.messages, str(e))
     except Exception as e:  # noqa: BLE001 - one input's failure must not abort the other inputs
-        if isinstance(e, DiskFullError):
-            return IngestResult(shown, "failed", report.format, input_id, error=str(e))
-        if no_space(e):
-            return IngestResult(shown, "failed", report.format, input_id,
-                                error=f"{path}: disk full ({_reason(e)}); nothing stored from this file")
-        if isinstance(e, OSError):
-            return IngestResult(shown, "failed", report.format, input_id, error=f"{path}: read error: {e}")
+        if isinstance(e, DiskFullError) or no_space(e) or isinstance(e, OSError):
+            return IngestResult(shown, "failed", report.format, input_id, error=_failure_text(e, path))
         return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped, report.messages,
                             f"{path}: reader failed ({type(e).__name__}: {str(e)[:200]}); nothing stored")
-    return IngestResult(shown, "stored", report.format, input_id, dict(report.records),
-                        report.skipped, report.messages, derived=derived)
+    finally:
+        w.abort()  # no-op once staged
+    return Pending(IngestResult(shown, "stored", report.format, input_id, dict(report.records),
+                                report.skipped, report.messages, derived=derived), staged)
+
+
+def _failure_text(e: BaseException, path) -> str:
+    if isinstance(e, DiskFullError):
+        return str(e)
+    if no_space(e):
+        return f"{path}: disk full ({_reason(e)}); nothing stored from this file"
+    if isinstance(e, OSError):
+        return f"{path}: read error: {e}"
+    return f"{path}: could not be stored ({type(e).__name__}: {_reason(e)})"
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:

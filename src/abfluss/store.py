@@ -228,47 +228,92 @@ class Workspace:
     @contextmanager
     def writer(self, input_id: str) -> Iterator["InputWriter"]:
         """Write one input's rows; nothing is visible unless ``commit`` is called inside."""
-        w = InputWriter(self, input_id)
+        w = InputWriter(self.root, input_id, self)
         try:
             yield w
         finally:
             w.abort()
 
-    def _commit(self, w: "InputWriter", meta: StoredInput) -> None:
-        entries = w.finish()
+    def commit_staged(self, batch: list["Staged"]) -> list[bool]:
+        """Make staged inputs visible, all in one catalog transaction: their Parquet files move
+        into place and the catalog records them with their inputs. Whether each was stored: an
+        input whose content the catalog (or an earlier one of the batch) already holds is not,
+        and its files are removed. On error nothing of the batch is stored and it raises."""
+        stored, seen, placed = [], set(), []
+        known_ids = {r[0] for r in self.con.execute(
+            "SELECT input_id FROM inputs WHERE input_id IN (SELECT unnest(?))",
+            [[s.meta.input_id for s in batch]]).fetchall()} if batch else set()
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for path, table, day, rows in entries:
-                self.con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [path, table, meta.input_id, day, rows])
-            self.con.execute(
-                "INSERT INTO inputs VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
-                [meta.input_id, meta.path, meta.size, meta.format, meta.sensor, meta.first_ts,
-                 meta.last_ts, sum(meta.records.values()), meta.skipped,
-                 json.dumps(meta.records, sort_keys=True), json.dumps(meta.messages)])
             known = {r[0] for r in self.con.execute("SELECT addr FROM addresses").fetchall()}
-            new = sorted(w.addresses - known)
-            if new:
-                packed = [_pack_or_none(a) for a in new]
-                self.con.register("_new_addresses", pa.table({"addr": new, "a": pa.array(packed, pa.binary())}))
-                self.con.execute("""INSERT INTO addresses SELECT addr, a,
-                    (SELECT coalesce(max(id), 0) FROM addresses) + row_number() OVER (ORDER BY addr)
-                    FROM _new_addresses""")
-                self.con.unregister("_new_addresses")
+            next_id = self.con.execute("SELECT coalesce(max(id), 0) FROM addresses").fetchall()[0][0]
+            for s in batch:
+                meta = s.meta
+                if meta.input_id in known_ids or meta.input_id in seen:
+                    stored.append(False)
+                    continue
+                seen.add(meta.input_id)
+                stored.append(True)
+                for rel, tmp, table, day, rows in s.files:
+                    os.replace(self.root / tmp, self.root / rel)
+                    placed.append(rel)
+                    self.con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [rel, table, meta.input_id, day, rows])
+                self.con.execute(
+                    "INSERT INTO inputs VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?)",
+                    [meta.input_id, meta.path, meta.size, meta.format, meta.sensor, meta.first_ts,
+                     meta.last_ts, sum(meta.records.values()), meta.skipped,
+                     json.dumps(meta.records, sort_keys=True), json.dumps(meta.messages)])
+                # ids in the order one input after the other would give them: the same
+                # whichever way the inputs are batched
+                new = sorted(s.addresses - known)
+                if new:
+                    known.update(new)
+                    packed = [_pack_or_none(a) for a in new]
+                    ids = list(range(next_id + 1, next_id + 1 + len(new)))
+                    next_id += len(new)
+                    self.con.register("_new_addresses", pa.table(
+                        {"addr": new, "a": pa.array(packed, pa.binary()), "id": pa.array(ids, pa.int64())}))
+                    self.con.execute("INSERT INTO addresses SELECT addr, a, id FROM _new_addresses")
+                    self.con.unregister("_new_addresses")
             self.con.execute("COMMIT")
-        except Exception:
+        except BaseException:
             self.con.execute("ROLLBACK")
+            for rel in placed:
+                (self.root / rel).unlink(missing_ok=True)
+            for s in batch:
+                s.discard(self.root)
             raise
-        self.refresh_views()
+        for s, ok in zip(batch, stored):
+            if not ok:
+                s.discard(self.root)
+        if any(stored):
+            self.refresh_views()
+        return stored
+
+
+@dataclass
+class Staged:
+    """One input's rows written to temporary Parquet files (paths relative to the workspace),
+    waiting for ``Workspace.commit_staged``: plain data, so a worker process can hand it over."""
+
+    meta: StoredInput
+    files: list  # (final path, temporary path, table, day, rows)
+    addresses: set
+
+    def discard(self, root: Path) -> None:
+        for _rel, tmp, *_ in self.files:
+            (root / tmp).unlink(missing_ok=True)
 
 
 class InputWriter:
     """Accumulates one input's batches into per-table, per-day Parquet files (``.tmp`` until done)."""
 
-    def __init__(self, ws: Workspace, input_id: str):
-        self.ws = ws
+    def __init__(self, root: Path, input_id: str, ws: Workspace | None = None):
+        self.root = root
+        self.ws = ws  # only needed for ``commit``; a worker process stages without a catalog
         self.input_id = input_id
         self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [ParquetWriter, tmp path, rows, seq]
-        self._done: list[tuple[str, str, str, int]] = []  # (relative path, table, day, rows)
+        self._done: list[tuple[str, str, str, str, int]] = []  # (relative path, tmp, table, day, rows)
         self._tmp_paths: list[Path] = []
         self._committed = False
         self.first_ts = None
@@ -279,7 +324,7 @@ class InputWriter:
         from .dlp.keys import workspace_key
         from .dlp.metadata import Scrubber
 
-        self.scrubber = Scrubber(lambda: workspace_key(ws.root))
+        self.scrubber = Scrubber(lambda: workspace_key(root))
 
     def write(self, table: str, batch: pa.Table, sensor: str) -> int:
         """Add a reader batch: complete it with the store's columns, mask identifiers in its
@@ -313,13 +358,14 @@ class InputWriter:
             if entry is not None:
                 self._close(key, entry)
             rel = Path("data") / table / f"day={day}" / f"{self.input_id[:16]}-{seq:04d}.parquet"
-            tmp = self.ws.root / (str(rel) + ".tmp")
+            # unique per process: two workers may stage the same content at once
+            tmp = self.root / f"{rel}.{os.getpid()}.tmp"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             self._tmp_paths.append(tmp)
             writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression="zstd",
                                       use_dictionary=_dictionary_columns(table),
                                       write_statistics=["ts", "ts_end"] if table == "flows" else ["ts"])
-            entry = [writer, rel, 0, seq]
+            entry = [writer, rel, 0, seq, tmp]
             self._writers[key] = entry
         entry[0].write_table(part, row_group_size=256_000)
         entry[2] += part.num_rows
@@ -327,22 +373,26 @@ class InputWriter:
     def _close(self, key, entry) -> None:
         entry[0].close()
         table, day = key
-        self._done.append((str(entry[1]), table, day, entry[2]))
+        self._done.append((str(entry[1]), str(entry[4].relative_to(self.root)), table, day, entry[2]))
 
-    def finish(self) -> list[tuple[str, str, str, int]]:
+    def stage(self, meta: StoredInput) -> Staged:
+        """Close the files (still under their temporary names) and describe them for a commit."""
         for key, entry in list(self._writers.items()):
             self._close(key, entry)
         self._writers.clear()
-        for rel, *_ in self._done:
-            os.replace(self.ws.root / (rel + ".tmp"), self.ws.root / rel)
-        self._committed = True
-        return self._done
-
-    def commit(self, meta: StoredInput) -> None:
         meta.first_ts, meta.last_ts = self.first_ts, self.last_ts
         meta.path = self.scrubber.text(meta.path)  # the catalog holds no raw identifier either
         meta.messages = [self.scrubber.text(m) for m in meta.messages]
-        self.ws._commit(self, meta)
+        self._committed = True  # the files are the staged input's now
+        return Staged(meta, list(self._done), self.addresses)
+
+    def commit(self, meta: StoredInput) -> None:
+        staged = self.stage(meta)
+        try:
+            self.ws.commit_staged([staged])
+        except BaseException:
+            staged.discard(self.root)
+            raise
 
     def abort(self) -> None:
         if self._committed:

@@ -30,6 +30,9 @@ def ingest(
     duration: Annotated[float, typer.Option(help="Seconds to capture with --interface.")] = 60.0,
     no_inspect: Annotated[bool, typer.Option("--no-inspect", help="Do not inspect capture payload for "
                                              "sensitive identifiers (only hashes are ever stored).")] = False,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", min=1, show_default="number of cores",
+                                                help="Processes to use: files are read in parallel, "
+                                                "a capture's packets split over them.")] = None,
 ) -> None:
     """Read captures and logs into the workspace; the format is detected from the content.
 
@@ -44,7 +47,7 @@ def ingest(
             if interface:
                 results.append(_ingest.capture_live(ws, interface, duration, sensor, progress, not no_inspect))
             if paths:
-                results += _ingest.ingest_paths(ws, [Path(p) for p in paths], sensor, progress, not no_inspect)
+                results += _ingest.ingest_paths(ws, [Path(p) for p in paths], sensor, progress, not no_inspect, jobs)
     _print_summary(results)
     if results and all(r.status == "failed" for r in results):  # ignored inputs are no failure
         raise typer.Exit(1)

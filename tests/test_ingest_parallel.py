@@ -104,6 +104,7 @@ def test_jobs_on_the_command_line(logs, tmp_path):
     p = run_cli("ingest", "--jobs", "2", str(logs / "test9-mixed-zeek"), workspace=tmp_path / "ws", check=True)
     assert "0 failed" in p.stdout
     inputs = json.loads(run_cli("inputs", "--format", "json", workspace=tmp_path / "ws", check=True).stdout)
-    assert {i["format"] for i in inputs} == {"zeek-json"} and len(inputs) == 5  # conn dns http ssl files
+    assert {i["format"] for i in inputs} == {"zeek-json"} and len(inputs) >= 5  # conn dns http ssl files …
+    assert f"{len(inputs)} stored" in p.stdout
     bad = run_cli("ingest", "--jobs", "0", str(logs), workspace=tmp_path / "ws")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

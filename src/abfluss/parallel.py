@@ -97,20 +97,21 @@ def _run_pool(ws: Workspace, out: list, todo: list[int], job: _Job, progress, la
     pool = ProcessPoolExecutor(max_workers=min(job.jobs, len(todo)), mp_context=ctx)
     broken: list[int] = []
     try:
-        i = 0
+        # the catalog is let go of while the workers are forked (they never hold it) and
+        # while they read, so read-only commands answer meanwhile
+        with ws.released():
+            futures = {n: pool.submit(_stage, out[n]) for n in todo}
+        i, announced = 0, -1
         while i < len(todo):
             batch: list[int] = []
             capture = None
             deadline = time.monotonic() + BATCH_SECONDS
-            # the catalog is let go of while the workers read (and while they are forked: they
-            # never hold it), so read-only commands answer meanwhile
             with ws.released():
-                if i == 0:
-                    futures = {n: pool.submit(_stage, out[n]) for n in todo}
                 while i < len(todo) and len(batch) < BATCH_FILES:
                     n = todo[i]
-                    if progress:
+                    if progress and announced != n:
                         progress(str(out[n]), 0)
+                        announced = n
                     try:
                         res = futures[n].result(timeout=max(0.0, deadline - time.monotonic()))
                     except TimeoutError:

@@ -194,6 +194,11 @@ def test_the_audit_log_records_views_and_is_tamper_evident(ws):
     rows = api.audit_log(ws, user="bea")
     assert rows[-1]["action"] == "view" and rows[-1]["tenant"] == "kasse_b"
     assert "findings severity=low" in rows[-1]["what"]
+    denied = [r["what"] for r in api.audit_log(ws, user="bea") if r["action"] == "denied"]
+    assert "explain: finding" in " ".join(denied) and "contain:" in " ".join(denied)
+    assert [r["what"] for r in api.audit_log(ws, user="abe") if r["action"] == "denied"] == [
+        f"report: report {rid} belongs to another tenant" for rid in [api.reports(ws)[0]["id"]]] + [
+        f"report_file: report {api.reports(ws)[0]['id']} belongs to another tenant"]
     assert api.audit_log(ws, tenant="kasse_b") and all(r["tenant"] == "kasse_b" for r in api.audit_log(ws, tenant="kasse_b"))
     assert api.verify_audit(ws)["ok"]
     con = sqlite3.connect(ws.root / "console.sqlite")

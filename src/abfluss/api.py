@@ -15,6 +15,8 @@ functions, so importing this module for ``--help`` stays cheap.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import secrets
 from dataclasses import replace
@@ -357,6 +359,10 @@ def reports(ws: "Workspace", who: Principal | None = None) -> list[dict]:
 
 def report(ws: "Workspace", who: Principal | None, report_id: str) -> dict:
     """One registered report; 403 for another tenant's, 404 for none."""
+    return _report(ws, who, report_id)
+
+
+def _report(ws: "Workspace", who: Principal | None, report_id: str) -> dict:
     from . import console_db
     require(who, "read")
     with console_db.connect(ws.root) as con:
@@ -374,7 +380,7 @@ def report_file(ws: "Workspace", who: Principal | None, report_id: str, name: st
     """A file of a registered report (``report.html``, ``report.pdf``, ``report.json``,
     ``notifications/<tenant>/<draft>``) for download; audited as an export. Paths that leave the
     report's folder or pass through a symbolic link are refused."""
-    r = report(ws, who, report_id)
+    r = _report(ws, who, report_id)
     root = Path(r["path"])
     parts = Path(name).parts
     if not parts or any(p in ("..", ".", "") or p.startswith(".") for p in parts) or Path(name).is_absolute():
@@ -496,3 +502,27 @@ def verify_audit(ws: "Workspace", who: Principal | None = None) -> dict:
     """Check the audit log's hash chain (admins only): ``{"rows", "ok", "first_bad"}``."""
     require(who, "admin")
     return _audit.verify(ws.root)
+
+
+# -- refusals are audited too -------------------------------------------------------------------
+def _audit_denials(fn):
+    """Wrap a service function ``fn(ws, who, ...)`` so that a refusal (PermissionDenied) of a
+    console user is written to the audit log (``denied``) before it is raised: an officer probing
+    another tenant's findings leaves a trace."""
+    @functools.wraps(fn)
+    def wrapper(ws, who=None, *args, **kw):
+        try:
+            return fn(ws, who, *args, **kw)
+        except PermissionDenied as e:
+            if who is not None:
+                _audit.record(ws.root, who.name, "denied", None, f"{fn.__name__}: {e}")
+            raise
+    return wrapper
+
+
+# every public function that takes (ws, who, ...), including those added later
+for _name in __all__:
+    _fn = globals()[_name]
+    if inspect.isfunction(_fn) and list(inspect.signature(_fn).parameters)[:2] == ["ws", "who"]:
+        globals()[_name] = _audit_denials(_fn)
+del _name, _fn

@@ -18,7 +18,7 @@ from . import console_db
 #: The hash a first row chains to.
 GENESIS = "0" * 64
 #: Actions recorded (the ``action`` column).
-ACTIONS = ("login", "login_failed", "login_locked", "view", "export", "report", "contain", "case_add",
+ACTIONS = ("login", "login_failed", "login_locked", "denied", "view", "export", "report", "contain", "case_add",
            "user_add", "user_remove", "token_create", "token_revoke")
 
 

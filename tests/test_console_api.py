@@ -96,6 +96,11 @@ def test_an_officer_sees_only_its_tenant_through_every_function(ws):
         api.incident(ws, bea, a_inc["id"])
     with pytest.raises(PermissionDenied):
         api.add_case_entry(ws, bea, a_inc["id"], "isolated ws1")
+    with pytest.raises(PermissionDenied):
+        api.host_outflow(ws, bea, "10.10.0.11")
+    assert api.host_outflow(ws, bea, "10.10.0.12")["tenant"] == "kasse_b"
+    since = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert {f.tenant for f in api.findings_since(ws, bea, since)[0]} == {"kasse_b"}
     cov = api.coverage(ws, bea)
     assert cov["payload"]["outbound_bytes"] < api.coverage(ws)["payload"]["outbound_bytes"]
     with pytest.raises(PermissionDenied):

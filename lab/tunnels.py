@@ -13,6 +13,10 @@ the sink confirms the count, and tcpdump on the router's LAN bridge writes ``<ru
 it went (resolver or straight to the server, the encodings and record types the tool chose,
 from its own log), the bytes sent and received through the tunnel, and the capture.
 
+A DoH run puts iodine (defaults) behind DNS over HTTPS: ``dnss`` on the client is the stub
+iodine asks, it sends each query as an RFC 8484 request to ``https://doh.tunlab.test/dns-query``
+where ``dnsdist`` (self-signed certificate) answers it from iodined on its loopback.
+
 The tools run with their defaults and with every encoding they offer: iodine's downstream
 encodings (-O Base32, Base64, Base64u, Base128, Raw) and record types (-T NULL, PRIVATE, TXT,
 SRV, MX, CNAME, A), its raw UDP mode (the default when the server is reachable straight), its
@@ -56,15 +60,22 @@ DNS2TCP_ZONE = "d.tunlab.test"
 PASSWORD = "labsecret"
 IODINE_NET = ("10.53.0.1", 27)  # the tunnel's own addresses (server side .1)
 SINK_PORT = 5001
+DOH_NAME = "doh.tunlab.test"
+DOH_BACKEND_PORT = 5300  # iodined behind dnsdist, on the DoH host's loopback
+#: What abfluss cannot (yet) do with the DoH run: the tunnel is one TLS connection.
+DOH_GAP = ("the DNS messages travel inside one TLS connection to a server that is no known DoH resolver "
+           "(dns_tunnel's doh_resolvers): no DNS name is visible and the flow is ordinary HTTPS by port, "
+           "SNI and volume; no detection names it yet")
 
 TUNNEL_HOSTS = [
     Host("tun", "203.0.113.53", "ext2", "iodined and ptunnel-ng server", ("ns.tunlab.test",)),
     Host("d2t", "203.0.113.54", "ext2", "dns2tcpd", ("ns2.tunlab.test",)),
+    Host("doh", "203.0.113.55", "ext2", "dnsdist DoH frontend before iodined", (DOH_NAME,)),
 ]
 TOOLS = {"iodine": "iodine", "iodined": "iodine", "dns2tcpc": "dns2tcp", "dns2tcpd": "dns2tcp",
          "ptunnel-ng": "ptunnel-ng", "dnsmasq": "dnsmasq-base", "tcpdump": "tcpdump", "nft": "nftables",
          "ip": "iproute2", "ss": "iproute2", "ethtool": "ethtool", "softflowd": "softflowd",
-         "softflowctl": "softflowd"}
+         "softflowctl": "softflowd", "dnss": "dnss", "dnsdist": "dnsdist", "openssl": "openssl"}
 #: Runs also exported as NetFlow v9 by softflowd (what a NetFlow-only sensor would see of them).
 NETFLOW_RUNS = ("iodine-default-resolver", "iodine-default-direct", "dns2tcp-default-resolver")
 
@@ -84,6 +95,8 @@ RUNS = [
     ("dns2tcp-default-direct", "dns2tcp", "direct", []),
     ("dns2tcp-key-direct", "dns2tcp", "direct", ["-T", "KEY"]),
     ("ptunnel-ng-default", "ptunnel-ng", "direct", []),
+    # iodine (defaults) -> dnss (DoH client stub on ws1) -> HTTPS -> dnsdist (DoH frontend) -> iodined
+    ("iodine-doh", "iodine", "doh", []),
 ]
 
 
@@ -229,15 +242,19 @@ def tun_tx_bytes() -> int:
 
 
 def run_iodine(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: int, seed: int) -> dict:
-    tun = host("tun")
-    server_argv = ["iodined", "-f", "-c", "-P", PASSWORD, "-l", tun.ip, f"{IODINE_NET[0]}/{IODINE_NET[1]}",
+    where = "doh" if path == "doh" else "tun"
+    tun = host(where)
+    # behind DoH, iodined listens on the DoH host's loopback, where dnsdist forwards to it
+    listen = ["-l", "127.0.0.1", "-p", str(DOH_BACKEND_PORT)] if path == "doh" else ["-l", tun.ip]
+    server_argv = ["iodined", "-f", "-c", "-P", PASSWORD, *listen, f"{IODINE_NET[0]}/{IODINE_NET[1]}",
                    IODINE_ZONE]
-    srv = lab.spawn("tun", server_argv, f"iodined-{rid}")
+    srv = lab.spawn(where, server_argv, f"iodined-{rid}")
     wait_log(work / f"iodined-{rid}.log", "Listening to dns", srv, 15)
-    sk = lab.spawn("tun", [PY, str(Path(__file__).resolve()), "sink", "--bind", IODINE_NET[0], "--port",
+    sk = lab.spawn(where, [PY, str(Path(__file__).resolve()), "sink", "--bind", IODINE_NET[0], "--port",
                            str(SINK_PORT)], f"sink-{rid}")
     wait_log(work / f"sink-{rid}.log", "listening", sk, 10)
-    nameserver = tun.ip if path == "direct" else host("srv").ip
+    extra_procs, doh = start_doh(lab, work, rid) if path == "doh" else ([], {})
+    nameserver = {"direct": tun.ip, "resolver": host("srv").ip, "doh": "127.0.0.1"}[path]
     client_argv = ["iodine", "-f", "-P", PASSWORD, *opts, nameserver, IODINE_ZONE]
     cl = lab.spawn("ws1", client_argv, f"iodine-{rid}")
     log = wait_log(work / f"iodine-{rid}.log", "Connection setup complete", cl, 90)
@@ -248,20 +265,54 @@ def run_iodine(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: in
     moved["tunnel_interface_tx_bytes"] = tun_tx_bytes() - before
     stop(lab, cl, 15)
     log = (work / f"iodine-{rid}.log").read_text(errors="replace")
-    for p in (sk, srv):
+    for p in (*extra_procs, sk, srv):
         stop(lab, p, 15)
 
     def last(pattern: str):
         found = re.findall(pattern, log)
         return found[-1] if found else None
 
-    return {"server_argv": server_argv, "client_argv": client_argv, "moved": moved, "tool_log": {
+    return {"server_argv": server_argv, "client_argv": client_argv, "moved": moved, **doh, "tool_log": {
         "upstream_encoding": last(r"[Ss]witching upstream to codec (\S+)") or "Base32 (initial)",
         "downstream_encoding": last(r"[Ss]witching downstream to codec (\S+)"),
         "record_type": last(r"[Uu]sing DNS type (\S+) queries"),
         "raw_udp_mode": "raw traffic directly" in log,
         "fragment_size": last(r"[Ss]etting downstream fragment size to max (\d+)"),
     }}
+
+
+def _doh_cert(work: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the DoH name (the client stub is given it as its CA)."""
+    cert, key = work / "doh-cert.pem", work / "doh-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "7", "-subj", f"/CN={DOH_NAME}",
+                    "-addext", f"subjectAltName=DNS:{DOH_NAME}"], check=True, capture_output=True)
+    return cert, key
+
+
+def start_doh(lab: Lab, work: Path, rid: str) -> tuple[list, dict]:
+    """DNS over HTTPS between ws1 and the DoH host: dnss on ws1 (127.0.0.1:53, the stub iodine asks)
+    sends each query as an RFC 8484 request to https://doh.tunlab.test/dns-query; dnsdist there
+    answers it from iodined on its loopback. dnss looks the DoH name up at the LAN resolver."""
+    doh = host("doh")
+    cert, key = _doh_cert(work)
+    conf = work / f"dnsdist-{rid}.conf"
+    conf.write_text(f"setLocal('127.0.0.1:5399')\n"
+                    f"addDOHLocal('{doh.ip}:443', '{cert}', '{key}', '/dns-query')\n"
+                    f"newServer({{address='127.0.0.1:{DOH_BACKEND_PORT}', checkInterval=3600}})\n"
+                    # iodined answers only its zone: no health-check query, the backend is up
+                    f"getServer(0):setUp()\n")
+    server_argv = ["dnsdist", "--supervised", "--disable-syslog", "-C", str(conf)]
+    dd = lab.spawn("doh", server_argv, f"dnsdist-{rid}")
+    lab.wait_listening("doh", 443)
+    stub_argv = ["dnss", "-enable_dns_to_https", "-dns_listen_addr", "127.0.0.1:53",
+                 "-https_upstream", f"https://{DOH_NAME}/dns-query", "-https_client_cafile", str(cert),
+                 "-fallback_upstream", f"{host('srv').ip}:53", "-enable_cache=false", "-alsologtostderr"]
+    st = lab.spawn("ws1", stub_argv, f"dnss-{rid}")
+    lab.wait_listening("ws1", 53, udp=True)
+    return [st, dd], {"doh_server_argv": server_argv, "doh_server_config": conf.read_text(),
+                      "doh_stub_argv": stub_argv, "doh_url": f"https://{DOH_NAME}/dns-query",
+                      "doh_server": doh.ip}
 
 
 def run_dns2tcp(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: int, seed: int) -> dict:
@@ -365,7 +416,7 @@ RUNNERS = {"iodine": run_iodine, "dns2tcp": run_dns2tcp, "ptunnel-ng": run_ptunn
 def one_run(lab: Lab, work: Path, out: Path, spec, n: int, seed: int) -> dict:
     rid, tool, path, opts = spec
     print(f"[{rid}] {tool} {path} {' '.join(opts)}", flush=True)
-    firewall(path == "resolver")
+    firewall(path in ("resolver", "doh"))  # DoH: only HTTPS leaves the LAN
     cap, pcap, caplog = start_capture(lab, work, rid)
     t0 = time.time()
     try:
@@ -384,7 +435,7 @@ def one_run(lab: Lab, work: Path, out: Path, spec, n: int, seed: int) -> dict:
     rec.update(id=rid, tool=tool, version=version(tool), path=path, options=opts, pcap=pcap.name,
                pcap_bytes=pcap.stat().st_size, client=host("ws1").ip,
                resolver=host("srv").ip if path == "resolver" else None,
-               server=host("d2t" if tool == "dns2tcp" else "tun").ip,
+               server=host("d2t" if tool == "dns2tcp" else "doh" if path == "doh" else "tun").ip,
                zone=None if tool == "ptunnel-ng" else (DNS2TCP_ZONE if tool == "dns2tcp" else IODINE_ZONE),
                registered_domain=None if tool == "ptunnel-ng" else "tunlab.test",
                bytes_through_tunnel=moved["sent"],
@@ -392,7 +443,9 @@ def one_run(lab: Lab, work: Path, out: Path, spec, n: int, seed: int) -> dict:
                capture={
                    "start": t0, "end": time.time(), "interface": labnet.CAPTURE_BRIDGE,
                    "tcpdump_stats": [ln for ln in caplog.read_text().splitlines() if "packets" in ln]},
-               expected_detection="icmp_tunnel" if tool == "ptunnel-ng" else "dns_tunnel")
+               expected_detection="icmp_tunnel" if tool == "ptunnel-ng" else None if path == "doh" else "dns_tunnel")
+    if path == "doh":
+        rec["detection_gap"] = DOH_GAP
     print(f"[{rid}] moved {moved['sent']} bytes; {rec['pcap_bytes']} bytes captured; {rec['tool_log']}",
           flush=True)
     return rec

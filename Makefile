@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 # engine; nftables to check block lists; Pango/HarfBuzz and fonts for WeasyPrint's PDF report;
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests;
 # chromium for the web console's browser tests (Playwright drives Debian's build, no download), openssl
-# for their self-signed certificate.
-DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl
+# for their self-signed certificate; softflowd makes make eval's sampled NetFlow variants.
+DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
 
 .PHONY: demo test bench eval fuzz sysdeps clean lab lab-scenarios lab-tunnels
 
@@ -64,7 +64,8 @@ fuzz: $(STAMP)
 	$(PY) tests/fuzz/run.py --all --seconds $(FUZZ_SECONDS) --crashes $(FUZZ_CRASHES)
 
 # The verdicts and their confidence over the labelled set (bench/eval.py; table in docs/report.md).
-eval: $(STAMP)
+eval: $(STAMP) sysdeps
+	@[ "$$(id -u)" = 0 ] || { echo "make eval builds a network namespace for its NetFlow variants: run it as root"; exit 1; }
 	$(PY) bench/eval.py
 
 lab: sysdeps

@@ -1,8 +1,9 @@
 """make eval: how often each verdict is right, and whether its confidence means what it says.
 
 The labelled set: every lab capture with its truth (examples/lab-truth.json, demo-truth.json),
-public labelled captures from ../shared/data, and variants made from them (a telemetry gap, DNS
-removed, the window cut, the internal networks left at their defaults). Each case says what
+public labelled captures from ../shared/data, and variants made from them (bench/_variants.py: a
+telemetry gap, DNS removed, packets lost, the capture as sampled NetFlow, the window cut, the
+internal networks left at their defaults). Each case says what
 happened (``outflow``: data left; ``none``: benign) and whether its telemetry can support a
 statement at all (``assessable``). A verdict is right when
 
@@ -28,10 +29,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dpkt
-
 import abfluss
 from abfluss.report.render import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _variants  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -46,7 +48,9 @@ class Case:
     outflow: bool
     assessable: bool = True
     config: str | None = None
-    variant: str | None = None  # "no_dns": port-53 packets removed; "window:<start>,<end>"
+    # "no_dns": port-53 packets removed; "loss:<share>": that share of packets dropped at random;
+    # "netflow:<N>": the capture as NetFlow v9 with 1-in-N packet sampling; "window:<start>,<end>"
+    variant: str | None = None
     sensor: str | None = None   # one sensor name for all inputs (a gap between captures)
     why: str = ""
     extra: dict = field(default_factory=dict)
@@ -55,16 +59,36 @@ class Case:
 CASES = (
     Case("demo", (f"{EX}/demo.pcap",), True, why="two hosts upload 2 MB and 1 MB to a drop site (demo-truth.json)"),
     Case("lab-https-upload", (f"{EX}/lab-https-upload.pcap",), True, why="4 x 2 MB POSTs to a new site"),
+    Case("lab-big-upload", (f"{EX}/lab-big-upload.pcap",), True,
+         why="21 MB in one HTTPS connection to a destination no host contacted before"),
     Case("lab-dlp", (f"{EX}/lab-dlp.pcap",), True, why="insured-person CSV over HTTP, SMTP, FTP"),
     Case("lab-dlp-tls", (f"{EX}/lab-dlp-tls.pcap",), True, why="the same CSV (21 KB) over HTTPS"),
     Case("lab-dns-tunnel", (f"{EX}/lab-dns-tunnel.pcap",), True, why="180 KB in DNS query names"),
     Case("lab-beacon", (f"{EX}/lab-beacon.pcap",), True, why="C2 check-ins with 370-byte POSTs"),
+    Case("lab-dlp-exports", (f"{EX}/lab-dlp-exports.pcap",), True, why="sqlite3 exports, zip and tar over HTTP, SMTP, FTP"),
+    Case("iodine, via resolver", (f"{EX}/tunnels/iodine-default-resolver.pcap",), True,
+         why="iodine defaults through the LAN resolver (tunnels-truth.json)"),
+    Case("iodine, NetFlow view", (f"{EX}/tunnels/iodine-default-direct.netflow.pcap",), True,
+         why="iodine straight to its server, as softflowd exports it"),
+    Case("dns2tcp, via resolver", (f"{EX}/tunnels/dns2tcp-default-resolver.pcap",), True,
+         why="dns2tcp defaults through the LAN resolver"),
+    Case("ptunnel-ng", (f"{EX}/tunnels/ptunnel-ng-default.pcap",), True, why="TCP over ICMP echo"),
     Case("lab-dns-tunnel, detection off", (f"{EX}/lab-dns-tunnel.pcap",), True,
          config="[detections.dns_tunnel]\nenabled = false\n", why="the tunnel without its detection"),
     Case("lab-https-upload, no DNS", (f"{EX}/lab-https-upload.pcap",), True, False, variant="no_dns",
          why="variant: port 53 removed"),
     Case("lab-beacon, first 4 min", (f"{EX}/lab-beacon.pcap",), True,
          variant="window:2026-11-29T14:59:49Z,2026-11-29T15:03:49Z", why="variant: window cut"),
+    Case("lab-https-upload, 10 % lost", (f"{EX}/lab-https-upload.pcap",), True, variant="loss:0.1",
+         why="variant: 10 % of packets dropped, unreported"),
+    Case("lab-dns-tunnel, 10 % lost", (f"{EX}/lab-dns-tunnel.pcap",), True, variant="loss:0.1",
+         why="variant: 10 % of packets dropped, unreported"),
+    Case("lab-https-upload, NetFlow 1:10", (f"{EX}/lab-https-upload.pcap",), True, variant="netflow:10",
+         why="variant: NetFlow v9, 1-in-10 packets sampled (softflowd)"),
+    Case("lab-dns-tunnel, NetFlow 1:10", (f"{EX}/lab-dns-tunnel.pcap",), True, variant="netflow:10",
+         why="variant: NetFlow v9, 1-in-10 packets sampled (softflowd)"),
+    Case("demo, NetFlow 1:100", (f"{EX}/demo.pcap",), True, variant="netflow:100",
+         why="variant: NetFlow v9, 1-in-100 packets sampled (softflowd)"),
     Case("dns2tcp", (f"{DATA}/dns-tunnel/netrack-dns2tcp",), True, False, why="dns2tcp tunnel, DNS only"),
     Case("test-cc, networks set", (f"{DATA}/slips/test-cc/test-cc-capture-1.pcap",), True,
          config='[networks]\ninternal = ["147.32.80.0/24"]\n', why="HTTPS beacon every 2 s"),
@@ -74,6 +98,11 @@ CASES = (
          config='[networks]\ninternal = ["141.142.220.0/24"]\n', why="benign browsing with DNS"),
     Case("wikipedia, no DNS", (f"{DATA}/zeek-traces/wikipedia.pcap",), False, False, variant="no_dns",
          config='[networks]\ninternal = ["141.142.220.0/24"]\n', why="variant: port 53 removed"),
+    Case("wikipedia, 10 % lost", (f"{DATA}/zeek-traces/wikipedia.pcap",), False, variant="loss:0.1",
+         config='[networks]\ninternal = ["141.142.220.0/24"]\n', why="variant: 10 % of packets dropped, unreported"),
+    Case("wikipedia, NetFlow 1:10", (f"{DATA}/zeek-traces/wikipedia.pcap",), False, variant="netflow:10",
+         config='[networks]\ninternal = ["141.142.220.0/24"]\n',
+         why="variant: NetFlow v9, 1-in-10 packets sampled (softflowd)"),
     Case("wikipedia, default networks", (f"{DATA}/zeek-traces/wikipedia.pcap",), False, False,
          why="variant: internal networks match nothing"),
     Case("bro.org", (f"{DATA}/zeek-traces/bro.org.pcap",), False, False, why="benign browsing, no DNS"),
@@ -84,22 +113,6 @@ CASES = (
 )
 
 
-def _without_dns(src: Path, dst: Path) -> None:
-    """The capture with every UDP/TCP port-53 packet removed (a sensor that does not see DNS)."""
-    with open(src, "rb") as f, open(dst, "wb") as g:
-        r = dpkt.pcap.Reader(f)
-        w = dpkt.pcap.Writer(g, snaplen=r.snaplen, linktype=r.datalink())
-        for ts, buf in r:
-            try:
-                ip = dpkt.ethernet.Ethernet(buf).data
-                l4 = ip.data
-                if isinstance(l4, (dpkt.udp.UDP, dpkt.tcp.TCP)) and 53 in (l4.sport, l4.dport):
-                    continue
-            except Exception:  # not Ethernet/IP: keep it as it is
-                pass
-            w.writepkt(buf, ts)
-
-
 def run_case(c: Case, tmp: Path) -> dict:
     from datetime import datetime
 
@@ -108,8 +121,8 @@ def run_case(c: Case, tmp: Path) -> dict:
     if c.config:
         (root / "abfluss.toml").write_text(c.config)
     inputs = [Path(p) for p in c.inputs]
-    if c.variant == "no_dns":
-        inputs = [_variant(p, root) for p in inputs]
+    if c.variant and not c.variant.startswith("window:"):
+        inputs = [_variant(c.variant, p, root) for p in inputs]
     ws = abfluss.open_workspace(root, write=True)
     try:
         for p in inputs:
@@ -134,12 +147,20 @@ def run_case(c: Case, tmp: Path) -> dict:
         right = v == "NOT_ASSESSABLE" or (c.outflow and exfil)
     return {"case": c.name, "truth": "outflow" if c.outflow else "none", "assessable": c.assessable,
             "verdict": v, "confidence": rep["confidence"], "right": right, "why": c.why,
-            "missing": [m["reason"] for m in rep["assessment"]["missing"]]}
+            "missing": [m["reason"] for m in rep["assessment"]["missing"]], "assessment": rep["assessment"]}
 
 
-def _variant(p: Path, root: Path) -> Path:
-    out = root / ("nodns-" + p.name)
-    _without_dns(p, out)
+def _variant(variant: str, p: Path, root: Path) -> Path:
+    kind, _, arg = variant.partition(":")
+    out = root / f"{kind}-{p.name}"
+    if kind == "no_dns":
+        _variants.without_dns(p, out)
+    elif kind == "loss":
+        _variants.lossy(p, out, float(arg))
+    elif kind == "netflow":
+        _variants.netflow_view(p, out, int(arg))
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
     return out
 
 

@@ -34,6 +34,7 @@ C2_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, li
 
 TUNNEL_FILE_BYTES = 180_000
 UPLOAD_PARTS, UPLOAD_PART_BYTES = 4, 2_000_000
+BIG_UPLOAD_BYTES = 21_000_000
 
 
 def _fresh(ctx: Ctx) -> Ctx:
@@ -240,6 +241,42 @@ def https_upload(ctx: Ctx, rng: random.Random) -> dict:
                                   "handshake about 0.5-1.9 KB per connection and direction plus 22 bytes per TLS "
                                   "record (<= 16 KB); test with curl <= wire <= curl + 2500 + curl/200 per "
                                   "connection (the demo's bound); measured values are in per_destination",
+    }
+    return out
+
+
+# ---- 3b. One big upload to a destination never contacted before ---------------------------------------
+
+
+def big_upload(ctx: Ctx, rng: random.Random) -> dict:
+    """ws1 views a few pages, then sends 21 MB in one HTTPS connection to a name no host asked before."""
+    ctx = _fresh(ctx)
+    p = ctx.work / "upload" / "backup-2024.tar"
+    p.parent.mkdir(exist_ok=True)
+    p.write_bytes(rng.randbytes(BIG_UPLOAD_BYTES))
+    views = rng.sample(BROWSE, 6)
+    cap = Capture(ctx.lab, "big-upload", ONLY_WS1)
+    time.sleep(1)
+    for i, url in enumerate(views):
+        _browse(ctx, f"web-{i + 1}", "ws1", url)
+        time.sleep(rng.uniform(0.3, 1.5))
+    ev = curl(ctx, "upload-1", "ws1", f"https://{INTAKE_NAME}/upload", kind="upload", ua=None,
+              # paced at 4 MB/s: unpaced, tcpdump on the busy lab bridge drops packets
+              extra=("--limit-rate", "4M", "-F", f"file=@{p};type=application/x-tar"), tags=("outbound_bulk",),
+              file_bytes=p.stat().st_size, note="21 MB random file as multipart/form-data, one HTTPS connection")
+    time.sleep(1)
+    cap.stop()
+    out = _finish(ctx, cap, {})
+    up = out["events"][-1]
+    out["summary"] = {
+        "client": "ws1", "client_ip": host("ws1").ip,
+        "upload_destination": {"name": INTAKE_NAME, "ip": host("intake").ip, "port": 443},
+        "upload_connections": 1, "upload_file_bytes": ev["file_bytes"],
+        "upload_curl_sent_bytes": up["client_sent"]["total"],
+        "upload_wire_payload_up": up["wire"]["payload_client_to_server"],
+        "page_views": len(views),
+        "destination_first_contact": "the upload is the first and only connection of any internal host to "
+                                     f"{INTAKE_NAME} in the capture",
     }
     return out
 

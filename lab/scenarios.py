@@ -33,10 +33,10 @@ from labscen import add_content, extend_topology, start_services  # noqa: E402
 from make_demo import LAB_DIR, WORK_PREFIX, Ctx, ensure_tools, make_cert, make_content  # noqa: E402
 from truth import FIELD_DOC, Truth  # noqa: E402
 
-SCENARIOS = ("dns-tunnel", "beacon", "https-upload", "dlp", "dlp-tls", "dlp-exports")
+SCENARIOS = ("dns-tunnel", "beacon", "https-upload", "dlp", "dlp-tls", "dlp-exports", "big-upload")
 TRUTH_FILE = "lab-truth.json"
 # Bulk TCP segments are cut in the committed upload capture (headers and counts stay exact)
-SLIM = {"https-upload": (1000, 128)}
+SLIM = {"https-upload": (1000, 128), "big-upload": (1000, 80)}
 SCHEMA_VERSION = 1
 HOW = {
     "dns-tunnel": "ws1 runs labdns.py send: 180 000 seeded random bytes as base32 in query names under "
@@ -50,6 +50,10 @@ HOW = {
     "https-upload": "ws1 views 27 pages and downloads (curl, shop and cdn, HTTP and HTTPS, 0.3-1.5 s pauses) "
                     "and, at 4 random points among them, POSTs a 2 MB random part as multipart/form-data to "
                     "https://upload.files-drop.test/api/upload. The committed pcap is slimmed (capture.slimmed).",
+    "big-upload": "ws1 views 6 pages (curl, shop and cdn), then POSTs a 21 MB random file as multipart/form-data "
+                  "(curl --limit-rate 4M) "
+                  "in one HTTPS connection to intake.data-collect.test, which no internal host contacted before. "
+                  "The committed pcap is slimmed (capture.slimmed).",
     "dlp": "ws1 sends the seeded insured-person CSV (lab/dlpdata.py) three ways: curl -F multipart POST over "
            "HTTP to intake.data-collect.test, smtplib with the CSV as a base64 text/csv attachment to "
            "mx.mail-relay.test:25, ftplib passive STOR to ftp.files-archive.test; one page view before and after.",
@@ -95,6 +99,8 @@ def run_all(ctx: Ctx, only: list[str], a: argparse.Namespace, states: dict, abor
             results[sid] = labruns.dns_tunnel(ctx, rngs[sid], states["tdns"])
         elif sid == "https-upload":
             results[sid] = labruns.https_upload(ctx, rngs[sid])
+        elif sid == "big-upload":
+            results[sid] = labruns.big_upload(ctx, rngs[sid])
         elif sid == "dlp":
             results[sid] = labruns.dlp(ctx, csv_path, expected, states)
         elif sid == "dlp-tls":

@@ -25,6 +25,7 @@ LAB = sorted(p.name for p in EXAMPLES.glob("*.pcap"))
 EXPECTED = {
     "demo.pcap": {"flagged": 3003945, "unexplained": 4708},
     "lab-beacon.pcap": {"flagged": 50391, "unexplained": 16741},
+    "lab-big-upload.pcap": {"flagged": 21032018, "unexplained": 4145},
     "lab-dlp-tls.pcap": {"unexplained": 21708},
     "lab-dlp.pcap": {"flagged": 70607, "unexplained": 932},
     "lab-dlp-exports.pcap": {"flagged": 90984},

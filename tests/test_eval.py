@@ -23,3 +23,25 @@ def test_eval_short(tmp_path):
     assert (per["NO_EXFIL_EVIDENCE"]["n"], per["NOT_ASSESSABLE"]["accuracy"]) == (1, 1.0)
     rel = ev.reliability(rows)
     assert sum(b["n"] for b in rel) == 1  # NOT_ASSESSABLE makes no statement: not in the table
+
+
+def test_loss_and_sampled_netflow_variants(tmp_path):
+    """The variants the labelled set adds: packets dropped at random (seeded: the same each run),
+    and the capture as softflowd exports it with 1-in-N packet sampling, read back as NetFlow."""
+    import abfluss
+    from conftest import EXAMPLES
+
+    src = EXAMPLES / "lab-dlp-tls.pcap"
+    n, kept = ev._variants.lossy(src, tmp_path / "lossy.pcap", 0.1)
+    assert (n, kept) == ev._variants.lossy(src, tmp_path / "again.pcap", 0.1)
+    assert 0.8 * n < kept < n and (tmp_path / "lossy.pcap").read_bytes() == (tmp_path / "again.pcap").read_bytes()
+    stats = ev._variants.netflow_view(src, tmp_path / "nf.pcap", 2)
+    assert stats["packets_sampled"] + stats["packets_not_sampled"] >= n - 2  # softflowd skips non-IP frames
+    assert stats["flows_exported"] > 0
+    ws = abfluss.open_workspace(tmp_path / "ws", write=True)
+    try:
+        (r,) = abfluss.ingest_paths(ws, [tmp_path / "nf.pcap"])
+        assert (r.status, r.format) == ("stored", "netflow")
+        assert ws.con.execute("SELECT count(*) FROM flows_raw").fetchall()[0][0] > 0
+    finally:
+        ws.close()

@@ -53,3 +53,19 @@ def test_incidents_group_close_findings_per_host():
 def test_incident_keeps_the_strongest_member_severity():
     (i,) = incidents([f("cleartext_sensitive_data", "10.0.0.5", 30, severity="critical")])
     assert i.score == 30 and i.severity == "critical"
+
+
+def test_corroborating_findings_on_one_destination_raise_the_incident():
+    """Issue 11: a rare destination + an upload-heavy exchange with it (+ off-hours, + volume above
+    the host's baseline) raise the incident one severity step per further corroborating detection."""
+    up, rare = f("upload_heavy", "10.0.0.5", 45), f("rare_destination", "10.0.0.5", 41)
+    (i,) = incidents([up, rare])
+    assert (i.severity, i.corroborated["destination"], i.corroborated["detections"]) == (
+        "high", "203.0.113.9", ["rare_destination", "upload_heavy"])
+    (i,) = incidents([up, rare, f("off_hours", "10.0.0.5", 30, dest="198.51.100.7")])
+    assert (i.severity, i.corroborated["detections"]) == ("critical", ["rare_destination", "upload_heavy", "off_hours"])
+    # a rare destination elsewhere corroborates nothing: the plain rule (score 49.1: medium)
+    (i,) = incidents([up, f("rare_destination", "10.0.0.5", 41, dest="198.51.100.7")])
+    assert (i.severity, i.corroborated) == ("medium", None)
+    (i,) = incidents([f("beaconing", "10.0.0.5", 45), rare])
+    assert (i.severity, i.corroborated) == ("medium", None)

@@ -71,6 +71,33 @@ def test_a_tunnel_the_detections_miss_is_still_indicated(tmp_path_factory):
     assert rep["confidence"] == 0.7  # 0.4 + 0.3 x 100 % unexplained
 
 
+def test_one_big_upload_to_a_first_seen_destination_is_confirmed(tmp_path_factory):
+    """lab-big-upload (lab-truth.json): 21 MB in one HTTPS connection to intake.data-collect.test,
+    which no internal host contacted before. upload_heavy and rare_destination are each only
+    medium, but they corroborate each other on that destination with the single 21 MB transfer:
+    EXFIL_CONFIRMED, and the host's incident is raised to high."""
+    from abfluss.analysis import analyze
+    from abfluss.findings import incidents
+
+    ws = abfluss.open_workspace(workspace_for((str(EXAMPLES / "lab-big-upload.pcap"),),
+                                              tmp_path_factory.mktemp("bigup")))
+    try:
+        fs = analyze(ws, store=False).findings
+        rep = build(ws, findings=fs)
+    finally:
+        ws.close()
+    assert sorted((f["detection"], f["severity"]) for f in rep["findings"]) == [
+        ("rare_destination", "medium"), ("upload_heavy", "medium")]
+    assert (rep["verdict"], rep["confidence"]) == ("EXFIL_CONFIRMED", 0.8)
+    (c,) = rep["assessment"]["corroborated"]
+    assert (c["host"], c["name"], c["signals"]) == (
+        "10.10.0.11", "intake.data-collect.test", ["upload_heavy", "first_seen_single_host", "large_single_transfer"])
+    truth = json.loads((EXAMPLES / "lab-truth.json").read_text())["scenarios"]["big-upload"]["summary"]
+    assert c["largest_flow"] == truth["upload_wire_payload_up"] == 21_032_018
+    (inc,) = incidents(fs)
+    assert (inc.severity, inc.corroborated["detections"]) == ("high", ["rare_destination", "upload_heavy"])
+
+
 def _acc(unexplained: int, total: int) -> dict:
     return {"categories": {"unexplained": unexplained}, "shares": {"unexplained": unexplained / total}}
 

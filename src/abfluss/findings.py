@@ -20,6 +20,11 @@ SEVERITY_FLOOR = {"info": 0, "low": 20, "medium": 40, "high": 60, "critical": 80
 INCIDENT_GAP = timedelta(hours=6)
 #: Each further finding of a host adds this share of its score to the host's risk.
 RISK_SPILL = 0.1
+#: Detections that corroborate an outflow to one destination (issue 11): a rare or first-seen
+#: destination and an upload-heavy exchange with it (both name the destination), off-hours
+#: activity and volume far above the host's baseline (both of the host as a whole).
+CORROBORATE_ON_DESTINATION = ("rare_destination", "upload_heavy")
+CORROBORATE_ON_HOST = ("off_hours", "bulk_outbound")
 
 
 def severity_of(score: float) -> str:
@@ -118,6 +123,8 @@ class Incident:
     bytes_out: int
     detections: list[str]
     finding_ids: list[str]
+    #: the destination and detections that corroborate each other (None: no corroboration)
+    corroborated: dict | None = None
 
 
 def combine(scores: list[float]) -> float:
@@ -165,18 +172,48 @@ def incidents(findings: list[Finding]) -> list[Incident]:
     return out
 
 
+def corroboration(group: list[Finding]) -> dict | None:
+    """The destination on which the most corroborating detections of one host's findings agree.
+
+    An upload-heavy finding to a destination must be one of them; a rare-destination finding
+    counts when it names the same destination, off-hours and bulk-outbound findings of the host
+    always count. None when fewer than two detections corroborate.
+    """
+    host_wide = sorted({f.detection for f in group if f.detection in CORROBORATE_ON_HOST})
+    best = None
+    for up in (f for f in group if f.detection == "upload_heavy"):
+        for dest in up.external_hosts:
+            names = {n.lower() for n in up.external_names}
+            on_dest = {f.detection for f in group if f.detection in CORROBORATE_ON_DESTINATION and (
+                dest in f.external_hosts or names & {n.lower() for n in f.external_names})}
+            dets = sorted(on_dest) + host_wide
+            if len(dets) >= 2 and (best is None or len(dets) > len(best["detections"])):
+                best = {"destination": dest, "names": sorted(names), "detections": dets}
+    return best
+
+
 def _incident(host: str, group: list[Finding]) -> Incident:
     score = combine([f.score for f in group])
     ids = sorted(f.id for f in group)
+    # a detection's own rule (e.g. 100 distinct insured ids: critical) is never diluted
+    severity = max([severity_of(score)] + [f.severity for f in group], key=SEVERITIES.index)
+    corr = corroboration(group)
+    if corr:
+        # findings that corroborate each other on one destination raise the incident one step per
+        # further corroborating detection above the strongest of them (upload-heavy + first-seen
+        # destination: at least high; with off-hours or volume above baseline: critical)
+        strongest = max((f.severity for f in group if f.detection in corr["detections"]), key=SEVERITIES.index)
+        raised = SEVERITIES[min(len(SEVERITIES) - 1, SEVERITIES.index(strongest) + len(corr["detections"]) - 1)]
+        severity = max(severity, raised, key=SEVERITIES.index)
     return Incident(
         id=stable_id("incident", (host, ids[0])),
         internal_host=host,
         start=min(f.start for f in group),
         end=max(f.end or f.start for f in group),
         score=score,
-        # a detection's own rule (e.g. 100 distinct insured ids: critical) is never diluted
-        severity=max([severity_of(score)] + [f.severity for f in group], key=SEVERITIES.index),
+        severity=severity,
         bytes_out=max(f.bytes_out for f in group),
         detections=sorted({f.detection for f in group}),
         finding_ids=ids,
+        corroborated=corr,
     )

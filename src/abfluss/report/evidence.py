@@ -303,6 +303,10 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
     flows, outbound = one("SELECT count(*), count_if(direction IN ('outbound', 'inbound')) FROM flows "
                           "WHERE ts >= ? AND ts < ?")
     icmp = one("SELECT count(*) FROM flows WHERE proto LIKE 'icmp%' AND ts >= ? AND ts < ?")[0]
+    # dns_tunnel also judges DNS as flows (bytes over port 53, detections/_dns_flows.py): flow
+    # records of port-53 traffic (NetFlow) let it run without any decoded DNS message
+    dns_flows = one("SELECT count(*) FROM flows WHERE resp_p = 53 AND proto IN ('udp', 'tcp') "
+                    "AND ts >= ? AND ts < ?")[0]
     dns_q, dns_sensors = one("SELECT count(*), string_agg(DISTINCT sensor, ', ') FROM dns_raw "
                              "WHERE query IS NOT NULL AND ts >= ? AND ts < ?")
     inspected = one("SELECT count(*) FROM inspected_raw WHERE ts >= ? AND ts < ?")[0]
@@ -329,6 +333,9 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
             ok, cov = indicators > 0 and flows + dns_q > 0, {"indicators": indicators, "flows": flows,
                                                             "dns_queries": dns_q}
             why = "no indicator list configured" if not indicators else "no flow or DNS telemetry"
+        elif det == "dns_tunnel":
+            ok, cov = dns_q + dns_flows > 0, dict(cov, dns_flows=dns_flows)
+            why = "no DNS telemetry"  # neither DNS messages nor port-53 flows
         elif det == "icmp_tunnel":
             cov = dict(cov, icmp_flows=icmp)
             why = "no flow telemetry"

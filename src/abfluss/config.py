@@ -45,8 +45,9 @@ KEYS: tuple[Key, ...] = (
     Key("networks.resolvers", [],
         "CIDRs or addresses of the DNS resolvers internal hosts are meant to use. Only their answers "
         "name destinations for allowlisting, and DNS to any other server is a finding. Empty: learned "
-        "from the traffic (for names: a unicast server that is the main one of an internal client and "
-        "is asked by at least half of the internal clients)."),
+        "from the traffic, one rule for both (abfluss.resolvers): an internal server, one asked by at "
+        "least 3 internal clients, or one asked about names under at least 3 domains that is the main "
+        "DNS server of an internal client."),
     Key("networks.proxies", [],
         "CIDRs or addresses of forward web proxies. Traffic to them is transit: the real destination "
         "(CONNECT target, absolute URI, proxy log) is the destination in the ledger and in every "

@@ -6,9 +6,9 @@ a change of configuration never needs a re-ingest. Views defined here:
 ``address_class``  every address seen: internal?, tenant, asset tags, allowlisted network?,
                    local (multicast, broadcast, link-local, unspecified)?, configured proxy?
 ``resolvers``      the DNS servers whose answers may name destinations: the configured
-                   ``networks.resolvers``, else the ones learned from the traffic (among unicast
-                   servers: the main one of at least one internal client, asked by at least half
-                   of the internal clients that ask any)
+                   ``networks.resolvers``, else the ones learned from the traffic by the one rule
+                   of :mod:`abfluss.resolvers` (internal; or asked by several internal clients;
+                   or about several domains and some client's main server)
 ``dns_names``      external address -> the name the resolvers' A/AAAA answers most often give it
 ``proxies``        forward proxies: configured (``networks.proxies``) or seen (internal clients
                    sending CONNECT or absolute-URI requests to an internal address, Zeek http.log)
@@ -45,6 +45,7 @@ IP bytes otherwise (NetFlow, Suricata).
 
 from __future__ import annotations
 
+from . import resolvers
 from .config import Config, network_range
 from .store import Workspace
 
@@ -101,26 +102,37 @@ DNS_ADDRESS_SQL = f"""CASE coalesce(answer_type, qtype)
     WHEN 'AAAA' THEN CASE WHEN regexp_full_match(answer, '[0-9A-Fa-f:.]{{2,45}}') AND contains(answer, ':')
                           THEN lower(answer) END
     END"""
-#: A learned resolver is asked by at least this share of the internal DNS clients.
-LEARNED_RESOLVER_SHARE = 0.5
-
-
 def resolvers_sql(cfg: Config) -> str:
-    """SQL of the ``resolvers`` view: (addr, source) with source configured or learned."""
+    """SQL of the ``resolvers`` view: (addr, source) with source configured or learned. Learned by
+    :func:`abfluss.resolvers.learned` (the rule ``dns_tunnel`` uses too) over every record of the
+    workspace, through the views ``resolver_flows_in`` and ``resolver_dns_in``."""
     if cfg.resolvers:
         return (f"SELECT addr, 'configured' AS source FROM addresses "
                 f"WHERE {in_networks('a', cfg.resolvers)}")
-    return f"""
-        WITH q AS (SELECT d.orig_h AS client, d.resp_h AS server, count(*) AS n
-                   FROM dns_raw d JOIN address_class c ON c.addr = d.orig_h AND c.internal
-                   JOIN address_class s ON s.addr = d.resp_h AND NOT s.local  -- not mDNS, LLMNR, NetBIOS
-                   GROUP BY ALL),
-             main AS (SELECT server FROM (SELECT server, row_number() OVER (
-                          PARTITION BY client ORDER BY n DESC, server) AS rn FROM q) WHERE rn = 1)
-        SELECT server AS addr, 'learned' AS source FROM q
-        WHERE server IN (SELECT server FROM main)
-        GROUP BY server
-        HAVING count(DISTINCT client) >= {LEARNED_RESOLVER_SHARE} * (SELECT count(DISTINCT client) FROM q)"""
+    tuned = cfg.detections.get("dns_tunnel", {})
+    rule = resolvers.learned_sql("resolver_flows_in", "resolver_dns_in",
+                                 int(tuned.get("learn_min_clients", resolvers.LEARN_MIN_CLIENTS)),
+                                 int(tuned.get("learn_min_domains", resolvers.LEARN_MIN_DOMAINS)))
+    return f"SELECT resp_h AS addr, 'learned' AS source FROM ({rule})"
+
+
+def _resolver_inputs(con, view: str) -> None:
+    """What the learned-resolver rule reads: port-53 flows and DNS messages with their sides'
+    internal flags; local servers (mDNS, LLMNR, NetBIOS) left out."""
+    con.execute(f"""
+        CREATE OR REPLACE {view} resolver_flows_in AS
+        SELECT f.orig_h, f.resp_h, f.resp_p, f.proto, coalesce(c.internal, false) AS orig_internal,
+               coalesce(s.internal, false) AS resp_internal
+        FROM flows_raw f LEFT JOIN address_class c ON c.addr = f.orig_h
+        LEFT JOIN address_class s ON s.addr = f.resp_h
+        WHERE f.resp_p = {resolvers.DNS_PORT} AND NOT coalesce(s.local, false)""")
+    con.execute(f"""
+        CREATE OR REPLACE {view} resolver_dns_in AS
+        SELECT d.orig_h, d.resp_h, d.query, coalesce(c.internal, false) AS client_internal,
+               coalesce(s.internal, false) AS server_internal
+        FROM dns_raw d LEFT JOIN address_class c ON c.addr = d.orig_h
+        LEFT JOIN address_class s ON s.addr = d.resp_h
+        WHERE NOT coalesce(s.local, false)""")
 
 
 def apply(ws: Workspace, cfg: Config) -> None:
@@ -144,6 +156,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
                coalesce({in_networks('a', LOCAL_NETWORKS)}, false) AS local,
                coalesce({in_networks('a', cfg.proxies)}, false) AS proxy_net
         FROM addresses""")
+    _resolver_inputs(con, view)
     con.execute(f"CREATE OR REPLACE {view} resolvers AS {resolvers_sql(cfg)}")
     con.execute(f"""
         CREATE OR REPLACE {view} dns_names AS

@@ -31,36 +31,29 @@ import ibis
 from ibis import _
 
 from ..findings import Finding
-from ._domains import key as suffix_key
+from ..resolvers import DNS_PORT
+from ..resolvers import learned as learned_resolvers
 from ._stats import clip01, evidence_uids, human_bytes, ramp, rows
-
-DNS_PORT = 53
 
 
 def resolvers(tel, configured: tuple[str, ...], s) -> tuple[set[str], str]:
-    """The resolver addresses seen in the window and how they were chosen ("configured"/"learned")."""
-    f = tel.flows.filter((_.resp_p == DNS_PORT) & _.proto.isin(["udp", "tcp"]))
-    d = tel.dns.filter(_.resp_h.notnull())
-    both = ibis.union(
-        f.select("resp_h", internal=f.resp_internal.fill_null(False),
-                 client=ibis.ifelse(f.orig_internal.fill_null(False), f.orig_h, ibis.null("string"))),
-        d.select("resp_h", internal=d.server_internal.fill_null(False),
-                 client=ibis.ifelse(d.client_internal.fill_null(False), d.orig_h, ibis.null("string"))))
-    servers = rows(both.group_by("resp_h").aggregate(internal=_.internal.max(), clients=_.client.nunique()))
+    """The resolver addresses seen in the window and how they were chosen: "configured", "learned"
+    (:func:`abfluss.resolvers.learned`, the rule enrichment uses too) or "unknown"."""
     if configured:
         nets = [ipaddress.ip_network(c, strict=False) for c in configured]
-        return {r["resp_h"] for r in servers if _in(r["resp_h"], nets)}, "configured"
-    d = d.filter(_.query.notnull())
-    d = d.mutate(k=suffix_key(d.query.lower().re_replace(r"\.+$", "")))
-    wide = {r["resp_h"] for r in rows(d.group_by("resp_h").aggregate(domains=_.k.nunique())
-                                      .filter(_.domains >= s.learn_min_domains))}
-    learned = {r["resp_h"] for r in servers if r["internal"] or r["clients"] >= s.learn_min_clients
-               or r["resp_h"] in wide}
+        return {h for h in _servers(tel) if _in(h, nets)}, "configured"
+    learned = {r["resp_h"] for r in rows(learned_resolvers(tel.flows, tel.dns, s.learn_min_clients,
+                                                           s.learn_min_domains))}
     # Without any resolver to compare with (one client asking one outside server), no server is
     # judged for not being one: the word "learned" is kept only when something was learned.
-    if not learned:
-        return {r["resp_h"] for r in servers}, "unknown"
-    return learned, "learned"
+    return (learned, "learned") if learned else (_servers(tel), "unknown")
+
+
+def _servers(tel) -> set[str]:
+    """Every server of the window's port-53 flows and DNS messages."""
+    f = tel.flows.filter((_.resp_p == DNS_PORT) & _.proto.isin(["udp", "tcp"]))
+    d = tel.dns.filter(_.resp_h.notnull())
+    return {r["resp_h"] for r in rows(ibis.union(f.select("resp_h"), d.select("resp_h")).distinct())}
 
 
 def _in(addr: str, nets) -> bool:

@@ -40,6 +40,7 @@ from ibis import _
 
 from ..findings import Finding
 from ..readers._dns_wire import unescape
+from ..resolvers import LEARN_MIN_CLIENTS, LEARN_MIN_DOMAINS
 from . import Meta, Telemetry
 from . import _dns_flows as flow_check
 from ._domains import Rules, label_count, load_rules, registered, restrict
@@ -171,12 +172,14 @@ class Settings:
     flow_min_score: float = field(default=20.0, metadata={
         "help": "Score a client-resolver pair needs for a flow-level finding (DNS to a server that is not "
                 "a resolver is always reported)."})
-    learn_min_clients: int = field(default=3, metadata={
+    learn_min_clients: int = field(default=LEARN_MIN_CLIENTS, metadata={
         "help": "Without [networks] resolvers: an external server asked by this many internal clients "
                 "is a resolver (internal servers always are)."})
-    learn_min_domains: int = field(default=3, metadata={
+    learn_min_domains: int = field(default=LEARN_MIN_DOMAINS, metadata={
         "help": "Without [networks] resolvers: a server asked about names under this many domains (last "
-                "two labels) is a resolver (a tunnel server answers one zone)."})
+                "two labels) is a resolver when it is some internal client's main DNS server (a tunnel "
+                "server answers one zone). Both learn_ settings also decide whose DNS answers name "
+                "destinations (abfluss.resolvers)."})
     non_resolver_points: float = field(default=15.0, metadata={
         "help": "Points when a client's DNS goes to a server that is not a resolver."})
     large_query_points: float = field(default=30.0, metadata={"help": "Points at query_bytes_high."})

@@ -97,7 +97,18 @@ RUNS = [
     ("ptunnel-ng-default", "ptunnel-ng", "direct", []),
     # iodine (defaults) -> dnss (DoH client stub on ws1) -> HTTPS -> dnsdist (DoH frontend) -> iodined
     ("iodine-doh", "iodine", "doh", []),
+    # iodine picks its upstream encoding from what the path lets through (no option sets it): a
+    # DNS filter (dnsdist on ws1, before the LAN resolver) refusing some names leaves it another
+    ("iodine-up-base32", "iodine", "filter", ["-r"]),
+    ("iodine-up-base64", "iodine", "filter", ["-r"]),
+    ("iodine-up-base64u", "iodine", "filter", ["-r"]),
 ]
+#: The filter runs: bytes (a Lua pattern over the query name in wire form) dnsdist refuses. Upper
+#: case letters: the path is not case-preserving (Base32); bytes above 127: not 8-bit clean
+#: (Base64, iodine's next choice); those and "+" (Base64u). Filters like these are what DNS
+#: firewalls enforcing host-name syntax do.
+FILTERS = {"iodine-up-base32": "[A-Z]", "iodine-up-base64": "[\\128-\\255]",
+           "iodine-up-base64u": "[\\128-\\255+]"}
 
 
 # ---- sink and sender (run inside the namespaces as `tunnels.py sink|send`) ----------------------
@@ -235,6 +246,27 @@ def send_through(lab: Lab, to: str, port: int, n: int, seed: int, timeout: float
     return json.loads(cp.stdout.strip().splitlines()[-1])
 
 
+def start_sink(lab: Lab, work: Path, rid: str, where: str, bind: str):
+    """The sink behind the tunnel server (namespace ``where``), listening on ``bind``:SINK_PORT."""
+    sk = lab.spawn(where, [PY, str(Path(__file__).resolve()), "sink", "--bind", bind, "--port", str(SINK_PORT)],
+                   f"sink-{rid}")
+    wait_log(work / f"sink-{rid}.log", "listening", sk, 10)
+    return sk
+
+
+def relay_through(lab: Lab, client_argv: list[str], label: str, local: int, servers, n: int, seed: int,
+                  timeout: float) -> dict:
+    """A TCP relay client on ws1 (dns2tcpc, ptunnel-ng) listening on ``local``: send the bytes
+    through it, then stop it and ``servers``."""
+    cl = lab.spawn("ws1", client_argv, label)
+    lab.wait_listening("ws1", local)
+    moved = send_through(lab, "127.0.0.1", local, n, seed, timeout)
+    time.sleep(1)
+    for p in (cl, *servers):
+        stop(lab, p, 15)
+    return moved
+
+
 def tun_tx_bytes() -> int:
     """Bytes the client's tunnel interface sent: the IP packets iodine carried, retransmissions included."""
     out = in_ns("ws1", "ip", "-s", "-j", "link", "show", "dns0").stdout
@@ -250,11 +282,10 @@ def run_iodine(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: in
                    IODINE_ZONE]
     srv = lab.spawn(where, server_argv, f"iodined-{rid}")
     wait_log(work / f"iodined-{rid}.log", "Listening to dns", srv, 15)
-    sk = lab.spawn(where, [PY, str(Path(__file__).resolve()), "sink", "--bind", IODINE_NET[0], "--port",
-                           str(SINK_PORT)], f"sink-{rid}")
-    wait_log(work / f"sink-{rid}.log", "listening", sk, 10)
-    extra_procs, doh = start_doh(lab, work, rid) if path == "doh" else ([], {})
-    nameserver = {"direct": tun.ip, "resolver": host("srv").ip, "doh": "127.0.0.1"}[path]
+    sk = start_sink(lab, work, rid, where, IODINE_NET[0])
+    starts = {"doh": start_doh, "filter": start_filter}
+    extra_procs, extra = starts[path](lab, work, rid) if path in starts else ([], {})
+    nameserver = {"direct": tun.ip, "resolver": host("srv").ip, "doh": "127.0.0.1", "filter": "127.0.0.1"}[path]
     client_argv = ["iodine", "-f", "-P", PASSWORD, *opts, nameserver, IODINE_ZONE]
     cl = lab.spawn("ws1", client_argv, f"iodine-{rid}")
     log = wait_log(work / f"iodine-{rid}.log", "Connection setup complete", cl, 90)
@@ -272,7 +303,7 @@ def run_iodine(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: in
         found = re.findall(pattern, log)
         return found[-1] if found else None
 
-    return {"server_argv": server_argv, "client_argv": client_argv, "moved": moved, **doh, "tool_log": {
+    return {"server_argv": server_argv, "client_argv": client_argv, "moved": moved, **extra, "tool_log": {
         "upstream_encoding": last(r"[Ss]witching upstream to codec (\S+)") or "Base32 (initial)",
         "downstream_encoding": last(r"[Ss]witching downstream to codec (\S+)"),
         "record_type": last(r"[Uu]sing DNS type (\S+) queries"),
@@ -315,6 +346,25 @@ def start_doh(lab: Lab, work: Path, rid: str) -> tuple[list, dict]:
                       "doh_server": doh.ip}
 
 
+def start_filter(lab: Lab, work: Path, rid: str) -> tuple[list, dict]:
+    """dnsdist on ws1 (127.0.0.1:53, the server iodine asks) forwarding to the LAN resolver and
+    refusing the query names that hold a byte of ``FILTERS[rid]``."""
+    conf = work / f"dnsdist-{rid}.conf"
+    conf.write_text(f"setLocal('127.0.0.1:53')\n"
+                    f"newServer({{address='{host('srv').ip}:53'}})\n"
+                    "function refuse(dq)\n"
+                    f"  if string.find(dq.qname:toDNSString(), '{FILTERS[rid]}') then\n"
+                    "    return DNSAction.Refused, ''\n"
+                    "  end\n"
+                    "  return DNSAction.None, ''\n"
+                    "end\n"
+                    "addAction(AllRule(), LuaAction(refuse))\n")
+    argv = ["dnsdist", "--supervised", "--disable-syslog", "-C", str(conf)]
+    dd = lab.spawn("ws1", argv, f"dnsdist-{rid}")
+    lab.wait_listening("ws1", 53, udp=True)
+    return [dd], {"filter_argv": argv, "filter_config": conf.read_text(), "filter_refuses": FILTERS[rid]}
+
+
 def run_dns2tcp(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: int, seed: int) -> dict:
     d2t = host("d2t")
     chroot = work / f"dns2tcp-chroot-{rid}"
@@ -325,18 +375,11 @@ def run_dns2tcp(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: i
     server_argv = ["dns2tcpd", "-F", "-d", "1", "-f", str(conf)]
     srv = lab.spawn("d2t", server_argv, f"dns2tcpd-{rid}")
     lab.wait_listening("d2t", 53, udp=True)
-    sk = lab.spawn("d2t", [PY, str(Path(__file__).resolve()), "sink", "--bind", "127.0.0.1", "--port",
-                           str(SINK_PORT)], f"sink-{rid}")
-    wait_log(work / f"sink-{rid}.log", "listening", sk, 10)
+    sk = start_sink(lab, work, rid, "d2t", "127.0.0.1")
     nameserver = d2t.ip if path == "direct" else host("srv").ip
     local = 5004
     client_argv = ["dns2tcpc", "-z", DNS2TCP_ZONE, "-r", "sink", "-l", str(local), *opts, nameserver]
-    cl = lab.spawn("ws1", client_argv, f"dns2tcpc-{rid}")
-    lab.wait_listening("ws1", local)
-    moved = send_through(lab, "127.0.0.1", local, n, seed, 180)
-    time.sleep(1)
-    for p in (cl, sk, srv):
-        stop(lab, p, 15)
+    moved = relay_through(lab, client_argv, f"dns2tcpc-{rid}", local, (sk, srv), n, seed, 180)
     return {"server_argv": server_argv, "client_argv": client_argv, "moved": moved,
             "tool_log": {"record_type": opts[1] if opts else "TXT (default)", "encoding": "base64 (dns2tcp's only)"}}
 
@@ -346,18 +389,11 @@ def run_ptunnel(lab: Lab, work: Path, rid: str, path: str, opts: list[str], n: i
     in_ns("tun", "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")  # ptunnel answers, not the kernel
     server_argv = ["ptunnel-ng", "-r127.0.0.1", f"-R{SINK_PORT}", "-v", "1"]
     srv = lab.spawn("tun", server_argv, f"ptunneld-{rid}")
-    sk = lab.spawn("tun", [PY, str(Path(__file__).resolve()), "sink", "--bind", "127.0.0.1", "--port",
-                           str(SINK_PORT)], f"sink-{rid}")
-    wait_log(work / f"sink-{rid}.log", "listening", sk, 10)
+    sk = start_sink(lab, work, rid, "tun", "127.0.0.1")
     time.sleep(1)
     local = 5005
     client_argv = ["ptunnel-ng", f"-p{tun.ip}", f"-l{local}", "-r127.0.0.1", f"-R{SINK_PORT}", "-v", "1", *opts]
-    cl = lab.spawn("ws1", client_argv, f"ptunnel-{rid}")
-    lab.wait_listening("ws1", local)
-    moved = send_through(lab, "127.0.0.1", local, n, seed, 120)
-    time.sleep(1)
-    for p in (cl, sk, srv):
-        stop(lab, p, 15)
+    moved = relay_through(lab, client_argv, f"ptunnel-{rid}", local, (sk, srv), n, seed, 120)
     in_ns("tun", "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=0")
     return {"server_argv": server_argv, "client_argv": client_argv, "moved": moved,
             "tool_log": {"transport": "ICMP echo"}}
@@ -416,7 +452,7 @@ RUNNERS = {"iodine": run_iodine, "dns2tcp": run_dns2tcp, "ptunnel-ng": run_ptunn
 def one_run(lab: Lab, work: Path, out: Path, spec, n: int, seed: int) -> dict:
     rid, tool, path, opts = spec
     print(f"[{rid}] {tool} {path} {' '.join(opts)}", flush=True)
-    firewall(path in ("resolver", "doh"))  # DoH: only HTTPS leaves the LAN
+    firewall(path in ("resolver", "doh", "filter"))  # DoH: only HTTPS leaves the LAN
     cap, pcap, caplog = start_capture(lab, work, rid)
     t0 = time.time()
     try:
@@ -434,7 +470,7 @@ def one_run(lab: Lab, work: Path, out: Path, spec, n: int, seed: int) -> dict:
         rec["netflow"] = netflow_view(lab, work, out, rid, pcap)
     rec.update(id=rid, tool=tool, version=version(tool), path=path, options=opts, pcap=pcap.name,
                pcap_bytes=pcap.stat().st_size, client=host("ws1").ip,
-               resolver=host("srv").ip if path == "resolver" else None,
+               resolver=host("srv").ip if path in ("resolver", "filter") else None,
                server=host("d2t" if tool == "dns2tcp" else "doh" if path == "doh" else "tun").ip,
                zone=None if tool == "ptunnel-ng" else (DNS2TCP_ZONE if tool == "dns2tcp" else IODINE_ZONE),
                registered_domain=None if tool == "ptunnel-ng" else "tunlab.test",

@@ -99,3 +99,13 @@ def test_doh_tunnel_capture_holds_the_tunnel_in_one_tls_connection(tmp_path_fact
     assert flow[:4] == (t["server"], "doh.tunlab.test", "tls", 443)
     assert flow[4] >= t["bytes_into_tunnel"]  # the tunnel and the DoH, HTTP/2 and TLS framing around it
     assert names == [("doh.tunlab.test",)]  # no tunnel name is visible: they travel encrypted
+
+
+def test_every_iodine_upstream_encoding_has_a_capture():
+    """iodine picks its upstream encoding from what the path passes (no option sets it): the
+    filter runs (dnsdist refusing upper case, bytes above 127, or those and "+") make it use
+    Base32, Base64 and Base64u; a clean path gives Base128. Each is found by the test above."""
+    up = {t["tool_log"]["upstream_encoding"].split()[0]: rid for rid, t in sorted(TRUTH.items())
+          if t["tool"] == "iodine" and not t["tool_log"]["raw_udp_mode"]}
+    assert set(up) == {"Base32", "Base64", "Base64u", "Base128"}, up
+    assert all(TRUTH[r]["expected_detection"] == "dns_tunnel" for r in up.values() if TRUTH[r]["path"] != "doh")

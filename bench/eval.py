@@ -108,7 +108,8 @@ CASES = (
     Case("bro.org", (f"{DATA}/zeek-traces/bro.org.pcap",), False, False, why="benign browsing, no DNS"),
     Case("bro.org + bruteforce, one sensor", (f"{DATA}/zeek-traces/bro.org.pcap", f"{DATA}/zeek-traces/bruteforce.pcap"),
          False, False, sensor="tap", why="variant: 33 min gap, 3.6 % covered"),
-    Case("rita open_conns", (f"{DATA}/rita/open_conns/closed",), False, False, why="benign lab Zeek logs, no DNS log"),
+    Case("rita open_conns", (f"{DATA}/rita/open_conns/closed",), False,
+         why="benign lab Zeek logs; DNS only as port-53 flows in conn.log (no dns.log)"),
     Case("wrccdc zeek-tsv", (f"{DATA}/wrccdc-zeek/zeek-tsv",), False, False, why="DNS/TLS logs, no flows"),
 )
 

@@ -1,6 +1,6 @@
 """Office files read from their XML parts: xlsx sheets (shared strings resolved), ods and odt
 content, docx paragraphs and tables. A spreadsheet's rows become records with the first row as
-column names (``structured.table``), so a column headed "KVNR" anchors every value under it."""
+column names (``structured.records.table``), so a column headed "KVNR" anchors every value under it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 
 from .containers import Budget, read_member
+from .structured.records import table
 
 #: Repeated empty cells of an ods row expanded at most this often (rows end in 1000s of them).
 MAX_REPEAT = 64
@@ -49,8 +50,29 @@ def _local(tag) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
+def _each(el, *tags: str):
+    """``el`` and its descendants whose local tag is one of ``tags``, in document order."""
+    return (x for x in el.iter() if _local(x.tag) in tags)
+
+
+def _kids(el, *tags: str):
+    """The children of ``el`` whose local tag is one of ``tags``."""
+    return (x for x in el if _local(x.tag) in tags)
+
+
 def _texts(el, tag: str = "t") -> str:
-    return "".join(t.text or "" for t in el.iter() if _local(t.tag) == tag)
+    return "".join(t.text or "" for t in _each(el, tag))
+
+
+def _part(zf: zipfile.ZipFile, names: set[str] | None, name: str, budget: Budget):
+    """The parsed XML part ``name``; None when it is missing or damaged."""
+    return _parse(zf, name, budget) if names is None or name in names else None
+
+
+def _between_blank_lines(rows: list[list[str]]) -> Iterator[str]:
+    yield "\n"
+    yield from table(rows)
+    yield "\n"
 
 
 def _col(ref: str) -> int:
@@ -62,28 +84,21 @@ def _col(ref: str) -> int:
 
 
 def _xlsx(zf: zipfile.ZipFile, names: set[str], budget: Budget) -> Iterator[str]:
-    from .structured import table
-
-    shared: list[str] = []
-    if "xl/sharedStrings.xml" in names:
-        root = _parse(zf, "xl/sharedStrings.xml", budget)
-        if root is not None:
-            shared = [_texts(si) for si in root if _local(si.tag) == "si"]
+    root = _part(zf, names, "xl/sharedStrings.xml", budget)
+    shared = [] if root is None else [_texts(si) for si in _kids(root, "si")]
     for name in sorted(n for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml")):
         root = _parse(zf, name, budget)
         if root is None:
             continue
         rows = []
-        for row in root.iter():
-            if _local(row.tag) != "row":
-                continue
+        for row in _each(root, "row"):
             cells: dict[int, str] = {}
-            for i, c in enumerate(x for x in row if _local(x.tag) == "c"):
+            for i, c in enumerate(_kids(row, "c")):
                 kind = c.get("t")
                 if kind == "inlineStr":
                     value = _texts(c)
                 else:
-                    v = next((x.text or "" for x in c if _local(x.tag) == "v"), "")
+                    v = next((x.text or "" for x in _kids(c, "v")), "")
                     value = shared[int(v)] if kind == "s" and v.isdigit() and int(v) < len(shared) else v
                 col = _col(c.get("r", "")) if c.get("r") else i
                 cells[col if col >= 0 else i] = value
@@ -95,41 +110,27 @@ def _xlsx(zf: zipfile.ZipFile, names: set[str], budget: Budget) -> Iterator[str]
 
 
 def _docx(zf: zipfile.ZipFile, budget: Budget) -> Iterator[str]:
-    from .structured import table
-
-    root = _parse(zf, "word/document.xml", budget)
+    root = _part(zf, None, "word/document.xml", budget)
     if root is None:
         return
-    body = next((x for x in root if _local(x.tag) == "body"), root)
+    body = next(_kids(root, "body"), root)
     for el in body:
         kind = _local(el.tag)
         if kind == "p":
             yield _texts(el) + "\n"
         elif kind == "tbl":
-            rows = [[_texts(tc) for tc in tr if _local(tc.tag) == "tc"]
-                    for tr in el.iter() if _local(tr.tag) == "tr"]
-            yield "\n"
-            yield from table(rows)
-            yield "\n"
+            yield from _between_blank_lines([[_texts(tc) for tc in _kids(tr, "tc")] for tr in _each(el, "tr")])
 
 
 def _odf(zf: zipfile.ZipFile, budget: Budget) -> Iterator[str]:
-    from .structured import table
-
-    root = _parse(zf, "content.xml", budget)
+    root = _part(zf, None, "content.xml", budget)
     if root is None:
         return
-    for tbl in root.iter():
-        if _local(tbl.tag) != "table":
-            continue
+    for tbl in _each(root, "table"):
         rows = []
-        for tr in tbl.iter():
-            if _local(tr.tag) != "table-row":
-                continue
+        for tr in _each(tbl, "table-row"):
             row = []
-            for tc in tr:
-                if _local(tc.tag) not in ("table-cell", "covered-table-cell"):
-                    continue
+            for tc in _kids(tr, "table-cell", "covered-table-cell"):
                 value = _texts(tc, "p") or next((v for k, v in tc.attrib.items() if _local(k) == "value"), "")
                 rep = next((v for k, v in tc.attrib.items() if _local(k) == "number-columns-repeated"), "1")
                 row.extend([value] * min(int(rep) if rep.isdigit() else 1, MAX_REPEAT))
@@ -137,13 +138,11 @@ def _odf(zf: zipfile.ZipFile, budget: Budget) -> Iterator[str]:
                 row.pop()
             if row:
                 rows.append(row)
-        yield "\n"
-        yield from table(rows)
-        yield "\n"
-    texts = [_texts(p, "p") for p in root.iter() if _local(p.tag) == "text"]  # odt: the text body
-    if texts and not any(_local(t.tag) == "spreadsheet" for t in root.iter()):
-        for el in root.iter():
-            if _local(el.tag) in ("p", "h") and not _in_table(el):
+        yield from _between_blank_lines(rows)
+    texts = [_texts(p, "p") for p in _each(root, "text")]  # odt: the text body
+    if texts and next(_each(root, "spreadsheet"), None) is None:
+        for el in _each(root, "p", "h"):
+            if not _in_table(el):
                 yield "".join(el.itertext()) + "\n"
 
 

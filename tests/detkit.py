@@ -197,6 +197,13 @@ def canonical(findings) -> list[dict]:
     return json.loads(json.dumps(out, default=str, sort_keys=True))
 
 
+def assert_same_on_spark(rels, tmp_root: Path, detection: str) -> None:
+    """``detection`` finds something on ``rels`` and the same on both engines."""
+    duck = analyze_capture(rels, tmp_root, only=(detection,))
+    spark = analyze_capture(rels, tmp_root, only=(detection,), backend="pyspark")
+    assert duck and canonical(spark) == canonical(duck)
+
+
 def assert_golden(name: str, findings) -> None:
     """Compare findings with ``tests/golden/<name>.json`` (rewrite with ABFLUSS_UPDATE_GOLDEN=1)."""
     path = GOLDEN / f"{name}.json"

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import abfluss
 import pytest
-from detkit import T0, analyze_capture, assert_golden, canonical, run, workspace_for
+from detkit import T0, analyze_capture, assert_golden, assert_same_on_spark, run, workspace_for
 
 from abfluss.detections.arp_scan import Settings
 from conftest import EXAMPLES
@@ -96,10 +96,7 @@ def test_golden_slips_arp_scan(tmp_path_factory):
 
 
 def test_golden_slips_arp_scan_is_the_same_on_spark(tmp_path_factory, spark_session):
-    tmp = tmp_path_factory.mktemp("arp")
-    duck = analyze_capture("slips/test8-malicious.pcap", tmp, only=("arp_scan",))
-    spark = analyze_capture("slips/test8-malicious.pcap", tmp, only=("arp_scan",), backend="pyspark")
-    assert duck and canonical(spark) == canonical(duck)
+    assert_same_on_spark("slips/test8-malicious.pcap", tmp_path_factory.mktemp("arp"), "arp_scan")
 
 
 @pytest.mark.parametrize("rel", ["rita/open_conns", str(EXAMPLES / "demo.pcap"), str(EXAMPLES / "lab-beacon.pcap")])

@@ -1,7 +1,7 @@
 """icmp_scan: literal sweeps and monitoring pings, the golden Slips ICMP sweep, benign controls."""
 
 import pytest
-from detkit import analyze_capture, assert_golden, canonical, flow, run
+from detkit import analyze_capture, assert_golden, assert_same_on_spark, flow, run
 
 from abfluss.detections.icmp_scan import Settings
 from conftest import EXAMPLES
@@ -70,10 +70,7 @@ def test_golden_slips_icmp_sweep(tmp_path_factory):
 
 
 def test_golden_slips_icmp_sweep_is_the_same_on_spark(tmp_path_factory, spark_session):
-    tmp = tmp_path_factory.mktemp("icmp")
-    duck = analyze_capture("slips/test12-icmp-portscan.pcap", tmp, only=("icmp_scan",))
-    spark = analyze_capture("slips/test12-icmp-portscan.pcap", tmp, only=("icmp_scan",), backend="pyspark")
-    assert duck and canonical(spark) == canonical(duck)
+    assert_same_on_spark("slips/test12-icmp-portscan.pcap", tmp_path_factory.mktemp("icmp"), "icmp_scan")
 
 
 @pytest.mark.parametrize("rel", ["rita/open_conns", str(EXAMPLES / "demo.pcap"), str(EXAMPLES / "lab-beacon.pcap")])

@@ -255,6 +255,33 @@ def first_per_group(t, keys, by: list[str], cols: list[str], order: list[str], l
     return out
 
 
+def attach_targets(cands: list[dict], scope, by: list[str], max_evidence: int, max_listed: int,
+                   ports: bool = False) -> list[dict]:
+    """Add to each candidate of a sweep (one source reaching many hosts or ports, grouped by
+    ``by``) its evidence flows (``ev``), the hosts it reached (``listed``: (address, internal)) and,
+    if asked, the ports (``port_list``): a few queries for all candidates (icmp_scan, scan_and_lateral)."""
+    if not cands:
+        return cands
+    keys = keys_table(cands, by, scope)
+    ev = first_per_group(scope, keys, by, ["uid", "community_id", "ts"], ["ts", "uid"], max_evidence)
+    hosts = first_per_group(scope, keys, by, ["resp_h", "resp_internal"], ["resp_h"], max_listed, True)
+    pl = first_per_group(scope, keys, by, ["resp_p"], ["resp_p"], max_listed, True) if ports else {}
+    for c in cands:
+        k = tuple(c[b] for b in by)
+        c.update(ev=ev.get(k, []), listed=[(h["resp_h"], bool(h["resp_internal"])) for h in hosts.get(k, [])],
+                 port_list=[p["resp_p"] for p in pl.get(k, [])])
+    return cands
+
+
+def timed(c: dict) -> dict:
+    """Add a sweep candidate's span (``sec``) and rate (``n`` targets per minute; a burst under a
+    minute counts as one)."""
+    c["end"] = c["end"] or c["start"]
+    c["sec"] = max(0.0, (c["end"] - c["start"]).total_seconds())
+    c["rate"] = c["n"] / max(c["sec"] / 60, 1.0)
+    return c
+
+
 def largest_flows(flows, keys: list[dict], by: list[str], limit: int, per: list[str] | None = None
                   ) -> dict[tuple, list[dict]]:
     """Evidence for many findings in one query: the flows of the groups ``by`` named in ``keys``

@@ -26,7 +26,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import first_per_group, keys_table, ramp, rows
+from ._stats import attach_targets, ramp, rows, timed
 
 META = Meta(
     id="icmp_scan",
@@ -92,19 +92,8 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     cands = rows(agg.order_by(["orig_h", "proto"]))
     if not cands:
         return []
-    by = ["orig_h", "proto"]
-    keys = keys_table(cands, by, f)
-    ev = first_per_group(f, keys, by, ["uid", "community_id", "ts"], ["ts", "uid"], s.max_evidence)
-    hosts = first_per_group(f, keys, by, ["resp_h", "resp_internal"], ["resp_h"], s.max_listed, True)
-    out = []
-    for c in cands:
-        k = (c["orig_h"], c["proto"])
-        c.update(ev=ev.get(k, []), listed=[(h["resp_h"], bool(h["resp_internal"])) for h in hosts.get(k, [])])
-        c["end"] = c["end"] or c["start"]
-        c["sec"] = max(0.0, (c["end"] - c["start"]).total_seconds())
-        c["rate"] = c["n"] / max(c["sec"] / 60, 1.0)
-        out.append(_finding(c, s))
-    return out
+    attach_targets(cands, f, ["orig_h", "proto"], s.max_evidence, s.max_listed)
+    return [_finding(timed(c), s) for c in cands]
 
 
 def _score(c: dict, s: Settings) -> dict[str, float]:

@@ -29,7 +29,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import PORT_CHANNELS, first_per_group, keys_table, ramp, robust_baseline, rows
+from ._stats import PORT_CHANNELS, attach_targets, keys_table, ramp, robust_baseline, rows, timed
 
 META = Meta(
     id="scan_and_lateral",
@@ -144,18 +144,10 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     lateral = _lateral(f, s)
     covered = {(c["src"], p) for c in lateral for p in c["lateral_ports"]}
     scans = [c for c in _horizontal(f, s) if (c["src"], c["resp_p"]) not in covered] + _vertical(f, s)
-    brute = [c for c in map(_timed, _brute(f, s)) if c["rate"] >= s.brute_min_rate]
-    cands = [_timed(c) for c in _blocks(f, s, scans) + lateral + _fold_brute(brute, s)]
+    brute = [c for c in map(timed, _brute(f, s)) if c["rate"] >= s.brute_min_rate]
+    cands = [timed(c) for c in _blocks(f, s, scans) + lateral + _fold_brute(brute, s)]
     cands.sort(key=lambda c: (c["src"], c["kind"], str(c["target"])))
     return [_finding(c, s) for c in cands]
-
-
-def _timed(c: dict) -> dict:
-    """Add the candidate's span (s) and rate (targets per minute; a burst under a minute counts as one)."""
-    c["end"] = c["end"] or c["start"]
-    c["sec"] = max(0.0, (c["end"] - c["start"]).total_seconds())
-    c["rate"] = c["n"] / max(c["sec"] / 60, 1.0)
-    return c
 
 
 def _flows(tel: Telemetry, s: Settings):
@@ -188,18 +180,7 @@ def _common(t) -> dict:
 
 
 def _attach(cands: list[dict], scope, by: list[str], s: Settings, ports: bool = False) -> list[dict]:
-    """Add evidence flows, targeted hosts (and ports) to each candidate: a few queries for all of them."""
-    if not cands:
-        return cands
-    keys = keys_table(cands, by, scope)
-    ev = first_per_group(scope, keys, by, ["uid", "community_id", "ts"], ["ts", "uid"], s.max_evidence)
-    hosts = first_per_group(scope, keys, by, ["resp_h", "resp_internal"], ["resp_h"], s.max_listed, True)
-    pl = first_per_group(scope, keys, by, ["resp_p"], ["resp_p"], s.max_listed, True) if ports else {}
-    for c in cands:
-        k = tuple(c[b] for b in by)
-        c.update(ev=ev.get(k, []), listed=[(h["resp_h"], bool(h["resp_internal"])) for h in hosts.get(k, [])],
-                 port_list=[p["resp_p"] for p in pl.get(k, [])])
-    return cands
+    return attach_targets(cands, scope, by, s.max_evidence, s.max_listed, ports)
 
 
 def _spread(t, by: list[str], col: str, minimum: int):

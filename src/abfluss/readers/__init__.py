@@ -40,18 +40,12 @@ def detect(path: Path) -> tuple[str, ReadFn]:
         if netflow.sniff_pcap(path):
             return "netflow", netflow.read
         return "pcap", pcap.read
-    if zeek.sniff_tsv(head, path):
-        return "zeek", zeek.read
-    if suricata.sniff(head, path):
-        return "suricata-eve", suricata.read
-    if zeek.sniff_json(head, path):
-        return "zeek", zeek.read
-    if nfdump.sniff(head, path):
-        return "nfdump", nfdump.read
-    if binetflow.sniff(head, path):
-        return "argus-binetflow", binetflow.read
-    if squid.sniff(head, path):
-        return "squid", squid.read
+    # tried in this order: Zeek TSV before eve.json before Zeek JSON (both are JSON lines)
+    for sniff, fmt, read in ((zeek.sniff_tsv, "zeek", zeek.read), (suricata.sniff, "suricata-eve", suricata.read),
+                             (zeek.sniff_json, "zeek", zeek.read), (nfdump.sniff, "nfdump", nfdump.read),
+                             (binetflow.sniff, "argus-binetflow", binetflow.read), (squid.sniff, "squid", squid.read)):
+        if sniff(head, path):
+            return fmt, read
     why = _other.reason(head)
     if why:
         raise NotTelemetry(f"{path}: {why}")

@@ -24,6 +24,8 @@ TECHNIQUES_DE = {
     "icmp_scan": "ICMP-Sweep oder Adressscan",
     "arp_scan": "ARP-Scan, Flut von Gratuitous-ARP-Paketen oder ARP über das lokale Netz hinaus",
     "tls_anomaly": "TLS-Zertifikat passt nicht zum Server, oder seltener TLS-Client",
+    "direct_ip": "Verbindungen zu einer externen Adresse, die keine DNS-Antwort nannte",
+    "dns_txt_entropy": "Kodierte Daten in DNS-TXT-Antworten (eingehender C2-Kanal über DNS)",
 }
 
 #: English phrase (evidence, verdict) -> German.

@@ -55,17 +55,20 @@ def workspace_path(path: str | Path | None = None) -> Path:
 
 
 def open_workspace(path: str | Path | None = None, config: str | Path | None = None,
-                   write: bool = False) -> "Workspace":
-    """Open (creating if needed) a workspace with its configuration's enrichment views applied."""
+                   write: bool = False, enrich: bool = True) -> "Workspace":
+    """Open (creating if needed) a workspace with its configuration's enrichment views applied.
+    ``enrich=False`` skips the views (binding them reads every Parquet file's footer): for
+    callers that read only the catalog's own tables, such as the stored findings."""
     from . import config as _config
-    from . import enrich
+    from . import enrich as _enrich
     from .store import Workspace
 
     root = workspace_path(path)
     ws = Workspace.open(root, write=write)
     try:
         ws.config = _config.load(Path(config) if config else None, ws.root)
-        enrich.apply(ws, ws.config)
+        if enrich:
+            _enrich.apply(ws, ws.config)
     except Exception:
         ws.close()
         raise
@@ -224,13 +227,13 @@ def findings_since(ws: "Workspace", who: Principal | None, since: datetime | Non
 # -- ledger, accounting, coverage, containment -------------------------------------------------
 def ledger(ws: "Workspace", who: Principal | None = None, q: "LedgerQuery | None" = None) -> tuple[list[dict], dict]:
     """The ledger rows of ``q`` the caller may see (``ledger --format json``) and their totals."""
-    from .ledger import LedgerQuery, ledger_with_totals
+    from .ledger import LedgerQuery, ledger_with_totals, to_rows
     q = q or LedgerQuery()
     require(who, "read", q.tenant)
     if scope_of(who) is not None:
         q = replace(q, tenants=scope_of(who))
     table, tot = ledger_with_totals(ws, q)
-    rows = table.to_pylist()
+    rows = to_rows(table)
     _viewed(ws, who, f"ledger from={q.start} to={q.end} host={q.host} destination={q.destination}: {len(rows)} rows",
             q.tenant)
     return rows, tot

@@ -27,11 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from . import schema
 from .config import pack
 from .errors import WorkspaceError
 from .fsutil import find_symlink
@@ -148,16 +144,16 @@ class Workspace:
 
     @staticmethod
     def _initialise(con: duckdb.DuckDBPyConnection) -> None:
+        from . import schema
         con.execute(_CATALOG_DDL)
         for table, sch in schema.TABLES.items():
-            con.register(f"_empty_{table}_arrow", sch.empty_table())
             # a catalog from before a column was added gets the table of the current schema
             cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                               "table_name = ? ORDER BY ordinal_position", [f"_empty_{table}"]).fetchall()]
+            columns = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in sch)
             if cols and cols != sch.names:
-                con.execute(f"CREATE OR REPLACE TABLE _empty_{table} AS SELECT * FROM _empty_{table}_arrow")
-            con.execute(f"CREATE TABLE IF NOT EXISTS _empty_{table} AS SELECT * FROM _empty_{table}_arrow")
-            con.unregister(f"_empty_{table}_arrow")
+                con.execute(f"CREATE OR REPLACE TABLE _empty_{table} ({columns})")
+            con.execute(f"CREATE TABLE IF NOT EXISTS _empty_{table} ({columns})")
             con.execute(f"CREATE VIEW IF NOT EXISTS {table}_raw AS SELECT * FROM _empty_{table}")
 
     @contextmanager
@@ -199,6 +195,7 @@ class Workspace:
 
     def refresh_views(self) -> None:
         """(Re)create one view per table over exactly the files the catalog records."""
+        from . import schema
         for table in schema.TABLES:
             files = [r[0] for r in self.con.execute(
                 "SELECT path FROM files WHERE table_name = ? ORDER BY path", [table]).fetchall()]
@@ -271,10 +268,9 @@ class Workspace:
                     packed = [_pack_or_none(a) for a in new]
                     ids = list(range(next_id + 1, next_id + 1 + len(new)))
                     next_id += len(new)
-                    self.con.register("_new_addresses", pa.table(
-                        {"addr": new, "a": pa.array(packed, pa.binary()), "id": pa.array(ids, pa.int64())}))
-                    self.con.execute("INSERT INTO addresses SELECT addr, a, id FROM _new_addresses")
-                    self.con.unregister("_new_addresses")
+                    # lists as parameters: registering an Arrow table would make DuckDB import pandas
+                    self.con.execute("INSERT INTO addresses SELECT unnest(?), unnest(?::BLOB[]), unnest(?)",
+                                     [new, packed, ids])
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -329,6 +325,10 @@ class InputWriter:
     def write(self, table: str, batch: pa.Table, sensor: str) -> int:
         """Add a reader batch: complete it with the store's columns, mask identifiers in its
         text columns, split it by day, append."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        
+        from . import schema
         if batch.num_rows == 0:
             return 0
         full = complete(table, batch, sensor, self.input_id)
@@ -351,6 +351,9 @@ class InputWriter:
         return full.num_rows
 
     def _append(self, table: str, day: str, part: pa.Table) -> None:
+        import pyarrow.parquet as pq
+        
+        from . import schema
         key = (table, day)
         entry = self._writers.get(key)
         if entry is None or entry[2] >= ROWS_PER_FILE:
@@ -408,6 +411,9 @@ class InputWriter:
 
 def complete(table: str, batch: pa.Table, sensor: str, input_id: str) -> pa.Table:
     """Conform a reader batch to the stored schema: sensor and input id added."""
+    import pyarrow as pa
+    
+    from . import schema
     batch = schema.conform(table, batch)
     n = batch.num_rows
     batch = batch.append_column("sensor", pa.repeat(pa.scalar(sensor, pa.string()), n))
@@ -426,8 +432,28 @@ def now_utc() -> datetime:
 def _dictionary_columns(table: str) -> list[str]:
     """Dictionary-encode the repetitive string columns only: ids are unique, and encoding them
     costs a third of the write time for nothing."""
+    import pyarrow as pa
+    
+    from . import schema
     return [f.name for f in schema.TABLES[table]
             if pa.types.is_string(f.type) and f.name not in ("uid", "community_id", "uri")]
+
+
+def _sql_type(t: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type of the schema (as DuckDB itself maps it when scanning
+    Arrow; spelled out because handing DuckDB an Arrow table makes it import pandas)."""
+    import pyarrow as pa
+    
+    if pa.types.is_list(t):
+        return _sql_type(t.value_type) + "[]"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    names = {pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
+             pa.int64(): "BIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
+             pa.large_string(): "VARCHAR", pa.binary(): "BLOB", pa.date32(): "DATE"}
+    if t not in names:
+        raise TypeError(f"no DuckDB type for {t}")
+    return names[t]
 
 
 def _pack_or_none(addr: str) -> bytes | None:

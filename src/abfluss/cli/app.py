@@ -83,9 +83,9 @@ def _main(
     state.workspace, state.config = workspace, config
 
 
-def _open(write: bool = False):
+def _open(write: bool = False, enrich: bool = True):
     from .. import api  # DuckDB and Arrow load here, not for --help
-    return api.open_workspace(state.workspace, state.config, write=write)
+    return api.open_workspace(state.workspace, state.config, write=write, enrich=enrich)
 
 
 def parse_time(value: Optional[str], flag: str) -> Optional[datetime]:

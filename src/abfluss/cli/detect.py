@@ -118,7 +118,7 @@ def findings(
     """
     from .. import api
     from ..outputs.sinks import render
-    with _open() as ws:
+    with _open(enrich=False) as ws:  # the stored findings only: no views over the flows needed
         fs = api.findings(ws, None, severity, host, detection)
     if format is FindingFmt.table:
         _print_findings(fs) if fs else out.print("no findings (run: abfluss analyze)")

@@ -16,13 +16,19 @@ ReadFn = Callable[[Path, ReadReport], Iterator[tuple[str, pa.Table]]]
 FORMATS = ("pcap", "netflow", "zeek", "suricata-eve", "nfdump", "argus-binetflow", "squid")
 
 
+#: The first four bytes of pcap (both byte orders, micro- and nanosecond) and pcapng files, as
+#: ``pcap.sniff`` knows them.
+_CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+                   b"\x0a\x0d\x0d\x0a")
+
+
 class NotTelemetry(InputError):
     """The file is clearly no telemetry (a README, a licence, expected-output JSON): ``ignored``."""
 
 
 def detect(path: Path) -> tuple[str, ReadFn]:
     """The format of ``path`` and its reader's ``read`` function; ``InputError`` if unknown."""
-    from . import _other, binetflow, netflow, nfdump, pcap, squid, suricata, zeek
+    from . import _other, binetflow, nfdump, squid, suricata, zeek
 
     try:
         head = read_head(path)
@@ -36,10 +42,13 @@ def detect(path: Path) -> tuple[str, ReadFn]:
         raise InputError(f"{path}: cannot read: {e}") from None
     if not head.strip():
         raise InputError(f"{path}: empty file")
-    if pcap.sniff(head, path):
-        if netflow.sniff_pcap(path):
-            return "netflow", netflow.read
-        return "pcap", pcap.read
+    # the capture readers (NFStream, and with it pandas: a second at start-up) are imported
+    # only for a file that starts like a capture
+    if head[:4] in _CAPTURE_MAGICS:
+        from . import netflow, pcap
+
+        if pcap.sniff(head, path):
+            return ("netflow", netflow.read) if netflow.sniff_pcap(path) else ("pcap", pcap.read)
     # tried in this order: Zeek TSV before eve.json before Zeek JSON (both are JSON lines)
     for sniff, fmt, read in ((zeek.sniff_tsv, "zeek", zeek.read), (suricata.sniff, "suricata-eve", suricata.read),
                              (zeek.sniff_json, "zeek", zeek.read), (nfdump.sniff, "nfdump", nfdump.read),

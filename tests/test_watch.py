@@ -189,6 +189,10 @@ for i in range(int(sys.argv[1])):
 
 
 def test_live_interface_alerts_within_a_minute(netns, tmp_path):
+    """With --every 2 the capture files rotate as often (the default follows --every). Issue 15
+    asks for an alert within 15 s of the upload's first packet; on the shared 2-core machine a
+    detection run alone takes seconds of CPU (Ibis building and compiling the queries), so the
+    bound here stays at a minute and the test prints the latency it saw."""
     a, b, dev = netns
     ws, alerts = tmp_path / "ws", tmp_path / "alerts.ndjson"
     servers = w = None
@@ -197,7 +201,7 @@ def test_live_interface_alerts_within_a_minute(netns, tmp_path):
                                    stdout=subprocess.PIPE, text=True)
         assert servers.stdout.readline().strip() == "ready"
         w = subprocess.Popen(["ip", "netns", "exec", a] + WATCH + [
-            "--workspace", str(ws), "watch", "--interface", dev, "--rotate", "5", "--every", "5",
+            "--workspace", str(ws), "watch", "--interface", dev, "--every", "2",
             "--ndjson", str(alerts), "--silent-after", "3600", "--no-inspect"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for_tcpdump(a)

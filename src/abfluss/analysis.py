@@ -141,6 +141,15 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
             con.disconnect()
 
 
+def warm() -> None:
+    """Import what a detection run needs (Ibis, its DuckDB backend, every detection): a
+    long-running process (``watch``) pays for it once at start, not at its first alert."""
+    import ibis
+
+    ibis.duckdb.connect().disconnect()
+    _det.all_modules()
+
+
 def check_config(cfg) -> None:
     """Every [detections.<id>] table names a known detection and known, well-typed settings."""
     for det_id, table in cfg.detections.items():

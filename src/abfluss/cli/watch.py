@@ -27,7 +27,8 @@ def watch(
     every: Annotated[float, typer.Option(help=f"Seconds between detection runs (default {DEFAULT_EVERY}).")] = DEFAULT_EVERY,
     window: Annotated[float, typer.Option(help=f"Seconds of data each detection run looks at, back from the newest record (default {DEFAULT_WINDOW}).")] = DEFAULT_WINDOW,
     silent_after: Annotated[float, typer.Option(help=f"Seconds without records after which a sensor is reported silent (default {DEFAULT_SILENT_AFTER}).")] = DEFAULT_SILENT_AFTER,
-    rotate: Annotated[int, typer.Option(help=f"Seconds per live capture file (default {DEFAULT_ROTATE}).")] = DEFAULT_ROTATE,
+    rotate: Annotated[Optional[int], typer.Option(help=f"Seconds per live capture file (default {DEFAULT_ROTATE}, "
+                                                       "or --every when that is shorter).", show_default=False)] = None,
     sensor: Annotated[Optional[str], typer.Option(help="Sensor name for all sources (default: per source).")] = None,
     no_inspect: Annotated[bool, typer.Option("--no-inspect", help="Do not inspect live payload for sensitive values.")] = False,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: run until stopped).")] = None,
@@ -42,8 +43,10 @@ def watch(
     from ..watch.loop import Options, Watcher
     if not (interface or zeek_dir or eve or netflow_port):
         raise AbflussError("watch needs a source: --interface, --zeek-dir, --eve or --netflow-port")
-    if every <= 0 or window <= 0 or silent_after <= 0 or rotate <= 0:
+    if every <= 0 or window <= 0 or silent_after <= 0 or (rotate is not None and rotate <= 0):
         raise AbflussError("--every, --window, --silent-after and --rotate must be positive")
+    if rotate is None:  # a packet waits for its capture file to close: no longer than a detection run
+        rotate = max(1, min(DEFAULT_ROTATE, int(every)))
     sinks = [Sink(s) for s in sink or []] + ([Sink(f"ndjson:{ndjson}")] if ndjson else [])
 
     def emit(findings) -> None:

@@ -68,7 +68,8 @@ class Watcher:
         self.saved = state.load(ws)
         self.sources: list[Source] = []
         self.stop = False
-        self.stats = {"records": 0, "cycles": 0, "findings_sent": 0}
+        self.stats = {"records": 0, "cycles": 0, "findings_sent": 0, "analyses": 0}
+        self._analysed = -1  # records stored when the detections last ran
 
     def add_zeek_dir(self, directory: Path, sensor: str | None = None) -> None:
         d = Path(directory).resolve()
@@ -109,11 +110,16 @@ class Watcher:
         """One detection run over the sliding window, plus sensor health; the new findings."""
         found: list[Finding] = []
         window = (None, None)
-        _lo, hi = analysis.data_span(self.ws)
         specs = tuple(s.spec for s in self.sinks)
-        if hi is not None:
-            window = (hi - timedelta(seconds=self.opts.window), hi)
-            found += analysis.analyze(self.ws, *window, store=False).findings
+        # Only new records can change what the detections find: with nothing stored since the
+        # last run, the window and so its findings are the same, and only sensor health is checked.
+        if self.stats["records"] != self._analysed:
+            self._analysed = self.stats["records"]
+            _lo, hi = analysis.data_span(self.ws)
+            if hi is not None:
+                window = (hi - timedelta(seconds=self.opts.window), hi)
+                found += analysis.analyze(self.ws, *window, store=False).findings
+                self.stats["analyses"] += 1
         found += [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
         # one save per cycle: stored findings only grow, and the cycle is one row in ``analyses``
         new = analysis.save(self.ws, found, specs, window=window, engine="watch")
@@ -128,6 +134,7 @@ class Watcher:
     def run(self, emit: Callable[[list[Finding]], None], duration: float | None = None,
             on_cycle: Callable[[dict], None] | None = None) -> None:
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        analysis.warm()  # the first alert must not wait for the detections' imports
         for src in self.sources:
             if hasattr(src.impl, "start"):
                 src.impl.start()

@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # for their self-signed certificate; softflowd makes make eval's sampled NetFlow variants.
 DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
 
-.PHONY: demo test bench eval fuzz sysdeps clean lab lab-scenarios lab-tunnels
+.PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -55,6 +55,12 @@ bench: $(STAMP)
 	$(PY) bench/bench_watch.py --minutes 30
 	$(PY) bench/bench_web.py
 	$(PY) bench/open_data_table.py --readme
+
+# All detections on a real Spark standalone cluster started on this machine (a master, two workers),
+# 50 million flows over 80 tenants, parity with DuckDB on a sample (docs/scale.md). Long: not in `bench`.
+CLUSTER_FLOWS ?= 50000000
+bench-cluster: $(STAMP) sysdeps
+	$(PY) bench/bench_spark_cluster.py --flows $(CLUSTER_FLOWS)
 
 # Coverage-guided fuzzing (atheris) of every reader, the DNS decoder, TCP reassembly and the payload
 # decoders, FUZZ_SECONDS per target; seeds come from ../shared/data. Crash inputs go to FUZZ_CRASHES.

@@ -20,14 +20,17 @@ from abfluss.store import StoredInput
 CHUNK = 1_000_000
 
 
-def batch(rng, start: int, n: int, total: int) -> pa.Table:
+def batch(rng, start: int, n: int, total: int, hosts: int = 2000, tenants: int = 1) -> pa.Table:
+    """``n`` flows of ``total`` over a week; host ``h`` is in tenant ``h % tenants``, i.e. 10.<1 + tenant>.0.0/16."""
     ts = (1_704_067_200_000_000 + (start + np.arange(n)) * (7 * 86400 * 1_000_000 // total)).astype("int64")
-    h = rng.integers(0, 2000, n)
+    h = rng.integers(0, hosts, n)
     d = np.minimum(rng.zipf(1.3, n), 50_000)  # a few destinations are popular, most are rare
-    orig = np.char.add("10.1.", np.char.add((h >> 8).astype(str), np.char.add(".", (h & 255).astype(str))))
-    resp = np.char.add(np.char.add((d >> 16 + 0).astype(str), "."), np.char.add(((d >> 8) & 255).astype(str),
-                       np.char.add(".", np.char.add((d & 255).astype(str), ".9"))))
-    resp = np.char.add("203.", resp)
+    net, k = 1 + h % tenants, h // tenants
+    orig = np.char.add(np.char.add("10.", net.astype(str)),
+                       np.char.add(".", np.char.add((k >> 8).astype(str), np.char.add(".", (k & 255).astype(str)))))
+    # 203.<hi>.<lo>.9 (these once had five octets, "203.0.<hi>.<lo>.9", and were no addresses at all)
+    resp = np.char.add("203.", np.char.add(((d >> 8) & 255).astype(str),
+                                           np.char.add(".", np.char.add((d & 255).astype(str), ".9"))))
     inbound = rng.random(n) < 0.1  # a tenth opened from outside (exposed servers)
     o = np.where(inbound, resp, orig)
     r = np.where(inbound, orig, resp)

@@ -29,3 +29,10 @@ def test_duckdb_and_spark_agree(case, tmp_path_factory, spark_session):
     spark = canonical(analyze_capture(rel, tmp, cfg, backend="pyspark"))
     assert duck, f"{case}: no findings at all, the comparison would prove nothing"
     assert spark == duck
+
+
+def test_spark_master_needs_the_spark_engine(tmp_path):
+    from conftest import run_cli
+
+    p = run_cli("analyze", "--spark-master", "spark://127.0.0.1:7077", workspace=tmp_path / "ws")
+    assert (p.returncode, p.stderr) == (2, "abfluss: --spark-master needs --engine pyspark\n")

@@ -9,6 +9,7 @@ rows, which is what lets the test suite demand identical findings from both.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -218,8 +219,13 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
     if start is None or end is None:
         return AnalysisResult(None, None, [])
     start, end = _utc(start), _utc(end)
-    # a private scratch folder; one left by a killed analyze is removed here (see fsutil)
-    with scratch_dir(ws.root, ".analysis-") as tmp:
+    # a private scratch folder; one left by a killed analyze is removed here (see fsutil). A Spark
+    # cluster's executors read it, so ABFLUSS_SPARK_SCRATCH may put it on storage they all mount.
+    parent = ws.root
+    if backend == "pyspark" and os.environ.get("ABFLUSS_SPARK_SCRATCH"):
+        parent = Path(os.environ["ABFLUSS_SPARK_SCRATCH"])
+        parent.mkdir(parents=True, exist_ok=True)
+    with scratch_dir(parent, ".analysis-") as tmp:
         paths = export_window(ws, start, end, tmp)
         with telemetry_from_parquet(paths, start, end, backend) as tel:
             findings, seconds, errors = run_detections(tel, ws.config, only)

@@ -1,7 +1,10 @@
 """A Spark session for running the detections on Apache Spark (``--engine pyspark``).
 
-Locally this starts Spark in-process (``local[*]``); on a cluster set ``SPARK_REMOTE`` or the
-usual ``spark-submit`` environment and the same code runs there, reading the same Parquet.
+Locally this starts Spark in-process (``local[2]``). On a cluster, name its master
+(``abfluss analyze --engine pyspark --spark-master spark://host:7077``, or ``SPARK_MASTER``; a
+Spark Connect server via ``SPARK_REMOTE``) and the same code runs there, reading the same Parquet;
+further Spark settings (executor memory, object store credentials) come from the usual
+``PYSPARK_SUBMIT_ARGS`` or ``spark-defaults.conf`` (docs/scale.md).
 Spark works in UTC here, like the rest of abfluss, so hour and day buckets agree with DuckDB.
 """
 
@@ -31,7 +34,9 @@ def session():
                .config("spark.ui.enabled", "false")
                .config("spark.driver.memory", os.environ.get("ABFLUSS_SPARK_MEMORY", "2g"))
                .config("spark.sql.ansi.enabled", "false"))
-    if not os.environ.get("SPARK_REMOTE") and not os.environ.get("SPARK_MASTER"):
+    if os.environ.get("SPARK_MASTER"):
+        builder = builder.master(os.environ["SPARK_MASTER"])
+    elif not os.environ.get("SPARK_REMOTE"):
         builder = builder.master("local[2]")
     try:
         _session = builder.getOrCreate()

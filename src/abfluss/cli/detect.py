@@ -51,12 +51,18 @@ def analyze(
     sink: Annotated[Optional[list[str]], typer.Option(help="Send new findings to ndjson:PATH, udp://HOST:PORT or tcp://HOST:PORT (syslog), or an http(s):// webhook. Repeatable.")] = None,
     sink_format: Annotated[Optional[FindingFmt], typer.Option(help="Payload for sinks: json, ecs, ocsf or cef (default: ecs for ndjson, cef for syslog).")] = None,
     engine: Annotated[Engine, typer.Option(help="duckdb (this machine) or pyspark (Spark, local or cluster).")] = Engine.duckdb,
+    spark_master: Annotated[Optional[str], typer.Option(help="With --engine pyspark: the cluster's master URL, e.g. spark://host:7077 (default $SPARK_MASTER, else local).")] = None,
     format: Annotated[FindingFmt, typer.Option("--format", help="table or json summary.")] = FindingFmt.table,
 ) -> None:
     """Run the detections over a window and store their findings (re-analysis updates, never duplicates).
 
     Example: abfluss analyze --from 2024-02-08T15:00Z --sink udp://127.0.0.1:514
     """
+    import os
+    if spark_master:
+        if engine is not Engine.pyspark:
+            raise AbflussError("--spark-master needs --engine pyspark")
+        os.environ["SPARK_MASTER"] = spark_master  # read by abfluss.spark when the session starts
     from .. import api
     from ..outputs.delivery import deliver
     from ..outputs.sinks import Sink

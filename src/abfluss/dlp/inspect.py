@@ -16,19 +16,23 @@ read raw), and the caller reports failures by exception type only.
 from __future__ import annotations
 
 import ipaddress
+import mmap
+import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dpkt
+import numpy as np
 import pyarrow as pa
 
 from ..errors import AbflussError
+from ..readers import _index
 from ..readers._community_id import community_id
 from ..readers._split import part_of
 from ..schema import TS, conform
 from . import decode
-from .streams import ACK, FIN, RST, SYN, TCP, UDP, Side, Sink, address, packets, slice_packet
+from .streams import ACK, FIN, PCAP_BE, PCAP_LE, RST, SYN, TCP, UDP, Side, Sink, address, packets, slice_packet
 
 PROTO_NAMES = {TCP: "tcp", UDP: "udp"}
 #: HTTP requests remembered per connection until their responses come (methods only).
@@ -223,7 +227,8 @@ class Flow:
         self.insp, self.proto = insp, proto
         self.client_addr, self.client_port = client
         self.server_addr, self.server_port = server
-        self.ts = self.last = ts
+        self.ts = ts
+        self.last = insp.now
         self.closing = None
         self.app = app
         self.encrypted = False
@@ -287,11 +292,16 @@ class Inspector:
         p = slice_packet(self.datalink, buf)
         if p is None:
             return
-        proto, src, dst, sport, dport, flags, seq, payload, missing = p
-        if self.parts > 1 and part_of(src, dst, self.parts) != self.part:
+        if self.parts > 1 and part_of(p[1], p[2], self.parts) != self.part:
             if now >= self.next_sweep:
                 self._sweep(now)
             return
+        self.sliced(now, ts, *p)
+
+    def sliced(self, now: float, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
+               flags: int, seq: int, payload: bytes, missing: int) -> None:
+        """A TCP/UDP packet already sliced (``packet``, or ``inspect_pcap``'s index) at ``now``."""
+        self.now = now
         if src < dst or (src == dst and sport < dport):
             key = (proto, src, sport, dst, dport)
         else:
@@ -318,7 +328,7 @@ class Inspector:
             first = self.first.pop(key, None)
             flow = self._new(key, proto, src, sport, dst, dport, flags,
                              ts if first is None or now - first > s.idle_timeout else first)
-        flow.last = ts
+        flow.last = now  # as NFStream, which takes a packet older than the latest as of the latest time
         from_client = src == flow.client_addr and sport == flow.client_port
         if proto == TCP:
             if syn:
@@ -333,7 +343,7 @@ class Inspector:
                 else:
                     d.stream.segment(seq, payload, missing)
             if flags & (FIN | RST) and flow.closing is None:
-                flow.closing = ts
+                flow.closing = now
         elif payload or missing:
             flow.direction(from_client).datagram(payload, missing)
         if now >= self.next_sweep:
@@ -468,6 +478,9 @@ def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings(), part: 
             except (ValueError, dpkt.dpkt.Error):
                 return Inspector(None, settings).finish()
             insp = Inspector(Scanner(key).scan, settings, datalink, part, parts)
+            if _indexable(f, datalink):
+                _inspect_indexed(f, insp)
+                return insp.finish()
             packet, frames = insp.packet, iter(frames)
             while True:
                 try:
@@ -483,3 +496,34 @@ def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings(), part: 
         raise InspectionError(f"{path}: cannot read: {e.strerror}") from None
     except Exception as e:  # noqa: BLE001
         raise InspectionError(f"payload inspection failed ({type(e).__name__})") from None
+
+
+def _indexable(f, datalink: int) -> bool:
+    """A classic pcap of Ethernet frames: sliced for all packets at once (``readers._index``)."""
+    f.seek(0)
+    return f.read(4) in PCAP_LE + PCAP_BE and datalink == dpkt.pcap.DLT_EN10MB and os.fstat(f.fileno()).st_size > 24
+
+
+def _inspect_indexed(f, insp: Inspector) -> None:
+    """The packets of worker ``insp.part`` in capture order, sliced by the index; frames it
+    leaves to ``slice_packet`` (VLAN tags, IPv6 extension headers) are sliced one by one."""
+    size = os.fstat(f.fileno()).st_size
+    sliced, datalink, part, parts = insp.sliced, insp.datalink, insp.part, insp.parts
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        records, _cut = _index.walk(mm, size)  # a record cut short ends the pass (the DNS scan reports it)
+        insp.packets = len(records)
+        for ix in _index.chunks(mm, size, records):
+            want = ix.kind != _index.SKIP
+            if parts > 1:
+                want &= (ix.kind == _index.SLOW) | (ix.part(parts) == part)
+            rows = np.flatnonzero(want)
+            src, dst = ix.addresses(rows)
+            cols = [a[rows].tolist() for a in (ix.kind, ix.now, ix.ts, ix.proto, ix.sport, ix.dport, ix.flags,
+                                               ix.seq, ix.pstart, ix.pend, ix.missing, ix.start, ix.end)]
+            for kind, now, ts, proto, sport, dport, flags, seq, ps, pe, missing, start, end, a, b in zip(*cols, src, dst):
+                if kind == _index.SLICED:
+                    sliced(now, ts, proto, a, b, sport, dport, flags, seq, mm[ps:pe] if pe > ps else b"", missing)
+                    continue
+                p = slice_packet(datalink, mm[start:end])
+                if p is not None and (parts == 1 or part_of(p[1], p[2], parts) == part):
+                    sliced(now, ts, *p)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import mmap
 import os
 import socket
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import dpkt
+import numpy as np
 import pyarrow as pa
 
 from ..schema import TS, conform
 from . import _dns_wire as wire
+from . import _index
 from ._split import part_of
 from .base import ReadReport, ip_layer
 
@@ -154,7 +155,7 @@ def scan(path: Path, report: ReadReport, part: int = 0, parts: int = 1) -> Scan:
         datalink = reader.datalink()
         classic = isinstance(reader, dpkt.pcap.Reader)
         if classic and datalink == dpkt.pcap.DLT_EN10MB and size > 24:
-            packets, last_ts = _scan_classic(f, size, report, decoder, collect_arp=not part)
+            packets, last_ts = _scan_classic(f, size, report, decoder, part, parts)
             return _result(decoder, packets, last_ts)
         record_start = f.tell()
         try:
@@ -189,39 +190,36 @@ def scan(path: Path, report: ReadReport, part: int = 0, parts: int = 1) -> Scan:
     return _result(decoder, packets, last_ts)
 
 
-def _scan_classic(f, size: int, report: ReadReport, decoder, collect_arp: bool = True) -> tuple[int, int | None]:
-    """The loop of ``scan`` for classic Ethernet pcap, without a per-packet object: records are
-    read in place from a memory map, and only DNS packets are sliced out (a DNS-heavy capture
-    has a million packets to pass over). Same counts, positions and messages as the general loop."""
+def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, parts: int = 1) -> tuple[int, int | None]:
+    """The loop of ``scan`` for classic Ethernet pcap: the index (``_index``) finds the packets
+    that may be DNS or ARP for all packets at once, and only those are sliced here, in place
+    from a memory map (a DNS-heavy capture has a million packets to pass over). Same counts,
+    positions and messages as the general loop."""
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        magic = mm[:4]
-        order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-        scale = 1e9 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1e6
-        header = struct.Struct(order + "IIII").unpack_from
-        packet = decoder.packet
-        off, packets, ts = 24, 0, None
-        while off < size:
-            if off + 16 > size:
-                report.skip(f"packet {packets + 1} (byte {off} of {size})",
-                            "capture is truncated in this packet; the packets before it are read")
-                break
-            sec, frac, incl, _orig = header(mm, off)
-            start, end = off + 16, off + 16 + incl
-            if end > size:
-                report.skip(f"packet {packets + 1} (byte {off} of {size})",
-                            "capture is truncated in this packet; the packets before it are read")
-                break
-            packets += 1
-            ts = sec + frac / scale
-            l4 = _l4_in_place(mm, start, end)
-            if l4:
-                packet(ts, packets, l4)
-            elif collect_arp and end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
-                row = _arp(ts, mm[start:end])
-                if row:
-                    decoder.arp.append(row)
-            off = end
-    return packets, (int(ts * 1_000_000) if ts is not None else None)
+        records, cut = _index.walk(mm, size)
+        packet, ts = decoder.packet, None
+        for ix in _index.chunks(mm, size, records):
+            want = ix.dns.copy()
+            if parts > 1:  # sliced packets of other workers' host pairs are left out here already
+                want &= (ix.kind != _index.SLICED) | (ix.part(parts) == part)
+            if not part:
+                want |= ix.arp
+            rows = np.flatnonzero(want)
+            for number, start, end, t, exact in zip((rows + ix.first + 1).tolist(), ix.start[rows].tolist(),
+                                                    ix.end[rows].tolist(), ix.ts[rows].tolist(),
+                                                    (ix.kind[rows] == _index.SLICED).tolist()):
+                l4 = _l4_in_place(mm, start, end)
+                if l4:
+                    packet(t, number, l4, exact)
+                elif not part and end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
+                    row = _arp(t, mm[start:end])
+                    if row:
+                        decoder.arp.append(row)
+            ts = float(ix.ts[-1])
+        if cut is not None:
+            report.skip(f"packet {len(records) + 1} (byte {cut} of {size})",
+                        "capture is truncated in this packet; the packets before it are read")
+    return len(records), (int(ts * 1_000_000) if ts is not None else None)
 
 
 def _l4_in_place(b, p: int, end: int):
@@ -309,8 +307,9 @@ class _Decoder:
         self.tcp = wire.TcpStreams()
         self.mine = None  # a filter of the packets this worker decodes (``scan``'s parts)
 
-    def packet(self, ts: float, number: int, l4: tuple) -> None:
-        if self.mine is not None and not self.mine(l4):
+    def packet(self, ts: float, number: int, l4: tuple, mine: bool = False) -> None:
+        """``mine``: the packet is known to be this worker's (the index chose it already)."""
+        if not mine and self.mine is not None and not self.mine(l4):
             return
         proto, src, dst, sport, dport, payload, seq, flags = l4
         if proto == "udp":

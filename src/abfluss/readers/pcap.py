@@ -41,7 +41,7 @@ IDLE_TIMEOUT = 120
 ACTIVE_TIMEOUT = 1800
 #: Rows per yielded batch.
 BATCH_ROWS = 100_000
-#: Capture bytes per parallel job at least, when ``--jobs`` is not given (see ``default_jobs``).
+#: Capture bytes per parallel job at least (see ``parallel_jobs``).
 JOB_BYTES = 16 << 20
 #: Latest packet time taken as real (ms; 9999-12-31): a later one is a corrupt record.
 MAX_MS = 253402300799_000
@@ -68,17 +68,18 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
 
 
 def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
-         inspect_settings=None, jobs: int | None = None) -> Iterator[tuple[str, pa.Table]]:
+         inspect_settings=None, jobs: int | None = None,
+         job_bytes: int | None = None) -> Iterator[tuple[str, pa.Table]]:
     """Flows, DNS, TLS and HTTP records; with ``inspect_key`` (the workspace's DLP key) also the
     ``dlp`` and ``inspected`` tables of payload inspection (``abfluss.dlp.inspect``).
 
-    ``jobs`` processes of each kind share the work (default: ``default_jobs``): NFStream meters
+    Up to ``jobs`` processes of each kind share the work (``parallel_jobs``): NFStream meters
     the flows whose symmetric hash falls to each (its own fan-out, the other packets only
     advance its clock), and the DNS and inspection workers each read the host pairs of their
     part (``_split``). The merged tables equal one process's, row for row."""
     report.format = FORMAT
     with _plain_copy(path, report) as plain:
-        n = max(1, jobs) if jobs else default_jobs(os.path.getsize(plain))
+        n = parallel_jobs(os.path.getsize(plain), jobs, JOB_BYTES if job_bytes is None else job_bytes)
         # The DNS scan and payload inspection run in processes of their own beside NFStream's
         # meter processes, so on several cores they cost little wall time and never compete for
         # this process's GIL. They are forked before NFStream starts its own threads and processes.
@@ -99,10 +100,12 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
                     worker.kill()
 
 
-def default_jobs(size: int) -> int:
-    """Processes per kind for a capture of ``size`` bytes: every core, but no more than one per
-    ``JOB_BYTES`` (starting a process costs more than it saves on a small capture)."""
-    return max(1, min(cores(), size // JOB_BYTES))
+def parallel_jobs(size: int, jobs: int | None = None, job_bytes: int = JOB_BYTES) -> int:
+    """Processes per kind for a capture of ``size`` bytes: ``jobs`` (default: every core), but
+    no more than one per ``job_bytes`` of capture: starting a process costs more than it saves
+    on a small capture (0: no such limit)."""
+    n = max(1, jobs or cores())
+    return max(1, min(n, size // job_bytes)) if job_bytes else n
 
 
 def _fork(ctx, workers: list, target, *args):

@@ -160,7 +160,7 @@ def test_parts_split_the_work():
     """Each part decodes only its host pairs: the parts' DNS rows partition one pass's rows."""
     from abfluss.readers import _dns_packets
 
-    path = ROOT / "examples/tunnels/dns2tcp-default-resolver.pcap"
+    path = data("slips/test7-malicious.pcap")  # DNS between several host pairs
     whole = _dns_packets.scan(path, ReadReport(str(path))).dns
     parts = [_dns_packets.scan(path, ReadReport(str(path)), k, 2).dns for k in range(2)]
     assert all(p is not None and 0 < p.num_rows < whole.num_rows for p in parts)

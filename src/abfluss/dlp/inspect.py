@@ -500,8 +500,11 @@ def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings(), part: 
 
 def _indexable(f, datalink: int) -> bool:
     """A classic pcap of Ethernet frames: sliced for all packets at once (``readers._index``)."""
+    here = f.tell()
     f.seek(0)
-    return f.read(4) in PCAP_LE + PCAP_BE and datalink == dpkt.pcap.DLT_EN10MB and os.fstat(f.fileno()).st_size > 24
+    magic = f.read(4)
+    f.seek(here)  # a pcapng reader goes on from here
+    return magic in PCAP_LE + PCAP_BE and datalink == dpkt.pcap.DLT_EN10MB and os.fstat(f.fileno()).st_size > 24
 
 
 def _inspect_indexed(f, insp: Inspector) -> None:

@@ -5,7 +5,9 @@ A header line names the columns (comma- or tab-separated, as ``ra -c`` writes th
 Columns are found by name, so extra or reordered ones are fine. One ``flows`` row per IP record:
 source = orig, destination = resp (Argus decides who started the transaction; the ``Dir`` arrow only says
 in which directions packets were seen), ``SrcBytes``/``SrcPkts`` = ``orig_ip_bytes``/``orig_pkts`` and
-the rest of ``TotBytes``/``TotPkts`` the responder's. Bytes are IP-level, payload stays null. Ports may be
+the rest of ``TotBytes``/``TotPkts`` the responder's (without a ``SrcPkts`` column, a side that sent no
+byte sent no packet). Bytes are IP-level, payload stays null. A TCP ``State`` of ``REQ`` (a request
+without answer) is Zeek's ``S0``. Ports may be
 hexadecimal (Argus writes ICMP type/code as ``0x0008``). ``StartTime`` carries no zone: it is read as UTC.
 
 Records that are no IP flow (``arp``, ``llc``, Argus ``man`` status records, MAC addresses) and broken lines
@@ -113,16 +115,23 @@ def _row(rec: dict, out: dict) -> None:
     tot_p, src_p = _count(rec.get("TotPkts")), _count(rec.get("SrcPkts"))
     if tot_b is not None and src_b is not None and src_b > tot_b:
         raise _Bad("SrcBytes larger than TotBytes")
+    resp_b = None if tot_b is None or src_b is None else tot_b - src_b
+    resp_p = None if tot_p is None or src_p is None or src_p > tot_p else tot_p - src_p
+    if resp_b == 0 and src_p is None:  # no SrcPkts column: a side without bytes sent no packet
+        src_p, resp_p = tot_p, 0
+    state = (rec.get("State") or "").strip().upper()
     row = {
         "ts": ts, "ts_end": ts + timedelta(seconds=dur), "duration": dur,
         "proto": PROTO_NAMES.get(proto, proto) or None,
         "orig_h": orig_h, "orig_p": _port(rec.get("Sport") or ""),
         "resp_h": resp_h, "resp_p": _port(rec.get("Dport") or ""),
         "orig_ip_bytes": src_b,
-        "resp_ip_bytes": None if tot_b is None or src_b is None else tot_b - src_b,
+        "resp_ip_bytes": resp_b,
         "orig_pkts": src_p,
-        "resp_pkts": None if tot_p is None or src_p is None or src_p > tot_p else tot_p - src_p,
-        "conn_state": None, "open": False,
+        "resp_pkts": resp_p,
+        # Argus "REQ": the connection request got no answer, Zeek's S0; other states have no
+        # exact counterpart and stay unknown
+        "conn_state": "S0" if proto == "tcp" and state == "REQ" else None, "open": False,
     }
     for k, v in row.items():
         out[k].append(v)

@@ -29,9 +29,11 @@ A_HOSTS = ("10.10.0.11", "10.0.0.5")
 
 
 @pytest.fixture(scope="module")
-def shots():
+def shots(pytestconfig):
+    """The artefacts' folder, named in the test output (also without -s)."""
     d = Path(tempfile.mkdtemp(prefix="abfluss-web-screenshots-"))
-    print(f"\nscreenshots of the console: {d}")
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    (reporter.write_line if reporter else print)(f"\nscreenshots of the console: {d}")
     return d
 
 

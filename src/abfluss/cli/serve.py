@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AbflussError
-from .app import app, out, state
+from .app import app, err, out, state
 
 
 @app.command()
@@ -39,6 +39,9 @@ def serve(
     api.open_workspace(root, state.config).close()  # a bad workspace or config fails here, in one line
     web = create_app(root, config=state.config)
     scheme = "https" if certfile else "http"
+    if not certfile and host not in ("127.0.0.1", "::1", "localhost"):
+        err.print(f"abfluss: serving plain HTTP on {host}: passwords and session cookies cross the network "
+                  "in clear unless a TLS proxy is in front (docs/console.md)", markup=False, highlight=False)
     out.print(f"abfluss console on {scheme}://{host}:{port}/ (API: /api/v1, OpenAPI: /api/v1/openapi.json)",
               markup=False, highlight=False)
     uvicorn.run(web, host=host, port=port, ssl_certfile=str(certfile) if certfile else None,

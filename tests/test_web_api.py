@@ -254,3 +254,8 @@ def test_a_removed_user_is_logged_out(site):
         r = c.get("/findings", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/login"
         assert c.get("/live/events", follow_redirects=False).status_code == 303
+
+
+def test_serve_refuses_half_a_tls_setup(tmp_path):
+    r = run_cli("serve", "--certfile", str(tmp_path / "cert.pem"), workspace=tmp_path / "ws")
+    assert r.returncode == 2 and r.stderr.strip() == "abfluss: --certfile and --keyfile go together"

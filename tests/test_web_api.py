@@ -198,6 +198,7 @@ def test_pages_want_a_login_and_carry_the_security_headers(site, browser_b):
         assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp and "frame-ancestors 'none'" in csp
         assert "script-src 'self'" in csp and "style-src 'self'" in csp
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["cache-control"] == ("public, max-age=86400" if "static" in str(r.url) else "no-store")
     html = browser_b.get("/").text
     assert "<script>" not in html and " style=" not in html and "<style" not in html  # nothing inline
 

@@ -40,7 +40,7 @@ def create_app(workspace: str | Path, config: Optional[str | Path] = None,
         response = await call_next(request)
         for k, v in HEADERS.items():
             response.headers.setdefault(k, v)
-        if request.url.path.startswith(("/api/", "/live/events")) or "set-cookie" in response.headers:
+        if not request.url.path.startswith("/static/"):  # tenant data stays out of caches
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 

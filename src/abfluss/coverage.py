@@ -6,6 +6,8 @@ active and no record started: with no records, "nothing left" cannot be claimed 
 
 from __future__ import annotations
 
+import threading
+
 from .store import Workspace
 
 #: Shortest silence counted as a gap (s). One minute: the resolution of sensor_health.
@@ -14,8 +16,40 @@ GAP_SECONDS = 60
 MAX_GAPS_LISTED = 10
 
 
+#: Results per workspace, valid while its stored files are the same (see ``_cached``).
+_CACHE: dict[tuple, object] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def data_version(ws: Workspace) -> tuple:
+    """What the stored records are: files (and their rows) only change when an input is committed.
+    (``_cached`` adds the configuration, which decides which addresses are internal.)"""
+    return tuple(ws.con.execute("SELECT count(*), coalesce(sum(rows), 0), max(path) FROM files").fetchall()[0])
+
+
+def _cached(ws: Workspace, key: tuple, compute):
+    """``compute()`` once per workspace, arguments and data version: a scan of every record takes
+    seconds on millions of flows, and a console asks on every overview. New inputs (an ingest, a
+    ``watch`` commit) change the version, so an answer is never stale."""
+    k = (str(ws.root), data_version(ws) + (repr(getattr(ws, "config", None)),)) + key
+    with _CACHE_LOCK:
+        if k in _CACHE:
+            return _CACHE[k]
+    value = compute()
+    with _CACHE_LOCK:
+        for old in [x for x in _CACHE if x[0] == k[0] and x[1] != k[1]]:
+            del _CACHE[old]  # a former version of this workspace
+        _CACHE[k] = value
+    return value
+
+
 def coverage(ws: Workspace) -> list[dict]:
     """Per sensor: span, records, gap minutes, largest gaps, missed-bytes share, interim flows."""
+    import copy
+    return copy.deepcopy(_cached(ws, ("coverage",), lambda: _coverage(ws)))
+
+
+def _coverage(ws: Workspace) -> list[dict]:
     sensors = ws.con.execute("""
         WITH r AS (
             SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
@@ -58,6 +92,12 @@ def coverage(ws: Workspace) -> list[dict]:
 
 
 def payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[str] | None = None) -> dict:
+    """See ``_payload_coverage``; cached per data version."""
+    key = ("payload", start, end, tuple(sorted(tenants)) if tenants is not None else None)
+    return dict(_cached(ws, key, lambda: _payload_coverage(ws, start, end, tenants)))
+
+
+def _payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[str] | None = None) -> dict:
     """How much of the outflow's content payload inspection could check.
 
     ``outbound_bytes`` is every payload byte internal hosts sent to external ones (the

@@ -102,3 +102,27 @@ def test_golden_slips_arp_scan_is_the_same_on_spark(tmp_path_factory, spark_sess
 @pytest.mark.parametrize("rel", ["rita/open_conns", str(EXAMPLES / "demo.pcap"), str(EXAMPLES / "lab-beacon.pcap")])
 def test_benign_controls_give_no_arp_finding(rel, tmp_path_factory):
     assert analyze_capture(rel, tmp_path_factory.mktemp("benign"), only=("arp_scan",)) == []
+
+
+def test_forged_sender_hardware_address():
+    # The ARP payload claims 50:50:50:50:50:50, the Ethernet frame came from another card: crafted.
+    frames = [arp(0, "69.220.152.0", sender="192.168.1.15", orig_mac="50:50:50:50:50:50", eth_src="50:5b:c2:db:c3:17"),
+              arp(0.1, "69.220.152.0", sender="192.168.1.15", op="reply", orig_mac="50:50:50:50:50:50",
+                  eth_src="50:5b:c2:db:c3:17")]
+    (f,) = run("arp_scan", arp=frames)
+    assert f.key == ("192.168.1.15", "forged_sender", "*") and f.severity == "medium" and f.attack == ["T1557.002"]
+    assert f.metrics["unsolicited"] == 1 and f.metrics["outside"] == ["69.220.152.0"]
+    assert f.explanation == ("192.168.1.15 sent ARP frames claiming hardware address 50:50:50:50:50:50 from Ethernet "
+                             "source 50:5b:c2:db:c3:17: forged ARP (2 ARP frames; 1 unsolicited (broadcast reply or "
+                             "gratuitous); for 69.220.152.0, outside its network).")
+    # the same frames from the card they name are one stray request and one announcement
+    honest = [dict(r, eth_src="50:50:50:50:50:50") for r in frames]
+    assert run("arp_scan", arp=honest) == []
+
+
+def test_slips_test9_zeek_arp_log(tmp_path_factory):
+    # Slips: "sending ARP packet to a destination address outside of local network" and
+    # "broadcasting unsolicited ARP" — two crafted frames in Zeek's arp.log
+    fs = analyze_capture("slips/test9-mixed-zeek", tmp_path_factory.mktemp("arp9"), only=("arp_scan",))
+    assert [(f.key, f.metrics["unsolicited"], f.metrics["outside"]) for f in fs] == [
+        (("192.168.1.15", "forged_sender", "*"), 1, ["69.220.152.0"])]

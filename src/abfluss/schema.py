@@ -199,6 +199,7 @@ ARP = pa.schema(
         pa.field("resp_h", pa.string()),  # target protocol address (asked for, or answered to)
         pa.field("resp_mac", pa.string()),  # target hardware address (00:00:... in a request)
         pa.field("eth_dst", pa.string()),  # Ethernet destination (ff:ff:ff:ff:ff:ff: broadcast)
+        pa.field("eth_src", pa.string()),  # Ethernet source: the ARP sender's own, unless forged
         pa.field("gratuitous", pa.bool_()),  # sender and target address the same (announcement)
         pa.field("sensor", pa.string()),
         pa.field("input_id", pa.string()),

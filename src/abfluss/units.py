@@ -31,6 +31,7 @@ NOUNS: dict[str, dict[str, tuple[str, str]]] = {
     "query": {"en": ("DNS query", "DNS queries"), "de": ("DNS-Anfrage", "DNS-Anfragen")},
     "lookup": {"en": ("DNS look-up", "DNS look-ups"), "de": ("DNS-Abfrage", "DNS-Abfragen")},
     "handshake": {"en": ("TLS handshake", "TLS handshakes"), "de": ("TLS-Handshake", "TLS-Handshakes")},
+    "frame": {"en": ("ARP frame", "ARP frames"), "de": ("ARP-Frame", "ARP-Frames")},
     "answer_txt": {"en": ("TXT answer", "TXT answers"), "de": ("TXT-Antwort", "TXT-Antworten")},
     "resolver": {"en": ("public resolver", "public resolvers"), "de": ("öffentlicher Resolver", "öffentliche Resolver")},
 }

@@ -13,9 +13,14 @@ worms looking for neighbours), ahead of port scans and lateral movement. Three k
                       per minute: cache poisoning or a misbehaving host (one announces on boot);
 ``outside_network``   requests for addresses outside the sender's own ``local_prefix`` network:
                       a wrong netmask, or a host probing beyond its subnet. Low by design.
+``forged_sender``     frames whose ARP sender hardware address is not the Ethernet source that
+                      carried them (arpwatch's "ethernet mismatch"): crafted ARP, as spoofing
+                      tools and Slips' test9 send it. One frame is enough; the finding says
+                      which were unsolicited (a reply to broadcast, a gratuitous frame) and
+                      which asked for addresses outside the sender's network.
 
 Input: the ``arp`` table of ARP frames from packet captures (the pcap reader's light pass;
-NFStream meters IP only). Requests from 0.0.0.0 (address conflict probes, RFC 5227) count.
+NFStream meters IP only) and Zeek's arp.log. Requests from 0.0.0.0 (address conflict probes, RFC 5227) count.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import ibis
 from ibis import _
 
 from ..findings import Finding
+from ..units import count
 from . import Meta, Telemetry
 from ._stats import first_per_group, keys_table, ramp, rows
 
@@ -47,7 +53,7 @@ META = Meta(
 )
 
 KIND_ATTACK = {"arp_scan": ["T1018", "T1595.001"], "gratuitous_flood": ["T1557.002"],
-               "outside_network": ["T1018"]}
+               "outside_network": ["T1018"], "forged_sender": ["T1557.002"]}
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class Settings:
     outside_min_targets: int = field(default=3, metadata={
         "help": "Distinct addresses outside the sender's network asked for that make an outside_network "
                 "finding (one stray request is a typo or a stale route)."})
+    forged_points: float = field(default=45.0, metadata={
+        "help": "Points for ARP frames whose sender hardware address is not their Ethernet source "
+                "(medium: crafted frames)."})
     max_listed: int = field(default=20, metadata={"help": "Addresses listed in a finding's metrics."})
 
 
@@ -96,8 +105,37 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
         out = req.filter((req.orig_h != "0.0.0.0")
                          & (req.resp_h.re_extract(pat, 1) != req.orig_h.re_extract(pat, 1)))
         cands += _kind(out, "outside_network", s.outside_min_targets, s)
+    if "eth_src" in a.columns:
+        cands += _forged(a, s)
     cands.sort(key=lambda c: (c["orig_h"], c["kind"]))
     return [_finding(c, s) for c in cands]
+
+
+def _forged(a, s: Settings) -> list[dict]:
+    """Per sender address: frames whose ARP sender hardware address is not the Ethernet source."""
+    f = a.filter(a.eth_src.notnull() & a.orig_mac.notnull() & (a.eth_src.lower() != a.orig_mac.lower()))
+    agg = (f.group_by("orig_h")
+           .aggregate(n=f.resp_h.nunique(), frames=_.count(), macs=f.orig_mac.nunique(), mac=f.orig_mac.max(),
+                      eth_src=f.eth_src.max(), unsolicited=f.unsolicited.cast("int64").sum(),
+                      start=f.ts.min(), end=f.ts.max(), tenant=f.tenant.max()))
+    found = rows(agg.order_by("orig_h"))
+    if not found:
+        return []
+    listed = first_per_group(f, keys_table(found, ["orig_h"], f), ["orig_h"], ["resp_h"], ["resp_h"],
+                             s.max_listed, True)
+    for c in found:
+        c.update(kind="forged_sender", listed=[r["resp_h"] for r in listed.get((c["orig_h"],), [])])
+        c["sec"] = max(0.0, (c["end"] - c["start"]).total_seconds())
+        c["rate"] = c["frames"] / max(c["sec"] / 60, 1.0)
+        c["outside"] = sorted(t for t in c["listed"] if not _same_net(c["orig_h"], t, s.local_prefix))
+    return found
+
+
+def _same_net(a: str, b: str, prefix: int) -> bool:
+    if prefix not in (8, 16, 24):
+        return True
+    k = prefix // 8
+    return a.split(".")[:k] == b.split(".")[:k]
 
 
 def _kind(t, kind: str, minimum: int, s: Settings, count: str = "targets") -> list[dict]:
@@ -120,6 +158,8 @@ def _kind(t, kind: str, minimum: int, s: Settings, count: str = "targets") -> li
 
 
 def _score(c: dict, s: Settings) -> dict[str, float]:
+    if c["kind"] == "forged_sender":
+        return {"forged": s.forged_points}
     if c["kind"] == "outside_network":  # mostly misconfiguration: never more than low alone
         return {"breadth": 20 + 15 * ramp(c["n"], s.outside_min_targets, s.scan_high_targets)}
     if c["kind"] == "arp_scan":
@@ -135,6 +175,14 @@ def _explain(c: dict) -> str:
     if c["kind"] == "arp_scan":
         return (f"{src}{mac} asked by ARP for {c['n']} addresses in {span} ({c['rate']:.0f} per minute, "
                 f"{c['frames']} requests): an ARP scan of its network.")
+    if c["kind"] == "forged_sender":
+        what = [count(c["frames"], "frame")]
+        if c["unsolicited"]:
+            what.append(f"{c['unsolicited']} unsolicited (broadcast reply or gratuitous)")
+        if c["outside"]:
+            what.append(f"for {', '.join(c['outside'][:3])}, outside its network")
+        return (f"{src} sent ARP frames claiming hardware address {c['mac']} from Ethernet source {c['eth_src']}: "
+                f"forged ARP ({'; '.join(what)}).")
     if c["kind"] == "gratuitous_flood":
         return (f"{src}{mac} sent {c['frames']} unsolicited ARP frames in {span} ({c['rate']:.0f} per "
                 f"minute): a gratuitous ARP flood, possibly cache poisoning.")
@@ -144,7 +192,8 @@ def _explain(c: dict) -> str:
 def _finding(c: dict, s: Settings) -> Finding:
     limits = {"arp_scan": ("scan_min_targets", "scan_high_targets", "scan_min_rate", "fast_rate"),
               "gratuitous_flood": ("flood_min_frames", "flood_high_frames", "flood_min_rate", "fast_rate"),
-              "outside_network": ("local_prefix", "outside_min_targets")}[c["kind"]]
+              "outside_network": ("local_prefix", "outside_min_targets"),
+              "forged_sender": ("forged_points",)}[c["kind"]]
     return Finding(
         detection=META.id,
         key=(c["orig_h"], c["kind"], "*"),
@@ -156,7 +205,9 @@ def _finding(c: dict, s: Settings) -> Finding:
         evidence={"flows": 0, "arp_frames": c["frames"], "top_flows": [], "community_ids": []},
         metrics={"count": c["n"], "frames": c["frames"], "seconds": round(c["sec"], 1),
                  "per_minute": round(c["rate"], 1), "sender_macs": c["macs"], "sender_mac": c["mac"],
-                 "addresses": c["listed"]},
+                 "addresses": c["listed"],
+                 **({"ethernet_source": c["eth_src"], "unsolicited": c["unsolicited"], "outside": c["outside"]}
+                    if c["kind"] == "forged_sender" else {})},
         thresholds={k: getattr(s, k) for k in limits},
         attack=KIND_ATTACK[c["kind"]],
         tenant=c["tenant"],

@@ -61,7 +61,7 @@ def _arp(ts: float, buf) -> dict | None:
     spa, tpa = socket.inet_ntoa(buf[off + 14:off + 18]), socket.inet_ntoa(buf[off + 24:off + 28])
     return {"ts": int(ts * 1_000_000), "op": ARP_OPS.get(op, str(op)), "orig_h": spa,
             "orig_mac": _mac(buf[off + 8:off + 14]), "resp_h": tpa, "resp_mac": _mac(buf[off + 18:off + 24]),
-            "eth_dst": _mac(buf[0:6]), "gratuitous": spa == tpa}
+            "eth_dst": _mac(buf[0:6]), "eth_src": _mac(buf[6:12]), "gratuitous": spa == tpa}
 
 
 def _reader(f):

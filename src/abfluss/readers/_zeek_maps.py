@@ -64,7 +64,8 @@ _SOFTWARE = [("ts", "ts", TIME), ("host", "host", ADDR), ("host_p", "host_p", IN
 _TUNNEL = [("ts", "ts", TIME), *_IDS, ("tunnel_type", "tunnel_type", STR), ("action", "action", STR)]
 #: arp.log (the ARP policy script Slips and others load): Ethernet and ARP header addresses.
 _ARP = [("ts", "ts", TIME), ("op", "operation", STR), ("orig_h", "orig_h", ADDR), ("orig_mac", "orig_hw", STR),
-        ("resp_h", "resp_h", ADDR), ("resp_mac", "resp_hw", STR), ("eth_dst", "dst_mac", STR)]
+        ("resp_h", "resp_h", ADDR), ("resp_mac", "resp_hw", STR), ("eth_dst", "dst_mac", STR),
+        ("eth_src", "src_mac", STR)]
 MAPS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "conn": ("flows", _FLOWS), "open_conn": ("flows", _FLOWS),
     "dns": ("dns", _DNS),

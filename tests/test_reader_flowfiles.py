@@ -103,6 +103,16 @@ def test_binetflow_values_and_hex_ports(tmp_path):
     assert report.messages == [f"{icmp}: line 3: bad Dur 'x'"]
 
 
+def test_binetflow_unanswered_requests_are_s0():
+    # test4: 192.168.2.12's SYNs to 64 hosts on 81/tcp, "REQ", 1 packet of 60 bytes, no SrcPkts column
+    rows = read_all(data("slips/binetflow/test4-malicious.binetflow"))[0]["flows"].to_pylist()
+    req = [r for r in rows if r["resp_p"] == 81]
+    assert len(req) == 128 and {(r["conn_state"], r["orig_pkts"], r["resp_pkts"], r["resp_ip_bytes"]) for r in req} == {
+        ("S0", 1, 0, 0)}
+    answered = [r for r in rows if r["resp_ip_bytes"]]
+    assert answered and all(r["conn_state"] is None and r["resp_pkts"] is None for r in answered)
+
+
 # -- Squid access.log --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["access.log", "access-common.log", "access-combined.log"])

@@ -90,7 +90,7 @@ HEADER = ("| capture set (`../shared/data/…`) | stored | site configuration | 
 
 
 def _target(f) -> str:
-    if f.detection in ("scan_and_lateral", "icmp_scan") and len(f.key) > 2:
+    if f.detection in ("scan_and_lateral", "icmp_scan", "brute_force") and len(f.key) > 2:
         return str(f.key[2])
     if f.detection == "arp_scan":  # the kind: ARP has no destination
         return str(f.key[1])

@@ -36,9 +36,9 @@ TABLE = [
     ("slips/port-scans/vertical-portscan.conn.log", None,
      {("scan_and_lateral", "high", "192.168.1.9", "45.33.32.156")}),
     ("slips/test19-ssh-bruteforce/malicious-ssh-bruteforce.pcap", INTERNAL_147,
-     {("scan_and_lateral", "high", "147.32.80.40", "147.32.80.37:902")}),
-    ("zeek-traces/sshguess.pcap", "[detections.scan_and_lateral]\nbrute_min_attempts = 10\n",  # as Zeek's test
-     {("scan_and_lateral", "medium", "192.168.56.1", "192.168.56.103:22")}),
+     {("brute_force", "high", "147.32.80.40", "147.32.80.37:902")}),
+    ("zeek-traces/sshguess.pcap", "[detections.brute_force]\nbrute_min_attempts = 10\n",  # as Zeek's test
+     {("brute_force", "medium", "192.168.56.1", "192.168.56.103:22")}),
     ("rita/open_conns/open", "[detections.long_connection]\nmin_total_seconds = 1800\n",
      {("long_connection", "low", "10.55.100.106", "65.52.108.188"),  # one 39-min HTTPS session
       # dnscat2-style names (<hex>.dnsc.r-1x.com) asked straight at 165.227.88.15, not a resolver
@@ -60,8 +60,8 @@ TABLE = [
 
 
 def _row(f):
-    if f.detection in ("scan_and_lateral", "ids_alert"):  # the target; the IDS signature
-        target = f.key[2] if f.detection == "scan_and_lateral" else f.key[1]
+    if f.detection in ("scan_and_lateral", "brute_force", "ids_alert"):  # the target; the IDS signature
+        target = f.key[1] if f.detection == "ids_alert" else f.key[2]
     else:
         target = (f.external_names or f.external_hosts)[0]
     return (f.detection, f.severity, f.internal_hosts[0], target)

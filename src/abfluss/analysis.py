@@ -77,8 +77,6 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
                    WHERE {_window_sql(start, end, 'd.ts')} AND d.query IS NOT NULL
                      AND NOT coalesce({allow_name}, false) AND NOT coalesce(s.allow_net, false)
                      AND NOT coalesce(s.local, false)""",
-        "http": f"""SELECT * FROM http_raw WHERE {_window_sql(start, end)}
-                    AND NOT coalesce({domain_match('lower(host)', cfg.allow_domains)}, false)""",
         "tls": f"""SELECT d.*, coalesce(o.internal, false) AS orig_internal,
                           coalesce(r.internal, false) AS resp_internal, coalesce(o.tenant, r.tenant) AS tenant
                    FROM tls_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
@@ -89,7 +87,8 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     }
     # the same four columns on every table of two endpoints (files: sender and receiver)
     for name, a, b in (("dlp", "orig", "resp"), ("inspected", "orig", "resp"), ("alerts", "orig", "resp"),
-                       ("logins", "orig", "resp"), ("tunnels", "orig", "resp"), ("files", "tx", "rx")):
+                       ("logins", "orig", "resp"), ("tunnels", "orig", "resp"), ("files", "tx", "rx"),
+                       ("http", "orig", "resp")):
         queries[name] = f"""SELECT d.*, coalesce(o.internal, false) AS {a}_internal,
                                    coalesce(r.internal, false) AS {b}_internal,
                                    coalesce(o.tenant, r.tenant) AS tenant,
@@ -97,6 +96,8 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
                             FROM {name}_raw d LEFT JOIN address_class o ON o.addr = d.{a}_h
                             LEFT JOIN address_class r ON r.addr = d.{b}_h
                             WHERE {_window_sql(start, end, 'd.ts')}"""
+    # HTTP requests to allowlisted names are left out, as flows to allowlisted destinations are
+    queries["http"] += f" AND NOT coalesce({domain_match('lower(d.host)', cfg.allow_domains)}, false)"
     queries["software"] = f"""SELECT d.*, coalesce(o.internal, false) AS host_internal, o.tenant AS tenant
                               FROM software_raw d LEFT JOIN address_class o ON o.addr = d.host
                               WHERE {_window_sql(start, end, 'd.ts')}"""

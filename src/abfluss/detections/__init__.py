@@ -32,6 +32,7 @@ MODULES = (
     "dns_txt_entropy",
     "icmp_tunnel",
     "scan_and_lateral",
+    "brute_force",
     "icmp_scan",
     "arp_scan",
     "threat_intel",
@@ -65,7 +66,8 @@ class Telemetry:
     ``dns``      DNS transactions inside the window with ``client_internal`` and
                  ``server_internal``; allowlisted names removed;
     ``http``, ``tls`` the sensor's HTTP and TLS records inside the window (``tls`` with
-                 ``orig_internal``, ``resp_internal`` and ``tenant``; allowlisted servers removed);
+                 ``orig_internal``, ``resp_internal`` and ``tenant``; allowlisted servers removed;
+                 ``http`` with the four columns of ``alerts``, requests to allowlisted names removed);
     ``dlp``      sensitive values found in cleartext payload (hashes, never values) with
                  ``orig_internal``/``resp_internal``/``tenant``/``allowlisted``;
     ``inspected`` bytes inspected per flow side, and whether they were encrypted;

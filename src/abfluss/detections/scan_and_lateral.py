@@ -1,21 +1,17 @@
-"""Scans and lateral movement: port scans, password guessing and fan-out over admin protocols, per source.
+"""Scans and lateral movement: port scans and fan-out over admin protocols, per source.
 
-Five kinds, keyed by (source, kind, target):
+Four kinds, keyed by (source, kind, target):
 
 ``horizontal_scan``  one source, one port, failed probes to many hosts (target ``tcp/445``);
 ``vertical_scan``    one source, one host, failed probes to many ports (target: the host);
 ``block_scan``       many hosts and many ports: a source with more horizontal and vertical
                      findings than ``max_targets`` gets this one instead, as does a source whose
                      failed probes are spread too thinly for either (target ``*``);
-``brute_force``      many short, similar-sized connections to one login service (target
-                     ``host:port``; above ``max_targets`` targets they fold into ``*:port``);
 ``lateral_fanout``   an internal host reaching many internal hosts over SMB, RDP, SSH or WinRM,
                      answered or not (target: the protocol).
 
-A *probe* is a connection that exchanged no data: a failed Zeek state (S0, REJ, RSTOS0, RSTRH,
-SH, SHR), no reply packet, or no payload at all (RSTO after a handshake: a connect scan of an
-open port). Where a sensor gives no payload bytes (Suricata, NetFlow) a flow of at most
-``probe_max_packets`` packets with no more than header-sized packets counts. Zeek's scan policy
+A *probe* is a connection that exchanged no data (see ``_probes``). Password guessing, on
+every protocol, is the ``brute_force`` detection's. Zeek's scan policy
 counts failed attempts too (25 hosts / 15 ports in 5 min); here the rate adds to the score
 instead. ``internal_hosts``: the source if internal, else the internal targets it probed.
 """
@@ -29,15 +25,15 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import PORT_CHANNELS, attach_targets, keys_table, ramp, robust_baseline, rows, timed
+from ._probes import common, probe_flows, span_text
+from ._stats import PORT_CHANNELS, attach_targets, ramp, rows, timed
 
 META = Meta(
     id="scan_and_lateral",
-    title="Port scan, password guessing or lateral fan-out",
-    attack=("T1046", "T1110", "T1021", "T1021.001", "T1021.002", "T1021.004", "T1021.006", "T1570"),
+    title="Port scan or lateral fan-out",
+    attack=("T1046", "T1021", "T1021.001", "T1021.002", "T1021.004", "T1021.006", "T1570"),
     description="A source probing many hosts on one port or many ports on one host with connections "
-                "that fail or carry no data, guessing passwords with many short connections of the same "
-                "size to one login service, or an internal host reaching many internal hosts over SMB, "
+                "that fail or carry no data, or an internal host reaching many internal hosts over SMB, "
                 "RDP, SSH or WinRM: the reconnaissance and spreading that precede an attack on internal "
                 "systems and the exfiltration that follows it.",
     runbook="1. Identify the source: an internal one is either a sanctioned tool (vulnerability scanner, "
@@ -45,14 +41,10 @@ META = Meta(
             "external one is probing you. "
             "2. Check whether any probed target answered and then exchanged data (the evidence flows, "
             "then the target's other findings): a success after many failures is a breach. "
-            "3. For brute force, read the service's authentication log for the failures and any "
-            "success from the source; lock the account and block the source if unexplained. "
-            "4. For an internal source that is not explained, isolate the host and collect its process "
+            "3. For an internal source that is not explained, isolate the host and collect its process "
             "list; look for remote service creation (PsExec) or new admin shares on the targets.",
 )
 
-#: Zeek connection states in which the connection never got established.
-FAILED_STATES = ("S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR")
 #: ATT&CK technique ids per lateral protocol (SMB also carries tool transfer, T1570).
 FAMILY_ATTACK = {"smb": ["T1021", "T1021.002", "T1570"], "rdp": ["T1021", "T1021.001"],
                  "ssh": ["T1021", "T1021.004"], "winrm": ["T1021", "T1021.006"]}
@@ -60,11 +52,9 @@ FAMILY_ATTACK = {"smb": ["T1021", "T1021.002", "T1570"], "rdp": ["T1021", "T1021
 LIMITS = {"horizontal_scan": ("horizontal_min_hosts", "horizontal_high_hosts"),
           "vertical_scan": ("vertical_min_ports", "vertical_high_ports"),
           "block_scan": ("block_min_targets", "block_high_targets"),
-          "brute_force": ("brute_min_attempts", "brute_high_attempts"),
           "lateral_fanout": ("lateral_min_hosts", "lateral_high_hosts")}
 SCANS = ("horizontal_scan", "vertical_scan", "block_scan")
-KIND_ATTACK = {"horizontal_scan": ["T1046"], "vertical_scan": ["T1046"], "block_scan": ["T1046"],
-               "brute_force": ["T1110", "T1110.001"]}
+KIND_ATTACK = {"horizontal_scan": ["T1046"], "vertical_scan": ["T1046"], "block_scan": ["T1046"]}
 
 
 @dataclass(frozen=True)
@@ -97,34 +87,11 @@ class Settings:
         "help": "Host:port pairs that give the full breadth part of a block scan's score."})
     max_targets: int = field(default=10, metadata={
         "help": "More horizontal and vertical findings than this for one source fold into one block "
-                "scan; more brute-force targets on one port fold into one finding for that port."})
+                "scan."})
     slow_rate: float = field(default=1.0, metadata={
         "help": "Targets per minute (hosts, ports, attempts) at or below which speed adds nothing."})
     fast_rate: float = field(default=60.0, metadata={
         "help": "Targets per minute that give the full speed part of the score (tools, not people)."})
-    brute_ports: tuple = field(
-        default=(21, 22, 23, 25, 110, 139, 143, 445, 465, 587, 993, 995, 1433, 3306, 3389, 5432, 5900,
-                 5985, 5986), metadata={"help": "Ports of login services watched for password guessing."})
-    brute_services: tuple = field(
-        default=("ssh", "rdp", "ftp", "smtp", "telnet", "smb", "pop3", "imap", "vnc", "mysql", "mssql",
-                 "postgres"), metadata={
-            "help": "Application names (as the sensor names them; substring match) of login services "
-                    "watched on any port, e.g. SSH on 2222."})
-    brute_min_attempts: int = field(default=20, metadata={
-        "help": "Short connections from one source to one login service that make password guessing "
-                "(Zeek counts 30 failed SSH logins; its own test lowers that to 10)."})
-    brute_high_attempts: int = field(default=1000, metadata={
-        "help": "Attempts that give the full count part of a brute-force score."})
-    brute_max_duration: float = field(default=30.0, metadata={
-        "help": "Longest connection (s) counted as a login attempt; sessions of people last longer."})
-    brute_max_bytes: int = field(default=10000, metadata={
-        "help": "Most bytes the client sends in a connection counted as a login attempt."})
-    brute_min_rate: float = field(default=3.0, metadata={
-        "help": "Fewest attempts per minute over the attempts' span: a job polling git over SSH once a "
-                "minute is not guessing. Slower guessing is left to the service's own lockout."})
-    brute_max_spread: float = field(default=0.25, metadata={
-        "help": "Largest median absolute deviation of the client bytes, as a share of their median: "
-                "failed logins look alike, real sessions do not."})
     lateral_ports: tuple = field(default=(22, 139, 445, 3389, 5985, 5986), metadata={
         "help": "Admin ports (SSH, SMB, RDP, WinRM) watched for one internal host reaching many others."})
     lateral_min_hosts: int = field(default=10, metadata={
@@ -144,39 +111,13 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     lateral = _lateral(f, s)
     covered = {(c["src"], p) for c in lateral for p in c["lateral_ports"]}
     scans = [c for c in _horizontal(f, s) if (c["src"], c["resp_p"]) not in covered] + _vertical(f, s)
-    brute = [c for c in map(timed, _brute(f, s)) if c["rate"] >= s.brute_min_rate]
-    cands = [timed(c) for c in _blocks(f, s, scans) + lateral + _fold_brute(brute, s)]
+    cands = [timed(c) for c in _blocks(f, s, scans) + lateral]
     cands.sort(key=lambda c: (c["src"], c["kind"], str(c["target"])))
     return [_finding(c, s) for c in cands]
 
 
 def _flows(tel: Telemetry, s: Settings):
-    """Flows with an internal side, with ``probe`` (exchanged no data) and ``attempt`` (login-sized)."""
-    f = tel.flows.filter(_.direction != "external")
-    # float64: counters near 2**63 (junk a sensor can write) must not overflow the sums
-    num = lambda c: c.cast("float64").fill_null(0)  # noqa: E731
-    pkts = num(f.orig_pkts) + num(f.resp_pkts)
-    known = f.orig_bytes.notnull() | f.resp_bytes.notnull()
-    payload = num(f.orig_bytes) + num(f.resp_bytes)
-    ip_bytes = num(f.orig_ip_bytes) + num(f.resp_ip_bytes)
-    # Without payload counters, a handful of header-sized packets is a handshake at most.
-    empty = ibis.ifelse(known, payload == 0,
-                        (pkts <= s.probe_max_packets) & (ip_bytes <= pkts * s.probe_header_bytes))
-    failed = f.conn_state.isin(FAILED_STATES).fill_null(False) | (f.resp_pkts == 0).fill_null(False)
-    probe = f.proto.isin(list(s.scan_protocols)) & (failed | ((f.proto == "tcp") & empty))
-    svc = f.service.lower().fill_null("")
-    named = ibis.or_(*[svc.contains(n) for n in s.brute_services])
-    client = f.orig_bytes.coalesce(f.orig_ip_bytes).fill_null(0)
-    # Sized like a login; whether the port is a login service is decided per server in _brute.
-    attempt = ~probe & (f.duration.fill_null(0) <= s.brute_max_duration) & (client <= s.brute_max_bytes)
-    return f.mutate(probe=probe, attempt=attempt, named_login=named, client_bytes=client)
-
-
-def _common(t) -> dict:
-    # Probes carry no data: only what the other flows sent out counts (bytes_out 0 for a pure scan).
-    return dict(flows=t.count(), start=t.ts.min(), end=t.ts_end.max(),
-                bytes_out=ibis.ifelse(t.probe, 0, t.bytes_out.fill_null(0)).sum(), tenant=t.tenant.max(),
-                src_internal=t.orig_internal.any())
+    return probe_flows(tel.flows, s.scan_protocols, s.probe_max_packets, s.probe_header_bytes)
 
 
 def _attach(cands: list[dict], scope, by: list[str], s: Settings, ports: bool = False) -> list[dict]:
@@ -190,7 +131,7 @@ def _spread(t, by: list[str], col: str, minimum: int):
     p = t.filter(t.probe)
     cand = p.group_by(by).aggregate(n=p[col].nunique(), probes=_.count()).filter(_.n >= minimum)
     full = t.semi_join(cand, by)
-    return full.group_by(by).aggregate(total=full[col].nunique(), **_common(full)).join(cand, by)
+    return full.group_by(by).aggregate(total=full[col].nunique(), **common(full)).join(cand, by)
 
 
 def _horizontal(f, s: Settings) -> list[dict]:
@@ -221,58 +162,12 @@ def _lateral(f, s: Settings) -> list[dict]:
     agg = (t.group_by(by)
            .aggregate(n=t.resp_h.nunique(),
                       failed=ibis.ifelse(t.probe, t.resp_h, ibis.null().cast("string")).nunique(),
-                      **_common(t))
+                      **common(t))
            .filter(_.n >= s.lateral_min_hosts))
     cands = [dict(r, kind="lateral_fanout", src=r["orig_h"], target=r["family"],
                   lateral_ports=fams[r["family"]], share=r["failed"] / r["n"])
              for r in rows(agg.order_by(by))]
     return _attach(cands, t, by, s)
-
-
-def _brute(f, s: Settings) -> list[dict]:
-    by = ["orig_h", "resp_h", "resp_p"]
-    # A server port is a login service by its number, or when the sensor named it so on any flow:
-    # the attempts the sensor could not name (reset after the banner) then count too.
-    ports = list(s.brute_ports)
-    named = f.filter(f.named_login).select("resp_h", "resp_p").distinct()
-    t = f.filter(f.attempt)
-    other = t.filter(~t.resp_p.isin(ports)).semi_join(named, ["resp_h", "resp_p"])
-    t = t.filter(t.resp_p.isin(ports)).union(other)
-    agg = t.group_by(by).aggregate(n=_.count(), **_common(t)).filter(_.n >= s.brute_min_attempts)
-    found = rows(agg.order_by(by))
-    if not found:  # the usual case: skip compiling the baseline
-        return []
-    # Failed logins look alike: a small spread of the client's bytes around their median.
-    base = rows(robust_baseline(t.semi_join(keys_table(found, by, t), by), by, "client_bytes").order_by(by))
-    out = []
-    for r, b in zip(found, base):
-        spread = (b["mad"] or 0) / b["median"] if b["median"] else 1.0
-        if spread <= s.brute_max_spread:
-            out.append(dict(r, kind="brute_force", src=r["orig_h"], target=f"{r['resp_h']}:{r['resp_p']}",
-                            spread=spread, median=b["median"]))
-    return _attach(out, t, by, s)
-
-
-def _fold_brute(cands: list[dict], s: Settings) -> list[dict]:
-    """Guessing on more than ``max_targets`` hosts on one port becomes one finding for that port."""
-    groups: dict[tuple, list[dict]] = {}
-    for c in cands:
-        groups.setdefault((c["src"], c["resp_p"]), []).append(c)
-    out = []
-    for (src, port), cs in groups.items():
-        if len(cs) <= s.max_targets:
-            out.extend(cs)
-            continue
-        ev = sorted((e for c in cs for e in c["ev"]), key=lambda e: (e["ts"], e["uid"] or ""))
-        out.append(dict(kind="brute_force", src=src, target=f"*:{port}", resp_p=port,
-                        n=sum(c["n"] for c in cs),
-                        flows=sum(c["flows"] for c in cs), bytes_out=sum(c["bytes_out"] for c in cs),
-                        start=min(c["start"] for c in cs), end=max(c["end"] for c in cs),
-                        tenant=cs[0]["tenant"], src_internal=cs[0]["src_internal"],
-                        spread=max(c["spread"] for c in cs),
-                        median=sorted(c["median"] for c in cs)[len(cs) // 2],
-                        listed=[h for c in cs for h in c["listed"]][: s.max_listed], ev=ev[: s.max_evidence]))
-    return out
 
 
 def _blocks(f, s: Settings, scans: list[dict]) -> list[dict]:
@@ -284,7 +179,7 @@ def _blocks(f, s: Settings, scans: list[dict]) -> list[dict]:
     crowded = [src for src, cs in per.items() if len(cs) > s.max_targets] or [""]
     agg = (t.group_by("orig_h")
            .aggregate(n=_pair(t).nunique(), n_hosts=t.resp_h.nunique(), n_ports=t.resp_p.nunique(),
-                      probes=_.count(), **_common(t)))
+                      probes=_.count(), **common(t)))
     agg = agg.filter(agg.orig_h.isin(crowded) | ((agg.n >= s.block_min_targets)
                                                  & ~agg.orig_h.isin(list(per) or [""])))
     # All host:port pairs the source contacted, counted only for the sources that qualify.
@@ -301,26 +196,19 @@ def _pair(t):
 
 
 def _score(c: dict, s: Settings) -> dict[str, float]:
-    """Breadth over the threshold, speed, failures (or, for guessing, how alike the attempts are), source."""
+    """Breadth over the threshold, speed, failures, source."""
     # A scan is a breadth of failures: the more of the contacted targets answered, the less it counts.
     weight = c["share"] if c["kind"] in SCANS else 1.0
     parts = {"breadth": 10 + 30 * weight * ramp(c["n"], *[getattr(s, k) for k in LIMITS[c["kind"]]]),
              "speed": 20 * ramp(c["rate"], s.slow_rate, s.fast_rate)}
-    if c["kind"] == "brute_force":
-        parts["alike"] = 10 * (1 - min(1.0, c["spread"] / s.brute_max_spread)) if s.brute_max_spread else 0
-    else:
-        parts["failed"] = 10 * c["share"]
+    parts["failed"] = 10 * c["share"]
     if c["src_internal"]:
         parts["internal_source"] = s.internal_source_points
     return parts
 
 
-def _span_text(sec: float) -> str:
-    return f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
-
-
 def _explain(c: dict) -> str:
-    src, k, span = c["src"], c["kind"], _span_text(c["sec"])
+    src, k, span = c["src"], c["kind"], span_text(c["sec"])
     per = f"{c['rate']:.0f} per minute"
     if k == "horizontal_scan":
         return (f"{src} probed {c['target']} on {c['n']} hosts without getting data back "
@@ -331,10 +219,6 @@ def _explain(c: dict) -> str:
     if k == "block_scan":
         return (f"{src} probed {c['n']} host:port pairs ({c['n_hosts']} hosts, {c['n_ports']} ports) "
                 f"without getting data back in {span}, {per}.")
-    if k == "brute_force":
-        where = f"{len(c['listed'])} hosts on port {c['resp_p']}" if c["target"][0] == "*" else c["target"]
-        return (f"{src} opened {c['n']} short login-sized connections to {where} in {span} ({per}), "
-                f"client bytes {c['median']:.0f} spread {100 * c['spread']:.0f}%: password guessing.")
     return (f"{src} reached {c['n']} internal hosts over {c['target']} in {span} ({per}), "
             f"{c['failed']} of them without getting data back.")
 
@@ -349,9 +233,8 @@ def _metrics(c: dict) -> dict:
     m = {"count": c["n"], "flows": c["flows"], "seconds": round(c["sec"], 1),
          "per_minute": round(c["rate"], 1), "bytes_out": c["bytes_out"],
          "hosts": [h for h, _inside in c["listed"]]}
-    names = {"n_hosts": "distinct_hosts", "n_ports": "distinct_ports", "median": "client_bytes_median",
-             "port_list": "ports"}
-    for k in ("total", "probes", "failed", "folded", "n_hosts", "n_ports", "median", "spread", "port_list"):
+    names = {"n_hosts": "distinct_hosts", "n_ports": "distinct_ports", "port_list": "ports"}
+    for k in ("total", "probes", "failed", "folded", "n_hosts", "n_ports", "port_list"):
         if c.get(k) not in (None, []):
             m[names.get(k, k)] = round(c[k], 3) if isinstance(c[k], float) else c[k]
     return m
@@ -364,7 +247,6 @@ def _finding(c: dict, s: Settings) -> Finding:
         internal, external = [h for h, _inside in c["listed"]], [c["src"]]
     compared = [*LIMITS[c["kind"]], "slow_rate", "fast_rate"]
     compared += ["scan_min_failed_share"] if c["kind"] in SCANS else []
-    compared += ["brute_min_rate", "brute_max_spread"] if c["kind"] == "brute_force" else []
     lateral = c["kind"] == "lateral_fanout"
     return Finding(
         detection=META.id,

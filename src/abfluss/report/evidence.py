@@ -51,6 +51,7 @@ TECHNIQUES = {
     "off_hours": ("indicator", "flows"),
     "protocol_mismatch": ("indicator", "flows"),
     "scan_and_lateral": ("other", "flows"),
+    "brute_force": ("other", "flows"),
     "ids_alert": ("other", "alerts"),
 }
 #: What each input format can show (DOMAIN.md §4.3 no. 2): fidelity, payload, sampling.

@@ -239,3 +239,62 @@ def split_loopback(src: Path, dst: Path, server: str = "127.0.0.2") -> list[int]
             ip.sum = tcp.sum = 0  # dpkt recomputes both
             writer.writepkt(bytes(eth), ts)
     return sorted(ports)
+
+
+# -- rows of the attack-chain tables (logins, http with address classes, files, software, tunnels) --
+
+def _classes(row: dict, *pairs: tuple[str, str]) -> dict:
+    for addr, flag in pairs:
+        row.setdefault(flag, row.get(addr) is not None and _internal(row[addr]))
+    return row
+
+
+def _at(ts) -> datetime:
+    return ts if isinstance(ts, datetime) else T0 + timedelta(seconds=ts)
+
+
+def login(ts=0, result="failure", app="smtp", **kw) -> dict:
+    """A row of the logins table (10.0.0.5 to the mail server 198.51.100.25:25)."""
+    row = dict(ts=_at(ts), uid=f"C{ts}", orig_h="10.0.0.5", orig_p=50000, resp_h="198.51.100.25", resp_p=25, app=app,
+               user=None, result=result, attempts=1,
+               reply="535 5.7.8 Authentication credentials invalid" if result == "failure" else "235 2.7.0 OK",
+               sensor="test", input_id="literal", tenant="default", allowlisted=False)
+    row.update(kw)
+    return _classes(row, ("orig_h", "orig_internal"), ("resp_h", "resp_internal"))
+
+
+BROWSER_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/124.0 Safari/537.36")
+
+
+def http_req(ts=0, ua=BROWSER_UA, **kw) -> dict:
+    """A row of the http table (workstation 10.0.0.5 to the web server 203.0.113.80:80)."""
+    row = dict(ts=_at(ts), uid=f"H{ts}", orig_h="10.0.0.5", orig_p=40000, resp_h="203.0.113.80", resp_p=80,
+               method="GET", host="www.example.com", uri="/", user_agent=ua, status_code=200,
+               resp_mime_types=["text/html"], request_body_len=0, response_body_len=1000, sensor="test",
+               input_id="literal", tenant="default", allowlisted=False)
+    row.update(kw)
+    return _classes(row, ("orig_h", "orig_internal"), ("resp_h", "resp_internal"))
+
+
+def file_row(ts=0, **kw) -> dict:
+    """A row of the files table: a PE downloaded by 10.0.0.5 from 203.0.113.80 over HTTP."""
+    row = dict(ts=_at(ts), uid="CF1", fuid="F1", source="http", tx_h="203.0.113.80", rx_h="10.0.0.5",
+               mime_type="application/x-dosexec", filename=None, size=45000, sha1="ab" * 20, executable="pe",
+               sensor="test", input_id="literal", tenant="default", allowlisted=False)
+    row.update(kw)
+    return _classes(row, ("tx_h", "tx_internal"), ("rx_h", "rx_internal"))
+
+
+def software(ts=0, version="OpenSSH_9.6", host="10.0.0.5", kind="ssh-client", name="OpenSSH", **kw) -> dict:
+    row = dict(ts=_at(ts), host=host, host_p=None, kind=kind, name=name, version=version, sensor="test",
+               input_id="literal", tenant="default")
+    row.update(kw)
+    return _classes(row, ("host", "host_internal"))
+
+
+def tunnel(ts=0, kind="gre", **kw) -> dict:
+    row = dict(ts=_at(ts), uid="CT1", orig_h="10.0.0.5", orig_p=0, resp_h="198.51.100.7", resp_p=0, tunnel_type=kind,
+               action="discover", packets=None, sensor="test", input_id="literal", tenant="default", allowlisted=False)
+    row.update(kw)
+    return _classes(row, ("orig_h", "orig_internal"), ("resp_h", "resp_internal"))

@@ -1,10 +1,8 @@
 """brute_force: literal guessing by connections, by the server's refusals (SMTP, FTP) and by HTTP
 401/403 series against their benign look-alikes; golden findings on real SSH, FTP and SMTP guessing."""
 
-from datetime import timedelta
-
 import pytest
-from detkit import T0, analyze_capture, assert_golden, flow, run
+from detkit import analyze_capture, assert_golden, flow, http_req, login, run
 
 from abfluss.detections.brute_force import Settings
 from conftest import EXAMPLES
@@ -20,32 +18,21 @@ def guesses(n, every, **kw) -> list[dict]:
     return [flow(i * every, orig_p=52000 + i, orig_bytes=size + (i % 3) * 8, **row) for i in range(n)]
 
 
-def login(ts, result="failure", app="smtp", **kw) -> dict:
-    """A row of the logins table as the detections see it (10.0.0.5 to a mail server)."""
-    row = dict(ts=T0 + timedelta(seconds=ts), uid=f"C{ts}", orig_h="10.0.0.5", orig_p=50000, resp_h="198.51.100.25",
-               resp_p=25, app=app, user=None, result=result, attempts=1,
-               reply="535 5.7.8 Authentication credentials invalid" if result == "failure" else "235 2.7.0 OK",
-               sensor="test", input_id="literal", tenant="default", allowlisted=False)
-    row.update(kw)
-    row.setdefault("orig_internal", row["orig_h"].startswith("10."))
-    row.setdefault("resp_internal", row["resp_h"].startswith("10."))
-    return row
-
-
 def request(ts, status, **kw) -> dict:
-    row = dict(ts=T0 + timedelta(seconds=ts), uid=f"H{ts}", orig_h="203.0.113.7", orig_p=40000, resp_h="10.0.0.80",
-               resp_p=80, method="POST", host="intranet.example", uri="/login", user_agent="python-requests/2.31",
-               status_code=status, sensor="test", input_id="literal", tenant="default", allowlisted=False)
-    row.update(kw)
-    row.setdefault("orig_internal", row["orig_h"].startswith("10."))
-    row.setdefault("resp_internal", row["resp_h"].startswith("10."))
-    return row
+    """A request from an external client to an internal login form, answered ``status``."""
+    row = dict(ua="python-requests/2.31", orig_h="203.0.113.7", resp_h="10.0.0.80", method="POST",
+               host="intranet.example", uri="/login", status_code=status)
+    return http_req(ts, **{**row, **kw})
+
+
+def positive_tables():
+    return {"flows": guesses(30, 2)}
 
 
 # -- connections (flow records) ---------------------------------------------------------------
 
 def test_password_guessing_on_ssh():
-    (f,) = run("brute_force", flows=guesses(30, 2))
+    (f,) = run("brute_force", **positive_tables())
     assert f.key == ("203.0.113.50", "ssh", "10.0.0.22:22")
     assert f.internal_hosts == ["10.0.0.22"] and f.external_hosts == ["203.0.113.50"]
     assert f.attack == ["T1110", "T1110.001"] and f.channel == "ssh" and f.metrics["evidence"] == ["connections"]

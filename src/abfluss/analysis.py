@@ -49,7 +49,8 @@ def data_span(ws: Workspace) -> tuple[datetime | None, datetime | None]:
                           "SELECT ts FROM alerts_raw UNION ALL SELECT ts FROM arp_raw UNION ALL "
                           "SELECT ts FROM logins_raw UNION ALL SELECT ts FROM files_raw UNION ALL "
                           "SELECT ts FROM software_raw UNION ALL SELECT ts FROM tunnels_raw UNION ALL "
-                          "SELECT ts FROM tls_raw UNION ALL SELECT ts FROM certs_raw)").fetchall()
+                          "SELECT ts FROM tls_raw UNION ALL SELECT ts FROM certs_raw UNION ALL "
+                          "SELECT ts FROM http_raw)").fetchall()
     lo, hi = rows[0]
     return lo, (hi + timedelta(microseconds=1) if hi is not None else None)
 

@@ -249,6 +249,14 @@ FILES = pa.schema(
     ]
 )
 
+#: MIME types of executables (Zeek's file magic, web servers' Content-Type), by the format
+#: ``files.executable`` names.
+EXECUTABLE_MIME = {
+    "application/x-dosexec": "pe", "application/x-msdownload": "pe", "application/x-msdos-program": "pe",
+    "application/vnd.microsoft.portable-executable": "pe", "application/x-ms-installer": "pe",
+    "application/x-executable": "elf", "application/x-elf": "elf", "application/x-sharedlib": "elf",
+    "application/x-pie-executable": "elf", "application/x-mach-binary": "macho",
+}
 #: Software a host announced (Zeek software.log; SSH banners in captures).
 SOFTWARE = pa.schema(
     [

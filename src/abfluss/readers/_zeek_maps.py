@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
+from ..schema import EXECUTABLE_MIME
 from ._zeek_x509 import SSL_EXTRA, X509, derive_ssl, derive_x509, is_x509
 from ._zeek_types import (_JSON_TYPE, ADDR, BOOL, COUNT, FLOAT, INT32, LIST_FLOAT, LIST_STR, STR, TIME,
                           to_ts)
@@ -94,13 +95,6 @@ _NAME = re.compile(rf"(?:^|[^a-z])({_LOGS})(?![a-z])")
 TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])|notice(?![a-z_])"
                     r"|(smtp|ftp|files|pe|software|tunnel|arp|x509)(?![a-z])")
 
-#: MIME types of executables (Zeek's file magic, web servers' Content-Type), by format.
-EXECUTABLE_MIME = {
-    "application/x-dosexec": "pe", "application/x-msdownload": "pe", "application/x-msdos-program": "pe",
-    "application/vnd.microsoft.portable-executable": "pe", "application/x-ms-installer": "pe",
-    "application/x-executable": "elf", "application/x-elf": "elf", "application/x-sharedlib": "elf",
-    "application/x-pie-executable": "elf", "application/x-mach-binary": "macho",
-}
 #: An SMTP reply that is an authentication outcome: 235 accepted; 535/534/454 refused, and
 #: any permanent error that says so (``554 5.7.1 bad smtp-auth user``). ``530 Client was not
 #: authenticated`` is a mail sent without logging in, not a failed login.

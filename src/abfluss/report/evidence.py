@@ -52,6 +52,10 @@ TECHNIQUES = {
     "protocol_mismatch": ("indicator", "flows"),
     "scan_and_lateral": ("other", "flows"),
     "brute_force": ("other", "flows"),
+    "executable_download": ("indicator", "http"),
+    "suspicious_user_agent": ("indicator", "http"),
+    "software_change": ("indicator", "software"),
+    "tunnel_encapsulation": ("exfiltration", "flows"),
     "ids_alert": ("other", "alerts"),
 }
 #: What each input format can show (DOMAIN.md §4.3 no. 2): fidelity, payload, sampling.
@@ -313,6 +317,9 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
     inspected = one("SELECT count(*) FROM inspected_raw WHERE ts >= ? AND ts < ?")[0]
     alerts, alert_sensors = one("SELECT count(*), string_agg(DISTINCT sensor, ', ') FROM alerts_raw "
                                 "WHERE ts >= ? AND ts < ?")
+    http_n = one("SELECT count(*) FROM http_raw WHERE ts >= ? AND ts < ?")[0]
+    files_n = one("SELECT count(*) FROM files_raw WHERE ts >= ? AND ts < ?")[0]
+    software_n = one("SELECT count(*) FROM software_raw WHERE ts >= ? AND ts < ?")[0]
     pay = payload_coverage(ws, start, end)
     indicators = len(detections.module("threat_intel").prepare(
         detections.settings_for("threat_intel", _overrides(ws, "threat_intel"))))
@@ -324,6 +331,8 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
                                     "encrypted_share": pay["encrypted_share"],
                                     "not_inspected_share": pay["not_inspected_share"]}),
         "alerts": (alerts > 0, {"alerts": alerts, "sensors": alert_sensors or "-"}),
+        "http": (http_n + files_n > 0, {"http_requests": http_n, "files": files_n}),
+        "software": (software_n > 0, {"software_records": software_n}),
     }
     out = []
     for det in detections.MODULES:
@@ -343,7 +352,9 @@ def _techniques(ws: Workspace, start, end, findings: list[Finding], sensors: lis
         else:
             why = {"flows": "no flow telemetry", "dns": "no DNS telemetry",
                    "payload": "no payload inspected (flow records only, or inspection off)",
-                   "alerts": "no IDS alerts in the telemetry (Suricata eve alerts, Zeek notice.log)"}[source]
+                   "alerts": "no IDS alerts in the telemetry (Suricata eve alerts, Zeek notice.log)",
+                   "http": "no HTTP or file records (Zeek http.log/files.log, cleartext HTTP in a capture)",
+                   "software": "no software records (Zeek software.log, SSH banners in a capture)"}[source]
         enabled = _overrides(ws, det).get("enabled", True) is not False
         mine = [f for f in findings if f.detection == det]
         strongest = max((f.severity for f in mine), key=SEVERITIES.index, default=None)

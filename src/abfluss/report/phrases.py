@@ -17,6 +17,10 @@ TECHNIQUES_DE = {
     "icmp_tunnel": "Daten in ICMP-Echo getunnelt",
     "scan_and_lateral": "Portscan oder laterale Ausbreitung",
     "brute_force": "Passwortraten (SSH, RDP, SMTP, FTP, HTTP und andere Anmeldungen)",
+    "executable_download": "Ausführbare Datei von einem internen System heruntergeladen",
+    "suspicious_user_agent": "Verdächtiger HTTP-User-Agent eines internen Systems",
+    "software_change": "Wechselnde SSH-Client- oder -Server-Version auf einem System",
+    "tunnel_encapsulation": "Kapselungstunnel (GRE, IP-in-IP, Teredo, VXLAN) mit internem Ende",
     "threat_intel": "Verkehr zu oder Auflösung von gelisteten Bedrohungsindikatoren",
     "off_hours": "Ungewöhnliches ausgehendes Volumen außerhalb der Arbeitszeit",
     "cleartext_sensitive_data": "Sensible Kennungen im Klartext gesendet",
@@ -41,6 +45,10 @@ PHRASES_DE = {
     "no indicator list configured": "keine Indikatorenliste konfiguriert",
     "no flow or DNS telemetry": "keine Fluss- oder DNS-Daten",
     "no flow telemetry": "keine Flussdaten",
+    "no HTTP or file records (Zeek http.log/files.log, cleartext HTTP in a capture)":
+        "keine HTTP- oder Dateidaten (Zeek http.log/files.log, Klartext-HTTP im Mitschnitt)",
+    "no software records (Zeek software.log, SSH banners in a capture)":
+        "keine Software-Angaben (Zeek software.log, SSH-Banner im Mitschnitt)",
     "no DNS telemetry": "keine DNS-Daten",
     "no payload inspected (flow records only, or inspection off)":
         "keine Nutzdaten geprüft (nur Flussdaten oder Prüfung abgeschaltet)",
@@ -48,6 +56,7 @@ PHRASES_DE = {
     "no IDS alerts in the telemetry (Suricata eve alerts, Zeek notice.log)":
         "keine IDS-Alarme in den Daten (Suricata-eve-Alarme, Zeek notice.log)",
     "flows": "Flussdaten", "dns": "DNS", "payload": "Nutzdaten", "flows+dns": "Flussdaten, DNS", "alerts": "IDS-Alarme",
+    "http": "HTTP- und Dateidaten", "software": "Software-Angaben",
     "unknown": "unbekannt", "allowlisted": "freigegeben", "internal": "intern", "local": "lokal", "proxy": "Proxy",
     "info": "Information", "low": "niedrig", "medium": "mittel", "high": "hoch", "critical": "kritisch",
 }
@@ -62,6 +71,8 @@ COVERAGE_KEYS = {
     "cleartext_share": ("cleartext", "Klartext"), "encrypted_share": ("encrypted", "verschlüsselt"),
     "not_inspected_share": ("not inspected", "nicht geprüft"),
     "alerts": ("alerts", "Alarme"),
+    "http_requests": ("HTTP requests", "HTTP-Anfragen"), "files": ("files", "Dateien"),
+    "software_records": ("software records", "Software-Angaben"),
 }
 
 

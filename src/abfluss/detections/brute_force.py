@@ -7,7 +7,7 @@ Three kinds of evidence, each enough on its own, merged per source and server ``
                     SMTP, SMB, databases ...): what flow records show when nothing says how a login
                     ended (``brute_min_attempts``; failed logins look alike: ``brute_max_spread``);
 ``login_failures``  the server said no: SMTP AUTH refused (535, ``bad smtp-auth user``), FTP 530,
-                    from the ``logins`` table (Zeek smtp.log/ftp.log, captures). A handful counts
+                    SSH as Zeek judged it, from the ``logins`` table (Zeek smtp/ftp/ssh.log). A handful counts
                     when faster than a person retypes (``login_min_failures`` at ``login_min_rate``),
                     more at the slower ``brute_min_rate``; a success after the failures adds points;
 ``http_denied``     a series of HTTP 401/403 answers from one server (``http_min_failures``, most

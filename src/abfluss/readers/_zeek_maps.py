@@ -54,6 +54,9 @@ _SMTP = [("ts", "ts", TIME), *_IDS, ("reply", "last_reply", STR)]
 #: ftp.log: one record per command with the server's reply (PASS answered 230 or 530).
 _FTP = [("ts", "ts", TIME), *_IDS, ("user", "user", STR), ("_command", "command", STR),
         ("_code", "reply_code", INT32), ("_msg", "reply_msg", STR)]
+#: ssh.log: one record per connection; Zeek's heuristics say whether authentication succeeded
+#: and how many attempts it saw.
+_SSH = [("ts", "ts", TIME), *_IDS, ("_success", "auth_success", BOOL), ("attempts", "auth_attempts", COUNT)]
 _FILES = [("ts", "ts", TIME), ("fuid", "fuid", STR), ("_uids", "conn_uids", LIST_STR),
           ("source", "source", STR), ("_tx", "tx_hosts", LIST_STR), ("_rx", "rx_hosts", LIST_STR),
           ("mime_type", "mime_type", STR), ("filename", "filename", STR), ("size", "seen_bytes", COUNT),
@@ -73,7 +76,7 @@ MAPS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "http": ("http", _HTTP), "open_http": ("http", _HTTP),
     "ssl": ("tls", _TLS), "open_ssl": ("tls", _TLS),
     "notice": ("alerts", _NOTICE),
-    "smtp": ("logins", _SMTP), "ftp": ("logins", _FTP),
+    "smtp": ("logins", _SMTP), "ftp": ("logins", _FTP), "ssh": ("logins", _SSH),
     "files": ("files", _FILES), "pe": ("files", _PE),
     "software": ("software", _SOFTWARE),
     "tunnel": ("tunnels", _TUNNEL),
@@ -89,11 +92,11 @@ _DNS24 = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id rtt que
           "qtype qtype_name rcode rcode_name AA TC RD RA Z answers TTLs rejected").split()
 DEFAULT_FIELDS = {("conn", 20): _CONN20, ("conn", 21): [*_CONN20, "tunnel_parents"], ("dns", 24): _DNS24}
 
-_LOGS = "open_conn|open_http|open_ssl|conn|dns|http|ssl|notice(?!_alarm)|smtp|ftp|files|pe|software|tunnel|arp|x509"
+_LOGS = "open_conn|open_http|open_ssl|conn|dns|http|ssl|notice(?!_alarm)|smtp|ftp|ssh|files|pe|software|tunnel|arp|x509"
 _NAME = re.compile(rf"(?:^|[^a-z])({_LOGS})(?![a-z])")
 #: A ``#path``/``_path`` value naming a mapped log (``conn``, ``open_conn``, ``conn_red`` ...).
 TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])|notice(?![a-z_])"
-                    r"|(smtp|ftp|files|pe|software|tunnel|arp|x509)(?![a-z])")
+                    r"|(smtp|ftp|ssh|files|pe|software|tunnel|arp|x509)(?![a-z])")
 
 #: An SMTP reply that is an authentication outcome: 235 accepted; 535/534/454 refused, and
 #: any permanent error that says so (``554 5.7.1 bad smtp-auth user``). ``530 Client was not
@@ -147,6 +150,8 @@ def log_from_columns(cols) -> str | None:
         return "smtp"
     if {"command", "reply_code"} <= cols:
         return "ftp"
+    if "auth_success" in cols or ("client" in cols and "host_key" in cols):
+        return "ssh"
     if "fuid" in cols and ("tx_hosts" in cols or "seen_bytes" in cols):
         return "files"
     if {"machine", "is_exe"} <= cols:
@@ -226,6 +231,13 @@ def _ftp(cols: dict, n: int) -> None:
     cols["attempts"] = pa.array(np.where(is_pass.to_numpy(zero_copy_only=False), 1, 0), pa.int64())
 
 
+def _ssh(cols: dict, n: int) -> None:
+    ok = _col(cols, "_success", n, pa.bool_())
+    cols["result"] = pc.if_else(ok, "success", "failure")  # null where Zeek could not tell
+    cols["app"] = _const("ssh", n)
+    cols["attempts"] = pc.fill_null(_col(cols, "attempts", n, pa.int64()), 1)
+
+
 def _first(col: pa.Array) -> pa.Array:
     """The first element of each list (null for an empty or null list)."""
     return pc.list_element(pc.if_else(pc.greater(pc.list_value_length(col), 0), col, pa.scalar(None, col.type)), 0)
@@ -273,5 +285,5 @@ def _arp(cols: dict, n: int) -> None:
     cols["gratuitous"] = pc.equal(_col(cols, "orig_h", n), _col(cols, "resp_h", n))
 
 
-_DERIVE = {"smtp": _smtp, "ftp": _ftp, "files": _files, "pe": _pe, "software": _software,
+_DERIVE = {"smtp": _smtp, "ftp": _ftp, "ssh": _ssh, "files": _files, "pe": _pe, "software": _software,
            "tunnel": _tunnel, "arp": _arp, "x509": derive_x509, "ssl": derive_ssl, "open_ssl": derive_ssl}

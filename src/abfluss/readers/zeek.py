@@ -1,7 +1,7 @@
 """Zeek logs: TSV (``#fields``/``#types`` headers) and JSON lines, plain or gzip-compressed.
 
 conn and open_conn fill ``flows``, dns ``dns``, http and open_http ``http``, ssl and open_ssl
-``tls``, notice ``alerts``, smtp and ftp ``logins``, files and pe ``files``, software
+``tls``, notice ``alerts``, smtp, ftp and ssh ``logins``, files and pe ``files``, software
 ``software``, tunnel ``tunnels``, arp ``arp``, x509 ``certs`` (``_zeek_x509``); other logs (weird,
 dhcp, ...) yield nothing. The log type is the ``#path`` /
 ``_path``, else the file name, else the columns. A file whose name says ``open_conn`` (or

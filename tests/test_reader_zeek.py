@@ -6,9 +6,8 @@ and are written here as literals.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import gzip
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -159,7 +159,7 @@ def test_a_gap_in_the_telemetry_is_in_the_verdict(tmp_path):
                             "minutes": 33.1}]
     assert gap["share"] == 0.9636 and rep["telemetry"][0]["window_share"] == 0.0364
     other = [w for w in rep["assessment"]["weaknesses"] if w["reason"] == "attack_activity"]
-    assert other[0]["detections"] == ["scan_and_lateral"]  # password guessing: no outflow, still a warning
+    assert other[0]["detections"] == ["brute_force"]  # password guessing: no outflow, still a warning
     html = (tmp_path / "out" / "report.html").read_text()
     assert "The sensors cover only 3.64% of the window in time (at least 50% needed)." in html
 

@@ -40,7 +40,7 @@ CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
 EXFIL_DETECTIONS = ("bulk_outbound", "upload_heavy", "dns_tunnel", "icmp_tunnel", "cleartext_sensitive_data")
 #: ... and indicators of a channel out without proof that data used it.
 INDICATOR_DETECTIONS = ("beaconing", "threat_intel", "rare_destination", "long_connection", "off_hours",
-                        "protocol_mismatch")
+                        "protocol_mismatch", "tunnel_encapsulation")
 #: Findings below this severity flag no bytes (they do not make a verdict suspicious either).
 FLAGGED_MIN_SEVERITY = "medium"
 #: Baseline: the robust z above a destination's median host-hour (history: ``analysis.LOOKBACK``).

@@ -55,7 +55,7 @@ TECHNIQUES = {
     "executable_download": ("indicator", "http"),
     "suspicious_user_agent": ("indicator", "http"),
     "software_change": ("indicator", "software"),
-    "tunnel_encapsulation": ("exfiltration", "flows"),
+    "tunnel_encapsulation": ("indicator", "flows"),
     "ids_alert": ("other", "alerts"),
 }
 #: What each input format can show (DOMAIN.md §4.3 no. 2): fidelity, payload, sampling.

@@ -41,13 +41,17 @@ TABLE = [
      {("brute_force", "medium", "192.168.56.1", "192.168.56.103:22")}),
     ("rita/open_conns/open", "[detections.long_connection]\nmin_total_seconds = 1800\n",
      {("long_connection", "low", "10.55.100.106", "65.52.108.188"),  # one 39-min HTTPS session
+      # a workstation that browses also ran PowerShell's web client (Invoke-WebRequest) twice
+      ("suspicious_user_agent", "low", "10.55.100.100", "www.alexa.com"),
       # dnscat2-style names (<hex>.dnsc.r-1x.com) asked straight at 165.227.88.15, not a resolver
       ("dns_tunnel", "info", "192.168.88.2", "165.227.88.15")}),
-    # this snapshot has no conn.log (DNS, TLS and notices only): only Zeek's own certificate
-    # notices, info for each of 73 clients of self-signed servers
+    # this snapshot has no conn.log (DNS, TLS and notices only): Zeek's own certificate
+    # notices, info for each of 73 clients of self-signed servers ...
     ("wrccdc-zeek/zeek-tsv", None,
-     lambda got: {(d, s, t) for d, s, _, t in got} == {("ids_alert", "info", "SSL::Invalid_Server_Cert")}
-     and len(got) == 73),
+     # and 10.128.0.19 (a red-team machine) running Nmap's SSH scripts: three SSH client versions
+     lambda got: {(d, s, t) for d, s, _, t in got} == {("ids_alert", "info", "SSL::Invalid_Server_Cert"),
+                                                       ("software_change", "medium", "ssh-client")}
+     and len(got) == 74 and ("software_change", "medium", "10.128.0.19", "ssh-client") in got),
     ("rita/proxy", '[networks]\nproxies = ["10.136.0.16/32"]\n',  # 397 CONNECTs through 10.136.0.16:3128
      {("beaconing", "critical", "10.136.0.18", "www.honestimnotevil.com")}),
     # benign controls
@@ -62,8 +66,8 @@ TABLE = [
 def _row(f):
     if f.detection in ("scan_and_lateral", "brute_force", "ids_alert"):  # the target; the IDS signature
         target = f.key[1] if f.detection == "ids_alert" else f.key[2]
-    else:
-        target = (f.external_names or f.external_hosts)[0]
+    else:  # the destination; for what has none (an SSH client changing), the kind
+        target = (f.external_names or f.external_hosts or [f.key[1]])[0]
     return (f.detection, f.severity, f.internal_hosts[0], target)
 
 

@@ -47,6 +47,7 @@ test: $(STAMP) sysdeps
 bench: $(STAMP)
 	$(PY) bench/bench_pcap.py
 	$(PY) bench/bench_zeek.py
+	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_cli.py
 	$(PY) bench/bench_ledger.py
 	$(PY) bench/bench_detect.py

@@ -60,7 +60,6 @@ def open_workspace(path: str | Path | None = None, config: str | Path | None = N
     ``enrich=False`` skips the views (binding them reads every Parquet file's footer): for
     callers that read only the catalog's own tables, such as the stored findings."""
     from . import config as _config
-    from . import enrich as _enrich
     from .store import Workspace
 
     root = workspace_path(path)
@@ -68,6 +67,7 @@ def open_workspace(path: str | Path | None = None, config: str | Path | None = N
     try:
         ws.config = _config.load(Path(config) if config else None, ws.root)
         if enrich:
+            from . import enrich as _enrich
             _enrich.apply(ws, ws.config)
     except Exception:
         ws.close()

@@ -23,7 +23,10 @@ settings ``learn_min_clients`` and ``learn_min_domains`` (``[detections.dns_tunn
 
 from __future__ import annotations
 
-import ibis
+import functools
+import hashlib
+import os
+from pathlib import Path
 
 DNS_PORT = 53
 #: An external server asked by this many internal clients is a resolver.
@@ -41,6 +44,8 @@ DNS_COLUMNS = {"orig_h": "string", "resp_h": "string", "query": "string",
 def learned(flows, dns, min_clients: int = LEARN_MIN_CLIENTS, min_domains: int = LEARN_MIN_DOMAINS):
     """Table ``(resp_h)`` of the learned resolvers (see the module doc); local servers must be
     filtered out of ``flows`` and ``dns`` by the caller (both of its callers do it anyway)."""
+    import ibis
+
     from .detections._domains import key as domain_key
 
     nul = ibis.null("string")
@@ -65,7 +70,44 @@ def learned(flows, dns, min_clients: int = LEARN_MIN_CLIENTS, min_domains: int =
 
 def learned_sql(flows_view: str, dns_view: str, min_clients: int = LEARN_MIN_CLIENTS,
                 min_domains: int = LEARN_MIN_DOMAINS) -> str:
-    """``learned`` as DuckDB SQL over two views with ``FLOW_COLUMNS`` and ``DNS_COLUMNS``."""
+    """``learned`` as DuckDB SQL over two views with ``FLOW_COLUMNS`` and ``DNS_COLUMNS``.
+
+    Compiled once and kept (in this process and in the user's cache folder, keyed by the rule's
+    source): importing Ibis and compiling take a second, and every command that opens a
+    workspace needs this SQL (``ledger`` should answer in half of that)."""
+    return _cached_sql(flows_view, dns_view, int(min_clients), int(min_domains))
+
+
+def _rule_source_key(*args) -> str:
+    h = hashlib.sha256(repr(args).encode())
+    for f in (Path(__file__), Path(__file__).parent / "detections" / "_domains.py"):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sql(flows_view: str, dns_view: str, min_clients: int, min_domains: int) -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = Path(base) / "abfluss" / f"resolvers-{_rule_source_key(flows_view, dns_view, min_clients, min_domains)}.sql"
+    try:
+        if (text := path.read_text()).strip():
+            return text
+    except OSError:
+        pass
+    sql = _compile_sql(flows_view, dns_view, min_clients, min_domains)
+    try:  # a cache only: a folder that cannot be written costs the compile next time, nothing else
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(sql)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return sql
+
+
+def _compile_sql(flows_view: str, dns_view: str, min_clients: int, min_domains: int) -> str:
+    import ibis
+
     expr = learned(ibis.table(FLOW_COLUMNS, name=flows_view), ibis.table(DNS_COLUMNS, name=dns_view),
                    min_clients, min_domains)
     return str(ibis.to_sql(expr, dialect="duckdb"))

@@ -159,7 +159,7 @@ def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = 
         return IngestResult(shown, "duplicate", fmt, input_id)
     if fmt == "pcap" and defer is not None:
         return defer(path)
-    if fmt == "pcap" and job.jobs > 1 and "jobs" in inspect_mod.signature(read).parameters:
+    if fmt == "pcap" and "jobs" in inspect_mod.signature(read).parameters:
         read = functools.partial(read, jobs=job.jobs)  # the capture's packets split over processes
     if fmt == "pcap" and job.inspect:
         from .dlp.inspect import Settings as InspectSettings

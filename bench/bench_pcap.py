@@ -38,8 +38,8 @@ def ingest(path: Path, tmp: Path, jobs: int = 1, inspect: bool = True) -> dict:
     """The whole ingest into a fresh workspace with ``jobs`` processes per kind."""
     ws = abfluss.open_workspace(Path(tempfile.mkdtemp(dir=tmp)) / "ws", write=True)
     try:
-        if "jobs" in inspect_mod.signature(abfluss.ingest_file).parameters:
-            res = abfluss.ingest_file(ws, path, inspect=inspect, jobs=jobs)
+        if "jobs" in inspect_mod.signature(abfluss.ingest_paths).parameters:
+            (res,) = abfluss.ingest_paths(ws, [path], inspect=inspect, jobs=jobs)
         else:  # an ingest without the option: the reader gets it directly
             read = pcap.read
             pcap.read = functools.partial(read, jobs=jobs, job_bytes=0)

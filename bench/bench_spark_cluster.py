@@ -270,7 +270,7 @@ def main() -> int:
             res, dt, driver = analyze(full, "pyspark", cl.url, env_for(args.flows))
             peaks = [m.stop() for m in meters]
             print(f"cluster run: {res['flows']:,} flows, {args.tenants} tenants: {dt:.1f} s "
-                  f"({res['flows'] / dt / 1e6:.2f} M flows/s), {len(res['findings'])} findings, "
+                  f"({res['flows'] / dt:,.0f} flows/s), {len(res['findings'])} findings, "
                   f"{len(res['errors'])} detection errors", flush=True)
             for i, p in enumerate(peaks):
                 print(f"  worker {i}: peak RSS {mib(p)} (worker daemon, executor JVM, Python workers)")

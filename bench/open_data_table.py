@@ -92,7 +92,7 @@ HEADER = ("| capture set (`../shared/data/…`) | stored | site configuration | 
 def _target(f) -> str:
     if f.detection in ("scan_and_lateral", "icmp_scan", "brute_force") and len(f.key) > 2:
         return str(f.key[2])
-    if f.detection == "arp_scan":  # the kind: ARP has no destination
+    if f.detection in ("arp_scan", "software_change"):  # the kind: no destination
         return str(f.key[1])
     names = f.external_names or f.external_hosts
     return names[0] if names else "-"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import WorkspaceError
+from .fsutil import no_space
 
 FILE = "console.sqlite"
 #: How long an operation waits while another process holds the console store's write lock.
@@ -95,10 +97,23 @@ def _connection(path: Path) -> tuple[sqlite3.Connection, threading.RLock]:
             con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, never corrupt
             con.executescript(DDL)
         except sqlite3.Error as e:
+            _raise_if_no_space(path.parent)
             raise WorkspaceError(f"{path}: cannot open the console store: {e}") from None
         lock = threading.RLock()
         _OPEN[key] = (con, path.stat().st_ino, lock)
         return con, lock
+
+
+def _raise_if_no_space(folder: Path) -> None:
+    """SQLite reports a full disk or a file-size limit as a bare "disk I/O error"; a probe write
+    names the condition, so the command line can say "disk full" like every other write does."""
+    try:
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+    except OSError as probe:
+        if no_space(probe):
+            raise probe from None
 
 
 @contextmanager

@@ -67,3 +67,15 @@ def test_wrccdc_x509_tsv_gz():
     assert report.skipped == 0 and len(rows) == report.records["certs"] > 0
     assert all(r["fuid"] and r["subject"] is not None for r in rows)
     assert any(r["not_after"] is not None and r["not_after"] > r["not_before"] for r in rows)
+
+
+def test_wrccdc_json_with_iso_times_equals_tsv():
+    # Zeek JSON with ISO 8601 times writes the validity bounds as ISO strings too; before, every
+    # certificate of this log was a skip ("bad certificate.not_valid_before").
+    js, report = read(data("wrccdc-zeek/zeek-json/x509.json.gz"))
+    tsv, _ = read(data("wrccdc-zeek/zeek-tsv/x509.log.gz"))
+    assert report.skipped == 0 and len(js["certs"]) == len(tsv["certs"]) == 348
+    bounds = lambda rows: sorted((c["fuid"], c["not_before"], c["not_after"]) for c in rows)  # noqa: E731
+    assert bounds(js["certs"]) == bounds(tsv["certs"])
+    vmware = next(c for c in js["certs"] if c["fuid"].startswith("b2dafbcd"))
+    assert vmware["not_before"] == utc(1315656902)  # 2011-09-10T12:15:02.000000Z

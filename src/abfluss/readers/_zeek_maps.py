@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from .. import schema
 from ..schema import EXECUTABLE_MIME
 from ._zeek_x509 import SSL_EXTRA, X509, derive_ssl, derive_x509, is_x509
-from ._zeek_types import (_JSON_TYPE, ADDR, BOOL, COUNT, FLOAT, INT32, LIST_FLOAT, LIST_STR, STR, TIME,
+from ._zeek_types import (_JSON_TYPE, ADDR, BOOL, COUNT, FLOAT, INT32, LIST_FLOAT, LIST_STR, OPT_TIME, STR, TIME,
                           to_ts)
 
 _IDS = [("uid", "uid", STR), ("orig_h", "id.orig_h", ADDR), ("orig_p", "id.orig_p", INT32),
@@ -119,7 +119,7 @@ def json_schema(iso_ts: bool) -> pa.Schema:
     fields = {"_path": pa.string()}
     for _, spec in MAPS.values():
         for _, src, kind in spec:
-            fields[src] = schema.TS if kind == TIME and iso_ts else _JSON_TYPE[kind]
+            fields[src] = schema.TS if kind in (TIME, OPT_TIME) and iso_ts else _JSON_TYPE[kind]
     return pa.schema(list(fields.items()))
 
 

@@ -20,16 +20,19 @@ from .. import schema
 # Value kinds: how a field is parsed, checked and converted.
 TIME, FLOAT, COUNT, INT32, BOOL, STR, ADDR, LIST_STR, LIST_FLOAT = (
     "time", "float", "count", "int32", "bool", "str", "addr", "list_str", "list_float")
+#: A time field other than ``ts`` (a certificate's validity): written like ``ts`` (epoch seconds,
+#: or ISO 8601 when Zeek logs JSON with ISO times), but may be unset.
+OPT_TIME = "opt_time"
 
 #: Arrow type a kind is read as (by pyarrow.csv for TSV; by pyarrow.json for JSON, lists as lists).
-READ_TYPE = {TIME: pa.float64(), FLOAT: pa.float64(), COUNT: pa.int64(), INT32: pa.int64(),
+READ_TYPE = {TIME: pa.float64(), OPT_TIME: pa.float64(), FLOAT: pa.float64(), COUNT: pa.int64(), INT32: pa.int64(),
              BOOL: pa.bool_(), STR: pa.string(), ADDR: pa.string(), LIST_STR: pa.string(),
              LIST_FLOAT: pa.string()}
 _JSON_TYPE = {**READ_TYPE, LIST_STR: pa.list_(pa.string()), LIST_FLOAT: pa.list_(pa.float64())}
 
 NUM = r"-?(\d{1,12}(\.\d*)?|\.\d+)"  # as Zeek writes time and interval: no exponent
 #: What a valid TSV value of a kind looks like (unset values are checked apart).
-PATTERNS = {TIME: NUM, FLOAT: NUM, COUNT: r"\d{1,18}", INT32: r"\d{1,9}", BOOL: "[TF]"}
+PATTERNS = {TIME: NUM, OPT_TIME: NUM, FLOAT: NUM, COUNT: r"\d{1,18}", INT32: r"\d{1,9}", BOOL: "[TF]"}
 _INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
 #: Seconds beyond this (year 33658) cannot be a time or a duration: the value is garbage.
 FLOAT_MAX = 1e12
@@ -48,7 +51,7 @@ def out_of_range(kind: str, col: pa.Array) -> bool:
     """True when a parsed column holds a value its kind's column cannot take."""
     if kind in (INT32, COUNT):
         return bad_int(col, _INT32_MAX if kind == INT32 else _INT64_MAX)
-    if kind in (TIME, FLOAT):
+    if kind in (TIME, OPT_TIME, FLOAT):
         return bad_float(col)
     return kind == LIST_FLOAT and bad_float(pc.list_flatten(col))
 
@@ -141,7 +144,7 @@ def to_ts(arr: pa.Array) -> pa.Array:
 
 
 #: Arrow type of a kind's Python values from ``coerce`` (JSON records parsed one by one).
-PY_TYPE = {TIME: schema.TS, FLOAT: pa.float64(), COUNT: pa.int64(), INT32: pa.int64(),
+PY_TYPE = {TIME: schema.TS, OPT_TIME: schema.TS, FLOAT: pa.float64(), COUNT: pa.int64(), INT32: pa.int64(),
            BOOL: pa.bool_(), STR: pa.string(), ADDR: pa.string(),
            LIST_STR: pa.list_(pa.string()), LIST_FLOAT: pa.list_(pa.float64())}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -155,7 +158,7 @@ def coerce(kind: str, v, src: str):
             raise ValueError(bad_value(src, v))
         return None
     try:
-        if kind == TIME:
+        if kind in (TIME, OPT_TIME):
             if isinstance(v, str) and not _is_number(v):
                 dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
                 dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

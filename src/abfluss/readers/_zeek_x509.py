@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
-from ._zeek_types import BOOL, FLOAT, LIST_STR, STR, TIME, to_ts
+from ._zeek_types import BOOL, LIST_STR, OPT_TIME, STR, TIME, to_ts
 
-#: x509.log: (column, Zeek field, kind). The validity bounds are read as numbers (a missing
-#: one is no reason to lose the certificate) and turned into times in ``derive``.
+#: x509.log: (column, Zeek field, kind). The validity bounds are optional times (a missing one
+#: is no reason to lose the certificate; JSON logs with ISO times write them as ISO strings).
 X509 = [("ts", "ts", TIME), ("fuid", "id", STR), ("_fp", "fingerprint", STR),
         ("subject", "certificate.subject", STR), ("issuer", "certificate.issuer", STR),
-        ("_before", "certificate.not_valid_before", FLOAT), ("_after", "certificate.not_valid_after", FLOAT),
+        ("_before", "certificate.not_valid_before", OPT_TIME), ("_after", "certificate.not_valid_after", OPT_TIME),
         ("san_dns", "san.dns", LIST_STR), ("san_ip", "san.ip", LIST_STR), ("ca", "basic_constraints.ca", BOOL)]
 
 #: ssl.log fields beyond the handshake's names: the server's fingerprint, Zeek's verdict on the

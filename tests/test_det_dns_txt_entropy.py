@@ -30,7 +30,7 @@ def test_encoded_answers_make_a_finding_per_client_and_domain():
     assert f.key == ("10.0.0.5", "c2-dns.test") and f.channel == "dns" and f.external_hosts == ["10.0.0.53"]
     assert f.metrics["encoded_answers"] == 4 and f.metrics["answer_bytes"] == 800 and f.metrics["lookups"] == 4
     assert f.metrics["entropy"] > 5.5 and f.severity == "medium" and f.attack == ["T1071.004", "T1105", "T1132.001"]
-    assert f.external_names == ["p0.c2-dns.test", "p1.c2-dns.test", "p2.c2-dns.test", "p3.c2-dns.test"]
+    assert f.external_names == ["c2-dns.test", "p0.c2-dns.test", "p1.c2-dns.test", "p2.c2-dns.test", "p3.c2-dns.test"]
     assert f.explanation.startswith("10.0.0.5 received 4 TXT answers of encoded text (800 bytes, ")
 
 

@@ -24,7 +24,8 @@ TABLE = [
     ("slips/test-cc/test-cc-capture-1.pcap", INTERNAL_147,
      {("beaconing", "critical", "147.32.80.37", "testing.com")}),
     ("dns-tunnel/netrack-dns2tcp/dns2tcp-2018-03-23.pcap", None,
-     {("dns_tunnel", "critical", "172.17.0.3", "hidemyself.org")}),
+     {("dns_tunnel", "critical", "172.17.0.3", "hidemyself.org"),
+      ("dns_txt_entropy", "medium", "172.17.0.3", "hidemyself.org")}),  # dns2tcp answers in TXT records
     ("zeek-traces/http-post-large.pcap", LOOPBACK_SMALL_SITE,  # echoed back: bulk, not upload-heavy
      {("bulk_outbound", "low", "127.0.0.1", "127.0.0.1")}),  # the HTTP Host names the server 127.0.0.1
     ("zeek-traces/putty-upload.pcap", LOOPBACK_SMALL_SITE,

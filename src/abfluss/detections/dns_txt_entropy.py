@@ -164,7 +164,8 @@ def _finding(host: str, domain: str, enc: list, pooled: float | None, s: Setting
         explanation=sentence,
         internal_hosts=[host],
         external_hosts=sorted({r["server"] for _, r in enc if r["server"]}),
-        external_names=sorted({r["query"] for _, r in enc if r["query"]})[:10],
+        # the registered domain first: it is what a block or a report names (as dns_tunnel does)
+        external_names=[domain, *sorted({r["query"] for _, r in enc if r["query"] and r["query"] != domain})[:9]],
         channel="dns", start=min(r["start"] for _, r in enc), end=max(r["end"] for _, r in enc), bytes_out=0,
         evidence={"flows": 0, "dns_queries": lookups, "top_flows": sorted({r["uid"] for _, r in enc if r["uid"]})[:10],
                   "community_ids": []},

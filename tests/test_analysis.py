@@ -53,6 +53,13 @@ def test_reanalysis_updates_instead_of_duplicating(tmp_path):
     assert first["findings"] and again["new"] == []
     stored = json.loads(run_cli("findings", "--format", "json", workspace=ws, check=True).stdout)
     assert sorted(f["id"] for f in stored) == sorted(f["id"] for f in first["findings"])
+    # the live view's cursor: a run that changed nothing moves no finding's ``updated``
+    with abfluss.open_workspace(ws) as w:
+        since = analysis.last_update(w)
+        assert since is not None and analysis.load(w, updated_after=since) == []
+    run_cli("analyze", workspace=ws, check=True)
+    with abfluss.open_workspace(ws) as w:
+        assert analysis.last_update(w) == since and analysis.load(w, updated_after=since) == []
 
 
 def test_window_limits_what_is_analyzed(tmp_path):

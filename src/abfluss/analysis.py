@@ -285,21 +285,25 @@ def save(ws: Workspace, findings: list[Finding], sinks: tuple[str, ...] = (),
 
     ws.con.execute(delivery.DDL)
     now = datetime.now(timezone.utc)
-    prev = {r[0]: (r[1], r[2], r[3]) for r in ws.con.execute(
-        "SELECT id, notified, first_seen, doc FROM findings").fetchall()}
+    prev = {r[0]: (r[1], r[2], r[3], r[4]) for r in ws.con.execute(
+        "SELECT id, notified, first_seen, doc, updated FROM findings").fetchall()}
     fresh = []
     rows = []
     counts = {"new": 0, "raised": 0, "grown": 0, "unchanged": 0}
     for f in findings:
-        notified, first, doc = prev.get(f.id, (None, None, None))
+        notified, first, doc, updated = prev.get(f.id, (None, None, None, None))
         old = Finding.from_dict(json.loads(doc)) if doc else None
         m = merge(old, f) if old else f
-        counts[_status(old, m)] += 1
+        status = _status(old, m)
+        counts[status] += 1
+        # ``updated`` moves only when the finding changed: the live view and ``last_update``
+        # show what is new, grown or raised, not every finding a run saw again
+        updated = now if status != "unchanged" or updated is None else updated
         if notified is None or _ORDER[m.severity] > _ORDER.get(notified, -1):
             fresh.append(m)
             notified = m.severity
         rows.append((m.id, m.detection, m.severity, m.score, m.start, m.end, m.bytes_out,
-                     m.internal_hosts, json.dumps(m.to_dict(), default=str), first or now, now, notified))
+                     m.internal_hosts, json.dumps(m.to_dict(), default=str), first or now, updated, notified))
     ws.con.execute("BEGIN")
     try:
         if rows:

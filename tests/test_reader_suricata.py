@@ -125,7 +125,7 @@ def test_golden_rows(golden):
         "method": "GET", "host": "147.32.82.197", "uri": "/",
         "user_agent": "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
                       "Chrome/52.0.2743.116 Safari/537.36",
-        "request_body_len": None, "response_body_len": 0, "status_code": None}]
+        "request_body_len": None, "response_body_len": 0, "status_code": None, "resp_mime_types": None}]
     # lines 18 and 22 (two queries, tx 0 and 1), answered by lines 26 and 30
     dns = rows_where(tables["dns"], "uid", "1419339999887459")
     assert [r["ts"] for r in dns] == [utc("2021-06-06T16:15:30.868451+02:00"), utc("2021-06-06T16:15:30.868458+02:00")]

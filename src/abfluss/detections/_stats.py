@@ -103,6 +103,13 @@ def others_baseline(totals, cand, by: list[str], bucket: str, value: str):
     return j.select(*[j[k] for k in cand.columns], n=j["n"].fill_null(0), median=j["median"], mad=j["mad"])
 
 
+def utc(t):
+    """A datetime as an aware UTC one: Spark hands back naive UTC datetimes, DuckDB aware ones."""
+    from datetime import timezone
+
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 def utc_offsets(tz: str, lo, hi) -> list[tuple[int, int]]:
     """Stretches of constant UTC offset of time zone ``tz`` over [lo, hi] (datetimes).
 
@@ -110,11 +117,11 @@ def utc_offsets(tz: str, lo, hi) -> list[tuple[int, int]]:
     covers everything before ``lo``. Found by stepping hourly through the span and bisecting
     each change to the second, so daylight-saving rules come from the tz database, not code.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
-    lo, hi = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (lo, hi))  # naive means UTC
+    lo, hi = utc(lo), utc(hi)
 
     def off(e: int) -> int:
         return int(datetime.fromtimestamp(e, zone).utcoffset().total_seconds())

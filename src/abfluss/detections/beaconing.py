@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import ibis
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import channel, clip01, human_bytes, largest_flows, rows, seconds_since
+from ._stats import channel, clip01, human_bytes, largest_flows, rows, seconds_since, utc
 
 META = Meta(
     id="beaconing",
@@ -150,16 +149,13 @@ def _observed_span(tel: Telemetry) -> tuple[int, float] | None:
     r = rows(tel.flows.aggregate(lo=tel.flows.ts.min(), hi=tel.flows.ts.max()))[0]
     if r["lo"] is None:
         return None
-    lo, hi = _utc(r["lo"]), _utc(r["hi"])
-    lo = max(lo, _utc(tel.start)) if tel.start else lo
-    hi = min(hi, _utc(tel.end)) if tel.end else hi
+    lo, hi = utc(r["lo"]), utc(r["hi"])
+    lo = max(lo, utc(tel.start)) if tel.start else lo
+    hi = min(hi, utc(tel.end)) if tel.end else hi
     origin = math.floor(lo.timestamp())
     return origin, max(hi.timestamp() - origin, 1.0)
 
 
-def _utc(t: datetime) -> datetime:
-    """Spark hands back naive UTC datetimes, DuckDB aware ones."""
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _strobe_threshold(s: Settings, length: float) -> float:

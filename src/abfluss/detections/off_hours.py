@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..findings import Finding
 from . import Meta, Telemetry
 from ._stats import (human_bytes, largest_flows, local_seconds, others_baseline, rows, spike,
-                     top_destinations, utc_offsets)
+                     top_destinations, utc, utc_offsets)
 from ._volume import baseline_parts, destination_phrase, outbound, spike_metrics, unknown_tops
 
 META = Meta(
@@ -189,7 +189,7 @@ def _finding(host: str, rs: list[dict], dests: dict, evidence: dict, s: Settings
 
 def _sentence(host: str, worst: dict, top: list[dict], rs: list[dict], excess: int, s: Settings) -> str:
     zone = ZoneInfo(s.timezone)
-    a, b = (_utc(worst[k]).astimezone(zone) for k in ("start", "end"))
+    a, b = (utc(worst[k]).astimezone(zone) for k in ("start", "end"))
     first = f"{DAYS[a.isoweekday()]} {a:%Y-%m-%d %H:%M}"
     if f"{a:%Y%m%d%H%M}" == f"{b:%Y%m%d%H%M}":
         when = f"at {first} {s.timezone}"
@@ -221,7 +221,3 @@ def _period_start(period: int, s: Settings) -> str:
     """Local wall-clock start of an off-hours period, ISO without offset (it is local time)."""
     wall = datetime.fromtimestamp(period * 86400 + s.work_end_hour * 3600, timezone.utc).replace(tzinfo=None)
     return wall.isoformat(timespec="minutes")
-
-
-def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from ibis import _
 
 from ..findings import Finding
 from . import Meta, Telemetry
-from ._stats import first_per_group, keys_table, rows
+from ._stats import first_per_group, keys_table, rows, utc
 
 META = Meta(
     id="software_change",
@@ -101,7 +101,7 @@ def _finding(c: dict, versions: list[dict], s: Settings) -> Finding:
         channel=c["kind"].split("-")[0], start=c["start"], end=c["end"], bytes_out=0,
         evidence={"flows": 0, "software_records": c["records"], "top_flows": [], "community_ids": []},
         metrics={"count": c["n"], "programs": c["names"],
-                 "versions": [{"version": v["version"], "name": v["name"], "first_seen": v["first"].isoformat(),
+                 "versions": [{"version": v["version"], "name": v["name"], "first_seen": utc(v["first"]).isoformat(),
                                "records": v["seen"]} for v in versions],
                  "fastest_change_seconds": round(fastest, 1) if fastest is not None else None},
         thresholds={"min_versions": s.min_versions, "fast_change_seconds": s.fast_change_seconds},

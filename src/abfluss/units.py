@@ -8,7 +8,7 @@ and "überfällig seit …". Byte units are decimal (1 KB = 1000 B), like ledger
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 LANGS = ("en", "de")
 
@@ -146,3 +146,19 @@ def deadline_status(deadline: datetime | str, now: datetime | str, lang: str = "
     if _dt(deadline) < _dt(now):
         return time_left(deadline, now, lang)
     return f"{when(deadline, lang)} ({time_left(deadline, now, lang)})"
+
+
+def parse_time(value: str | None, flag: str) -> datetime | None:
+    """ISO 8601 date or date-time; UTC when no zone is given (the CLI's and the web's --from/--to)."""
+    from .errors import AbflussError
+
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            t = datetime.combine(date.fromisoformat(value), datetime.min.time())
+        except ValueError:
+            raise AbflussError(f"{flag} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 
 from ..errors import AbflussError
-from ..units import human_bytes  # noqa: F401  re-exported for the command modules
+from ..units import human_bytes, parse_time  # noqa: F401  re-exported for the command modules
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
@@ -88,18 +88,6 @@ def _open(write: bool = False, enrich: bool = True):
     return api.open_workspace(state.workspace, state.config, write=write, enrich=enrich)
 
 
-def parse_time(value: Optional[str], flag: str) -> Optional[datetime]:
-    """ISO 8601 date or date-time; UTC when no zone is given."""
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            t = datetime.combine(date.fromisoformat(value), datetime.min.time())
-        except ValueError:
-            raise AbflussError(f"{flag} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _json_default(o):

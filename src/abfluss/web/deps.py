@@ -3,14 +3,13 @@ flags have (ISO 8601 times, UTC when no zone is given)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import datetime
 from typing import Iterator, Optional
 
 from fastapi import Request
 
-from ..errors import AbflussError
 from ..store import Workspace
-from .. import api
+from .. import api, units
 
 
 def workspace(request: Request) -> Iterator[Workspace]:
@@ -23,13 +22,5 @@ def workspace(request: Request) -> Iterator[Workspace]:
 
 
 def parse_time(value: Optional[str], name: str) -> Optional[datetime]:
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            t = datetime.combine(date.fromisoformat(value), datetime.min.time())
-        except ValueError:
-            raise AbflussError(f"{name} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    """A query or form time; an empty field is none."""
+    return units.parse_time(value or None, name)

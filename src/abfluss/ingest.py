@@ -283,13 +283,15 @@ def _reason(e: BaseException) -> str:
 class _Pipeline:
     """Writes batches on a second thread while the reader parses the next ones: Parquet encoding
     and Arrow compute release the GIL, so reading and writing overlap on two cores. Started at
-    the first batch, after a reader has forked any helper process of its own."""
+    the second batch (after a reader has forked any helper process of its own): an input of one
+    batch, most small logs, is written in this thread without starting one."""
 
     def __init__(self, write: Callable[[str, object], None]):
         self.write = write
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.first: tuple | None = None  # the first batch, held until a second one comes
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
@@ -303,14 +305,22 @@ class _Pipeline:
         if self.error is not None:
             raise self.error
         if self.thread is None:
+            if self.first is None:
+                self.first = (table, batch)
+                return
             self.thread = threading.Thread(target=self._run, daemon=True)
             self.thread.start()
+            self.queue.put(self.first)
+            self.first = None
         self.queue.put((table, batch))
 
     def __enter__(self) -> "_Pipeline":
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.first is not None and exc[0] is None:
+            self.write(*self.first)  # one batch only: written here
+            self.first = None
         if self.thread is not None:
             self.queue.put(None)
             self.thread.join()

@@ -25,9 +25,9 @@ class Source:
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         rest, skipping = b"", False
-        with open_maybe_gzip(self.path, self.report) as f, ThreadPoolExecutor(1) as pool:
+        with open_maybe_gzip(self.path, self.report) as f, _Ahead() as pool:
             read = f.read if not isinstance(f, gzip.GzipFile) else lambda n: self._gunzip(f, n)
-            ahead = pool.submit(read, self.block)
+            ahead = _Done(read(self.block))  # the first block here: a small log needs no thread
             while True:
                 chunk = ahead.result()
                 if skipping and chunk:  # inside an overlong line: drop it up to its newline
@@ -39,7 +39,8 @@ class Source:
                 data = rest + chunk if rest else chunk
                 if self.error or not chunk:
                     break
-                ahead = pool.submit(read, self.block)  # read (and gunzip) the next block meanwhile
+                # read (and gunzip) the next block meanwhile; a short block was the end of the file
+                ahead = pool.submit(read, self.block) if len(chunk) >= self.block else _Done(b"")
                 end = data.rfind(b"\n") + 1
                 if end:
                     data, end = self._cut_long(data, end)
@@ -86,3 +87,33 @@ class Source:
             self.error = f"corrupt gzip stream ({e})"
         return b"".join(parts)
 
+
+
+class _Done:
+    """A read already done, shaped like the future of one still running."""
+
+    def __init__(self, value: bytes):
+        self.value = value
+
+    def result(self) -> bytes:
+        return self.value
+
+
+class _Ahead:
+    """A one-thread pool started only when a second block is to be read ahead (a file of one
+    block, most rotated logs, never starts a thread)."""
+
+    def __init__(self):
+        self.pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn, *args):
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1)
+        return self.pool.submit(fn, *args)
+
+    def __enter__(self) -> "_Ahead":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()

@@ -22,18 +22,24 @@ JSON, missing fields, bad timestamps) are skipped and counted as ``line N``.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from abfluss.errors import InputError
-from abfluss.readers.base import MAX_LINE, ReadReport, open_maybe_gzip
+from abfluss.readers import _eve_fast
+from abfluss.readers._zeek_source import Source
+from abfluss.readers.base import ReadReport
 from abfluss.schema import conform, reader_schema
 
 FORMAT = "suricata-eve"
 CHUNK = 200_000  # events per batch: every yielded table has at most this many rows
+#: Bytes of decompressed text parsed at once (whole lines).
+BLOCK = 8 << 20
 TABLES = ("flows", "dns", "http", "tls", "alerts")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_US = timedelta(microseconds=1)
@@ -144,11 +150,20 @@ def _flow(e: dict, ts: int) -> dict:
         "proto": proto, **_endpoints(e),
         "orig_ip_bytes": _int(f.get("bytes_toserver")), "resp_ip_bytes": _int(f.get("bytes_toclient")),
         "orig_pkts": _int(f.get("pkts_toserver")), "resp_pkts": _int(f.get("pkts_toclient")),
-        # "failed": Suricata looked at the payload and identified nothing (empty, as nDPI's Unknown)
-        "service": ("" if app == "failed" else app.lower()) if app else None,
+        "service": _service(app),
         "conn_state": _conn_state(f.get("state"), proto, f, tcp),
         "open": False, "community_id": _str(e.get("community_id")), "uid": _uid(e),
     }
+
+
+def _service(app: str | None) -> str | None:
+    # "failed": Suricata looked at the payload and identified nothing (empty, as nDPI's Unknown)
+    return ("" if app == "failed" else app.lower()) if app else None
+
+
+def _sha1(value: str | None) -> str | None:
+    """A certificate fingerprint ``aa:bb:...`` as plain lower-case hex."""
+    return value.replace(":", "").lower() if value else None
 
 
 def _http(e: dict, ts: int) -> dict:
@@ -171,7 +186,7 @@ def _tls(e: dict, ts: int) -> dict:
         "server_name": _str(t.get("sni")), "ja3": _str(ja3.get("hash")),
         "ja4": _str(t.get("ja4")), "ja3s": _str(ja3s.get("hash")),
         "subject": _str(t.get("subject")), "issuer": _str(t.get("issuerdn")),
-        "cert_sha1": sha1.replace(":", "").lower() if sha1 else None,
+        "cert_sha1": _sha1(sha1),
         "not_before": _cert_time(t.get("notbefore")), "not_after": _cert_time(t.get("notafter")),
     }
 
@@ -232,20 +247,17 @@ class _Dns:
         self.answered: dict[tuple, dict] = {}  # last row answered per key (v1 continuation)
 
     def add(self, e: dict, ts: int) -> None:
-        d = _obj(e, "dns")
-        kind = d.get("type")
-        if kind not in ("query", "request", "answer", "response"):
-            raise BadEvent(f"dns event of unknown type {kind!r}")
-        key = (e.get("flow_id"), d.get("id"))
-        query, qtype = _question(d)
+        self.add_fields(ts, *_dns_fields(e))
+
+    def add_fields(self, ts: int, kind: str, key: tuple, uid, ends: dict, proto, trans_id, query, qtype, rcode,
+                   data, types, ttls, v1: bool, swap: bool) -> None:
+        """One dns event, as :func:`_dns_fields` gives it (``_eve_fast`` gives the same in bulk)."""
         if kind in ("query", "request"):
-            row = {"ts": ts, "uid": _uid(e), **_endpoints(e), "proto": _proto(e.get("proto")),
-                   "trans_id": _int(d.get("id"), PORT_MAX), "query": query, "qtype": qtype}
+            row = {"ts": ts, "uid": uid, **ends, "proto": proto, "trans_id": trans_id, "query": query,
+                   "qtype": qtype}
             self.rows.append(row)
             self.pending.setdefault(key, []).append(row)
             return
-        data, types, ttls = _answers(d)
-        v1 = "version" not in d and "answers" not in d and "queries" not in d
         waiting = self.pending.get(key, [])
         if v1 and not waiting and key in self.answered:
             row = self.answered[key]  # a further resource record of the same v1 response
@@ -258,13 +270,30 @@ class _Dns:
         if row is not None:
             waiting.remove(row)
         else:
-            swap = e.get("src_port") in DNS_PORTS and e.get("dest_port") not in DNS_PORTS
-            row = {"ts": ts, "uid": _uid(e), **_endpoints(e, swap), "proto": _proto(e.get("proto")),
-                   "trans_id": _int(d.get("id"), PORT_MAX), "query": query,
+            if swap:
+                ends = {"orig_h": ends["resp_h"], "orig_p": ends["resp_p"], "resp_h": ends["orig_h"],
+                        "resp_p": ends["orig_p"]}
+            row = {"ts": ts, "uid": uid, **ends, "proto": proto, "trans_id": trans_id, "query": query,
                    "qtype": None if v1 else qtype}  # a v1 record's type is not the question's
             self.rows.append(row)
-        row.update(rcode=_str(d.get("rcode")), answers=data, answer_types=types, ttls=ttls)
+        row.update(rcode=rcode, answers=data, answer_types=types, ttls=ttls)
         self.answered[key] = row
+
+
+def _dns_fields(e: dict) -> tuple:
+    """What ``_Dns.add_fields`` takes of a dns event: kind, matching key (flow id, DNS id), uid,
+    endpoints, proto, transaction id, question name and type, rcode, answer data, types and TTLs
+    (answers only), whether it is a v1 record, whether the server sent it (its source port is DNS's)."""
+    d = _obj(e, "dns")
+    kind = d.get("type")
+    if kind not in ("query", "request", "answer", "response"):
+        raise BadEvent(f"dns event of unknown type {kind!r}")
+    query, qtype = _question(d)
+    data, types, ttls = _answers(d) if kind in ("answer", "response") else (None, None, None)
+    return (kind, (e.get("flow_id"), d.get("id")), _uid(e), _endpoints(e), _proto(e.get("proto")),
+            _int(d.get("id"), PORT_MAX), query, qtype, _str(d.get("rcode")), data, types, ttls,
+            "version" not in d and "answers" not in d and "queries" not in d,
+            e.get("src_port") in DNS_PORTS and e.get("dest_port") not in DNS_PORTS)
 
 
 HANDLERS = {"flow": ("flows", _flow), "http": ("http", _http), "tls": ("tls", _tls), "alert": ("alerts", _alert)}
@@ -277,68 +306,146 @@ def _table(name: str, rows: list[dict]) -> pa.Table:
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield (table, rows) batches of at most :data:`CHUNK` rows per table."""
     report.format = FORMAT
-    rows: dict[str, list[dict]] = {table: [] for table, _make in HANDLERS.values()}
-    dns, events, n, chunk_events = _Dns(), 0, 0, 0
+    path = Path(path)
+    source = Source(path, report, BLOCK)
+    r = _Reader(report)
+    try:
+        for data, end in source:
+            block = _eve_fast.parse(data, end, MAX_US, sys.modules[__name__])
+            yield from (r.fast(data, block) if block is not None else r.slow(data, end))
+    except OSError as e:  # missing, unreadable, a directory
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if source.error:
+        report.skip(f"line {r.line}", f"file truncated or corrupt, rest not read ({source.error})")
+    if r.events == 0:
+        raise InputError(f"{path}: no readable Suricata eve event in {r.line - 1} lines")
+    yield from r.flush()
 
-    def flush() -> Iterator[tuple[str, pa.Table]]:
-        nonlocal dns
-        batches = {**rows, "dns": dns.rows}
+
+class _Reader:
+    """The rows of the current chunk of :data:`CHUNK` events, from blocks read either way: in
+    bulk (``_eve_fast``) or line by line. DNS events are merged per chunk either way."""
+
+    def __init__(self, report: ReadReport):
+        self.report = report
+        self.parts: dict[str, list] = {name: [] for name in TABLES}  # Arrow tables and lists of row dicts
+        self.dns = _Dns()
+        self.events = self.chunk_events = 0
+        self.line = 1  # the number of the next line
+
+    def flush(self) -> Iterator[tuple[str, pa.Table]]:
+        parts = {**self.parts, "dns": [self.dns.rows]}
         for name in TABLES:
-            if batches[name]:
-                table = _table(name, batches[name])
-                report.add(name, table.num_rows)
+            tables = [p if isinstance(p, pa.Table) else _table(name, p) for p in parts[name] if len(p)]
+            if tables:
+                table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+                self.report.add(name, table.num_rows)
                 yield name, table
-        for r in rows.values():
-            r.clear()
-        dns = _Dns()
+        self.parts = {name: [] for name in TABLES}
+        self.dns = _Dns()
+        self.chunk_events = 0
 
-    with open_maybe_gzip(Path(path), report) as f:
+    def _counted(self) -> Iterator[tuple[str, pa.Table]]:
+        """One more event read; the chunk is full after :data:`CHUNK` of them."""
+        self.events += 1
+        self.chunk_events += 1
+        if self.chunk_events >= CHUNK:
+            yield from self.flush()
+
+    def _row(self, table: str, row: dict) -> None:
+        parts = self.parts[table]
+        if not parts or isinstance(parts[-1], pa.Table):
+            parts.append([])
+        parts[-1].append(row)
+
+    def slow(self, data: bytes, end: int) -> Iterator[tuple[str, pa.Table]]:
+        """``data[:end]`` line by line, each bad line skipped with its number."""
+        lines = data[:end].split(b"\n")
+        last = lines.pop()  # after the final newline: empty, or the file's last line cut off
+        lines = [x + b"\n" for x in lines] + ([last] if last else [])
+        for n, line in enumerate(lines, self.line):
+            if self._event(line, n):
+                yield from self._counted()
+        self.line += len(lines)
+
+    def _event(self, line: bytes, n: int) -> bool:
+        """Read one line into the chunk; whether it was an event (else it is skipped or blank)."""
+        report = self.report
+        if not line.strip():
+            return False
+        try:
+            event = json.loads(line)
+        except ValueError as e:
+            cut = "" if line.endswith(b"\n") else " (line cut off)"
+            report.skip(f"line {n}", f"invalid JSON{cut}: {e}")
+            return False
+        except RecursionError:
+            report.skip(f"line {n}", "invalid JSON: nested too deep")
+            return False
+        if not isinstance(event, dict) or not isinstance(event.get("event_type"), str) \
+                or "timestamp" not in event:
+            report.skip(f"line {n}", "not an eve event (needs event_type and timestamp)")
+            return False
+        try:
+            ts = _ts(event["timestamp"])
+            kind = event["event_type"]
+            if kind == "dns":
+                self.dns.add(event, ts)
+            elif kind in HANDLERS:
+                table, make = HANDLERS[kind]
+                self._row(table, make(event, ts))
+        except (BadEvent, KeyError, TypeError, AttributeError) as e:
+            report.skip(f"line {n}", f"{event.get('event_type')} event: {e}")
+            return False
+        return True
+
+    def fast(self, data: bytes, b: "_eve_fast.Block") -> Iterator[tuple[str, pa.Table]]:
+        """A block parsed in bulk: its rows taken in runs between DNS events (merged here, in
+        order), the chunk cut after exactly :data:`CHUNK` events as line by line."""
+        cur = seg = di = 0
         while True:
-            try:
-                line = f.readline(MAX_LINE + 1)
-                if len(line) > MAX_LINE:  # drop the rest of an overlong line unread
-                    while (more := f.readline(1 << 20)) and not more.endswith(b"\n"):
-                        pass
-            except (EOFError, OSError) as e:
-                report.skip(f"line {n + 1}", f"file truncated or corrupt, rest not read ({e})")
+            nxt = int(b.dns[di]) if di < len(b.dns) else b.rows
+            left = CHUNK - self.chunk_events
+            if nxt - cur >= left:  # the chunk fills inside this run of events without DNS
+                cur += left
+                self.events += left
+                self.chunk_events = CHUNK
+                self._take(b, seg, cur)
+                seg = cur
+                yield from self.flush()
+                continue
+            self.events += nxt - cur
+            self.chunk_events += nxt - cur
+            cur = nxt
+            if cur >= b.rows:
                 break
-            if not line:
-                break
-            n += 1
-            if len(line) > MAX_LINE:
-                report.skip(f"line {n}", f"longer than {MAX_LINE} bytes: skipped")
-                continue
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError as e:
-                cut = "" if line.endswith(b"\n") else " (line cut off)"
-                report.skip(f"line {n}", f"invalid JSON{cut}: {e}")
-                continue
-            except RecursionError:
-                report.skip(f"line {n}", "invalid JSON: nested too deep")
-                continue
-            if not isinstance(event, dict) or not isinstance(event.get("event_type"), str) \
-                    or "timestamp" not in event:
-                report.skip(f"line {n}", "not an eve event (needs event_type and timestamp)")
-                continue
-            try:
-                ts = _ts(event["timestamp"])
-                kind = event["event_type"]
-                if kind == "dns":
-                    dns.add(event, ts)
-                elif kind in HANDLERS:
-                    table, make = HANDLERS[kind]
-                    rows[table].append(make(event, ts))
-            except (BadEvent, KeyError, TypeError, AttributeError) as e:
-                report.skip(f"line {n}", f"{event.get('event_type')} event: {e}")
-                continue
-            events += 1
-            chunk_events += 1
-            if chunk_events >= CHUNK:
-                yield from flush()
-                chunk_events = 0
-    if events == 0:
-        raise InputError(f"{path}: no readable Suricata eve event in {n} lines")
-    yield from flush()
+            ok = self._dns_line(data, b, cur, di)
+            cur, di = cur + 1, di + 1
+            if ok:
+                self.events += 1
+                self.chunk_events += 1
+                if self.chunk_events >= CHUNK:
+                    self._take(b, seg, cur)
+                    seg = cur
+                    yield from self.flush()
+        self._take(b, seg, b.rows)
+        self.line += b.rows
+
+    def _dns_line(self, data: bytes, b: "_eve_fast.Block", i: int, k: int) -> bool:
+        """The ``k``-th DNS event of the block, on its line ``i``."""
+        try:
+            if b.dns_fields is not None:
+                self.dns.add_fields(int(b.ts[i]), *b.dns_fields[k])
+            else:
+                self.dns.add(json.loads(data[b.starts[i]:b.ends[i]]), int(b.ts[i]))
+        except (BadEvent, KeyError, TypeError, AttributeError) as e:
+            self.report.skip(f"line {self.line + i}", f"dns event: {e}")
+            return False
+        return True
+
+    def _take(self, b: "_eve_fast.Block", start: int, stop: int) -> None:
+        """The block's rows of lines ``start`` to ``stop`` (DNS aside) into the chunk."""
+        for name, (cols, idx) in b.tables.items():
+            lo, hi = np.searchsorted(idx, [start, stop])
+            if hi > lo:
+                self.parts[name].append(conform(name, {k: v.slice(lo, hi - lo) for k, v in cols.items()}))

@@ -1,0 +1,298 @@
+"""eve.json in bulk: a block of lines parsed by pyarrow and turned into rows column by column.
+
+Only a block whose every line is plain (one JSON object per line, no JSON ``null``, every value of
+the JSON type the reader expects, timestamps in Suricata's own ISO form) is taken here; for any
+other block :func:`parse` returns None and ``suricata.read`` reads it line by line in Python,
+which reports each bad line with its number. So both ways give the same rows: this module only
+takes inputs on which it gives what the line-by-line reader gives.
+
+Without JSON nulls an absent key and a null column value are the same, which is what lets the
+``key in event`` tests of the line reader be written as null tests here. DNS events are merged
+per query in ``suricata._Dns``: they are returned as line positions for the caller to decode.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pjson
+
+from ..schema import TS
+
+_STR, _INT = pa.string(), pa.int64()
+#: What the line reader looks at, with the JSON type it expects; everything else is ignored.
+SCHEMA = pa.schema([
+    ("timestamp", _STR), ("event_type", _STR), ("flow_id", _INT), ("src_ip", _STR), ("dest_ip", _STR),
+    ("src_port", _INT), ("dest_port", _INT), ("icmp_type", _INT), ("icmp_code", _INT), ("proto", _STR),
+    ("app_proto", _STR), ("community_id", _STR),
+    ("flow", pa.struct([("start", _STR), ("end", _STR), ("bytes_toserver", _INT), ("bytes_toclient", _INT),
+                        ("pkts_toserver", _INT), ("pkts_toclient", _INT), ("state", _STR)])),
+    ("tcp", pa.struct([("rst", pa.bool_())])),
+    ("http", pa.struct([("http_method", _STR), ("hostname", _STR), ("url", _STR), ("http_user_agent", _STR),
+                        ("length", _INT), ("status", _INT)])),
+    ("tls", pa.struct([("version", _STR), ("sni", _STR), ("ja4", _STR), ("subject", _STR), ("issuerdn", _STR),
+                       ("fingerprint", _STR), ("notbefore", _STR), ("notafter", _STR),
+                       ("ja3", pa.struct([("hash", _STR)])), ("ja3s", pa.struct([("hash", _STR)]))])),
+    ("alert", pa.struct([("signature", _STR), ("category", _STR), ("signature_id", _INT), ("severity", _INT)])),
+    ("dns", pa.struct([("type", _STR), ("id", _INT), ("version", _INT), ("rrname", _STR), ("rrtype", _STR),
+                       ("rcode", _STR), ("rdata", _STR), ("ttl", _INT),
+                       ("queries", pa.list_(pa.struct([("rrname", _STR), ("rrtype", _STR)]))),
+                       ("answers", pa.list_(pa.struct([("rrtype", _STR), ("ttl", _INT), ("rdata", _STR)])))])),
+])
+_OPTIONS = pjson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+_READ = pjson.ReadOptions(block_size=1 << 20)
+#: Suricata's timestamps (``2021-06-06T15:57:37.272281+0200``): a form Python's ``fromisoformat``
+#: and Arrow's cast read alike. Certificate validity bounds may lack the zone (UTC then).
+_TIME = r"\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
+_ZONE = r"(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)"
+_TS_RE, _CERT_RE = f"^{_TIME}{_ZONE}$", f"^{_TIME}{_ZONE}?$"
+_NULL = re.compile(rb":\s*null\b")
+#: A line with more opening brackets than this may nest deeper than Python's parser takes (the
+#: line reader then skips it as "nested too deep"): its block is left to the line reader.
+_MAX_OPENERS = 400
+#: Event types with a table of their own here (dns is merged by the caller).
+TABLES = {"flow": "flows", "http": "http", "tls": "tls", "alert": "alerts"}
+_COMMON = ["flow_id", "src_ip", "dest_ip", "src_port", "dest_port", "icmp_type", "icmp_code", "proto",
+           "community_id"]
+_COLUMNS = {"flows": _COMMON + ["flow", "tcp", "app_proto"], "http": _COMMON + ["http"],
+            "tls": _COMMON + ["tls"], "alerts": _COMMON + ["alert"]}
+_DNS_COLUMNS = _COMMON + ["dns"]
+
+
+@dataclass
+class Block:
+    """A parsed block: per table the rows' columns and their line indices (ascending), the DNS
+    events' line indices, each line's timestamp (µs) and span in the block."""
+    rows: int
+    tables: dict  # table -> (dict of columns, np.ndarray of line indices)
+    dns: np.ndarray
+    #: per DNS event what ``suricata._dns_fields`` gives; None: decode their lines with ``json``
+    dns_fields: list | None
+    ts: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def parse(data: bytes, end: int, max_us: int, helpers) -> Block | None:
+    """The block ``data[:end]`` (whole lines) parsed, or None if the line reader must read it.
+    ``helpers`` is the line reader's module: its value conversions are reused per distinct value."""
+    buf = np.frombuffer(data, np.uint8, end)
+    if not end or buf[end - 1] != 0x0A:  # the file's last line without its newline: maybe cut off
+        return None
+    ends = np.flatnonzero(buf == 0x0A)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    # one object per line: each line starts with '{' and ends with '}' (no blank or padded line)
+    if (buf[starts] != 0x7B).any() or (ends <= starts).any() or (buf[ends - 1] != 0x7D).any():
+        return None
+    if data.find(b"null", 0, end) >= 0 and _NULL.search(data, 0, end):
+        return None
+    opening = np.flatnonzero((buf == 0x7B) | (buf == 0x5B))
+    if (np.searchsorted(opening, ends) - np.searchsorted(opening, starts) > _MAX_OPENERS).any():
+        return None
+    try:
+        t = pjson.read_json(pa.BufferReader(pa.py_buffer(data)[:end]), read_options=_READ, parse_options=_OPTIONS)
+        t.validate(full=True)  # pyarrow passes invalid UTF-8 through into strings
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if t.num_rows != len(starts) or t.column("event_type").null_count or t.column("timestamp").null_count:
+        return None
+    ts = _times(t.column("timestamp"), _TS_RE, max_us)
+    if ts is None:
+        return None
+    kinds = t.column("event_type")
+    tables = {}
+    for kind, name in TABLES.items():
+        idx = np.flatnonzero(pc.equal(kinds, kind).to_numpy(zero_copy_only=False))
+        if len(idx) == 0:
+            continue
+        part = t.select(_COLUMNS[name]).take(pa.array(idx))
+        cols = _build(name, part, ts.take(pa.array(idx)), max_us, helpers)
+        if cols is None:
+            return None
+        tables[name] = (cols, idx)
+    dns = np.flatnonzero(pc.equal(kinds, "dns").to_numpy(zero_copy_only=False))
+    fields = _dns_fields(t.select(_DNS_COLUMNS).take(pa.array(dns)), helpers) if len(dns) else []
+    return Block(t.num_rows, tables, dns, fields, ts.cast(pa.int64()).to_numpy(zero_copy_only=False), starts, ends)
+
+
+def _times(col, pattern: str, max_us: int, bad_is_null: bool = False) -> pa.Array | None:
+    """Parsed times (µs, UTC); None when a value is outside the form both parsers read alike,
+    or (unless ``bad_is_null``: then it is null) outside 1970 … 9999."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if col.null_count == len(col):
+        return pa.nulls(len(col), TS)
+    if not pc.all(pc.match_substring_regex(col, pattern)).as_py():
+        return None
+    naive = pc.invert(pc.match_substring_regex(col, _ZONE + "$"))
+    if pc.any(naive).as_py():
+        col = pc.if_else(naive, pc.binary_join_element_wise(col, "+00:00", ""), col)
+    try:
+        ts = pc.cast(col, TS)
+    except pa.ArrowInvalid:
+        return None
+    us = ts.cast(pa.int64())
+    ok = pc.and_(pc.greater_equal(us, 0), pc.less_equal(us, max_us))
+    if pc.all(ok).as_py() is False:
+        if not bad_is_null:
+            return None
+        ts = pc.if_else(ok, ts, pa.scalar(None, TS))
+    return ts
+
+
+def _int(col, hi: int):
+    """``suricata._int``: a value from 0 to ``hi``, else null."""
+    ok = pc.and_(pc.greater_equal(col, 0), pc.less_equal(col, hi))
+    return pc.if_else(ok, col, pa.scalar(None, col.type))
+
+
+def _each(col, fn) -> pa.Array:
+    """``fn`` applied to each distinct value once (the line reader's own conversion)."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    enc = col.dictionary_encode()
+    values = pa.array([fn(v) for v in enc.dictionary.to_pylist()], _STR)
+    return values.take(enc.indices)
+
+
+def _endpoints(t: pa.Table, h) -> dict:
+    def port(a, b):  # e.get(a, e.get(b)): without JSON nulls, null is absent
+        return _int(pc.coalesce(t.column(a), t.column(b)), h.PORT_MAX)
+
+    return {"orig_h": t.column("src_ip"), "orig_p": port("src_port", "icmp_type"),
+            "resp_h": t.column("dest_ip"), "resp_p": port("dest_port", "icmp_code")}
+
+
+def _build(name: str, t: pa.Table, ts: pa.Array, max_us: int, h) -> dict | None:
+    """The columns of ``name``'s rows (as ``suricata._flow``, ``_http``, ``_tls``, ``_alert``)."""
+    obj = t.column({"flows": "flow", "alerts": "alert"}.get(name, name))
+    if obj.null_count:  # "<kind> event without a '<kind>' object": the line reader says so
+        return None
+    uid = pc.cast(t.column("flow_id"), _STR)
+    ends = _endpoints(t, h)
+    if name == "flows":
+        if t.column("src_ip").null_count or t.column("dest_ip").null_count:
+            return None
+        f = pc.struct_field
+        start = _times(f(obj, "start"), _TS_RE, max_us)
+        end = _times(f(obj, "end"), _TS_RE, max_us)
+        if start is None or end is None:
+            return None
+        start = pc.coalesce(start, ts)
+        duration = pc.divide(pc.cast(pc.subtract(end.cast(_INT), start.cast(_INT)), pa.float64()), 1e6)
+        proto = _each(t.column("proto"), h._proto)
+        back = pc.fill_null(_int(f(obj, "pkts_toclient"), 2**63 - 1), 0)
+        return {"ts": start, "ts_end": end, "duration": duration, "proto": proto, **ends,
+                "orig_ip_bytes": _int(f(obj, "bytes_toserver"), 2**63 - 1),
+                "resp_ip_bytes": _int(f(obj, "bytes_toclient"), 2**63 - 1),
+                "orig_pkts": _int(f(obj, "pkts_toserver"), 2**63 - 1),
+                "resp_pkts": _int(f(obj, "pkts_toclient"), 2**63 - 1),
+                "service": _each(t.column("app_proto"), h._service),
+                "conn_state": _conn_state(f(obj, "state"), proto, back, pc.struct_field(t.column("tcp"), "rst")),
+                "open": pa.repeat(pa.scalar(False), t.num_rows), "community_id": t.column("community_id"),
+                "uid": uid}
+    if name == "http":
+        f = pc.struct_field
+        return {"ts": ts, "uid": uid, **ends, "method": f(obj, "http_method"), "host": f(obj, "hostname"),
+                "uri": f(obj, "url"), "user_agent": f(obj, "http_user_agent"),
+                "response_body_len": _int(f(obj, "length"), 2**63 - 1),
+                "status_code": _int(f(obj, "status"), h.INT32_MAX)}
+    if name == "tls":
+        f = pc.struct_field
+        not_before = _times(f(obj, "notbefore"), _CERT_RE, max_us, bad_is_null=True)
+        not_after = _times(f(obj, "notafter"), _CERT_RE, max_us, bad_is_null=True)
+        if not_before is None or not_after is None:
+            return None
+        return {"ts": ts, "uid": uid, **ends, "version": f(obj, "version"), "server_name": f(obj, "sni"),
+                "ja3": f(f(obj, "ja3"), "hash"), "ja4": f(obj, "ja4"), "ja3s": f(f(obj, "ja3s"), "hash"),
+                "subject": f(obj, "subject"), "issuer": f(obj, "issuerdn"),
+                "cert_sha1": _each(f(obj, "fingerprint"), h._sha1),
+                "not_before": not_before, "not_after": not_after}
+    f = pc.struct_field
+    return {"ts": ts, "uid": uid, **ends, "proto": _each(t.column("proto"), h._proto),
+            "signature": f(obj, "signature"), "signature_id": _int(f(obj, "signature_id"), 2**63 - 1),
+            "category": f(obj, "category"), "severity": _int(f(obj, "severity"), h.INT32_MAX),
+            "community_id": t.column("community_id")}
+
+
+def _conn_state(state, proto, back, rst) -> pa.Array:
+    """``suricata._conn_state`` column-wise."""
+    tcp = pc.fill_null(pc.equal(proto, "tcp"), False)
+    rst = pc.fill_null(rst, False)
+    is_ = lambda v: pc.fill_null(pc.equal(state, v), False)  # noqa: E731
+    new = is_("new")
+    conds = [is_("closed"), pc.and_(is_("established"), tcp), is_("established"),
+             pc.and_(new, pc.equal(back, 0)), pc.and_(new, pc.and_(tcp, rst)), new]
+    return pc.case_when(pc.make_struct(*conds, field_names=[str(i) for i in range(len(conds))]),
+                        "SF", "S1", "SF", "S0", "REJ", "OTH")
+
+
+def _dns_fields(t: pa.Table, h) -> list | None:
+    """``suricata._dns_fields`` of each dns event, column-wise; None when an event needs the line
+    reader (no ``dns`` object, an unknown type, or answers only in the ``grouped`` form)."""
+    d = t.column("dns")
+    if d.null_count:
+        return None
+    f = lambda name: pc.struct_field(d, name)  # noqa: E731
+    kind = f("type")
+    if not pc.all(pc.fill_null(pc.is_in(kind, pa.array(["query", "request", "answer", "response"])), False)).as_py():
+        return None
+    answer = pc.is_in(kind, pa.array(["answer", "response"]))
+    v1_record = pc.or_(pc.is_valid(f("rdata")), pc.is_valid(f("ttl")))
+    grouped = pc.and_(answer, pc.and_(pc.is_null(f("answers")), pc.invert(v1_record)))
+    if pc.any(grouped).as_py():
+        return None
+    ends = _endpoints(t, h)
+    data, types, ttls = _answer_lists(f("answers"), f("rdata"), f("rrtype"), f("ttl"))
+    # the question: the first of ``queries`` (v3), else the event's own rrname/rrtype
+    queries = _chunk(f("queries"))
+    asked = pc.fill_null(pc.greater(pc.list_value_length(queries), 0), False).to_numpy(zero_copy_only=False)
+    first = pa.array(np.where(asked, queries.offsets.to_numpy()[:-1], 0), mask=~asked)
+    query = pc.if_else(asked, pc.struct_field(queries.values, "rrname").take(first), f("rrname"))
+    qtype = pc.if_else(asked, pc.struct_field(queries.values, "rrtype").take(first), f("rrtype"))
+    cols = [kind, t.column("flow_id"), f("id"), pc.cast(t.column("flow_id"), _STR), ends["orig_h"], ends["orig_p"],
+            ends["resp_h"], ends["resp_p"], _each(t.column("proto"), h._proto), _int(f("id"), h.PORT_MAX),
+            query, qtype, f("rcode"), data, types, ttls,
+            pc.and_(pc.is_null(f("version")), pc.and_(pc.is_null(f("answers")), pc.is_null(f("queries")))),
+            pc.and_(pc.fill_null(pc.is_in(t.column("src_port"), pa.array(h.DNS_PORTS)), False),
+                    pc.invert(pc.fill_null(pc.is_in(t.column("dest_port"), pa.array(h.DNS_PORTS)), False)))]
+    return [(kind, (flow_id, dns_id), uid, {"orig_h": oh, "orig_p": op, "resp_h": rh, "resp_p": rp}, proto,
+             trans_id, query, qtype, rcode, data, types, ttls, v1, swap)
+            for (kind, flow_id, dns_id, uid, oh, op, rh, rp, proto, trans_id, query, qtype, rcode, data, types,
+                 ttls, v1, swap) in zip(*(c.to_pylist() for c in cols))]
+
+
+def _answer_lists(answers, rdata, rrtype, ttl):
+    """``suricata._answers`` column-wise: per event the answer data, their types and the TTLs,
+    from the ``answers`` list, else from a v1 record's own fields (queries: not used)."""
+    n = len(answers)
+    answers = answers.combine_chunks() if isinstance(answers, pa.ChunkedArray) else answers
+    flat = pc.list_flatten(answers)
+    parent = pc.list_parent_indices(answers).to_numpy(zero_copy_only=False)
+    listed = pc.is_valid(answers).to_numpy(zero_copy_only=False)
+    # a v1 record is a list of itself
+    own = np.flatnonzero(~listed)
+    rows = np.concatenate([parent, own])
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+
+    def values(name, own_values):
+        col = pa.concat_arrays([pc.struct_field(flat, name), own_values.take(pa.array(own))])
+        return col.take(pa.array(order))
+
+    data, kinds, ttls = values("rdata", _chunk(rdata)), values("rrtype", _chunk(rrtype)), values("ttl", _chunk(ttl))
+    has = pc.is_valid(data).to_numpy(zero_copy_only=False)
+    timed = pc.is_valid(ttls).to_numpy(zero_copy_only=False)
+    kinds = pc.if_else(pc.fill_null(pc.equal(kinds, ""), True), "?", kinds)
+
+    def lists(col, keep):
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), col.filter(pa.array(keep)))
+
+    return lists(data, has), lists(kinds, has), lists(pc.cast(ttls, pa.float64()), timed)
+
+
+def _chunk(col):
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

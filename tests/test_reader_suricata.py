@@ -305,3 +305,64 @@ def test_dns_v1_v3_and_answer_only(tmp_path):
         ("13", "02.000000", "10.0.0.5", 53, 9, "c.example", "AAAA", "NOERROR", ["2001:db8::1"], []),
         ("14", "03.000000", "10.0.0.5", 53, 4, "d.example", "MX", None, None, None),
     ]
+
+
+# --- bulk and line-by-line reading agree ---------------------------------------------------------
+
+def _edge_events() -> list[dict]:
+    """DNS in every style, ICMP endpoints, out-of-range ports, a reset, odd certificate times."""
+    a = {"src_ip": "10.0.0.53", "src_port": 53, "dest_ip": "10.0.0.5", "dest_port": 40000, "proto": "UDP"}
+    q = {"src_ip": "10.0.0.5", "src_port": 40000, "dest_ip": "10.0.0.53", "dest_port": 53, "proto": "UDP"}
+    ts = "2024-05-01T10:00:0{}.1+0000"
+    return [
+        {"timestamp": ts.format(0), "flow_id": 11, "event_type": "dns", **q,
+         "dns": {"type": "query", "id": 1, "rrname": "a.example", "rrtype": "A"}},
+        {"timestamp": ts.format(0), "flow_id": 11, "event_type": "dns", **a,
+         "dns": {"type": "answer", "id": 1, "rcode": "NOERROR", "rrname": "a.example", "rrtype": "CNAME", "ttl": 60,
+                 "rdata": "b.example"}},
+        {"timestamp": ts.format(0), "flow_id": 11, "event_type": "dns", **a,
+         "dns": {"type": "answer", "id": 1, "rrname": "b.example", "rrtype": "A", "ttl": 30, "rdata": "192.0.2.7"}},
+        {"timestamp": ts.format(1), "flow_id": 12, "event_type": "dns", **q,
+         "dns": {"version": 3, "type": "request", "id": 7, "queries": [{"rrname": "t.exfil.test", "rrtype": "TXT"}]}},
+        {"timestamp": ts.format(1), "flow_id": 12, "event_type": "dns", **a,
+         "dns": {"version": 3, "type": "response", "id": 7, "rcode": "NXDOMAIN",
+                 "queries": [{"rrname": "t.exfil.test", "rrtype": "TXT"}],
+                 "answers": [{"rrname": "x", "rrtype": "", "ttl": 5, "rdata": "q"},
+                             {"rrname": "y", "rrtype": "A", "rdata": "1.2.3.4"}, {"rrname": "z", "rrtype": "SOA", "ttl": 9}]}},
+        {"timestamp": ts.format(2), "flow_id": 13, "event_type": "dns", **a, "proto": "17",
+         "dns": {"version": 2, "type": "answer", "id": 9, "rrname": "c.example", "rrtype": "AAAA", "answers": []}},
+        {"timestamp": ts.format(3), "flow_id": 15, "event_type": "dns", **q,
+         "dns": {"type": "answer", "id": 4, "rrname": "d.example", "rrtype": "MX", "ttl": 7}},
+        {"timestamp": ts.format(4), "event_type": "flow", "src_ip": "10.0.0.5", "dest_ip": "10.0.0.6", "proto": "ICMP",
+         "icmp_type": 8, "icmp_code": 0, "flow": {"pkts_toserver": 1, "pkts_toclient": 0, "bytes_toserver": 84,
+                                                  "start": "2024-05-01T10:00:03.5+0000", "state": "new"}},
+        {"timestamp": ts.format(5), "event_type": "tls", "flow_id": 99, **q, "proto": "TCP",
+         "tls": {"sni": "x", "fingerprint": "AA:bb:cc", "notbefore": "2016-06-07T00:00:00",
+                 "notafter": "9999-12-31T23:00:00", "ja3": {"hash": "h"}}},
+        {"timestamp": ts.format(6), "event_type": "flow", "flow_id": 5, **q, "src_port": 70000, "dest_port": -1,
+         "proto": "tcp", "app_proto": "failed", "tcp": {"rst": True},
+         "flow": {"pkts_toserver": 1, "pkts_toclient": 2, "start": "2024-05-01T10:00:05.5+0000",
+                  "end": "2024-05-01T10:00:06.0+0000", "state": "new"}},
+    ]
+
+
+@pytest.mark.parametrize("source", ["golden", "edge"])
+def test_bulk_and_line_reading_agree(tmp_path, monkeypatch, source):
+    """A block of plain lines is read in bulk (``_eve_fast``); every other block line by line.
+    Both give the same rows, counts and messages."""
+    from abfluss.readers import _eve_fast
+
+    path = EVE
+    if source == "edge":
+        path = tmp_path / "eve.json"
+        path.write_text("".join(json.dumps(e) + "\n" for e in _edge_events()))
+    parse, used = _eve_fast.parse, []
+    monkeypatch.setattr(_eve_fast, "parse", lambda *a: used.append(parse(*a)) or used[-1])
+    bulk, bulk_report = read(path)
+    assert used and all(b is not None for b in used)  # every block was read in bulk
+    monkeypatch.setattr(_eve_fast, "parse", lambda *a: None)
+    lines, line_report = read(path)
+    assert bulk.keys() == lines.keys()
+    for name in bulk:
+        assert bulk[name].equals(lines[name]), name
+    assert (bulk_report.skipped, bulk_report.messages) == (line_report.skipped, line_report.messages)

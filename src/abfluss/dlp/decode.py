@@ -5,7 +5,10 @@ their bytes are only counted, never scanned). Decoders turn the wire bytes into 
 person would see: HTTP/1.x messages with chunked framing, gzip/deflate, multipart forms,
 URL-encoded forms and JSON escapes undone (``decode_http``); SMTP mail split into MIME parts
 by the standard library's ``email`` package (base64 and quoted-printable decoded); FTP control
-lines (which announce the data connections); anything else as raw bytes. Every decoder has
+lines (which announce the data connections); anything else as raw bytes. The HTTP, SMTP and
+FTP decoders also tell the flow's ``sessions.Session`` what the protocol said (requests and
+responses, logins and their replies); on a side that is not read they run with ``DISCARD`` as
+their sink, for that alone. Every decoder has
 ``data(bytes)`` and ``close()`` and writes to a ``streams.Sink``; a decoder that meets
 something it cannot follow calls ``side.restart(rest)``, which sniffs the rest again (TLS after
 STARTTLS or CONNECT) or falls back to raw.
@@ -54,6 +57,21 @@ def sniff(head: bytes, server_port: int, udp: bool, final: bool = False) -> str 
     if len(head) < SNIFF_BYTES and not final:
         return None
     return "raw"
+
+
+class _Discard:
+    """A sink that reads nothing: a side parsed for its protocol records, not scanned."""
+
+    scanned = 0
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def boundary(self) -> None:
+        pass
+
+
+DISCARD = _Discard()
 
 
 class File:
@@ -126,10 +144,15 @@ class Lines:
 
 
 class Ftp(Lines):
-    """FTP control: the lines, plus the data connections announced by PASV/EPSV/PORT/EPRT."""
+    """FTP control: the lines, plus the data connections announced by PASV/EPSV/PORT/EPRT, and
+    the logins (USER/PASS and the server's 230/530)."""
 
     def line(self, line: bytes) -> None:
         flow = self.side.flow
+        if self.side.is_client:
+            flow.session().ftp_command(line)
+        else:
+            flow.session().ftp_reply(line)
         if m := _PASV.match(line) or _EPSV.match(line):
             port = int(m.group(5)) * 256 + int(m.group(6)) if m.re is _PASV else int(m.group(1))
             flow.expect(flow.server_addr, port)  # the control connection's server: safe behind NAT
@@ -148,12 +171,21 @@ class Smtp(Lines):
         self.limit = side.limits.max_buffered_bytes
 
     def line(self, line: bytes) -> bytes | None:
+        self.side.flow.session().smtp_command(line)
         if line.rstrip().upper() == b"DATA":
             mail = Mail(self.sink, self, self.side.limits)
             self.side.decoder = mail
             rest = bytes(self.buf)
             self.buf.clear()
             return rest
+        return None
+
+
+class SmtpReplies(Lines):
+    """SMTP server side: the reply lines (read as lines), which say how an AUTH ended."""
+
+    def line(self, line: bytes) -> None:
+        self.side.flow.session().smtp_reply(line)
         return None
 
 
@@ -184,7 +216,9 @@ class Mail:
                 self._stream(len(self.buf) - 4)
             return
         body, rest = bytes(self.buf[:end + 2 if end else 0]), bytes(self.buf[end + (5 if end else 3):])
-        if self.streaming:
+        if self.sink is DISCARD:
+            pass  # a side parsed for its commands only: the mail is not read
+        elif self.streaming:
             self.sink.write(_unstuff(body))
         else:
             scan_message(email.message_from_bytes(_unstuff(body)), self.sink, self.limits)
@@ -218,7 +252,7 @@ def _unstuff(body: bytes) -> bytes:
 #: Decoder per application, for the client and the server side.
 DECODERS = {
     "http": (Http, Http),
-    "smtp": (Smtp, Raw),
+    "smtp": (Smtp, SmtpReplies),
     "ftp": (Ftp, Ftp),
 }
 

@@ -7,6 +7,9 @@ multipart bodies and mails are split into parts by the standard library's ``emai
 (base64 and quoted-printable decoded), URL-encoded forms field by field; every other body, and
 every part, is a unit for ``structured`` (CSV, JSON, XML, HL7, SQL, archives, office files …,
 recognised from the content). Bodies that start like images or programs are framed but not read.
+Each request and response is also told to the flow's ``sessions.Session`` (the ``http`` table's
+rows, executables by their first bytes); a side that is not read (``DISCARD`` sink) is framed
+for that alone, its bodies neither decoded nor scanned.
 """
 
 from __future__ import annotations
@@ -110,12 +113,35 @@ class Http:
         self.sink.write(unquote_to_bytes(start.replace(b"+", b" ")) + b"\n"
                         + unquote_to_bytes(b"\n".join(lines[1:])) + b"\n\n")
         framing, tunnel = self._framing(start, fields)
+        watch, finished = self._record(start, fields)
         if tunnel:  # CONNECT or Upgrade: what follows is another protocol
+            if finished:
+                finished()
             self.side.restart(rest)
             return b""
         if framing is not None:
-            self.body = Body(framing, fields, self.sink, self.side.limits)
+            self.body = Body(framing, fields, self.sink, self.side.limits, watch, finished,
+                             read=self.sink is not _discard())
+        elif finished:
+            finished()
         return rest
+
+    def _record(self, start: bytes, fields: dict):
+        """Tell the session of this message: (body bytes callback, end of response callback)."""
+        session = self.side.flow.session()
+        if self.request:
+            method, _, target = start.partition(b" ")
+            ex = session.request(method, target.rpartition(b" ")[0] or target, fields)
+
+            def count(data: bytes) -> None:
+                ex.req_len += len(data)
+            return count, None
+        parts = start.split(b" ")
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() and len(parts[1]) == 3 else None
+        if status is not None and 100 <= status < 200 and status != 101:
+            return None, None  # interim: the real response follows
+        ex = session.response(status, fields)
+        return ex.body, lambda: session.done(ex)
 
     def _plausible(self, start: bytes | None = None) -> bool:
         s = bytes(self.buf[:16]) if start is None else start
@@ -160,7 +186,8 @@ class Body:
     """One message body: framing (length, chunked, until close), content coding (gzip,
     deflate), then the content type's decoding (multipart, URL-encoded form, JSON, text)."""
 
-    def __init__(self, framing: tuple, fields: dict, sink, limits):
+    def __init__(self, framing: tuple, fields: dict, sink, limits, watch=None, finished=None, read: bool = True):
+        self.watch, self.finished = watch, finished  # the session's (``Http._record``)
         self.kind = framing[0]
         self.left = framing[1] if self.kind == "length" else 0
         self.state, self.line = "size", bytearray()
@@ -175,7 +202,7 @@ class Body:
 
             self.brotli = brotli.Decompressor()
         self.first = True
-        self.opaque = coding not in (b"", b"identity", b"gzip", b"x-gzip", b"deflate", b"br")  # zstd ...
+        self.opaque = not read or coding not in (b"", b"identity", b"gzip", b"x-gzip", b"deflate", b"br")  # zstd ...
         self.content = content_decoder(fields.get(b"content-type", b""), sink, limits)
 
     def feed(self, data: bytes) -> bytes:
@@ -220,6 +247,8 @@ class Body:
         return data
 
     def _entity(self, data: bytes) -> None:
+        if data and self.watch is not None:
+            self.watch(data)
         if not data or self.opaque or self.decoded > self.max_decoded:
             return
         if self.inflate is not None:
@@ -260,6 +289,15 @@ class Body:
 
     def close(self) -> None:
         self.content.close()
+        if self.finished is not None:
+            finished, self.finished = self.finished, None
+            finished()
+
+
+def _discard():
+    from .decode import DISCARD  # decode imports this module
+
+    return DISCARD
 
 
 def content_decoder(content_type: bytes, sink, limits):

@@ -8,6 +8,9 @@ leave this module: the ``dlp`` table has one row per flow side, category and dis
 window as the flow; ``inspected`` has one row per flow side with the payload
 bytes, the bytes the detectors read, the gaps, and whether the side was encrypted (TLS, SSH,
 QUIC: counted, never read). Rows carry the flow's Community ID, so they join with ``flows``.
+The same pass writes the protocol records (``sessions``: HTTP requests and responses, SMTP
+and FTP logins, executables, SSH banners) into the tables Zeek's logs fill; it runs for them
+alone (nothing scanned, no ``dlp``/``inspected`` rows) when a capture is read without inspection.
 
 Nothing here may put payload into a message: decoder errors are swallowed (the side is then
 read raw), and the caller reports failures by exception type only.
@@ -32,6 +35,8 @@ from ..readers._community_id import community_id
 from ..readers._split import part_of
 from ..schema import TS, conform
 from . import decode
+from .decode import DISCARD
+from .sessions import Records, Session
 from .streams import ACK, FIN, PCAP_BE, PCAP_LE, RST, SYN, TCP, UDP, Side, Sink, address, packets, slice_packet
 
 PROTO_NAMES = {TCP: "tcp", UDP: "udp"}
@@ -41,6 +46,11 @@ MAX_PENDING_REQUESTS = 256
 SWEEP_SECONDS = 10.0
 #: Rows kept as Python lists before they are turned into an Arrow table.
 ROWS_PER_BATCH = 100_000
+#: Bytes of a side of an SSH connection searched for its version line (RFC 4253: 255 at most,
+#: after optional other lines from the server).
+SSH_BANNER_BYTES = 1024
+#: Applications whose control lines or message heads are parsed on a side that is not read.
+PARSED_UNREAD = ("http", "smtp", "ftp")
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,15 @@ class Inspection:
     dlp: pa.Table
     inspected: pa.Table
     packets: int = 0
+    #: The protocol records (``sessions.Records``): http, files, logins, software; only non-empty ones.
+    records: dict = field(default_factory=dict)
 
 
 class Direction:
     """One side of a flow: stream -> sniffing -> decoder -> sink -> tally of hits."""
 
     __slots__ = ("flow", "is_client", "stream", "sink", "decoder", "head", "resniff", "payload",
-                 "gaps", "hits", "limits", "read", "counting")
+                 "gaps", "hits", "limits", "read", "counting", "peek", "banner")
 
     def __init__(self, flow: "Flow", is_client: bool, insp: "Inspector", read: bool = True):
         s = insp.settings
@@ -99,12 +111,16 @@ class Direction:
         self.resniff = False
         self.read = read  # False: inbound, sniffed (TLS? FTP replies?) but not scanned
         self.counting = flow.encrypted  # True: bytes are only counted from here on
+        self.peek = flow.app == "ssh"  # True: still looking for this side's SSH version line
+        self.banner = b""
         self.payload = self.gaps = 0  # UDP; TCP counts in its stream
         self.hits: dict[tuple[str, str], list] = {}
 
     def data(self, data: bytes) -> None:
         flow = self.flow
         if self.counting:
+            if self.peek:
+                self._banner(data)
             return
         if self.decoder is None:
             self.head += data
@@ -115,6 +131,8 @@ class Direction:
             data, self.head = self.head, b""
             if app in decode.ENCRYPTED:
                 flow.encrypt(app)
+                if self.peek:
+                    self._banner(data)
                 return
             self._start(app)
             if self.counting:
@@ -128,6 +146,23 @@ class Direction:
             self.decoder = decode.Raw(self.sink)
             self.decoder.data(data)
 
+    def _banner(self, data: bytes) -> None:
+        """Collect this side's first line starting ``SSH-`` (the version), then only count."""
+        self.banner += data[:SSH_BANNER_BYTES - len(self.banner)]
+        if self.banner.startswith(b"SSH-"):
+            start = 0
+        else:
+            start = self.banner.find(b"\nSSH-")
+            start = start + 1 if start >= 0 else -1
+        end = self.banner.find(b"\n", start) if start >= 0 else -1
+        if end < 0 and len(self.banner) < SSH_BANNER_BYTES:
+            return  # the line is not complete yet
+        if end >= 0:
+            self.flow.session().ssh_banner(self.is_client, self.banner[start:end])
+        self.peek, self.banner = False, b""
+        if self.stream is not None:
+            self.stream.finish()
+
     def _start(self, app: str) -> None:
         flow = self.flow
         if self.resniff or flow.app == "ftp-data":
@@ -136,8 +171,10 @@ class Direction:
             flow.app = app
         if self.read:
             self.decoder = decode.decoder_for(app, self.is_client, flow.proto == UDP)(self.sink, self)
-        elif app == "ftp":  # FTP replies announce the passive data connections: parsed, not scanned
-            self.decoder = decode.Ftp(DISCARD, self)
+        elif app in PARSED_UNREAD and flow.proto != UDP:
+            # FTP replies announce the passive data connections; HTTP heads, SMTP and FTP lines
+            # are the protocol records: parsed, not scanned
+            self.decoder = decode.decoder_for(app, self.is_client)(DISCARD, self)
         else:
             self.counting, self.decoder = True, None
 
@@ -204,24 +241,11 @@ class Direction:
         return self.payload, self.gaps
 
 
-class _Discard:
-    """A sink that reads nothing (for inbound control lines that are parsed, not scanned)."""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def boundary(self) -> None:
-        pass
-
-
-DISCARD = _Discard()
-
-
 class Flow:
     """A TCP connection or UDP flow; sides are made when they first carry payload."""
 
     __slots__ = ("insp", "proto", "client_addr", "client_port", "server_addr", "server_port", "ts",
-                 "last", "closing", "app", "encrypted", "methods", "dirs", "isn", "inbound")
+                 "last", "closing", "app", "encrypted", "methods", "dirs", "isn", "inbound", "sess")
 
     def __init__(self, insp: "Inspector", proto: int, client: tuple, server: tuple, ts: float, app=None):
         self.insp, self.proto = insp, proto
@@ -237,12 +261,14 @@ class Flow:
         self.dirs: list[Direction | None] = [None, None]  # client, server
         self.isn: list[int | None] = [None, None]
         self.inbound = (False, False)  # per side: sent from outside to inside (not read)
+        self.sess: Session | None = None
 
     def direction(self, from_client: bool) -> Direction:
         i = 0 if from_client else 1
         d = self.dirs[i]
         if d is None:
-            d = self.dirs[i] = Direction(self, from_client, self.insp, not self.inbound[i])
+            d = self.dirs[i] = Direction(self, from_client, self.insp,
+                                         not self.inbound[i] and self.insp.scan is not None)
             if d.stream is not None and self.isn[i] is not None:
                 d.stream.syn(self.isn[i])
         return d
@@ -253,6 +279,7 @@ class Flow:
         for d in self.dirs:
             if d is not None:
                 d.sink.boundary()  # cleartext before the handshake (EHLO, CONNECT) is still read
+                d.peek, d.banner = app == "ssh", d.head  # each side's SSH version line is a record
                 d.decoder, d.head, d.counting = None, b"", True
                 if d.stream is not None:
                     d.stream.finish()  # segments still waiting are counted, then dropped
@@ -260,10 +287,18 @@ class Flow:
     def expect(self, addr: bytes, port: int) -> None:
         self.insp.expected[(addr, port)] = self.last
 
+    def session(self) -> Session:
+        """The flow's protocol records, made when a decoder first has something to tell."""
+        if self.sess is None:
+            self.sess = Session(self, self.insp.records)
+        return self.sess
+
     def close(self) -> None:
         for d in self.dirs:
             if d is not None:
                 d.close()
+        if self.sess is not None:
+            self.sess.close()
 
 
 class Inspector:
@@ -278,6 +313,7 @@ class Inspector:
         self.first: dict[tuple, float] = {}  # first packet of a flow before its first payload
         self.expected: dict[tuple[bytes, int], float] = {}  # FTP data connections announced
         self.rows = Rows()
+        self.records = Records()
         self.next_sweep = float("-inf")
         self.packets = 0
         self.networks = [ipaddress.ip_network(n) for n in settings.internal_networks]
@@ -338,7 +374,7 @@ class Inspector:
                     d.stream.syn(seq)
             if payload or missing:
                 d = flow.direction(from_client)
-                if d.counting:  # encrypted or inbound: no reassembly, no copy held
+                if d.counting and not d.peek:  # encrypted or inbound: no reassembly, no copy held
                     d.stream.count(seq, len(payload) + missing)
                 else:
                     d.stream.segment(seq, payload, missing)
@@ -396,7 +432,7 @@ class Inspector:
         for key, flow in list(self.flows.items()):
             self._end(key, flow)
         dlp, inspected = self.rows.tables()
-        return Inspection(dlp, inspected, self.packets)
+        return Inspection(dlp, inspected, self.packets, self.records.tables())
 
 
 class Rows:
@@ -460,7 +496,7 @@ class InspectionError(AbflussError):
     """Payload inspection failed; the message names the error's type only (see the module doc)."""
 
 
-def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings(), part: int = 0,
+def inspect_pcap(path: Path, key: bytes | None, settings: Settings = Settings(), part: int = 0,
                  parts: int = 1) -> Inspection:
     """Inspect every packet of a pcap/pcapng file (uncompressed) with the workspace key ``key``;
     with ``parts`` > 1 only the host pairs of worker ``part`` (see ``Inspector``).
@@ -477,7 +513,7 @@ def inspect_pcap(path: Path, key: bytes, settings: Settings = Settings(), part: 
                 datalink, frames = packets(f)
             except (ValueError, dpkt.dpkt.Error):
                 return Inspector(None, settings).finish()
-            insp = Inspector(Scanner(key).scan, settings, datalink, part, parts)
+            insp = Inspector(Scanner(key).scan if key is not None else None, settings, datalink, part, parts)
             if _indexable(f, datalink):
                 _inspect_indexed(f, insp)
                 return insp.finish()

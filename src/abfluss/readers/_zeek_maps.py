@@ -101,8 +101,8 @@ TARGET = re.compile(r"(open_)?(conn|dns|http|ssl)(?![a-z])|notice(?![a-z_])"
 #: An SMTP reply that is an authentication outcome: 235 accepted; 535/534/454 refused, and
 #: any permanent error that says so (``554 5.7.1 bad smtp-auth user``). ``530 Client was not
 #: authenticated`` is a mail sent without logging in, not a failed login.
-_SMTP_OK = re.compile(r"^235\b")
-_SMTP_FAIL = re.compile(r"^(?:53[45]|454)\b|^5\d\d\b.*(?:bad \S*auth|auth\S*\s+(?:fail|invalid|incorrect|"
+SMTP_OK = re.compile(r"^235\b")
+SMTP_FAIL = re.compile(r"^(?:53[45]|454)\b|^5\d\d\b.*(?:bad \S*auth|auth\S*\s+(?:fail|invalid|incorrect|"
                         r"unsuccessful|credentials|user)|(?:fail|invalid|incorrect)\S*\s+(?:\S+\s+)?auth|password)",
                         re.IGNORECASE)
 #: Zeek's tunnel types (``Tunnel::IP`` is IP-in-IP, 4in4 and 6in4 alike).
@@ -208,8 +208,8 @@ def _col(cols: dict, name: str, n: int, type_=pa.string()) -> pa.Array:
 def _smtp(cols: dict, n: int) -> None:
     reply = _col(cols, "reply", n)
     cols["reply"] = pc.utf8_slice_codeunits(reply, 0, _REPLY_MAX)
-    ok = pc.match_substring_regex(reply, _SMTP_OK.pattern)
-    fail = pc.match_substring_regex(reply, _SMTP_FAIL.pattern, ignore_case=True)
+    ok = pc.match_substring_regex(reply, SMTP_OK.pattern)
+    fail = pc.match_substring_regex(reply, SMTP_FAIL.pattern, ignore_case=True)
     cols["result"] = pc.if_else(pc.fill_null(ok, False), "success",
                                 pc.if_else(pc.fill_null(fail, False), "failure", pa.scalar(None, pa.string())))
     cols["app"] = _const("smtp", n)

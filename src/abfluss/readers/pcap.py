@@ -5,7 +5,11 @@ bytes, application, TLS SNI, JA4 and HTTP host / user agent. ``service`` is what
 the payload: empty when it identified nothing, also when it only guessed from the port or the
 address (a cleartext protocol on port 443 is not ``tls``). It gives one DNS name per flow,
 so a second pass with dpkt decodes every DNS message on port 53 into the ``dns`` table; the
-same pass finds where a truncated capture stops and when the capture ends.
+same pass finds where a truncated capture stops and when the capture ends. A third pass, payload
+inspection's stream reassembly (``abfluss.dlp.inspect``), writes the protocol records Zeek's logs
+give: ``http`` (one row per request: method, Host, URI, User-Agent, status, MIME type by magic
+bytes), ``files`` (executables), ``logins`` (SMTP AUTH, FTP) and ``software`` (SSH banners); it
+runs also when payload inspection is off, then reading nothing but those.
 """
 
 from __future__ import annotations
@@ -73,8 +77,9 @@ def sniff(head: bytes, path: Path | None = None) -> bool:
 def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
          inspect_settings=None, jobs: int | None = None,
          job_bytes: int | None = None) -> Iterator[tuple[str, pa.Table]]:
-    """Flows, DNS, TLS and HTTP records; with ``inspect_key`` (the workspace's DLP key) also the
-    ``dlp`` and ``inspected`` tables of payload inspection (``abfluss.dlp.inspect``).
+    """Flows, DNS, TLS, HTTP, login, file and software records; with ``inspect_key`` (the
+    workspace's DLP key) also the ``dlp`` and ``inspected`` tables of payload inspection
+    (``abfluss.dlp.inspect``).
 
     Up to ``jobs`` processes of each kind share the work (``parallel_jobs``): NFStream meters
     the flows whose symmetric hash falls to each (its own fan-out, the other packets only
@@ -90,11 +95,10 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
         workers = []
         dns = [_fork(ctx, workers, _scan_worker, plain, str(path), k, n) for k in range(n)]
         inspection = [_fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings, k, n)
-                      for k in range(n)] if inspect_key is not None else []
+                      for k in range(n)]
         try:
             yield from _flows(plain, report, lambda: _scan_results(dns, report), shown=path, jobs=n)
-            if inspection:
-                yield from _inspection_result(inspection, report)
+            yield from _inspection_result(inspection, report)
         finally:
             for receiver, worker in workers:
                 receiver.close()
@@ -130,13 +134,15 @@ def _quiet_gc(target, *args) -> None:
     target(*args)
 
 
-def _inspect_worker(plain: Path, key: bytes, settings, part: int, parts: int, conn) -> None:
-    """Payload inspection of one part; sends ("dlp"|"inspected", Arrow IPC bytes) batches, then ("done",)."""
+def _inspect_worker(plain: Path, key: bytes | None, settings, part: int, parts: int, conn) -> None:
+    """Payload inspection of one part (without ``key``: the protocol records only); sends
+    (table name, Arrow IPC bytes) batches, then ("done",)."""
     try:
         from ..dlp.inspect import Settings, inspect_pcap
 
         result = inspect_pcap(plain, key, settings or Settings(), part, parts)
-        for name, table in (("dlp", result.dlp), ("inspected", result.inspected)):
+        tables = [("dlp", result.dlp), ("inspected", result.inspected)] if key is not None else []
+        for name, table in [*tables, *result.records.items()]:
             for batch in table.to_batches(BATCH_ROWS):
                 sink = pa.BufferOutputStream()
                 with pa.ipc.new_stream(sink, table.schema) as w:
@@ -150,10 +156,11 @@ def _inspect_worker(plain: Path, key: bytes, settings, part: int, parts: int, co
 
 
 def _inspection_result(conns, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
-    """The inspection workers' tables. They are derived rows, not records read from the input,
-    so they are not added to the report's record counts; a failure leaves the flows stored
-    (and drops the inspection of every part: a partial inspection would read as complete)."""
-    tables: list[tuple[str, pa.Table]] = []
+    """The inspection workers' tables. ``dlp`` and ``inspected`` are derived rows, not records
+    read from the input, so they are not added to the report's record counts; the protocol
+    records are. A failure leaves the flows stored (and drops the inspection of every part: a
+    partial inspection would read as complete)."""
+    tables: dict[str, list[pa.Table]] = {}
     for conn in conns:
         while True:
             try:
@@ -163,10 +170,15 @@ def _inspection_result(conns, report: ReadReport) -> Iterator[tuple[str, pa.Tabl
             if msg[0] == "done":
                 break
             if msg[0] == "error":
-                report.skip("payload inspection", f"failed ({msg[1]}); flows are stored without it", count=0)
+                report.skip("payload inspection", f"failed ({msg[1]}); flows are stored without it and "
+                            "without the HTTP, login, file and software records", count=0)
                 return
-            tables.append((msg[0], pa.ipc.open_stream(msg[1]).read_all()))
-    yield from tables
+            tables.setdefault(msg[0], []).append(pa.ipc.open_stream(msg[1]).read_all())
+    for name, parts in tables.items():
+        table = _concat(parts, sort=len(parts) > 1 and name not in ("dlp", "inspected"))
+        if name not in ("dlp", "inspected"):
+            report.add(name, table.num_rows)
+        yield name, table
 
 
 def _scan_worker(plain: Path, shown: str, part: int, parts: int, conn) -> None:
@@ -374,9 +386,9 @@ class _Columns:
     FLOW = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p",
             "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "service", "server_name",
             "user_agent", "conn_state", "open", "community_id", "uid")
-    # nDPI's client fingerprint is JA4, its server fingerprint JA3S (MD5); it computes no JA3
+    # nDPI's client fingerprint is JA4, its server fingerprint JA3S (MD5); it computes no JA3.
+    # HTTP rows come from the inspection pass (one per request, with status and body type).
     TLS = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "server_name", "ja4", "ja3s")
-    HTTP = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "host", "user_agent")
 
     def __init__(self):
         self._reset()
@@ -384,7 +396,6 @@ class _Columns:
     def _reset(self):
         self.flow = {c: [] for c in self.FLOW}
         self.tls = {c: [] for c in self.TLS}
-        self.http = {c: [] for c in self.HTTP}
         self.n = 0
 
     def add(self, f, is_open: bool) -> None:
@@ -423,16 +434,12 @@ class _Columns:
             for k, v in zip(self.TLS, (ts, uid, f.src_ip, f.src_port, f.dst_ip, f.dst_port, name,
                                        f.client_fingerprint or None, f.server_fingerprint or None)):
                 self.tls[k].append(v)
-        if master == "HTTP" and (name or f.user_agent):
-            for k, v in zip(self.HTTP, (ts, uid, f.src_ip, f.src_port, f.dst_ip, f.dst_port,
-                                        name, f.user_agent or None)):
-                self.http[k].append(v)
         self.n += 1
 
     def flush(self, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
         if self.n == 0:
             return
-        for table, cols in (("flows", self.flow), ("tls", self.tls), ("http", self.http)):
+        for table, cols in (("flows", self.flow), ("tls", self.tls)):
             if cols["ts"]:
                 data = dict(cols)
                 for c in ("ts", "ts_end"):

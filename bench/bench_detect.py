@@ -2,8 +2,12 @@
 
 Usage: python bench/bench_detect.py [--flows N] [--engine duckdb|pyspark]. Flows come from the
 ledger benchmark's generator (2,000 internal hosts, 50,000 destinations, a week), plus a
-beacon, a bulk upload and 200,000 DNS queries with a tunnel among them, stored through the
-real store. The baseline run in the same process is the ledger's top 100 (one full scan).
+beacon, a bulk upload and 200,000 DNS queries with a tunnel among them, and the attack-chain
+tables (``_chain``: HTTP and TLS at a tenth of the flows, logins, files, software, tunnels,
+ARP, each with a planted positive), stored through the real store. The baseline run in the
+same process is the ledger's top 100 (one full scan). Every registered detection runs; the
+total is printed against the 60 s target in wall and CPU seconds (this process and its
+children: on a shared machine the CPU figure is the one to compare).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from abfluss import analysis
 from abfluss.store import StoredInput
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _chain  # noqa: E402
 from bench_ledger import CHUNK, batch  # noqa: E402
+
+TARGET_S = 60.0
 
 US = pa.timestamp("us", tz="UTC")
 T0 = 1_704_067_200_000_000
@@ -77,11 +84,16 @@ def main() -> None:
                 w.write("flows", batch(rng, start, min(CHUNK, args.flows - start), args.flows), "bench")
             w.write("flows", abfluss.schema.conform("flows", extra_flows), "bench")
             w.write("dns", abfluss.schema.conform("dns", dns), "bench")
+            chain = _chain.tables(rng, args.flows)
+            for name, table in chain.items():
+                w.write(name, table, "bench")
             w.commit(StoredInput("bench", "generated", 0, "generated", "bench",
-                                 {"flows": args.flows + extra_flows.num_rows, "dns": args.dns}, 0, [], None, None))
+                                 {"flows": args.flows + extra_flows.num_rows, "dns": args.dns,
+                                  **{k: v.num_rows for k, v in chain.items()}}, 0, [], None, None))
         abfluss.refresh(ws)
-        print(f"generated and stored {args.flows:,} flows and {args.dns:,} DNS queries "
-              f"in {time.perf_counter() - t:.1f} s")
+        print(f"generated and stored {args.flows:,} flows, {args.dns:,} DNS queries and "
+              + ", ".join(f"{v.num_rows:,} {k}" for k, v in chain.items())
+              + f" in {time.perf_counter() - t:.1f} s")
         measure(ws, args)
 
 
@@ -90,12 +102,20 @@ def measure(ws, args) -> None:
     abfluss.ledger_with_totals(ws, abfluss.LedgerQuery(limit=100))
     base = time.perf_counter() - t
     print(f"baseline (ledger top 100, one scan): {base:.2f} s")
-    t = time.perf_counter()
+    from abfluss import detections
+
+    t, cpu = time.perf_counter(), _cpu()
     res = analysis.analyze(ws, backend=args.engine)
-    dt = time.perf_counter() - t
+    dt, dcpu = time.perf_counter() - t, _cpu() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"analyze ({args.engine}): {dt:.1f} s for {res.flows:,} flows = {dt / base:.1f}x the baseline; "
-          f"peak RSS {rss:,.0f} MiB; {len(res.findings)} findings.  Target < 60 s, < 4096 MiB")
+    ran = len(res.seconds)
+    print(f"analyze ({args.engine}): {dt:.1f} s wall, {dcpu:.1f} s CPU for {res.flows:,} flows = "
+          f"{dt / base:.1f}x the baseline; peak RSS {rss:,.0f} MiB; {len(res.findings)} findings; "
+          f"{ran} of {len(detections.MODULES)} detections ran.  Target < {TARGET_S:.0f} s, < 4096 MiB")
+    verdict = "within" if dt < TARGET_S else "OVER"
+    print(f"all detections: {dt:.1f} s wall ({dcpu:.1f} s CPU) against the {TARGET_S:.0f} s target: {verdict}")
+    for det, err in sorted(res.errors.items()):
+        print(f"  ERROR {det}: {err}")
     for det, s in sorted(res.seconds.items(), key=lambda kv: -kv[1]):
         print(f"  {det:26s} {s:6.2f} s")
     by = {}
@@ -104,6 +124,12 @@ def measure(ws, args) -> None:
     for det, fs in sorted(by.items()):
         print(f"  {det}: {len(fs)} findings; top: {fs[0].explanation}")
     ws.close()
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (user + system)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 if __name__ == "__main__":

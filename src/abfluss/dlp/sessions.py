@@ -46,6 +46,7 @@ REPLY_MAX = 200
 #: MIME type named for each executable format recognised by its magic bytes (Zeek's names).
 MAGIC_MIME = {"pe": "application/x-dosexec", "elf": "application/x-executable", "macho": "application/x-mach-binary"}
 _MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
+_PORT = re.compile(rb":\d+$")
 _REPLY = re.compile(rb"^(\d{3})( |$)(.*)")
 _SSH_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.+]*")
 _FILENAME = re.compile(rb"""(?i)filename\*?=\s*(?:UTF-8'')?"?([^";]+)""")
@@ -161,7 +162,10 @@ class Session:
     # -- HTTP --------------------------------------------------------------------------------
 
     def request(self, method: bytes, uri: bytes, fields: dict) -> Exchange:
-        ex = Exchange(self.flow.insp.now, _text(method), _text(uri), _text(fields.get(b"host")),
+        host = fields.get(b"host")
+        if host is not None:
+            host = _PORT.sub(b"", host)  # as Zeek: the name without its port
+        ex = Exchange(self.flow.insp.now, _text(method), _text(uri), _text(host) or None,
                       _text(fields.get(b"user-agent")))
         waiting = [e for e in self.exchanges if not e.answered]
         if len(waiting) >= MAX_PENDING:

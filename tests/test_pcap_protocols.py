@@ -17,7 +17,7 @@ from abfluss.dlp.inspect import Settings as InspectSettings
 from abfluss.dlp.sessions import executable
 from abfluss.readers import pcap
 from abfluss.readers.base import ReadReport
-from conftest import ROOT
+from conftest import ROOT, data
 from detkit import analyze_capture, assert_golden
 
 LAB = ROOT / "examples" / "protocols"
@@ -102,10 +102,26 @@ def test_same_records_with_and_without_inspection_and_unread_sides(tables, name)
     assert "inspected" in inside
 
 
+def test_ftp_data_transfers_of_windows_programs():
+    """Zeek's pe.pcap: four programs fetched over FTP (passive mode); each data connection gets
+    its file name from the control connection's RETR, its size as the server announced it
+    ("150 Opening BINARY mode data connection for NOTEPAD.EXE (68608 bytes)"). MSVIDEO.DLL is a
+    16-bit NE DLL: an MZ program too."""
+    out = {}
+    for table, t in pcap.read(data("zeek-traces/pe.pcap"), ReadReport("pe.pcap")):
+        out.setdefault(table, []).append(t)
+    files = pa.concat_tables(out["files"]).to_pylist()
+    assert [(f["filename"], f["size"], f["executable"], f["source"], f["tx_h"], f["rx_h"]) for f in files] == [
+        (name, size, "pe", "ftp", "192.168.1.32", "192.168.1.31") for name, size in
+        (("MSVIDEO.DLL", 126912), ("NOTEPAD.EXE", 68608), ("VMwareXferlogs.exe", 43568), ("test1.bin", 131080))]
+    assert all(len(f["sha256"]) == 64 for f in files)
+
+
 def test_executable_magic():
     pe = bytearray(b"MZ" + bytes(0x3A) + struct.pack("<I", 0x80) + bytes(0x40) + b"PE\0\0" + bytes(16))
     assert executable(bytes(pe)) == "pe"
     assert executable(b"MZ" + bytes(200)) is None  # MZ without a PE header: not a program we name
+    assert executable(b"MZ" + bytes(0x3A) + struct.pack("<I", 0x40) + b"NE\x05<") == "pe"  # 16-bit Windows
     assert executable(b"\x7fELF\x02\x01\x01") == "elf"
     assert executable(b"\xcf\xfa\xed\xfe\x07") == "macho"
     assert executable(b"%PDF-1.7") is None

@@ -90,6 +90,25 @@ class File:
         self.sink.boundary()
 
 
+class FtpData:
+    """An FTP data connection: a file, read by ``inner`` (when the side is read at all) and
+    typed by its first bytes for the session (an executable becomes a ``files`` row)."""
+
+    def __init__(self, inner, side):
+        self.inner, self.side = inner, side
+        self.file = side.flow.session().transfer()
+
+    def data(self, data: bytes) -> None:
+        self.file.body(data)
+        if self.inner is not None:
+            self.inner.data(data)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        self.side.flow.session().transferred(self.file, self.side.is_client)
+
+
 class Raw:
     """Bytes as they are."""
 

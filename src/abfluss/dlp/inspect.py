@@ -169,7 +169,10 @@ class Direction:
             app = "raw"  # a tunnel after CONNECT/STARTTLS that is not TLS, or a file: plain bytes
         if flow.app in (None, "raw"):
             flow.app = app
-        if self.read:
+        if flow.app == "ftp-data" and flow.proto == TCP:  # a file: typed (and hashed) read or not
+            inner = decode.decoder_for(app, self.is_client)(self.sink, self) if self.read else None
+            self.decoder = decode.FtpData(inner, self)
+        elif self.read:
             self.decoder = decode.decoder_for(app, self.is_client, flow.proto == UDP)(self.sink, self)
         elif app in PARSED_UNREAD and flow.proto != UDP:
             # FTP replies announce the passive data connections; HTTP heads, SMTP and FTP lines
@@ -245,7 +248,7 @@ class Flow:
     """A TCP connection or UDP flow; sides are made when they first carry payload."""
 
     __slots__ = ("insp", "proto", "client_addr", "client_port", "server_addr", "server_port", "ts",
-                 "last", "closing", "app", "encrypted", "methods", "dirs", "isn", "inbound", "sess")
+                 "last", "closing", "app", "encrypted", "methods", "dirs", "isn", "inbound", "sess", "control")
 
     def __init__(self, insp: "Inspector", proto: int, client: tuple, server: tuple, ts: float, app=None):
         self.insp, self.proto = insp, proto
@@ -262,6 +265,7 @@ class Flow:
         self.isn: list[int | None] = [None, None]
         self.inbound = (False, False)  # per side: sent from outside to inside (not read)
         self.sess: Session | None = None
+        self.control: Flow | None = None  # an FTP data connection's control connection
 
     def direction(self, from_client: bool) -> Direction:
         i = 0 if from_client else 1
@@ -286,6 +290,7 @@ class Flow:
 
     def expect(self, addr: bytes, port: int) -> None:
         self.insp.expected[(addr, port)] = self.last
+        self.insp.announcers[(addr, port)] = self
 
     def session(self) -> Session:
         """The flow's protocol records, made when a decoder first has something to tell."""
@@ -312,6 +317,7 @@ class Inspector:
         self.flows: dict[tuple, Flow] = {}
         self.first: dict[tuple, float] = {}  # first packet of a flow before its first payload
         self.expected: dict[tuple[bytes, int], float] = {}  # FTP data connections announced
+        self.announcers: dict[tuple[bytes, int], Flow] = {}  # ... and the control connection that did
         self.rows = Rows()
         self.records = Records()
         self.next_sweep = float("-inf")
@@ -395,11 +401,13 @@ class Inspector:
             client, server = a, b
         app = None
         announced = self.expected.pop(server, None)
+        control = self.announcers.pop(server, None)
         if announced is not None and self.now - announced > self.settings.idle_timeout:
-            announced = None  # too long ago (as if swept)
+            announced = control = None  # too long ago (as if swept)
         if announced is not None or decode.FTP_DATA_PORT in (sport, dport) and proto == TCP:
             app = "ftp-data"
         flow = self.flows[key] = Flow(self, proto, client, server, ts, app)
+        flow.control = control
         if self.networks:
             inside = self._inside(client[0]), self._inside(server[0])
             flow.inbound = (inside[1] and not inside[0], inside[0] and not inside[1])
@@ -422,6 +430,8 @@ class Inspector:
             for k, t in list(table.items()):
                 if now - t > s.idle_timeout:
                     del table[k]
+        for k in [k for k in self.announcers if k not in self.expected]:
+            del self.announcers[k]
 
     def _end(self, key, flow: Flow) -> None:
         del self.flows[key]

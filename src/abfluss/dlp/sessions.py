@@ -6,8 +6,9 @@ and it writes the rows Zeek's logs give for the same traffic, into the same tabl
 ``http``      one row per request with its response: method, Host, URI, User-Agent, body
               lengths, status code, and the response's MIME type (``resp_mime_types``) from its
               magic bytes (PE ``MZ``…``PE\\0\\0``, ELF ``\\x7fELF``, Mach-O) or else its Content-Type;
-``files``     an executable response body (by magic bytes or an executable Content-Type) with
-              its MD5, SHA-1 and SHA-256, as Zeek's files.log;
+``files``     an executable response body (by magic bytes or an executable Content-Type) or
+              FTP data transfer (by magic bytes) with its MD5, SHA-1 and SHA-256, as Zeek's
+              files.log;
 ``logins``    SMTP AUTH and FTP USER/PASS attempts with the server's verdict (235/535, 230/530);
 ``software``  each side's SSH banner (``SSH-2.0-OpenSSH_9.2p1`` -> ssh-client ``OpenSSH``),
               as Zeek's software.log.
@@ -53,14 +54,17 @@ _FILENAME = re.compile(rb"""(?i)filename\*?=\s*(?:UTF-8'')?"?([^";]+)""")
 
 
 def executable(head: bytes) -> str | None:
-    """``pe``, ``elf`` or ``macho`` from a file's first bytes, else None."""
+    """``pe``, ``elf`` or ``macho`` from a file's first bytes, else None. ``pe`` is a Windows
+    program: a DOS ``MZ`` header whose ``e_lfanew`` points at ``PE\\0\\0`` (or at the 16-bit
+    ``NE``/``LE``/``LX`` headers of older Windows DLLs and drivers, which libmagic and so Zeek
+    also call ``application/x-dosexec``); ``MZ`` alone is two letters any file may start with."""
     if head.startswith(b"\x7fELF"):
         return "elf"
     if head[:4] in _MACHO:
         return "macho"
     if head.startswith(b"MZ") and len(head) >= 0x40:
         off = struct.unpack_from("<I", head, 0x3C)[0]
-        if head[off:off + 4] == b"PE\0\0":
+        if head[off:off + 4] == b"PE\0\0" or head[off:off + 2] in (b"NE", b"LE", b"LX"):
             return "pe"
     return None
 
@@ -111,7 +115,7 @@ class Exchange:
     """One HTTP request and its response, as far as seen."""
 
     __slots__ = ("ts", "method", "uri", "host", "ua", "req_len", "answered", "status", "ctype", "disposition",
-                 "resp_len", "head", "hashes")
+                 "resp_len", "head", "hashes", "name")
 
     def __init__(self, ts: float, method=None, uri=None, host=None, ua=None):
         self.ts, self.method, self.uri, self.host, self.ua = ts, method, uri, host, ua
@@ -121,6 +125,7 @@ class Exchange:
         self.resp_len = 0
         self.head = b""
         self.hashes = None
+        self.name = None  # an FTP transfer's file name (from its control connection)
 
     def body(self, data: bytes) -> None:
         """Response entity bytes (after chunking, before content coding). What may be a program
@@ -142,7 +147,7 @@ class Exchange:
 class Session:
     """What one flow's protocol said so far; writes its rows to ``Records``."""
 
-    __slots__ = ("flow", "records", "uid", "exchanges", "smtp", "smtp_user", "ftp_user", "ftp_pass")
+    __slots__ = ("flow", "records", "uid", "exchanges", "smtp", "smtp_user", "ftp_user", "ftp_pass", "ftp_file")
 
     def __init__(self, flow, records: Records):
         self.flow, self.records = flow, records
@@ -153,6 +158,7 @@ class Session:
         self.smtp_user = None
         self.ftp_user = None
         self.ftp_pass = False
+        self.ftp_file = None  # the file of the latest RETR/STOR (named on its data connection)
 
     @property
     def ids(self) -> tuple:
@@ -200,8 +206,7 @@ class Session:
                          [mime] if mime else None)
         if kind:
             digests = [h.hexdigest() for h in ex.hashes] if ex.hashes else [None] * 3
-            fuid = f"F{crc32(f'{uid} {ex.ts}'.encode()):08x}{len(self.records.cols['files']['ts']):x}"
-            self.records.add("files", ex.ts, uid, fuid, "http", resp_h, orig_h, mime, self._filename(ex),
+            self.records.add("files", ex.ts, uid, self._fuid(uid, ex), "http", resp_h, orig_h, mime, self._filename(ex),
                              ex.resp_len, *digests, kind)
 
     @staticmethod
@@ -210,6 +215,30 @@ class Session:
             return _text(m.group(1).strip(), 255)
         name = (ex.uri or "").split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
         return name or None
+
+    # -- FTP data connections -----------------------------------------------------------------
+
+    def transfer(self) -> Exchange:
+        """A data connection's first bytes: the file is the one its control connection asked
+        for last (the server sends only after RETR, the client only after STOR's reply)."""
+        ex = Exchange(self.flow.insp.now)
+        control = self.flow.control
+        ex.name = control.sess.ftp_file if control is not None and control.sess is not None else None
+        return ex
+
+    def transferred(self, ex: Exchange, from_client: bool) -> None:
+        """An FTP data connection ended: an executable in it is a ``files`` row."""
+        kind = executable(ex.head)
+        if kind is None:
+            return
+        uid, orig_h, _op, resp_h, _rp = self.ids
+        tx, rx = (orig_h, resp_h) if from_client else (resp_h, orig_h)
+        digests = [h.hexdigest() for h in ex.hashes] if ex.hashes else [None] * 3
+        self.records.add("files", ex.ts, uid, self._fuid(uid, ex), "ftp", tx, rx, MAGIC_MIME[kind], ex.name,
+                         ex.resp_len, *digests, kind)
+
+    def _fuid(self, uid: str, ex: Exchange) -> str:
+        return f"F{crc32(f'{uid} {ex.ts}'.encode()):08x}{len(self.records.cols['files']['ts']):x}"
 
     # -- SMTP and FTP logins -----------------------------------------------------------------
 
@@ -236,7 +265,9 @@ class Session:
     def ftp_command(self, line: bytes) -> None:
         word, _, arg = line.strip().partition(b" ")
         word = word.upper()
-        if word == b"USER":
+        if word in (b"RETR", b"STOR", b"STOU", b"APPE") and arg.strip():
+            self.ftp_file = _text(arg.strip(), 255)
+        elif word == b"USER":
             self.ftp_user, self.ftp_pass = _text(arg.strip(), 255), False
         elif word == b"PASS":
             self.ftp_pass = True

@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # for their self-signed certificate; softflowd makes make eval's sampled NetFlow variants.
 DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
 
-.PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels
+.PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels lab-protocols
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -87,6 +87,13 @@ lab-scenarios: sysdeps
 lab-tunnels: sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab-tunnels)"; exit 1; }
 	$(PYTHON) lab/tunnels.py --out examples/tunnels/
+
+# login guessing, executable downloads and SSH banners by real tools (curl, ssh, dropbear,
+# aiosmtpd, pyftpdlib: the `lab` extra) in two network namespaces
+lab-protocols: sysdeps
+	@[ "$$(id -u)" = 0 ] || { echo "the lab builds network namespaces: run it as root (sudo make lab-protocols)"; exit 1; }
+	$(PY) -m pip install --quiet -e '.[lab]'
+	$(PY) lab/protocols.py --out examples/protocols/
 
 clean:
 	rm -rf $(VENV) abfluss-data .pytest_cache

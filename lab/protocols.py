@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,25 @@ WS_IP, SRV_IP = "10.77.0.10", "198.51.100.25"
 USER, PASSWORD = "alice", "correct-horse"
 WRONG = [f"guess{i}" for i in range(1, 31)]
 PY = sys.executable
+#: Programs the runs need, by the Debian package that has them (installed when missing).
+TOOLS = {"tcpdump": "tcpdump", "curl": "curl", "ssh": "openssh-client", "dropbear": "dropbear-bin",
+         "dropbearkey": "dropbear-bin", "ethtool": "ethtool", "ip": "iproute2"}
+
+
+def requirements() -> None:
+    if os.geteuid() != 0:
+        sys.exit("protocols.py needs root (network namespaces, tcpdump): run it with sudo")
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env, check=False)
+        if still := [t for t in TOOLS if shutil.which(t) is None]:
+            sys.exit(f"could not install: {', '.join(still)}")
+    try:
+        import aiosmtpd  # noqa: F401
+        import pyftpdlib  # noqa: F401
+    except ImportError:
+        sys.exit("needs the lab extra: pip install -e '.[lab]'")
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -245,6 +265,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--only", default="", help="comma list of runs")
     a = ap.parse_args()
+    requirements()
     a.out.mkdir(parents=True, exist_ok=True)
     truth_file = a.out / "protocols-truth.json"
     truth = json.loads(truth_file.read_text()) if truth_file.exists() else {}

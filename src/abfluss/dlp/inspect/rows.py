@@ -47,9 +47,16 @@ class Rows:
                 continue
             for k, v in zip(self.INSPECTED, (*common, sender, app, payload, d.sink.scanned, flow.encrypted, gaps)):
                 inspected[k].append(v)
-            for (category, hmac), (hits, anchored, masked) in sorted(d.hits.items()):
-                for k, v in zip(self.DLP, (*common, sender, app, category, hmac, masked, anchored, hits)):
-                    dlp[k].append(v)
+            if d.hits:  # column by column: a flow side of an export has thousands of rows
+                keys = sorted(d.hits)
+                n = len(keys)
+                for k, v in zip(self.DLP, (*common, sender, app)):
+                    dlp[k] += [v] * n
+                counts = list(map(d.hits.__getitem__, keys))
+                for k, col in zip(("category", "hmac"), zip(*keys)):
+                    dlp[k] += col
+                for k, col in zip(("hits", "anchored", "masked"), zip(*counts)):
+                    dlp[k] += col
         for name in ("dlp", "inspected"):
             if len(self.cols[name]["ts"]) >= ROWS_PER_BATCH:
                 self._seal(name)

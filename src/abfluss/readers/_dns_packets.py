@@ -26,6 +26,7 @@ from ._split import part_of
 from .base import ReadReport, ip_layer
 
 DNS_PORT = 53
+_l4 = wire.l4
 QTYPES, RCODES = wire.QTYPES, wire.RCODES
 
 _FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
@@ -80,42 +81,11 @@ def _addr(ip) -> str:
 
 def _fast_l4(datalink: int, buf: bytes):
     """(proto, src, dst, sport, dport, payload, tcp seq, tcp flags) sliced from raw Ethernet bytes
-    when the packet may be DNS; None when it cannot be; ``False`` when only a full decode can tell (other link types)."""
+    (``_dns_wire.l4``, in C) when the packet may be DNS; None when it cannot be; ``False`` when
+    only a full decode can tell (other link types)."""
     if datalink != dpkt.pcap.DLT_EN10MB:
         return False
-    off, ethertype = 14, buf[12:14]
-    while ethertype in (b"\x81\x00", b"\x88\xa8"):  # VLAN tags
-        ethertype, off = buf[off + 2:off + 4], off + 4
-    if ethertype == b"\x08\x00":
-        if len(buf) < off + 28 or buf[off + 6] & 0x1F or buf[off + 7]:
-            return None  # too short, or a non-first fragment
-        proto, src, dst = buf[off + 9], buf[off + 12:off + 16], buf[off + 16:off + 20]
-        total = int.from_bytes(buf[off + 2:off + 4], "big")
-        end = off + total if total else len(buf)
-        off += (buf[off] & 0x0F) * 4
-        family = socket.AF_INET
-    elif ethertype == b"\x86\xdd":
-        if len(buf) < off + 48:
-            return None
-        proto, src, dst = buf[off + 6], buf[off + 8:off + 24], buf[off + 24:off + 40]
-        end = off + 40 + int.from_bytes(buf[off + 4:off + 6], "big")
-        off += 40
-        family = socket.AF_INET6
-    else:
-        return None
-    if proto not in (6, 17):
-        return None
-    sport, dport = int.from_bytes(buf[off:off + 2], "big"), int.from_bytes(buf[off + 2:off + 4], "big")
-    if DNS_PORT not in (sport, dport):
-        return None
-    if proto == 17:
-        return ("udp", socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport,
-                buf[off + 8:end], 0, 0)
-    if len(buf) < off + 14:
-        return None
-    return ("tcp", socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport,
-            buf[off + (buf[off + 12] >> 4) * 4:end], int.from_bytes(buf[off + 4:off + 8], "big"),
-            buf[off + 13])
+    return _l4(buf, 0, len(buf))
 
 
 def _short(f, record_start: int, size: int) -> bool:
@@ -208,7 +178,7 @@ def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, part
             for number, start, end, t, exact in zip((rows + ix.first + 1).tolist(), ix.start[rows].tolist(),
                                                     ix.end[rows].tolist(), ix.ts[rows].tolist(),
                                                     (ix.kind[rows] == _index.SLICED).tolist()):
-                l4 = _l4_in_place(mm, start, end)
+                l4 = _l4(mm, start, end)  # sliced in place, in C
                 if l4:
                     packet(t, number, l4, exact)
                 elif not part and end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
@@ -220,51 +190,6 @@ def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, part
             report.skip(f"packet {len(records) + 1} (byte {cut} of {size})",
                         "capture is truncated in this packet; the packets before it are read")
     return len(records), (int(ts * 1_000_000) if ts is not None else None)
-
-
-def _l4_in_place(b, p: int, end: int):
-    """``_fast_l4`` on the frame at ``b[p:end]`` without copying it (b is the memory map)."""
-    if end - p < 34:
-        return None
-    eth, off = b[p + 12:p + 14], p + 14
-    while eth == b"\x81\x00" or eth == b"\x88\xa8":  # VLAN tags
-        eth, off = b[off + 2:off + 4], off + 4
-    if eth == b"\x08\x00":
-        if end < off + 28:
-            return None
-        proto = b[off + 9]
-        if (proto != 17 and proto != 6) or b[off + 6] & 0x1F or b[off + 7]:
-            return None  # not UDP/TCP, or a non-first fragment
-        l4 = off + (b[off] & 0x0F) * 4
-        if l4 + 4 > end:
-            return None
-        sport, dport = (b[l4] << 8) | b[l4 + 1], (b[l4 + 2] << 8) | b[l4 + 3]
-        if sport != DNS_PORT and dport != DNS_PORT:
-            return None
-        total = (b[off + 2] << 8) | b[off + 3]
-        stop = min(off + total, end) if total else end
-        src, dst = socket.inet_ntoa(b[off + 12:off + 16]), socket.inet_ntoa(b[off + 16:off + 20])
-    elif eth == b"\x86\xdd":
-        if end < off + 48:
-            return None
-        proto = b[off + 6]
-        if proto != 17 and proto != 6:
-            return None
-        l4 = off + 40
-        sport, dport = (b[l4] << 8) | b[l4 + 1], (b[l4 + 2] << 8) | b[l4 + 3]
-        if sport != DNS_PORT and dport != DNS_PORT:
-            return None
-        stop = min(l4 + ((b[off + 4] << 8) | b[off + 5]), end)
-        src = socket.inet_ntop(socket.AF_INET6, b[off + 8:off + 24])
-        dst = socket.inet_ntop(socket.AF_INET6, b[off + 24:off + 40])
-    else:
-        return None
-    if proto == 17:
-        return "udp", src, dst, sport, dport, b[l4 + 8:stop], 0, 0
-    if l4 + 14 > end:
-        return None
-    return ("tcp", src, dst, sport, dport, b[l4 + ((b[l4 + 12] >> 4) * 4):stop],
-            int.from_bytes(b[l4 + 4:l4 + 8], "big"), b[l4 + 13])
 
 
 def _result(decoder, packets: int, last_ts) -> Scan:
@@ -331,27 +256,27 @@ class _Decoder:
     def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
         proto, src, dst, sport, dport = l4[:5]
         try:
-            msg = wire.parse(payload)
+            id_, qr, _opcode, rcode, low, qtype, query, answers, types, ttls = wire.parse_at(payload, 0, len(payload))
         except wire.WireError as e:
             self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
                                                  f"message ({e}); its bytes count in the flow")
             return
         us = int(ts * 1_000_000)
-        low = msg.key  # the question as on the wire, lower-cased: resolvers may change case (0x20)
-        if not msg.qr:
-            key = (src, sport, dst, dport, msg.id, low)
+        # low: the question as on the wire, lower-cased: resolvers may change case (0x20)
+        if not qr:
+            key = (src, sport, dst, dport, id_, low)
             old = self.pending.pop(key, None)
             if old is not None:  # the same query again (a retransmission): a row of its own
                 self.rows.append(old)
             # the name as sent, like Zeek: case is part of what a tunnel encodes
             self.pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst,
-                                 "resp_p": dport, "proto": proto, "trans_id": msg.id, "query": msg.query,
-                                 "qtype": msg.qtype, "query_bytes": len(payload)}
+                                 "resp_p": dport, "proto": proto, "trans_id": id_, "query": query,
+                                 "qtype": qtype, "query_bytes": len(payload)}
             return
-        key = (dst, dport, src, sport, msg.id, low)
+        key = (dst, dport, src, sport, id_, low)
         row = self.pending.pop(key, None) or {
             "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
-            "trans_id": msg.id, "query": msg.query, "qtype": msg.qtype}
-        row.update(rcode=wire.rcode_name(msg.rcode), answers=msg.answers, answer_types=msg.answer_types,
-                   ttls=msg.ttls, answer_bytes=len(payload))
+            "trans_id": id_, "query": query, "qtype": qtype}
+        row.update(rcode=wire.rcode_name(rcode), answers=answers, answer_types=types, ttls=ttls,
+                   answer_bytes=len(payload))
         self.rows.append(row)

@@ -13,6 +13,7 @@ import mmap
 import os
 import socket
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import dpkt
@@ -167,7 +168,7 @@ def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, part
     positions and messages as the general loop."""
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         records, cut = _index.walk(mm, size)
-        packet, ts = decoder.packet, None
+        ts = None
         for ix in _index.chunks(mm, size, records):
             want = ix.dns.copy()
             if parts > 1:  # sliced packets of other workers' host pairs are left out here already
@@ -175,16 +176,16 @@ def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, part
             if not part:
                 want |= ix.arp
             rows = np.flatnonzero(want)
-            for number, start, end, t, exact in zip((rows + ix.first + 1).tolist(), ix.start[rows].tolist(),
-                                                    ix.end[rows].tolist(), ix.ts[rows].tolist(),
-                                                    (ix.kind[rows] == _index.SLICED).tolist()):
-                l4 = _l4(mm, start, end)  # sliced in place, in C
-                if l4:
-                    packet(t, number, l4, exact)
-                elif not part and end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
-                    row = _arp(t, mm[start:end])
-                    if row:
-                        decoder.arp.append(row)
+            others = wire.packets(decoder.pending, decoder.rows, mm, rows + ix.first + 1, ix.start[rows],
+                                  ix.end[rows], ix.ts[rows], ix.kind[rows] == _index.SLICED, decoder.tcp_packet,
+                                  decoder.not_dns, decoder.mine)
+            if not part:  # frames that are not DNS: ARP?
+                for i in others:
+                    start, end = int(ix.start[rows[i]]), int(ix.end[rows[i]])
+                    if end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
+                        row = _arp(float(ix.ts[rows[i]]), mm[start:end])
+                        if row:
+                            decoder.arp.append(row)
             ts = float(ix.ts[-1])
         if cut is not None:
             report.skip(f"packet {len(records) + 1} (byte {cut} of {size})",
@@ -201,8 +202,8 @@ def _result(decoder, packets: int, last_ts) -> Scan:
     rows = decoder.finish()
     if not rows:
         return Scan(packets, last_ts, None, arp)
-    rows.sort(key=lambda r: r["ts"])
-    cols = {k: [r.get(k) for r in rows] for k in _FIELDS}
+    rows.sort(key=itemgetter(0))  # by time; stable: rows of the same time stay in the order they were made
+    cols = {k: list(c) for k, c in zip(_FIELDS, zip(*rows))}
     cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
     return Scan(packets, last_ts, conform("dns", cols), arp)
 
@@ -223,12 +224,16 @@ def _slow_l4(datalink: int, buf: bytes):
 
 
 class _Decoder:
-    """Messages to rows: queries wait for their response; TCP is reassembled first."""
+    """Messages to rows: queries wait for their response; TCP is reassembled first. The pairing
+    itself is ``_dns_wire.message`` (C): a query waits in ``pending`` under (client, port, server,
+    port, id, question as on the wire, lower-cased: resolvers may change case, 0x20); the same
+    query again pushes the waiting one out as a row of its own (a retransmission); a response
+    completes its query's row or makes a row alone. Rows are lists in ``_FIELDS`` order."""
 
     def __init__(self, report: ReadReport):
         self.report = report
-        self.pending: dict[tuple, dict] = {}
-        self.rows: list[dict] = []
+        self.pending: dict[tuple, list] = {}
+        self.rows: list[list] = []
         self.tcp = wire.TcpStreams()
         self.mine = None  # a filter of the packets this worker decodes (``scan``'s parts)
 
@@ -236,47 +241,32 @@ class _Decoder:
         """``mine``: the packet is known to be this worker's (the index chose it already)."""
         if not mine and self.mine is not None and not self.mine(l4):
             return
-        proto, src, dst, sport, dport, payload, seq, flags = l4
-        if proto == "udp":
-            if payload:
-                self.message(ts, number, l4, payload)
+        if l4[0] == "udp":
+            if l4[5]:
+                self.message(ts, number, l4, l4[5])
             return
+        self.tcp_packet(ts, number, l4)
+
+    def tcp_packet(self, ts: float, number: int, l4: tuple) -> None:
+        proto, src, dst, sport, dport, payload, seq, flags = l4
         msgs, lost = self.tcp.add((src, sport, dst, dport), seq, flags, payload)
         if lost:
             self.report.skip(f"packet {number}", lost)
         for m in msgs:
             self.message(ts, number, l4, m)
 
-    def finish(self) -> list[dict]:
+    def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
+        reason = wire.message(self.pending, self.rows, int(ts * 1_000_000), l4, payload)
+        if reason is not None:
+            self.not_dns(number, l4, reason)
+
+    def not_dns(self, number: int, l4: tuple, reason: str) -> None:
+        proto, src, dst, sport, dport = l4[:5]
+        self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
+                                             f"message ({reason}); its bytes count in the flow")
+
+    def finish(self) -> list[list]:
         for reason in self.tcp.leftovers():
             self.report.skip("end of capture", reason)
         self.rows.extend(self.pending.values())
         return self.rows
-
-    def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
-        proto, src, dst, sport, dport = l4[:5]
-        try:
-            id_, qr, _opcode, rcode, low, qtype, query, answers, types, ttls = wire.parse_at(payload, 0, len(payload))
-        except wire.WireError as e:
-            self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
-                                                 f"message ({e}); its bytes count in the flow")
-            return
-        us = int(ts * 1_000_000)
-        # low: the question as on the wire, lower-cased: resolvers may change case (0x20)
-        if not qr:
-            key = (src, sport, dst, dport, id_, low)
-            old = self.pending.pop(key, None)
-            if old is not None:  # the same query again (a retransmission): a row of its own
-                self.rows.append(old)
-            # the name as sent, like Zeek: case is part of what a tunnel encodes
-            self.pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst,
-                                 "resp_p": dport, "proto": proto, "trans_id": id_, "query": query,
-                                 "qtype": qtype, "query_bytes": len(payload)}
-            return
-        key = (dst, dport, src, sport, id_, low)
-        row = self.pending.pop(key, None) or {
-            "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
-            "trans_id": id_, "query": query, "qtype": qtype}
-        row.update(rcode=wire.rcode_name(rcode), answers=answers, answer_types=types, ttls=ttls,
-                   answer_bytes=len(payload))
-        self.rows.append(row)

@@ -22,6 +22,8 @@
 static PyObject *WireError;
 static PyObject *type_names; /* dict: number -> mnemonic (_dns_wire.QTYPES) */
 static PyObject *type_cache[65536];
+static PyObject *rcode_names; /* dict: number -> name (_dns_wire.RCODES) */
+static PyObject *rcode_cache[16];
 static PyObject *str_udp, *str_tcp;
 
 /* An error: a fixed reason, or "unsupported label type 0x%02x" with its bits. */
@@ -52,6 +54,23 @@ static PyObject *type_name(unsigned n) {
         else s = PyUnicode_FromFormat("TYPE%u", n);
         if (s == NULL) return NULL;
         type_cache[n] = s; /* kept for the process's life */
+    }
+    Py_INCREF(s);
+    return s;
+}
+
+static PyObject *rcode_name(unsigned n) {
+    PyObject *s = rcode_cache[n & 15];
+    if (s == NULL) {
+        PyObject *key = PyLong_FromUnsignedLong(n & 15);
+        if (key == NULL) return NULL;
+        s = rcode_names ? PyDict_GetItemWithError(rcode_names, key) : NULL;
+        Py_DECREF(key);
+        if (s != NULL) Py_INCREF(s);
+        else if (PyErr_Occurred()) return NULL;
+        else s = PyUnicode_FromFormat("RCODE%u", n & 15);
+        if (s == NULL) return NULL;
+        rcode_cache[n & 15] = s;
     }
     Py_INCREF(s);
     return s;
@@ -335,63 +354,251 @@ static PyObject *py_read_name(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Nn)", ascii_str(text, tlen), after);
 }
 
-/* _l4_in_place: the frame at b[p:end] sliced to (proto, src, dst, sport, dport, payload, seq,
- * flags) when it is TCP or UDP on port 53; None otherwise. */
-static PyObject *l4(const uint8_t *b, Py_ssize_t p, Py_ssize_t end) {
-    if (end - p < 34) Py_RETURN_NONE;
-    Py_ssize_t off = p + 14;
+/* _l4_in_place: the frame at b[p:end] sliced when it is TCP or UDP on port 53 (1), else 0. */
+typedef struct {
+    unsigned proto, sport, dport;
+    unsigned long seq, flags;
+    Py_ssize_t from, stop; /* the payload b[from:stop] */
+    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
+} frame_t;
+
+static int slice(const uint8_t *b, Py_ssize_t p, Py_ssize_t end, frame_t *f) {
+    if (end - p < 34) return 0;
+    Py_ssize_t off = p + 14, l4;
     unsigned eth = be16(b + p + 12);
     while (eth == 0x8100 || eth == 0x88A8) {  /* VLAN tags */
-        if (off + 4 > end) Py_RETURN_NONE;
+        if (off + 4 > end) return 0;
         eth = be16(b + off + 2);
         off += 4;
     }
-    unsigned proto, sport, dport;
-    Py_ssize_t l4, stop;
-    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
     if (eth == 0x0800) {
-        if (end < off + 28) Py_RETURN_NONE;
-        proto = b[off + 9];
-        if ((proto != 17 && proto != 6) || (b[off + 6] & 0x1F) || b[off + 7]) Py_RETURN_NONE;
+        if (end < off + 28) return 0;
+        f->proto = b[off + 9];
+        if ((f->proto != 17 && f->proto != 6) || (b[off + 6] & 0x1F) || b[off + 7]) return 0;
         l4 = off + (b[off] & 0x0F) * 4;
-        if (l4 + 4 > end) Py_RETURN_NONE;
-        sport = be16(b + l4); dport = be16(b + l4 + 2);
-        if (sport != 53 && dport != 53) Py_RETURN_NONE;
+        if (l4 + 4 > end) return 0;
+        f->sport = be16(b + l4); f->dport = be16(b + l4 + 2);
+        if (f->sport != 53 && f->dport != 53) return 0;
         unsigned total = be16(b + off + 2);
-        stop = total ? (off + total < end ? off + total : end) : end;
-        snprintf(src, sizeof src, "%u.%u.%u.%u", b[off + 12], b[off + 13], b[off + 14], b[off + 15]);
-        snprintf(dst, sizeof dst, "%u.%u.%u.%u", b[off + 16], b[off + 17], b[off + 18], b[off + 19]);
+        f->stop = total ? (off + total < end ? off + total : end) : end;
+        snprintf(f->src, sizeof f->src, "%u.%u.%u.%u", b[off + 12], b[off + 13], b[off + 14], b[off + 15]);
+        snprintf(f->dst, sizeof f->dst, "%u.%u.%u.%u", b[off + 16], b[off + 17], b[off + 18], b[off + 19]);
     } else if (eth == 0x86DD) {
-        if (end < off + 48) Py_RETURN_NONE;
-        proto = b[off + 6];
-        if (proto != 17 && proto != 6) Py_RETURN_NONE;
+        if (end < off + 48) return 0;
+        f->proto = b[off + 6];
+        if (f->proto != 17 && f->proto != 6) return 0;
         l4 = off + 40;
-        sport = be16(b + l4); dport = be16(b + l4 + 2);
-        if (sport != 53 && dport != 53) Py_RETURN_NONE;
-        stop = l4 + be16(b + off + 4);
-        if (stop > end) stop = end;
-        if (inet_ntop(AF_INET6, b + off + 8, src, sizeof src) == NULL ||
-            inet_ntop(AF_INET6, b + off + 24, dst, sizeof dst) == NULL)
-            return PyErr_SetFromErrno(PyExc_OSError);
+        f->sport = be16(b + l4); f->dport = be16(b + l4 + 2);
+        if (f->sport != 53 && f->dport != 53) return 0;
+        f->stop = l4 + be16(b + off + 4);
+        if (f->stop > end) f->stop = end;
+        if (inet_ntop(AF_INET6, b + off + 8, f->src, sizeof f->src) == NULL ||
+            inet_ntop(AF_INET6, b + off + 24, f->dst, sizeof f->dst) == NULL)
+            return 0; /* cannot happen: 16 bytes always format */
     } else {
-        Py_RETURN_NONE;
+        return 0;
     }
-    Py_ssize_t from;
-    unsigned long seq = 0, tflags = 0;
-    if (proto == 17) {
-        from = l4 + 8;
+    f->seq = 0; f->flags = 0;
+    if (f->proto == 17) {
+        f->from = l4 + 8;
     } else {
-        if (l4 + 14 > end) Py_RETURN_NONE;
-        from = l4 + (b[l4 + 12] >> 4) * 4;
-        seq = (unsigned long)b[l4 + 4] << 24 | (unsigned long)b[l4 + 5] << 16 | (unsigned long)b[l4 + 6] << 8 | b[l4 + 7];
-        tflags = b[l4 + 13];
+        if (l4 + 14 > end) return 0;
+        f->from = l4 + (b[l4 + 12] >> 4) * 4;
+        f->seq = (unsigned long)b[l4 + 4] << 24 | (unsigned long)b[l4 + 5] << 16 | (unsigned long)b[l4 + 6] << 8 | b[l4 + 7];
+        f->flags = b[l4 + 13];
     }
-    if (from > stop) from = stop;
-    PyObject *name = proto == 17 ? str_udp : str_tcp;
+    if (f->from > f->stop) f->from = f->stop;
+    return 1;
+}
+
+/* (proto, src, dst, sport, dport, payload, seq, flags) */
+static PyObject *frame_tuple(const uint8_t *b, const frame_t *f) {
+    PyObject *name = f->proto == 17 ? str_udp : str_tcp;
     Py_INCREF(name);
-    return Py_BuildValue("(NNNIIy#kk)", name, ascii_str(src, (Py_ssize_t)strlen(src)),
-                         ascii_str(dst, (Py_ssize_t)strlen(dst)), sport, dport, (const char *)b + from,
-                         stop - from, seq, tflags);
+    return Py_BuildValue("(NNNIIy#kk)", name, ascii_str(f->src, (Py_ssize_t)strlen(f->src)),
+                         ascii_str(f->dst, (Py_ssize_t)strlen(f->dst)), f->sport, f->dport, (const char *)b + f->from,
+                         f->stop - f->from, f->seq, f->flags);
+}
+
+static PyObject *l4(const uint8_t *b, Py_ssize_t p, Py_ssize_t end) {
+    frame_t f;
+    if (!slice(b, p, end, &f)) Py_RETURN_NONE;
+    return frame_tuple(b, &f);
+}
+
+/* _Decoder.message: one message to a row. Queries wait in ``pending`` (key: client, port,
+ * server, port, id, question) for their response; a query seen again pushes the waiting one out
+ * as a row of its own; a response completes its query's row or makes a row alone. Rows are lists
+ * in _dns_packets._FIELDS order. Returns 0, 1 when the bytes are not DNS (WireError set), -1 on
+ * another error. */
+enum { F_TS, F_ORIG_H, F_ORIG_P, F_RESP_H, F_RESP_P, F_PROTO, F_TRANS_ID, F_QUERY, F_QTYPE, F_RCODE, F_ANSWERS,
+       F_ANSWER_TYPES, F_TTLS, F_QUERY_BYTES, F_ANSWER_BYTES, N_FIELDS };
+
+static int message(PyObject *pending, PyObject *rows, PyObject *us, PyObject *proto, PyObject *src,
+                   PyObject *sport, PyObject *dst, PyObject *dport, const uint8_t *payload, Py_ssize_t n) {
+    PyObject *m = parse_message(payload, n);
+    if (m == NULL) return PyErr_ExceptionMatches(WireError) ? 1 : -1;
+    /* (id, qr, opcode, rcode, key, qtype, query, answers, answer_types, ttls) */
+    PyObject *id = PyTuple_GET_ITEM(m, 0), *low = PyTuple_GET_ITEM(m, 4), *qtype = PyTuple_GET_ITEM(m, 5),
+             *query = PyTuple_GET_ITEM(m, 6);
+    int qr = PyLong_AsLong(PyTuple_GET_ITEM(m, 1)) != 0;  /* a 0 or 1 made by parse_message */
+    PyObject *key = NULL, *row = NULL, *size = NULL;
+    int rc = -1;
+    if (!qr) {
+        key = PyTuple_Pack(6, src, sport, dst, dport, id, low);
+        if (key == NULL) goto done;
+        PyObject *old = PyDict_GetItemWithError(pending, key); /* borrowed */
+        if (old == NULL && PyErr_Occurred()) goto done;
+        if (old != NULL) {  /* the same query again (a retransmission): a row of its own */
+            if (PyList_Append(rows, old) < 0 || PyDict_DelItem(pending, key) < 0) goto done;
+        }
+        row = PyList_New(N_FIELDS);
+        size = PyLong_FromSsize_t(n);
+        if (row == NULL || size == NULL) goto done;
+        PyObject *vals[N_FIELDS] = {us, src, sport, dst, dport, proto, id, query, qtype, Py_None, Py_None,
+                                    Py_None, Py_None, size, Py_None};
+        for (int i = 0; i < N_FIELDS; i++) { Py_INCREF(vals[i]); PyList_SET_ITEM(row, i, vals[i]); }
+        if (PyDict_SetItem(pending, key, row) < 0) goto done;
+        rc = 0;
+        goto done;
+    }
+    key = PyTuple_Pack(6, dst, dport, src, sport, id, low);
+    if (key == NULL) goto done;
+    row = PyDict_GetItemWithError(pending, key);
+    if (row == NULL && PyErr_Occurred()) goto done;
+    if (row != NULL) {
+        Py_INCREF(row);
+        if (PyDict_DelItem(pending, key) < 0) goto done;
+    } else {
+        row = PyList_New(N_FIELDS);
+        if (row == NULL) goto done;
+        PyObject *vals[N_FIELDS] = {us, dst, dport, src, sport, proto, id, query, qtype, Py_None, Py_None,
+                                    Py_None, Py_None, Py_None, Py_None};
+        for (int i = 0; i < N_FIELDS; i++) { Py_INCREF(vals[i]); PyList_SET_ITEM(row, i, vals[i]); }
+    }
+    PyObject *rcode = rcode_name((unsigned)PyLong_AsLong(PyTuple_GET_ITEM(m, 3)));
+    size = PyLong_FromSsize_t(n);
+    if (rcode == NULL || size == NULL) { Py_XDECREF(rcode); goto done; }
+    /* row.update(rcode=..., answers=..., answer_types=..., ttls=..., answer_bytes=...) */
+    static const int at[5] = {F_RCODE, F_ANSWERS, F_ANSWER_TYPES, F_TTLS, F_ANSWER_BYTES};
+    PyObject *vals[5] = {rcode, PyTuple_GET_ITEM(m, 7), PyTuple_GET_ITEM(m, 8), PyTuple_GET_ITEM(m, 9), size};
+    for (int i = 1; i < 5; i++) Py_INCREF(vals[i]);  /* rcode's own reference goes to the row */
+    for (int i = 0; i < 5; i++) PyList_SetItem(row, at[i], vals[i]);  /* in range: cannot fail */
+    if (PyList_Append(rows, row) < 0) goto done;
+    rc = 0;
+done:
+    Py_DECREF(m);
+    Py_XDECREF(key);
+    Py_XDECREF(row);
+    Py_XDECREF(size);
+    return rc;
+}
+
+static PyObject *py_message(PyObject *self, PyObject *args) {
+    PyObject *pending, *rows, *us, *frame;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "O!O!OO!y*", &PyDict_Type, &pending, &PyList_Type, &rows, &us, &PyTuple_Type,
+                          &frame, &view))
+        return NULL;
+    if (PyTuple_GET_SIZE(frame) < 5) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_TypeError, "a frame tuple (proto, src, dst, sport, dport, ...)");
+    }
+    int r = message(pending, rows, us, PyTuple_GET_ITEM(frame, 0), PyTuple_GET_ITEM(frame, 1),
+                    PyTuple_GET_ITEM(frame, 3), PyTuple_GET_ITEM(frame, 2), PyTuple_GET_ITEM(frame, 4),
+                    (const uint8_t *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (r < 0) return NULL;
+    if (r == 0) Py_RETURN_NONE;
+    PyObject *type, *value, *tb;  /* not DNS: the reason, for the caller's counted skip */
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *reason = value ? PyObject_Str(value) : PyUnicode_FromString("not DNS");
+    Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+    return reason;
+}
+
+/* The loop of _dns_packets._scan_classic over the packets the index chose: frames sliced in
+ * place from the memory map, UDP messages parsed and paired here; TCP segments go to ``on_tcp``
+ * (reassembly), messages that are not DNS to ``on_skip``, and with ``mine`` (a worker's filter)
+ * the packets not known to be this worker's are asked about. Returns the positions whose frame
+ * is not TCP/UDP on port 53 (ARP candidates, for the caller). */
+static PyObject *py_packets(PyObject *self, PyObject *args) {
+    PyObject *pending, *rows, *on_tcp, *on_skip, *mine;
+    Py_buffer mm, vnum, vstart, vend, vts, vexact;
+    if (!PyArg_ParseTuple(args, "O!O!y*y*y*y*y*y*OOO", &PyDict_Type, &pending, &PyList_Type, &rows, &mm, &vnum,
+                          &vstart, &vend, &vts, &vexact, &on_tcp, &on_skip, &mine))
+        return NULL;
+    PyObject *others = NULL;
+    Py_ssize_t count = vnum.len / 8;
+    if (vstart.len / 8 != count || vend.len / 8 != count || vts.len / 8 != count || vexact.len != count) {
+        PyErr_SetString(PyExc_ValueError, "packets: arrays of different lengths");
+        goto out;
+    }
+    others = PyList_New(0);
+    if (others == NULL) goto out;
+    const uint8_t *b = mm.buf;
+    const int64_t *num = vnum.buf, *start = vstart.buf, *end = vend.buf;
+    const double *ts = vts.buf;
+    const uint8_t *exact = vexact.buf;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        frame_t f;
+        Py_ssize_t s = (Py_ssize_t)start[i], e = (Py_ssize_t)end[i];
+        if (s < 0 || e > mm.len || s > e) {
+            PyErr_SetString(PyExc_ValueError, "packets: a frame outside the capture");
+            goto fail;
+        }
+        if (!slice(b, s, e, &f)) {
+            PyObject *k = PyLong_FromSsize_t(i);
+            if (k == NULL || PyList_Append(others, k) < 0) { Py_XDECREF(k); goto fail; }
+            Py_DECREF(k);
+            continue;
+        }
+        PyObject *frame = NULL;
+        if (!exact[i] && mine != Py_None) {
+            frame = frame_tuple(b, &f);
+            if (frame == NULL) goto fail;
+            PyObject *r = PyObject_CallOneArg(mine, frame);
+            int yes = r == NULL ? -1 : PyObject_IsTrue(r);
+            Py_XDECREF(r);
+            if (yes <= 0) { Py_DECREF(frame); if (yes < 0) goto fail; continue; }
+        }
+        if (f.proto == 6) {
+            if (frame == NULL && (frame = frame_tuple(b, &f)) == NULL) goto fail;
+            PyObject *r = PyObject_CallFunction(on_tcp, "dLO", ts[i], (long long)num[i], frame);
+            Py_DECREF(frame);
+            if (r == NULL) goto fail;
+            Py_DECREF(r);
+            continue;
+        }
+        Py_XDECREF(frame);
+        if (f.stop <= f.from) continue;  /* an empty UDP payload: nothing to decode */
+        PyObject *us = PyLong_FromLongLong((long long)(ts[i] * 1000000.0));
+        PyObject *src = ascii_str(f.src, (Py_ssize_t)strlen(f.src)), *dst = ascii_str(f.dst, (Py_ssize_t)strlen(f.dst));
+        PyObject *sport = PyLong_FromUnsignedLong(f.sport), *dport = PyLong_FromUnsignedLong(f.dport);
+        int r = -1;
+        if (us && src && dst && sport && dport)
+            r = message(pending, rows, us, str_udp, src, sport, dst, dport, b + f.from, f.stop - f.from);
+        if (r == 1) {  /* not DNS: the caller reports it */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *reason = value ? PyObject_Str(value) : PyUnicode_FromString("not DNS");
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            PyObject *res = reason == NULL ? NULL :
+                PyObject_CallFunction(on_skip, "L(OOOOO)O", (long long)num[i], str_udp, src, dst, sport, dport, reason);
+            Py_XDECREF(reason);
+            r = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
+        }
+        Py_XDECREF(us); Py_XDECREF(src); Py_XDECREF(dst); Py_XDECREF(sport); Py_XDECREF(dport);
+        if (r < 0) goto fail;
+    }
+    goto out;
+fail:
+    Py_CLEAR(others);
+out:
+    PyBuffer_Release(&mm); PyBuffer_Release(&vnum); PyBuffer_Release(&vstart); PyBuffer_Release(&vend);
+    PyBuffer_Release(&vts); PyBuffer_Release(&vexact);
+    return others;
 }
 
 static PyObject *py_l4(PyObject *self, PyObject *args) {
@@ -404,11 +611,15 @@ static PyObject *py_l4(PyObject *self, PyObject *args) {
     return r;
 }
 
-static PyObject *py_set_type_names(PyObject *self, PyObject *names) {
-    if (!PyDict_Check(names)) return PyErr_Format(PyExc_TypeError, "a dict of type numbers and names");
-    Py_INCREF(names);
-    Py_XSETREF(type_names, names);
+static PyObject *py_set_names(PyObject *self, PyObject *args) {
+    PyObject *types, *rcodes;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &types, &PyDict_Type, &rcodes)) return NULL;
+    Py_INCREF(types);
+    Py_XSETREF(type_names, types);
+    Py_INCREF(rcodes);
+    Py_XSETREF(rcode_names, rcodes);
     for (int i = 0; i < 65536; i++) Py_CLEAR(type_cache[i]);
+    for (int i = 0; i < 16; i++) Py_CLEAR(rcode_cache[i]);
     Py_RETURN_NONE;
 }
 
@@ -420,7 +631,14 @@ static PyMethodDef methods[] = {
     {"l4", py_l4, METH_VARARGS,
      "l4(buf, start=0, end=len(buf)): the Ethernet frame buf[start:end] as (proto, src, dst, sport, dport, "
      "payload, seq, flags) when it is TCP or UDP on port 53, else None."},
-    {"set_type_names", py_set_type_names, METH_O, "set_type_names(dict): record type mnemonics."},
+    {"message", py_message, METH_VARARGS,
+     "message(pending, rows, us, frame, payload): one message paired into rows (_dns_packets._Decoder); "
+     "None, or the reason the payload is not DNS."},
+    {"packets", py_packets, METH_VARARGS,
+     "packets(pending, rows, mm, numbers, starts, ends, ts, exact, on_tcp, on_skip, mine): the frames "
+     "mm[starts[i]:ends[i]] (int64, int64, int64, float64, bool arrays) decoded; the positions that are "
+     "not TCP/UDP on port 53."},
+    {"set_names", py_set_names, METH_VARARGS, "set_names(types, rcodes): record type and rcode mnemonics."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_abfluss_dns",

@@ -39,7 +39,7 @@ MAX_TCP_BUFFER = 1 << 17
 #: one Python parse per message cost more CPU than NFStream's whole metering of a DNS-heavy
 #: capture. It has exactly the semantics described above (tests/test_dns_wire_c.py checks it against
 #: the former Python implementation); every read is bounds-checked against the message's end.
-_c.set_type_names(QTYPES)
+_c.set_names(QTYPES, RCODES)
 WireError = _c.WireError  # a ValueError: the bytes are not a DNS message; the text is the reason
 #: ``read_name(buf, off)``: the name at ``off`` as escaped text (no trailing dot; the root is ""),
 #: and the offset after it in the message (after the first pointer where the name is compressed).
@@ -50,6 +50,9 @@ parse_at = _c.parse
 #: ``l4(buf, start, end)``: the Ethernet frame ``buf[start:end]`` as (proto, src, dst, sport, dport,
 #: payload, tcp seq, tcp flags) when it is TCP or UDP on port 53 (a first or only fragment), else None.
 l4 = _c.l4
+#: ``message(pending, rows, us, frame, payload)`` and ``packets(...)``: ``_dns_packets._Decoder``'s
+#: pairing of messages into rows, for one message and for the packets of a memory-mapped capture.
+message, packets = _c.message, _c.packets
 
 
 def qtype_name(n: int) -> str:

@@ -108,12 +108,35 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     queries["arp"] = f"""SELECT d.*, coalesce(o.tenant, 'default') AS tenant
                          FROM arp_raw d LEFT JOIN address_class o ON o.addr = d.orig_h
                          WHERE {_window_sql(start, end, 'd.ts')}"""
+    queries["macs"] = macs_sql(_window_sql(start - LOOKBACK, end, "ts"))
     paths = {}
     for name, sql in queries.items():
         p = out / f"{name}.parquet"
         ws.con.execute(f"COPY ({sql}) TO {sql_string(p)} (FORMAT parquet, COMPRESSION zstd)")
         paths[name] = p
     return paths
+
+
+def macs_sql(window: str) -> str:
+    """Which link-layer (MAC) address carried which IP address: per (MAC, address) pair of the
+    flows' frames (both sides, to every destination class: mDNS and DHCP show a device's
+    addresses too) and of ARP senders, with first and last sight and the address's class.
+    Aggregated here, so a detection reads one small row per pair, not two per flow."""
+    return f"""
+        WITH b AS (
+            SELECT ts, coalesce(ts_end, ts) AS last, lower(orig_mac) AS mac, orig_h AS addr, 1 AS flow, 0 AS arp
+            FROM flows_raw WHERE orig_mac IS NOT NULL AND orig_h IS NOT NULL AND {window}
+            UNION ALL
+            SELECT ts, coalesce(ts_end, ts), lower(resp_mac), resp_h, 1, 0
+            FROM flows_raw WHERE resp_mac IS NOT NULL AND resp_h IS NOT NULL AND {window}
+            UNION ALL
+            SELECT ts, ts, lower(orig_mac), orig_h, 0, 1
+            FROM arp_raw WHERE orig_mac IS NOT NULL AND orig_h IS NOT NULL AND {window})
+        SELECT b.mac, b.addr, min(b.ts) AS ts, max(b.last) AS ts_end, sum(b.flow)::BIGINT AS flows,
+               sum(b.arp)::BIGINT AS arp_frames, coalesce(bool_or(c.internal), false) AS internal,
+               coalesce(bool_or(c.local), false) AS local, coalesce(max(c.tenant), 'default') AS tenant
+        FROM b LEFT JOIN address_class c ON c.addr = b.addr
+        GROUP BY b.mac, b.addr"""
 
 
 @contextmanager
@@ -137,7 +160,7 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
                              inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"),
                              logins=tables.get("logins"), files=tables.get("files"),
                              software=tables.get("software"), tunnels=tables.get("tunnels"),
-                             certs=tables.get("certs"), start=start, end=end,
+                             certs=tables.get("certs"), macs=tables.get("macs"), start=start, end=end,
                              backend=backend, extra=extra or {})
     finally:
         if backend == "duckdb":

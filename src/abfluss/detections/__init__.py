@@ -39,6 +39,7 @@ MODULES = (
     "tunnel_encapsulation",
     "icmp_scan",
     "arp_scan",
+    "mac_ip_change",
     "threat_intel",
     "tls_anomaly",
     "direct_ip",
@@ -86,6 +87,10 @@ class Telemetry:
     ``certs``    certificates the sensor parsed (``schema.CERTS``, Zeek x509.log), joined to
                  handshakes through ``tls.cert_fuids``; from the look-back on, since a
                  sensor logs a certificate once and later handshakes only refer to it;
+    ``macs``     which MAC address carried which IP address (``analysis.macs_sql``): one row
+                 per pair from the flows' frames and ARP senders, from the look-back on, with
+                 ``ts``/``ts_end`` (first and last sight), ``flows``, ``arp_frames``,
+                 ``internal``, ``local`` and ``tenant``;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
     configuration (e.g. indicator lists), keyed by detection id.
     """
@@ -104,6 +109,7 @@ class Telemetry:
     software: Any = None
     tunnels: Any = None
     certs: Any = None
+    macs: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"

@@ -95,9 +95,10 @@ def tables(draw):
                hits=draw(st.sampled_from([None, 1, HUGE])), tenant=None) for i in range(draw(st.sampled_from([0, 3])))]
     insp = [side(0, payload_bytes=draw(counts), scanned_bytes=draw(counts))] * bool(dlp)
     hist = draw(st.sampled_from([[], fl, [dict(r, ts=EPOCH, ts_end=EPOCH) for r in fl]]))
-    macs = [mac(draw(st.sampled_from(ADDRS)), mac=draw(st.sampled_from(MACS)), ts=anchor["ts"],
-                last=draw(st.sampled_from([anchor["ts"], EPOCH])), flows=draw(counts), arp_frames=draw(counts))
-            for _ in range(draw(st.sampled_from([0, 3, 6])))]
+    # MAC bindings follow from the flows drawn (no draws of their own, so the examples above stay
+    # the ones every other detection has been checked with): odd MACs on every drawn address
+    macs = [mac(r[side], mac=MACS[(i + k) % len(MACS)], ts=r["ts"], last=r["ts_end"], flows=r["orig_pkts"],
+                arp_frames=r["resp_pkts"]) for i, r in enumerate(fl) for k, side in enumerate(("orig_h", "resp_h"))]
     return dict(flows=fl, history=hist, dns=qs, alerts=al, http=http, tls=tls, dlp=dlp, inspected=insp, macs=macs)
 
 

@@ -117,7 +117,7 @@ def test_golden_rows(golden):
         "resp_h": "192.168.1.129", "resp_p": 80, "orig_bytes": None, "resp_bytes": None,
         "orig_ip_bytes": 3724, "resp_ip_bytes": 888, "orig_pkts": 22, "resp_pkts": 12, "service": "http",
         "server_name": None, "user_agent": None, "conn_state": "S1", "history": None, "missed_bytes": None,
-        "open": False, "community_id": None, "uid": "1300129227356448"}]
+        "open": False, "community_id": None, "uid": "1300129227356448", "orig_mac": None, "resp_mac": None}]
     # line 686
     assert rows_where(tables["http"], "uid", "1300129227356448") == [{
         "ts": utc("2021-06-06T15:57:37.272281+02:00"), "uid": "1300129227356448",

@@ -159,6 +159,7 @@ class Scanner:
         self._mac = Keyed(key)
         self.settings = settings or ScanSettings()
         self._suppress = self.settings.suppress_values
+        self._kvnr_prefixes = tuple(pre for pre, _, _ in self.settings.suppress_kvnr_ranges)
         self._require = frozenset(self.settings.require_anchor)
         domains = self.settings.suppress_email_domains
         self._email_domains = frozenset(domains), tuple("." + d for d in domains)
@@ -332,7 +333,7 @@ class Scanner:
         norm = c.norm
         if f"{c.cat}:{norm}" in self._suppress:
             return True
-        return c.cat == "kvnr" and any(
+        return c.cat == "kvnr" and norm.startswith(self._kvnr_prefixes) and any(
             norm.startswith(pre) and norm[len(pre):9].isdigit() and lo <= int(norm[len(pre):9]) <= hi
             for pre, lo, hi in self.settings.suppress_kvnr_ranges)
 

@@ -43,8 +43,8 @@ FLOWS = pa.schema(
         pa.field("community_id", pa.string()),  # Community ID v1
         pa.field("uid", pa.string()),  # the sensor's own flow id
         # link-layer (MAC) addresses of the originator's and responder's frames, lower case, where
-        # the sensor saw Ethernet (pcap, Zeek's orig_l2_addr/resp_l2_addr): the router's for an
-        # address behind a router; null where unknown
+        # the sensor saw Ethernet (pcap, Zeek's orig_l2_addr/resp_l2_addr, Suricata's ether): the
+        # router's for an address behind a router; null where unknown
         pa.field("orig_mac", pa.string()),
         pa.field("resp_mac", pa.string()),
         pa.field("sensor", pa.string()),

@@ -58,6 +58,10 @@ class Meta:
     description: str
     runbook: str  # what the analyst does first, in order
     channel: str = ""  # default channel of its findings
+    #: The Telemetry tables it reads. When every one of them is empty in the window the detection
+    #: is not run: on no rows it finds nothing (tests/test_detections_contract.py checks both the
+    #: list and that). Empty: always run.
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -92,7 +96,8 @@ class Telemetry:
                  ``ts``/``ts_end`` (first and last sight), ``flows``, ``arp_frames``,
                  ``internal``, ``local`` and ``tenant``;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
-    configuration (e.g. indicator lists), keyed by detection id.
+    configuration (e.g. indicator lists), keyed by detection id; ``rows`` the tables' row
+    counts where known.
     """
 
     flows: Any
@@ -114,6 +119,12 @@ class Telemetry:
     end: datetime | None = None
     backend: str = "duckdb"
     extra: dict = field(default_factory=dict)
+    #: Rows per table in the window, where known (see ``Meta.inputs``).
+    rows: dict = field(default_factory=dict)
+
+    def empty(self, tables: tuple[str, ...]) -> bool:
+        """True when every one of ``tables`` is known to hold no row in the window."""
+        return bool(tables) and all(self.rows.get(t, 1) == 0 for t in tables)
 
 
 def module(detection_id: str) -> ModuleType:

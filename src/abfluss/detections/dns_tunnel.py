@@ -74,6 +74,7 @@ META = Meta(
             "service in use, a voice relay, a push service explain the shape: allowlist them), find the "
             "process holding the connection (a DoH stub and the tool asking it) and block the server.",
     channel="dns",
+    inputs=("dns", "flows"),
 )
 
 #: Public resolvers that answer DNS over HTTPS (443) or TLS (853): addresses and host names.

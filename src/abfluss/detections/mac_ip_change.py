@@ -45,6 +45,7 @@ META = Meta(
             "without one, or an address another card holds too (shared_with), does not. "
             "3. Treat the findings of every listed address as one device's when you assess the host.",
     channel="l2",
+    inputs=("macs",),
 )
 
 #: First hex digit of a MAC address's second nibble that marks a group (multicast) address.

@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.installed
 # engine; nftables to check block lists; Pango/HarfBuzz and fonts for WeasyPrint's PDF report;
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests;
 # chromium for the web console's browser tests (Playwright drives Debian's build, no download), openssl
-# for their self-signed certificate; softflowd makes make eval's sampled NetFlow variants.
-DEBS   := tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
+# for their self-signed certificate; softflowd makes make eval's sampled NetFlow variants; a C compiler
+# and Python's headers build the DNS message parser (src/abfluss/readers/_dns_wire.c) at install time.
+BUILD_DEBS := gcc libc6-dev python3-dev
+DEBS   := $(BUILD_DEBS) tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
 
 .PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels lab-protocols
 
@@ -20,6 +22,11 @@ $(STAMP): pyproject.toml
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
 	  else echo "Python's venv module is missing: sudo apt-get install python3-venv"; exit 1; fi; }
+	@{ command -v cc >/dev/null && $(PYTHON) -c 'import os, sys, sysconfig; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BUILD_DEBS) >/dev/null; \
+	  else echo "building abfluss needs a C compiler and Python's headers: sudo apt-get install $(BUILD_DEBS)"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -28,7 +35,7 @@ $(STAMP): pyproject.toml
 sysdeps:
 	@if command -v dpkg >/dev/null 2>&1; then \
 	  missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	else missing=""; for c in tcpdump ip java nft pdftotext sqlite3 zip chromium openssl; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
+	else missing=""; for c in cc tcpdump ip java nft pdftotext sqlite3 zip chromium openssl; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -96,4 +103,4 @@ lab-protocols: sysdeps
 	$(PY) lab/protocols.py --out examples/protocols/
 
 clean:
-	rm -rf $(VENV) abfluss-data .pytest_cache
+	rm -rf $(VENV) abfluss-data .pytest_cache build src/_abfluss_dns*.so

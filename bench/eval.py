@@ -73,6 +73,8 @@ CASES = (
     Case("dns2tcp, via resolver", (f"{EX}/tunnels/dns2tcp-default-resolver.pcap",), True,
          why="dns2tcp defaults through the LAN resolver"),
     Case("ptunnel-ng", (f"{EX}/tunnels/ptunnel-ng-default.pcap",), True, why="TCP over ICMP echo"),
+    Case("iodine, DoH", (f"{EX}/tunnels/iodine-doh.pcap",), True,
+         why="iodine defaults through a DoH stub: one TLS connection to an unknown DoH server"),
     Case("lab-dns-tunnel, detection off", (f"{EX}/lab-dns-tunnel.pcap",), True,
          config="[detections.dns_tunnel]\nenabled = false\n", why="the tunnel without its detection"),
     Case("lab-https-upload, no DNS", (f"{EX}/lab-https-upload.pcap",), True, False, variant="no_dns",

@@ -94,6 +94,8 @@ def _target(f) -> str:
         return str(f.key[2])
     if f.detection in ("arp_scan", "software_change"):  # the kind: no destination
         return str(f.key[1])
+    if f.detection == "mac_ip_change":  # the device's MAC address: no destination
+        return str(f.key[0])
     names = f.external_names or f.external_hosts
     return names[0] if names else "-"
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 EXAMPLES = ROOT / "examples"
+
+# The detections' compiled SQL (detections/_sql.py) is kept for this test session (CLI subprocesses
+# inherit it), not in the user's cache directory, so no earlier run's entries take part.
+if "ABFLUSS_SQL_CACHE" not in os.environ:
+    os.environ["ABFLUSS_SQL_CACHE"] = tempfile.mkdtemp(prefix="abfluss-test-sql-")
+    atexit.register(shutil.rmtree, os.environ["ABFLUSS_SQL_CACHE"], True)
 
 
 def data(rel: str) -> Path:

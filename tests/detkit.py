@@ -113,7 +113,7 @@ def alert(ts: datetime | float = 0, **kw) -> dict:
 
 @contextmanager
 def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(), alerts=(), arp=(), logins=(),
-              files=(), software=(), tunnels=(), certs=(), backend="duckdb", extra=None,
+              files=(), software=(), tunnels=(), certs=(), macs=(), backend="duckdb", extra=None,
               start: datetime | None = None, end: datetime | None = None):
     """A Telemetry over literal rows, on the given engine."""
     sch = _schemas()
@@ -123,12 +123,12 @@ def telemetry(flows=(), history=(), dns=(), http=(), tls=(), dlp=(), inspected=(
         for name, rows_ in (("flows", flows), ("history", history), ("dns", dns), ("http", http), ("tls", tls),
                             ("dlp", dlp), ("inspected", inspected), ("alerts", alerts), ("arp", arp),
                             ("logins", logins), ("files", files), ("software", software), ("tunnels", tunnels),
-                            ("certs", certs)):
+                            ("certs", certs), ("macs", macs)):
             s = pa.schema([f.with_nullable(True) for f in sch[name]])  # literal rows may leave any column out
             cols = {f.name: [r.get(f.name) for r in rows_] for f in s}
             pq.write_table(pa.table(cols, schema=s), tmp / f"{name}.parquet")
             paths[name] = tmp / f"{name}.parquet"
-        all_ts = [r["ts"] for t in (flows, dns, arp, logins, files, software, tunnels, tls) for r in t] or [T0]
+        all_ts = [r["ts"] for t in (flows, dns, arp, logins, files, software, tunnels, tls, macs) for r in t] or [T0]
         start = start or min(all_ts)
         end = end or max(all_ts) + timedelta(seconds=1)
         with analysis.telemetry_from_parquet(paths, start, end, backend, extra) as tel:
@@ -298,3 +298,12 @@ def tunnel(ts=0, kind="gre", **kw) -> dict:
                action="discover", packets=None, sensor="test", input_id="literal", tenant="default", allowlisted=False)
     row.update(kw)
     return _classes(row, ("orig_h", "orig_internal"), ("resp_h", "resp_internal"))
+
+
+def mac(addr: str, mac: str = "02:00:00:00:00:05", ts=0, last=None, flows=3, arp_frames=0, **kw) -> dict:
+    """A row of the macs table: ``mac`` carried ``addr`` from ``ts`` to ``last`` (seconds after T0)."""
+    row = dict(mac=mac, addr=addr, ts=_at(ts), ts_end=_at(ts if last is None else last), flows=flows,
+               arp_frames=arp_frames, local=ipaddress.ip_address(addr).is_multicast or addr in ("0.0.0.0", "255.255.255.255")
+               or addr.startswith("169.254.") or addr.startswith("fe80:"), tenant="default")
+    row.update(kw)
+    return _classes(row, ("addr", "internal"))

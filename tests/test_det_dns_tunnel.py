@@ -62,7 +62,7 @@ def doh_flows(host="10.0.0.7", n=3, out=1_000_000, back=200_000, **kw) -> list[d
 
 
 def positive_tables():
-    return {"dns": tunnel(), "flows": doh_flows()}
+    return {"dns": tunnel(), "flows": doh_flows() + [doh_session(orig_h="10.0.0.8")]}
 
 
 def by_key(fs):
@@ -193,6 +193,71 @@ def test_https_to_other_servers_is_not_doh():
     assert run("dns_tunnel", flows=doh_flows(resp_h="203.0.113.9")) == []
 
 
+# -- a DNS tunnel inside DoH, by the shape of its sessions ---------------------------------------
+
+def doh_session(out=300_000, back=330_000, pkts_out=2000, pkts_in=1950, duration=60.0, **kw) -> dict:
+    """One TLS connection carrying a tunnel's DoH requests: DNS-sized, paired, busy, balanced."""
+    kw.setdefault("resp_h", "203.0.113.77")
+    kw.setdefault("resp_p", 443)
+    kw.setdefault("orig_h", "10.0.0.5")
+    return flow(0, duration=duration, orig_bytes=out, resp_bytes=back,
+                orig_pkts=pkts_out, resp_pkts=pkts_in, **kw)
+
+
+def doh_tunnels(fs):
+    return [f for f in fs if f.key[0] == "doh_tunnel"]
+
+
+def test_doh_tunnel_session_to_an_unknown_server_is_medium_on_its_shape():
+    (f,) = run("dns_tunnel", flows=[doh_session()])
+    assert f.key == ("doh_tunnel", "10.0.0.5", "203.0.113.77") and f.channel == "doh"
+    assert f.external_hosts == ["203.0.113.77"] and f.evidence["dns_servers"] == ["203.0.113.77"]
+    paired = 1 - abs(math.log(2000 / 1950)) / math.log(2)
+    upload = (300_000 / 330_000 - 0.25) / 0.75
+    assert f.metrics["busy"] == 1.0  # 33 packets/s, above doh_tunnel_rate_high
+    assert f.score_parts["tunnel_shape"] == pytest.approx(50 * paired * upload, abs=0.1)
+    assert set(f.score_parts) == {"tunnel_shape", "volume"} and f.severity == "medium"
+    # the DoH framing (58 bytes a packet) off, base128's 7 bits per byte undone
+    assert f.bytes_out == f.metrics["estimated_bytes"] == round((300_000 - 58 * 2000) * 7 / 8)
+    named = run("dns_tunnel", flows=[doh_session(server_name="doh.example.net")])
+    assert named[0].score_parts["dns_name"] == 15 and named[0].severity == "high"
+
+
+def test_doh_tunnel_from_netflow_ip_bytes():
+    # NetFlow counts IP bytes only: payload is taken as IP bytes less 52 header bytes a packet.
+    s = doh_session(out=None, back=None, orig_ip_bytes=300_000 + 52 * 2000, resp_ip_bytes=330_000 + 52 * 1950)
+    (f,) = run("dns_tunnel", flows=[s])
+    assert f.metrics["bytes_out"] == 300_000 and f.bytes_out == round((300_000 - 58 * 2000) * 7 / 8)
+
+
+LOOK_ALIKES = {  # one internal host each, judged in one run
+    "a browser's DoH lookups: answers 4x the queries, seconds apart":
+        dict(resp_h="1.1.1.1", out=40_000, back=160_000, pkts_out=400, pkts_in=400, duration=600.0),
+    "a chat's keep-alives: paired and small, but slow":
+        dict(out=60_000, back=70_000, pkts_out=600, pkts_in=600, duration=3600.0),
+    "an upload: full segments out": dict(out=2_000_000, back=20_000, pkts_out=1400, pkts_in=300),
+    "a download: full segments back": dict(out=30_000, back=3_000_000, pkts_out=600, pkts_in=2100),
+    "keystrokes: packets smaller than any DoH request":
+        dict(out=120_000, back=150_000, pkts_out=3000, pkts_in=3000, duration=300.0),
+    "a page load: tens of packets": dict(out=30_000, back=35_000, pkts_out=80, pkts_in=80),
+    "the tunnel's shape, but not to a DoH port": dict(resp_p=5222),
+}
+
+
+def test_doh_tunnel_look_alikes_give_nothing():
+    sessions = [doh_session(orig_h=f"10.0.1.{i}", **kw) for i, kw in enumerate(LOOK_ALIKES.values())]
+    found = {f.internal_hosts[0]: f for f in doh_tunnels(run("dns_tunnel", flows=sessions))}
+    assert found == {}, [list(LOOK_ALIKES)[int(h.rsplit(".", 1)[1])] for h in found]
+
+
+def test_doh_tunnel_through_a_public_resolver_and_the_settings():
+    fs = by_key(run("dns_tunnel", flows=[doh_session(resp_h="1.1.1.1")]))
+    assert set(fs) == {("doh", "10.0.0.5"), ("doh_tunnel", "10.0.0.5", "1.1.1.1")}
+    # the resolver's own finding judges volume alone (low); the shape says what the session is
+    assert [fs[k].severity for k in sorted(fs)] == ["low", "medium"]
+    assert run("dns_tunnel", settings=Settings(doh_tunnel_min_shape=0.9), flows=[doh_session()]) == []
+
+
 # -- real captures ---------------------------------------------------------------------------
 
 def findings(rel: str, tmp, config: str | None = None):
@@ -234,6 +299,14 @@ def test_golden_dns2tcp(tmp_path_factory):
 def test_benign_captures_give_nothing(rel, config, tmp_path_factory):
     # Not even info: so in particular nothing of medium or higher.
     assert findings(rel, tmp_path_factory.mktemp("benign"), config) == []
+
+
+@pytest.mark.parametrize("rel", [
+    "rita/open_conns",  # a lab's benign Zeek logs, long-open TLS connections among them
+    "slips/binetflow",  # two days of a phone's apps (Twitter, Facebook, Google, WhatsApp): small, paired sessions
+])
+def test_app_sessions_are_no_doh_tunnels(rel, tmp_path_factory):
+    assert doh_tunnels(findings(rel, tmp_path_factory.mktemp("apps"))) == []
 
 
 def test_settings_change_the_gates():

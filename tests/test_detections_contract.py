@@ -104,3 +104,24 @@ def test_missing_optional_columns_do_not_break_it(det_id):
                 for k, rows in tables.items() if k in ("flows", "history", "dns", "http", "tls", "dlp", "inspected")}
     stripped.update({k: v for k, v in tables.items() if k not in stripped})
     run(det_id, **stripped)  # must not raise
+
+
+_TABLES = {f.name for f in dataclasses.fields(detections.Telemetry)} - {"start", "end", "backend", "extra", "rows"}
+
+
+@pytest.mark.parametrize("det_id", IDS)
+def test_inputs_name_every_table_it_reads(det_id):
+    """``analyze`` skips a detection when every table of ``META.inputs`` is empty (issue 15): so
+    they must be all the tables it reads, in its module and the shared helpers it uses."""
+    import inspect
+    import types
+
+    mod = detections.module(det_id)
+    helpers = {v if isinstance(v, types.ModuleType) else importlib.import_module(v.__module__)
+               for v in vars(mod).values()
+               if (isinstance(v, types.ModuleType) and v.__name__.startswith("abfluss.detections._"))
+               or (callable(v) and getattr(v, "__module__", "").startswith("abfluss.detections._"))}
+    src = "\n".join(inspect.getsource(m) for m in {mod, *helpers})
+    read = set(re.findall(r"\btel\.(\w+)", src)) | set(re.findall(r"getattr\(tel, \"(\w+)\"", src))
+    assert read & _TABLES <= set(mod.META.inputs), f"{det_id} reads {sorted(read & _TABLES)}"
+    assert mod.META.inputs and set(mod.META.inputs) <= _TABLES

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from abfluss import analysis, detections
 from abfluss.config import Config
 
-from detkit import T0, alert, dns, flow, telemetry
+from detkit import T0, alert, dns, flow, mac, telemetry
 from test_det_cleartext_sensitive_data import hit, side
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -32,6 +32,7 @@ ADDRS = ["10.0.0.5", "10.0.0.6", "203.0.113.9", "198.51.100.1", "ff02::1", "2001
          "239.255.255.250", "0.0.0.0", "255.255.255.255"]
 NAMES = [None, "", "a", "x.test", "t.exfil.test", "xn--bcher-kva.example", "a" * 63 + "." + "b" * 63 + ".test",
          "\\x00\\xff.bin.test", "."]
+MACS = [None, "", "x", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff", "02:00:00:00:00:05", "02:00:00:00:00:06"]
 EXAMPLES = int(os.environ.get("ABFLUSS_ROBUST_EXAMPLES", "0"))
 
 maybe = lambda s: st.one_of(st.none(), s)  # noqa: E731
@@ -94,7 +95,11 @@ def tables(draw):
                hits=draw(st.sampled_from([None, 1, HUGE])), tenant=None) for i in range(draw(st.sampled_from([0, 3])))]
     insp = [side(0, payload_bytes=draw(counts), scanned_bytes=draw(counts))] * bool(dlp)
     hist = draw(st.sampled_from([[], fl, [dict(r, ts=EPOCH, ts_end=EPOCH) for r in fl]]))
-    return dict(flows=fl, history=hist, dns=qs, alerts=al, http=http, tls=tls, dlp=dlp, inspected=insp)
+    # MAC bindings follow from the flows drawn (no draws of their own, so the examples above stay
+    # the ones every other detection has been checked with): odd MACs on every drawn address
+    macs = [mac(r[side], mac=MACS[(i + k) % len(MACS)], ts=r["ts"], last=r["ts_end"], flows=r["orig_pkts"],
+                arp_frames=r["resp_pkts"]) for i, r in enumerate(fl) for k, side in enumerate(("orig_h", "resp_h"))]
+    return dict(flows=fl, history=hist, dns=qs, alerts=al, http=http, tls=tls, dlp=dlp, inspected=insp, macs=macs)
 
 
 def _config() -> Config:

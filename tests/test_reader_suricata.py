@@ -117,7 +117,7 @@ def test_golden_rows(golden):
         "resp_h": "192.168.1.129", "resp_p": 80, "orig_bytes": None, "resp_bytes": None,
         "orig_ip_bytes": 3724, "resp_ip_bytes": 888, "orig_pkts": 22, "resp_pkts": 12, "service": "http",
         "server_name": None, "user_agent": None, "conn_state": "S1", "history": None, "missed_bytes": None,
-        "open": False, "community_id": None, "uid": "1300129227356448"}]
+        "open": False, "community_id": None, "uid": "1300129227356448", "orig_mac": None, "resp_mac": None}]
     # line 686
     assert rows_where(tables["http"], "uid", "1300129227356448") == [{
         "ts": utc("2021-06-06T15:57:37.272281+02:00"), "uid": "1300129227356448",
@@ -343,7 +343,25 @@ def _edge_events() -> list[dict]:
          "proto": "tcp", "app_proto": "failed", "tcp": {"rst": True},
          "flow": {"pkts_toserver": 1, "pkts_toclient": 2, "start": "2024-05-01T10:00:05.5+0000",
                   "end": "2024-05-01T10:00:06.0+0000", "state": "new"}},
+        # with eve's ``ethernet: yes``: a flow lists the MACs it saw, a packet event names one
+        {"timestamp": ts.format(7), "event_type": "flow", "flow_id": 6, **q, "proto": "udp",
+         "ether": {"src_macs": ["02:00:00:00:00:0A", "02:00:00:00:00:0b"], "dest_macs": ["02:00:00:00:00:01"]},
+         "flow": {"pkts_toserver": 1, "pkts_toclient": 1, "start": "2024-05-01T10:00:07.0+0000",
+                  "end": "2024-05-01T10:00:07.5+0000", "state": "established"}},
+        {"timestamp": ts.format(8), "event_type": "flow", "flow_id": 7, **q, "proto": "udp",
+         "ether": {"src_mac": "02:00:00:00:00:0c", "dest_mac": ""},
+         "flow": {"pkts_toserver": 1, "pkts_toclient": 1, "start": "2024-05-01T10:00:08.0+0000",
+                  "end": "2024-05-01T10:00:08.5+0000", "state": "established"}},
     ]
+
+
+def test_ethernet_addresses_of_flows(tmp_path):
+    path = tmp_path / "eve.json"
+    path.write_text("".join(json.dumps(e) + "\n" for e in _edge_events()))
+    tables, _ = read(path)
+    got = {r["uid"]: (r["orig_mac"], r["resp_mac"]) for r in tables["flows"].to_pylist()}
+    assert got["6"] == ("02:00:00:00:00:0a", "02:00:00:00:00:01") and got["7"] == ("02:00:00:00:00:0c", None)
+    assert got["5"] == (None, None)  # no ``ether`` object: unknown
 
 
 @pytest.mark.parametrize("source", ["golden", "edge"])

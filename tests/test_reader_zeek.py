@@ -103,7 +103,7 @@ def test_rita_open_conns_golden(folder, fmt):
         "resp_p": 80, "orig_bytes": 719, "resp_bytes": 336, "orig_ip_bytes": 1131, "resp_ip_bytes": 508,
         "orig_pkts": 10, "resp_pkts": 4, "service": "http", "server_name": None, "user_agent": None,
         "conn_state": "SF", "history": "ShADadfF", "missed_bytes": 20, "open": False,
-        "community_id": None, "uid": "CxHo3m4N8uGxrMlcl2"}
+        "community_id": None, "uid": "CxHo3m4N8uGxrMlcl2", "orig_mac": None, "resp_mac": None}
     # unset duration and byte counts stay null; the flow ends where it starts
     single = row(flows, "CKIyhj3TkQsp9GsLyc")
     assert single["duration"] is None and single["orig_bytes"] is None and single["resp_bytes"] is None
@@ -159,6 +159,9 @@ def test_slips_port_scans_golden():
     assert (first["ts"], first["resp_h"], first["resp_p"], first["history"]) == (
         ts("1700828217.314165"), "45.33.32.156", 443, "Sr")
     assert first["duration"] == 0.20696377754211426
+    # Zeek's mac-logging fields (orig_l2_addr, resp_l2_addr) where the log has them, else null
+    assert (first["orig_mac"], first["resp_mac"]) == ("c4:23:60:3d:fd:d3", "50:78:b3:b0:08:ec")
+    assert h["orig_mac"].null_count == h["resp_mac"].null_count == 41
     # relative timestamps (seconds since capture start) are kept as they are
     scan = row(h, "Cxl7TP23vZQ4RolkJf")
     assert scan["ts"] == ts("928.943457") and scan["orig_bytes"] == 261 and scan["resp_bytes"] == 1077

@@ -1,4 +1,4 @@
-"""Real tunnel tools (lab/tunnels.py: iodine, dns2tcp, ptunnel-ng) against their truth.
+"""Real tunnel tools (lab/tunnels.py: iodine, dns2tcp, ptunnel-ng; iodine through DoH) against their truth.
 
 Each committed capture holds one tunnel moving a known number of bytes; every one must give a
 dns_tunnel (or icmp_tunnel) finding of at least medium severity for the client whose bytes
@@ -78,27 +78,40 @@ def test_netflow_only_view_of_a_tunnel(rid, tmp_path_factory):
     assert_golden(f"dns_tunnel-netflow-{rid}", fs)
 
 
-def test_doh_tunnel_capture_holds_the_tunnel_in_one_tls_connection(tmp_path_factory):
+def test_doh_tunnel_is_found_by_its_session_shape(tmp_path_factory):
     """iodine (defaults) -> dnss (DoH stub) -> HTTPS -> dnsdist -> iodined: the capture holds one
     look-up of the DoH name at the LAN resolver and one TLS connection to the DoH server that
-    carries every byte of the tunnel. No detection names it yet (truth: detection_gap)."""
+    carries every byte of the tunnel; no tunnel name is visible. dns_tunnel finds the session by
+    its shape (DNS-sized, paired, busy, sending as much as it gets back), medium on the shape
+    alone, and the report's verdict rests on it."""
     from abfluss import open_workspace
+    from abfluss.report.render import build
     from detkit import workspace_for
 
     t = TRUTH["iodine-doh"]
-    assert (t["path"], t["expected_detection"], t["doh_url"]) == ("doh", None, "https://doh.tunlab.test/dns-query")
+    assert (t["path"], t["expected_detection"], t["doh_url"]) == ("doh", "dns_tunnel", "https://doh.tunlab.test/dns-query")
     assert t["tool_log"]["raw_udp_mode"] is False and t["moved"]["received"] == t["bytes_through_tunnel"]
+    fs = _findings(t["pcap"], tmp_path_factory, "dns_tunnel")
     ws = open_workspace(workspace_for((str(DIR / t["pcap"]),), tmp_path_factory.mktemp("doh")))
     try:
         out = ws.con.execute("SELECT external_host, external_name, service, resp_p, bytes_out FROM flows "
                              "WHERE direction = 'outbound'").fetchall()
         names = ws.con.execute("SELECT DISTINCT query FROM dns_raw").fetchall()
+        rep = build(ws)
     finally:
         ws.close()
     (flow,) = out
     assert flow[:4] == (t["server"], "doh.tunlab.test", "tls", 443)
     assert flow[4] >= t["bytes_into_tunnel"]  # the tunnel and the DoH, HTTP/2 and TLS framing around it
     assert names == [("doh.tunlab.test",)]  # no tunnel name is visible: they travel encrypted
+    (f,) = fs
+    assert f.key == ("doh_tunnel", t["client"], t["server"]) and f.channel == "doh"
+    assert f.external_names == ["doh.tunlab.test"] and set(f.score_parts) == {"tunnel_shape", "volume", "dns_name"}
+    assert f.score_parts["tunnel_shape"] >= 40 and f.severity == "high"  # medium without the name
+    assert abs(f.bytes_out - t["bytes_into_tunnel"]) <= 0.15 * t["bytes_into_tunnel"]
+    assert_golden("dns_tunnel-iodine-doh", fs)
+    assert rep["verdict"] == "EXFIL_CONFIRMED"
+    assert [b["detection"] for b in rep["assessment"]["basis"]] == ["dns_tunnel"]
 
 
 def test_every_iodine_upstream_encoding_has_a_capture():
@@ -108,4 +121,4 @@ def test_every_iodine_upstream_encoding_has_a_capture():
     up = {t["tool_log"]["upstream_encoding"].split()[0]: rid for rid, t in sorted(TRUTH.items())
           if t["tool"] == "iodine" and not t["tool_log"]["raw_udp_mode"]}
     assert set(up) == {"Base32", "Base64", "Base64u", "Base128"}, up
-    assert all(TRUTH[r]["expected_detection"] == "dns_tunnel" for r in up.values() if TRUTH[r]["path"] != "doh")
+    assert all(TRUTH[r]["expected_detection"] == "dns_tunnel" for r in up.values())

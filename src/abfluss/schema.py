@@ -42,6 +42,11 @@ FLOWS = pa.schema(
         pa.field("open", pa.bool_()),  # still running when exported: an interim record
         pa.field("community_id", pa.string()),  # Community ID v1
         pa.field("uid", pa.string()),  # the sensor's own flow id
+        # link-layer (MAC) addresses of the originator's and responder's frames, lower case, where
+        # the sensor saw Ethernet (pcap, Zeek's orig_l2_addr/resp_l2_addr, Suricata's ether): the
+        # router's for an address behind a router; null where unknown
+        pa.field("orig_mac", pa.string()),
+        pa.field("resp_mac", pa.string()),
         pa.field("sensor", pa.string()),
         pa.field("input_id", pa.string()),
     ]

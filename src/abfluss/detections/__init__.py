@@ -39,6 +39,7 @@ MODULES = (
     "tunnel_encapsulation",
     "icmp_scan",
     "arp_scan",
+    "mac_ip_change",
     "threat_intel",
     "tls_anomaly",
     "direct_ip",
@@ -57,6 +58,10 @@ class Meta:
     description: str
     runbook: str  # what the analyst does first, in order
     channel: str = ""  # default channel of its findings
+    #: The Telemetry tables it reads. When every one of them is empty in the window the detection
+    #: is not run: on no rows it finds nothing (tests/test_detections_contract.py checks both the
+    #: list and that). Empty: always run.
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -86,8 +91,13 @@ class Telemetry:
     ``certs``    certificates the sensor parsed (``schema.CERTS``, Zeek x509.log), joined to
                  handshakes through ``tls.cert_fuids``; from the look-back on, since a
                  sensor logs a certificate once and later handshakes only refer to it;
+    ``macs``     which MAC address carried which IP address (``analysis.macs_sql``): one row
+                 per pair from the flows' frames and ARP senders, from the look-back on, with
+                 ``ts``/``ts_end`` (first and last sight), ``flows``, ``arp_frames``,
+                 ``internal``, ``local`` and ``tenant``;
     ``start``, ``end`` the window (UTC); ``extra`` detection-specific inputs from the
-    configuration (e.g. indicator lists), keyed by detection id.
+    configuration (e.g. indicator lists), keyed by detection id; ``rows`` the tables' row
+    counts where known.
     """
 
     flows: Any
@@ -104,10 +114,17 @@ class Telemetry:
     software: Any = None
     tunnels: Any = None
     certs: Any = None
+    macs: Any = None
     start: datetime | None = None
     end: datetime | None = None
     backend: str = "duckdb"
     extra: dict = field(default_factory=dict)
+    #: Rows per table in the window, where known (see ``Meta.inputs``).
+    rows: dict = field(default_factory=dict)
+
+    def empty(self, tables: tuple[str, ...]) -> bool:
+        """True when every one of ``tables`` is known to hold no row in the window."""
+        return bool(tables) and all(self.rows.get(t, 1) == 0 for t in tables)
 
 
 def module(detection_id: str) -> ModuleType:

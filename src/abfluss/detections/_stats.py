@@ -74,8 +74,9 @@ def human_bytes(n: float | int | None) -> str:
 
 def rows(expr) -> list[dict]:
     """Execute an Ibis expression on its backend and return plain Python rows."""
-    tbl = expr.to_pyarrow()
-    return tbl.to_pylist()
+    from ._sql import pylist, to_pyarrow  # on DuckDB, SQL compiled once per expression (see _sql)
+
+    return pylist(to_pyarrow(expr))
 
 
 def evidence_uids(flows, predicate, limit: int = 10, order: str = "bytes_out") -> list[dict]:

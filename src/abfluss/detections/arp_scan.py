@@ -50,6 +50,7 @@ META = Meta(
             "address (the gateway's above all): a different MAC is ARP spoofing; enable dynamic ARP "
             "inspection on the switch and isolate the port.",
     channel="arp",
+    inputs=("arp",),
 )
 
 KIND_ATTACK = {"arp_scan": ["T1018", "T1595.001"], "gratuitous_flood": ["T1557.002"],

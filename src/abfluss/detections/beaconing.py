@@ -39,6 +39,7 @@ META = Meta(
             "exfiltration. 3. Find the process on the host that opens the connections (ss -tnp, "
             "Sysmon event 3) and isolate the host if it is not explained.",
     channel="https",
+    inputs=("flows",),
 )
 
 #: Destinations that never leave the local link (multicast, broadcast): periodic by design

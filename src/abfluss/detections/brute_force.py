@@ -45,6 +45,7 @@ META = Meta(
             "success after failures is a breach, reset that account and look for its sessions. "
             "3. Block the source, enable lockout or rate limits on the service; for an internal "
             "source isolate the host and look for the tool (hydra, ncrack, a spam bot).",
+    inputs=("flows", "http", "logins"),
 )
 
 #: Per evidence kind: the settings giving the threshold and the full-breadth count.

@@ -36,6 +36,7 @@ META = Meta(
             "build). 2. Look at the flows listed as evidence: one long upload or many parallel ones, "
             "and at what time. 3. If unexplained, find the process on the host (ss -tnp / netstat -b, "
             "EDR), preserve the evidence and isolate the host; then estimate what data it could reach.",
+    inputs=("flows", "history"),
 )
 
 #: Points of each score part at its full value (the volume, z and ratio parts ramp up to them).

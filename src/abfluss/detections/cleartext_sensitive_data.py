@@ -34,6 +34,7 @@ META = Meta(
             "isolate the host. 3. Use the masked values and counts to scope the affected persons "
             "(subjects_lower..subjects_upper) for the GDPR Art. 33 assessment and the 72 h deadline.",
     channel="cleartext",
+    inputs=("dlp", "flows", "inspected"),
 )
 
 CATEGORIES = ("kvnr", "ik", "iban", "idnr", "rvnr", "icd10", "email", "phone")

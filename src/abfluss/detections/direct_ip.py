@@ -43,6 +43,7 @@ META = Meta(
             "process on the host that made the connections (EDR, ss -tnp): software with a "
             "hard-coded address is rare outside of peer-to-peer, VoIP and appliances. 3. If it is "
             "not explained, block the address at the egress and check the host's other findings.",
+    inputs=("dns", "flows"),
 )
 
 PROTOCOLS = ("tcp", "udp")

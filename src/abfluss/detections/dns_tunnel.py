@@ -26,6 +26,9 @@ Two more signals, each with a key of its own:
   and tunnels in NetFlow-only telemetry; a pair a name finding covers is left to it.
 - DNS over HTTPS or TLS to well-known public resolvers, which hides a host's lookups from
   every DNS detection (key ``("doh", host)``).
+- A DNS tunnel inside DoH to any server, from the shape of its encrypted sessions (``_doh_tunnel``,
+  key ``("doh_tunnel", host, server)``): DNS-sized, paired, busy requests that send as much as
+  they get back.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ..readers._dns_wire import unescape
 from ..resolvers import LEARN_MIN_CLIENTS, LEARN_MIN_DOMAINS
 from . import Meta, Telemetry
 from . import _dns_flows as flow_check
+from . import _doh_tunnel
 from ._domains import Rules, label_count, load_rules, registered, restrict
 from ._domains import key as suffix_key
 from ..units import noun
@@ -58,15 +62,19 @@ META = Meta(
                 "it judges DNS as flows: port-53 traffic to a server that is not a resolver, large "
                 "queries, bytes that are no DNS messages (iodine's raw mode, NetFlow-only sensors). "
                 "Also flags DNS over HTTPS/TLS to public resolvers, which hides lookups from this "
-                "detection.",
+                "detection, and HTTPS sessions to any server shaped like a DNS tunnel inside DoH "
+                "(DNS-sized, paired, busy requests that send as much as they get back).",
     runbook="1. Look at the example names and the domain: a security product's reputation lookups "
             "(anti-virus, DNSBL) explain long names; put the domain on the central allowlist. "
             "2. Otherwise find the process making the queries on the client (Sysmon event 22, "
             "resolver logs) and block the domain at the resolver. 3. Treat the byte estimate as "
             "what left (the tunnel's own overhead included) and check which data the host held. For a DoH "
             "finding: check whether the browser or an unknown process talks to the resolver and "
-            "enforce the internal resolver by policy.",
+            "enforce the internal resolver by policy. For a DoH tunnel finding: look the server up (a DoH "
+            "service in use, a voice relay, a push service explain the shape: allowlist them), find the "
+            "process holding the connection (a DoH stub and the tool asking it) and block the server.",
     channel="dns",
+    inputs=("dns", "flows"),
 )
 
 #: Public resolvers that answer DNS over HTTPS (443) or TLS (853): addresses and host names.
@@ -152,6 +160,55 @@ class Settings:
     doh_volume_points: float = field(default=40.0, metadata={"help": "Points at doh_bytes_high."})
     doh_ratio_points: float = field(default=20.0, metadata={
         "help": "Points when the host sends 4x what it receives (DNS answers are larger than queries)."})
+    doh_tunnel_min_packets: int = field(default=100, metadata={
+        "help": "Packets an internal host sends to one server on doh_ports from which its sessions are "
+                "judged for the shape of a DNS tunnel inside DoH (a page load's connection sends tens)."})
+    doh_tunnel_min_bytes: float = field(default=20000.0, metadata={
+        "help": "Bytes sent to the server from which the DoH tunnel shape is judged; where its volume "
+                "points start (up to doh_bytes_high)."})
+    doh_tunnel_min_request_bytes: float = field(default=60.0, metadata={
+        "help": "Mean payload bytes per packet the client sends, at least (a DoH request holds a DNS "
+                "message in TLS and HTTP/2 framing; keep-alives and keystrokes are smaller)."})
+    doh_tunnel_max_request_bytes: float = field(default=400.0, metadata={
+        "help": "Mean payload bytes per packet the client sends, at most (a query name is 255 bytes at "
+                "most; an upload fills whole segments)."})
+    doh_tunnel_max_response_bytes: float = field(default=1000.0, metadata={
+        "help": "Mean payload bytes per packet the server sends, at most (DNS answers; a download fills "
+                "whole segments)."})
+    doh_tunnel_max_packet_ratio: float = field(default=2.0, metadata={
+        "help": "Packets out per packet in (or in per out) at which the exchange no longer counts as "
+                "paired queries and answers; full pairing points at 1."})
+    doh_tunnel_rate_low: float = field(default=1.0, metadata={
+        "help": "Packets per second of connection time the client sends up to which the session is not "
+                "busy (a browser's lookups, a chat's keep-alives)."})
+    doh_tunnel_rate_high: float = field(default=20.0, metadata={
+        "help": "Packets per second that count as fully busy (a tunnel polling while it moves data), on "
+                "a log scale from doh_tunnel_rate_low."})
+    doh_tunnel_share_low: float = field(default=0.25, metadata={
+        "help": "Bytes out / bytes in up to which the client only looks names up (answers are larger "
+                "than queries)."})
+    doh_tunnel_share_high: float = field(default=1.0, metadata={
+        "help": "Bytes out / bytes in that count fully as data sent in the queries."})
+    doh_tunnel_min_shape: float = field(default=0.25, metadata={
+        "help": "Product of the paired, busy and upload factors (0-1) a host-server pair needs for a "
+                "DoH tunnel finding."})
+    doh_tunnel_shape_points: float = field(default=50.0, metadata={
+        "help": "Points for a fully tunnel-shaped session (times the product of the three factors)."})
+    doh_tunnel_volume_points: float = field(default=25.0, metadata={
+        "help": "Points at doh_bytes_high bytes sent, on a log scale from doh_tunnel_min_bytes."})
+    doh_tunnel_name_points: float = field(default=15.0, metadata={
+        "help": "Points when the server's name (SNI or resolved) matches doh_tunnel_name_pattern."})
+    doh_tunnel_name_pattern: str = field(default=r"(^|[.-])(doh|dot|dns)[0-9]*([.-]|$)", metadata={
+        "help": "Regular expression for a DNS-like server name (a label or part of one that is doh, "
+                "dot or dns: doh.example, dns.google, cloudflare-dns.com)."})
+    doh_tunnel_packet_overhead: float = field(default=58.0, metadata={
+        "help": "Bytes per client packet that carry no tunnel data: a DoH request is two packets "
+                "(HTTP/2 HEADERS and DATA) with two TLS records (2 x 22), two frame headers (2 x 9), "
+                "an HPACK block (~8) and the DNS header, question tail, EDNS record and tunnel zone "
+                "(~46): 116 bytes a request."})
+    doh_tunnel_name_bits: float = field(default=7.0, metadata={
+        "help": "Bits of data per name byte the estimate assumes: base128 (iodine's densest name "
+                "encoding, which DoH passes unchanged); the encoding itself is invisible."})
     flow_min_bytes: float = field(default=20000.0, metadata={
         "help": "Bytes a client sends over port 53 to one server from which the flow-level check judges "
                 "volume and undecoded bytes (to a server that is not a resolver: any bytes)."})
@@ -201,7 +258,8 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     known, how = flow_check.resolvers(tel, configured, s)
     names = _tunnels(tel, s, rules, known, how)
     covered = {(f.internal_hosts[0], srv) for f in names for srv in f.evidence["dns_servers"]}
-    return names + flow_check.check(tel, s, configured, covered) + _doh(tel, s)
+    return (names + flow_check.check(tel, s, configured, covered) + _doh(tel, s)
+            + _doh_tunnel.check(tel, s))
 
 
 # -- DNS tunnels ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ META = Meta(
             "stager). 3. Block the domain at the resolver, look for the host's other findings "
             "(dns_tunnel for data going out the same way).",
     channel="dns",
+    inputs=("dns",),
 )
 
 #: TXT records that are random by design (keys, tokens) and published for everyone to fetch.

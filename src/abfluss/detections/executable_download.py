@@ -42,6 +42,7 @@ META = Meta(
             "3. If not explained, isolate the host before the file runs (or find what it started), "
             "and block the server.",
     channel="http",
+    inputs=("files", "http"),
 )
 
 #: Extensions an executable may carry without being disguised (Linux ones often have none).

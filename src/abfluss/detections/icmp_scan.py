@@ -42,6 +42,7 @@ META = Meta(
             "findings (port scans, lateral fan-out) that follow a sweep. "
             "3. An external source sweeping you: check the perimeter filter lets echo in at all.",
     channel="icmp",
+    inputs=("flows",),
 )
 
 #: ICMP types that ask for an answer: echo (8), timestamp (13), information (15), address mask

@@ -40,6 +40,7 @@ META = Meta(
             "System.Net.NetworkInformation.Ping). 3. Block outbound echo to the destination at the "
             "firewall and estimate what was sent from the bytes out.",
     channel="icmp",
+    inputs=("flows",),
 )
 
 

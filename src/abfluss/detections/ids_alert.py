@@ -40,6 +40,7 @@ META = Meta(
             "host. 3. Inbound alerts on an exposed server: check whether any of the connections "
             "succeeded (responses, logins) and patch or close the service.",
     channel="ids",
+    inputs=("alerts", "flows"),
 )
 
 

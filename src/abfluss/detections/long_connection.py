@@ -29,6 +29,7 @@ META = Meta(
             "2. Look at bytes out over time: a steady upload on a long session is exfiltration. "
             "3. If unknown, identify the process on the host holding the connection (ss -tnp / "
             "netstat -b) and isolate the host if it is not explained.",
+    inputs=("flows",),
 )
 
 

@@ -41,6 +41,7 @@ META = Meta(
             "2. Look at the destination and the evidence flows: a new, unknown destination or a "
             "one-way upload at 02:00 is not a backup. 3. If unexplained, look for scheduled tasks, "
             "cron jobs or new services on the host, preserve the evidence and isolate it.",
+    inputs=("flows", "history"),
 )
 
 #: Points of each score part at its full value.

@@ -48,6 +48,7 @@ META = Meta(
             "sanctioned. 3. If unexplained, block the destination and isolate the host; if it is a "
             "sanctioned service on an odd port, allowlist the destination.",
     channel="tunnel",
+    inputs=("flows",),
 )
 
 #: Identified protocols that are TLS (nDPI names, Zeek's ssl, Suricata's tls; nDPI app names

@@ -31,6 +31,7 @@ META = Meta(
             "vendor portal explains it and belongs on the allowlist. 2. Check what else the host "
             "did around the first contact (downloads, new processes, other findings). 3. If "
             "unexplained, find the process that sent the data and isolate the host.",
+    inputs=("flows", "history"),
 )
 
 

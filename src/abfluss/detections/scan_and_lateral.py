@@ -43,6 +43,7 @@ META = Meta(
             "then the target's other findings): a success after many failures is a breach. "
             "3. For an internal source that is not explained, isolate the host and collect its process "
             "list; look for remote service creation (PsExec) or new admin shares on the targets.",
+    inputs=("flows",),
 )
 
 #: ATT&CK technique ids per lateral protocol (SMB also carries tool transfer, T1570).

@@ -36,6 +36,7 @@ META = Meta(
             "3. For a server: check whether the address moved to another machine (DHCP, failover) "
             "or a rogue service answers on it.",
     channel="ssh",
+    inputs=("software",),
 )
 
 

@@ -48,6 +48,7 @@ META = Meta(
             "4. For operating-system changes: check whether the address is shared (NAT, VDI) before "
             "suspecting spoofing.",
     channel="http",
+    inputs=("http",),
 )
 
 KIND_ATTACK = {"injection": ["T1190"], "attack_tool": ["T1595.002"], "scripting": ["T1059", "T1071.001"],

@@ -46,6 +46,7 @@ META = Meta(
             "look at the evidence flows and the host's other findings. 3. Find the process on "
             "the host (ss -tnp / netstat -b, EDR), block the indicator at the egress, and isolate "
             "the host if the traffic is not explained.",
+    inputs=("dns", "files", "flows", "tls"),
 )
 
 

@@ -66,6 +66,7 @@ META = Meta(
             "3. Check the server in threat intelligence (JA3S, certificate hash), block it at "
             "the egress if unexplained and look for the host's other findings.",
     channel="tls",
+    inputs=("certs", "tls"),
 )
 
 KIND_ATTACK = {"name_mismatch": ["T1573.002", "T1557"], "self_signed": ["T1573.002", "T1588.004"],

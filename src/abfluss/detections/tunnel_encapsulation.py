@@ -41,6 +41,7 @@ META = Meta(
             "3. Block the protocol at the perimeter (IP protocols 47, 4, 41; UDP 3544, 4789, 6081) "
             "except for the known gateways.",
     channel="tunnel",
+    inputs=("flows", "tunnels"),
 )
 
 #: Tunnel types by IP protocol number (as the flows table writes it: a name or the number).

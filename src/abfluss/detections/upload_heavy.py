@@ -34,6 +34,7 @@ META = Meta(
             "evidence flows: time, channel, user agent, and what the host was doing then. 3. Find "
             "the process that sent the data (EDR, proxy logs) and, if unexplained, isolate the host "
             "and estimate what was sent from the bytes out.",
+    inputs=("flows",),
 )
 
 

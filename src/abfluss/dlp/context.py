@@ -61,6 +61,8 @@ ANCHORS = (
     Anchor("rufnummer", ("phone",)),
 )
 MAX_NEEDLE = max(len(a.needle) for a in ANCHORS)
+# (needle as bytes, case-sensitive, left rule, right rule, categories): encoded once.
+_NEEDLES = tuple((a.needle.encode(), a.case, a.left, a.right, a.categories) for a in ANCHORS)
 # Literal spellings whose presence anywhere in a payload makes an ICD search worthwhile.
 ICD_HINTS = (b"ICD", b"icd", b"Icd", b"DIAGNOS", b"Diagnos", b"diagnos", b"DG1", b"Dx")
 
@@ -90,18 +92,23 @@ class Payload:
         end = self.raw.find(b"\n", pos, pos + limit)
         return start, min(len(self.raw), pos + limit) if end < 0 else end
 
-    def find_anchors(self, start: int, end: int) -> list[tuple[int, int, tuple[str, ...]]]:
-        """Anchor occurrences lying within raw[start:end], with their word-boundary rules applied."""
+    def find_anchors(self, start: int, end: int, categories: frozenset[str] | None = None
+                     ) -> list[tuple[int, int, tuple[str, ...]]]:
+        """Anchor occurrences lying within raw[start:end], with their word-boundary rules applied;
+        with ``categories``, only the anchors of those categories are looked for."""
         out = []
         cls, n = self.cls, len(self.cls)
-        for a in ANCHORS:
-            hay, needle = (self.raw, a.needle.encode()) if a.case else (self.low, a.needle.encode())
+        for needle, case, left, right, cats in _NEEDLES:
+            if categories is not None and categories.isdisjoint(cats):
+                continue
+            hay = self.raw if case else self.low
             i = hay.find(needle, start, end)
+            size = len(needle)
             while i >= 0:
-                j = i + len(needle)
-                if not ((a.left and i > 0 and cls[i - 1] in _LETTER)
-                        or (a.right and j < n and cls[j] in _LETTER)):
-                    out.append((i, j, a.categories))
+                j = i + size
+                if not ((left and i > 0 and cls[i - 1] in _LETTER)
+                        or (right and j < n and cls[j] in _LETTER)):
+                    out.append((i, j, cats))
                 i = hay.find(needle, i + 1, end)
         return out
 
@@ -109,11 +116,14 @@ class Payload:
 class Anchors:
     """Anchor occurrences near a set of value spans, queried per value and category."""
 
-    def __init__(self, p: Payload, spans: list[tuple[int, int]], window: int):
+    def __init__(self, p: Payload, spans: list[tuple[int, int]], window: int,
+                 categories: frozenset[str] | None = None):
+        # Only the anchors of ``categories`` (those of the values asked about) are looked for:
+        # an anchor of another category can answer no query.
         self.window = window
         found = []
         for ws, we in _merge((s - window - MAX_NEEDLE, e + window + MAX_NEEDLE) for s, e in spans):
-            found.extend(p.find_anchors(max(0, ws), we))
+            found.extend(p.find_anchors(max(0, ws), we, categories))
         found.sort()
         self._found = found
         self._starts = [f[0] for f in found]

@@ -66,6 +66,49 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
+class Keyed:
+    """HMAC-SHA256 under one key for many short messages: the padded key's two SHA-256 states
+    are computed once and copied per message (RFC 2104), with the interpreter's own SHA-256 when
+    it has one: copying an OpenSSL context cost more than hashing a 20-byte value. Equal to
+    ``hmac.digest(key, msg, "sha256")``."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = _sha256(key.translate(_IPAD))
+        self._outer = _sha256(key.translate(_OPAD))
+
+    def __repr__(self) -> str:  # the key stays out of logs
+        return "Keyed(...)"
+
+    def hexdigest(self, msg: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+def _builtin_sha256():
+    try:
+        from _sha256 import sha256  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # CPython >= 3.12
+        except ImportError:
+            sha256 = hashlib.sha256
+    return sha256
+
+
+_sha256 = _builtin_sha256()
+_SHA256_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
 def value_hash(key: bytes, category: str, value: str) -> str:
     """Hex HMAC-SHA256 over `category:normalised value`."""
     msg = f"{category}:{normalise(category, value)}".encode()

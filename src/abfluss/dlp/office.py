@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 
 from .containers import Budget, read_member
+from .structured.markup import parse_xml
 from .structured.records import table
 
 #: Repeated empty cells of an ods row expanded at most this often (rows end in 1000s of them).
@@ -34,13 +35,11 @@ def document(data: bytes, budget: Budget) -> Iterator[str] | None:
 
 
 def _parse(zf: zipfile.ZipFile, name: str, budget: Budget):
-    from defusedxml import ElementTree as DET
-
     raw = read_member(zf, zf.getinfo(name), budget)
     if raw is None:
         return None
     try:
-        return DET.fromstring(raw)
+        return parse_xml(raw)
     except Exception:  # noqa: BLE001 - a damaged part: the others are still read
         budget.skip("office: damaged part")
         return None

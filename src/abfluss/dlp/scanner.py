@@ -18,15 +18,13 @@ DOMAIN.md regexes as written; see bench/bench_dlp_scan.py for whole-scan figures
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from . import identifiers as ids
 from .context import ICD_HINTS, Anchors, CsvHeaders, Payload, _merge
-from .keys import mask_normalised
+from .keys import Keyed, mask_normalised
 
 CATEGORIES = ("kvnr", "ik", "iban", "idnr", "rvnr", "icd10", "email", "phone")
 # Overlapping candidates: the stronger identifier keeps the bytes (a phone-shaped run inside an
@@ -68,6 +66,8 @@ _PHONE_ZERO = re.compile(rb"0(?<![A-Za-z0-9+]0)(?<![0-9][.,]0)(?:049)?" + _PHONE
 _EMAIL = re.compile(rb"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
                     rb"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![A-Za-z0-9-])")
 _EMAIL_BEFORE, _EMAIL_AFTER = 64, 256  # local part ≤ 64, domain ≤ 253 characters
+_LOCAL_PART = bytes(1 if b in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-" else 0
+                    for b in range(256))  # for bytes.translate: 1 for the bytes of a local part
 _HEADER_NAME_MAX = 32  # bytes of a line compared with the ignored mail header names
 HIT_CACHE = 100_000  # distinct values whose hit (hash, mask) a scanner remembers
 
@@ -156,14 +156,16 @@ class Scanner:
     """Scans payloads for identifiers; one `Hit` per occurrence (see module docstring)."""
 
     def __init__(self, key: bytes, settings: ScanSettings | None = None):
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)  # copied per value: no key setup each time
+        self._mac = Keyed(key)
         self.settings = settings or ScanSettings()
         self._suppress = self.settings.suppress_values
+        self._kvnr_prefixes = tuple(pre for pre, _, _ in self.settings.suppress_kvnr_ranges)
         self._require = frozenset(self.settings.require_anchor)
         domains = self.settings.suppress_email_domains
         self._email_domains = frozenset(domains), tuple("." + d for d in domains)
         self._mail_headers = tuple(h.encode() for h in self.settings.email_ignore_headers)
         self._hit_cache: dict[tuple[str, str, bool], Hit] = {}
+        self._hashed: dict[tuple[str, str], tuple[str, str]] = {}  # (category, value) -> (HMAC, mask)
 
     def __repr__(self) -> str:  # the key stays out of logs
         return f"Scanner({self.settings!r})"
@@ -270,10 +272,11 @@ class Scanner:
     def _email(self, p: Payload) -> list[_Cand]:
         out, raw = [], p.raw
         i = raw.find(b"@")
+        if i < 0:
+            return out
+        local = raw.translate(_LOCAL_PART)
         while i >= 0:
-            m = _EMAIL.search(raw, max(0, i - _EMAIL_BEFORE), i + _EMAIL_AFTER)
-            while m and m.end() <= i:
-                m = _EMAIL.search(raw, m.end(), i + _EMAIL_AFTER)
+            m = _email_at(raw, local, i)
             if m and m.start() <= i:
                 v = m.group().decode("ascii")
                 if not self._email_ignored(p, m.start(), v):
@@ -330,7 +333,7 @@ class Scanner:
         norm = c.norm
         if f"{c.cat}:{norm}" in self._suppress:
             return True
-        return c.cat == "kvnr" and any(
+        return c.cat == "kvnr" and norm.startswith(self._kvnr_prefixes) and any(
             norm.startswith(pre) and norm[len(pre):9].isdigit() and lo <= int(norm[len(pre):9]) <= hi
             for pre, lo, hi in self.settings.suppress_kvnr_ranges)
 
@@ -342,7 +345,7 @@ class Scanner:
         open_ = [c for c in cands if not c.anchored]
         if not open_:
             return
-        near = Anchors(p, [(c.start, c.end) for c in open_], s.context_bytes)
+        near = Anchors(p, [(c.start, c.end) for c in open_], s.context_bytes, frozenset(c.cat for c in open_))
         headers = CsvHeaders(p, sorted(c.start for c in cands), s.csv_header_max_bytes,
                              s.csv_header_max_field, s.record_max_bytes) if s.csv_headers else None
         for c in open_:
@@ -371,8 +374,33 @@ class Scanner:
                 c.anchored = c.anchored or (i < len(starts) and starts[i] < hi)
 
     # --- output ------------------------------------------------------------------------------------
+    @classmethod
+    def _claim(cls, cands: list[_Cand]) -> list[_Cand]:
+        """The candidates that keep their bytes, in payload order. Only overlapping candidates
+        compete, so the payload is cut into runs of overlapping spans first: most candidates
+        overlap nothing and are kept as they are."""
+        kept: list[_Cand] = []
+        run: list[_Cand] = []
+        end = -1
+        for c in sorted(cands, key=_start):
+            if c.start >= end:
+                if len(run) > 1:
+                    kept += cls._claim_run(run)
+                elif run:
+                    kept.append(run[0])
+                run = [c]
+                end = c.end
+            else:
+                run.append(c)
+                end = max(end, c.end)
+        if len(run) > 1:
+            kept += cls._claim_run(run)
+        elif run:
+            kept.append(run[0])
+        return kept
+
     @staticmethod
-    def _claim(cands: list[_Cand]) -> list[_Cand]:
+    def _claim_run(cands: list[_Cand]) -> list[_Cand]:
         by_cat: dict[str, list[_Cand]] = {}
         for c in cands:
             by_cat.setdefault(c.cat, []).append(c)
@@ -386,26 +414,56 @@ class Scanner:
             own.extend((c.start, c.end) for c in batch)
             own.sort()
             kept += batch
-        return sorted(kept, key=lambda c: c.start)
+        return sorted(kept, key=_start)
 
     def _hits(self, cands: list[_Cand]) -> list[Hit]:
         # Hits are kept across scans (a chunk's context is scanned again, lists repeat values),
-        # bounded: the cache is dropped whole when it is full.
-        cache = self._hit_cache
+        # bounded: a cache is dropped whole when it is full. The keyed hash is computed once per
+        # distinct value (an anchored and an unanchored occurrence share it).
+        cache, hashed = self._hit_cache, self._hashed
         if len(cache) > HIT_CACHE:
             cache.clear()
+        if len(hashed) > HIT_CACHE:
+            hashed.clear()
         out = []
         for c in cands:
-            hit = cache.get((c.cat, c.norm, c.anchored))
+            key = (c.cat, c.norm, c.anchored)
+            hit = cache.get(key)
             if hit is None:
-                # keys.value_hash, inlined: the value is normalised already
-                mac = self._mac.copy()
-                mac.update(f"{c.cat}:{c.norm}".encode())
-                digest = mac.hexdigest()
-                hit = cache[(c.cat, c.norm, c.anchored)] = Hit(c.cat, digest, mask_normalised(c.cat, c.norm),
-                                                                 c.anchored)
+                value = (c.cat, c.norm)
+                hm = hashed.get(value)
+                if hm is None:
+                    # keys.value_hash, the value normalised already
+                    hm = hashed[value] = (self._mac.hexdigest(f"{c.cat}:{c.norm}".encode()),
+                                          mask_normalised(c.cat, c.norm))
+                hit = cache[key] = Hit(c.cat, hm[0], hm[1], c.anchored)
             out.append(hit)
         return out
+
+
+def _start(c: _Cand) -> int:
+    return c.start
+
+
+def _email_at(raw: bytes, local: bytes, i: int) -> re.Match | None:
+    """The first e-mail match in the window around the ``@`` at ``i`` that ends after it (as
+    ``_EMAIL.search`` from ``i - _EMAIL_BEFORE`` would find it, skipping earlier matches). The
+    local part can only start where the run of local-part bytes before ``i`` starts (``local``:
+    0 for every other byte), so the pattern is matched there once; only when an ``@`` precedes
+    that run (an earlier address could reach into it) is the window searched as a whole."""
+    lo = max(0, i - _EMAIL_BEFORE)
+    s = local.rfind(0, lo, i) + 1
+    if s == 0 and lo and local[lo - 1]:
+        return None  # a local part longer than 64 bytes
+    s = s or lo
+    if s == i:
+        return None  # no local part
+    if s and raw[s - 1] == 0x40:
+        m = _EMAIL.search(raw, lo, i + _EMAIL_AFTER)
+        while m and m.end() <= i:
+            m = _EMAIL.search(raw, m.end(), i + _EMAIL_AFTER)
+        return m
+    return _EMAIL.match(raw, s, i + _EMAIL_AFTER)
 
 
 def _in_lines(lines: list[tuple[int, int]], pos: int) -> bool:

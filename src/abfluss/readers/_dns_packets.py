@@ -13,6 +13,7 @@ import mmap
 import os
 import socket
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import dpkt
@@ -26,6 +27,7 @@ from ._split import part_of
 from .base import ReadReport, ip_layer
 
 DNS_PORT = 53
+_l4 = wire.l4
 QTYPES, RCODES = wire.QTYPES, wire.RCODES
 
 _FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
@@ -80,42 +82,11 @@ def _addr(ip) -> str:
 
 def _fast_l4(datalink: int, buf: bytes):
     """(proto, src, dst, sport, dport, payload, tcp seq, tcp flags) sliced from raw Ethernet bytes
-    when the packet may be DNS; None when it cannot be; ``False`` when only a full decode can tell (other link types)."""
+    (``_dns_wire.l4``, in C) when the packet may be DNS; None when it cannot be; ``False`` when
+    only a full decode can tell (other link types)."""
     if datalink != dpkt.pcap.DLT_EN10MB:
         return False
-    off, ethertype = 14, buf[12:14]
-    while ethertype in (b"\x81\x00", b"\x88\xa8"):  # VLAN tags
-        ethertype, off = buf[off + 2:off + 4], off + 4
-    if ethertype == b"\x08\x00":
-        if len(buf) < off + 28 or buf[off + 6] & 0x1F or buf[off + 7]:
-            return None  # too short, or a non-first fragment
-        proto, src, dst = buf[off + 9], buf[off + 12:off + 16], buf[off + 16:off + 20]
-        total = int.from_bytes(buf[off + 2:off + 4], "big")
-        end = off + total if total else len(buf)
-        off += (buf[off] & 0x0F) * 4
-        family = socket.AF_INET
-    elif ethertype == b"\x86\xdd":
-        if len(buf) < off + 48:
-            return None
-        proto, src, dst = buf[off + 6], buf[off + 8:off + 24], buf[off + 24:off + 40]
-        end = off + 40 + int.from_bytes(buf[off + 4:off + 6], "big")
-        off += 40
-        family = socket.AF_INET6
-    else:
-        return None
-    if proto not in (6, 17):
-        return None
-    sport, dport = int.from_bytes(buf[off:off + 2], "big"), int.from_bytes(buf[off + 2:off + 4], "big")
-    if DNS_PORT not in (sport, dport):
-        return None
-    if proto == 17:
-        return ("udp", socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport,
-                buf[off + 8:end], 0, 0)
-    if len(buf) < off + 14:
-        return None
-    return ("tcp", socket.inet_ntop(family, src), socket.inet_ntop(family, dst), sport, dport,
-            buf[off + (buf[off + 12] >> 4) * 4:end], int.from_bytes(buf[off + 4:off + 8], "big"),
-            buf[off + 13])
+    return _l4(buf, 0, len(buf))
 
 
 def _short(f, record_start: int, size: int) -> bool:
@@ -197,7 +168,7 @@ def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, part
     positions and messages as the general loop."""
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         records, cut = _index.walk(mm, size)
-        packet, ts = decoder.packet, None
+        ts = None
         for ix in _index.chunks(mm, size, records):
             want = ix.dns.copy()
             if parts > 1:  # sliced packets of other workers' host pairs are left out here already
@@ -205,66 +176,21 @@ def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, part
             if not part:
                 want |= ix.arp
             rows = np.flatnonzero(want)
-            for number, start, end, t, exact in zip((rows + ix.first + 1).tolist(), ix.start[rows].tolist(),
-                                                    ix.end[rows].tolist(), ix.ts[rows].tolist(),
-                                                    (ix.kind[rows] == _index.SLICED).tolist()):
-                l4 = _l4_in_place(mm, start, end)
-                if l4:
-                    packet(t, number, l4, exact)
-                elif not part and end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
-                    row = _arp(t, mm[start:end])
-                    if row:
-                        decoder.arp.append(row)
+            others = wire.packets(decoder.pending, decoder.rows, mm, rows + ix.first + 1, ix.start[rows],
+                                  ix.end[rows], ix.ts[rows], ix.kind[rows] == _index.SLICED, decoder.tcp_packet,
+                                  decoder.not_dns, decoder.mine)
+            if not part:  # frames that are not DNS: ARP?
+                for i in others:
+                    start, end = int(ix.start[rows[i]]), int(ix.end[rows[i]])
+                    if end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
+                        row = _arp(float(ix.ts[rows[i]]), mm[start:end])
+                        if row:
+                            decoder.arp.append(row)
             ts = float(ix.ts[-1])
         if cut is not None:
             report.skip(f"packet {len(records) + 1} (byte {cut} of {size})",
                         "capture is truncated in this packet; the packets before it are read")
     return len(records), (int(ts * 1_000_000) if ts is not None else None)
-
-
-def _l4_in_place(b, p: int, end: int):
-    """``_fast_l4`` on the frame at ``b[p:end]`` without copying it (b is the memory map)."""
-    if end - p < 34:
-        return None
-    eth, off = b[p + 12:p + 14], p + 14
-    while eth == b"\x81\x00" or eth == b"\x88\xa8":  # VLAN tags
-        eth, off = b[off + 2:off + 4], off + 4
-    if eth == b"\x08\x00":
-        if end < off + 28:
-            return None
-        proto = b[off + 9]
-        if (proto != 17 and proto != 6) or b[off + 6] & 0x1F or b[off + 7]:
-            return None  # not UDP/TCP, or a non-first fragment
-        l4 = off + (b[off] & 0x0F) * 4
-        if l4 + 4 > end:
-            return None
-        sport, dport = (b[l4] << 8) | b[l4 + 1], (b[l4 + 2] << 8) | b[l4 + 3]
-        if sport != DNS_PORT and dport != DNS_PORT:
-            return None
-        total = (b[off + 2] << 8) | b[off + 3]
-        stop = min(off + total, end) if total else end
-        src, dst = socket.inet_ntoa(b[off + 12:off + 16]), socket.inet_ntoa(b[off + 16:off + 20])
-    elif eth == b"\x86\xdd":
-        if end < off + 48:
-            return None
-        proto = b[off + 6]
-        if proto != 17 and proto != 6:
-            return None
-        l4 = off + 40
-        sport, dport = (b[l4] << 8) | b[l4 + 1], (b[l4 + 2] << 8) | b[l4 + 3]
-        if sport != DNS_PORT and dport != DNS_PORT:
-            return None
-        stop = min(l4 + ((b[off + 4] << 8) | b[off + 5]), end)
-        src = socket.inet_ntop(socket.AF_INET6, b[off + 8:off + 24])
-        dst = socket.inet_ntop(socket.AF_INET6, b[off + 24:off + 40])
-    else:
-        return None
-    if proto == 17:
-        return "udp", src, dst, sport, dport, b[l4 + 8:stop], 0, 0
-    if l4 + 14 > end:
-        return None
-    return ("tcp", src, dst, sport, dport, b[l4 + ((b[l4 + 12] >> 4) * 4):stop],
-            int.from_bytes(b[l4 + 4:l4 + 8], "big"), b[l4 + 13])
 
 
 def _result(decoder, packets: int, last_ts) -> Scan:
@@ -276,8 +202,8 @@ def _result(decoder, packets: int, last_ts) -> Scan:
     rows = decoder.finish()
     if not rows:
         return Scan(packets, last_ts, None, arp)
-    rows.sort(key=lambda r: r["ts"])
-    cols = {k: [r.get(k) for r in rows] for k in _FIELDS}
+    rows.sort(key=itemgetter(0))  # by time; stable: rows of the same time stay in the order they were made
+    cols = {k: list(c) for k, c in zip(_FIELDS, zip(*rows))}
     cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
     return Scan(packets, last_ts, conform("dns", cols), arp)
 
@@ -298,12 +224,16 @@ def _slow_l4(datalink: int, buf: bytes):
 
 
 class _Decoder:
-    """Messages to rows: queries wait for their response; TCP is reassembled first."""
+    """Messages to rows: queries wait for their response; TCP is reassembled first. The pairing
+    itself is ``_dns_wire.message`` (C): a query waits in ``pending`` under (client, port, server,
+    port, id, question as on the wire, lower-cased: resolvers may change case, 0x20); the same
+    query again pushes the waiting one out as a row of its own (a retransmission); a response
+    completes its query's row or makes a row alone. Rows are lists in ``_FIELDS`` order."""
 
     def __init__(self, report: ReadReport):
         self.report = report
-        self.pending: dict[tuple, dict] = {}
-        self.rows: list[dict] = []
+        self.pending: dict[tuple, list] = {}
+        self.rows: list[list] = []
         self.tcp = wire.TcpStreams()
         self.mine = None  # a filter of the packets this worker decodes (``scan``'s parts)
 
@@ -311,47 +241,32 @@ class _Decoder:
         """``mine``: the packet is known to be this worker's (the index chose it already)."""
         if not mine and self.mine is not None and not self.mine(l4):
             return
-        proto, src, dst, sport, dport, payload, seq, flags = l4
-        if proto == "udp":
-            if payload:
-                self.message(ts, number, l4, payload)
+        if l4[0] == "udp":
+            if l4[5]:
+                self.message(ts, number, l4, l4[5])
             return
+        self.tcp_packet(ts, number, l4)
+
+    def tcp_packet(self, ts: float, number: int, l4: tuple) -> None:
+        proto, src, dst, sport, dport, payload, seq, flags = l4
         msgs, lost = self.tcp.add((src, sport, dst, dport), seq, flags, payload)
         if lost:
             self.report.skip(f"packet {number}", lost)
         for m in msgs:
             self.message(ts, number, l4, m)
 
-    def finish(self) -> list[dict]:
+    def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
+        reason = wire.message(self.pending, self.rows, int(ts * 1_000_000), l4, payload)
+        if reason is not None:
+            self.not_dns(number, l4, reason)
+
+    def not_dns(self, number: int, l4: tuple, reason: str) -> None:
+        proto, src, dst, sport, dport = l4[:5]
+        self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
+                                             f"message ({reason}); its bytes count in the flow")
+
+    def finish(self) -> list[list]:
         for reason in self.tcp.leftovers():
             self.report.skip("end of capture", reason)
         self.rows.extend(self.pending.values())
         return self.rows
-
-    def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
-        proto, src, dst, sport, dport = l4[:5]
-        try:
-            msg = wire.parse(payload)
-        except wire.WireError as e:
-            self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
-                                                 f"message ({e}); its bytes count in the flow")
-            return
-        us = int(ts * 1_000_000)
-        low = msg.key  # the question as on the wire, lower-cased: resolvers may change case (0x20)
-        if not msg.qr:
-            key = (src, sport, dst, dport, msg.id, low)
-            old = self.pending.pop(key, None)
-            if old is not None:  # the same query again (a retransmission): a row of its own
-                self.rows.append(old)
-            # the name as sent, like Zeek: case is part of what a tunnel encodes
-            self.pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst,
-                                 "resp_p": dport, "proto": proto, "trans_id": msg.id, "query": msg.query,
-                                 "qtype": msg.qtype, "query_bytes": len(payload)}
-            return
-        key = (dst, dport, src, sport, msg.id, low)
-        row = self.pending.pop(key, None) or {
-            "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
-            "trans_id": msg.id, "query": msg.query, "qtype": msg.qtype}
-        row.update(rcode=wire.rcode_name(msg.rcode), answers=msg.answers, answer_types=msg.answer_types,
-                   ttls=msg.ttls, answer_bytes=len(payload))
-        self.rows.append(row)

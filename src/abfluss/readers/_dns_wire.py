@@ -16,8 +16,8 @@ whose answer section is cut still gives its question and the answers before the 
 from __future__ import annotations
 
 import re
-import socket
-import struct
+
+import _abfluss_dns as _c
 
 QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX",
           16: "TXT", 17: "RP", 24: "SIG", 25: "KEY", 28: "AAAA", 29: "LOC", 33: "SRV", 35: "NAPTR",
@@ -27,21 +27,32 @@ QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HIN
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
           6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 
-#: Bytes kept as they are in the escaped text: printable ASCII except backslash and dot.
-_PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in (0x5C, 0x2E))
-_PLAIN_OR_DOT = _PLAIN + b"."
-_ESCAPED = [chr(b) if b in _PLAIN else f"\\x{b:02x}" for b in range(256)]
 _ESCAPE_RE = re.compile(r"\\x[0-9a-fA-F]{2}")
-#: A name longer than this (in label bytes and length octets) is not DNS (RFC 1035: 255).
-MAX_NAME = 1024
-#: Compression pointers followed per name at most (each must point backwards anyway).
-MAX_JUMPS = 128
+#: A name longer than this (in label bytes and length octets) is not DNS (RFC 1035: 255), and
+#: compression pointers followed per name at most (each must point backwards anyway): in the C parser.
+MAX_NAME, MAX_JUMPS = 1024, 128
 #: Bytes held per TCP direction waiting for the rest of a message (a DNS message is < 64 KiB).
 MAX_TCP_BUFFER = 1 << 17
 
 
-class WireError(ValueError):
-    """The bytes are not a DNS message; the text is the reason, for a counted skip."""
+#: The parser itself is C (``_dns_wire.c``, built at install time as the module ``_abfluss_dns``):
+#: one Python parse per message cost more CPU than NFStream's whole metering of a DNS-heavy
+#: capture. It has exactly the semantics described above (tests/test_dns_wire_c.py checks it against
+#: the former Python implementation); every read is bounds-checked against the message's end.
+_c.set_names(QTYPES, RCODES)
+WireError = _c.WireError  # a ValueError: the bytes are not a DNS message; the text is the reason
+#: ``read_name(buf, off)``: the name at ``off`` as escaped text (no trailing dot; the root is ""),
+#: and the offset after it in the message (after the first pointer where the name is compressed).
+read_name = _c.read_name
+#: ``parse_at(buf, start, end)``: the message ``buf[start:end]`` (``buf`` any buffer: bytes, a
+#: memory map) as the tuple (id, qr, opcode, rcode, key, qtype, query, answers, answer_types, ttls).
+parse_at = _c.parse
+#: ``l4(buf, start, end)``: the Ethernet frame ``buf[start:end]`` as (proto, src, dst, sport, dport,
+#: payload, tcp seq, tcp flags) when it is TCP or UDP on port 53 (a first or only fragment), else None.
+l4 = _c.l4
+#: ``message(pending, rows, us, frame, payload)`` and ``packets(...)``: ``_dns_packets._Decoder``'s
+#: pairing of messages into rows, for one message and for the packets of a memory-mapped capture.
+message, packets = _c.message, _c.packets
 
 
 def qtype_name(n: int) -> str:
@@ -51,12 +62,6 @@ def qtype_name(n: int) -> str:
 
 def rcode_name(n: int) -> str:
     return RCODES.get(n) or f"RCODE{n}"
-
-
-def escape_label(label: bytes) -> str:
-    if not label.translate(None, _PLAIN):  # all plain: the common case, one C call
-        return label.decode("ascii")
-    return "".join([_ESCAPED[b] for b in label])
 
 
 def label_bytes(text: str) -> int:
@@ -71,179 +76,23 @@ def unescape(text: str) -> str:
     return _ESCAPE_RE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
 
 
-def read_name(buf: bytes, off: int) -> tuple[str, int]:
-    """The name at ``off`` as escaped text (no trailing dot; the root is ""), and the offset
-    after it in the message (after the first pointer where the name is compressed)."""
-    labels: list[bytes] = []
-    end = None
-    jumps = 0
-    n = len(buf)
-    while True:
-        if off >= n:
-            raise WireError("name runs past the end of the message")
-        length = buf[off]
-        if length and length < 64:  # a label: the common case first
-            nxt = off + 1 + length
-            if nxt > n:
-                raise WireError("label runs past the end of the message")
-            labels.append(buf[off + 1:nxt])
-            off = nxt
-            continue
-        if length == 0:
-            off += 1
-            break
-        if length < 0xC0:
-            raise WireError(f"unsupported label type 0x{length & 0xC0:02x}")
-        if off + 1 >= n:
-            raise WireError("compression pointer cut off")
-        target = ((length & 0x3F) << 8) | buf[off + 1]
-        if target >= off:
-            raise WireError("compression pointer does not point backwards")
-        jumps += 1
-        if jumps > MAX_JUMPS:
-            raise WireError("too many compression pointers")
-        if end is None:
-            end = off + 2
-        off = target
-    after = end if end is not None else off
-    raw = b".".join(labels)
-    if len(raw) + 2 > MAX_NAME:
-        raise WireError("name longer than any DNS name")
-    if not raw.translate(None, _PLAIN_OR_DOT) and raw.count(b".") == len(labels) - 1:
-        return raw.decode("ascii"), after  # all plain, no dot inside a label: one C call each
-    return ".".join([escape_label(x) for x in labels]), after
-
-
-def _question_end(buf: bytes, off: int) -> int | None:
-    """The offset after an uncompressed name at ``off`` (a question's), None if it is compressed."""
-    n = len(buf)
-    while off < n:
-        length = buf[off]
-        if length == 0:
-            return off + 1
-        if length >= 64:
-            return None
-        off += 1 + length
-    raise WireError("name runs past the end of the message")
-
-
 class Message:
     """The parts of one DNS message abfluss stores. ``key`` identifies the question as it was on
-    the wire (lower-cased ASCII), for pairing; ``query`` is decoded only when asked for."""
+    the wire (lower-cased ASCII; bytes, or the lower-cased text where the question is compressed),
+    for pairing a response with its query."""
 
-    __slots__ = ("id", "qr", "opcode", "rcode", "key", "qtype", "answers", "answer_types", "ttls",
-                 "_buf", "_query")
+    __slots__ = ("id", "qr", "opcode", "rcode", "key", "qtype", "query", "answers", "answer_types", "ttls")
 
-    def __init__(self, id_, qr, opcode, rcode, key, qtype, answers, answer_types, ttls, buf, query):
+    def __init__(self, id_, qr, opcode, rcode, key, qtype, query, answers, answer_types, ttls):
         self.id, self.qr, self.opcode, self.rcode = id_, qr, opcode, rcode
-        self.key, self.qtype, self.answers, self.ttls = key, qtype, answers, ttls
+        self.key, self.qtype, self.query, self.answers, self.ttls = key, qtype, query, answers, ttls
         self.answer_types = answer_types  # per answer its record type: only A/AAAA are addresses
-        self._buf, self._query = buf, query
-
-    @property
-    def query(self) -> str | None:
-        if self._query is None and self._buf is not None:
-            self._query = read_name(self._buf, 12)[0]
-        return self._query
 
 
 def parse(buf: bytes) -> Message:
-    """Header, first question and answers of a DNS message; ``WireError`` if it is not one."""
-    if len(buf) < 12:
-        raise WireError(f"{len(buf)} bytes: shorter than a DNS header")
-    id_, flags, qd, an = struct.unpack_from(">HHHH", buf)
-    qr, opcode, rcode = flags >> 15, (flags >> 11) & 0xF, flags & 0xF
-    if opcode > 6:
-        raise WireError(f"opcode {opcode} is not assigned")
-    key = qtype = query = None
-    lazy = None
-    off = 12
-    if qd:
-        end = _question_end(buf, 12)
-        if end is None or not qr:  # a query's name is always stored: read (and check) it now
-            query, off = read_name(buf, 12)
-            key = buf[12:off].lower() if end is not None else query.lower()
-        else:  # a response: its question is needed only when no query waits for it
-            off, key, lazy = end, buf[12:end].lower(), buf
-            if len(key) + 1 > MAX_NAME:
-                raise WireError("name longer than any DNS name")
-        if off + 4 > len(buf):
-            raise WireError("question cut off before its type")
-        qtype = qtype_name(int.from_bytes(buf[off:off + 2], "big"))
-        off += 4
-        for _ in range(qd - 1):  # further questions (never seen in practice): skipped over
-            off = _skip_name(buf, off) + 4
-    elif len(buf) > 12 and not an:
-        raise WireError("no question and no answer, but more bytes")
-    answers: list[str] = []
-    types: list[str] = []
-    ttls: list[float] = []
-    if qr and an:
-        try:
-            _answers(buf, off, an, answers, types, ttls)
-        except (WireError, IndexError, struct.error):
-            pass  # the question and the answers before the cut are still good
-    return Message(id_, qr, opcode, rcode, key, qtype, answers, types, ttls, lazy, query)
-
-
-def _skip_name(buf: bytes, off: int) -> int:
-    """The offset after the name at ``off``, without reading it (an answer's owner is nearly
-    always a pointer back to the question)."""
-    n = len(buf)
-    for _ in range(MAX_NAME):
-        if off >= n:
-            raise WireError("name runs past the end of the message")
-        length = buf[off]
-        if length == 0:
-            return off + 1
-        if length & 0xC0 == 0xC0:
-            if off + 1 >= n or ((length & 0x3F) << 8 | buf[off + 1]) >= off:
-                raise WireError("compression pointer cut off or not pointing backwards")
-            return off + 2
-        if length & 0xC0:
-            raise WireError(f"unsupported label type 0x{length & 0xC0:02x}")
-        off += 1 + length
-    raise WireError("name longer than any DNS name")
-
-
-def _answers(buf: bytes, off: int, count: int, answers: list, types: list, ttls: list) -> None:
-    n = len(buf)
-    for _ in range(count):
-        off = _skip_name(buf, off)
-        if off + 10 > n:
-            raise WireError("answer cut off")
-        rtype, _cls, ttl, rdlen = struct.unpack_from(">HHIH", buf, off)
-        off += 10
-        if off + rdlen > n:
-            raise WireError("answer data cut off")
-        answers.append(_rdata(buf, off, rtype, rdlen))
-        types.append(qtype_name(rtype))
-        ttls.append(float(ttl))
-        off += rdlen
-
-
-def _rdata(buf: bytes, off: int, rtype: int, rdlen: int) -> str:
-    try:
-        if rtype == 1 and rdlen == 4:
-            return socket.inet_ntoa(buf[off:off + 4])
-        if rtype == 28 and rdlen == 16:
-            return socket.inet_ntop(socket.AF_INET6, buf[off:off + 16])
-        if rtype in (2, 5, 12, 39):  # NS, CNAME, PTR, DNAME
-            return read_name(buf, off)[0]
-        if rtype == 15:  # MX: preference, exchange
-            return read_name(buf, off + 2)[0]
-        if rtype == 33:  # SRV: priority, weight, port, target
-            return read_name(buf, off + 6)[0]
-        if rtype in (16, 99):  # TXT: character strings, joined by a space as Zeek does
-            parts, end = [], off + rdlen
-            while off < end:
-                k = buf[off]
-                parts.append(escape_label(buf[off + 1:off + 1 + k]).replace("\\x2e", "."))
-                off += 1 + k
-            return " ".join(parts)
-    except WireError:
-        pass
-    return f"<{qtype_name(rtype)}:{rdlen} bytes>"
+    """Header, first question and answers of a DNS message; ``WireError`` if it is not one.
+    Only the header and the first question decide: answers after a cut are left out."""
+    return Message(*parse_at(buf, 0, len(buf)))
 
 
 class TcpStreams:

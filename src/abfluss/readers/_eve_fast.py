@@ -32,6 +32,8 @@ SCHEMA = pa.schema([
     ("flow", pa.struct([("start", _STR), ("end", _STR), ("bytes_toserver", _INT), ("bytes_toclient", _INT),
                         ("pkts_toserver", _INT), ("pkts_toclient", _INT), ("state", _STR)])),
     ("tcp", pa.struct([("rst", pa.bool_())])),
+    ("ether", pa.struct([("src_macs", pa.list_(_STR)), ("dest_macs", pa.list_(_STR)), ("src_mac", _STR),
+                         ("dest_mac", _STR)])),
     ("http", pa.struct([("http_method", _STR), ("hostname", _STR), ("url", _STR), ("http_user_agent", _STR),
                         ("length", _INT), ("status", _INT)])),
     ("tls", pa.struct([("version", _STR), ("sni", _STR), ("ja4", _STR), ("subject", _STR), ("issuerdn", _STR),
@@ -58,7 +60,7 @@ _MAX_OPENERS = 400
 TABLES = {"flow": "flows", "http": "http", "tls": "tls", "alert": "alerts"}
 _COMMON = ["flow_id", "src_ip", "dest_ip", "src_port", "dest_port", "icmp_type", "icmp_code", "proto",
            "community_id"]
-_COLUMNS = {"flows": _COMMON + ["flow", "tcp", "app_proto"], "http": _COMMON + ["http"],
+_COLUMNS = {"flows": _COMMON + ["flow", "tcp", "app_proto", "ether"], "http": _COMMON + ["http"],
             "tls": _COMMON + ["tls"], "alerts": _COMMON + ["alert"]}
 _DNS_COLUMNS = _COMMON + ["dns"]
 
@@ -184,6 +186,9 @@ def _build(name: str, t: pa.Table, ts: pa.Array, max_us: int, h) -> dict | None:
         duration = pc.divide(pc.cast(pc.subtract(end.cast(_INT), start.cast(_INT)), pa.float64()), 1e6)
         proto = _each(t.column("proto"), h._proto)
         back = pc.fill_null(_int(f(obj, "pkts_toclient"), 2**63 - 1), 0)
+        macs = _macs(t.column("ether"))
+        if macs is None:
+            return None
         return {"ts": start, "ts_end": end, "duration": duration, "proto": proto, **ends,
                 "orig_ip_bytes": _int(f(obj, "bytes_toserver"), 2**63 - 1),
                 "resp_ip_bytes": _int(f(obj, "bytes_toclient"), 2**63 - 1),
@@ -192,7 +197,7 @@ def _build(name: str, t: pa.Table, ts: pa.Array, max_us: int, h) -> dict | None:
                 "service": _each(t.column("app_proto"), h._service),
                 "conn_state": _conn_state(f(obj, "state"), proto, back, pc.struct_field(t.column("tcp"), "rst")),
                 "open": pa.repeat(pa.scalar(False), t.num_rows), "community_id": t.column("community_id"),
-                "uid": uid}
+                "uid": uid, **macs}
     if name == "http":
         f = pc.struct_field
         return {"ts": ts, "uid": uid, **ends, "method": f(obj, "http_method"), "host": f(obj, "hostname"),
@@ -215,6 +220,21 @@ def _build(name: str, t: pa.Table, ts: pa.Array, max_us: int, h) -> dict | None:
             "signature": f(obj, "signature"), "signature_id": _int(f(obj, "signature_id"), 2**63 - 1),
             "category": f(obj, "category"), "severity": _int(f(obj, "severity"), h.INT32_MAX),
             "community_id": t.column("community_id")}
+
+
+def _macs(ether) -> dict | None:
+    """``orig_mac``/``resp_mac`` as ``suricata._mac`` gives them: a flow's first listed MAC, else a
+    packet event's own, lower case; empty ones null. None (the line reader decides) for an empty list."""
+    ether = ether.combine_chunks() if isinstance(ether, pa.ChunkedArray) else ether
+    out = {}
+    for side, col in (("src", "orig_mac"), ("dest", "resp_mac")):
+        listed = pc.struct_field(ether, f"{side}_macs")
+        if pc.any(pc.equal(pc.list_value_length(listed), 0)).as_py():
+            return None
+        first = pc.list_element(pc.fill_null(listed, pa.scalar([None], listed.type)), 0)
+        value = pc.utf8_lower(pc.coalesce(first, pc.struct_field(ether, f"{side}_mac")))
+        out[col] = pc.if_else(pc.equal(value, ""), pa.scalar(None, _STR), value)
+    return out
 
 
 def _conn_state(state, proto, back, rst) -> pa.Array:

@@ -32,7 +32,9 @@ _FLOWS = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("service", "servi
           ("missed_bytes", "missed_bytes", COUNT), ("history", "history", STR),
           ("orig_pkts", "orig_pkts", COUNT), ("orig_ip_bytes", "orig_ip_bytes", COUNT),
           ("resp_pkts", "resp_pkts", COUNT), ("resp_ip_bytes", "resp_ip_bytes", COUNT),
-          ("community_id", "community_id", STR)]
+          ("community_id", "community_id", STR),
+          # Zeek's mac-logging policy script (conn.log orig_l2_addr/resp_l2_addr)
+          ("orig_mac", "orig_l2_addr", STR), ("resp_mac", "resp_l2_addr", STR)]
 _DNS = [("ts", "ts", TIME), *_IDS, ("proto", "proto", STR), ("trans_id", "trans_id", INT32),
         ("query", "query", STR), ("qtype", "qtype_name", STR), ("rcode", "rcode_name", STR),
         ("answers", "answers", LIST_STR), ("ttls", "TTLs", LIST_FLOAT)]
@@ -185,6 +187,9 @@ def finish(log: str, cols: dict[str, pa.Array], n: int, open_: bool) -> pa.Table
             cols["service"] = pc.fill_null(cols["service"], "")
         else:
             cols["service"] = pa.array([""] * n, pa.string())
+        for mac in ("orig_mac", "resp_mac"):
+            if mac in cols:
+                cols[mac] = pc.utf8_lower(cols[mac])
     elif table == "alerts":
         for col, alt in (("orig_h", "_src"), ("resp_h", "_dst"), ("resp_p", "_p")):
             if alt in cols:

@@ -385,7 +385,7 @@ class _Columns:
 
     FLOW = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p",
             "orig_bytes", "resp_bytes", "orig_pkts", "resp_pkts", "service", "server_name",
-            "user_agent", "conn_state", "open", "community_id", "uid")
+            "user_agent", "conn_state", "open", "community_id", "uid", "orig_mac", "resp_mac")
     # nDPI's client fingerprint is JA4, its server fingerprint JA3S (MD5); it computes no JA3.
     # HTTP rows come from the inspection pass (one per request, with status and body type).
     TLS = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p", "server_name", "ja4", "ja3s")
@@ -430,6 +430,8 @@ class _Columns:
         row["open"].append(is_open)
         row["community_id"].append(_community_id(f))
         row["uid"].append(uid)
+        row["orig_mac"].append(_mac(f.src_mac))
+        row["resp_mac"].append(_mac(f.dst_mac))
         if master in ("TLS", "QUIC") and (name or f.client_fingerprint or f.server_fingerprint):
             for k, v in zip(self.TLS, (ts, uid, f.src_ip, f.src_port, f.dst_ip, f.dst_port, name,
                                        f.client_fingerprint or None, f.server_fingerprint or None)):
@@ -456,6 +458,11 @@ def _uid(f) -> str:
     numbers flows in the order its meters finish them); unique across captures in practice."""
     key = f"{f.protocol} {f.src_ip} {f.src_port} {f.dst_ip} {f.dst_port} {f.vlan_id} {f.tunnel_id}"
     return f"N{f.bidirectional_first_seen_ms:x}{crc32(key.encode()):08x}"
+
+
+def _mac(value: str | None) -> str | None:
+    """A frame's MAC address; None where the link type has none (NFStream gives all zeros)."""
+    return None if not value or value == "00:00:00:00:00:00" else value.lower()
 
 
 def _conn_state(f, closed: bool) -> str | None:

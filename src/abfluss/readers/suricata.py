@@ -153,7 +153,19 @@ def _flow(e: dict, ts: int) -> dict:
         "service": _service(app),
         "conn_state": _conn_state(f.get("state"), proto, f, tcp),
         "open": False, "community_id": _str(e.get("community_id")), "uid": _uid(e),
+        "orig_mac": _mac(e, "src"), "resp_mac": _mac(e, "dest"),
     }
+
+
+def _mac(e: dict, side: str) -> str | None:
+    """The side's MAC address where eve logs Ethernet (``ethernet: yes``): flows list every one seen
+    (``src_macs``; the first is kept), packet events give one (``src_mac``)."""
+    ether = e.get("ether")
+    if not isinstance(ether, dict):
+        return None
+    macs = ether.get(f"{side}_macs")
+    value = macs[0] if isinstance(macs, list) and macs else ether.get(f"{side}_mac")
+    return value.lower() if isinstance(value, str) and value else None
 
 
 def _service(app: str | None) -> str | None:

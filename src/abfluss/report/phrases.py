@@ -28,6 +28,7 @@ TECHNIQUES_DE = {
     "ids_alert": "IDS-Alarme (Suricata, Zeek-Notices) für ein internes System",
     "icmp_scan": "ICMP-Sweep oder Adressscan",
     "arp_scan": "ARP-Scan, Flut von Gratuitous-ARP-Paketen oder ARP über das lokale Netz hinaus",
+    "mac_ip_change": "Gerät wechselt die IP-Adresse (eine MAC-Adresse, mehrere interne Adressen)",
     "tls_anomaly": "TLS-Zertifikat passt nicht zum Server, oder seltener TLS-Client",
     "direct_ip": "Verbindungen zu einer externen Adresse, die keine DNS-Antwort nannte",
     "dns_txt_entropy": "Kodierte Daten in DNS-TXT-Antworten (eingehender C2-Kanal über DNS)",

@@ -26,6 +26,7 @@ def hl7(text: str) -> Iterator[str]:
     """One record per segment: each field as ``SEG-n label=component\\tcomponent…``."""
     text = text.replace("\x0b", "").replace("\x1c", "\n")
     fs, comp, rep, esc, sub = "|", "^", "~", "\\", "&"
+    split = str.maketrans({comp: "\t", rep: "\t", sub: "\t", "\t": " "})
     for seg in re.split(r"\r\n|\r|\n", text):
         if len(seg) < 4:
             if not seg.strip():
@@ -35,9 +36,9 @@ def hl7(text: str) -> Iterator[str]:
         if name == "MSH" and len(seg) >= 8:
             fs = seg[3]
             comp, rep, esc, sub = (seg[4:8] + "^~\\&"[len(seg[4:8]):])[:4]
+            split = str.maketrans({comp: "\t", rep: "\t", sub: "\t", "\t": " "})
         fields = seg.split(fs)
         out = [name]
-        split = str.maketrans({comp: "\t", rep: "\t", sub: "\t", "\t": " "})
         for i, f in enumerate(fields[1:], 1):
             if not f or (name == "MSH" and i == 1):
                 continue

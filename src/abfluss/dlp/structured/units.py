@@ -62,6 +62,9 @@ def render(data: bytes, sink, limits, budget: Budget | None = None, depth: int =
         if decoded is not None and (containers.kind(decoded) or is_text(decoded)):
             render(decoded, sink, limits, budget, depth + 1)
             return
+    if not data.startswith(WIDE) and not utf16_guess(data) and _plain(_head(data)):
+        sink.write(data)  # plain text (as convert finds from the same head): the bytes as they came
+        return
     text = decode_text(data)
     try:
         pieces = convert(text)
@@ -90,6 +93,27 @@ def _base64(data: bytes) -> bytes | None:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def _head(data: bytes) -> str:
+    """``decode_text(data)[:SNIFF_CHARS]`` of a unit in an ASCII-compatible encoding, from a
+    prefix of it: a character takes at most 4 bytes, and UTF-8 is decoded left to right."""
+    return data[:4 * SNIFF_CHARS + 4].decode("utf-8", "surrogateescape")[:SNIFF_CHARS]
+
+
+def _plain(head: str) -> bool:
+    """Would ``convert`` pass the text through unchanged? Decided from its head as ``convert``
+    decides (JSON and markup need the whole text: not plain here), so a large plain body is
+    not decoded whole only to be written as it came."""
+    start = head.lstrip()[:1]
+    if start in ("{", "[", "<"):
+        return False
+    if head.startswith(("MSH", "\x0bMSH")) or "\rMSH|" in head[:200] or "\nMSH|" in head[:200]:
+        return False
+    try:
+        return not sql_hint(head) and sniff_delimited(head) is None and sniff_fixed(head) is None
+    except Exception:  # noqa: BLE001 - as render's: the whole text then takes render's way
+        return False
 
 
 def convert(text: str) -> Iterator[str]:

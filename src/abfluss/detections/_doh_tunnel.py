@@ -1,0 +1,148 @@
+"""A DNS tunnel inside DNS over HTTPS, seen from the shape of its encrypted sessions.
+
+A DNS tunnel tool that asks a DoH stub (iodine -> dnss -> ``https://doh.example/dns-query``)
+sends no DNS message the sensor can read: every query travels as an HTTP/2 request inside one
+TLS connection to the DoH server, often one that is no public resolver (the attacker runs it).
+What the flow records still show is the shape such a session must have, whoever the server is:
+
+- the client's packets are **DNS-sized**: a DoH request carries one DNS message of at most a
+  few hundred bytes (names are 255 bytes at most), so the client's mean payload per packet stays
+  between ``doh_tunnel_min_request_bytes`` (keep-alives, keystrokes) and
+  ``doh_tunnel_max_request_bytes`` (an upload fills whole segments); the server's answers are
+  DNS messages too (``doh_tunnel_max_response_bytes``; a download fills segments);
+- the exchange is **paired**: every query gets one answer, so the client sends about as many
+  packets as it receives (``doh_tunnel_max_packet_ratio``);
+- it is **busy**: a tunnel polls its server without pause while it moves data, many requests
+  per second of connection (``doh_tunnel_rate_low`` .. ``doh_tunnel_rate_high``), where a
+  browser's lookups or a chat's keep-alives come seconds apart;
+- the client **sends as much as it receives**: the tunnelled data is in the query names, where
+  ordinary lookups get answers several times their size (``doh_tunnel_share_low`` ..
+  ``doh_tunnel_share_high``, bytes out / bytes in).
+
+The three factors multiply into the ``tunnel_shape`` part, so one alone (a chat's pairing, an
+upload's share) gives nothing. Volume and a DNS-like server name (``doh``/``dns`` in a label
+of the SNI or the resolved name: what a DoH URL usually names) add points to a session that has
+the shape. Per internal host and server, over its TCP connections to ``doh_ports``.
+
+The bytes estimate undoes the DoH framing and the name encoding it cannot see:
+(bytes sent - ``doh_tunnel_packet_overhead`` x packets sent) x ``doh_tunnel_name_bits`` / 8.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import ibis
+from ibis import _
+
+from ..findings import Finding
+from ..units import count, number
+from ._stats import clip01, evidence_uids, human_bytes, ramp, rows
+
+#: TCP/IP header bytes per packet (IPv4 20, TCP 20 and the timestamp option 12), taken off IP
+#: bytes where a sensor gives no payload bytes (NetFlow, Argus), as protocol_mismatch does.
+HEADER_BYTES = 52
+
+
+def _payload(bytes_, ip_bytes, pkts):
+    """Payload bytes, or IP bytes less the headers where the sensor has no payload count."""
+    est = ip_bytes.cast("float64") - pkts.cast("float64").fill_null(0) * HEADER_BYTES
+    return bytes_.cast("float64").coalesce(ibis.greatest(est, 0)).fill_null(0)
+
+
+def check(tel, s) -> list[Finding]:
+    f = tel.flows.filter((_.direction == "outbound") & (_.proto == "tcp")
+                         & _.resp_p.isin([int(p) for p in s.doh_ports]))
+    f = f.mutate(sent=_payload(f.orig_bytes, f.orig_ip_bytes, f.orig_pkts),
+                 got=_payload(f.resp_bytes, f.resp_ip_bytes, f.resp_pkts),
+                 # a connection's time, at least a second: a burst's rate is not a tunnel's pace
+                 active=ibis.greatest(f.duration.cast("float64").fill_null(0), 1.0))
+    pairs = f.group_by(["internal_host", "external_host"]).aggregate(
+        flows=_.count(), sent=_.sent.sum(), got=_.got.sum(),
+        pkts_out=_.orig_pkts.fill_null(0).sum(), pkts_in=_.resp_pkts.fill_null(0).sum(),
+        active=_.active.sum(), start=_.ts.min(), end=_.ts_end.max(),
+        name=_.external_name.lower().max(), port=_.resp_p.max(), tenant=_.tenant.max())
+    pairs = pairs.filter((_.pkts_out >= s.doh_tunnel_min_packets) & (_.pkts_in > 0)
+                         & (_.sent >= s.doh_tunnel_min_bytes)
+                         & (_.sent >= _.pkts_out * s.doh_tunnel_min_request_bytes)
+                         & (_.sent <= _.pkts_out * s.doh_tunnel_max_request_bytes)
+                         & (_.got <= _.pkts_in * s.doh_tunnel_max_response_bytes))
+    out = []
+    for r in rows(pairs.order_by(["internal_host", "external_host"])):
+        m = _metrics(r, s)
+        if m["shape"] < s.doh_tunnel_min_shape:
+            continue
+        out.append(_finding(f, r, m, s))
+    return out
+
+
+def _metrics(r: dict, s) -> dict:
+    sent, got = float(r["sent"] or 0), float(r["got"] or 0)
+    po, pi = int(r["pkts_out"] or 0), int(r["pkts_in"] or 0)
+    rate = po / max(float(r["active"] or 0), 1.0)
+    ratio = po / pi if pi else math.inf
+    # 1 when every packet out has one back, 0 at doh_tunnel_max_packet_ratio either way
+    paired = clip01(1 - abs(math.log(ratio)) / math.log(s.doh_tunnel_max_packet_ratio)) \
+        if 0 < ratio < math.inf and s.doh_tunnel_max_packet_ratio > 1 else 0.0
+    busy = ramp(rate, s.doh_tunnel_rate_low, s.doh_tunnel_rate_high)
+    share = sent / got if got else math.inf
+    upload = clip01((share - s.doh_tunnel_share_low) / (s.doh_tunnel_share_high - s.doh_tunnel_share_low)) \
+        if s.doh_tunnel_share_high > s.doh_tunnel_share_low else float(share >= s.doh_tunnel_share_high)
+    name = r["name"] or ""
+    estimate = max(0.0, sent - s.doh_tunnel_packet_overhead * po) * s.doh_tunnel_name_bits / 8
+    return {
+        "flows": r["flows"], "bytes_out": int(sent), "bytes_in": int(got), "packets_out": po,
+        "packets_in": pi, "mean_request_bytes": round(sent / po, 1), "mean_response_bytes": round(got / pi, 1),
+        "packets_per_second": round(rate, 2), "packet_ratio": round(ratio, 3),
+        "out_in_ratio": round(share, 3) if share < math.inf else None,
+        "paired": round(paired, 3), "busy": round(busy, 3), "upload": round(upload, 3),
+        "shape": round(paired * busy * upload, 3),
+        "dns_like_name": bool(name and re.search(s.doh_tunnel_name_pattern, name)),
+        "estimated_bytes": round(estimate),
+        "span_seconds": round(max((r["end"] - r["start"]).total_seconds(), 0.0), 3),
+    }
+
+
+def _finding(f, r: dict, m: dict, s) -> Finding:
+    host, server = r["internal_host"], r["external_host"]
+    parts = {
+        "tunnel_shape": s.doh_tunnel_shape_points * m["shape"],
+        "volume": s.doh_tunnel_volume_points * ramp(m["bytes_out"], s.doh_tunnel_min_bytes, s.doh_bytes_high),
+        "dns_name": s.doh_tunnel_name_points if m["dns_like_name"] else 0.0,
+    }
+    ev = evidence_uids(f, (f.internal_host == host) & (f.external_host == server), s.max_evidence)
+    shown = f"{server} ({r['name']})" if r["name"] else server
+    return Finding(
+        detection="dns_tunnel", key=("doh_tunnel", host, server),
+        score_parts={k: v for k, v in parts.items() if v > 0.05},
+        explanation=(
+            f"{host} exchanged {number(m['packets_out'])} packets out and {number(m['packets_in'])} back "
+            f"with {shown} in {count(m['flows'], 'connection')} to port {r['port']}: DNS-sized ({m['mean_request_bytes']:.0f} bytes per packet out, "
+            f"{m['mean_response_bytes']:.0f} back), paired ({m['packet_ratio']:.2f} out per packet back), "
+            f"busy ({m['packets_per_second']:.1f} packets/s) and sending "
+            f"{human_bytes(m['bytes_out'])} for {human_bytes(m['bytes_in'])} received: the shape of DNS "
+            f"queries tunnelled over HTTPS (shape {m['paired']:.2f} x {m['busy']:.2f} x {m['upload']:.2f})"
+            + (f"; the server's name {r['name']} reads like a DNS service" if m["dns_like_name"] else "")
+            + f". About {human_bytes(m['estimated_bytes'])} of data in the tunnelled names."),
+        internal_hosts=[host], external_hosts=[server], external_names=[r["name"]] if r["name"] else [],
+        channel="doh", start=r["start"], end=r["end"], bytes_out=m["estimated_bytes"],
+        evidence={"flows": m["flows"], "dns_servers": [server],
+                  "top_flows": [e["uid"] for e in ev if e["uid"]],
+                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]}),
+                  "score": "tunnel_shape = doh_tunnel_shape_points x paired x busy x upload; volume: log "
+                           "ramp of bytes out from doh_tunnel_min_bytes to doh_bytes_high; dns_name: "
+                           "doh_tunnel_name_pattern in the server's name"},
+        metrics=m,
+        thresholds={"doh_tunnel_min_packets": s.doh_tunnel_min_packets,
+                    "doh_tunnel_min_request_bytes": s.doh_tunnel_min_request_bytes,
+                    "doh_tunnel_max_request_bytes": s.doh_tunnel_max_request_bytes,
+                    "doh_tunnel_max_response_bytes": s.doh_tunnel_max_response_bytes,
+                    "doh_tunnel_max_packet_ratio": s.doh_tunnel_max_packet_ratio,
+                    "doh_tunnel_rate_low": s.doh_tunnel_rate_low, "doh_tunnel_rate_high": s.doh_tunnel_rate_high,
+                    "doh_tunnel_share_low": s.doh_tunnel_share_low,
+                    "doh_tunnel_share_high": s.doh_tunnel_share_high,
+                    "doh_tunnel_packet_overhead": s.doh_tunnel_packet_overhead,
+                    "doh_tunnel_name_bits": s.doh_tunnel_name_bits},
+        tenant=r["tenant"],
+    )

@@ -1,0 +1,246 @@
+"""Running a detection's Ibis expression on DuckDB without compiling it again each time.
+
+Compiling an Ibis expression to SQL costs 10-50 ms of Python (rewrites and sqlglot), about a third
+of an ``analyze`` on a small workspace, and the same few dozen expressions are compiled on every
+run. Here each expression gets a fingerprint: a SHA-256 over its operation graph (every node's
+class and arguments: column names and types, literals, settings), computed in a few milliseconds.
+The SQL Ibis compiles for a fingerprint is kept in this process (``watch`` compiles each query
+once) and in a per-user cache directory (``abfluss analyze`` starts warm), and DuckDB runs that
+SQL; the result goes through Ibis's own type conversion, so the rows are the same as with
+``expr.to_pyarrow()``.
+
+An expression the fingerprint cannot describe exactly (an in-memory table, an unknown argument
+type) is compiled as before, never guessed. The key also holds the Ibis and sqlglot versions,
+so an upgrade compiles afresh. ``ABFLUSS_SQL_CACHE`` names another cache directory, or ``off``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import enum
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+#: Bump when the fingerprint's encoding changes: old cache entries are then never read.
+FORMAT = "1"
+
+_memory: dict[str, str] = {}  # fingerprint -> SQL, for this process
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+class _Ref:
+    """A child node's digest inside its parent's encoding (never equal to a literal's repr)."""
+
+    __slots__ = ("hex",)
+
+    def __init__(self, hex_: str):
+        self.hex = hex_
+
+    def __repr__(self) -> str:
+        return f"<{self.hex}>"
+
+
+_PLAIN = (type(None), bool, int, float, str, bytes, decimal.Decimal, _dt.datetime, _dt.date, _dt.time,
+          _dt.timedelta, uuid.UUID)
+
+
+def _encode(v, ibis_types) -> str:
+    """``v`` as text that differs whenever ``v`` differs (type included: 1, 1.0 and True apart)."""
+    node_t, concrete_t, backend_t = ibis_types
+    if isinstance(v, _Ref):
+        return repr(v)
+    if isinstance(v, _PLAIN):
+        return f"{type(v).__name__}:{v!r}"
+    if isinstance(v, enum.Enum):
+        return f"{type(v).__module__}.{type(v).__qualname__}.{v.name}"
+    if isinstance(v, (tuple, list)):
+        return f"{type(v).__name__}(" + ",".join(_encode(x, ibis_types) for x in v) + ")"
+    if isinstance(v, (frozenset, set)):
+        return f"{type(v).__name__}{{" + ",".join(sorted(_encode(x, ibis_types) for x in v)) + "}"
+    if isinstance(v, backend_t):  # a table's source: the SQL names the table, not the connection
+        return "backend"
+    if isinstance(v, node_t):
+        raise _Uncacheable(type(v).__name__)  # a node map() did not reach: never guess
+    if isinstance(v, concrete_t):  # data types, schemas, namespaces: Ibis compares them by these args
+        return (f"{type(v).__module__}.{type(v).__qualname__}("
+                + ",".join(f"{n}={_encode(a, ibis_types)}" for n, a in zip(v.__argnames__, v.__args__)) + ")")
+    if isinstance(v, Mapping):  # ordered (a Select's fields): order kept
+        return (f"{type(v).__name__}{{"
+                + ",".join(f"{_encode(k, ibis_types)}:{_encode(x, ibis_types)}" for k, x in v.items()) + "}")
+    raise _Uncacheable(type(v).__name__)
+
+
+def fingerprint(expr) -> tuple[str, list[str]] | None:
+    """A stable digest of ``expr``'s operation graph and the names of its in-memory tables in the
+    order the digest numbered them; None when the graph holds something a digest cannot stand for
+    (a user-defined function, an unknown argument type).
+
+    An in-memory table enters the digest as its number and schema, not its rows or its random
+    name: the cached SQL names it by a placeholder that ``to_pyarrow`` replaces with this run's
+    name after Ibis registered this run's rows with DuckDB.
+    """
+    import ibis
+    import sqlglot
+    from ibis.backends import BaseBackend
+    from ibis.common.grounds import Concrete
+    from ibis.common.graph import Node
+    from ibis.expr.operations import InMemoryTable
+    from ibis.expr.operations.udf import AggUDF, ScalarUDF
+    from ibis.expr.operations.vectorized import VectorizedUDF
+
+    types = (Node, Concrete, BaseBackend)
+    memtables: list[str] = []
+
+    def digest(node, _results, **kwargs):
+        if isinstance(node, (ScalarUDF, AggUDF, VectorizedUDF)):  # registered code: never cached
+            raise _Uncacheable(type(node).__name__)
+        if isinstance(node, InMemoryTable):
+            memtables.append(node.name)
+            kwargs = {"name": _placeholder(len(memtables) - 1), "schema": node.schema}
+        body = f"{type(node).__module__}.{type(node).__qualname__}(" + ",".join(
+            f"{k}={_encode(v, types)}" for k, v in kwargs.items()) + ")"
+        return _Ref(hashlib.sha256(body.encode()).hexdigest())
+
+    try:
+        root = expr.op().map(digest)[expr.op()]
+    except _Uncacheable:
+        return None
+    head = f"{FORMAT}|ibis {ibis.__version__}|sqlglot {sqlglot.__version__}|{root.hex}"
+    return hashlib.sha256(head.encode()).hexdigest(), memtables
+
+
+def _placeholder(i: int) -> str:
+    return f"__abfluss_memtable_{i}__"
+
+
+def cache_dir() -> Path | None:
+    """Where compiled SQL is kept: ``$ABFLUSS_SQL_CACHE``, else ``$XDG_CACHE_HOME/abfluss/sql``,
+    else ``~/.cache/abfluss/sql``; None when ``ABFLUSS_SQL_CACHE=off`` (Ibis compiles every time)."""
+    spec = os.environ.get("ABFLUSS_SQL_CACHE")
+    if spec == "off":
+        return None
+    if spec:
+        return Path(spec)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "abfluss" / "sql"
+
+
+def _read(key: str) -> str | None:
+    d = cache_dir()
+    if d is None:
+        return None
+    try:
+        return (d / key[:2] / f"{key}.sql").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write(key: str, sql: str) -> None:
+    """Store atomically (a reader never sees half an entry); a cache that cannot be written is
+    only slower, never an error."""
+    d = cache_dir()
+    if d is None:
+        return
+    try:
+        sub = d / key[:2]
+        sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=sub, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            f.write(sql)
+        os.replace(tmp, sub / f"{key}.sql")
+    except OSError:
+        pass
+
+
+def to_pyarrow(expr):
+    """``expr.to_pyarrow()``, with the SQL from the cache on DuckDB."""
+    from ibis.backends.duckdb import Backend as DuckDB
+
+    backend = expr._find_backend()
+    fp = fingerprint(expr) if isinstance(backend, DuckDB) and os.environ.get("ABFLUSS_SQL_CACHE") != "off" else None
+    if fp is None:
+        return expr.to_pyarrow()
+    key, memtables = fp
+    sql = _memory.get(key)
+    if sql is None:
+        sql = _read(key)
+        if sql is None:
+            sql = backend.compile(expr.as_table())
+            if "__abfluss_memtable_" in sql:  # a literal that looks like a placeholder: never cached
+                return expr.to_pyarrow()
+            for i, name in enumerate(memtables):
+                sql = sql.replace(name, _placeholder(i))
+            _write(key, sql)
+        _memory[key] = sql
+    if memtables:
+        backend._run_pre_execute_hooks(expr)  # registers this run's in-memory tables, as to_pyarrow does
+        for i, name in enumerate(memtables):
+            sql = sql.replace(_placeholder(i), name)
+    table = backend.con.sql(sql).to_arrow_table()
+    return expr.__pyarrow_result__(table, data_mapper=_arrow_mapper())
+
+
+def pylist(table) -> list[dict]:
+    """``table.to_pylist()``: the same rows, values and key order. Time-zone-aware timestamps are
+    converted here as Arrow converts them (``TimestampScalar.as_py``): Arrow asks whether pandas
+    is installed before it looks at the unit, which imports pandas (0.3 s) for every
+    ``analyze`` although only nanosecond timestamps would use it, and these never do."""
+    import pyarrow as pa
+
+    columns = []
+    for fld, col in zip(table.schema, table.columns):
+        t = fld.type
+        if pa.types.is_timestamp(t) and t.tz and t.unit in _UNIT:
+            columns.append(_aware(col.cast(pa.int64()).to_pylist(), t))
+        else:
+            columns.append(col.to_pylist())
+    if not columns:
+        return [{} for _ in range(table.num_rows)]
+    names = table.column_names
+    return [dict(zip(names, r)) for r in zip(*columns)]
+
+
+_UNIT = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+_EPOCH = _dt.datetime(1970, 1, 1)
+
+
+def _aware(values: list, t) -> list:
+    from pyarrow.lib import string_to_tzinfo
+
+    tz = string_to_tzinfo(t.tz, prefer_zoneinfo=True)
+    unit = _UNIT[t.unit]
+    utc = _dt.timezone.utc
+    return [None if v is None else (_EPOCH + _dt.timedelta(**{unit: v})).replace(tzinfo=utc).astimezone(tz)
+            for v in values]
+
+
+_MAPPER = None
+
+
+def _arrow_mapper():
+    """Ibis's Arrow type mapping as its DuckDB backend applies it (a NULL-typed column becomes
+    nulls of the expression's type), without the module that also loads pandas (0.3 s)."""
+    global _MAPPER
+    if _MAPPER is None:
+        import pyarrow as pa
+        from ibis.formats.pyarrow import PyArrowData
+
+        class DuckDBArrow(PyArrowData):
+            @classmethod
+            def convert_scalar(cls, scalar, dtype):
+                return pa.scalar(None) if dtype.is_null() else super().convert_scalar(scalar, dtype)
+
+            @classmethod
+            def convert_column(cls, column, dtype):
+                return pa.nulls(len(column)) if dtype.is_null() else super().convert_column(column, dtype)
+
+        _MAPPER = DuckDBArrow
+    return _MAPPER

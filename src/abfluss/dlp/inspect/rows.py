@@ -1,0 +1,82 @@
+"""The ``dlp`` and ``inspected`` rows of finished flows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ...readers._community_id import community_id
+from ...schema import TS, conform
+from ..streams import TCP, UDP, address
+
+if TYPE_CHECKING:
+    from .flows import Flow
+
+PROTO_NAMES = {TCP: "tcp", UDP: "udp"}
+#: Rows kept as Python lists before they are turned into an Arrow table.
+ROWS_PER_BATCH = 100_000
+
+
+class Rows:
+    """The ``dlp`` and ``inspected`` rows of finished flows: column lists, turned into Arrow
+    tables every ``ROWS_PER_BATCH`` rows so a capture of millions of flows stays compact."""
+
+    DLP = ("ts", "community_id", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "sender", "app",
+           "category", "hmac", "masked", "anchored", "hits")
+    INSPECTED = ("ts", "community_id", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "sender", "app",
+                 "payload_bytes", "scanned_bytes", "encrypted", "gaps")
+
+    def __init__(self):
+        self.cols = {"dlp": {c: [] for c in self.DLP}, "inspected": {c: [] for c in self.INSPECTED}}
+        self.done: dict[str, list[pa.Table]] = {"dlp": [], "inspected": []}
+
+    def add(self, flow: Flow) -> None:
+        if flow.dirs == [None, None]:
+            return
+        orig_h, resp_h = address(flow.client_addr), address(flow.server_addr)
+        cid = community_id(flow.proto, orig_h, resp_h, flow.client_port, flow.server_port)
+        common = (_us(flow.ts), cid, orig_h, flow.client_port, resp_h, flow.server_port, PROTO_NAMES[flow.proto])
+        app = flow.app or "raw"
+        dlp, inspected = self.cols["dlp"], self.cols["inspected"]
+        for d, sender in zip(flow.dirs, ("orig", "resp")):
+            if d is None:
+                continue
+            payload, gaps = d.bytes
+            if not (payload or gaps):
+                continue
+            for k, v in zip(self.INSPECTED, (*common, sender, app, payload, d.sink.scanned, flow.encrypted, gaps)):
+                inspected[k].append(v)
+            if d.hits:  # column by column: a flow side of an export has thousands of rows
+                keys = sorted(d.hits)
+                n = len(keys)
+                for k, v in zip(self.DLP, (*common, sender, app)):
+                    dlp[k] += [v] * n
+                counts = list(map(d.hits.__getitem__, keys))
+                for k, col in zip(("category", "hmac"), zip(*keys)):
+                    dlp[k] += col
+                for k, col in zip(("hits", "anchored", "masked"), zip(*counts)):
+                    dlp[k] += col
+        for name in ("dlp", "inspected"):
+            if len(self.cols[name]["ts"]) >= ROWS_PER_BATCH:
+                self._seal(name)
+
+    def _seal(self, name: str) -> None:
+        cols = self.cols[name]
+        data = dict(cols)
+        data["ts"] = pa.array(data["ts"], pa.int64()).cast(TS)
+        self.done[name].append(conform(name, data))
+        for c in cols.values():
+            c.clear()
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        for name in ("dlp", "inspected"):
+            self._seal(name)
+        return pa.concat_tables(self.done["dlp"]), pa.concat_tables(self.done["inspected"])
+
+
+def _us(ts: float) -> int:
+    """Microseconds, floored to the millisecond as NFStream times its flows: a flow's rows then
+    fall in every analysis window its flow record falls in."""
+    us = round(ts * 1_000_000)
+    return us - us % 1000

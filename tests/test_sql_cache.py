@@ -1,0 +1,179 @@
+"""Issue 15 (answers in a second): the detections' SQL is compiled once per expression and kept
+(``detections/_sql.py``); what DuckDB returns through the kept SQL is exactly what Ibis returns,
+and an analysis gives the same findings with the cache off, cold and warm."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ibis
+import pyarrow as pa
+import pytest
+
+import abfluss
+from abfluss import analysis
+from abfluss.detections import _sql
+
+from conftest import EXAMPLES, ROOT
+from detkit import canonical, dns, flow, telemetry
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "sql"
+    monkeypatch.setenv("ABFLUSS_SQL_CACHE", str(d))
+    monkeypatch.setattr(_sql, "_memory", {})
+    return d
+
+
+def _entries(d: Path) -> list[Path]:
+    return sorted(d.rglob("*.sql"))
+
+
+FLOWS = [flow(i * 30, orig_h=f"10.0.0.{i % 3 + 1}", resp_h=f"198.51.100.{i % 4 + 1}", orig_p=40000 + i,
+              orig_bytes=1000 * i, resp_bytes=None if i == 2 else 300 + i) for i in range(12)]
+DNS = [dns(i * 10, orig_h="10.0.0.1", query=f"q{i}.example.org", answers=[f"198.51.100.{i % 4 + 1}"])
+       for i in range(5)]
+
+
+def _queries(tel):
+    """Expressions of the kinds the detections run: aggregates with times, joins, windows,
+    nulls, lists, and a semi-join with an in-memory table (its rows change run by run)."""
+    f = tel.flows
+    per = f.group_by("orig_h").aggregate(n=ibis._.count(), out=f.bytes_out.sum(), first=f.ts.min(),
+                                         last=f.ts_end.max())
+    w = ibis.window(group_by=f.orig_h, order_by=[ibis.desc(f.bytes_out), f.ts, f.uid])
+    ranked = f.mutate(rn=ibis.row_number().over(w)).filter(lambda t: t.rn < 2).select("orig_h", "uid", "rn", "ts")
+    names = tel.dns.select("orig_h", "query", "answers", "ts").order_by("ts")
+    d = tel.dns.select(d_h=tel.dns.orig_h, query=tel.dns.query)
+    joined = f.join(d, f.orig_h == d.d_h).group_by("orig_h").aggregate(q=ibis._.query.nunique())
+    keys = ibis.memtable(pa.table({"orig_h": ["10.0.0.2", "10.0.0.3"]}))
+    semi = f.semi_join(keys, "orig_h").select("uid", "bytes_in").order_by("uid")
+    return [per.order_by("orig_h"), ranked.order_by("orig_h"), names, joined.order_by("orig_h"), semi]
+
+
+def test_kept_sql_gives_the_rows_ibis_gives(cache):
+    with telemetry(flows=FLOWS, dns=DNS) as tel:
+        queries = _queries(tel)
+        expected = [q.to_pyarrow() for q in queries]
+        cold = [_sql.to_pyarrow(q) for q in queries]
+        n = len(_entries(cache))
+        assert n == len(queries)  # one entry per expression, memtable included
+        _sql._memory.clear()
+        warm = [_sql.to_pyarrow(q) for q in _queries(tel)]  # rebuilt expressions, SQL read from disk
+        assert len(_entries(cache)) == n
+        for e, c, w in zip(expected, cold, warm):
+            assert c.equals(e) and w.equals(e)
+            assert _sql.pylist(w) == e.to_pylist()
+            assert c.num_rows > 0
+        # the same query over another in-memory table's rows: the kept SQL, this run's rows
+        other = tel.flows.semi_join(ibis.memtable(pa.table({"orig_h": ["10.0.0.1"]})), "orig_h").select(
+            "uid", "bytes_in").order_by("uid")
+        assert _sql.to_pyarrow(other).equals(other.to_pyarrow())
+        assert len(_entries(cache)) == n
+        assert {r["uid"] for r in _sql.pylist(_sql.to_pyarrow(other))} == {r["uid"] for r in FLOWS[::3]}
+
+
+_FP = """
+import sys, ibis
+sys.path[:0] = [{tests!r}]
+from detkit import telemetry, flow
+from abfluss.detections import _sql
+with telemetry(flows=[flow(0, orig_bytes=5000), flow(60, orig_bytes=9)]) as tel:
+    f = tel.flows
+    print(_sql.fingerprint(f.filter(f.bytes_out > 100).group_by("orig_h").aggregate(n=ibis._.count()))[0])
+"""
+
+
+def test_fingerprint_is_stable_and_tells_expressions_apart():
+    with telemetry(flows=[flow(0, orig_bytes=5000), flow(60, orig_bytes=9)]) as tel:
+        f = tel.flows
+
+        def fp(e):
+            return _sql.fingerprint(e)[0]
+
+        base = f.filter(f.bytes_out > 100).group_by("orig_h").aggregate(n=ibis._.count())
+        same = f.filter(f.bytes_out > 100).group_by("orig_h").aggregate(n=ibis._.count())
+        assert fp(base) == fp(same)
+        variants = [f.filter(f.bytes_out > 101).group_by("orig_h").aggregate(n=ibis._.count()),
+                    f.filter(f.bytes_out > 100.0).group_by("orig_h").aggregate(n=ibis._.count()),
+                    f.filter(f.bytes_in > 100).group_by("orig_h").aggregate(n=ibis._.count()),
+                    f.filter(f.bytes_out > 100).group_by("resp_h").aggregate(n=ibis._.count()),
+                    f.filter(f.bytes_out > 100).group_by("orig_h").aggregate(m=ibis._.count()),
+                    f.filter(f.bytes_out > 100).group_by("orig_h").aggregate(n=ibis._.count()).limit(1),
+                    f.filter(f.bytes_out.cast("float64") > 100).group_by("orig_h").aggregate(n=ibis._.count()),
+                    tel.history.filter(tel.history.bytes_out > 100).group_by("orig_h").aggregate(
+                        n=ibis._.count())]
+        prints = {fp(v) for v in variants}
+        assert len(prints) == len(variants) and fp(base) not in prints
+        # another process (another string hash seed) computes the same digest
+        env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT / "src"))
+        out = subprocess.run([sys.executable, "-c", _FP.format(tests=str(ROOT / "tests"))], env=env,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == fp(base)
+
+
+def test_rows_convert_like_arrow():
+    """``pylist`` turns aware timestamps into datetimes itself (Arrow would import pandas to do
+    it); every value equals Arrow's own ``to_pylist``, key order included."""
+    ts = [dt.datetime(2024, 3, 31, 0, 59, 59, 999999, tzinfo=UTC), None, dt.datetime(1969, 12, 31, 23, 0, tzinfo=UTC),
+          dt.datetime(2024, 10, 27, 1, 30, tzinfo=UTC)]
+    cols = {"z": pa.array([3, None, 1, 2])}
+    for i, (unit, tz) in enumerate([("us", "UTC"), ("ms", "Europe/Berlin"), ("s", "+05:30"), ("us", "America/New_York"),
+                                    ("ns", "UTC")]):
+        vals = [None if t is None else t.replace(microsecond=0) if unit == "s" else
+                t.replace(microsecond=t.microsecond // 1000 * 1000) if unit == "ms" else t for t in ts]
+        cols[f"t{i}"] = pa.array(vals, pa.timestamp(unit, tz=tz))
+    cols["naive"] = pa.array([dt.datetime(2024, 1, 1), None, None, dt.datetime(1970, 1, 1)], pa.timestamp("us"))
+    cols["l"] = pa.array([["a"], [], None, ["b", None]])
+    table = pa.table(cols)
+    got, want = _sql.pylist(table), table.to_pylist()
+    assert got == want
+    assert [list(r) for r in got] == [list(r) for r in want]
+    assert [[type(v) for v in r.values()] for r in got] == [[type(v) for v in r.values()] for r in want]
+    assert [[getattr(v, "tzinfo", None) for v in r.values()] for r in got] == \
+           [[getattr(v, "tzinfo", None) for v in r.values()] for r in want]
+    assert _sql.pylist(pa.table({})) == []
+
+
+@pytest.fixture(scope="module")
+def demo_ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sqlcache") / "ws"
+    with abfluss.open_workspace(root, write=True) as w:
+        for p in ("demo.pcap", "lab-dns-tunnel.pcap"):
+            res = abfluss.ingest_paths(w, [EXAMPLES / p])
+            assert all(r.status == "stored" for r in res), res
+        abfluss.refresh(w)
+    return root
+
+
+def _analyze(root: Path, only: tuple[str, ...] = ()):
+    with abfluss.open_workspace(root, write=True) as w:
+        return analysis.analyze(w, only=only, store=False)
+
+
+def test_analysis_is_the_same_with_the_cache_off_cold_and_warm(demo_ws, cache, monkeypatch):
+    monkeypatch.setenv("ABFLUSS_SQL_CACHE", "off")
+    off = _analyze(demo_ws)
+    assert not _entries(cache)
+    monkeypatch.setenv("ABFLUSS_SQL_CACHE", str(cache))
+    cold = _analyze(demo_ws)
+    kept = _entries(cache)
+    assert len(kept) > 20
+    assert {f.detection for f in off.findings} >= {"upload_heavy", "rare_destination", "dns_tunnel"}
+    assert canonical(off.findings) == canonical(cold.findings)
+    assert json.dumps(off.errors) == json.dumps(cold.errors) == "{}"
+    _sql._memory.clear()  # as in a new process: the SQL comes from the cache directory
+    some = ("upload_heavy", "rare_destination", "dns_tunnel")
+    warm = _analyze(demo_ws, some)
+    assert _entries(cache) == kept
+    assert canonical(warm.findings) == canonical([f for f in off.findings if f.detection in some])
+    # a detection whose tables are all empty in the window is not run (demo: no software inventory)
+    assert "software_change" in cold.skipped and "upload_heavy" not in cold.skipped

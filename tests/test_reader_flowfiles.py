@@ -17,7 +17,7 @@ from abfluss import readers
 from abfluss.errors import InputError
 from abfluss.readers import binetflow, nfdump, squid
 from abfluss.readers.base import ReadReport
-from abfluss.schema import reader_schema
+from abfluss.schema import conform, reader_schema
 
 from conftest import EXAMPLES, data, run_cli
 
@@ -56,6 +56,42 @@ def test_nfdump_file_every_record_with_nfdumps_own_totals():
     assert (first["orig_h"], first["orig_p"], first["resp_h"], first["resp_p"], first["history"]) == \
         ("147.32.80.119", 52324, "147.32.82.62", 902, "......S.")
     assert first["resp_ip_bytes"] is None and first["uid"] == "test1-malicious.nfdump:1"
+
+
+def test_nfdump_read_at_once_and_one_by_one_agree(monkeypatch):
+    """nfdump's JSON is parsed a part at a time by pyarrow; a part with any record that is not
+    plain is read record by record. Both give the same rows (real file; crafted records)."""
+    path = data("slips/test1-malicious.nfdump")
+    at_once, report = read_all(path)
+    monkeypatch.setattr(nfdump, "_bulk", lambda *a: None)
+    one_by_one, report2 = read_all(path)
+    assert at_once["flows"].equals(one_by_one["flows"]) and report.messages == report2.messages == []
+    monkeypatch.undo()
+
+    def rec(**kw):
+        base = {"type": "FLOW", "first": "2024-01-01T00:00:01.5", "last": "2024-01-01T00:00:02", "proto": 6,
+                "tcp_flags": "...A..S.", "src_port": 443, "dst_port": 50000, "src4_addr": "192.0.2.1",
+                "dst4_addr": "10.0.0.1", "in_bytes": 60, "in_packets": 1}
+        return {**base, **kw}
+
+    records = [rec(), rec(type="EXPORTER"), rec(last="2024-01-01T00:00:00"), rec(tcp_flags="......S."),
+               rec(proto=17, tcp_flags="", src_port=53, dst_port=3000, out_bytes=5, out_packets=1),
+               rec(proto=58, src4_addr="", dst4_addr="", src6_addr="2001:db8::1", dst6_addr="2001:db8::2"),
+               rec(src_port=70000)]
+    text = ("[\n" + ",\n".join("{\n" + ",\n".join(f'\t"{k}" : {json.dumps(v)}' for k, v in r.items()) + "\n}"
+                                 for r in records) + "\n]\n").encode()
+    table, count = nfdump._bulk(text, 10, "x")
+    out = {c: [] for c in nfdump._COLUMNS}
+    for n, one in enumerate(nfdump._records(iter(text.splitlines(keepends=True))), 11):
+        r = json.loads(one)
+        if r["type"] == "FLOW":
+            nfdump._row(r, f"x:{n}", out)
+    assert count == 7 and table.equals(conform("flows", out))
+    assert table.column("uid").to_pylist() == ["x:11", "x:13", "x:14", "x:15", "x:16", "x:17"]
+    # what only the record-by-record reading says why about: left to it
+    for bad in (rec(in_bytes=-1), rec(first="yesterday"), rec(src4_addr=None), rec(label="{x}")):
+        one = ("{\n" + ",\n".join(f'\t"{k}" : {json.dumps(v)}' for k, v in bad.items()) + "\n}\n").encode()
+        assert nfdump._bulk(one, 0, "x") is None, bad
 
 
 def test_nfdump_cut_file_is_one_clear_error(tmp_path):

@@ -96,7 +96,8 @@ class Tsv(Parser):
         else:
             self.line += t.num_rows  # empty lines are not skipped on the fast path: rows == lines
         if t is not None and t.num_rows:
-            cols = self._columns(t, spec, escaped=data.find(b"\\", start, stop) >= 0)
+            cols = self._columns(t, spec, escaped=data.find(b"\\", start, stop) >= 0,
+                                 has_empty=data.find(self.empty.encode("utf-8", "replace"), start, stop) >= 0)
             yield zm.MAPS[log][0], zm.finish(log, cols, t.num_rows, log.startswith("open_"))
 
     def _default_fields(self, data: bytes, start: int, stop: int) -> None:
@@ -197,13 +198,13 @@ class Tsv(Parser):
     def _list(self, col, escaped: bool = True) -> pa.ListArray:
         return zt.tsv_list(col, self.set_sep, self.empty, escaped)
 
-    def _columns(self, t: pa.Table, spec, escaped: bool) -> dict[str, pa.Array]:
+    def _columns(self, t: pa.Table, spec, escaped: bool, has_empty: bool = True) -> dict[str, pa.Array]:
         cols = {}
         for out, src, kind in spec:
             if src in t.column_names:
                 col = t.column(src)
                 if kind == zt.STR:
-                    col = zt.tsv_strings(col, self.empty, escaped)
+                    col = zt.tsv_strings(col, self.empty, escaped, has_empty)
                 elif kind in (zt.LIST_STR, zt.LIST_FLOAT):
                     col = self._list(col, escaped)
                     col = col.cast(pa.list_(pa.float64())) if kind == zt.LIST_FLOAT else col

@@ -60,19 +60,23 @@ def bad_float(arr: pa.Array) -> bool:
     """True when a float column holds NaN, infinity or a value too large for microseconds."""
     if arr.null_count == len(arr) or pa.types.is_timestamp(arr.type):
         return False
-    return not pc.all(pc.and_(pc.is_finite(arr), pc.less(pc.abs(arr), FLOAT_MAX))).as_py()
+    # one Arrow call and NumPy: a small log's columns cost the calls' overhead, not the values
+    values = (arr.fill_null(0.0) if arr.null_count else arr).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        return not bool((np.abs(values) < FLOAT_MAX).all())  # NaN compares false
 
 
 def unescape(s: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), s)
 
 
-def tsv_strings(arr: pa.Array, empty: str, escaped: bool) -> pa.Array:
+def tsv_strings(arr: pa.Array, empty: str, escaped: bool, has_empty: bool = True) -> pa.Array:
     """A TSV string column: the empty marker is the empty string, ``\\xHH`` escapes decoded
-    (``escaped``: the text holds a backslash at all)."""
-    is_empty = pc.equal(arr, empty)
-    if pc.any(is_empty).as_py():
-        arr = pc.if_else(is_empty, "", arr)
+    (``escaped``: the text holds a backslash at all; ``has_empty``: the empty marker at all)."""
+    if has_empty:
+        is_empty = pc.equal(arr, empty)
+        if pc.any(is_empty).as_py():
+            arr = pc.if_else(is_empty, "", arr)
     return _unescape_array(arr) if escaped else arr
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from abfluss.errors import InputError
@@ -34,6 +36,8 @@ from abfluss.readers.base import ReadReport, flush_table
 
 FORMAT = "nfdump"
 CHUNK = 100_000
+#: Bytes of nfdump's JSON output read in one go.
+BLOCK = 8 << 20
 MAGIC = b"\x0c\xa5"  # 0xA50C little-endian
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp"}
 _COLUMNS = ("ts", "ts_end", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "orig_ip_bytes",
@@ -120,20 +124,32 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     out: dict[str, list] = {c: [] for c in _COLUMNS}
     n = 0
     try:
-        for text in _records(proc.stdout):
-            n += 1
-            try:
-                rec = json.loads(text)
-                if not isinstance(rec, dict):
-                    raise _Bad("not a JSON object")
-                if rec.get("type", "FLOW") != "FLOW":
-                    continue  # nfdump's statistics/exporter records
-                _row(rec, f"{path.name}:{n}", out)
-            except (ValueError, RecursionError, _Bad) as e:
-                report.skip(f"record {n}", str(e) if isinstance(e, _Bad) else "nfdump printed invalid JSON")
+        for part in _parts(proc.stdout):
+            bulk = _bulk(part, n, path.name)
+            if bulk is not None:  # every record of the part plain: read in one go
+                table, count = bulk
+                n += count
+                if out["ts"]:  # rows read one by one before it come first
+                    yield "flows", flush_table("flows", out, report)
+                for start in range(0, table.num_rows, CHUNK):
+                    part_table = table.slice(start, CHUNK)
+                    report.add("flows", part_table.num_rows)
+                    yield "flows", part_table
                 continue
-            if len(out["ts"]) >= CHUNK:
-                yield "flows", flush_table("flows", out, report)
+            for text in _records(iter(part.splitlines(keepends=True))):
+                n += 1
+                try:
+                    rec = json.loads(text)
+                    if not isinstance(rec, dict):
+                        raise _Bad("not a JSON object")
+                    if rec.get("type", "FLOW") != "FLOW":
+                        continue  # nfdump's statistics/exporter records
+                    _row(rec, f"{path.name}:{n}", out)
+                except (ValueError, RecursionError, _Bad) as e:
+                    report.skip(f"record {n}", str(e) if isinstance(e, _Bad) else "nfdump printed invalid JSON")
+                    continue
+                if len(out["ts"]) >= CHUNK:
+                    yield "flows", flush_table("flows", out, report)
         code = proc.wait()
         errors.seek(0)
         err = errors.read(1 << 16).decode("utf-8", "replace").strip()
@@ -167,3 +183,115 @@ def _records(stream) -> Iterator[str]:
                 buf = []
             else:
                 buf.append(s)
+
+
+def _parts(stream) -> Iterator[bytes]:
+    """nfdump's output in parts of about :data:`BLOCK` bytes, each cut where a record starts."""
+    rest = b""
+    while True:
+        chunk = stream.read(BLOCK)
+        data = rest + chunk if rest else chunk
+        if not chunk:
+            if data:
+                yield data
+            return
+        cut = data.rfind(b"\n{")
+        if cut < 0:
+            rest = data
+            continue
+        yield data[:cut + 1]
+        rest = data[cut + 1:]
+
+
+_I64, _STR = pa.int64(), pa.string()
+#: The fields the reader uses, with the JSON type nfdump prints them as.
+_SCHEMA = pa.schema([(k, _STR) for k in ("type", "first", "last", "src4_addr", "dst4_addr", "src6_addr",
+                                         "dst6_addr", "tcp_flags")]
+                    + [(k, _I64) for k in ("proto", "src_port", "dst_port", "in_bytes", "in_packets", "out_bytes",
+                                           "out_packets")])
+_TIME = r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?$"
+_NULL = re.compile(rb":\s*null\b")
+
+
+def _bulk(part: bytes, before: int, name: str) -> tuple[pa.Table, int] | None:
+    """The ``flows`` rows of a part of nfdump's output and its number of records, all at once;
+    None when a record is not plain (then each is read on its own, as ``_row`` says why)."""
+    import pyarrow.compute as pc
+    import pyarrow.json as pjson
+
+    from ..schema import TS, conform
+
+    body = part[1:] if part.startswith(b"[") else part
+    body = body.rstrip()
+    body = body[:-1].rstrip() if body.endswith(b"]") else body
+    body = body[:-1] if body.endswith(b",") else body
+    records = body.count(b"\n{\n") + body.startswith(b"{\n")
+    # one opening bracket per record: no nesting, no bracket inside a value
+    if body.count(b"{") + body.count(b"[") != records or (b"null" in body and _NULL.search(body)):
+        return None
+    if not records:
+        return conform("flows", {}), 0
+    try:
+        t = pjson.read_json(pa.BufferReader(body.replace(b"\n},\n{", b"\n}\n{")),
+                            read_options=pjson.ReadOptions(block_size=4 << 20),
+                            parse_options=pjson.ParseOptions(explicit_schema=_SCHEMA, newlines_in_values=True,
+                                                             unexpected_field_behavior="ignore"))
+        t.validate(full=True)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    if t.num_rows != records:
+        return None
+    number = pa.array(np.arange(before + 1, before + 1 + records))
+    flow = pc.fill_null(pc.equal(t.column("type"), "FLOW"), True)  # others: statistics, exporters
+    if not pc.all(flow).as_py():
+        t, number = t.filter(flow), number.filter(flow)
+    col = t.column
+    for k in ("first", "last"):
+        if col(k).null_count or not pc.all(pc.match_substring_regex(col(k), _TIME)).as_py():
+            return None
+    for k in ("in_bytes", "in_packets", "out_bytes", "out_packets"):
+        if pc.any(pc.less(col(k), 0)).as_py():
+            return None
+
+    def address(v4, v6):  # rec.get(v4) or rec.get(v6)
+        return pc.if_else(pc.fill_null(pc.not_equal(col(v4), ""), False), col(v4), col(v6))
+
+    orig, resp = address("src4_addr", "src6_addr"), address("dst4_addr", "dst6_addr")
+    if orig.null_count or resp.null_count:
+        return None
+    try:
+        ts, end = pc.cast(col("first"), pa.timestamp("us")), pc.cast(col("last"), pa.timestamp("us"))
+    except pa.ArrowInvalid:
+        return None
+    ts, end = ts.cast(_I64), end.cast(_I64)
+    end = pc.max_element_wise(ts, end)  # a record ending before it starts ends when it starts
+    proto, flags = col("proto"), col("tcp_flags")
+    names = pc.unique(proto).to_pylist()
+    proto_name = pa.array([None if p is None else PROTO_NAMES.get(p, str(p)) for p in names], _STR) \
+        .take(pc.index_in(proto, pa.array(names, _I64)))
+
+    def port(k):
+        return pc.if_else(pc.and_(pc.greater_equal(col(k), 0), pc.less_equal(col(k), 0xFFFF)), col(k),
+                          pa.scalar(None, _I64))
+
+    sport, dport = port("src_port"), port("dst_port")
+    # _is_answer: the SYN/ACK side of a TCP record, else a service port answering a higher one
+    syn = pc.fill_null(pc.and_(pc.equal(proto, 6), pc.match_substring(flags, "S")), False)
+    by_ports = pc.fill_null(pc.and_(pc.is_in(proto, pa.array([6, 17], _I64)),
+                                    pc.and_(pc.less(sport, 1024), pc.greater_equal(dport, 1024))), False)
+    answer = pc.if_else(syn, pc.fill_null(pc.match_substring(flags, "A"), False), by_ports)
+
+    def pick(a, b):
+        return pc.if_else(answer, b, a)
+
+    cols = {"ts": ts.cast(TS), "ts_end": end.cast(TS),
+            "duration": pc.divide(pc.cast(pc.subtract(end, ts), pa.float64()), 1e6),
+            "proto": proto_name, "orig_h": pick(orig, resp), "orig_p": pick(sport, dport),
+            "resp_h": pick(resp, orig), "resp_p": pick(dport, sport),
+            "orig_ip_bytes": pick(col("in_bytes"), col("out_bytes")),
+            "resp_ip_bytes": pick(col("out_bytes"), col("in_bytes")),
+            "orig_pkts": pick(col("in_packets"), col("out_packets")),
+            "resp_pkts": pick(col("out_packets"), col("in_packets")),
+            "history": flags, "open": pa.repeat(pa.scalar(False), t.num_rows),
+            "uid": pc.binary_join_element_wise(f"{name}:", pc.cast(number, _STR), "")}
+    return conform("flows", cols), records

@@ -26,15 +26,18 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from abfluss.errors import InputError
-from abfluss.readers import _eve_fast
 from abfluss.readers._zeek_source import Source
 from abfluss.readers.base import ReadReport
 from abfluss.schema import conform, reader_schema
+
+if TYPE_CHECKING:
+    from abfluss.readers import _eve_fast
 
 FORMAT = "suricata-eve"
 CHUNK = 200_000  # events per batch: every yielded table has at most this many rows
@@ -317,6 +320,8 @@ def _table(name: str, rows: list[dict]) -> pa.Table:
 
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield (table, rows) batches of at most :data:`CHUNK` rows per table."""
+    from abfluss.readers import _eve_fast  # pyarrow.json: imported when an eve.json is read, not to sniff
+
     report.format = FORMAT
     path = Path(path)
     source = Source(path, report, BLOCK)

@@ -167,7 +167,8 @@ def test_suffix_matching_agrees_with_the_publicsuffixlist_package(private):
              "a.b.c.d.e.f.g.h.amazonaws.com", "x.s3.dualstack.eu-south-1.amazonaws.com",
              "w.x.y.eu-central-1.airflow.amazonaws.com", "x.y.xn--vler-qoa.hedmark.no", "a.b.test"]
     rules = _domains.load_rules(private)
-    t = ibis.memtable({"name": names})
+    # a table on a backend: an expression of memtables alone has none (no default backend is set)
+    t = ibis.duckdb.connect().create_table("names", ibis.memtable({"name": names}))
     keys = [r["k"] for r in rows(t.select(k=_domains.key(t.name)).distinct())]
     got = {r["name"]: r["domain"] for r in rows(_domains.registered(t, _domains.restrict(rules, keys)))}
     psl = PublicSuffixList(only_icann=not private)

@@ -75,6 +75,8 @@ CASES = (
     Case("ptunnel-ng", (f"{EX}/tunnels/ptunnel-ng-default.pcap",), True, why="TCP over ICMP echo"),
     Case("iodine, DoH", (f"{EX}/tunnels/iodine-doh.pcap",), True,
          why="iodine defaults through a DoH stub: one TLS connection to an unknown DoH server"),
+    Case("iodine, DoH, NetFlow view", (f"{EX}/tunnels/iodine-doh.pcap",), True, variant="netflow:1",
+         why="variant: the DoH tunnel as softflowd exports it (one record per direction)"),
     Case("lab-dns-tunnel, detection off", (f"{EX}/lab-dns-tunnel.pcap",), True,
          config="[detections.dns_tunnel]\nenabled = false\n", why="the tunnel without its detection"),
     Case("lab-https-upload, no DNS", (f"{EX}/lab-https-upload.pcap",), True, False, variant="no_dns",

@@ -167,7 +167,8 @@ def test_suffix_matching_agrees_with_the_publicsuffixlist_package(private):
              "a.b.c.d.e.f.g.h.amazonaws.com", "x.s3.dualstack.eu-south-1.amazonaws.com",
              "w.x.y.eu-central-1.airflow.amazonaws.com", "x.y.xn--vler-qoa.hedmark.no", "a.b.test"]
     rules = _domains.load_rules(private)
-    t = ibis.memtable({"name": names})
+    # a table on a backend: an expression of memtables alone has none (no default backend is set)
+    t = ibis.duckdb.connect().create_table("names", ibis.memtable({"name": names}))
     keys = [r["k"] for r in rows(t.select(k=_domains.key(t.name)).distinct())]
     got = {r["name"]: r["domain"] for r in rows(_domains.registered(t, _domains.restrict(rules, keys)))}
     psl = PublicSuffixList(only_icann=not private)
@@ -223,11 +224,20 @@ def test_doh_tunnel_session_to_an_unknown_server_is_medium_on_its_shape():
     assert named[0].score_parts["dns_name"] == 15 and named[0].severity == "high"
 
 
-def test_doh_tunnel_from_netflow_ip_bytes():
-    # NetFlow counts IP bytes only: payload is taken as IP bytes less 52 header bytes a packet.
-    s = doh_session(out=None, back=None, orig_ip_bytes=300_000 + 52 * 2000, resp_ip_bytes=330_000 + 52 * 1950)
-    (f,) = run("dns_tunnel", flows=[s])
-    assert f.metrics["bytes_out"] == 300_000 and f.bytes_out == round((300_000 - 58 * 2000) * 7 / 8)
+def test_doh_tunnel_from_one_way_netflow_records():
+    # NetFlow: one record per direction, IP bytes only (payload taken as IP bytes less 52 header
+    # bytes a packet); the answers come as an inbound record from the server's port 443.
+    up = flow(0, orig_h="10.0.0.5", orig_p=40001, resp_h="203.0.113.77", resp_p=443, duration=60.0,
+              orig_bytes=None, resp_bytes=None, orig_ip_bytes=300_000 + 52 * 2000, resp_ip_bytes=None,
+              orig_pkts=2000, resp_pkts=None)
+    down = flow(0, orig_h="203.0.113.77", orig_p=443, resp_h="10.0.0.5", resp_p=40001, duration=60.0,
+                orig_bytes=None, resp_bytes=None, orig_ip_bytes=330_000 + 52 * 1950, resp_ip_bytes=None,
+                orig_pkts=1950, resp_pkts=None)
+    (f,) = run("dns_tunnel", flows=[up, down])
+    (g,) = run("dns_tunnel", flows=[doh_session()])
+    assert f.key == g.key and f.score_parts == g.score_parts and f.bytes_out == g.bytes_out
+    assert {k: f.metrics[k] for k in ("bytes_out", "bytes_in", "packets_out", "packets_in", "flows")} == {
+        "bytes_out": 300_000, "bytes_in": 330_000, "packets_out": 2000, "packets_in": 1950, "flows": 1}
 
 
 LOOK_ALIKES = {  # one internal host each, judged in one run

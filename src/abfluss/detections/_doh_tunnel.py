@@ -22,7 +22,8 @@ What the flow records still show is the shape such a session must have, whoever 
 The three factors multiply into the ``tunnel_shape`` part, so one alone (a chat's pairing, an
 upload's share) gives nothing. Volume and a DNS-like server name (``doh``/``dns`` in a label
 of the SNI or the resolved name: what a DoH URL usually names) add points to a session that has
-the shape. Per internal host and server, over its TCP connections to ``doh_ports``.
+the shape. Per internal host and server, over its TCP connections to ``doh_ports`` (both
+directions' records where a NetFlow exporter sends them apart).
 
 The bytes estimate undoes the DoH framing and the name encoding it cannot see:
 (bytes sent - ``doh_tunnel_packet_overhead`` x packets sent) x ``doh_tunnel_name_bits`` / 8.
@@ -52,17 +53,28 @@ def _payload(bytes_, ip_bytes, pkts):
 
 
 def check(tel, s) -> list[Finding]:
-    f = tel.flows.filter((_.direction == "outbound") & (_.proto == "tcp")
-                         & _.resp_p.isin([int(p) for p in s.doh_ports]))
-    f = f.mutate(sent=_payload(f.orig_bytes, f.orig_ip_bytes, f.orig_pkts),
-                 got=_payload(f.resp_bytes, f.resp_ip_bytes, f.resp_pkts),
-                 # a connection's time, at least a second: a burst's rate is not a tunnel's pace
-                 active=ibis.greatest(f.duration.cast("float64").fill_null(0), 1.0))
+    ports = [int(p) for p in s.doh_ports]
+    f = tel.flows.filter(_.proto == "tcp")
+    # From the internal host's side. A NetFlow exporter sends each direction as a record of its
+    # own: the answers then come as an inbound record from the server's port.
+    out = f.direction == "outbound"
+    f = f.filter((out & f.resp_p.isin(ports)) | ((f.direction == "inbound") & f.orig_p.isin(ports)))
+    out = f.direction == "outbound"
+    o_pay = _payload(f.orig_bytes, f.orig_ip_bytes, f.orig_pkts)
+    r_pay = _payload(f.resp_bytes, f.resp_ip_bytes, f.resp_pkts)
+    # a connection's time, at least a second: a burst's rate is not a tunnel's pace
+    active = ibis.greatest(f.duration.cast("float64").fill_null(0), 1.0)
+    f = f.mutate(sent=ibis.ifelse(out, o_pay, r_pay), got=ibis.ifelse(out, r_pay, o_pay),
+                 p_out=ibis.ifelse(out, f.orig_pkts, f.resp_pkts).fill_null(0),
+                 p_in=ibis.ifelse(out, f.resp_pkts, f.orig_pkts).fill_null(0),
+                 t_out=ibis.ifelse(out, active, 0.0), t_in=ibis.ifelse(out, 0.0, active),
+                 opened=out.cast("int64"), port=ibis.ifelse(out, f.resp_p, f.orig_p))
     pairs = f.group_by(["internal_host", "external_host"]).aggregate(
-        flows=_.count(), sent=_.sent.sum(), got=_.got.sum(),
-        pkts_out=_.orig_pkts.fill_null(0).sum(), pkts_in=_.resp_pkts.fill_null(0).sum(),
-        active=_.active.sum(), start=_.ts.min(), end=_.ts_end.max(),
-        name=_.external_name.lower().max(), port=_.resp_p.max(), tenant=_.tenant.max())
+        flows=_.opened.sum(), sent=_.sent.sum(), got=_.got.sum(), pkts_out=_.p_out.sum(),
+        pkts_in=_.p_in.sum(), t_out=_.t_out.sum(), t_in=_.t_in.sum(), start=_.ts.min(),
+        end=_.ts_end.max(), name=_.external_name.lower().max(), port=_.port.max(), tenant=_.tenant.max())
+    # both halves of a one-way pair span the same time: count it once
+    pairs = pairs.mutate(active=ibis.greatest(_.t_out, _.t_in))
     pairs = pairs.filter((_.pkts_out >= s.doh_tunnel_min_packets) & (_.pkts_in > 0)
                          & (_.sent >= s.doh_tunnel_min_bytes)
                          & (_.sent >= _.pkts_out * s.doh_tunnel_min_request_bytes)
@@ -92,7 +104,7 @@ def _metrics(r: dict, s) -> dict:
     name = r["name"] or ""
     estimate = max(0.0, sent - s.doh_tunnel_packet_overhead * po) * s.doh_tunnel_name_bits / 8
     return {
-        "flows": r["flows"], "bytes_out": int(sent), "bytes_in": int(got), "packets_out": po,
+        "flows": max(int(r["flows"] or 0), 1), "bytes_out": int(sent), "bytes_in": int(got), "packets_out": po,
         "packets_in": pi, "mean_request_bytes": round(sent / po, 1), "mean_response_bytes": round(got / pi, 1),
         "packets_per_second": round(rate, 2), "packet_ratio": round(ratio, 3),
         "out_in_ratio": round(share, 3) if share < math.inf else None,

@@ -43,10 +43,13 @@ def http(rng, n: int) -> pa.Table:
     srv = _servers(rng, n)
     status = np.where(rng.random(n) < 0.02, 404, 200).astype("int32")
     mime = np.where(rng.random(n) < 0.5, "text/html", "image/png")
-    t = {"ts": _ts(rng, n), "uid": np.char.add("H", np.arange(n).astype(str)), "orig_h": _hosts(rng, n),
+    k = rng.integers(0, 2000, n)
+    hosts = np.char.add("10.1.", np.char.add((k >> 8).astype(str), np.char.add(".", (k & 255).astype(str))))
+    t = {"ts": _ts(rng, n), "uid": np.char.add("H", np.arange(n).astype(str)), "orig_h": hosts,
          "orig_p": rng.integers(1024, 65535, n).astype("int32"), "resp_h": srv, "resp_p": np.full(n, 80, "int32"),
          "method": np.full(n, "GET"), "host": np.char.add("www.", np.char.add(srv, ".example")),
-         "uri": np.char.add("/p/", rng.integers(0, 100_000, n).astype(str)), "user_agent": UAS[rng.integers(0, 4, n)],
+         "uri": np.char.add("/p/", rng.integers(0, 100_000, n).astype(str)),
+         "user_agent": UAS[k % len(UAS)],  # one browser per host: a host whose OS changes is a finding
          "request_body_len": np.zeros(n, "int64"), "response_body_len": rng.lognormal(9, 2, n).astype("int64"),
          "status_code": status, "resp_mime_types": pa.array([[m] for m in mime.tolist()], pa.list_(pa.string()))}
     k = 40  # a 401 series, then an ELF fetched by curl from a bare address
@@ -106,7 +109,7 @@ def logins(rng, n: int) -> pa.Table:
 
 
 def files(rng, n: int) -> pa.Table:
-    exe = rng.random(n) < 0.01
+    exe = rng.random(n) < 0.001
     t = {"ts": _ts(rng, n), "uid": np.char.add("H", rng.integers(0, 1_000_000, n).astype(str)),
          "fuid": np.char.add("F", np.arange(n).astype(str)), "source": np.full(n, "http"), "tx_h": _servers(rng, n),
          "rx_h": _hosts(rng, n), "mime_type": np.where(exe, "application/x-dosexec", "image/png"),

@@ -69,3 +69,20 @@ def test_benign_captures_with_dns_give_nothing(tmp_path_factory):
     rels = ("rita/open_conns", "zeek-traces/wikipedia.pcap", str(EXAMPLES / "demo.pcap"),
             str(EXAMPLES / "lab-beacon.pcap"), "slips/test9-mixed-zeek")
     assert analyze_capture(rels, tmp, only=("direct_ip",)) == []
+
+
+def test_many_unnamed_addresses_of_one_host_fold_into_one_finding():
+    """25 unnamed addresses (peer-to-peer, DoH) make one finding for the host, the addresses with
+    most data listed; the hard-coded address of another host keeps its own finding."""
+    p2p = [flow(700 + i * 10, resp_h=f"198.51.100.{i + 100}", resp_p=6881, service="", orig_bytes=1000 * (i + 1),
+                orig_p=52000 + i) for i in range(25)]
+    t = positive_tables()
+    other = [dict(r, orig_h="10.0.0.7", internal_host="10.0.0.7") for r in p2p]
+    fs = run("direct_ip", flows=t["flows"] + other, dns=t["dns"] + looked_up(host="10.0.0.7"))
+    assert [f.key for f in fs] == [("10.0.0.5", C2), ("10.0.0.7", "*")]
+    f = fs[1]
+    assert f.metrics["addresses"] == 25 and f.metrics["flows"] == 25 and f.bytes_out == 325_000
+    assert f.external_hosts == [f"198.51.100.{i + 100}" for i in range(24, 14, -1)]  # the 10 with most bytes out
+    assert f.explanation.startswith("10.0.0.7 opened 25 connections to 25 destinations that no DNS answer named "
+                                    "(most data to 198.51.100.124, 198.51.100.123, 198.51.100.122)")
+    assert run("direct_ip", Settings(max_addresses=30), flows=other, dns=looked_up(host="10.0.0.7"))[0].key[1] != "*"

@@ -1,6 +1,7 @@
 """The Python DNS message parser abfluss used before its C version (``_dns_wire.c``), kept verbatim
-as the reference the C parser is checked against (tests/test_dns_wire_c.py), with the Python slicer
-of Ethernet frames (``_l4_in_place``, ``_fast_l4``) it replaced too. Not used by abfluss itself."""
+as the reference the C parser is checked against (tests/test_dns_wire_c.py), with what it replaced
+too: the Python slicer of Ethernet frames (``_l4_in_place``, ``_fast_l4``), the pairing of messages
+into rows (``_Decoder``) and a plain loop over a capture's packets (``scan``). Not used by abfluss."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import re
 import socket
 import struct
 
-from abfluss.readers._dns_wire import QTYPES, RCODES
+import dpkt
+
+from abfluss.readers._dns_wire import QTYPES, RCODES, TcpStreams
 
 #: Bytes kept as they are in the escaped text: printable ASCII except backslash and dot.
 _PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in (0x5C, 0x2E))
@@ -319,3 +322,89 @@ def _l4_in_place(b, p: int, end: int):
         return None
     return ("tcp", src, dst, sport, dport, b[l4 + ((b[l4 + 12] >> 4) * 4):stop],
             int.from_bytes(b[l4 + 4:l4 + 8], "big"), b[l4 + 13])
+
+
+# -- messages to rows, as _dns_packets paired them -----------------------------------------------
+
+class _Decoder:
+    """Messages to rows: queries wait for their response; TCP is reassembled first."""
+
+    def __init__(self, report):
+        self.report = report
+        self.pending: dict[tuple, dict] = {}
+        self.rows: list[dict] = []
+        self.tcp = TcpStreams()
+        self.mine = None  # a filter of the packets this worker decodes (``scan``'s parts)
+
+    def packet(self, ts: float, number: int, l4: tuple, mine: bool = False) -> None:
+        """``mine``: the packet is known to be this worker's (the index chose it already)."""
+        if not mine and self.mine is not None and not self.mine(l4):
+            return
+        proto, src, dst, sport, dport, payload, seq, flags = l4
+        if proto == "udp":
+            if payload:
+                self.message(ts, number, l4, payload)
+            return
+        msgs, lost = self.tcp.add((src, sport, dst, dport), seq, flags, payload)
+        if lost:
+            self.report.skip(f"packet {number}", lost)
+        for m in msgs:
+            self.message(ts, number, l4, m)
+
+    def finish(self) -> list[dict]:
+        for reason in self.tcp.leftovers():
+            self.report.skip("end of capture", reason)
+        self.rows.extend(self.pending.values())
+        return self.rows
+
+    def message(self, ts: float, number: int, l4: tuple, payload: bytes) -> None:
+        proto, src, dst, sport, dport = l4[:5]
+        try:
+            msg = parse(payload)
+        except WireError as e:
+            self.report.skip(f"packet {number}", f"{proto} {src}:{sport} -> {dst}:{dport}: not a DNS "
+                                                 f"message ({e}); its bytes count in the flow")
+            return
+        us = int(ts * 1_000_000)
+        low = msg.key  # the question as on the wire, lower-cased: resolvers may change case (0x20)
+        if not msg.qr:
+            key = (src, sport, dst, dport, msg.id, low)
+            old = self.pending.pop(key, None)
+            if old is not None:  # the same query again (a retransmission): a row of its own
+                self.rows.append(old)
+            # the name as sent, like Zeek: case is part of what a tunnel encodes
+            self.pending[key] = {"ts": us, "orig_h": src, "orig_p": sport, "resp_h": dst,
+                                 "resp_p": dport, "proto": proto, "trans_id": msg.id, "query": msg.query,
+                                 "qtype": msg.qtype, "query_bytes": len(payload)}
+            return
+        key = (dst, dport, src, sport, msg.id, low)
+        row = self.pending.pop(key, None) or {
+            "ts": us, "orig_h": dst, "orig_p": dport, "resp_h": src, "resp_p": sport, "proto": proto,
+            "trans_id": msg.id, "query": msg.query, "qtype": msg.qtype}
+        row.update(rcode=rcode_name(msg.rcode), answers=msg.answers, answer_types=msg.answer_types,
+                   ttls=msg.ttls, answer_bytes=len(payload))
+        self.rows.append(row)
+
+
+FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
+          "rcode", "answers", "answer_types", "ttls", "query_bytes", "answer_bytes")
+
+
+def scan(path, report, mine=None) -> list[dict]:
+    """Every DNS row of a capture of Ethernet frames, in time order, one packet after the other."""
+    decoder = _Decoder(report)
+    decoder.mine = mine
+    with open(path, "rb") as f:
+        pcapng = f.read(4) == b"\x0a\x0d\x0d\x0a"
+        f.seek(0)
+        reader = dpkt.pcapng.Reader(f) if pcapng else dpkt.pcap.Reader(f)
+        try:
+            for number, (ts, buf) in enumerate(reader, 1):
+                l4 = _fast_l4(DLT_EN10MB, buf)
+                if l4:
+                    decoder.packet(ts, number, l4)
+        except dpkt.dpkt.NeedData:
+            pass
+    rows = decoder.finish()
+    rows.sort(key=lambda r: r["ts"])
+    return [{k: r.get(k) for k in FIELDS} for r in rows]

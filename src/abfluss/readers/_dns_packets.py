@@ -17,12 +17,10 @@ from operator import itemgetter
 from pathlib import Path
 
 import dpkt
-import numpy as np
 import pyarrow as pa
 
 from ..schema import TS, conform
 from . import _dns_wire as wire
-from . import _index
 from ._split import part_of
 from .base import ReadReport, ip_layer
 
@@ -162,35 +160,21 @@ def scan(path: Path, report: ReadReport, part: int = 0, parts: int = 1) -> Scan:
 
 
 def _scan_classic(f, size: int, report: ReadReport, decoder, part: int = 0, parts: int = 1) -> tuple[int, int | None]:
-    """The loop of ``scan`` for classic Ethernet pcap: the index (``_index``) finds the packets
-    that may be DNS or ARP for all packets at once, and only those are sliced here, in place
-    from a memory map (a DNS-heavy capture has a million packets to pass over). Same counts,
-    positions and messages as the general loop."""
+    """The loop of ``scan`` for classic Ethernet pcap, in C (``_dns_wire.scan``): records walked
+    and frames sliced in place from a memory map, UDP messages parsed and paired there; TCP
+    segments, skips and ARP frames come back here. Same counts, positions and messages as the
+    general loop (a DNS-heavy capture has a million packets to pass over)."""
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        records, cut = _index.walk(mm, size)
-        ts = None
-        for ix in _index.chunks(mm, size, records):
-            want = ix.dns.copy()
-            if parts > 1:  # sliced packets of other workers' host pairs are left out here already
-                want &= (ix.kind != _index.SLICED) | (ix.part(parts) == part)
-            if not part:
-                want |= ix.arp
-            rows = np.flatnonzero(want)
-            others = wire.packets(decoder.pending, decoder.rows, mm, rows + ix.first + 1, ix.start[rows],
-                                  ix.end[rows], ix.ts[rows], ix.kind[rows] == _index.SLICED, decoder.tcp_packet,
-                                  decoder.not_dns, decoder.mine)
-            if not part:  # frames that are not DNS: ARP?
-                for i in others:
-                    start, end = int(ix.start[rows[i]]), int(ix.end[rows[i]])
-                    if end - start >= 42 and (mm[start + 12], mm[start + 13]) in _ARP_OR_VLAN:
-                        row = _arp(float(ix.ts[rows[i]]), mm[start:end])
-                        if row:
-                            decoder.arp.append(row)
-            ts = float(ix.ts[-1])
+        records, ts, cut, arps = wire.scan(decoder.pending, decoder.rows, mm, decoder.tcp_packet, decoder.not_dns,
+                                           decoder.mine, not part)
+        for _number, start, end, t in arps:
+            row = _arp(t, mm[start:end])
+            if row:
+                decoder.arp.append(row)
         if cut is not None:
-            report.skip(f"packet {len(records) + 1} (byte {cut} of {size})",
+            report.skip(f"packet {records + 1} (byte {cut} of {size})",
                         "capture is truncated in this packet; the packets before it are read")
-    return len(records), (int(ts * 1_000_000) if ts is not None else None)
+    return records, (int(ts * 1_000_000) if ts is not None else None)
 
 
 def _result(decoder, packets: int, last_ts) -> Scan:
@@ -203,7 +187,7 @@ def _result(decoder, packets: int, last_ts) -> Scan:
     if not rows:
         return Scan(packets, last_ts, None, arp)
     rows.sort(key=itemgetter(0))  # by time; stable: rows of the same time stay in the order they were made
-    cols = {k: list(c) for k, c in zip(_FIELDS, zip(*rows))}
+    cols = {k: list(map(itemgetter(i), rows)) for i, k in enumerate(_FIELDS)}
     cols["ts"] = pa.array(cols["ts"], pa.int64()).cast(TS)
     return Scan(packets, last_ts, conform("dns", cols), arp)
 

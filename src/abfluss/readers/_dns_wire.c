@@ -359,8 +359,45 @@ typedef struct {
     unsigned proto, sport, dport;
     unsigned long seq, flags;
     Py_ssize_t from, stop; /* the payload b[from:stop] */
-    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
+    const uint8_t *src, *dst; /* the packed addresses */
+    int alen;                 /* 4 or 16 */
 } frame_t;
+
+/* Address text and port numbers, made once each: a capture has few addresses (a DNS-heavy one: a
+ * client and its resolver), and a string that is reused keeps its hash for the pairing's keys. */
+#define ADDRESSES 256
+static struct { uint8_t raw[16]; int len; PyObject *text; } addresses[ADDRESSES];
+static PyObject *ports[65536];
+
+static PyObject *address(const uint8_t *raw, int len) {
+    unsigned h = 0;
+    for (int i = 0; i < len; i++) h = h * 31 + raw[i];
+    h = (h ^ (h >> 8) ^ (h >> 16)) % ADDRESSES;
+    if (addresses[h].text == NULL || addresses[h].len != len || memcmp(addresses[h].raw, raw, (size_t)len) != 0) {
+        char s[INET6_ADDRSTRLEN];
+        int k;
+        if (len == 4) {
+            k = snprintf(s, sizeof s, "%u.%u.%u.%u", raw[0], raw[1], raw[2], raw[3]);
+        } else {
+            if (inet_ntop(AF_INET6, raw, s, sizeof s) == NULL) return PyErr_SetFromErrno(PyExc_OSError);
+            k = (int)strlen(s);
+        }
+        PyObject *text = ascii_str(s, k);
+        if (text == NULL) return NULL;
+        Py_XSETREF(addresses[h].text, text);
+        memcpy(addresses[h].raw, raw, (size_t)len);
+        addresses[h].len = len;
+    }
+    Py_INCREF(addresses[h].text);
+    return addresses[h].text;
+}
+
+static PyObject *port(unsigned n) {
+    n &= 0xFFFF;
+    if (ports[n] == NULL && (ports[n] = PyLong_FromUnsignedLong(n)) == NULL) return NULL;
+    Py_INCREF(ports[n]);
+    return ports[n];
+}
 
 static int slice(const uint8_t *b, Py_ssize_t p, Py_ssize_t end, frame_t *f) {
     if (end - p < 34) return 0;
@@ -381,8 +418,7 @@ static int slice(const uint8_t *b, Py_ssize_t p, Py_ssize_t end, frame_t *f) {
         if (f->sport != 53 && f->dport != 53) return 0;
         unsigned total = be16(b + off + 2);
         f->stop = total ? (off + total < end ? off + total : end) : end;
-        snprintf(f->src, sizeof f->src, "%u.%u.%u.%u", b[off + 12], b[off + 13], b[off + 14], b[off + 15]);
-        snprintf(f->dst, sizeof f->dst, "%u.%u.%u.%u", b[off + 16], b[off + 17], b[off + 18], b[off + 19]);
+        f->src = b + off + 12; f->dst = b + off + 16; f->alen = 4;
     } else if (eth == 0x86DD) {
         if (end < off + 48) return 0;
         f->proto = b[off + 6];
@@ -392,9 +428,7 @@ static int slice(const uint8_t *b, Py_ssize_t p, Py_ssize_t end, frame_t *f) {
         if (f->sport != 53 && f->dport != 53) return 0;
         f->stop = l4 + be16(b + off + 4);
         if (f->stop > end) f->stop = end;
-        if (inet_ntop(AF_INET6, b + off + 8, f->src, sizeof f->src) == NULL ||
-            inet_ntop(AF_INET6, b + off + 24, f->dst, sizeof f->dst) == NULL)
-            return 0; /* cannot happen: 16 bytes always format */
+        f->src = b + off + 8; f->dst = b + off + 24; f->alen = 16;
     } else {
         return 0;
     }
@@ -415,8 +449,8 @@ static int slice(const uint8_t *b, Py_ssize_t p, Py_ssize_t end, frame_t *f) {
 static PyObject *frame_tuple(const uint8_t *b, const frame_t *f) {
     PyObject *name = f->proto == 17 ? str_udp : str_tcp;
     Py_INCREF(name);
-    return Py_BuildValue("(NNNIIy#kk)", name, ascii_str(f->src, (Py_ssize_t)strlen(f->src)),
-                         ascii_str(f->dst, (Py_ssize_t)strlen(f->dst)), f->sport, f->dport, (const char *)b + f->from,
+    return Py_BuildValue("(NNNNNy#kk)", name, address(f->src, f->alen), address(f->dst, f->alen), port(f->sport),
+                         port(f->dport), (const char *)b + f->from,
                          f->stop - f->from, f->seq, f->flags);
 }
 
@@ -517,88 +551,108 @@ static PyObject *py_message(PyObject *self, PyObject *args) {
     return reason;
 }
 
-/* The loop of _dns_packets._scan_classic over the packets the index chose: frames sliced in
- * place from the memory map, UDP messages parsed and paired here; TCP segments go to ``on_tcp``
- * (reassembly), messages that are not DNS to ``on_skip``, and with ``mine`` (a worker's filter)
- * the packets not known to be this worker's are asked about. Returns the positions whose frame
- * is not TCP/UDP on port 53 (ARP candidates, for the caller). */
-static PyObject *py_packets(PyObject *self, PyObject *args) {
-    PyObject *pending, *rows, *on_tcp, *on_skip, *mine;
-    Py_buffer mm, vnum, vstart, vend, vts, vexact;
-    if (!PyArg_ParseTuple(args, "O!O!y*y*y*y*y*y*OOO", &PyDict_Type, &pending, &PyList_Type, &rows, &mm, &vnum,
-                          &vstart, &vend, &vts, &vexact, &on_tcp, &on_skip, &mine))
+/* One frame of a capture: TCP to ``on_tcp`` (reassembly, in Python), a UDP message paired here
+ * (``on_skip`` with the reason when it is not DNS); with ``mine`` (a worker's filter) only the
+ * packets it accepts. 1 when the frame is not TCP/UDP on port 53, 0 when done, -1 on an error. */
+static int frame(const uint8_t *b, Py_ssize_t s, Py_ssize_t e, double t, long long number, PyObject *pending,
+                 PyObject *rows, PyObject *on_tcp, PyObject *on_skip, PyObject *mine) {
+    frame_t f;
+    if (!slice(b, s, e, &f)) return 1;
+    PyObject *tuple = NULL;
+    if (mine != Py_None) {
+        tuple = frame_tuple(b, &f);
+        if (tuple == NULL) return -1;
+        PyObject *r = PyObject_CallOneArg(mine, tuple);
+        int yes = r == NULL ? -1 : PyObject_IsTrue(r);
+        Py_XDECREF(r);
+        if (yes <= 0) { Py_DECREF(tuple); return yes; }
+    }
+    if (f.proto == 6) {
+        if (tuple == NULL && (tuple = frame_tuple(b, &f)) == NULL) return -1;
+        PyObject *r = PyObject_CallFunction(on_tcp, "dLO", t, number, tuple);
+        Py_DECREF(tuple);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    Py_XDECREF(tuple);
+    if (f.stop <= f.from) return 0;  /* an empty UDP payload: nothing to decode */
+    PyObject *us = PyLong_FromLongLong((long long)(t * 1000000.0));
+    PyObject *src = address(f.src, f.alen), *dst = address(f.dst, f.alen);
+    PyObject *sport = port(f.sport), *dport = port(f.dport);
+    int r = -1;
+    if (us && src && dst && sport && dport)
+        r = message(pending, rows, us, str_udp, src, sport, dst, dport, b + f.from, f.stop - f.from);
+    if (r == 1) {  /* not DNS: the caller reports it */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *reason = value ? PyObject_Str(value) : PyUnicode_FromString("not DNS");
+        Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+        PyObject *res = reason == NULL ? NULL :
+            PyObject_CallFunction(on_skip, "L(OOOOO)O", number, str_udp, src, dst, sport, dport, reason);
+        Py_XDECREF(reason);
+        r = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+    }
+    Py_XDECREF(us); Py_XDECREF(src); Py_XDECREF(dst); Py_XDECREF(sport); Py_XDECREF(dport);
+    return r;
+}
+
+static inline uint32_t u32(const uint8_t *p, int little) {
+    return little ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+                  : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* _dns_packets._scan_classic: every record of a classic pcap of Ethernet frames (``mm``: its
+ * bytes) walked and each frame decoded (``frame``). Returns (records, time of the last record or
+ * None, offset of a record cut short or None, [(number, start, end, time) of each frame that is
+ * not DNS but may be ARP, when ``arp``]). */
+static PyObject *py_scan(PyObject *self, PyObject *args) {
+    PyObject *pending, *rows, *on_tcp, *on_skip, *mine, *result = NULL, *arps = NULL;
+    Py_buffer mm;
+    int want_arp;
+    if (!PyArg_ParseTuple(args, "O!O!y*OOOp", &PyDict_Type, &pending, &PyList_Type, &rows, &mm, &on_tcp, &on_skip,
+                          &mine, &want_arp))
         return NULL;
-    PyObject *others = NULL;
-    Py_ssize_t count = vnum.len / 8;
-    if (vstart.len / 8 != count || vend.len / 8 != count || vts.len / 8 != count || vexact.len != count) {
-        PyErr_SetString(PyExc_ValueError, "packets: arrays of different lengths");
+    const uint8_t *b = mm.buf;
+    Py_ssize_t size = mm.len, off = 24, cut = -1;
+    long long records = 0;
+    double t = 0;
+    if (size < 24) {
+        PyErr_SetString(PyExc_ValueError, "scan: not a classic pcap");
         goto out;
     }
-    others = PyList_New(0);
-    if (others == NULL) goto out;
-    const uint8_t *b = mm.buf;
-    const int64_t *num = vnum.buf, *start = vstart.buf, *end = vend.buf;
-    const double *ts = vts.buf;
-    const uint8_t *exact = vexact.buf;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        frame_t f;
-        Py_ssize_t s = (Py_ssize_t)start[i], e = (Py_ssize_t)end[i];
-        if (s < 0 || e > mm.len || s > e) {
-            PyErr_SetString(PyExc_ValueError, "packets: a frame outside the capture");
-            goto fail;
+    int little = (b[0] == 0xd4 && b[1] == 0xc3 && b[2] == 0xb2 && b[3] == 0xa1) ||
+                 (b[0] == 0x4d && b[1] == 0x3c && b[2] == 0xb2 && b[3] == 0xa1);
+    int nano = (b[0] == 0x4d && b[1] == 0x3c) || (b[0] == 0xa1 && b[1] == 0xb2 && b[2] == 0x3c && b[3] == 0x4d);
+    double scale = nano ? 1e9 : 1e6;
+    arps = PyList_New(0);
+    if (arps == NULL) goto out;
+    while (off < size) {
+        if (off + 16 > size) { cut = off; break; }
+        Py_ssize_t start = off + 16, end = start + (Py_ssize_t)u32(b + off + 8, little);
+        if (end > size) { cut = off; break; }
+        t = (double)u32(b + off, little) + (double)u32(b + off + 4, little) / scale;
+        records++;
+        int r = frame(b, start, end, t, records, pending, rows, on_tcp, on_skip, mine);
+        if (r < 0) goto out;
+        if (r == 1 && want_arp && end - start >= 42 &&
+            ((b[start + 12] == 8 && b[start + 13] == 6) || (b[start + 12] == 0x81 && b[start + 13] == 0) ||
+             (b[start + 12] == 0x88 && b[start + 13] == 0xA8))) {
+            PyObject *x = Py_BuildValue("(Lnnd)", records, start, end, t);
+            if (x == NULL || PyList_Append(arps, x) < 0) { Py_XDECREF(x); goto out; }
+            Py_DECREF(x);
         }
-        if (!slice(b, s, e, &f)) {
-            PyObject *k = PyLong_FromSsize_t(i);
-            if (k == NULL || PyList_Append(others, k) < 0) { Py_XDECREF(k); goto fail; }
-            Py_DECREF(k);
-            continue;
-        }
-        PyObject *frame = NULL;
-        if (!exact[i] && mine != Py_None) {
-            frame = frame_tuple(b, &f);
-            if (frame == NULL) goto fail;
-            PyObject *r = PyObject_CallOneArg(mine, frame);
-            int yes = r == NULL ? -1 : PyObject_IsTrue(r);
-            Py_XDECREF(r);
-            if (yes <= 0) { Py_DECREF(frame); if (yes < 0) goto fail; continue; }
-        }
-        if (f.proto == 6) {
-            if (frame == NULL && (frame = frame_tuple(b, &f)) == NULL) goto fail;
-            PyObject *r = PyObject_CallFunction(on_tcp, "dLO", ts[i], (long long)num[i], frame);
-            Py_DECREF(frame);
-            if (r == NULL) goto fail;
-            Py_DECREF(r);
-            continue;
-        }
-        Py_XDECREF(frame);
-        if (f.stop <= f.from) continue;  /* an empty UDP payload: nothing to decode */
-        PyObject *us = PyLong_FromLongLong((long long)(ts[i] * 1000000.0));
-        PyObject *src = ascii_str(f.src, (Py_ssize_t)strlen(f.src)), *dst = ascii_str(f.dst, (Py_ssize_t)strlen(f.dst));
-        PyObject *sport = PyLong_FromUnsignedLong(f.sport), *dport = PyLong_FromUnsignedLong(f.dport);
-        int r = -1;
-        if (us && src && dst && sport && dport)
-            r = message(pending, rows, us, str_udp, src, sport, dst, dport, b + f.from, f.stop - f.from);
-        if (r == 1) {  /* not DNS: the caller reports it */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyObject *reason = value ? PyObject_Str(value) : PyUnicode_FromString("not DNS");
-            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
-            PyObject *res = reason == NULL ? NULL :
-                PyObject_CallFunction(on_skip, "L(OOOOO)O", (long long)num[i], str_udp, src, dst, sport, dport, reason);
-            Py_XDECREF(reason);
-            r = res == NULL ? -1 : 0;
-            Py_XDECREF(res);
-        }
-        Py_XDECREF(us); Py_XDECREF(src); Py_XDECREF(dst); Py_XDECREF(sport); Py_XDECREF(dport);
-        if (r < 0) goto fail;
+        off = end;
     }
-    goto out;
-fail:
-    Py_CLEAR(others);
+    PyObject *last = records ? PyFloat_FromDouble(t) : (Py_INCREF(Py_None), Py_None);
+    PyObject *at = cut >= 0 ? PyLong_FromSsize_t(cut) : (Py_INCREF(Py_None), Py_None);
+    if (last && at) result = Py_BuildValue("(LNNO)", records, last, at, arps);
+    else { Py_XDECREF(last); Py_XDECREF(at); }
 out:
-    PyBuffer_Release(&mm); PyBuffer_Release(&vnum); PyBuffer_Release(&vstart); PyBuffer_Release(&vend);
-    PyBuffer_Release(&vts); PyBuffer_Release(&vexact);
-    return others;
+    Py_XDECREF(arps);
+    PyBuffer_Release(&mm);
+    return result;
 }
 
 static PyObject *py_l4(PyObject *self, PyObject *args) {
@@ -634,10 +688,9 @@ static PyMethodDef methods[] = {
     {"message", py_message, METH_VARARGS,
      "message(pending, rows, us, frame, payload): one message paired into rows (_dns_packets._Decoder); "
      "None, or the reason the payload is not DNS."},
-    {"packets", py_packets, METH_VARARGS,
-     "packets(pending, rows, mm, numbers, starts, ends, ts, exact, on_tcp, on_skip, mine): the frames "
-     "mm[starts[i]:ends[i]] (int64, int64, int64, float64, bool arrays) decoded; the positions that are "
-     "not TCP/UDP on port 53."},
+    {"scan", py_scan, METH_VARARGS,
+     "scan(pending, rows, mm, on_tcp, on_skip, mine, arp): every frame of the classic pcap mm decoded; "
+     "(records, last time, cut offset, ARP candidates)."},
     {"set_names", py_set_names, METH_VARARGS, "set_names(types, rcodes): record type and rcode mnemonics."},
     {NULL, NULL, 0, NULL}};
 

@@ -50,9 +50,9 @@ parse_at = _c.parse
 #: ``l4(buf, start, end)``: the Ethernet frame ``buf[start:end]`` as (proto, src, dst, sport, dport,
 #: payload, tcp seq, tcp flags) when it is TCP or UDP on port 53 (a first or only fragment), else None.
 l4 = _c.l4
-#: ``message(pending, rows, us, frame, payload)`` and ``packets(...)``: ``_dns_packets._Decoder``'s
-#: pairing of messages into rows, for one message and for the packets of a memory-mapped capture.
-message, packets = _c.message, _c.packets
+#: ``message(pending, rows, us, frame, payload)`` and ``scan(...)``: ``_dns_packets._Decoder``'s
+#: pairing of messages into rows, for one message and for every packet of a memory-mapped capture.
+message, scan = _c.message, _c.scan
 
 
 def qtype_name(n: int) -> str:

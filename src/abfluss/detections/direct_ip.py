@@ -132,8 +132,9 @@ def _folded(f, s: Settings) -> list[Finding]:
         return []
     top = (f.group_by(["internal_host", "external_host"])
            .aggregate(bytes_out=_.bytes_out.sum(), flows=_.count(), channel=_.channel.max()))
-    top = top.mutate(rank=ibis.row_number().over(group_by="internal_host",
-                                                 order_by=[ibis.desc("bytes_out"), "external_host"]))
+    top = top.mutate(less=-top.bytes_out.fill_null(0))  # most data first, then the address
+    w = ibis.window(group_by=[top.internal_host], order_by=[top.less, top.external_host])
+    top = top.mutate(rank=ibis.row_number().over(w))
     listed: dict[str, list[dict]] = {}
     for r in rows(top.filter(top.rank < s.max_listed).order_by(["internal_host", "rank"])):
         listed.setdefault(r["internal_host"], []).append(r)

@@ -13,6 +13,7 @@ import pytest
 from publicsuffixlist import PublicSuffixList
 
 from abfluss.detections import _domains
+from abfluss.errors import ConfigError
 from abfluss.detections._stats import rows
 from abfluss.detections.dns_tunnel import Settings
 
@@ -266,6 +267,8 @@ def test_doh_tunnel_through_a_public_resolver_and_the_settings():
     # the resolver's own finding judges volume alone (low); the shape says what the session is
     assert [fs[k].severity for k in sorted(fs)] == ["low", "medium"]
     assert run("dns_tunnel", settings=Settings(doh_tunnel_min_shape=0.9), flows=[doh_session()]) == []
+    with pytest.raises(ConfigError, match="doh_tunnel_name_pattern: not a regular expression"):
+        run("dns_tunnel", settings=Settings(doh_tunnel_name_pattern="(doh"), flows=[doh_session()])
 
 
 # -- real captures ---------------------------------------------------------------------------

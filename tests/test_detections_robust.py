@@ -148,3 +148,20 @@ def test_a_failing_detection_is_one_error_and_the_others_still_find(monkeypatch)
         found, _seconds, errors = analysis.run_detections(tel, None)
     assert errors == {"beaconing": "ZeroDivisionError: float division by zero"}
     assert {f.detection for f in found} >= {"long_connection"}
+
+
+def _huge_sums() -> dict:
+    """Four flows of one pair whose counters a broken exporter set near 2**62: their sum passes
+    int64, which DuckDB keeps as HUGEINT and Arrow cannot hold as int64."""
+    fl = [flow(T0 + timedelta(seconds=i), orig_h="10.0.0.5", resp_h="203.0.113.9", resp_p=443,
+               orig_bytes=HUGE, bytes_out=HUGE) for i in range(4)]
+    return dict(flows=fl)
+
+
+def test_counters_summing_past_int64_are_no_error_on_duckdb():
+    t = _huge_sums()
+    _check(t, "duckdb")
+    with telemetry(**t, backend="duckdb") as tel:
+        found, _seconds, _errors = analysis.run_detections(tel, _config())
+    bulk = [f for f in found if f.detection == "bulk_outbound"]
+    assert bulk and bulk[0].bytes_out >= 2**62  # saturated, not wrapped to a negative or small number

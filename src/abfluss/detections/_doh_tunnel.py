@@ -37,6 +37,7 @@ import re
 import ibis
 from ibis import _
 
+from ..errors import ConfigError
 from ..findings import Finding
 from ..units import count, number
 from ._stats import clip01, evidence_uids, human_bytes, ramp, rows
@@ -50,6 +51,13 @@ def _payload(bytes_, ip_bytes, pkts):
     """Payload bytes, or IP bytes less the headers where the sensor has no payload count."""
     est = ip_bytes.cast("float64") - pkts.cast("float64").fill_null(0) * HEADER_BYTES
     return bytes_.cast("float64").coalesce(ibis.greatest(est, 0)).fill_null(0)
+
+
+def name_pattern(s) -> re.Pattern:
+    try:
+        return re.compile(s.doh_tunnel_name_pattern)
+    except re.error as e:
+        raise ConfigError(f"detections.dns_tunnel.doh_tunnel_name_pattern: not a regular expression: {e}") from None
 
 
 def check(tel, s) -> list[Finding]:
@@ -110,7 +118,7 @@ def _metrics(r: dict, s) -> dict:
         "out_in_ratio": round(share, 3) if share < math.inf else None,
         "paired": round(paired, 3), "busy": round(busy, 3), "upload": round(upload, 3),
         "shape": round(paired * busy * upload, 3),
-        "dns_like_name": bool(name and re.search(s.doh_tunnel_name_pattern, name)),
+        "dns_like_name": bool(name and name_pattern(s).search(name)),
         "estimated_bytes": round(estimate),
         "span_seconds": round(max((r["end"] - r["start"]).total_seconds(), 0.0), 3),
     }

@@ -167,6 +167,10 @@ def to_pyarrow(expr):
     backend = expr._find_backend()
     fp = fingerprint(expr) if isinstance(backend, DuckDB) and os.environ.get("ABFLUSS_SQL_CACHE") != "off" else None
     if fp is None:
+        if isinstance(backend, DuckDB):  # not cached, but the same conversion as a cached result
+            backend._run_pre_execute_hooks(expr)
+            table = backend.con.sql(backend.compile(expr.as_table())).to_arrow_table()
+            return expr.__pyarrow_result__(table, data_mapper=_arrow_mapper())
         return expr.to_pyarrow()
     key, memtables = fp
     sql = _memory.get(key)
@@ -240,7 +244,21 @@ def _arrow_mapper():
 
             @classmethod
             def convert_column(cls, column, dtype):
-                return pa.nulls(len(column)) if dtype.is_null() else super().convert_column(column, dtype)
+                if dtype.is_null():
+                    return pa.nulls(len(column))
+                try:
+                    return super().convert_column(column, dtype)
+                except pa.ArrowInvalid:
+                    if not (dtype.is_integer() and pa.types.is_decimal(column.type)):
+                        raise
+                    # DuckDB sums BIGINT into HUGEINT: byte counters a broken exporter reports near
+                    # 2**63 add up beyond int64. Saturate at int64's bounds (a detection then sees
+                    # "at least 9.2 EB") rather than lose the whole detection's findings.
+                    import pyarrow.compute as pc
+
+                    wide = column.cast(pa.float64())
+                    clipped = pc.min_element_wise(pc.max_element_wise(wide, -2.0**63), float(2**63 - 1024))
+                    return clipped.cast(pa.int64(), safe=False).cast(dtype.to_pyarrow())
 
         _MAPPER = DuckDBArrow
     return _MAPPER

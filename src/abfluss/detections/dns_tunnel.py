@@ -248,7 +248,9 @@ class Settings:
 
 
 def prepare(s: Settings) -> Rules:
-    """The public-suffix rules (read from the bundled list once, outside ``detect``)."""
+    """The public-suffix rules (read from the bundled list once, outside ``detect``); a name
+    pattern that is no regular expression is a configuration error, reported before any run."""
+    _doh_tunnel.name_pattern(s)
     return load_rules(s.private_suffixes)
 
 

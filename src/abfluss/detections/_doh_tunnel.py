@@ -9,7 +9,8 @@ What the flow records still show is the shape such a session must have, whoever 
   few hundred bytes (names are 255 bytes at most), so the client's mean payload per packet stays
   between ``doh_tunnel_min_request_bytes`` (keep-alives, keystrokes) and
   ``doh_tunnel_max_request_bytes`` (an upload fills whole segments); the server's answers are
-  DNS messages too (``doh_tunnel_max_response_bytes``; a download fills segments);
+  DNS messages too (``doh_tunnel_min_response_bytes``: a stream acknowledged by bare ACKs gets no
+  answers; ``doh_tunnel_max_response_bytes``: a download fills segments);
 - the exchange is **paired**: every query gets one answer, so the client sends about as many
   packets as it receives (``doh_tunnel_max_packet_ratio``);
 - it is **busy**: a tunnel polls its server without pause while it moves data, many requests
@@ -65,8 +66,8 @@ def check(tel, s) -> list[Finding]:
     f = tel.flows.filter(_.proto == "tcp")
     # From the internal host's side. A NetFlow exporter sends each direction as a record of its
     # own: the answers then come as an inbound record from the server's port.
-    out = f.direction == "outbound"
-    f = f.filter((out & f.resp_p.isin(ports)) | ((f.direction == "inbound") & f.orig_p.isin(ports)))
+    f = f.filter(((f.direction == "outbound") & f.resp_p.isin(ports))
+                 | ((f.direction == "inbound") & f.orig_p.isin(ports)))
     out = f.direction == "outbound"
     o_pay = _payload(f.orig_bytes, f.orig_ip_bytes, f.orig_pkts)
     r_pay = _payload(f.resp_bytes, f.resp_ip_bytes, f.resp_pkts)
@@ -87,14 +88,14 @@ def check(tel, s) -> list[Finding]:
                          & (_.sent >= s.doh_tunnel_min_bytes)
                          & (_.sent >= _.pkts_out * s.doh_tunnel_min_request_bytes)
                          & (_.sent <= _.pkts_out * s.doh_tunnel_max_request_bytes)
+                         & (_.got >= _.pkts_in * s.doh_tunnel_min_response_bytes)
                          & (_.got <= _.pkts_in * s.doh_tunnel_max_response_bytes))
-    out = []
+    found = []
     for r in rows(pairs.order_by(["internal_host", "external_host"])):
         m = _metrics(r, s)
-        if m["shape"] < s.doh_tunnel_min_shape:
-            continue
-        out.append(_finding(f, r, m, s))
-    return out
+        if m["shape"] >= s.doh_tunnel_min_shape:
+            found.append(_finding(f, r, m, s))
+    return found
 
 
 def _metrics(r: dict, s) -> dict:
@@ -157,6 +158,7 @@ def _finding(f, r: dict, m: dict, s) -> Finding:
         thresholds={"doh_tunnel_min_packets": s.doh_tunnel_min_packets,
                     "doh_tunnel_min_request_bytes": s.doh_tunnel_min_request_bytes,
                     "doh_tunnel_max_request_bytes": s.doh_tunnel_max_request_bytes,
+                    "doh_tunnel_min_response_bytes": s.doh_tunnel_min_response_bytes,
                     "doh_tunnel_max_response_bytes": s.doh_tunnel_max_response_bytes,
                     "doh_tunnel_max_packet_ratio": s.doh_tunnel_max_packet_ratio,
                     "doh_tunnel_rate_low": s.doh_tunnel_rate_low, "doh_tunnel_rate_high": s.doh_tunnel_rate_high,

@@ -172,6 +172,9 @@ class Settings:
     doh_tunnel_max_request_bytes: float = field(default=400.0, metadata={
         "help": "Mean payload bytes per packet the client sends, at most (a query name is 255 bytes at "
                 "most; an upload fills whole segments)."})
+    doh_tunnel_min_response_bytes: float = field(default=60.0, metadata={
+        "help": "Mean payload bytes per packet the server sends, at least (every query gets a DNS answer; "
+                "a stream the server only acknowledges gets bare ACKs)."})
     doh_tunnel_max_response_bytes: float = field(default=1000.0, metadata={
         "help": "Mean payload bytes per packet the server sends, at most (DNS answers; a download fills "
                 "whole segments)."})

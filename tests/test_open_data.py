@@ -60,7 +60,9 @@ TABLE = [
     # benign controls
     ("zeek-traces/wikipedia.pcap", '[networks]\ninternal = ["141.142.0.0/16"]\n', set()),
     ("zeek-traces/bro.org.pcap", None, set()),
-    ("zeek-traces/206_example_b.pcap", None, set()),
+    # a Windows Update program fetched over HTTP (PE by its magic bytes): routine, low
+    ("zeek-traces/206_example_b.pcap", None,
+     {("executable_download", "low", "192.168.72.14", "au.download.windowsupdate.com")}),
     ("zeek-traces/m57-long-49583-80.pcap", None, set()),
     ("zeek-traces/tls-1.2-stream-keylog.pcap", None, set()),
 ]

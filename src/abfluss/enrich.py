@@ -252,6 +252,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
                sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)) AS bytes,
                sum(coalesce(missed_bytes, 0)) AS missed_bytes
         FROM flows_raw GROUP BY ALL""")
+    ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
 
 
 def _proxy_views(con, view: str) -> None:

@@ -145,7 +145,9 @@ class Workspace:
     @staticmethod
     def _initialise(con: duckdb.DuckDBPyConnection) -> None:
         from . import schema
+        from .ledger_store import DDL as LEDGER_DDL
         con.execute(_CATALOG_DDL)
+        con.execute(LEDGER_DDL)
         for table, sch in schema.TABLES.items():
             # a catalog from before a column was added gets the table of the current schema
             cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "

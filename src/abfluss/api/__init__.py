@@ -80,9 +80,11 @@ def open_workspace(path: str | Path | None = None, config: str | Path | None = N
 
 
 def refresh(ws: "Workspace") -> None:
-    """Re-apply enrichment after new inputs were stored."""
-    from .. import enrich
+    """Re-apply enrichment after new inputs were stored; a writer also brings the stored hourly
+    ledger up to date (``ledger_store``)."""
+    from .. import enrich, ledger_store
     enrich.apply(ws, ws.config)
+    ledger_store.update(ws)
 
 
 
@@ -101,8 +103,9 @@ def analyze(ws: "Workspace", who: Principal | None = None, start: datetime | Non
             sinks: tuple[str, ...] = ()):
     """Run the detections over [start, end) and store their findings (``abfluss analyze``;
     admins and analysts; needs a workspace opened for writing)."""
-    from .. import analysis
+    from .. import analysis, ledger_store
     require(who, "analyze")
+    ledger_store.update(ws)  # written at ingest; here too for inputs stored by other means
     return analysis.analyze(ws, start, end, tuple(only), engine, sinks=tuple(sinks))
 
 

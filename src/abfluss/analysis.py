@@ -429,13 +429,26 @@ def get(ws: Workspace, finding_id: str, tenants: frozenset[str] | None = None) -
 
 
 def evidence_flows(ws: Workspace, f: Finding, limit: int = 10) -> list[dict]:
-    """The flows a finding names as evidence (by uid), largest bytes out first."""
+    """The flows a finding names as evidence (by uid), largest bytes out first.
+
+    The finding's span bounds where they are (a uid names one connection, which started inside
+    the span of the finding it is evidence of): the slice of flows in [start, end] is read first
+    (the uids as literals and the span let the Parquet scan skip row groups by their statistics);
+    only when some uid is not in it are all flows searched."""
     uids = list(f.evidence.get("top_flows", []))[:limit]
     if not uids:
         return []
-    cur = ws.con.execute(
-        "SELECT uid, ts, orig_h, orig_p, resp_h, resp_p, service, bytes_out, bytes_in, duration "
-        "FROM flows WHERE uid IN (SELECT unnest(?)) ORDER BY bytes_out DESC NULLS LAST, ts LIMIT ?",
-        [uids, limit])
+    listed = ", ".join(sql_string(u) for u in uids)
+    sql = ("SELECT uid, ts, orig_h, orig_p, resp_h, resp_p, service, bytes_out, bytes_in, duration "
+           f"FROM flows WHERE uid IN ({listed}) {{}} ORDER BY bytes_out DESC NULLS LAST, ts LIMIT ?")
+    rows = None
+    if f.start is not None and f.end is not None:
+        cur = ws.con.execute(sql.format("AND ts >= ? AND ts <= ?"), [f.start, f.end, limit])
+        rows = cur.fetchall()
+        if {r[0] for r in rows} != set(uids):  # a uid's flow outside the span: look everywhere
+            rows = None
+    if rows is None:
+        cur = ws.con.execute(sql.format(""), [limit])
+        rows = cur.fetchall()
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return [dict(zip(cols, r)) for r in rows]

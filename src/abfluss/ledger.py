@@ -65,13 +65,13 @@ def _post_where(q: LedgerQuery) -> tuple[str, list]:
     return " AND ".join(cond), args
 
 
-def _grouped_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list]:
+def _grouped_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list, bool]:
     """The groups (internal id x destination x hour) of ``q``'s window and host: read from the
     stored hourly ledger when it is current (``ledger_store``), the hours the window cuts and
-    everything else grouped from the flows."""
+    everything else grouped from the flows; and whether it reads stored rows only."""
     if not ledger_store.current(ws):
         where, args = _where(q, q.start, q.end)
-        return ledger_store.grouped_flows_sql(where), args
+        return ledger_store.grouped_flows_sql(where), args, False
     whole, parts = ledger_store.split(q.start, q.end)
     sqls, args = [], []
     if whole is not None:
@@ -92,7 +92,7 @@ def _grouped_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list]:
         args += a
     if not sqls:  # an empty window
         sqls.append(f"SELECT {ledger_store.GROUP_COLUMNS} FROM ledger_hourly WHERE false")
-    return " UNION ALL ".join(sqls), args
+    return " UNION ALL ".join(sqls), args, not parts
 
 
 def _labelled_sql(ws: Workspace, source: str) -> str:
@@ -123,28 +123,34 @@ def ledger_with_totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> tuple[p
     """The ledger rows matching ``q`` (sorted, limited) and the totals over all matching rows."""
     if q.sort not in SORT_KEYS:
         raise AbflussError(f"unknown sort key {q.sort!r}; use one of {', '.join(SORT_KEYS)}")
-    sql, args = _grouped_sql(ws, q)
-    # a temporary table, not an Arrow table registered with DuckDB: registering makes DuckDB
-    # import pandas (half a second of a command that should answer in less)
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE _ledger_grouped AS {sql}", args)
+    sql, args, stored = _grouped_sql(ws, q)
+    if stored:  # a filtered read of stored rows: cheap enough to do for the rows and the totals
+        grouped, src_args = f"({sql})", args
+    else:
+        # grouped once into a temporary table, not an Arrow table registered with DuckDB:
+        # registering makes DuckDB import pandas (half a second of a command that should answer in less)
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE _ledger_grouped AS {sql}", args)
+        grouped, src_args = "_ledger_grouped", []
     try:
         post, post_args = _post_where(q)
         limit = f"LIMIT {int(q.limit)}" if q.limit else ""
-        source = "_ledger_grouped"
+        source = grouped
         if limit and q.sort in _NUMERIC and not post_args:
-            source = (f"(SELECT * FROM _ledger_grouped ORDER BY {_GROUPED_KEYS[q.sort]}, internal_id, "
+            source = (f"(SELECT * FROM {grouped} ORDER BY {_GROUPED_KEYS[q.sort]}, internal_id, "
                       f"external_id, external_text, hour_key {limit})")
         rows = ws.con.sql(f"SELECT * FROM ({_labelled_sql(ws, source)}) WHERE {post} "
                           f"ORDER BY {SORT_KEYS[q.sort]}, internal_host, external_host, hour {limit}",
-                          params=post_args).to_arrow_table()
+                          params=src_args + post_args).to_arrow_table()
         if post_args:
-            tot = _totals_of(ws, f"(SELECT * FROM ({_labelled_sql(ws, '_ledger_grouped')}) WHERE {post})",
-                             "internal_host", "external_host", post_args)
+            tot = _totals_of(ws, f"(SELECT * FROM ({_labelled_sql(ws, grouped)}) WHERE {post})",
+                             "internal_host", "external_host", src_args + post_args)
         else:
-            tot = _totals_of(ws, "_ledger_grouped", "internal_id", "coalesce(external_id::VARCHAR, external_text)", [])
+            # a destination is an address id or, reached through a proxy by name only, its name
+            tot = _totals_of(ws, grouped, "internal_id", "(external_id, external_text)", src_args)
         return rows, tot
     finally:
-        ws.con.execute("DROP TABLE IF EXISTS _ledger_grouped")
+        if not stored:
+            ws.con.execute("DROP TABLE IF EXISTS _ledger_grouped")
 
 
 def to_rows(table: pa.Table) -> list[dict]:

@@ -214,6 +214,9 @@ class Workspace:
             else:
                 sql = f"SELECT * FROM _empty_{table}"
             self.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")
+        hook = getattr(self, "after_refresh", None)
+        if hook is not None:  # views over these that depend on what the files hold (enrich.py)
+            hook()
 
     def has_input(self, input_id: str) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM inputs WHERE input_id = ?", [input_id]).fetchall()[0][0])

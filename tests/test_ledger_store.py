@@ -110,3 +110,23 @@ def test_another_configuration_groups_the_flows(tmp_path, logs, monkeypatch):
     with abfluss.open_workspace(root, config=cfg, write=True) as ws:
         assert ledger_store.update(ws)["full"] is True
         assert_same(ws, monkeypatch)
+
+
+def test_account_reads_stored_findings_and_stored_ledger_as_a_fresh_analysis_would(tmp_path, monkeypatch):
+    """After ``analyze`` over all data, ``account`` takes the stored findings instead of analysing
+    again, and its answer over that window is the fresh analysis's, to the byte."""
+    from abfluss import accounting, analysis
+
+    with abfluss.open_workspace(tmp_path / "ws", write=True) as ws:
+        ingest_paths(ws, [EXAMPLES / "demo.pcap"], jobs=1)
+        assert accounting.stored_findings(ws, *analysis.data_span(ws)) is None  # not analysed yet
+        abfluss.api.analyze(ws)
+        lo, hi = analysis.data_span(ws)
+        assert accounting.stored_findings(ws, lo, hi) is not None
+        fresh = accounting.account(ws, findings=analysis.analyze(ws, store=False).findings)
+        monkeypatch.setattr(analysis, "analyze", lambda *a, **k: pytest.fail("analysed again"))
+        stored = abfluss.api.account(ws)
+        assert stored == fresh and stored["categories"]["flagged"] == 3003945
+        with monkeypatch.context() as m:  # the first-contact details from the flows, as before
+            m.setattr(ledger_store, "current", lambda ws: False)
+            assert abfluss.api.account(ws) == stored

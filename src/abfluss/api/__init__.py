@@ -217,7 +217,7 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
 
     from .. import analysis
     from ..accounting import baseline
-    from ..ledger import LedgerQuery, ledger_with_totals
+    from ..ledger import LedgerQuery, ledger_with_totals, to_rows
     require(who, "read")
     found = ws.con.execute("SELECT tenant FROM address_class WHERE addr = ?", [host]).fetchall()
     if not found:
@@ -230,11 +230,11 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
     dests: dict = {}
     history: dict = {}
     if start is not None:
-        for r in ledger_with_totals(ws, LedgerQuery(start, end, host, sort="hour"))[0].to_pylist():
+        for r in to_rows(ledger_with_totals(ws, LedgerQuery(start, end, host, sort="hour"))[0]):
             hours[r["hour"]] = hours.get(r["hour"], 0) + r["bytes_out"]
             d = r["external_name"] or r["external_host"]
             dests[d] = dests.get(d, 0) + r["bytes_out"]
-        for r in ledger_with_totals(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0].to_pylist():
+        for r in to_rows(ledger_with_totals(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0]):
             history[r["hour"]] = history.get(r["hour"], 0) + r["bytes_out"]
     _viewed(ws, who, f"host {host} from={start} to={end}", tenant)
     return {"host": host, "tenant": tenant, "start": start, "end": end,

@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="folder of the generated workspace (kept for the next run)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--slow-runs", type=int, default=3, help="runs of the calls that re-analyse (account)")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds a call may take before it counts as no answer")
     ap.add_argument("--build-only", action="store_true", help="generate (or reuse) the workspace, measure nothing")
     args = ap.parse_args()
     cache = args.cache or Path(tempfile.gettempdir()) / f"abfluss-bench-web-{args.flows}"
@@ -152,9 +153,9 @@ def main() -> None:
     rows = []
     try:
         for user in ("ana", "offa"):
-            api = httpx.Client(base_url=base, timeout=600,
+            api = httpx.Client(base_url=base, timeout=args.timeout,
                                headers={"Authorization": f"Bearer {b['tokens'][user]}"})
-            page = httpx.Client(base_url=base, timeout=600)
+            page = httpx.Client(base_url=base, timeout=args.timeout)
             page.post("/login", data={"name": user, "password": PASSWORD})
             calls = [("page", page, p) for p in ("/", "/incidents", "/findings", f"/findings/{b['finding']}",
                                                  "/ledger", f"/hosts/{b['host']}", "/coverage", "/reports",

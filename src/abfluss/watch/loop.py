@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from .. import analysis, ledger_store
+from .. import analysis
 from ..findings import Finding
 from ..outputs.delivery import Delivery, deliver
 from ..outputs.sinks import Sink
@@ -120,7 +120,6 @@ class Watcher:
                 window = (hi - timedelta(seconds=self.opts.window), hi)
                 found += analysis.analyze(self.ws, *window, store=False).findings
                 self.stats["analyses"] += 1
-                ledger_store.update(self.ws)  # the console's ledger reads the stored hourly ledger
         found += [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
         # one save per cycle: stored findings only grow, and the cycle is one row in ``analyses``
         new = analysis.save(self.ws, found, specs, window=window, engine="watch")

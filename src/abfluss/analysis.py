@@ -114,7 +114,12 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     paths = {}
     for name, sql in queries.items():
         p = out / f"{name}.parquet"
-        ws.con.execute(f"COPY ({sql}) TO {sql_string(p)} (FORMAT parquet, COMPRESSION zstd)")
+        # The store partitions its Parquet by day (data/<table>/day=.../), and a table's view shows
+        # that ``day`` column only once the table has files. Left out, a table has the same columns
+        # empty or not, so the detections build the same queries on both (and reuse their SQL,
+        # see detections._sql); no detection reads it.
+        ws.con.execute(f"COPY (SELECT COLUMNS(lambda c: c <> 'day') FROM ({sql})) TO {sql_string(p)} "
+                       "(FORMAT parquet, COMPRESSION zstd)")
         paths[name] = p
     return paths
 
@@ -181,11 +186,26 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
             con.disconnect()
 
 
-def warm() -> None:
+def warm(ws: Workspace | None = None) -> None:
     """Import what a detection run needs (Ibis, its DuckDB backend, every detection): a
-    long-running process (``watch``) pays for it once at start, not at its first alert."""
+    long-running process (``watch``) pays for it once at start, not at its first alert.
+
+    With ``ws``, also run every enabled detection once over an empty window of it (the tables
+    with their columns, no rows): their queries are compiled to SQL now and kept (see
+    ``detections._sql``), so the first real run only executes them. A configuration error
+    (a bad indicator file) is raised here, at start, as the first run would raise it.
+    """
     duckdb_backend().disconnect()
     _det.all_modules()
+    if ws is None:
+        return
+    never = datetime(1970, 1, 1, tzinfo=timezone.utc)  # no row, not even in the look-back before it
+    check_config(ws.config)
+    with scratch_dir(ws.root, ".analysis-") as tmp:
+        paths = export_window(ws, never, never, tmp)
+        with telemetry_from_parquet(paths, never, never) as tel:
+            tel.rows = {}  # row counts unknown: no detection is skipped, every one builds its queries
+            run_detections(tel, ws.config)
 
 
 def check_config(cfg) -> None:

@@ -146,6 +146,13 @@ def macs_sql(window: str) -> str:
         GROUP BY b.mac, b.addr"""
 
 
+def sql_kept(ws: Workspace):
+    """Keep the detections' compiled SQL in the workspace (``cache/sql``, see detections._sql)."""
+    from .detections._sql import kept_in
+
+    return kept_in(ws.root / "cache" / "sql")
+
+
 def duckdb_backend(**kw):
     """An Ibis DuckDB connection. ``ibis.duckdb`` finds its backend through the installed packages'
     entry points, which reads every package's metadata (0.2-0.4 s in this environment); the
@@ -203,7 +210,7 @@ def warm(ws: Workspace | None = None) -> None:
     check_config(ws.config)
     with scratch_dir(ws.root, ".analysis-") as tmp:
         paths = export_window(ws, never, never, tmp)
-        with telemetry_from_parquet(paths, never, never) as tel:
+        with telemetry_from_parquet(paths, never, never) as tel, sql_kept(ws):
             tel.rows = {}  # row counts unknown: no detection is skipped, every one builds its queries
             run_detections(tel, ws.config)
 
@@ -286,7 +293,7 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
         parent.mkdir(parents=True, exist_ok=True)
     with scratch_dir(parent, ".analysis-") as tmp:
         paths = export_window(ws, start, end, tmp)
-        with telemetry_from_parquet(paths, start, end, backend) as tel:
+        with telemetry_from_parquet(paths, start, end, backend) as tel, sql_kept(ws):
             findings, seconds, errors = run_detections(tel, ws.config, only)
             skipped = [d for d in seconds if tel.empty(_det.module(d).META.inputs)]
         flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 EXAMPLES = ROOT / "examples"
 
-# The detections' compiled SQL (detections/_sql.py) is kept for this test session (CLI subprocesses
-# inherit it), not in the user's cache directory, so no earlier run's entries take part.
+# The detections' compiled SQL (detections/_sql.py) is kept once for this test session (CLI
+# subprocesses inherit it) rather than in each of the tests' many workspaces: compiled once, not
+# per workspace; no earlier session's entries take part.
 if "ABFLUSS_SQL_CACHE" not in os.environ:
     os.environ["ABFLUSS_SQL_CACHE"] = tempfile.mkdtemp(prefix="abfluss-test-sql-")
     atexit.register(shutil.rmtree, os.environ["ABFLUSS_SQL_CACHE"], True)

@@ -177,3 +177,15 @@ def test_analysis_is_the_same_with_the_cache_off_cold_and_warm(demo_ws, cache, m
     assert canonical(warm.findings) == canonical([f for f in off.findings if f.detection in some])
     # a detection whose tables are all empty in the window is not run (demo: no software inventory)
     assert "software_change" in cold.skipped and "upload_heavy" not in cold.skipped
+    # by default the SQL is kept in the workspace: it may hold values taken from the data
+    monkeypatch.delenv("ABFLUSS_SQL_CACHE")
+    _sql._memory.clear()
+    _analyze(demo_ws, ("upload_heavy",))
+    assert _entries(demo_ws / "cache" / "sql")
+
+
+def test_an_expression_of_memtables_alone_still_runs(cache):
+    """No table of a connection in it: Ibis runs it on its default backend, as before the cache."""
+    t = ibis.memtable(pa.table({"a": [2, 1, 2]}))
+    e = t.group_by("a").aggregate(n=ibis._.count()).order_by("a")
+    assert _sql.pylist(_sql.to_pyarrow(e)) == [{"a": 1, "n": 1}, {"a": 2, "n": 2}]

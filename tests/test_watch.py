@@ -189,15 +189,18 @@ for i in range(int(sys.argv[1])):
         u.recv(2048)
     except OSError:
         pass
+    if i == 99:  # dns_tunnel's evidence is complete (min_unique_subdomains: 100 names)
+        print("dns 100", flush=True)
     time.sleep(0.05)
 """
 
 
-def test_live_interface_alerts_within_a_minute(netns, tmp_path):
-    """With --every 2 the capture files rotate as often (the default follows --every). Issue 15
-    asks for an alert within 15 s of the upload's first packet; on the shared 2-core machine a
-    detection run alone takes seconds of CPU (Ibis building and compiling the queries), so the
-    bound here stays at a minute and the test prints the latency it saw."""
+def test_live_interface_alerts_within_15_seconds(netns, tmp_path):
+    """Issue 15: with --every 2 (capture files rotate as often) an upload is alerted within 15 s of
+    its first packet, and a DNS tunnel within 15 s of the query that completes its evidence (its
+    100th distinct name: before that there is nothing to detect). The test prints what it saw."""
+    import threading
+
     a, b, dev = netns
     ws, alerts = tmp_path / "ws", tmp_path / "alerts.ndjson"
     servers = w = None
@@ -213,22 +216,31 @@ def test_live_interface_alerts_within_a_minute(netns, tmp_path):
         t0 = time.monotonic()
         client = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-c", CLIENT, "900"],
                                   stdout=subprocess.PIPE, text=True)
-        assert client.stdout.readline().strip() == "ok 10000000"
+        said: dict[str, float] = {}  # the client's lines ("ok 10000000", "dns 100") and when they came
+
+        def listen():
+            for line in client.stdout:
+                said.setdefault(line.strip(), time.monotonic())
+        threading.Thread(target=listen, daemon=True).start()
         seen: dict[str, float] = {}
         while time.monotonic() - t0 < 90 and len(seen) < 2:
             if alerts.exists():
                 for line in alerts.read_text().splitlines():
                     rule = json.loads(line)["rule"]["id"]
                     if rule in ("upload_heavy", "dns_tunnel"):
-                        seen.setdefault(rule, time.monotonic() - t0)
-            time.sleep(0.5)
+                        seen.setdefault(rule, time.monotonic())
+            time.sleep(0.2)
         client.kill()
         w.send_signal(signal.SIGTERM)
         _out, err = w.communicate(timeout=120)
-        print("alert latency (s):", seen)
+        upload = seen.get("upload_heavy", float("inf")) - t0
+        tunnel = seen.get("dns_tunnel", float("inf")) - said.get("dns 100", float("inf"))
+        print(f"alert latency: upload {upload:.1f} s after its first packet, DNS tunnel {tunnel:.1f} s after "
+              f"its 100th name ({said.get('dns 100', float('nan')) - t0:.1f} s after the upload began)")
         assert "Traceback" not in err, err
-        assert seen.get("upload_heavy", 99) < 60, (seen, err)
-        assert seen.get("dns_tunnel", 99) < 60, (seen, err)
+        assert "ok 10000000" in said and "dns 100" in said, (said, err)
+        assert upload <= 15, (upload, err)
+        assert tunnel <= 15, (tunnel, err)
     finally:
         for p in (servers, w):
             if p is not None and p.poll() is None:

@@ -18,6 +18,13 @@ in the first class that applies, so the five classes sum to the ledger's bytes o
 
 Only medium findings and above flag bytes: those are the findings that make a verdict
 ``EXFIL_INDICATED`` at least, so no byte is explained away by a finding nobody acts on.
+
+Which findings: those given (the evidence report analyses its window afresh and passes its
+own), else the stored findings when stored analyses cover the window (``stored_findings``: runs
+over a window containing it, after the last input was stored, that together ran every flagging
+detection), else a fresh analysis of the window. The rows come from the ledger, which reads the
+stored hourly ledger (``ledger_store``): so ``account`` over analysed data reads no flow but the
+window's few top pairs' and its telemetry summary.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ import statistics
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
+from . import ledger_store
 from .analysis import LOOKBACK
 from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
 from .findings import SEVERITIES, Finding
-from .ledger import LedgerQuery, ledger_with_totals
+from .ledger import LedgerQuery, ledger_with_totals, to_rows
 from .store import Workspace
 
 CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
@@ -157,10 +165,12 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
     if end <= start:
         raise AbflussError(f"empty window: --to {_iso(end)} is not after --from {_iso(start)}")
     if findings is None:
+        findings = stored_findings(ws, start, end)
+    if findings is None:
         findings = analysis.analyze(ws, start, end, store=False).findings
     rows, tot = ledger_with_totals(ws, LedgerQuery(start, end, tenant=tenant))
-    rows = rows.to_pylist()
-    history = ledger_with_totals(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))[0].to_pylist()
+    rows = to_rows(rows)  # not to_pylist: its conversion of zoned times imports pandas
+    history = to_rows(ledger_with_totals(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))[0])
     cats = {c: 0 for c in CATEGORIES}
     pairs: dict[tuple, dict] = {}
     for cat, r, ids in classify(rows, history, findings):
@@ -196,6 +206,31 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
     }
 
 
+def stored_findings(ws: Workspace, start: datetime, end: datetime) -> list[Finding] | None:
+    """The stored findings of the flagging detections whose span meets [start, end), when stored
+    analyses cover it: each flagging detection that is enabled ran in an analysis whose window
+    contains the window's data, started after the last input was stored. None otherwise."""
+    from . import analysis, detections
+
+    lo, hi = analysis.data_span(ws)
+    if lo is None:
+        return None
+    s, e = max(_utc(start), _utc(lo)), min(_utc(end), _utc(hi))
+    enabled = {d for d in EXFIL_DETECTIONS + INDICATOR_DETECTIONS if d in detections.MODULES
+               and ws.config.detections.get(d, {}).get("enabled", True) is not False}
+    ran = set()
+    for (dets,) in ws.con.execute("""
+            SELECT detections FROM analyses
+            WHERE window_start <= ? AND window_end >= ? AND engine <> 'watch'
+              AND started_at >= (SELECT coalesce(max(ingested_at), '-infinity'::TIMESTAMPTZ) FROM inputs)""",
+                                  [s, e]).fetchall():
+        ran.update(dets or ())
+    if not enabled <= ran:
+        return None
+    return [f for f in analysis.load(ws) if f.detection in enabled
+            and (f.start is None or f.end is None or (_utc(f.start) < _utc(end) and _utc(f.end) >= _utc(start)))]
+
+
 def _public(p: dict, details: dict) -> dict:
     d = details.get((p["internal_host"], p["external_host"]), {})
     out = {"category": p["category"], "host": p["internal_host"], "destination": p["external_host"],
@@ -225,15 +260,28 @@ def _pair_details(ws: Workspace, start, end, pairs: list[dict]) -> dict:
               AND [internal_host, external_host] IN (SELECT unnest(?))
             GROUP BY ALL""", [start, end, keys]).fetchall():
         got[(h, x)] = {"channel": chan, "largest_flow": int(big or 0)}
-    seen = {x: (t, hosts) for x, t, hosts in ws.con.execute("""
-            SELECT external_host, min(ts), list(DISTINCT internal_host) FROM flows_directed
-            WHERE direction IN ('outbound', 'inbound') AND external_host IN (SELECT unnest(?))
-            GROUP BY ALL""", [dests]).fetchall()}
+    seen = {x: (t, hosts) for x, t, hosts in ws.con.execute(_first_contact_sql(ws), [dests]).fetchall()}
     for (h, x), d in got.items():
         t, hosts = seen.get(x, (None, []))
         d["destination_first_seen"] = t
         d["other_hosts"] = len(set(hosts) - {h})
     return got
+
+
+def _first_contact_sql(ws: Workspace) -> str:
+    """Per destination (all data): its first contact and the internal hosts that talked to it;
+    from the stored hourly ledger's groups (their first_seen is their flows' first ts) when current."""
+    if ledger_store.current(ws):
+        return """
+            SELECT coalesce(ce.addr, g.external_text) AS external_host, min(g.first_seen), list(DISTINCT ci.addr)
+            FROM ledger_hourly g JOIN address_class ci ON ci.id = g.internal_id
+            LEFT JOIN address_class ce ON ce.id = g.external_id
+            WHERE coalesce(ce.addr, g.external_text) IN (SELECT unnest(?))
+            GROUP BY ALL"""
+    return """
+            SELECT external_host, min(ts), list(DISTINCT internal_host) FROM flows_directed
+            WHERE direction IN ('outbound', 'inbound') AND external_host IN (SELECT unnest(?))
+            GROUP BY ALL"""
 
 
 def _telemetry(ws: Workspace, start, end) -> dict:

@@ -114,7 +114,12 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
     paths = {}
     for name, sql in queries.items():
         p = out / f"{name}.parquet"
-        ws.con.execute(f"COPY ({sql}) TO {sql_string(p)} (FORMAT parquet, COMPRESSION zstd)")
+        # The store partitions its Parquet by day (data/<table>/day=.../), and a table's view shows
+        # that ``day`` column only once the table has files. Left out, a table has the same columns
+        # empty or not, so the detections build the same queries on both (and reuse their SQL,
+        # see detections._sql); no detection reads it.
+        ws.con.execute(f"COPY (SELECT COLUMNS(lambda c: c <> 'day') FROM ({sql})) TO {sql_string(p)} "
+                       "(FORMAT parquet, COMPRESSION zstd)")
         paths[name] = p
     return paths
 
@@ -139,6 +144,13 @@ def macs_sql(window: str) -> str:
                coalesce(bool_or(c.local), false) AS local, coalesce(max(c.tenant), 'default') AS tenant
         FROM b LEFT JOIN address_class c ON c.addr = b.addr
         GROUP BY b.mac, b.addr"""
+
+
+def sql_kept(ws: Workspace):
+    """Keep the detections' compiled SQL in the workspace (``cache/sql``, see detections._sql)."""
+    from .detections._sql import kept_in
+
+    return kept_in(ws.root / "cache" / "sql")
 
 
 def duckdb_backend(**kw):
@@ -181,11 +193,26 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
             con.disconnect()
 
 
-def warm() -> None:
+def warm(ws: Workspace | None = None) -> None:
     """Import what a detection run needs (Ibis, its DuckDB backend, every detection): a
-    long-running process (``watch``) pays for it once at start, not at its first alert."""
+    long-running process (``watch``) pays for it once at start, not at its first alert.
+
+    With ``ws``, also run every enabled detection once over an empty window of it (the tables
+    with their columns, no rows): their queries are compiled to SQL now and kept (see
+    ``detections._sql``), so the first real run only executes them. A configuration error
+    (a bad indicator file) is raised here, at start, as the first run would raise it.
+    """
     duckdb_backend().disconnect()
     _det.all_modules()
+    if ws is None:
+        return
+    never = datetime(1970, 1, 1, tzinfo=timezone.utc)  # no row, not even in the look-back before it
+    check_config(ws.config)
+    with scratch_dir(ws.root, ".analysis-") as tmp:
+        paths = export_window(ws, never, never, tmp)
+        with telemetry_from_parquet(paths, never, never) as tel, sql_kept(ws):
+            tel.rows = {}  # row counts unknown: no detection is skipped, every one builds its queries
+            run_detections(tel, ws.config)
 
 
 def check_config(cfg) -> None:
@@ -266,7 +293,7 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
         parent.mkdir(parents=True, exist_ok=True)
     with scratch_dir(parent, ".analysis-") as tmp:
         paths = export_window(ws, start, end, tmp)
-        with telemetry_from_parquet(paths, start, end, backend) as tel:
+        with telemetry_from_parquet(paths, start, end, backend) as tel, sql_kept(ws):
             findings, seconds, errors = run_detections(tel, ws.config, only)
             skipped = [d for d in seconds if tel.empty(_det.module(d).META.inputs)]
         flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]
@@ -429,13 +456,26 @@ def get(ws: Workspace, finding_id: str, tenants: frozenset[str] | None = None) -
 
 
 def evidence_flows(ws: Workspace, f: Finding, limit: int = 10) -> list[dict]:
-    """The flows a finding names as evidence (by uid), largest bytes out first."""
+    """The flows a finding names as evidence (by uid), largest bytes out first.
+
+    The finding's span bounds where they are (a uid names one connection, which started inside
+    the span of the finding it is evidence of): the slice of flows in [start, end] is read first
+    (the uids as literals and the span let the Parquet scan skip row groups by their statistics);
+    only when some uid is not in it are all flows searched."""
     uids = list(f.evidence.get("top_flows", []))[:limit]
     if not uids:
         return []
-    cur = ws.con.execute(
-        "SELECT uid, ts, orig_h, orig_p, resp_h, resp_p, service, bytes_out, bytes_in, duration "
-        "FROM flows WHERE uid IN (SELECT unnest(?)) ORDER BY bytes_out DESC NULLS LAST, ts LIMIT ?",
-        [uids, limit])
+    listed = ", ".join(sql_string(u) for u in uids)
+    sql = ("SELECT uid, ts, orig_h, orig_p, resp_h, resp_p, service, bytes_out, bytes_in, duration "
+           f"FROM flows WHERE uid IN ({listed}) {{}} ORDER BY bytes_out DESC NULLS LAST, ts LIMIT ?")
+    rows = None
+    if f.start is not None and f.end is not None:
+        cur = ws.con.execute(sql.format("AND ts >= ? AND ts <= ?"), [f.start, f.end, limit])
+        rows = cur.fetchall()
+        if {r[0] for r in rows} != set(uids):  # a uid's flow outside the span: look everywhere
+            rows = None
+    if rows is None:
+        cur = ws.con.execute(sql.format(""), [limit])
+        rows = cur.fetchall()
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return [dict(zip(cols, r)) for r in rows]

@@ -170,16 +170,10 @@ def apply(ws: Workspace, cfg: Config) -> None:
             GROUP BY ALL)
         GROUP BY addr""")
     _proxy_views(con, view)
-    con.execute(f"""
-        CREATE OR REPLACE {view} flows_dedup AS
-        SELECT * FROM flows_raw WHERE NOT coalesce(open, false)
-        UNION ALL
-        SELECT * EXCLUDE (rn) FROM (
-            SELECT *, row_number() OVER (PARTITION BY sensor, uid ORDER BY ts_end DESC) AS rn
-            FROM flows_raw o WHERE open AND NOT EXISTS (
-                SELECT 1 FROM flows_raw c
-                WHERE NOT coalesce(c.open, false) AND c.uid = o.uid AND c.sensor = o.sensor))
-        WHERE rn = 1""")
+    ws._open_flows = None
+    _dedup_view(ws, view)
+    # a writer stores more flows after this (ingest, watch): the view follows (store.refresh_views)
+    ws.after_refresh = lambda: _dedup_view(ws, view)
     con.execute(f"""
         CREATE OR REPLACE {view} flows_directed AS
         WITH p AS (
@@ -252,6 +246,31 @@ def apply(ws: Workspace, cfg: Config) -> None:
                sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)) AS bytes,
                sum(coalesce(missed_bytes, 0)) AS missed_bytes
         FROM flows_raw GROUP BY ALL""")
+    ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
+
+
+def _dedup_view(ws: Workspace, view: str) -> None:
+    """``flows_dedup`` (see the module docstring). Without any interim (open) record there is
+    nothing to de-duplicate, and matching every flow's uid against none costs a pass over all
+    flows per query (most of an evidence lookup's time): the view is then the flows themselves,
+    and it is defined again when the first interim record is stored."""
+    has_open = ws.con.execute("SELECT EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0][0]
+    if has_open == getattr(ws, "_open_flows", None):
+        return
+    ws._open_flows = has_open
+    if not has_open:
+        ws.con.execute(f"CREATE OR REPLACE {view} flows_dedup AS SELECT * FROM flows_raw")
+        return
+    ws.con.execute(f"""
+        CREATE OR REPLACE {view} flows_dedup AS
+        SELECT * FROM flows_raw WHERE NOT coalesce(open, false)
+        UNION ALL
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY sensor, uid ORDER BY ts_end DESC) AS rn
+            FROM flows_raw o WHERE open AND NOT EXISTS (
+                SELECT 1 FROM flows_raw c
+                WHERE NOT coalesce(c.open, false) AND c.uid = o.uid AND c.sensor = o.sensor))
+        WHERE rn = 1""")
 
 
 def _proxy_views(con, view: str) -> None:

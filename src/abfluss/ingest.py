@@ -88,7 +88,7 @@ def ingest_paths(ws: Workspace, paths: Iterable[Path], sensor: str | None = None
     for path in iter_files((Path(p) for p in paths), unreadable):
         items.append(path)
     jobs = default_jobs() if jobs is None else max(1, jobs)
-    return parallel.ingest_many(ws, items, _Job.of(ws, sensor, inspect, jobs), progress)
+    return _derived(ws, parallel.ingest_many(ws, items, _Job.of(ws, sensor, inspect, jobs), progress))
 
 
 def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
@@ -104,7 +104,16 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     """
     job = _Job.of(ws, sensor, inspect)
     res = stage_file(job, path, ws.has_input, progress, label, ws.released)
-    return commit(ws, [res])[0]
+    return _derived(ws, commit(ws, [res]))[0]
+
+
+def _derived(ws: Workspace, results: list[IngestResult]) -> list[IngestResult]:
+    """Bring what the store derives from the inputs (the stored hourly ledger) up to date once
+    the inputs of a call are in: once per call, not per commit batch."""
+    if any(r.status == "stored" for r in results):
+        from . import ledger_store
+        ledger_store.update(ws)
+    return results
 
 
 @dataclass

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
+from . import ledger_store
 from .enrich import dest_class_sql
 from .errors import AbflussError
 from .store import Workspace
@@ -34,18 +35,18 @@ class LedgerQuery:
     tenants: frozenset[str] | None = None  # the caller's scope (abfluss.api): None is all tenants
 
 
-def _where(q: LedgerQuery) -> tuple[str, list]:
-    cond, args = ["direction IN ('outbound', 'inbound')"], []
-    if q.start is not None:
+def _where(q: LedgerQuery, start: datetime | None, end: datetime | None) -> tuple[str, list]:
+    cond, args = [], []
+    if start is not None:
         cond.append("ts >= ?")
-        args.append(q.start)
-    if q.end is not None:
+        args.append(start)
+    if end is not None:
         cond.append("ts < ?")
-        args.append(q.end)
+        args.append(end)
     if q.host:
         cond.append("internal_id = (SELECT id FROM addresses WHERE addr = ?)")
         args.append(q.host)
-    return " AND ".join(cond), args
+    return " AND ".join(cond) or "true", args
 
 
 def _post_where(q: LedgerQuery) -> tuple[str, list]:
@@ -64,21 +65,34 @@ def _post_where(q: LedgerQuery) -> tuple[str, list]:
     return " AND ".join(cond), args
 
 
-def _grouped_sql(q: LedgerQuery) -> tuple[str, list]:
-    # Group on integer address ids and an hour number: the one pass over all flows does no
-    # string work; addresses, names, tenants and classes are attached to the ledger rows after.
-    # A destination reached through a proxy may be known by name only (no address id): its
-    # name is then the key (``external_text``), null for every other flow.
-    where, args = _where(q)
-    return f"""
-        SELECT internal_id, external_id, CASE WHEN external_id IS NULL THEN external_host END AS external_text,
-               epoch_us(ts) // 3600000000 AS hour_key,
-               sum(bytes_out)::BIGINT AS bytes_out, sum(bytes_in)::BIGINT AS bytes_in,
-               count(*) AS flows, count_if(coalesce(open, false))::BIGINT AS open_flows,
-               min(ts) AS first_seen, max(coalesce(ts_end, ts)) AS last_seen, max(flow_name) AS flow_name,
-               bool_and(proxy_transit) AS transit
-        FROM flows_directed WHERE {where}
-        GROUP BY internal_id, external_id, external_text, hour_key""", args
+def _grouped_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list, bool]:
+    """The groups (internal id x destination x hour) of ``q``'s window and host: read from the
+    stored hourly ledger when it is current (``ledger_store``), the hours the window cuts and
+    everything else grouped from the flows; and whether it reads stored rows only."""
+    if not ledger_store.current(ws):
+        where, args = _where(q, q.start, q.end)
+        return ledger_store.grouped_flows_sql(where), args, False
+    whole, parts = ledger_store.split(q.start, q.end)
+    sqls, args = [], []
+    if whole is not None:
+        lo, hi = whole
+        cond, a = ["true"], []
+        if lo is not None:
+            cond.append(f"hour_key >= {int(lo)}")
+        if hi is not None:
+            cond.append(f"hour_key < {int(hi)}")
+        if q.host:
+            cond.append("internal_id = (SELECT id FROM addresses WHERE addr = ?)")
+            a.append(q.host)
+        sqls.append(f"SELECT {ledger_store.GROUP_COLUMNS} FROM ledger_hourly WHERE {' AND '.join(cond)}")
+        args += a
+    for start, end in parts:
+        where, a = _where(q, start, end)
+        sqls.append(f"SELECT {ledger_store.GROUP_COLUMNS} FROM ({ledger_store.grouped_flows_sql(where)})")
+        args += a
+    if not sqls:  # an empty window
+        sqls.append(f"SELECT {ledger_store.GROUP_COLUMNS} FROM ledger_hourly WHERE false")
+    return " UNION ALL ".join(sqls), args, not parts
 
 
 def _labelled_sql(ws: Workspace, source: str) -> str:
@@ -109,28 +123,34 @@ def ledger_with_totals(ws: Workspace, q: LedgerQuery = LedgerQuery()) -> tuple[p
     """The ledger rows matching ``q`` (sorted, limited) and the totals over all matching rows."""
     if q.sort not in SORT_KEYS:
         raise AbflussError(f"unknown sort key {q.sort!r}; use one of {', '.join(SORT_KEYS)}")
-    sql, args = _grouped_sql(q)
-    # a temporary table, not an Arrow table registered with DuckDB: registering makes DuckDB
-    # import pandas (half a second of a command that should answer in less)
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE _ledger_grouped AS {sql}", args)
+    sql, args, stored = _grouped_sql(ws, q)
+    if stored:  # a filtered read of stored rows: cheap enough to do for the rows and the totals
+        grouped, src_args = f"({sql})", args
+    else:
+        # grouped once into a temporary table, not an Arrow table registered with DuckDB:
+        # registering makes DuckDB import pandas (half a second of a command that should answer in less)
+        ws.con.execute(f"CREATE OR REPLACE TEMP TABLE _ledger_grouped AS {sql}", args)
+        grouped, src_args = "_ledger_grouped", []
     try:
         post, post_args = _post_where(q)
         limit = f"LIMIT {int(q.limit)}" if q.limit else ""
-        source = "_ledger_grouped"
+        source = grouped
         if limit and q.sort in _NUMERIC and not post_args:
-            source = (f"(SELECT * FROM _ledger_grouped ORDER BY {_GROUPED_KEYS[q.sort]}, internal_id, "
+            source = (f"(SELECT * FROM {grouped} ORDER BY {_GROUPED_KEYS[q.sort]}, internal_id, "
                       f"external_id, external_text, hour_key {limit})")
         rows = ws.con.sql(f"SELECT * FROM ({_labelled_sql(ws, source)}) WHERE {post} "
                           f"ORDER BY {SORT_KEYS[q.sort]}, internal_host, external_host, hour {limit}",
-                          params=post_args).to_arrow_table()
+                          params=src_args + post_args).to_arrow_table()
         if post_args:
-            tot = _totals_of(ws, f"(SELECT * FROM ({_labelled_sql(ws, '_ledger_grouped')}) WHERE {post})",
-                             "internal_host", "external_host", post_args)
+            tot = _totals_of(ws, f"(SELECT * FROM ({_labelled_sql(ws, grouped)}) WHERE {post})",
+                             "internal_host", "external_host", src_args + post_args)
         else:
-            tot = _totals_of(ws, "_ledger_grouped", "internal_id", "coalesce(external_id::VARCHAR, external_text)", [])
+            # a destination is an address id or, reached through a proxy by name only, its name
+            tot = _totals_of(ws, grouped, "internal_id", "(external_id, external_text)", src_args)
         return rows, tot
     finally:
-        ws.con.execute("DROP TABLE IF EXISTS _ledger_grouped")
+        if not stored:
+            ws.con.execute("DROP TABLE IF EXISTS _ledger_grouped")
 
 
 def to_rows(table: pa.Table) -> list[dict]:

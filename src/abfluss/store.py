@@ -145,7 +145,9 @@ class Workspace:
     @staticmethod
     def _initialise(con: duckdb.DuckDBPyConnection) -> None:
         from . import schema
+        from .ledger_store import DDL as LEDGER_DDL
         con.execute(_CATALOG_DDL)
+        con.execute(LEDGER_DDL)
         for table, sch in schema.TABLES.items():
             # a catalog from before a column was added gets the table of the current schema
             cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
@@ -212,6 +214,9 @@ class Workspace:
             else:
                 sql = f"SELECT * FROM _empty_{table}"
             self.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")
+        hook = getattr(self, "after_refresh", None)
+        if hook is not None:  # views over these that depend on what the files hold (enrich.py)
+            hook()
 
     def has_input(self, input_id: str) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM inputs WHERE input_id = ?", [input_id]).fetchall()[0][0])

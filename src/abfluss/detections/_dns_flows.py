@@ -64,8 +64,11 @@ def _in(addr: str, nets) -> bool:
     return any(ip.version == n.version and ip in n for n in nets)
 
 
-def check(tel, s, configured: tuple[str, ...], covered: set[tuple[str, str]]) -> list[Finding]:
-    known, how = resolvers(tel, configured, s)
+def check(tel, s, configured: tuple[str, ...], covered: set[tuple[str, str]],
+          found: tuple[set[str], str] | None = None) -> list[Finding]:
+    """Port-53 flows that DNS does not explain; ``found``: :func:`resolvers`' answer when the
+    caller has it already (one query fewer)."""
+    known, how = found or resolvers(tel, configured, s)
     f = tel.flows.filter((_.resp_p == DNS_PORT) & _.proto.isin(["udp", "tcp"])
                          & _.orig_internal.fill_null(False))
     # payload where the sensor measures it, IP bytes where it does not (NetFlow), as the ledger

@@ -5,13 +5,16 @@ of an ``analyze`` on a small workspace, and the same few dozen expressions are c
 run. Here each expression gets a fingerprint: a SHA-256 over its operation graph (every node's
 class and arguments: column names and types, literals, settings), computed in a few milliseconds.
 The SQL Ibis compiles for a fingerprint is kept in this process (``watch`` compiles each query
-once) and in a per-user cache directory (``abfluss analyze`` starts warm), and DuckDB runs that
-SQL; the result goes through Ibis's own type conversion, so the rows are the same as with
-``expr.to_pyarrow()``.
+once) and in the workspace (``cache/sql``: the next ``abfluss analyze`` starts warm), and DuckDB
+runs that SQL; the result goes through Ibis's own type conversion, so the rows are the same as
+with ``expr.to_pyarrow()``. Kept in the workspace, not in the user's home: a query may hold
+literals that came from the data (addresses a detection looks up again), which must stay, and
+go, with the data.
 
 An expression the fingerprint cannot describe exactly (an in-memory table, an unknown argument
 type) is compiled as before, never guessed. The key also holds the Ibis and sqlglot versions,
-so an upgrade compiles afresh. ``ABFLUSS_SQL_CACHE`` names another cache directory, or ``off``.
+so an upgrade compiles afresh. ``ABFLUSS_SQL_CACHE`` names another cache directory, or ``off``
+(compile every time, as without this module).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import os
 import tempfile
 import uuid
 from collections.abc import Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 #: Bump when the fingerprint's encoding changes: old cache entries are then never read.
@@ -121,16 +126,29 @@ def _placeholder(i: int) -> str:
     return f"__abfluss_memtable_{i}__"
 
 
+#: The workspace's cache directory while ``kept_in`` is active (analysis sets it).
+_workspace_dir: ContextVar[Path | None] = ContextVar("abfluss_sql_cache", default=None)
+
+
+@contextmanager
+def kept_in(directory: Path):
+    """Keep compiled SQL in ``directory`` (a workspace's ``cache/sql``) within this block."""
+    token = _workspace_dir.set(directory)
+    try:
+        yield
+    finally:
+        _workspace_dir.reset(token)
+
+
 def cache_dir() -> Path | None:
-    """Where compiled SQL is kept: ``$ABFLUSS_SQL_CACHE``, else ``$XDG_CACHE_HOME/abfluss/sql``,
-    else ``~/.cache/abfluss/sql``; None when ``ABFLUSS_SQL_CACHE=off`` (Ibis compiles every time)."""
+    """Where compiled SQL is kept: ``$ABFLUSS_SQL_CACHE``, else the workspace's (``kept_in``);
+    None when ``ABFLUSS_SQL_CACHE=off`` or outside a workspace (kept in this process only)."""
     spec = os.environ.get("ABFLUSS_SQL_CACHE")
     if spec == "off":
         return None
     if spec:
         return Path(spec)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "abfluss" / "sql"
+    return _workspace_dir.get()
 
 
 def _read(key: str) -> str | None:
@@ -164,7 +182,10 @@ def to_pyarrow(expr):
     """``expr.to_pyarrow()``, with the SQL from the cache on DuckDB."""
     from ibis.backends.duckdb import Backend as DuckDB
 
-    backend = expr._find_backend()
+    try:
+        backend = expr._find_backend()
+    except Exception:  # noqa: BLE001 - no table of a connection (memtables alone): Ibis picks its default
+        backend = None
     fp = fingerprint(expr) if isinstance(backend, DuckDB) and os.environ.get("ABFLUSS_SQL_CACHE") != "off" else None
     if fp is None:
         if isinstance(backend, DuckDB):  # not cached, but the same conversion as a cached result

@@ -263,7 +263,7 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     known, how = flow_check.resolvers(tel, configured, s)
     names = _tunnels(tel, s, rules, known, how)
     covered = {(f.internal_hosts[0], srv) for f in names for srv in f.evidence["dns_servers"]}
-    return (names + flow_check.check(tel, s, configured, covered) + _doh(tel, s)
+    return (names + flow_check.check(tel, s, configured, covered, (known, how)) + _doh(tel, s)
             + _doh_tunnel.check(tel, s))
 
 

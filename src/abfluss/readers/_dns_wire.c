@@ -665,6 +665,32 @@ static PyObject *py_l4(PyObject *self, PyObject *args) {
     return r;
 }
 
+/* The rows (lists of equal length) as columns: one list per field. */
+static PyObject *py_columns(PyObject *self, PyObject *args) {
+    PyObject *rows;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &rows, &width)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyList_Check(row) || PyList_GET_SIZE(row) != width)
+            return PyErr_Format(PyExc_ValueError, "columns: row %zd is not a list of %zd", r, width);
+    }
+    PyObject *cols = PyList_New(width);
+    if (cols == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < width; k++) {
+        PyObject *col = PyList_New(n);
+        if (col == NULL) { Py_DECREF(cols); return NULL; }
+        for (Py_ssize_t r = 0; r < n; r++) {
+            PyObject *v = PyList_GET_ITEM(PyList_GET_ITEM(rows, r), k);
+            Py_INCREF(v);
+            PyList_SET_ITEM(col, r, v);
+        }
+        PyList_SET_ITEM(cols, k, col);
+    }
+    return cols;
+}
+
 static PyObject *py_set_names(PyObject *self, PyObject *args) {
     PyObject *types, *rcodes;
     if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &types, &PyDict_Type, &rcodes)) return NULL;
@@ -691,6 +717,7 @@ static PyMethodDef methods[] = {
     {"scan", py_scan, METH_VARARGS,
      "scan(pending, rows, mm, on_tcp, on_skip, mine, arp): every frame of the classic pcap mm decoded; "
      "(records, last time, cut offset, ARP candidates)."},
+    {"columns", py_columns, METH_VARARGS, "columns(rows, width): the rows (lists of width values) as width lists."},
     {"set_names", py_set_names, METH_VARARGS, "set_names(types, rcodes): record type and rcode mnemonics."},
     {NULL, NULL, 0, NULL}};
 

@@ -53,6 +53,8 @@ l4 = _c.l4
 #: ``message(pending, rows, us, frame, payload)`` and ``scan(...)``: ``_dns_packets._Decoder``'s
 #: pairing of messages into rows, for one message and for every packet of a memory-mapped capture.
 message, scan = _c.message, _c.scan
+#: ``columns(rows, width)``: rows (lists) as one list per field.
+columns = _c.columns
 
 
 def qtype_name(n: int) -> str:

@@ -134,7 +134,7 @@ class Watcher:
     def run(self, emit: Callable[[list[Finding]], None], duration: float | None = None,
             on_cycle: Callable[[dict], None] | None = None) -> None:
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        analysis.warm()  # the first alert must not wait for the detections' imports
+        analysis.warm(self.ws)  # the first alert waits neither for imports nor for compiling queries
         for src in self.sources:
             if hasattr(src.impl, "start"):
                 src.impl.start()
@@ -144,6 +144,10 @@ class Watcher:
             while not self.stop and (duration is None or time.monotonic() - t0 < duration):
                 self.poll_sources()
                 if time.monotonic() >= next_detect:
+                    # every ``every`` seconds from the start of one run to the next: a run that
+                    # took longer is followed at once by the next (with what arrived meanwhile),
+                    # not after another full wait
+                    next_detect = time.monotonic() + self.opts.every
                     found = self.detect()
                     if found:
                         emit(found)
@@ -151,7 +155,6 @@ class Watcher:
                     self.deliver()
                     if on_cycle:
                         on_cycle(dict(self.stats))
-                    next_detect = time.monotonic() + self.opts.every
                 with self.ws.released():
                     end = time.monotonic() + self.opts.poll
                     while not self.stop and time.monotonic() < end:

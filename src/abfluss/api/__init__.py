@@ -24,15 +24,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import audit as _audit
-from . import auth, caselog
-from .auth import Principal, allowed, require, scope_of, who_name
-from .errors import AbflussError, NotFound, PermissionDenied
+from .. import audit as _audit
+from .. import caselog
+from ..auth import Principal, allowed, require, scope_of, who_name
+from ..errors import AbflussError, NotFound, PermissionDenied
+from ._cases import add_case_entry, case_entries
+from ._console import (add_user, audit_log, create_token, login, remove_user, revoke_token, token_principal,
+                       tokens, user_principal, users, verify_audit)
+from ._scope import _incident, _own_tenant, _viewed
 
 if TYPE_CHECKING:
-    from .findings import Finding, Incident
-    from .ledger import LedgerQuery
-    from .store import Workspace
+    from ..findings import Finding
+    from ..ledger import LedgerQuery
+    from ..store import Workspace
 
 __all__ = [
     "Principal", "account", "add_case_entry", "add_user", "allowed", "analyze", "audit_log", "case_entries",
@@ -50,7 +54,7 @@ REPORTS_DIR = "reports"
 # -- workspace ---------------------------------------------------------------------------------
 def workspace_path(path: str | Path | None = None) -> Path:
     """``path``, else ``$ABFLUSS_WORKSPACE``, else ``./abfluss-data``."""
-    from .store import DEFAULT_WORKSPACE
+    from ..store import DEFAULT_WORKSPACE
     return Path(path or os.environ.get("ABFLUSS_WORKSPACE") or DEFAULT_WORKSPACE)
 
 
@@ -59,15 +63,15 @@ def open_workspace(path: str | Path | None = None, config: str | Path | None = N
     """Open (creating if needed) a workspace with its configuration's enrichment views applied.
     ``enrich=False`` skips the views (binding them reads every Parquet file's footer): for
     callers that read only the catalog's own tables, such as the stored findings."""
-    from . import config as _config
-    from .store import Workspace
+    from .. import config as _config
+    from ..store import Workspace
 
     root = workspace_path(path)
     ws = Workspace.open(root, write=write)
     try:
         ws.config = _config.load(Path(config) if config else None, ws.root)
         if enrich:
-            from . import enrich as _enrich
+            from .. import enrich as _enrich
             _enrich.apply(ws, ws.config)
     except Exception:
         ws.close()
@@ -76,30 +80,12 @@ def open_workspace(path: str | Path | None = None, config: str | Path | None = N
 
 
 def refresh(ws: "Workspace") -> None:
-    """Re-apply enrichment after new inputs were stored."""
-    from . import enrich
+    """Re-apply enrichment after new inputs were stored; a writer also brings the stored hourly
+    ledger up to date (``ledger_store``)."""
+    from .. import enrich, ledger_store
     enrich.apply(ws, ws.config)
+    ledger_store.update(ws)
 
-
-# -- scope helpers -----------------------------------------------------------------------------
-def _own_tenant(who: Principal | None, tenant: str | None, action: str = "read") -> str | None:
-    """The tenant a call is about: the one asked for (checked against ``who``'s scope), else an
-    officer's only tenant, else None (all)."""
-    require(who, action, tenant)
-    if tenant is None and who is not None and who.scope is not None and len(who.scope) == 1:
-        return next(iter(who.scope))
-    if tenant is None and who is not None and who.scope is not None:
-        raise PermissionDenied(f"{who.name} sees several tenants: name one")
-    return tenant
-
-
-def _viewed(ws: "Workspace", who: Principal | None, what: str, tenant: str | None = None) -> None:
-    """Audit a view of tenant data by a console user (the local CLI's reads are not views)."""
-    if who is None:
-        return
-    if tenant is None and who.scope is not None and len(who.scope) == 1:
-        tenant = next(iter(who.scope))
-    _audit.record(ws.root, who.name, "view", tenant, what)
 
 
 # -- analysis, findings and incidents ----------------------------------------------------------
@@ -117,8 +103,9 @@ def analyze(ws: "Workspace", who: Principal | None = None, start: datetime | Non
             sinks: tuple[str, ...] = ()):
     """Run the detections over [start, end) and store their findings (``abfluss analyze``;
     admins and analysts; needs a workspace opened for writing)."""
-    from . import analysis
+    from .. import analysis, ledger_store
     require(who, "analyze")
+    ledger_store.update(ws)  # written at ingest; here too for inputs stored by other means
     return analysis.analyze(ws, start, end, tuple(only), engine, sinks=tuple(sinks))
 
 
@@ -126,7 +113,7 @@ def findings(ws: "Workspace", who: Principal | None = None, severity: str | None
              host: str | None = None, detection: str | None = None, tenant: str | None = None) -> list["Finding"]:
     """Stored findings the caller may see, strongest first (the filters of ``abfluss findings``;
     ``[f.to_dict() for f in ...]`` is the JSON of ``findings --format json``)."""
-    from . import analysis
+    from .. import analysis
     require(who, "read", tenant)
     scope = scope_of(who)
     if tenant is not None:
@@ -137,7 +124,7 @@ def findings(ws: "Workspace", who: Principal | None = None, severity: str | None
 
 
 def _finding(ws: "Workspace", who: Principal | None, finding_id: str) -> "Finding":
-    from . import analysis
+    from .. import analysis
     require(who, "read")
     scope = scope_of(who)
     try:
@@ -164,7 +151,7 @@ def finding(ws: "Workspace", who: Principal | None, finding_id: str) -> "Finding
 def explain(ws: "Workspace", who: Principal | None, finding_id: str) -> dict:
     """What ``explain --format json`` prints: ``finding`` (its JSON), ``evidence_flows`` (the top
     flows it names), ``runbook``."""
-    from . import analysis, detections
+    from .. import analysis, detections
     f = _finding(ws, who, finding_id)
     flows = analysis.evidence_flows(ws, f)
     meta = detections.module(f.detection).META if f.detection in detections.MODULES else None
@@ -175,32 +162,14 @@ def explain(ws: "Workspace", who: Principal | None, finding_id: str) -> dict:
 def incidents(ws: "Workspace", who: Principal | None = None) -> dict:
     """What ``incidents --format json`` prints: ``hosts`` (risk per host) and ``incidents``, from
     the caller's findings only."""
-    from . import analysis
-    from .findings import host_risk, incidents as group
+    from .. import analysis
+    from ..findings import host_risk, incidents as group
     require(who, "read")
     fs = analysis.load(ws, tenants=scope_of(who))
     inc = group(fs)
     _viewed(ws, who, f"incidents: {len(inc)}")
     return {"hosts": host_risk(fs), "incidents": [i.__dict__ for i in inc]}
 
-
-def _incident(ws: "Workspace", who: Principal | None, incident_id: str) -> tuple["Incident", str]:
-    from . import analysis
-    from .findings import incidents as group
-    require(who, "read")
-    for scope in (scope_of(who), None):
-        fs = analysis.load(ws, tenants=scope)
-        found = [i for i in group(fs) if i.id == incident_id or i.id.startswith(incident_id)]
-        if len(found) > 1:
-            raise AbflussError(f"{incident_id!r} matches {len(found)} incidents: give more of the id")
-        if found:
-            if scope is None and scope_of(who) is not None:
-                raise PermissionDenied(f"incident {found[0].id} belongs to another tenant")
-            tenant = next((f.tenant or "default" for f in fs if f.id in found[0].finding_ids), "default")
-            return found[0], tenant
-        if scope_of(who) is None:
-            break
-    raise NotFound(f"no incident with id {incident_id!r} (list them with: abfluss incidents)")
 
 
 def incident(ws: "Workspace", who: Principal | None, incident_id: str) -> dict:
@@ -213,7 +182,7 @@ def incident(ws: "Workspace", who: Principal | None, incident_id: str) -> dict:
 def findings_since(ws: "Workspace", who: Principal | None, since: datetime | None) -> tuple[list["Finding"], datetime]:
     """The caller's findings stored or raised after ``since`` and the cursor for the next call
     (the live view polls this; ``since`` None only sets the cursor). Audited when it finds some."""
-    from . import analysis
+    from .. import analysis
     require(who, "read")
     latest = analysis.last_update(ws) or datetime.fromtimestamp(0, timezone.utc)
     if since is None:
@@ -227,7 +196,7 @@ def findings_since(ws: "Workspace", who: Principal | None, since: datetime | Non
 # -- ledger, accounting, coverage, containment -------------------------------------------------
 def ledger(ws: "Workspace", who: Principal | None = None, q: "LedgerQuery | None" = None) -> tuple[list[dict], dict]:
     """The ledger rows of ``q`` the caller may see (``ledger --format json``) and their totals."""
-    from .ledger import LedgerQuery, ledger_with_totals, to_rows
+    from ..ledger import LedgerQuery, ledger_with_totals, to_rows
     q = q or LedgerQuery()
     require(who, "read", q.tenant)
     if scope_of(who) is not None:
@@ -246,9 +215,9 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
     403 for another tenant's host, 404 for an address never seen."""
     from datetime import timedelta
 
-    from . import analysis
-    from .accounting import baseline
-    from .ledger import LedgerQuery, ledger_with_totals
+    from .. import analysis
+    from ..accounting import baseline
+    from ..ledger import LedgerQuery, ledger_with_totals, to_rows
     require(who, "read")
     found = ws.con.execute("SELECT tenant FROM address_class WHERE addr = ?", [host]).fetchall()
     if not found:
@@ -261,11 +230,11 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
     dests: dict = {}
     history: dict = {}
     if start is not None:
-        for r in ledger_with_totals(ws, LedgerQuery(start, end, host, sort="hour"))[0].to_pylist():
+        for r in to_rows(ledger_with_totals(ws, LedgerQuery(start, end, host, sort="hour"))[0]):
             hours[r["hour"]] = hours.get(r["hour"], 0) + r["bytes_out"]
             d = r["external_name"] or r["external_host"]
             dests[d] = dests.get(d, 0) + r["bytes_out"]
-        for r in ledger_with_totals(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0].to_pylist():
+        for r in to_rows(ledger_with_totals(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0]):
             history[r["hour"]] = history.get(r["hour"], 0) + r["bytes_out"]
     _viewed(ws, who, f"host {host} from={start} to={end}", tenant)
     return {"host": host, "tenant": tenant, "start": start, "end": end,
@@ -278,7 +247,7 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
 def account(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,
             end: datetime | None = None, tenant: str | None = None) -> dict:
     """The outflow accounting (``account --format json``); an officer's is its tenant's."""
-    from .accounting import account as _account
+    from ..accounting import account as _account
     tenant = _own_tenant(who, tenant)
     acc = _account(ws, start, end, tenant)
     _viewed(ws, who, f"account from={start} to={end}", tenant)
@@ -289,7 +258,7 @@ def coverage(ws: "Workspace", who: Principal | None = None) -> dict:
     """``sensors``: per sensor span, gaps, loss (``coverage --format json``; sensor health, no
     tenant data, so every role sees it); ``payload``: content-inspection shares over the caller's
     tenants' outflow."""
-    from .coverage import coverage as sensor_coverage, payload_coverage
+    from ..coverage import coverage as sensor_coverage, payload_coverage
     require(who, "read")
     res = {"sensors": sensor_coverage(ws), "payload": payload_coverage(ws, tenants=scope_of(who))}
     _viewed(ws, who, "coverage")
@@ -300,7 +269,7 @@ def contain(ws: "Workspace", who: Principal | None, hosts=(), indicators=(), sta
             end: datetime | None = None) -> dict:
     """The blast radius of compromised hosts and indicators (``contain --format json``);
     admins and analysts only (it crosses tenants)."""
-    from .contain import blast_radius
+    from ..contain import blast_radius
     require(who, "contain")
     res = blast_radius(ws, tuple(hosts), tuple(indicators), start, end)
     _audit.record(ws.root, who_name(who), "contain", None,
@@ -320,8 +289,8 @@ def generate_report(ws: "Workspace", who: Principal | None = None, out_dir: str 
     """Write the evidence report and drafts (``abfluss report``) and register it; returns the
     report dict plus ``report_id`` and ``path``. An officer's report is its tenant's; without
     ``out_dir`` it goes to ``<workspace>/reports/<id>/``."""
-    from . import console_db
-    from .report.case import write_case
+    from .. import console_db
+    from ..report.case import write_case
     if who is not None and who.scope is not None:
         tenant = _own_tenant(who, tenant, "report")
     else:
@@ -341,7 +310,7 @@ def generate_report(ws: "Workspace", who: Principal | None = None, out_dir: str 
 
 def _stamp(t) -> str | None:
     """A report window bound (a datetime or ISO text) as the console store keeps times."""
-    from . import console_db
+    from .. import console_db
     if isinstance(t, str):
         t = datetime.fromisoformat(t.replace("Z", "+00:00"))
     return console_db.stamp(t)
@@ -350,7 +319,7 @@ def _stamp(t) -> str | None:
 def reports(ws: "Workspace", who: Principal | None = None) -> list[dict]:
     """Registered reports the caller may see, newest first (an all-tenant report only for
     all-tenant roles)."""
-    from . import console_db
+    from .. import console_db
     require(who, "read")
     scope = scope_of(who)
     cond, args = ("1", []) if scope is None else console_db.in_list("tenant", scope)
@@ -366,7 +335,7 @@ def report(ws: "Workspace", who: Principal | None, report_id: str) -> dict:
 
 
 def _report(ws: "Workspace", who: Principal | None, report_id: str) -> dict:
-    from . import console_db
+    from .. import console_db
     require(who, "read")
     with console_db.connect(ws.root) as con:
         found = console_db.rows(con, "SELECT * FROM reports WHERE id = ?", [report_id])
@@ -397,114 +366,6 @@ def report_file(ws: "Workspace", who: Principal | None, report_id: str, name: st
         raise NotFound(f"no file {name!r} in report {report_id}")
     record_export(ws, who, f"report {report_id} {name}", r["tenant"])
     return p
-
-
-# -- case log ----------------------------------------------------------------------------------
-def add_case_entry(ws: "Workspace", who: Principal | None, incident_id: str, text: str) -> dict:
-    """Record a measure taken for an incident (time and author are set here)."""
-    inc, tenant = _incident(ws, who, incident_id)
-    require(who, "case", tenant)
-    return caselog.add(ws.root, inc.id, tenant, inc.internal_host, (inc.start, inc.end), who_name(who), text)
-
-
-def case_entries(ws: "Workspace", who: Principal | None = None, incident_id: str | None = None) -> list[dict]:
-    """Case log entries the caller may see (of one incident, or all), oldest first."""
-    require(who, "read")
-    if incident_id is not None:
-        inc, tenant = _incident(ws, who, incident_id)
-        rows = caselog.entries(ws.root, scope_of(who), incident=inc.id)
-    else:
-        rows = caselog.entries(ws.root, scope_of(who))
-        tenant = None
-    _viewed(ws, who, f"case log {incident_id or '(all)'}: {len(rows)}", tenant)
-    return rows
-
-
-# -- users, tokens, audit ----------------------------------------------------------------------
-def login(ws: "Workspace", name: str, password: str) -> Principal:
-    """Check a password (with lock-out; audited); :class:`AuthenticationError` when it fails."""
-    return auth.authenticate(ws.root, name, password)
-
-
-def token_principal(ws: "Workspace", token: str) -> Principal:
-    """The user of an API token; :class:`AuthenticationError` for an unknown or revoked one."""
-    return auth.principal_for_token(ws.root, token)
-
-
-def user_principal(ws: "Workspace", name: str) -> Principal:
-    """A user's current :class:`Principal` by name (a web session re-reads it on each request, so
-    removing a user ends its sessions); :class:`AuthenticationError` if the user is gone."""
-    return auth.principal(ws.root, name)
-
-
-def _known_tenant(ws: "Workspace", tenant: str) -> None:
-    known = set(getattr(ws, "config", None).tenants if getattr(ws, "config", None) else ()) | {"default"}
-    if tenant not in known:
-        raise AbflussError(f"--tenant {tenant!r}: not a configured tenant ({', '.join(sorted(known))})")
-
-
-def add_user(ws: "Workspace", who: Principal | None, name: str, role: str, password: str,
-             tenant: str | None = None) -> Principal:
-    """Create a user (admins only); an officer's tenant must be configured."""
-    require(who, "admin")
-    if tenant is not None:
-        _known_tenant(ws, tenant)
-    return auth.add_user(ws.root, name, role, password, (tenant,) if tenant else (), by=who_name(who))
-
-
-def users(ws: "Workspace", who: Principal | None = None) -> list[dict]:
-    """Every user (admins only), without password hashes."""
-    require(who, "admin")
-    return auth.list_users(ws.root)
-
-
-def remove_user(ws: "Workspace", who: Principal | None, name: str) -> None:
-    """Delete a user and revoke its tokens (admins only)."""
-    require(who, "admin")
-    auth.remove_user(ws.root, name, by=who_name(who))
-
-
-def create_token(ws: "Workspace", who: Principal | None, user: str) -> tuple[str, str]:
-    """A new API token ``(id, token)`` for ``user``: admins for anyone, a user for itself."""
-    if who is not None and who.name != user:
-        require(who, "admin")
-    return auth.create_token(ws.root, user, by=who_name(who))
-
-
-def tokens(ws: "Workspace", who: Principal | None = None, user: str | None = None) -> list[dict]:
-    """Tokens (never their secrets): all (or ``user``'s) for admins, a user's own otherwise."""
-    if not allowed(who, "admin"):
-        if user is not None and user != who.name:
-            raise PermissionDenied("you may list only your own tokens")
-        user = who.name
-    return auth.list_tokens(ws.root, user)
-
-
-def revoke_token(ws: "Workspace", who: Principal | None, token_or_id: str) -> str:
-    """Revoke a token by id or by its value: admins any, a user its own. Returns the id."""
-    if not allowed(who, "admin"):
-        own = {t["id"] for t in auth.list_tokens(ws.root, who.name)}
-        try:
-            if token_principal(ws, token_or_id).name == who.name:
-                own.add(token_or_id)
-        except AbflussError:
-            pass
-        if token_or_id not in own:
-            raise PermissionDenied("you may revoke only your own tokens")
-    return auth.revoke_token(ws.root, token_or_id, by=who_name(who))
-
-
-def audit_log(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,
-              end: datetime | None = None, user: str | None = None, tenant: str | None = None) -> list[dict]:
-    """The audit log (admins only), filtered in the query."""
-    require(who, "admin")
-    return _audit.entries(ws.root, start, end, user, tenant)
-
-
-def verify_audit(ws: "Workspace", who: Principal | None = None) -> dict:
-    """Check the audit log's hash chain (admins only): ``{"rows", "ok", "first_bad"}``."""
-    require(who, "admin")
-    return _audit.verify(ws.root)
 
 
 # -- refusals are audited too -------------------------------------------------------------------

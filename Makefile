@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+EXT    := $(VENV)/.dns_wire_built
 # Debian packages: tcpdump and iproute2 for live capture, the lab and the namespace tests (file
 # ingest needs none: NFStream ships its own libpcap and nDPI); nfdump to read nfdump files; a Java runtime for the Spark
 # engine; nftables to check block lists; Pango/HarfBuzz and fonts for WeasyPrint's PDF report;
@@ -14,6 +15,11 @@ BUILD_DEBS := gcc libc6-dev python3-dev
 DEBS   := $(BUILD_DEBS) tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
 
 .PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels lab-protocols
+
+# The compiled DNS parser is rebuilt when its C source changes (an editable install does not notice).
+$(EXT): $(STAMP) src/abfluss/readers/_dns_wire.c
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(EXT)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -30,7 +36,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(EXT)
 
 sysdeps:
 	@if command -v dpkg >/dev/null 2>&1; then \
@@ -43,15 +49,15 @@ sysdeps:
 	  else echo "missing:$$missing — install them: sudo apt-get install $(DEBS)"; exit 1; fi; \
 	fi
 
-demo: $(STAMP) sysdeps
+demo: $(EXT) sysdeps
 	$(VENV)/bin/abfluss demo
 
 # Two workers (pytest-xdist): tests/conftest.py keeps each file on one worker and every Spark test on
 # one worker (one JVM), longest files first (README, "Tests").
-test: $(STAMP) sysdeps
+test: $(EXT) sysdeps
 	$(PY) -m pytest -q -n 2
 
-bench: $(STAMP)
+bench: $(EXT)
 	$(PY) bench/bench_pcap.py
 	$(PY) bench/bench_zeek.py
 	$(PY) bench/bench_ingest.py
@@ -67,7 +73,7 @@ bench: $(STAMP)
 # All detections on a real Spark standalone cluster started on this machine (a master, two workers),
 # 50 million flows over 80 tenants, parity with DuckDB on a sample (docs/scale.md). Long: not in `bench`.
 CLUSTER_FLOWS ?= 50000000
-bench-cluster: $(STAMP) sysdeps
+bench-cluster: $(EXT) sysdeps
 	$(PY) bench/bench_spark_cluster.py --flows $(CLUSTER_FLOWS)
 
 # Coverage-guided fuzzing (atheris) of every reader, the DNS decoder, TCP reassembly and the payload
@@ -75,12 +81,12 @@ bench-cluster: $(STAMP) sysdeps
 # The C DNS parser then meets 20,000 generated messages against the Python parser it replaced.
 FUZZ_SECONDS ?= 300
 FUZZ_CRASHES ?= /tmp/abfluss-fuzz-crashes
-fuzz: $(STAMP)
+fuzz: $(EXT)
 	$(PY) tests/fuzz/run.py --all --seconds $(FUZZ_SECONDS) --crashes $(FUZZ_CRASHES)
 	ABFLUSS_DNS_EXAMPLES=20000 $(PY) -m pytest -q tests/test_dns_wire_c.py
 
 # The verdicts and their confidence over the labelled set (bench/eval.py; table in docs/report.md).
-eval: $(STAMP) sysdeps
+eval: $(EXT) sysdeps
 	@[ "$$(id -u)" = 0 ] || { echo "make eval builds a network namespace for its NetFlow variants: run it as root"; exit 1; }
 	$(PY) bench/eval.py
 

@@ -141,13 +141,19 @@ class Anchors:
 
 def _merge(windows) -> list[tuple[int, int]]:
     """Sorted, non-overlapping union of (start, end) windows."""
-    out: list[list[int]] = []
+    out: list[tuple[int, int]] = []
+    lo = hi = None
     for s, e in sorted(windows):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
+        if hi is not None and s <= hi:
+            if e > hi:
+                hi = e
         else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
+            if hi is not None:
+                out.append((lo, hi))
+            lo, hi = s, e
+    if hi is not None:
+        out.append((lo, hi))
+    return out
 
 
 @dataclass(frozen=True)

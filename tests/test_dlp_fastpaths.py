@@ -8,7 +8,9 @@ unit whole before sniffing its layout. These tests run both on random and hostil
 
 from __future__ import annotations
 
+import codecs
 import hmac
+import json
 import random
 
 import pytest
@@ -16,6 +18,7 @@ from defusedxml import ElementTree as DET
 
 from abfluss.dlp import Scanner, ScanSettings
 from abfluss.dlp import scanner as sc
+from abfluss.dlp.inspect import Settings
 from abfluss.dlp.keys import Keyed
 from abfluss.dlp.structured import markup, units
 from abfluss.dlp.structured.text import decode_text
@@ -124,6 +127,23 @@ def test_xml_without_doctype_parses_as_defusedxml_does(doc):
 ])
 def test_xml_with_a_doctype_or_another_encoding_goes_through_defusedxml(doc):
     assert not markup._plain_xml(doc)
+
+
+@pytest.mark.parametrize("encoding", ["utf-32", "utf-32-be", "utf-16", "utf-8-sig"])
+def test_units_with_a_bom_are_decoded_before_their_layout_is_sniffed(encoding):
+    doc = json.dumps([{"name": f"P{i}", "kvnr": f"A12345678{i}"} for i in range(10)])
+    data = (codecs.BOM_UTF32_BE + doc.encode("utf-32-be")) if encoding == "utf-32-be" else doc.encode(encoding)
+    seen = []
+
+    class Sink:
+        def write(self, b):
+            seen.append(b)
+
+        def boundary(self):
+            pass
+
+    units.render(data, Sink(), Settings())
+    assert "\tkvnr=A123456780\n" in b"".join(seen).decode()  # read as the JSON it is
 
 
 @pytest.mark.parametrize("data", [

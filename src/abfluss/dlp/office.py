@@ -45,8 +45,16 @@ def _parse(zf: zipfile.ZipFile, name: str, budget: Budget):
         return None
 
 
+_LOCAL_NAMES: dict = {}  # tag -> local name: a document repeats a few tags thousands of times
+
+
 def _local(tag) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+        if len(_LOCAL_NAMES) < 10_000:
+            _LOCAL_NAMES[tag] = name
+    return name
 
 
 def _each(el, *tags: str):

@@ -75,6 +75,7 @@ def _inspect_indexed(f, insp: Inspector) -> None:
     leaves to ``slice_packet`` (VLAN tags, IPv6 extension headers) are sliced one by one."""
     size = os.fstat(f.fileno()).st_size
     sliced, datalink, part, parts = insp.sliced, insp.datalink, insp.part, insp.parts
+    fast = _index.SLICED
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         records, _cut = _index.walk(mm, size)  # a record cut short ends the pass (the DNS scan reports it)
         insp.packets = len(records)
@@ -87,7 +88,7 @@ def _inspect_indexed(f, insp: Inspector) -> None:
             cols = [a[rows].tolist() for a in (ix.kind, ix.now, ix.ts, ix.proto, ix.sport, ix.dport, ix.flags,
                                                ix.seq, ix.pstart, ix.pend, ix.missing, ix.start, ix.end)]
             for kind, now, ts, proto, sport, dport, flags, seq, ps, pe, missing, start, end, a, b in zip(*cols, src, dst):
-                if kind == _index.SLICED:
+                if kind == fast:
                     sliced(now, ts, proto, a, b, sport, dport, flags, seq, mm[ps:pe] if pe > ps else b"", missing)
                     continue
                 p = slice_packet(datalink, mm[start:end])

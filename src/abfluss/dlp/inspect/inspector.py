@@ -35,6 +35,7 @@ class Inspector:
     def __init__(self, scan, settings: Settings = Settings(), datalink: int = dpkt.pcap.DLT_EN10MB,
                  part: int = 0, parts: int = 1):
         self.scan, self.settings, self.datalink = scan, settings, datalink
+        self.idle, self.linger = settings.idle_timeout, settings.close_linger  # read for every packet
         self.part, self.parts = part, parts  # this worker reads the host pairs of ``part`` (``_split``)
         self.now = float("-inf")  # the latest packet time so far (of all packets, every worker's)
         self.flows: dict[tuple, Flow] = {}
@@ -72,9 +73,9 @@ class Inspector:
         else:
             key = (proto, dst, dport, src, sport)
         flow = self.flows.get(key)
-        s = self.settings
-        if flow is not None and (now - flow.last > s.idle_timeout or (
-                flow.closing is not None and now - flow.closing > s.close_linger)):
+        idle = self.idle
+        if flow is not None and (now - flow.last > idle or (
+                flow.closing is not None and now - flow.closing > self.linger)):
             self._end(key, flow)  # idle or closed: this packet starts a new flow
             flow = None
         syn = flags & SYN
@@ -87,12 +88,12 @@ class Inspector:
                 # No payload yet (a capture that starts mid-connection): remember when the flow
                 # began, so its rows fall in the same analysis window as the flow meter's record.
                 first = self.first.get(key)
-                if first is None or now - first > s.idle_timeout:
+                if first is None or now - first > idle:
                     self.first[key] = ts
                 return
             first = self.first.pop(key, None)
             flow = self._new(key, proto, src, sport, dst, dport, flags,
-                             ts if first is None or now - first > s.idle_timeout else first)
+                             ts if first is None or now - first > idle else first)
         flow.last = now  # as NFStream, which takes a packet older than the latest as of the latest time
         from_client = src == flow.client_addr and sport == flow.client_port
         if proto == TCP:

@@ -24,6 +24,8 @@ from .text import WIDE, decode_text, encode, is_text, utf16_guess
 OPAQUE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"MZ\x90\x00", b"MSCF", b"7z\xbc\xaf", b"Rar!",
                 b"(\xb5/\xfd", b"RIFF", b"OggS", b"ID3\x03", b"\x00\x00\x00\x18ftyp", b"\x00\x00\x00\x20ftyp",
                 b"\x00\x00\x01\xba", b"wOF2", b"wOFF", b"\x7fELF", b"%PDF-")
+#: Starts that make ``decode_text`` read a unit other than as UTF-8 (with its BOM, UTF-32 too).
+_BOMS = WIDE + (codecs.BOM_UTF32_BE,)
 _B64 = re.compile(rb"[A-Za-z0-9+/=\r\n]+")
 _B64_MIN = 64
 
@@ -62,7 +64,7 @@ def render(data: bytes, sink, limits, budget: Budget | None = None, depth: int =
         if decoded is not None and (containers.kind(decoded) or is_text(decoded)):
             render(decoded, sink, limits, budget, depth + 1)
             return
-    if not data.startswith(WIDE) and not utf16_guess(data) and _plain(_head(data)):
+    if not data.startswith(_BOMS) and not utf16_guess(data) and _plain(_head(data)):
         sink.write(data)  # plain text (as convert finds from the same head): the bytes as they came
         return
     text = decode_text(data)

@@ -213,3 +213,19 @@ def test_the_audit_log_records_views_and_is_tamper_evident(ws):
     con.close()
     v = api.verify_audit(ws)
     assert (v["ok"], v["first_bad"]) == (False, seq)
+
+
+def test_a_measure_stays_with_its_incident_when_the_incident_gets_a_new_id(ws):
+    """An incident's id names its earliest finding; a finding found later gives it another id.
+    A measure recorded under the old id, for the same host and time, is still the incident's."""
+    from abfluss import caselog
+
+    bea = api.login(ws, "bea", PW)
+    inc = api.incidents(ws, bea)["incidents"][0]
+    span = (inc["start"], inc["end"])
+    caselog.add(ws.root, "incident-before-a-later-finding", "kasse_b", inc["internal_host"], span, "bea", "old id")
+    caselog.add(ws.root, "incident-of-another-host", "kasse_b", "10.10.0.99", span, "bea", "another host")
+    caselog.add(ws.root, "incident-of-another-tenant", "kasse_a", inc["internal_host"], span, "abe", "other tenant")
+    before = {e["what"] for e in caselog.entries(ws.root, incident=inc["id"])}  # other tests' entries
+    assert {e["what"] for e in api.case_entries(ws, bea, inc["id"])} == before | {"old id"}
+    assert {e["what"] for e in api.incident(ws, bea, inc["id"])["case_log"]} == before | {"old id"}

@@ -59,6 +59,22 @@ def entries(root: Path | str, tenants: frozenset[str] | None = None, incident: s
                                     f"FROM case_log WHERE {' AND '.join(cond)} ORDER BY time, id", args)
 
 
+def of_incident(root: Path | str, incident, tenant: str) -> list[dict]:
+    """The entries of one incident of ``tenant``: those recorded under its id, and those recorded for
+    its host while it had another id. An incident's id names its host and its earliest finding, so a
+    finding found later or two incidents merging give it a new id; a measure taken stays with the
+    host and the time it was taken for (its recorded span overlaps the incident's)."""
+    if not (Path(root) / console_db.FILE).exists():
+        return []
+    with console_db.connect(root) as con:
+        return console_db.rows(
+            con, "SELECT id, incident, tenant, host, incident_start, incident_end, time, who, what FROM case_log "
+                 "WHERE tenant = ? AND (incident = ? OR (host = ? AND incident_start <= ? AND incident_end >= ?)) "
+                 "ORDER BY time, id",
+            [tenant, incident.id, incident.internal_host, console_db.stamp(incident.end),
+             console_db.stamp(incident.start)])
+
+
 def measures(root: Path | str, tenant: str, start: datetime | None, end: datetime | None) -> tuple[str, ...]:
     """The measures taken for ``tenant``'s incidents overlapping the window, as the drafts list them."""
     return tuple(f"{e['time']:%Y-%m-%d %H:%M} UTC, {e['who']}: {e['what']}"

@@ -176,7 +176,7 @@ def incident(ws: "Workspace", who: Principal | None, incident_id: str) -> dict:
     """One incident (by id or unique prefix) with its tenant and case log."""
     inc, tenant = _incident(ws, who, incident_id)
     _viewed(ws, who, f"incident {inc.id}", tenant)
-    return {**inc.__dict__, "tenant": tenant, "case_log": caselog.entries(ws.root, incident=inc.id)}
+    return {**inc.__dict__, "tenant": tenant, "case_log": caselog.of_incident(ws.root, inc, tenant)}
 
 
 def findings_since(ws: "Workspace", who: Principal | None, since: datetime | None) -> tuple[list["Finding"], datetime]:

@@ -25,7 +25,7 @@ def case_entries(ws: "Workspace", who: Principal | None = None, incident_id: str
     require(who, "read")
     if incident_id is not None:
         inc, tenant = _incident(ws, who, incident_id)
-        rows = caselog.entries(ws.root, scope_of(who), incident=inc.id)
+        rows = caselog.of_incident(ws.root, inc, tenant)
     else:
         rows = caselog.entries(ws.root, scope_of(who))
         tenant = None

@@ -54,3 +54,16 @@ def test_nothing_found_needs_no_key_and_changes_nothing():
 
     out, rows = Scrubber(no_key).scrub("http", t)
     assert rows == [] and out.equals(t)
+
+
+def test_software_banners_are_masked_too():
+    """An SSH banner is text the sender chooses (``SSH-2.0-<anything>``): scanned like a URI."""
+    k1, _ = _same_mask_kvnrs()
+    t = schema.conform("software", pa.table({
+        "ts": [TS, TS], "host": ["10.0.0.1", "10.0.0.2"], "kind": ["ssh-client"] * 2,
+        "name": [f"Tool-{k1}", "OpenSSH"], "version": [f"OpenSSH_9.6 {k1}", "OpenSSH_9.6"]}))
+    out, rows = Scrubber(lambda: KEY).scrub("software", t)
+    assert out.column("name").to_pylist() == ["Tool-A12******0", "OpenSSH"]
+    assert out.column("version").to_pylist() == ["OpenSSH_9.6 A12******0", "OpenSSH_9.6"]
+    assert {(r["app"], r["category"], r["hmac"]) for r in rows} == {
+        ("software.name", "kvnr", value_hash(KEY, "kvnr", k1)), ("software.version", "kvnr", value_hash(KEY, "kvnr", k1))}

@@ -36,6 +36,7 @@ COLUMNS = {
     "alerts": ("signature",),
     "logins": ("user", "reply"),
     "files": ("filename",),
+    "software": ("name", "version"),  # banners (SSH-2.0-…, User-Agent products): the sender writes them
 }
 #: Host names: compared case-insensitively (resolvers randomise the case of DNS names), so they
 #: are scanned in upper case (a KVNR in a lower-case label is still a KVNR).

@@ -39,7 +39,7 @@ from .analysis import LOOKBACK
 from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
 from .findings import SEVERITIES, Finding
-from .ledger import LedgerQuery, ledger_with_totals, to_rows
+from .ledger import LedgerQuery, ledger_rows
 from .store import Workspace
 
 CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
@@ -168,9 +168,8 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
         findings = stored_findings(ws, start, end)
     if findings is None:
         findings = analysis.analyze(ws, start, end, store=False).findings
-    rows, tot = ledger_with_totals(ws, LedgerQuery(start, end, tenant=tenant))
-    rows = to_rows(rows)  # not to_pylist: its conversion of zoned times imports pandas
-    history = to_rows(ledger_with_totals(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))[0])
+    rows, tot = ledger_rows(ws, LedgerQuery(start, end, tenant=tenant))
+    history = ledger_rows(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))[0]
     cats = {c: 0 for c in CATEGORIES}
     pairs: dict[tuple, dict] = {}
     for cat, r, ids in classify(rows, history, findings):

@@ -196,13 +196,12 @@ def findings_since(ws: "Workspace", who: Principal | None, since: datetime | Non
 # -- ledger, accounting, coverage, containment -------------------------------------------------
 def ledger(ws: "Workspace", who: Principal | None = None, q: "LedgerQuery | None" = None) -> tuple[list[dict], dict]:
     """The ledger rows of ``q`` the caller may see (``ledger --format json``) and their totals."""
-    from ..ledger import LedgerQuery, ledger_with_totals, to_rows
+    from ..ledger import LedgerQuery, ledger_rows
     q = q or LedgerQuery()
     require(who, "read", q.tenant)
     if scope_of(who) is not None:
         q = replace(q, tenants=scope_of(who))
-    table, tot = ledger_with_totals(ws, q)
-    rows = to_rows(table)
+    rows, tot = ledger_rows(ws, q)
     _viewed(ws, who, f"ledger from={q.start} to={q.end} host={q.host} destination={q.destination}: {len(rows)} rows",
             q.tenant)
     return rows, tot
@@ -217,7 +216,7 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
 
     from .. import analysis
     from ..accounting import baseline
-    from ..ledger import LedgerQuery, ledger_with_totals, to_rows
+    from ..ledger import LedgerQuery, ledger_rows
     require(who, "read")
     found = ws.con.execute("SELECT tenant FROM address_class WHERE addr = ?", [host]).fetchall()
     if not found:
@@ -230,11 +229,11 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
     dests: dict = {}
     history: dict = {}
     if start is not None:
-        for r in to_rows(ledger_with_totals(ws, LedgerQuery(start, end, host, sort="hour"))[0]):
+        for r in ledger_rows(ws, LedgerQuery(start, end, host, sort="hour"))[0]:
             hours[r["hour"]] = hours.get(r["hour"], 0) + r["bytes_out"]
             d = r["external_name"] or r["external_host"]
             dests[d] = dests.get(d, 0) + r["bytes_out"]
-        for r in to_rows(ledger_with_totals(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0]):
+        for r in ledger_rows(ws, LedgerQuery(start - analysis.LOOKBACK, start, host))[0]:
             history[r["hour"]] = history.get(r["hour"], 0) + r["bytes_out"]
     _viewed(ws, who, f"host {host} from={start} to={end}", tenant)
     return {"host": host, "tenant": tenant, "start": start, "end": end,

@@ -91,7 +91,7 @@ def test_text_empty_and_junk_files_each_get_one_line(tmp_path):
     assert len(errors) == 4, proc.stderr
     assert any("notes.pcap: byte 0: not a recognised format" in e for e in errors)
     assert any("empty.log: empty file" in e for e in errors)
-    assert "1 stored, 0 already present, 4 failed; 63 records read" in proc.stdout
+    assert "1 stored, 0 already present, 4 failed; 69 records read" in proc.stdout  # http: one row per request (15)
     only_junk = run_cli("ingest", str(junk / "notes.pcap"), str(junk / "empty.log"), workspace=tmp_path / "ws2")
     assert only_junk.returncode == 1
     no_traceback(only_junk)

@@ -39,7 +39,7 @@ from .analysis import LOOKBACK
 from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
 from .findings import SEVERITIES, Finding
-from .ledger import LedgerQuery, _grouped_sql, _labelled_sql, _post_where, ledger_rows
+from .ledger import LedgerQuery, ledger_rows
 from .store import Workspace
 
 CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
@@ -55,7 +55,6 @@ FLAGGED_MIN_SEVERITY = "medium"
 BASELINE_Z = 3.5
 #: Unexplained host x destination pairs listed (the full list: ``abfluss account --format csv``).
 TOP_UNEXPLAINED = 10
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LOCAL = tuple(ipaddress.ip_network(n) for n in LOCAL_NETWORKS)
 
 
@@ -169,20 +168,19 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
         findings = stored_findings(ws, start, end)
     if findings is None:
         findings = analysis.analyze(ws, start, end, store=False).findings
-    tot = ledger_rows(ws, LedgerQuery(start, end, tenant=tenant, limit=1))[1]
+    rows, tot = ledger_rows(ws, LedgerQuery(start, end, tenant=tenant))
+    history = ledger_rows(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))[0]
     cats = {c: 0 for c in CATEGORIES}
     pairs: dict[tuple, dict] = {}
-    for cat, r, ids in _classified_groups(ws, start, end, tenant, findings):
+    for cat, r, ids in classify(rows, history, findings):
         cats[cat] += r["bytes_out"]
         p = pairs.setdefault((cat, r["internal_host"], r["external_host"]), {
             "category": cat, "internal_host": r["internal_host"], "external_host": r["external_host"],
-            "external_name": None, "bytes_out": 0, "flows": 0, "findings": set(),
-            "first_seen": r["first_seen"], "last_seen": r["last_seen"], "_named": None})
+            "external_name": r["external_name"], "bytes_out": 0, "flows": 0, "findings": set(),
+            "first_seen": r["first_seen"], "last_seen": r["last_seen"]})
         p["bytes_out"] += r["bytes_out"]
         p["flows"] += r["flows"]
-        # the pair's name: that of its first named row in the ledger's order (bytes out, hour)
-        if r["external_name"] and (p["_named"] is None or r["order"] < p["_named"]):
-            p["external_name"], p["_named"] = r["external_name"], r["order"]
+        p["external_name"] = p["external_name"] or r["external_name"]
         p["findings"].update(ids)
         p["first_seen"] = min(p["first_seen"], r["first_seen"])
         p["last_seen"] = max(p["last_seen"], r["last_seen"])
@@ -205,63 +203,6 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
         "settings": {"flagged_min_severity": FLAGGED_MIN_SEVERITY, "baseline_z": BASELINE_Z,
                      "lookback_days": LOOKBACK.days, "local_networks": list(LOCAL_NETWORKS)},
     }
-
-
-def _classified_groups(ws: Workspace, start: datetime, end: datetime, tenant: str | None,
-                       findings: list[Finding]) -> list[tuple[str, dict, list[str]]]:
-    """``classify`` of the window's ledger rows, done on groups of them: DuckDB computes each
-    destination's baseline from the ``LOOKBACK`` before the window and groups the window's rows
-    by what decides their class (host, destination, name, destination class, within the
-    baseline, and the hour for hosts a finding without destination covers), so Python classifies
-    a few groups instead of every host-hour (millions over ten million flows). Each group
-    carries ``order``: its first row's place in the ledger's order within its pair."""
-    flags = _Flags(findings)
-    win_sql, win_args = _labelled_rows_sql(ws, LedgerQuery(start, end, tenant=tenant))
-    his_sql, his_args = _labelled_rows_sql(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))
-    # baseline(): median and MAD as DOUBLE (exact: halves of integers), p99 the value at index
-    # round(0.99 x (n - 1)) of the sorted values (round half to even, as Python's round)
-    got = ws.con.execute(f"""
-        WITH hv AS (SELECT external_host AS x, sum(bytes_out)::BIGINT AS v FROM ({his_sql})
-                    GROUP BY external_host, internal_host, hour HAVING sum(bytes_out) > 0),
-        hm AS (SELECT x, count(*) AS n, quantile_cont(v, 0.5) AS med, list_sort(list(v)) AS s FROM hv GROUP BY x),
-        lim AS (SELECT hm.x, greatest(any_value(hm.med) + ?::DOUBLE * quantile_cont(abs(hv.v - hm.med), 0.5),
-                                      any_value(hm.s[least(hm.n - 1, round_even(?::DOUBLE * (hm.n - 1), 0)::BIGINT) + 1])
-                                      ::DOUBLE) AS threshold
-                FROM hm JOIN hv ON hv.x = hm.x GROUP BY hm.x),
-        w AS (SELECT r.*, coalesce(r.bytes_out <= lim.threshold, false) AS within,
-                     CASE WHEN r.internal_host IN (SELECT unnest(?::VARCHAR[])) THEN epoch_us(r.hour) END AS hour_us
-              FROM ({win_sql}) r LEFT JOIN lim ON lim.x = r.external_host)
-        SELECT internal_host, external_host, external_name, dest_class, within, hour_us,
-               sum(bytes_out)::BIGINT, sum(flows)::BIGINT, epoch_us(min(first_seen)), epoch_us(max(last_seen)),
-               min([-bytes_out, epoch_us(hour)])
-        FROM w GROUP BY ALL""",
-                         his_args + [BASELINE_Z * 1.4826, 0.99, sorted(flags.hosts)] + win_args).fetchall()
-    out = []
-    for h, x, name, dest_class, within, hour_us, b, n, first, last, order in got:
-        r = {"internal_host": h, "external_host": x, "external_name": name, "dest_class": dest_class,
-             "hour": None if hour_us is None else _EPOCH + timedelta(microseconds=hour_us),
-             "bytes_out": int(b or 0), "flows": int(n or 0), "order": order,
-             "first_seen": _EPOCH + timedelta(microseconds=first), "last_seen": _EPOCH + timedelta(microseconds=last)}
-        ids: list[str] = []
-        if dest_class == "local" or is_local(x):
-            cat = "local"
-        elif dest_class == "allowlisted":
-            cat = "allowlisted"
-        elif ids := flags.covering(r):
-            cat = "flagged"
-        elif within:
-            cat = "baseline"
-        else:
-            cat = "unexplained"
-        out.append((cat, r, ids))
-    return out
-
-
-def _labelled_rows_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list]:
-    """The SQL of the ledger's labelled rows of ``q`` (its tenant filter applied) and its arguments."""
-    sql, args, _stored = _grouped_sql(ws, q)
-    post, post_args = _post_where(q)
-    return f"SELECT * FROM ({_labelled_sql(ws, f'({sql})')}) WHERE {post}", args + post_args
 
 
 def stored_findings(ws: Workspace, start: datetime, end: datetime) -> list[Finding] | None:

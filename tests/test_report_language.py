@@ -160,14 +160,14 @@ def test_german_numbers_dates_and_words(cases, name):
     for english in (" left", "OVERDUE", "time left", "Notification drafts", "due ", "isolate ", "block ",
                     " version ", "Deadline", "connection(s)"):
         assert english not in text.replace("Eingabe", ""), english
-    assert "Zeitraum: 29.11.2026 13:57:35 – 13:57:41 UTC (6 s)" in text   # the window in human units
+    assert "Zeitraum: 29.11.2026 13:57:35 – 13:57:47 UTC (12 s)" in text   # the window in human units
 
 
 def test_english_report_keeps_english_forms(cases):
     rep, html, _, _ = cases["en-given"]
     text, _ = visible(html)
     assert units.human_bytes(rep["payload"]["outbound_bytes"], "en") in text and re.search(r"\b\d+\.\d%", text)
-    assert "Window: 2026-11-29 13:57:35 – 13:57:41 UTC (6 s)" in text and "29.11.2026" not in text
+    assert "Window: 2026-11-29 13:57:35 – 13:57:47 UTC (12 s)" in text and "29.11.2026" not in text
 
 
 # -- awareness time and deadlines -----------------------------------------------------------------

@@ -318,3 +318,8 @@ def main_channel(groups: list[dict]) -> tuple[str, bool]:
         per[r["channel"] or ""] = per.get(r["channel"] or "", 0) + (r["bytes_out"] or 0)
     best = max(sorted(per), key=lambda c: per[c])
     return best, len(per) > 1
+
+
+def linear(value: float, low: float, high: float) -> float:
+    """0 at ``low``, 1 at ``high``, linear between (a step at ``high`` when the two meet)."""
+    return clip01((value - low) / (high - low)) if high > low else float(value >= high)

@@ -33,7 +33,6 @@ Two more signals, each with a key of its own:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,11 +45,10 @@ from ..readers._dns_wire import unescape
 from ..resolvers import LEARN_MIN_CLIENTS, LEARN_MIN_DOMAINS
 from . import Meta, Telemetry
 from . import _dns_flows as flow_check
-from . import _doh_tunnel
+from . import _doh_resolvers, _doh_tunnel
 from ._domains import Rules, label_count, load_rules, registered, restrict
 from ._domains import key as suffix_key
-from ..units import noun
-from ._stats import clip01, evidence_uids, human_bytes, ramp, rows, shannon_entropy
+from ._stats import clip01, human_bytes, linear, ramp, rows, shannon_entropy
 
 META = Meta(
     id="dns_tunnel",
@@ -263,7 +261,7 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     known, how = flow_check.resolvers(tel, configured, s)
     names = _tunnels(tel, s, rules, known, how)
     covered = {(f.internal_hosts[0], srv) for f in names for srv in f.evidence["dns_servers"]}
-    return (names + flow_check.check(tel, s, configured, covered, (known, how)) + _doh(tel, s)
+    return (names + flow_check.check(tel, s, configured, covered, (known, how)) + _doh_resolvers.check(tel, s)
             + _doh_tunnel.check(tel, s))
 
 
@@ -355,12 +353,8 @@ def _samples(q, cands: list[dict], s: Settings) -> dict:
     return out
 
 
-def _linear(value: float, low: float, high: float) -> float:
-    return clip01((value - low) / (high - low)) if high > low else float(value >= high)
-
-
 def _score(r: dict, m: dict, s: Settings) -> dict[str, float]:
-    encoded = (_linear(m["label_entropy"], s.entropy_low, s.entropy_high)
+    encoded = (linear(m["label_entropy"], s.entropy_low, s.entropy_high)
                * ramp(m["mean_label_bytes"], s.short_label_bytes, s.long_label_bytes))
     parts = {
         "unique_subdomains": s.subdomain_points * ramp(r["unique"], s.min_unique_subdomains,
@@ -490,68 +484,4 @@ def _finding(tel, r: dict, smp: dict, s: Settings, days: float, tenants: dict, f
                     "entropy_high": s.entropy_high, "long_first_label": s.long_first_label,
                     "txt_entropy": s.txt_entropy},
         tenant=tenants.get(client),
-    )
-
-
-# -- DNS over HTTPS / TLS ------------------------------------------------------------------
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _doh(tel: Telemetry, s: Settings) -> list[Finding]:
-    addrs = [r for r in s.doh_resolvers if _is_address(r)]
-    names = [r.lower() for r in s.doh_resolvers if not _is_address(r)]
-    f = tel.flows.filter(_.direction == "outbound")
-    name = f.external_name.lower()
-    by_name = ibis.or_(*[(name == n) | name.endswith("." + n) for n in names]) if names else ibis.literal(False)
-    hit = (f.external_host.isin(addrs or [""]) | by_name.fill_null(False)
-           # "" is a service nobody identified: never a placeholder for "no DoH services"
-           | (f.service.isin(list(s.doh_services)).fill_null(False) if s.doh_services else ibis.literal(False)))
-    f = f.filter(f.resp_p.isin(list(s.doh_ports)) & hit)
-    per = rows(f.group_by(["internal_host", "external_host"]).aggregate(
-        flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(), start=_.ts.min(),
-        end=_.ts_end.max(), name=_.external_name.max(), tenant=_.tenant.max(),
-    ).order_by(["internal_host", "external_host"]))
-    hosts: dict[str, list[dict]] = {}
-    for r in per:
-        hosts.setdefault(r["internal_host"], []).append(r)
-    out = []
-    for host, rs in hosts.items():
-        sent = sum(r["bytes_out"] or 0 for r in rs)
-        if sent >= s.doh_min_bytes_out:
-            out.append(_doh_finding(f, host, rs, sent, s))
-    return out
-
-
-def _doh_finding(f, host: str, rs: list[dict], sent: int, s: Settings) -> Finding:
-    got = sum(r["bytes_in"] or 0 for r in rs)
-    n = sum(r["flows"] for r in rs)
-    resolvers = [r["external_host"] for r in rs]
-    shown = ", ".join(sorted({r["name"] or r["external_host"] for r in rs}))
-    ratio = sent / max(got, 1)
-    parts = {"encrypted_dns": s.doh_base_points,
-             "volume": s.doh_volume_points * ramp(sent, s.doh_bytes_low, s.doh_bytes_high),
-             "upload_ratio": s.doh_ratio_points * _linear(ratio, 1.0, 4.0)}
-    ev = evidence_uids(f, (f.internal_host == host) & f.external_host.isin(resolvers), s.max_evidence)
-    return Finding(
-        detection=META.id, key=("doh", host), score_parts={k: v for k, v in parts.items() if v > 0.05},
-        explanation=(f"{host} sent {human_bytes(sent)} and received {human_bytes(got)} in {n} "
-                     f"encrypted DNS {noun(n, 'connection')} to {noun(len(resolvers), 'resolver')} "
-                     f"{shown}; lookups made there "
-                     f"are invisible to the DNS detections."),
-        internal_hosts=[host], external_hosts=resolvers,
-        external_names=[r["name"] for r in rs if r["name"]], channel="doh",
-        start=min(r["start"] for r in rs), end=max(r["end"] for r in rs), bytes_out=sent,
-        evidence={"flows": n, "top_flows": [e["uid"] for e in ev if e["uid"]],
-                  "community_ids": sorted({e["community_id"] for e in ev if e["community_id"]})},
-        metrics={"flows": n, "bytes_out": sent, "bytes_in": got, "resolvers": len(rs),
-                 "out_in_ratio": round(ratio, 2)},
-        thresholds={"doh_min_bytes_out": s.doh_min_bytes_out, "doh_bytes_low": s.doh_bytes_low,
-                    "doh_bytes_high": s.doh_bytes_high},
-        tenant=max((r["tenant"] for r in rs if r["tenant"]), default=None),
     )

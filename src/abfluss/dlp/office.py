@@ -10,7 +10,7 @@ import zipfile
 from collections.abc import Iterator
 
 from .containers import Budget, read_member
-from .structured.markup import parse_xml
+from .structured.markup import _local, parse_xml
 from .structured.records import table
 
 #: Repeated empty cells of an ods row expanded at most this often (rows end in 1000s of them).
@@ -43,18 +43,6 @@ def _parse(zf: zipfile.ZipFile, name: str, budget: Budget):
     except Exception:  # noqa: BLE001 - a damaged part: the others are still read
         budget.skip("office: damaged part")
         return None
-
-
-_LOCAL_NAMES: dict = {}  # tag -> local name: a document repeats a few tags thousands of times
-
-
-def _local(tag) -> str:
-    name = _LOCAL_NAMES.get(tag)
-    if name is None:
-        name = tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-        if len(_LOCAL_NAMES) < 10_000:
-            _LOCAL_NAMES[tag] = name
-    return name
 
 
 def _each(el, *tags: str):

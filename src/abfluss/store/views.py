@@ -1,0 +1,68 @@
+"""One ``<table>_raw`` view per table of the schema, over exactly the Parquet files the catalog
+records (an empty table of the table's schema while it has none)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import duckdb
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .workspace import Workspace
+
+
+def create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
+    from .. import schema
+    for table, sch in schema.TABLES.items():
+        # a catalog from before a column was added gets the table of the current schema
+        cols = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                          "table_name = ? ORDER BY ordinal_position", [f"_empty_{table}"]).fetchall()]
+        columns = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in sch)
+        if cols and cols != sch.names:
+            con.execute(f"CREATE OR REPLACE TABLE _empty_{table} ({columns})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS _empty_{table} ({columns})")
+        con.execute(f"CREATE VIEW IF NOT EXISTS {table}_raw AS SELECT * FROM _empty_{table}")
+
+
+def refresh_views(ws: Workspace, tables: Iterable[str] | None = None) -> None:
+    """(Re)create one view per table (or only per one of ``tables``: those a commit added
+    files to) over exactly the files the catalog records."""
+    from .. import schema
+    wanted = set(schema.TABLES if tables is None else tables)
+    listed: dict[str, list[str]] = {}
+    for name, path in ws.con.execute(
+            "SELECT table_name, path FROM files WHERE table_name IN (SELECT unnest(?)) ORDER BY path",
+            [sorted(wanted)]).fetchall():
+        listed.setdefault(name, []).append(path)
+    for table in (t for t in schema.TABLES if t in wanted):
+        files = listed.get(table)
+        if files:
+            listing = ", ".join("'" + str(ws.root / f).replace("'", "''") + "'" for f in files)
+            # by name: files written before a column was added read it as null
+            sql = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+        else:
+            sql = f"SELECT * FROM _empty_{table}"
+        ws.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")
+    hook = getattr(ws, "after_refresh", None)
+    if hook is not None:  # views over these that depend on what the files hold (enrich.py)
+        hook()
+
+
+def _sql_type(t: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type of the schema (as DuckDB itself maps it when scanning
+    Arrow; spelled out because handing DuckDB an Arrow table makes it import pandas)."""
+    import pyarrow as pa
+
+    if pa.types.is_list(t):
+        return _sql_type(t.value_type) + "[]"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    names = {pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
+             pa.int64(): "BIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
+             pa.large_string(): "VARCHAR", pa.binary(): "BLOB", pa.date32(): "DATE"}
+    if t not in names:
+        raise TypeError(f"no DuckDB type for {t}")
+    return names[t]

@@ -1,0 +1,177 @@
+"""Writing one input's rows: completed to the stored schema, identifiers in sender-chosen texts
+masked (dlp/metadata.py), split by table and day into Parquet files under temporary names, then
+staged for a commit (batch.py). Nothing is visible until the catalog records the files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .workspace import Workspace
+
+#: Rows per Parquet file before a new one is started: keeps files a useful size for scans.
+ROWS_PER_FILE = 4_000_000
+
+
+@dataclass
+class StoredInput:
+    input_id: str
+    path: str
+    size: int
+    format: str
+    sensor: str
+    records: dict
+    skipped: int
+    messages: list
+    first_ts: datetime | None
+    last_ts: datetime | None
+
+
+@dataclass
+class Staged:
+    """One input's rows written to temporary Parquet files (paths relative to the workspace),
+    waiting for ``Workspace.commit_staged``: plain data, so a worker process can hand it over."""
+
+    meta: StoredInput
+    files: list  # (final path, temporary path, table, day, rows)
+    addresses: set
+
+    def discard(self, root: Path) -> None:
+        for _rel, tmp, *_ in self.files:
+            (root / tmp).unlink(missing_ok=True)
+
+
+class InputWriter:
+    """Accumulates one input's batches into per-table, per-day Parquet files (``.tmp`` until done)."""
+
+    def __init__(self, root: Path, input_id: str, ws: Workspace | None = None):
+        self.root = root
+        self.ws = ws  # only needed for ``commit``; a worker process stages without a catalog
+        self.input_id = input_id
+        self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [ParquetWriter, tmp path, rows, seq]
+        self._done: list[tuple[str, str, str, str, int]] = []  # (relative path, tmp, table, day, rows)
+        self._tmp_paths: list[Path] = []
+        self._committed = False
+        self.first_ts = None
+        self.last_ts = None
+        self.addresses: set[str] = set()
+        # Every text column a sender chose (DNS names, URIs, user agents, SNI …) is scanned for
+        # identifiers, which are stored only masked, and counted as dlp rows (dlp/metadata.py).
+        from ..dlp.keys import workspace_key
+        from ..dlp.metadata import Scrubber
+
+        self.scrubber = Scrubber(lambda: workspace_key(root))
+
+    def write(self, table: str, batch: pa.Table, sensor: str) -> int:
+        """Add a reader batch: complete it with the store's columns, mask identifiers in its
+        text columns, split it by day, append."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .. import schema
+        if batch.num_rows == 0:
+            return 0
+        full = complete(table, batch, sensor, self.input_id)
+        full, found = self.scrubber.scrub(table, full)
+        if found:
+            self.write("dlp", schema.conform("dlp", pa.Table.from_pylist(found)), sensor)
+        ts = full.column("ts")
+        lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+        self.first_ts = lo if self.first_ts is None or lo < self.first_ts else self.first_ts
+        self.last_ts = hi if self.last_ts is None or hi > self.last_ts else self.last_ts
+        for col in schema.ADDRESS_COLUMNS.intersection(full.column_names):
+            self.addresses.update(a for a in pc.unique(full.column(col)).to_pylist() if a is not None)
+        if lo.date() == hi.date():  # the usual case: no per-row work to split by day
+            self._append(table, lo.strftime("%Y-%m-%d"), full)
+            return full.num_rows
+        days = pc.divide(ts.cast(pa.int64()), 86_400_000_000)
+        for day in pc.unique(days).to_pylist():
+            name = datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%d")
+            self._append(table, name, full.filter(pc.equal(days, day)))
+        return full.num_rows
+
+    def _append(self, table: str, day: str, part: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        from .. import schema
+        key = (table, day)
+        entry = self._writers.get(key)
+        if entry is None or entry[2] >= ROWS_PER_FILE:
+            seq = 0 if entry is None else entry[3] + 1
+            if entry is not None:
+                self._close(key, entry)
+            rel = Path("data") / table / f"day={day}" / f"{self.input_id[:16]}-{seq:04d}.parquet"
+            # unique per process: two workers may stage the same content at once
+            tmp = self.root / f"{rel}.{os.getpid()}.tmp"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp_paths.append(tmp)
+            writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression="zstd",
+                                      use_dictionary=_dictionary_columns(table),
+                                      write_statistics=["ts", "ts_end"] if table == "flows" else ["ts"])
+            entry = [writer, rel, 0, seq, tmp]
+            self._writers[key] = entry
+        entry[0].write_table(part, row_group_size=256_000)
+        entry[2] += part.num_rows
+
+    def _close(self, key, entry) -> None:
+        entry[0].close()
+        table, day = key
+        self._done.append((str(entry[1]), str(entry[4].relative_to(self.root)), table, day, entry[2]))
+
+    def stage(self, meta: StoredInput) -> Staged:
+        """Close the files (still under their temporary names) and describe them for a commit."""
+        for key, entry in list(self._writers.items()):
+            self._close(key, entry)
+        self._writers.clear()
+        meta.first_ts, meta.last_ts = self.first_ts, self.last_ts
+        meta.path = self.scrubber.text(meta.path)  # the catalog holds no raw identifier either
+        meta.messages = [self.scrubber.text(m) for m in meta.messages]
+        self._committed = True  # the files are the staged input's now
+        return Staged(meta, list(self._done), self.addresses)
+
+    def commit(self, meta: StoredInput) -> None:
+        staged = self.stage(meta)
+        try:
+            self.ws.commit_staged([staged])
+        except BaseException:
+            staged.discard(self.root)
+            raise
+
+    def abort(self) -> None:
+        if self._committed:
+            return
+        for entry in self._writers.values():
+            try:
+                entry[0].close()
+            except Exception:
+                pass
+        for tmp in self._tmp_paths:
+            tmp.unlink(missing_ok=True)
+
+
+def complete(table: str, batch: pa.Table, sensor: str, input_id: str) -> pa.Table:
+    """Conform a reader batch to the stored schema: sensor and input id added."""
+    import pyarrow as pa
+
+    from .. import schema
+    batch = schema.conform(table, batch)
+    n = batch.num_rows
+    batch = batch.append_column("sensor", pa.repeat(pa.scalar(sensor, pa.string()), n))
+    batch = batch.append_column("input_id", pa.repeat(pa.scalar(input_id, pa.string()), n))
+    return batch.select(schema.TABLES[table].names).cast(schema.TABLES[table])
+
+
+def _dictionary_columns(table: str) -> list[str]:
+    """Dictionary-encode the repetitive string columns only: ids are unique, and encoding them
+    costs a third of the write time for nothing."""
+    import pyarrow as pa
+
+    from .. import schema
+    return [f.name for f in schema.TABLES[table]
+            if pa.types.is_string(f.type) and f.name not in ("uid", "community_id", "uri")]

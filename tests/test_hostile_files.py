@@ -240,11 +240,40 @@ def test_tenant_named_dotdot_stays_inside_notifications(case_ws):
 
 # -- low: killed processes -----------------------------------------------------------------------
 
-def test_killed_report_leaves_the_previous_case_whole(tmp_path, case_ws):
+#: Put on a child's PYTHONPATH, this kills it (SIGKILL, itself) at an exact point of ``report``,
+#: seen through Python's audit events, so the test neither sleeps nor races the writer:
+#: ``writing``: the first file created in the staged case (``.case-*/new/``), nothing complete yet;
+#: ``installing``: moving report.json into place, the other entries of the case already moved.
+KILL_HOOK = """
+import os, signal, sys
+AT = os.environ.get("ABFLUSS_TEST_KILL_AT")
+def _kill(event, args):
+    if event == "open" and AT == "writing":
+        path = str(args[0])
+        hit = "/.case-" in path and "/new/" in path.split("/.case-", 1)[1]
+    elif event == "os.rename" and AT == "installing":
+        dst = str(args[1])
+        hit = os.path.basename(dst) == "report.json" and "/.case-" not in dst
+    else:
+        return
+    if hit:
+        os.kill(os.getpid(), signal.SIGKILL)
+if AT:
+    sys.addaudithook(_kill)
+"""
+
+
+@pytest.mark.parametrize("at", ["writing", "installing"])
+def test_killed_report_leaves_the_previous_case_whole(tmp_path, case_ws, at):
     """Before: report.json was written before the PDF and the drafts, so a report killed in
-    between left report.json and the drafts at different versions."""
+    between left report.json and the drafts at different versions. Killed while its case is
+    written, the previous case stays whole; killed while it is moved into place, the next
+    report completes it first."""
     out = tmp_path / "case"
     shutil.copytree(case_ws[0].parent / "out", out)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_HOOK)
 
     def report() -> None:
         with abfluss.open_workspace(case_ws[0]) as w:
@@ -256,19 +285,25 @@ def test_killed_report_leaves_the_previous_case_whole(tmp_path, case_ws):
             assert (out / "notifications" / "_.." / f"{kind}.md").read_text() == d["text"], kind
         return t["version"]
 
+    def staged() -> list[Path]:
+        return [x for x in out.iterdir() if x.name.startswith(".case-")]
+
     assert consistent() == 1
-    p = subprocess.Popen([ABFLUSS, "--workspace", str(case_ws[0]), "report", "--out", str(out)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not any(x.name.startswith(".case-") for x in out.iterdir()) and p.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)
-    p.kill()
-    p.wait()
-    assert any(x.name.startswith(".case-") for x in out.iterdir()), "the case was not staged"
-    assert consistent() == 1  # killed while the new case was being written: the old one is whole
-    report()
-    assert consistent() == 2 and not any(x.name.startswith(".case-") for x in out.iterdir())
+    env = {**os.environ, "ABFLUSS_TEST_KILL_AT": at,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    p = subprocess.run([ABFLUSS, "--workspace", str(case_ws[0]), "report", "--out", str(out)], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    assert p.returncode == -signal.SIGKILL, p.stderr  # killed at that point, not finished or failed
+    [stage] = staged()
+    if at == "writing":
+        assert not (stage / "complete").exists() and (stage / "new").is_dir()
+        assert consistent() == 1  # killed while the new case was being written: the old one is whole
+        report()  # drops the incomplete case and writes its own
+        assert consistent() == 2 and not staged()
+    else:
+        assert (stage / "complete").is_file() and sorted(os.listdir(stage / "new")) == ["report.json"]
+        report()  # first finishes putting the killed report's case (version 2) into place
+        assert consistent() == 3 and not staged()
 
 
 # -- low: odd names, odd captures, unreadable folders --------------------------------------------

@@ -216,8 +216,9 @@ def test_the_audit_log_records_views_and_is_tamper_evident(ws):
 
 
 def test_a_measure_stays_with_its_incident_when_the_incident_gets_a_new_id(ws):
-    """An incident's id names its earliest finding; a finding found later gives it another id.
-    A measure recorded under the old id, for the same host and time, is still the incident's."""
+    """An incident's id names its host and first moment; a finding that starts earlier (data
+    ingested late) gives it another id. A measure recorded under the old id, for the same host and
+    time, is still the incident's."""
     from abfluss import caselog
 
     bea = api.login(ws, "bea", PW)

@@ -50,6 +50,45 @@ def test_incidents_group_close_findings_per_host():
     assert inc[0].start == T and inc[0].end == T + timedelta(hours=4)
 
 
+
+def test_incident_id_is_its_host_and_first_moment():
+    """Before: an incident was named by the smallest id among its findings, so a finding that
+    joined it later (the next window, the next watch cycle) renamed it about every other time, and
+    case log entries stayed behind under the old name. Now findings joining later keep the id; a
+    finding that starts earlier, or another host, gives another."""
+    first = f("upload_heavy", "10.0.0.5", 45, 1)
+    (i,) = incidents([first])
+    later = [f(d, "10.0.0.5", 40, h) for d, h in (("rare_destination", 1), ("beaconing", 3), ("off_hours", 5))]
+    assert sorted(x.id for x in later)[0] < first.id  # the old rule would have renamed it
+    (grown,) = incidents([first] + later)
+    assert grown.id == i.id and len(grown.finding_ids) == 4
+    assert incidents([first, f("beaconing", "10.0.0.5", 40, 0)])[0].id != i.id
+    assert incidents([f("upload_heavy", "10.0.0.6", 45, 1)])[0].id != i.id
+
+
+def test_incident_id_survives_a_re_analysis_that_finds_more(tmp_path):
+    """Real captures: demo.pcap (13:57) and lab-dlp.pcap (15:00) of 10.10.0.11 form one incident.
+    Analysed up to 15:00 it holds the demo's two findings; analysed again over all data, the
+    lab-dlp findings join it and it keeps its id."""
+    import abfluss
+    from abfluss import analysis
+    from conftest import EXAMPLES
+
+    only = ("upload_heavy", "rare_destination", "cleartext_sensitive_data")
+    with abfluss.open_workspace(tmp_path / "ws", write=True) as w:
+        abfluss.ingest_paths(w, [EXAMPLES / "demo.pcap", EXAMPLES / "lab-dlp.pcap"])
+        abfluss.refresh(w)
+
+        def incident() -> tuple[str, int]:
+            (i,) = [i for i in incidents(analysis.load(w)) if i.internal_host == "10.10.0.11"]
+            return i.id, len(i.finding_ids)
+
+        analysis.analyze(w, end=datetime(2026, 11, 29, 15, tzinfo=timezone.utc), only=only)
+        before = incident()
+        analysis.analyze(w, only=only)
+        assert before[1] == 2 and incident() == (before[0], 5)
+
+
 def test_incident_keeps_the_strongest_member_severity():
     (i,) = incidents([f("cleartext_sensitive_data", "10.0.0.5", 30, severity="critical")])
     assert i.score == 30 and i.severity == "critical"

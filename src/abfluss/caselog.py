@@ -61,9 +61,10 @@ def entries(root: Path | str, tenants: frozenset[str] | None = None, incident: s
 
 def of_incident(root: Path | str, incident, tenant: str) -> list[dict]:
     """The entries of one incident of ``tenant``: those recorded under its id, and those recorded for
-    its host while it had another id. An incident's id names its host and its earliest finding, so a
-    finding found later or two incidents merging give it a new id; a measure taken stays with the
-    host and the time it was taken for (its recorded span overlaps the incident's)."""
+    its host while it had another id. An incident's id names its host and its first moment, so only
+    a finding that starts before it (or a merge into an earlier incident) gives it a new id; a
+    measure taken stays with the host and the time it was taken for (its recorded span overlaps the
+    incident's)."""
     if not (Path(root) / console_db.FILE).exists():
         return []
     with console_db.connect(root) as con:

@@ -205,10 +205,14 @@ def _incident(host: str, group: list[Finding]) -> Incident:
         strongest = max((f.severity for f in group if f.detection in corr["detections"]), key=SEVERITIES.index)
         raised = SEVERITIES[min(len(SEVERITIES) - 1, SEVERITIES.index(strongest) + len(corr["detections"]) - 1)]
         severity = max(severity, raised, key=SEVERITIES.index)
+    start = min(f.start for f in group)
     return Incident(
-        id=stable_id("incident", (host, ids[0])),
+        # named by its host and its first moment, not by its members: findings that join it later
+        # (a longer window, the next watch cycle, a merge with a later incident) keep its id; only a
+        # finding that starts before it does gives it a new one (caselog.of_incident follows that)
+        id=stable_id("incident", (host, start.astimezone(timezone.utc).isoformat())),
         internal_host=host,
-        start=min(f.start for f in group),
+        start=start,
         end=max(f.end or f.start for f in group),
         score=score,
         severity=severity,

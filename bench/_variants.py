@@ -58,6 +58,21 @@ def lossy(src: Path, dst: Path, share: float, seed: int = 11) -> tuple[int, int]
     return _rewrite(src, dst, lambda _ts, _buf: rng.random() >= share)
 
 
+#: What ``netflow_view`` needs: CAP_SYS_ADMIN to build the namespace (``ip netns add``), CAP_NET_RAW
+#: for tcpdump inside it. Root has both, unless a container or ``setpriv`` took them away.
+NETNS_CAPS = {"CAP_SYS_ADMIN": 21, "CAP_NET_RAW": 13}
+
+
+def netns_missing() -> list[str]:
+    """The capabilities ``netflow_view`` needs that this process lacks (empty: it can run)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        eff = int(re.search(r"^CapEff:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    except (OSError, AttributeError):
+        return list(NETNS_CAPS)
+    return [name for name, bit in NETNS_CAPS.items() if not eff >> bit & 1]
+
+
 def _ns(*argv: str, ns: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, **kw)
 

@@ -45,3 +45,19 @@ def test_loss_and_sampled_netflow_variants(tmp_path):
         assert ws.con.execute("SELECT count(*) FROM flows_raw").fetchall()[0][0] > 0
     finally:
         ws.close()
+
+
+def test_without_namespaces_only_the_netflow_variants_are_skipped():
+    """make eval runs without root: the process's capabilities decide, and only the variants that
+    softflowd makes inside a network namespace are skipped (the pre-made NetFlow export runs)."""
+    import subprocess
+
+    run, skipped = ev.runnable(list(ev.CASES), netns=False)
+    assert [c.variant for c in skipped] == ["netflow:1", "netflow:10", "netflow:10", "netflow:100", "netflow:10"]
+    assert len(run) + len(skipped) == len(ev.CASES) and "iodine, NetFlow view" in {c.name for c in run}
+    assert ev.runnable(list(ev.CASES), netns=True) == (list(ev.CASES), [])
+    assert ev._variants.netns_missing() == []  # the suite runs as root (the namespace tests need it)
+    code = "import sys; sys.path.insert(0, 'bench'); import _variants; print(_variants.netns_missing())"
+    p = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", sys.executable, "-c", code], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "['CAP_SYS_ADMIN']", p.stderr

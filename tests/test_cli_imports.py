@@ -40,3 +40,21 @@ def test_the_public_names_still_resolve():
             "from abfluss.watch import Watcher, DEFAULT_EVERY\n"
             "from abfluss.watch.loop import DEFAULT_WINDOW\nfrom abfluss.watch.capture import DEFAULT_ROTATE")
     assert "abfluss.report" in loaded_after(code)
+
+
+def test_ingest_of_logs_loads_no_pandas(tmp_path):
+    """pyarrow imports pandas (0.3–0.6 CPU s) the first time it converts a value, to ask whether
+    it is a pandas object; ``abfluss ingest`` tells it there is none, and pandas still works
+    where it is imported and needed afterwards (Arrow tables to and from pandas)."""
+    conn = ROOT.parent / "shared" / "data" / "rita" / "proxy" / "conn.log"
+    assert conn.is_file(), f"test data missing: {conn}"
+    code = (f"import abfluss.cli\nsys.argv = ['abfluss', '-w', {str(tmp_path / 'ws')!r}, 'ingest', {str(conn)!r}]\n"
+            "try:\n    abfluss.cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(json.dumps('pandas' in sys.modules))\n"
+            "import pandas as pd, pyarrow as pa\n"
+            "t = pa.Table.from_pandas(pd.DataFrame({'a': [1, 2]}))\n"
+            "assert t.to_pandas()['a'].tolist() == [1, 2] and pa.array(pd.Series([1.5, None])).null_count == 1")
+    proc = subprocess.run([sys.executable, "-c", "import sys, json\n" + code], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -38,6 +39,7 @@ def ingest(
 
     Example: abfluss -w ./case ingest capture.pcap zeek-logs/ eve.json
     """
+    _arrow_without_pandas()
     from .. import ingest as _ingest
     if not paths and not interface:
         raise AbflussError("give at least one PATH, or --interface IF --duration S")
@@ -51,6 +53,39 @@ def ingest(
     _print_summary(results)
     if results and all(r.status == "failed" for r in results):  # ignored inputs are no failure
         raise typer.Exit(1)
+
+
+def _arrow_without_pandas() -> None:
+    """Let pyarrow find no pandas for its implicit checks in this process, which ends after ingest.
+
+    The first time pyarrow converts a value (``pa.scalar``, ``pa.array``, a compute call with a
+    Python number) it asks whether the value is a pandas object and imports pandas for that:
+    0.3 CPU s on a quiet machine, 0.6 s at load, a third of a fresh ``abfluss ingest``'s start-up,
+    for a question ingest never needs answered (no reader hands pyarrow a pandas object).
+    With ``pandas`` unimportable at that moment pyarrow records "no pandas" and asks again only
+    where pandas is required (``to_pandas``), so nothing that needs it breaks; ``import pandas``
+    itself works normally afterwards (NFStream imports it for captures). Only this command does
+    it: ``analyze`` and ``watch`` hand pandas objects to pyarrow through Ibis."""
+    if "pandas" in sys.modules:  # imported already: pyarrow will use it, nothing to save
+        return
+    import pyarrow as pa
+
+    sys.meta_path.insert(0, _NoPandas)
+    try:
+        pa.scalar(0)  # pyarrow's one check for pandas happens here
+    finally:
+        sys.meta_path.remove(_NoPandas)
+
+
+class _NoPandas:
+    """An import finder under which ``import pandas`` raises ImportError (a ``None`` entry in
+    ``sys.modules`` would not do: pyarrow's compiled import then returns None)."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas is not used by ingest", name=name)
+        return None
 
 
 class _IngestProgress:

@@ -8,7 +8,7 @@ takes inputs on which it gives what the line-by-line reader gives.
 
 Without JSON nulls an absent key and a null column value are the same, which is what lets the
 ``key in event`` tests of the line reader be written as null tests here. DNS events are merged
-per query in ``suricata._Dns``: they are returned as line positions for the caller to decode.
+per query in ``suricata._Dns``: their columns are returned with what matching needs of each.
 """
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ class Block:
     rows: int
     tables: dict  # table -> (dict of columns, np.ndarray of line indices)
     dns: np.ndarray
-    #: per DNS event what ``suricata._dns_fields`` gives; None: decode their lines with ``json``
-    dns_fields: list | None
+    #: the DNS events' columns (``suricata.DNS_EVENT``) and per event what matching needs (kind,
+    #: key, question name and type, v1 record, sent by the server); None: decode their lines with ``json``
+    dns_events: pa.Table | None
+    dns_match: list | None
     ts: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
@@ -117,8 +119,10 @@ def parse(data: bytes, end: int, max_us: int, helpers) -> Block | None:
             return None
         tables[name] = (cols, idx)
     dns = np.flatnonzero(pc.equal(kinds, "dns").to_numpy(zero_copy_only=False))
-    fields = _dns_fields(t.select(_DNS_COLUMNS).take(pa.array(dns)), helpers) if len(dns) else []
-    return Block(t.num_rows, tables, dns, fields, ts.cast(pa.int64()).to_numpy(zero_copy_only=False), starts, ends)
+    events, match = (_dns_fields(t.select(_DNS_COLUMNS).take(pa.array(dns)), ts.take(pa.array(dns)), helpers)
+                     if len(dns) else (None, []))
+    return Block(t.num_rows, tables, dns, events, match, ts.cast(pa.int64()).to_numpy(zero_copy_only=False),
+                 starts, ends)
 
 
 def _times(col, pattern: str, max_us: int, bad_is_null: bool = False) -> pa.Array | None:
@@ -231,7 +235,7 @@ def _macs(ether) -> dict | None:
         listed = pc.struct_field(ether, f"{side}_macs")
         if pc.any(pc.equal(pc.list_value_length(listed), 0)).as_py():
             return None
-        first = pc.list_element(pc.fill_null(listed, pa.scalar([None], listed.type)), 0)
+        first = pc.list_element(listed, 0)  # null for a null list (no empty one here)
         value = pc.utf8_lower(pc.coalesce(first, pc.struct_field(ether, f"{side}_mac")))
         out[col] = pc.if_else(pc.equal(value, ""), pa.scalar(None, _STR), value)
     return out
@@ -249,21 +253,22 @@ def _conn_state(state, proto, back, rst) -> pa.Array:
                         "SF", "S1", "SF", "S0", "REJ", "OTH")
 
 
-def _dns_fields(t: pa.Table, h) -> list | None:
-    """``suricata._dns_fields`` of each dns event, column-wise; None when an event needs the line
-    reader (no ``dns`` object, an unknown type, or answers only in the ``grouped`` form)."""
+def _dns_fields(t: pa.Table, ts: pa.Array, h) -> tuple[pa.Table | None, list | None]:
+    """``suricata._dns_fields`` of each dns event, column-wise: the events' columns and what
+    matching needs of each; (None, None) when an event needs the line reader (no ``dns``
+    object, an unknown type, or answers only in the ``grouped`` form)."""
     d = t.column("dns")
     if d.null_count:
-        return None
+        return None, None
     f = lambda name: pc.struct_field(d, name)  # noqa: E731
     kind = f("type")
     if not pc.all(pc.fill_null(pc.is_in(kind, pa.array(["query", "request", "answer", "response"])), False)).as_py():
-        return None
+        return None, None
     answer = pc.is_in(kind, pa.array(["answer", "response"]))
     v1_record = pc.or_(pc.is_valid(f("rdata")), pc.is_valid(f("ttl")))
     grouped = pc.and_(answer, pc.and_(pc.is_null(f("answers")), pc.invert(v1_record)))
     if pc.any(grouped).as_py():
-        return None
+        return None, None
     ends = _endpoints(t, h)
     data, types, ttls = _answer_lists(f("answers"), f("rdata"), f("rrtype"), f("ttl"))
     # the question: the first of ``queries`` (v3), else the event's own rrname/rrtype
@@ -272,16 +277,19 @@ def _dns_fields(t: pa.Table, h) -> list | None:
     first = pa.array(np.where(asked, queries.offsets.to_numpy()[:-1], 0), mask=~asked)
     query = pc.if_else(asked, pc.struct_field(queries.values, "rrname").take(first), f("rrname"))
     qtype = pc.if_else(asked, pc.struct_field(queries.values, "rrtype").take(first), f("rrtype"))
-    cols = [kind, t.column("flow_id"), f("id"), pc.cast(t.column("flow_id"), _STR), ends["orig_h"], ends["orig_p"],
-            ends["resp_h"], ends["resp_p"], _each(t.column("proto"), h._proto), _int(f("id"), h.PORT_MAX),
-            query, qtype, f("rcode"), data, types, ttls,
+    # (a query's answer lists are never taken: only answers fill a row)
+    events = pa.table({
+        "ts": ts.cast(pa.int64()), "uid": pc.cast(t.column("flow_id"), _STR), **ends,
+        "proto": _each(t.column("proto"), h._proto), "trans_id": _int(f("id"), h.PORT_MAX), "query": query,
+        "qtype": qtype, "rcode": f("rcode"), "answers": data, "answer_types": types, "ttls": ttls,
+    }).cast(h.DNS_EVENT)
+    cols = [kind, t.column("flow_id"), f("id"), query, qtype,
             pc.and_(pc.is_null(f("version")), pc.and_(pc.is_null(f("answers")), pc.is_null(f("queries")))),
             pc.and_(pc.fill_null(pc.is_in(t.column("src_port"), pa.array(h.DNS_PORTS)), False),
                     pc.invert(pc.fill_null(pc.is_in(t.column("dest_port"), pa.array(h.DNS_PORTS)), False)))]
-    return [(kind, (flow_id, dns_id), uid, {"orig_h": oh, "orig_p": op, "resp_h": rh, "resp_p": rp}, proto,
-             trans_id, query, qtype, rcode, data, types, ttls, v1, swap)
-            for (kind, flow_id, dns_id, uid, oh, op, rh, rp, proto, trans_id, query, qtype, rcode, data, types,
-                 ttls, v1, swap) in zip(*(c.to_pylist() for c in cols))]
+    match = [(kind, (flow_id, dns_id), query, qtype, v1, swap)
+             for kind, flow_id, dns_id, query, qtype, v1, swap in zip(*(c.to_pylist() for c in cols))]
+    return events, match
 
 
 def _answer_lists(answers, rdata, rrtype, ttl):

@@ -286,16 +286,14 @@ class _Dns:
                                trans_id, query, qtype, rcode, data, types, ttls))
         self._match(kind, key, query, qtype, v1, swap)
 
-    def add_bulk(self, events: pa.Table, k: int, kind: str, key: tuple, query, qtype, v1: bool,
-                 swap: bool) -> None:
-        """The ``k``-th row of ``events`` (a block's DNS events, ``DNS_EVENT`` columns, from
-        ``_eve_fast``), with what matching needs of it."""
-        last = self.parts[-1] if self.parts else None
-        if isinstance(last, tuple) and last[0] is events and last[2] == k:
-            self.parts[-1] = (events, last[1], k + 1)
-        else:
-            self.parts.append((events, k, k + 1))
-        self._match(kind, key, query, qtype, v1, swap)
+    def add_bulk(self, events: pa.Table, start: int, stop: int, match: list) -> None:
+        """Rows ``start`` to ``stop`` of ``events`` (a block's DNS events, ``DNS_EVENT`` columns,
+        from ``_eve_fast``), with what matching needs of each: (kind, key, question name and
+        type, v1 record, sent by the server)."""
+        if stop > start:
+            self.parts.append((events, start, stop))
+            for m in match:
+                self._match(*m)
 
     def _match(self, kind: str, key: tuple, query, qtype, v1: bool, swap: bool) -> None:
         """A query opens a row that waits for its answer; an answer fills the first waiting row of
@@ -475,6 +473,20 @@ class _Reader:
     def fast(self, data: bytes, b: "_eve_fast.Block") -> Iterator[tuple[str, pa.Table]]:
         """A block parsed in bulk: its rows taken in runs between DNS events (merged here, in
         order), the chunk cut after exactly :data:`CHUNK` events as line by line."""
+        if b.dns_match is not None:  # every event of the block counts: cut at chunk ends only
+            cur = 0
+            while cur < b.rows:
+                stop = min(b.rows, cur + CHUNK - self.chunk_events)
+                lo, hi = (int(x) for x in np.searchsorted(b.dns, [cur, stop]))
+                self.dns.add_bulk(b.dns_events, lo, hi, b.dns_match[lo:hi])
+                self.events += stop - cur
+                self.chunk_events += stop - cur
+                self._take(b, cur, stop)
+                cur = stop
+                if self.chunk_events >= CHUNK:
+                    yield from self.flush()
+            self.line += b.rows
+            return
         cur = seg = di = 0
         while True:
             nxt = int(b.dns[di]) if di < len(b.dns) else b.rows
@@ -507,10 +519,7 @@ class _Reader:
     def _dns_line(self, data: bytes, b: "_eve_fast.Block", i: int, k: int) -> bool:
         """The ``k``-th DNS event of the block, on its line ``i``."""
         try:
-            if b.dns_match is not None:
-                self.dns.add_bulk(b.dns_events, k, *b.dns_match[k])
-            else:
-                self.dns.add(json.loads(data[b.starts[i]:b.ends[i]]), int(b.ts[i]))
+            self.dns.add(json.loads(data[b.starts[i]:b.ends[i]]), int(b.ts[i]))
         except (BadEvent, KeyError, TypeError, AttributeError) as e:
             self.report.skip(f"line {self.line + i}", f"dns event: {e}")
             return False

@@ -26,6 +26,7 @@ import hashlib
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -190,7 +191,7 @@ def to_pyarrow(expr):
     if fp is None:
         if isinstance(backend, DuckDB):  # not cached, but the same conversion as a cached result
             backend._run_pre_execute_hooks(expr)
-            table = backend.con.sql(backend.compile(expr.as_table())).to_arrow_table()
+            table = _arrow(backend.con, backend.compile(expr.as_table()))
             return expr.__pyarrow_result__(table, data_mapper=_arrow_mapper())
         return expr.to_pyarrow()
     key, memtables = fp
@@ -209,8 +210,26 @@ def to_pyarrow(expr):
         backend._run_pre_execute_hooks(expr)  # registers this run's in-memory tables, as to_pyarrow does
         for i, name in enumerate(memtables):
             sql = sql.replace(_placeholder(i), name)
-    table = backend.con.sql(sql).to_arrow_table()
+    table = _arrow(backend.con, sql)
     return expr.__pyarrow_result__(table, data_mapper=_arrow_mapper())
+
+
+#: DuckDB's note that a DB-API result's Arrow output is a copy (see ``_arrow``).
+_COPY_NOTE = "Arrow output on a DB-API result"
+
+
+def _arrow(con, sql: str):
+    """``sql``'s rows as an Arrow table, the statement planned once.
+
+    ``con.sql(sql).to_arrow_table()`` binds the statement to describe a lazy relation, then parses
+    and plans it again to run it; ``execute`` does it once. Over the 52 queries of an ``analyze``
+    of the demo workspace that is 0.46 instead of 0.70 CPU s. DuckDB warns that the DB-API result
+    is copied into Arrow: a detection's rows are aggregates and evidence (small), so the copy
+    costs less than the second planning, and the warning is silenced for this call only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _COPY_NOTE, UserWarning)
+        return con.execute(sql).to_arrow_table()
 
 
 def pylist(table) -> list[dict]:
@@ -283,3 +302,30 @@ def _arrow_mapper():
 
         _MAPPER = DuckDBArrow
     return _MAPPER
+
+
+_VALUES = None  # a private in-memory DuckDB that turns Python values into Arrow (arrow_table)
+
+
+def arrow_table(columns: Mapping[str, list], schema) -> "pa.Table":
+    """``pa.Table.from_pydict(columns, schema)`` without pyarrow's conversion of Python objects,
+    which imports pandas (0.3 CPU s, a tenth of an ``analyze``) to check every value for pandas'
+    missing-value markers. DuckDB converts the lists instead (no pandas), and Arrow casts its
+    columns to ``schema`` (a ``pyarrow.Schema``): the same table, for the small in-memory tables
+    (keys of findings already fetched) that detections join with."""
+    import duckdb
+
+    global _VALUES
+    if _VALUES is None:
+        _VALUES = duckdb.connect(":memory:")
+    names = list(schema.names)
+    if not names:
+        raise ValueError("an in-memory table needs at least one column")
+    select = ", ".join(f'unnest(${i + 1}) AS "c{i}"' for i in range(len(names)))
+    values = [list(columns[n]) for n in names]
+    if len({len(v) for v in values}) != 1:
+        raise ValueError("columns of different lengths")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _COPY_NOTE, UserWarning)
+        got = _VALUES.execute(f"SELECT {select}", values).to_arrow_table()
+    return got.rename_columns(names).cast(schema)

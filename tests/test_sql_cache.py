@@ -189,3 +189,34 @@ def test_an_expression_of_memtables_alone_still_runs(cache):
     t = ibis.memtable(pa.table({"a": [2, 1, 2]}))
     e = t.group_by("a").aggregate(n=ibis._.count()).order_by("a")
     assert _sql.pylist(_sql.to_pyarrow(e)) == [{"a": 1, "n": 1}, {"a": 2, "n": 2}]
+
+
+def test_in_memory_tables_from_python_values_are_arrow_s_own():
+    """``arrow_table`` and ``memtable`` give the table and the operation that ``pa.Table.from_pydict``
+    and ``ibis.memtable`` give (nulls, big integers, aware and naive times, no rows)."""
+    schema = pa.schema([("h", pa.string()), ("b", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")),
+                        ("ok", pa.bool_()), ("x", pa.float64())])
+    cases = [{"h": ["10.0.0.1", None, "é"], "b": [1, 2**40, None], "ok": [True, None, False], "x": [1, None, 2.5],
+              "ts": [dt.datetime(2026, 1, 1, tzinfo=UTC), None, dt.datetime(2026, 1, 1, 3, tzinfo=dt.timezone(
+                  dt.timedelta(hours=2)))]},
+             {k: [] for k in schema.names}, {k: [None] for k in schema.names}]
+    for cols in cases:
+        got, want = _sql.arrow_table(cols, schema), pa.Table.from_pydict(cols, schema=schema)
+        assert got.equals(want)
+        ours, ibis_s = _sql.memtable(got).op(), ibis.memtable(want).op()
+        assert (type(ours), ours.schema, ours.data.to_pyarrow(ours.schema).equals(want)) == \
+               (type(ibis_s), ibis_s.schema, True)
+
+
+def test_an_analysis_loads_no_pandas(demo_ws, tmp_path):
+    """Detections build in-memory tables from fetched rows; neither that nor reading results
+    imports pandas (0.3 CPU s of every ``analyze``)."""
+    probe = ("import sys, abfluss\nfrom abfluss import analysis\n"
+             f"with abfluss.open_workspace({str(demo_ws)!r}, write=True) as w:\n"
+             "    r = analysis.analyze(w, store=False)\n"
+             "print(len(r.findings), sorted(r.errors), 'pandas' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "ABFLUSS_SQL_CACHE": str(tmp_path)})
+    n, errors, pandas = proc.stdout.split(" ", 1)[0], proc.stdout.split(" ", 1)[1].rsplit(" ", 1)[0], \
+        proc.stdout.split()[-1]
+    assert int(n) > 0 and errors == "[]" and pandas == "False", proc.stdout + proc.stderr

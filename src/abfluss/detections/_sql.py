@@ -329,3 +329,17 @@ def arrow_table(columns: Mapping[str, list], schema) -> "pa.Table":
         warnings.filterwarnings("ignore", _COPY_NOTE, UserWarning)
         got = _VALUES.execute(f"SELECT {select}", values).to_arrow_table()
     return got.rename_columns(names).cast(schema)
+
+
+def memtable(table):
+    """``ibis.memtable(table)`` for a ``pyarrow.Table``, without Ibis's type dispatch: its first
+    call for an Arrow type imports every Arrow type it could dispatch on, ``pyarrow.dataset``
+    among them, and that module imports pandas (0.3 CPU s). The same operation Ibis builds for an
+    Arrow table (tests/test_sql_cache.py compares the two)."""
+    import ibis.expr.operations as ops
+    from ibis import util
+    from ibis.expr.schema import Schema
+    from ibis.formats.pyarrow import PyArrowTableProxy
+
+    return ops.InMemoryTable(name=util.gen_name("pyarrow_memtable"), schema=Schema.from_pyarrow(table.schema),
+                             data=PyArrowTableProxy(table)).to_expr()

@@ -48,7 +48,7 @@ from . import _dns_flows as flow_check
 from . import _doh_resolvers, _doh_tunnel
 from ._domains import Rules, label_count, load_rules, registered, restrict
 from ._domains import key as suffix_key
-from ._stats import clip01, human_bytes, linear, ramp, rows, shannon_entropy
+from ._stats import clip01, human_bytes, keys_table, linear, ramp, rows, shannon_entropy
 
 META = Meta(
     id="dns_tunnel",
@@ -426,14 +426,12 @@ def _tunnels(tel: Telemetry, s: Settings, rules: Rules, known: set, how: str) ->
 
 def _dns_flows(tel: Telemetry, samples: dict, limit: int) -> dict:
     """Per (client, DNS server): its largest port-53 flows, for all findings in one query."""
-    import pyarrow as pa
-
     pairs = sorted({(c, srv) for (c, _), smp in samples.items() for srv in smp["servers"]})
     if not pairs:
         return {}
     f = tel.flows.filter(tel.flows.resp_p == 53)
-    f = f.semi_join(ibis.memtable(pa.table({"orig_h": [p[0] for p in pairs],
-                                            "resp_h": [p[1] for p in pairs]})), ["orig_h", "resp_h"])
+    f = f.semi_join(keys_table([{"orig_h": c, "resp_h": srv} for c, srv in pairs], ["orig_h", "resp_h"], f),
+                    ["orig_h", "resp_h"])
     w = ibis.window(group_by=[f.orig_h, f.resp_h], order_by=[ibis.desc(f.orig_bytes), f.ts, f.uid])
     f = f.mutate(_rn=ibis.row_number().over(w))
     out: dict = {}

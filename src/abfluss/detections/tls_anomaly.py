@@ -48,6 +48,7 @@ from ibis import _
 from ..findings import Finding
 from ..units import count
 from . import Meta, Telemetry
+from ._sql import arrow_table, memtable
 from ._stats import ramp, rows
 
 META = Meta(
@@ -186,9 +187,9 @@ def _names(leaf, certs, s: Settings) -> list[dict]:
                         "claim": verdict})
     if not bad:
         return []
-    table = ibis.memtable(pa.Table.from_pylist(bad, schema=pa.schema(
-        [("sni", pa.string()), ("c_subject", pa.string()), ("leaf", pa.string()), ("valid", pa.bool_()),
-         ("claim", pa.string())])))
+    schema = pa.schema([("sni", pa.string()), ("c_subject", pa.string()), ("leaf", pa.string()),
+                        ("valid", pa.bool_()), ("claim", pa.string())])
+    table = memtable(arrow_table({k: [b[k] for b in bad] for k in schema.names}, schema))
     hit = named.mutate(leaf_key=named.leaf.fill_null(""))
     hit = hit.join(table, [hit.sni == table.sni, hit.c_subject == table.c_subject, hit.leaf_key == table.leaf,
                            hit.valid == table.valid])

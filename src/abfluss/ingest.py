@@ -20,6 +20,7 @@ from pathlib import Path
 from . import readers
 from .errors import AbflussError, InputError
 from .fsutil import DiskFullError, no_space
+from .readers._split import capture_parts
 from .readers.base import Content, ReadReport
 from .store import InputWriter, StoredInput, Workspace, iter_files
 
@@ -75,7 +76,8 @@ def ingest_paths(ws: Workspace, paths: Iterable[Path], sensor: str | None = None
 
     Files are read in ``jobs`` worker processes (default: one per core) and committed to the
     catalog in batches, one transaction each; what is stored is the same whatever ``jobs`` is.
-    Captures are metered by the calling process, which passes ``jobs`` on to split them.
+    Captures are metered by the calling process, which splits one into ``jobs // 2`` parts
+    (``readers._split.capture_parts``: a part keeps a meter and an inspection worker busy).
     """
     from . import parallel
 
@@ -169,7 +171,8 @@ def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = 
     if fmt == "pcap" and defer is not None:
         return defer(path)
     if fmt == "pcap" and "jobs" in inspect_mod.signature(read).parameters:
-        read = functools.partial(read, jobs=job.jobs)  # the capture's packets split over processes
+        # the capture's packets split over processes: each part keeps two of them busy
+        read = functools.partial(read, jobs=capture_parts(job.jobs))
     if fmt == "pcap" and job.inspect:
         from .dlp.inspect import Settings as InspectSettings
         from .dlp.keys import workspace_key

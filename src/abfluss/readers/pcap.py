@@ -33,7 +33,7 @@ from ..fsutil import DiskFullError
 from ..schema import TS, conform
 from . import _dns_packets
 from ._community_id import community_id
-from ._split import cores
+from ._split import capture_parts, cores
 from .base import GZIP_MAGIC, MAX_MESSAGES, ReadReport
 
 FORMAT = "pcap"
@@ -108,10 +108,10 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
 
 
 def parallel_jobs(size: int, jobs: int | None = None, job_bytes: int = JOB_BYTES) -> int:
-    """Processes per kind for a capture of ``size`` bytes: ``jobs`` (default: every core), but
-    no more than one per ``job_bytes`` of capture: starting a process costs more than it saves
-    on a small capture (0: no such limit)."""
-    n = max(1, jobs or cores())
+    """Parts (processes per kind) for a capture of ``size`` bytes: ``jobs`` (default: one per
+    two cores, ``_split.capture_parts``), but no more than one per ``job_bytes`` of capture:
+    starting a process costs more than it saves on a small capture (0: no such limit)."""
+    n = max(1, jobs or capture_parts(cores()))
     return max(1, min(n, size // job_bytes)) if job_bytes else n
 
 

@@ -288,6 +288,30 @@ def test_with_internal_networks_only_what_internal_hosts_send_is_read():
     assert sorted((r["resp_p"], r["sender"]) for r in res.dlp.to_pylist()) == [(80, "orig")] * 3 + [(40001, "orig")] * 3
 
 
+
+def test_a_gap_on_a_side_that_is_not_read_keeps_it_unread():
+    """A lost segment on a side parsed for its protocol records only (a download with internal
+    networks set; every side without a key) once switched it to raw reading into the detectors:
+    the download's values were scanned, and without a key the whole pass failed (TypeError), so
+    ``--no-inspect`` lost the capture's HTTP records (examples/lab-big-upload.pcap)."""
+    v = values(2)["kvnr"]
+    cap = Capture()
+    c = Conn(cap, ("10.10.0.11", 50000), ("203.0.113.50", 80))
+    c.send(b"GET /a HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    body = ("x" * 60 + "\n" + "".join(f"KVNR {k}\n" for k in v)).encode()
+    segs = c.segments(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body), False, size=40)
+    c.put(segs[:1] + segs[2:], from_client=False)  # the second segment never arrives
+    c.close()
+    res = run(cap, internal_networks=("10.0.0.0/8",))
+    resp = [r for r in res.inspected.to_pylist() if r["sender"] == "resp"]
+    assert [(r["gaps"], r["scanned_bytes"]) for r in resp] == [(40, 0)] and res.dlp.num_rows == 0
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = inspect_pcap(cap.write(Path(tmp) / "cap.pcap"), None)
+    assert plain.records["http"].to_pylist()[0]["uri"] == "/a"
+    lab = inspect_pcap(Path(__file__).resolve().parents[1] / "examples" / "lab-big-upload.pcap", None)
+    assert lab.records["http"].num_rows == 1
+
+
 # -- real captures -------------------------------------------------------------------------
 
 def sides(rel: str):

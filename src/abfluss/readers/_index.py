@@ -116,11 +116,13 @@ def _build(mm, size: int, rec: np.ndarray, first: int, latest: float) -> Index:
     # one gather: each record's header and the first WINDOW bytes of its frame (past the end of
     # a short frame: the next record's bytes, never used as this frame's: lengths are checked)
     span = 16 + WINDOW
-    w = np.zeros((n, span), dtype=np.uint8)
     inside = rec <= size - span
-    if size >= span:
-        w[inside] = sliding_window_view(buf, span)[rec[inside]]  # rows copied, no index array
+    if size >= span:  # rows copied in one gather (the last records' rows are redone below)
+        w = sliding_window_view(buf, span)[np.minimum(rec, size - span)]
+    else:
+        w = np.zeros((n, span), dtype=np.uint8)
     for i in np.flatnonzero(~inside).tolist():  # the last records of the file
+        w[i] = 0
         w[i, :size - rec[i]] = buf[rec[i]:]
     head = np.ascontiguousarray(w[:, :12]).view("<u4" if little else ">u4")
     ts = head[:, 0].astype(np.float64) + head[:, 1].astype(np.float64) / scale

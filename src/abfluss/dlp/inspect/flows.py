@@ -72,7 +72,7 @@ class Direction:
             # Malformed for this decoder: this piece and the rest are read raw. Part of the
             # piece may have been read already: a hit may count twice, a value is never lost.
             self._flush_decoder()
-            self.decoder = decode.Raw(self.sink)
+            self.decoder = self._raw()
             self.decoder.data(data)
 
     def _banner(self, data: bytes) -> None:
@@ -114,8 +114,14 @@ class Direction:
         """Bytes are missing: the decoder's framing is lost, so the rest is read raw."""
         if self.decoder is not None and not isinstance(self.decoder, decode.Raw):
             self._flush_decoder()  # what a decoder holds (a body being collected) is read first
-            self.decoder = decode.Raw(self.sink)
+            self.decoder = self._raw()
         self.sink.boundary()
+
+    def _raw(self):
+        """The decoder after lost framing: the rest as it is, into the detectors only on a side
+        that is read (a side parsed for its protocol records alone, or inbound, stays unread;
+        without a key there are no detectors at all)."""
+        return decode.Raw(self.sink if self.read else DISCARD)
 
     def _flush_decoder(self) -> None:
         try:

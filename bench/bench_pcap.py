@@ -178,7 +178,8 @@ def main() -> None:
             print(f"  where ingest's CPU goes: NFStream {c['nfstream']:.2f} + inspection pass (its worker alone, forked) "
                   f"{c['inspection alone']:.2f} + DNS worker {c['DNS scan alone']:.2f} + fixed cost "
                   f"{c['ingest of 50 packets']:.2f} = {parts:.2f} CPU s; the rest, {c['ingest'] - parts:.2f} CPU s, is this "
-                  "process's per-record work (hashing the input, flow rows, Parquet, catalog)")
+                  "process's per-record work (hashing the input, flow rows, Parquet, catalog); medians of separate runs, "
+                  "and the fixed cost includes starting a meter and workers, so the rest is approximate")
             ratio = t["ingest"] / t["ingest --no-inspect"]
             print(f"  inspection on / off: {ratio:.2f}  ({verdict(ratio, 2.0)})")
             if sources is MIXED:

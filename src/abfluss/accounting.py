@@ -39,7 +39,7 @@ from .analysis import LOOKBACK
 from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
 from .findings import SEVERITIES, Finding
-from .ledger import LedgerQuery, ledger_rows
+from .ledger import LedgerQuery, grouped_sql, labelled_sql
 from .store import Workspace
 
 CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
@@ -107,52 +107,148 @@ class _Flags:
                 if not f.external_hosts and not f.external_names and f.start:
                     self.hosts.setdefault(h, []).append((f.start, f.end or f.start, f.id))
 
-    def covering(self, r: dict) -> list[str]:
-        h = r["internal_host"]
-        ids = list(self.pairs.get((h, r["external_host"]), ()))
-        name = (r["external_name"] or "").lower()
-        if name:
-            ids += [i for n, i in self.names.get(h, ()) if name == n or name.endswith("." + n)]
-        hour = _utc(r["hour"])
-        ids += [i for lo, hi, i in self.hosts.get(h, ()) if hour <= hi and hour + timedelta(hours=1) > lo]
-        return sorted(set(ids))
+    def by_name(self, host: str, name: str | None) -> list[str]:
+        """The findings naming ``name`` (or a domain above it) for ``host``."""
+        name = (name or "").lower()
+        return [i for n, i in self.names.get(host, ()) if name == n or name.endswith("." + n)] if name else []
+
+    def tables(self, con, names: list[tuple[str, str]]) -> None:
+        """The flags as the temporary tables the classification joins: ``_acc_fp`` (host,
+        destination, id), ``_acc_fn`` (host, name, ids: ``names``' pairs, matched here) and
+        ``_acc_fh`` (host, first and last microsecond of a finding's span, id)."""
+        fp = [(h, x, i) for (h, x), ids in self.pairs.items() for i in ids]
+        fn = [(h, n, ids) for h, n in names if (ids := self.by_name(h, n))]
+        fh = [(h, _us(lo), _us(hi), i) for h, spans in self.hosts.items() for lo, hi, i in spans]
+        con.execute("CREATE OR REPLACE TEMP TABLE _acc_fp AS SELECT unnest(?::VARCHAR[]) AS h, "
+                    "unnest(?::VARCHAR[]) AS x, unnest(?::VARCHAR[]) AS id", [list(c) for c in zip(*fp)] or [[], [], []])
+        con.execute("CREATE OR REPLACE TEMP TABLE _acc_fn AS SELECT unnest(?::VARCHAR[]) AS h, "
+                    "unnest(?::VARCHAR[]) AS name, unnest(?::VARCHAR[][]) AS ids", [list(c) for c in zip(*fn)] or [[], [], []])
+        con.execute("CREATE OR REPLACE TEMP TABLE _acc_fh AS SELECT unnest(?::VARCHAR[]) AS h, unnest(?::BIGINT[]) AS lo, "
+                    "unnest(?::BIGINT[]) AS hi, unnest(?::VARCHAR[]) AS id", [list(c) for c in zip(*fh)] or [[], [], [], []])
+
+
+def _us(t: datetime) -> int:
+    return (_utc(t) - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TEMP = ("_acc_rows", "_acc_limits", "_acc_local", "_acc_fp", "_acc_fn", "_acc_fh", "_acc_pairs")
+
+
+def _limits_sql(values: str) -> str:
+    """Per destination, ``baseline``'s threshold over ``values`` (rows of ``external_host`` and
+    ``s``, a list of its positive host-hour byte counts before the window; a destination may
+    have several rows): the same arithmetic in DuckDB, on each destination's sorted list, so no
+    host-hour reaches Python (tests/test_accounting.py compares the two on many lists)."""
+    return f"""
+        SELECT external_host, greatest(med + ?::DOUBLE * mad, p99) AS threshold FROM (
+            SELECT external_host, med, p99,
+                   CASE WHEN n % 2 = 1 THEN d[n // 2 + 1] ELSE (d[n // 2] + d[n // 2 + 1]) / 2 END AS mad
+            FROM (SELECT *, list_sort(list_transform(s, lambda v: abs(v - med))) AS d FROM (
+                SELECT external_host, s, n,
+                       CASE WHEN n % 2 = 1 THEN s[n // 2 + 1]::DOUBLE
+                            ELSE (s[n // 2] + s[n // 2 + 1])::DOUBLE / 2 END AS med,
+                       -- Python's round() halves to even: round_even
+                       s[least(n - 1, round_even(0.99::DOUBLE * (n - 1), 0)::BIGINT) + 1]::DOUBLE AS p99
+                FROM (SELECT external_host, s, len(s) AS n FROM (
+                    SELECT external_host, list_sort(flatten(list(s))) AS s FROM ({values}) GROUP BY external_host)))))"""
+
+
+#: Each row of ``_acc_rows`` with its class and the ids of the findings that flag it (the
+#: module's rules, in their order): ``_acc_limits`` holds the destinations' thresholds,
+#: ``_acc_local`` the destinations ``is_local`` says are local among the rows ``check_local``
+#: marks (those whose ``dest_class`` does not already say so from the address: proxied, or
+#: named only), ``_acc_fp``/``_acc_fn``/``_acc_fh`` the flags (``_Flags.tables``).
+_CLASSIFIED_SQL = """
+    WITH c AS (
+        SELECT w.*, lim.threshold,
+               w.dest_class = 'local' OR (w.check_local AND w.external_host IN (SELECT x FROM _acc_local)) AS local_,
+               list_sort(list_distinct(list_concat(coalesce(p.ids, []::VARCHAR[]), coalesce(n.ids, []::VARCHAR[]),
+                                                   coalesce(hs.ids, []::VARCHAR[])))) AS ids_
+        FROM _acc_rows w
+        LEFT JOIN _acc_limits lim ON lim.external_host = w.external_host
+        LEFT JOIN (SELECT h, x, list(id) AS ids FROM _acc_fp GROUP BY h, x) p
+               ON p.h = w.internal_host AND p.x = w.external_host
+        LEFT JOIN _acc_fn n ON n.h = w.internal_host AND n.name = w.external_name
+        LEFT JOIN (SELECT k.h, k.hour, list(f.id) AS ids
+                   FROM (SELECT DISTINCT internal_host AS h, hour FROM _acc_rows
+                         WHERE internal_host IN (SELECT h FROM _acc_fh)) k
+                   JOIN _acc_fh f ON f.h = k.h AND epoch_us(k.hour) <= f.hi AND epoch_us(k.hour) + 3600000000 > f.lo
+                   GROUP BY k.h, k.hour) hs ON hs.h = w.internal_host AND hs.hour = w.hour)
+    SELECT * EXCLUDE (threshold, local_, ids_),
+           CASE WHEN local_ THEN 'local' WHEN dest_class = 'allowlisted' THEN 'allowlisted'
+                WHEN len(ids_) > 0 THEN 'flagged' WHEN bytes_out <= threshold THEN 'baseline'
+                ELSE 'unexplained' END AS category,
+           CASE WHEN local_ OR dest_class = 'allowlisted' THEN []::VARCHAR[] ELSE ids_ END AS ids
+    FROM c"""
+
+
+def _prepare(con, rows: str, rows_args: list, values: str, values_args: list, flags: _Flags) -> None:
+    """The temporary tables ``_CLASSIFIED_SQL`` reads: ``rows`` (ledger rows with ``check_local``),
+    the thresholds of ``values`` (see ``_limits_sql``), the local destinations and the flags."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_rows AS {rows}", rows_args)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_limits AS {_limits_sql(values)}",
+                [BASELINE_Z * 1.4826] + values_args)
+    maybe = [x for (x,) in con.execute("SELECT DISTINCT external_host FROM _acc_rows "
+                                       "WHERE check_local AND dest_class <> 'local'").fetchall()]
+    con.execute("CREATE OR REPLACE TEMP TABLE _acc_local AS SELECT unnest(?::VARCHAR[]) AS x",
+                [[x for x in maybe if is_local(x)]])
+    names = con.execute("""
+        SELECT DISTINCT internal_host, external_name FROM _acc_rows
+        WHERE internal_host IN (SELECT unnest(?::VARCHAR[])) AND external_name <> ''""",
+                        [sorted(flags.names)]).fetchall() if flags.names else []
+    flags.tables(con, names)
+
+
+def _drop(con) -> None:
+    for t in _TEMP:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def classify(rows: list[dict], history: list[dict], findings: list[Finding]) -> list[tuple[str, dict, list[str]]]:
-    """Each ledger row with its class and the ids of the findings that flag it."""
+    """Each ledger row with its class and the ids of the findings that flag it: the rules
+    ``account`` applies in DuckDB, here over rows given as dicts (an in-memory database)."""
+    import duckdb
+
     per_dest: dict[str, dict[tuple, int]] = {}
     for r in history:
         k = (r["internal_host"], r["hour"])
         d = per_dest.setdefault(r["external_host"], {})
         d[k] = d.get(k, 0) + r["bytes_out"]
-    limits = {x: baseline([v for v in hours.values() if v > 0]) for x, hours in per_dest.items()}
-    flags = _Flags(findings)
-    out = []
-    for r in rows:
-        ids: list[str] = []
-        if r["dest_class"] == "local" or is_local(r["external_host"]):
-            cat = "local"
-        elif r["dest_class"] == "allowlisted":
-            cat = "allowlisted"
-        elif ids := flags.covering(r):
-            cat = "flagged"
-        elif (b := limits.get(r["external_host"])) is not None and r["bytes_out"] <= b["threshold"]:
-            cat = "baseline"
-        else:
-            cat = "unexplained"
-        out.append((cat, r, ids))
-    return out
+    values = [(x, [v for v in hours.values() if v > 0]) for x, hours in per_dest.items()]
+    cols = ("internal_host", "external_host", "external_name", "dest_class")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _prepare(con, f"""
+            SELECT unnest(?::BIGINT[]) AS i, {', '.join(f'unnest(?::VARCHAR[]) AS {c}' for c in cols)},
+                   make_timestamptz(unnest(?::BIGINT[])) AS hour, unnest(?::BIGINT[]) AS bytes_out,
+                   true AS check_local""",
+                 [list(range(len(rows)))] + [[r[c] for r in rows] for c in cols]
+                 + [[_us(r["hour"]) for r in rows], [r["bytes_out"] for r in rows]],
+                 "SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[][]) AS s",
+                 [[x for x, _ in values], [v for _, v in values]], _Flags(findings))
+        got = con.execute(f"SELECT category, ids FROM ({_CLASSIFIED_SQL}) ORDER BY i").fetchall()
+    finally:
+        con.close()
+    return [(cat, r, list(ids)) for r, (cat, ids) in zip(rows, got)]
 
 
 def account(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
-            tenant: str | None = None, findings: list[Finding] | None = None) -> dict:
+            tenant: str | None = None, findings: list[Finding] | None = None, limit: int | None = None) -> dict:
     """The accounting of [start, end) (default: all data) for ``tenant`` (default: all).
 
-    ``findings`` default to a fresh analysis of exactly this window (not stored), as the report
-    does. Returns a JSON-ready dict: ``categories`` (bytes per class, summing to
+    ``findings`` default to the stored findings when stored analyses cover the window
+    (``stored_findings``), else to a fresh analysis of exactly this window (not stored), as the
+    report does. Returns a JSON-ready dict: ``categories`` (bytes per class, summing to
     ``bytes_out``, the ledger's total), their shares, the top unexplained destinations, the
-    flagged pairs, every host x destination x class (``pairs``) and the facts about the
-    telemetry that decide whether the window can be assessed at all (``telemetry``).
+    flagged pairs, every host x destination x class (``pairs``; the ``limit`` largest when
+    given: the console's API) and the facts about the telemetry that decide whether the window
+    can be assessed at all (``telemetry``).
+
+    The rows are classified and summed per pair in DuckDB (``_CLASSIFIED_SQL``): over ten
+    million flows the window and its history are millions of host-hours, and only the pairs
+    asked for reach Python.
     """
     from . import analysis  # noqa: F811  (the detections, imported when needed)
 
@@ -168,41 +264,81 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
         findings = stored_findings(ws, start, end)
     if findings is None:
         findings = analysis.analyze(ws, start, end, store=False).findings
-    rows, tot = ledger_rows(ws, LedgerQuery(start, end, tenant=tenant))
-    history = ledger_rows(ws, LedgerQuery(start - LOOKBACK, start, tenant=tenant))[0]
-    cats = {c: 0 for c in CATEGORIES}
-    pairs: dict[tuple, dict] = {}
-    for cat, r, ids in classify(rows, history, findings):
-        cats[cat] += r["bytes_out"]
-        p = pairs.setdefault((cat, r["internal_host"], r["external_host"]), {
-            "category": cat, "internal_host": r["internal_host"], "external_host": r["external_host"],
-            "external_name": r["external_name"], "bytes_out": 0, "flows": 0, "findings": set(),
-            "first_seen": r["first_seen"], "last_seen": r["last_seen"]})
-        p["bytes_out"] += r["bytes_out"]
-        p["flows"] += r["flows"]
-        p["external_name"] = p["external_name"] or r["external_name"]
-        p["findings"].update(ids)
-        p["first_seen"] = min(p["first_seen"], r["first_seen"])
-        p["last_seen"] = max(p["last_seen"], r["last_seen"])
-    total = int(tot["bytes_out"])
-    ordered = sorted(pairs.values(), key=lambda p: (-p["bytes_out"], p["category"], p["internal_host"],
-                                                    p["external_host"]))
-    unexplained = [p for p in ordered if p["category"] == "unexplained"]
-    flagged = [p for p in ordered if p["category"] == "flagged"]
-    details = _pair_details(ws, start, end, unexplained[:TOP_UNEXPLAINED] + flagged)
+    con = ws.con
+    try:
+        _prepare(con, *_window_sql(ws, start, end, tenant), *_history_sql(ws, start, tenant), _Flags(findings))
+        # the pair's name: that of its first named row in the ledger's order (bytes out, hour),
+        # else (none named) the last row's, as a running ``name or row's name`` over them gives
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _acc_pairs AS
+            SELECT category, internal_host, external_host,
+                   coalesce(arg_min(external_name, [-bytes_out, epoch_us(hour)]) FILTER (WHERE external_name <> ''),
+                            nullif(arg_max(coalesce(external_name, chr(0)), [-bytes_out, epoch_us(hour)]), chr(0)))
+                       AS external_name,
+                   sum(bytes_out)::BIGINT AS bytes_out, sum(flows)::BIGINT AS flows,
+                   list_sort(list_distinct(flatten(list(ids)))) AS findings,
+                   epoch_us(min(first_seen)) AS first_seen, epoch_us(max(last_seen)) AS last_seen
+            FROM ({_CLASSIFIED_SQL}) GROUP BY category, internal_host, external_host""")
+        cats = {c: 0 for c in CATEGORIES}
+        total = flows = count = 0
+        for cat, b, n, k in con.execute("SELECT category, sum(bytes_out)::BIGINT, sum(flows)::BIGINT, count(*) "
+                                        "FROM _acc_pairs GROUP BY category").fetchall():
+            cats[cat], total, flows = int(b), total + int(b), flows + int(n)
+            count += k if cat == "unexplained" else 0
+        order = "ORDER BY bytes_out DESC, category, internal_host, external_host"
+        unexplained = _fetch_pairs(con, f"WHERE category = 'unexplained' {order} LIMIT {TOP_UNEXPLAINED}")
+        flagged = _fetch_pairs(con, f"WHERE category = 'flagged' {order}")
+        pairs = _fetch_pairs(con, order + (f" LIMIT {int(limit)}" if limit else ""))
+    finally:
+        _drop(con)
+    details = _pair_details(ws, start, end, unexplained + flagged)
     return {
         "window": {"start": _iso(start), "end": _iso(end)}, "tenant": tenant,
-        "bytes_out": total, "flows": int(tot["flows"]),
+        "bytes_out": total, "flows": flows,
         "categories": cats,
         "shares": {c: round(v / total, 6) if total else 0.0 for c, v in cats.items()},
-        "top_unexplained": [_public(p, details) for p in unexplained[:TOP_UNEXPLAINED]],
-        "unexplained_destinations": len(unexplained),
+        "top_unexplained": [_public(p, details) for p in unexplained],
+        "unexplained_destinations": count,
         "flagged": [_public(p, details) for p in flagged],
-        "pairs": [_public(p, {}) for p in ordered],
+        "pairs": [_public(p, {}) for p in pairs],
         "telemetry": _telemetry(ws, start, end),
         "settings": {"flagged_min_severity": FLAGGED_MIN_SEVERITY, "baseline_z": BASELINE_Z,
                      "lookback_days": LOOKBACK.days, "local_networks": list(LOCAL_NETWORKS)},
     }
+
+
+_PAIR_COLUMNS = ("category", "internal_host", "external_host", "external_name", "bytes_out", "flows", "findings",
+                 "first_seen", "last_seen")
+
+
+def _fetch_pairs(con, tail: str) -> list[dict]:
+    out = []
+    for row in con.execute(f"SELECT {', '.join(_PAIR_COLUMNS)} FROM _acc_pairs {tail}").fetchall():
+        p = dict(zip(_PAIR_COLUMNS, row))
+        p["first_seen"] = _EPOCH + timedelta(microseconds=p["first_seen"])
+        p["last_seen"] = _EPOCH + timedelta(microseconds=p["last_seen"])
+        out.append(p)
+    return out
+
+
+def _window_sql(ws: Workspace, start: datetime, end: datetime, tenant: str | None) -> tuple[str, list]:
+    """The window's ledger rows; ``check_local`` where ``dest_class`` may miss a local address
+    (a proxied connection's class is ``proxy``; a destination known by name only has no address)."""
+    return labelled_sql(ws, LedgerQuery(start, end, tenant=tenant),
+                        ", g.transit OR g.external_id IS NULL AS check_local")
+
+
+def _history_sql(ws: Workspace, start: datetime, tenant: str | None) -> tuple[str, list]:
+    """Per destination the positive byte counts of the tenant's host-hours in the ``LOOKBACK``
+    before the window (each ledger group is one host x destination x hour: no sum needed)."""
+    sql, args = grouped_sql(ws, LedgerQuery(start - LOOKBACK, start))
+    cond, targs = ("tenant = ?", [tenant]) if tenant else ("true", [])
+    return f"""
+        SELECT coalesce(ce.addr, h.external_text) AS external_host, h.s FROM (
+            SELECT external_id, external_text, list(bytes_out) AS s FROM ({sql})
+            WHERE bytes_out > 0 AND internal_id IN (SELECT id FROM address_class WHERE {cond})
+            GROUP BY external_id, external_text) h
+        LEFT JOIN address_class ce ON ce.id = h.external_id""", args + targs
 
 
 def stored_findings(ws: Workspace, start: datetime, end: datetime) -> list[Finding] | None:

@@ -98,7 +98,8 @@ def _grouped_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list, bool]:
     return " UNION ALL ".join(sqls), args, not parts
 
 
-def _labelled_sql(ws: Workspace, source: str) -> str:
+def _labelled_sql(ws: Workspace, source: str, extra: str = "") -> str:
+    """The ledger's columns of the groups in ``source`` (``g``); ``extra``: more columns after them."""
     return f"""
         SELECT ci.addr AS internal_host, coalesce(ce.addr, g.external_text) AS external_host,
                coalesce(g.flow_name, n.name) AS external_name,
@@ -109,11 +110,27 @@ def _labelled_sql(ws: Workspace, source: str) -> str:
                {dest_class_sql(ws.config, "'outbound'", "ce.allow_net", "coalesce(g.flow_name, n.name)", "ce.local")}
                END AS dest_class,
                CASE WHEN g.flow_name IS NOT NULL THEN 'connection' WHEN n.name IS NOT NULL THEN 'resolver'
-                    END AS name_source
+                    END AS name_source{extra}
         FROM {source} g
         JOIN address_class ci ON ci.id = g.internal_id
         LEFT JOIN address_class ce ON ce.id = g.external_id
         LEFT JOIN dns_names n ON n.addr = ce.addr"""
+
+
+def labelled_sql(ws: Workspace, q: LedgerQuery, extra: str = "") -> tuple[str, list]:
+    """The SQL of ``q``'s ledger rows (window, host, tenants and destination applied; neither sorted
+    nor limited) and its arguments, for a caller that aggregates them in DuckDB (the accounting);
+    ``extra``: more columns of the grouped rows ``g`` (``ledger_store.GROUP_COLUMNS``)."""
+    sql, args, _stored = _grouped_sql(ws, q)
+    post, post_args = _post_where(q)
+    return f"SELECT * FROM ({_labelled_sql(ws, f'({sql})', extra)}) WHERE {post}", args + post_args
+
+
+def grouped_sql(ws: Workspace, q: LedgerQuery) -> tuple[str, list]:
+    """The SQL of the groups (``ledger_store.GROUP_COLUMNS``, unlabelled) of ``q``'s window and
+    host, and its arguments (stored rows where current, else grouped from the flows)."""
+    sql, args, _stored = _grouped_sql(ws, q)
+    return sql, args
 
 
 #: Sort keys the grouped rows already carry, so a limited ledger can be cut before labelling.

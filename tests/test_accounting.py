@@ -175,3 +175,33 @@ def test_empty_window_is_a_one_line_error(tmp_path_factory, args):
     root = workspace_for((str(EXAMPLES / "lab-dns-tunnel.pcap"),), tmp_path_factory.mktemp("acc-cli"))
     r = run_cli("account", *args, workspace=root)
     assert r.returncode == 2 and "empty window" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_thresholds_in_duckdb_equal_baseline():
+    """``account`` computes each destination's threshold in DuckDB (``_limits_sql``): it equals
+    ``baseline``'s on lists of every length from 1 to 420 and two longer ones (odd and even
+    counts, p99 ranks that round half to even), with ties, heavy tails and counts up to 10^12."""
+    import random
+
+    import duckdb
+
+    rng = random.Random(14)
+    lists = {}
+    for n in list(range(1, 421)) + [1001, 5000]:
+        kind = n % 3
+        if kind == 0:
+            vals = [rng.randint(1, 5) for _ in range(n)]  # many ties
+        elif kind == 1:
+            vals = [int(rng.lognormvariate(9, 2)) + 1 for _ in range(n)]
+        else:
+            vals = [rng.randint(1, 10**12) for _ in range(n)]
+        lists[f"d{n}"] = vals
+    con = duckdb.connect()
+    try:
+        sql = accounting._limits_sql("SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[]) AS v",
+                                     "external_host")
+        got = dict(con.execute(sql, [[x for x, vs in lists.items() for _ in vs],
+                                     [v for vs in lists.values() for v in vs]]).fetchall())
+    finally:
+        con.close()
+    assert got == {x: accounting.baseline(vs)["threshold"] for x, vs in lists.items()}

@@ -135,23 +135,23 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TEMP = ("_acc_rows", "_acc_limits", "_acc_local", "_acc_fp", "_acc_fn", "_acc_fh", "_acc_pairs")
 
 
-def _limits_sql(values: str) -> str:
-    """Per destination, ``baseline``'s threshold over ``values`` (rows of ``external_host`` and
-    ``s``, a list of its positive host-hour byte counts before the window; a destination may
-    have several rows): the same arithmetic in DuckDB, on each destination's sorted list, so no
-    host-hour reaches Python (tests/test_accounting.py compares the two on many lists)."""
+def _limits_sql(values: str, keys: str) -> str:
+    """Per destination (``keys``), ``baseline``'s threshold over ``values`` (rows of ``keys`` and
+    ``v``, a positive host-hour byte count before the window): the same arithmetic in DuckDB on
+    each destination's sorted list, so no host-hour reaches Python (tests/test_accounting.py
+    compares the two). The median of an even count is the mean of the two middle values, as
+    ``statistics.median`` (exact in doubles for byte counts below 2^50)."""
     return f"""
-        SELECT external_host, greatest(med + ?::DOUBLE * mad, p99) AS threshold FROM (
-            SELECT external_host, med, p99,
-                   CASE WHEN n % 2 = 1 THEN d[n // 2 + 1] ELSE (d[n // 2] + d[n // 2 + 1]) / 2 END AS mad
-            FROM (SELECT *, list_sort(list_transform(s, lambda v: abs(v - med))) AS d FROM (
-                SELECT external_host, s, n,
+        SELECT {keys}, greatest(med + '{BASELINE_Z * 1.4826!r}'::DOUBLE * mad, p99) AS threshold FROM (
+            SELECT *, CASE WHEN n % 2 = 1 THEN d[n // 2 + 1] ELSE (d[n // 2] + d[n // 2 + 1]) / 2 END AS mad
+            FROM (SELECT *, list_sort(list_transform(s, lambda x: abs(x - med))) AS d FROM (
+                SELECT {keys}, s, n,
                        CASE WHEN n % 2 = 1 THEN s[n // 2 + 1]::DOUBLE
                             ELSE (s[n // 2] + s[n // 2 + 1])::DOUBLE / 2 END AS med,
                        -- Python's round() halves to even: round_even
                        s[least(n - 1, round_even(0.99::DOUBLE * (n - 1), 0)::BIGINT) + 1]::DOUBLE AS p99
-                FROM (SELECT external_host, s, len(s) AS n FROM (
-                    SELECT external_host, list_sort(flatten(list(s))) AS s FROM ({values}) GROUP BY external_host)))))"""
+                FROM (SELECT {keys}, s, len(s) AS n FROM (
+                    SELECT {keys}, list_sort(list(v)) AS s FROM ({values}) GROUP BY {keys})))))"""
 
 
 #: Each row of ``_acc_rows`` with its class and the ids of the findings that flag it (the
@@ -183,12 +183,11 @@ _CLASSIFIED_SQL = """
     FROM c"""
 
 
-def _prepare(con, rows: str, rows_args: list, values: str, values_args: list, flags: _Flags) -> None:
+def _prepare(con, rows: str, rows_args: list, limits: str, values_args: list, flags: _Flags) -> None:
     """The temporary tables ``_CLASSIFIED_SQL`` reads: ``rows`` (ledger rows with ``check_local``),
-    the thresholds of ``values`` (see ``_limits_sql``), the local destinations and the flags."""
+    ``limits`` (``external_host`` and ``threshold``: ``_limits_sql``), the local destinations and the flags."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_rows AS {rows}", rows_args)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_limits AS {_limits_sql(values)}",
-                [BASELINE_Z * 1.4826] + values_args)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_limits AS {limits}", values_args)
     maybe = [x for (x,) in con.execute("SELECT DISTINCT external_host FROM _acc_rows "
                                        "WHERE check_local AND dest_class <> 'local'").fetchall()]
     con.execute("CREATE OR REPLACE TEMP TABLE _acc_local AS SELECT unnest(?::VARCHAR[]) AS x",
@@ -215,7 +214,7 @@ def classify(rows: list[dict], history: list[dict], findings: list[Finding]) -> 
         k = (r["internal_host"], r["hour"])
         d = per_dest.setdefault(r["external_host"], {})
         d[k] = d.get(k, 0) + r["bytes_out"]
-    values = [(x, [v for v in hours.values() if v > 0]) for x, hours in per_dest.items()]
+    values = [(x, v) for x, hours in per_dest.items() for v in hours.values() if v > 0]
     cols = ("internal_host", "external_host", "external_name", "dest_class")
     con = duckdb.connect()
     try:
@@ -226,7 +225,7 @@ def classify(rows: list[dict], history: list[dict], findings: list[Finding]) -> 
                    true AS check_local""",
                  [list(range(len(rows)))] + [[r[c] for r in rows] for c in cols]
                  + [[_us(r["hour"]) for r in rows], [r["bytes_out"] for r in rows]],
-                 "SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[][]) AS s",
+                 _limits_sql("SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[]) AS v", "external_host"),
                  [[x for x, _ in values], [v for _, v in values]], _Flags(findings))
         got = con.execute(f"SELECT category, ids FROM ({_CLASSIFIED_SQL}) ORDER BY i").fetchall()
     finally:
@@ -266,7 +265,7 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
         findings = analysis.analyze(ws, start, end, store=False).findings
     con = ws.con
     try:
-        _prepare(con, *_window_sql(ws, start, end, tenant), *_history_sql(ws, start, tenant), _Flags(findings))
+        _prepare(con, *_window_sql(ws, start, end, tenant), *_limits_of_history(ws, start, tenant), _Flags(findings))
         # the pair's name: that of its first named row in the ledger's order (bytes out, hour),
         # else (none named) the last row's, as a running ``name or row's name`` over them gives
         con.execute(f"""
@@ -328,17 +327,19 @@ def _window_sql(ws: Workspace, start: datetime, end: datetime, tenant: str | Non
                         ", g.transit OR g.external_id IS NULL AS check_local")
 
 
-def _history_sql(ws: Workspace, start: datetime, tenant: str | None) -> tuple[str, list]:
-    """Per destination the positive byte counts of the tenant's host-hours in the ``LOOKBACK``
-    before the window (each ledger group is one host x destination x hour: no sum needed)."""
+def _limits_of_history(ws: Workspace, start: datetime, tenant: str | None) -> tuple[str, list]:
+    """Per destination the threshold over the positive byte counts of the tenant's host-hours in
+    the ``LOOKBACK`` before the window (each ledger group is one host x destination x hour: no
+    sum needed), computed per address id (or name) and labelled after."""
     sql, args = grouped_sql(ws, LedgerQuery(start - LOOKBACK, start))
     cond, targs = ("tenant = ?", [tenant]) if tenant else ("true", [])
+    values = f"""
+        SELECT external_id, external_text, bytes_out AS v FROM ({sql})
+        WHERE bytes_out > 0 AND internal_id IN (SELECT id FROM address_class WHERE {cond})"""
     return f"""
-        SELECT coalesce(ce.addr, h.external_text) AS external_host, h.s FROM (
-            SELECT external_id, external_text, list(bytes_out) AS s FROM ({sql})
-            WHERE bytes_out > 0 AND internal_id IN (SELECT id FROM address_class WHERE {cond})
-            GROUP BY external_id, external_text) h
-        LEFT JOIN address_class ce ON ce.id = h.external_id""", args + targs
+        SELECT coalesce(ce.addr, l.external_text) AS external_host, l.threshold
+        FROM ({_limits_sql(values, "external_id, external_text")}) l
+        LEFT JOIN address_class ce ON ce.id = l.external_id""", args + targs
 
 
 def stored_findings(ws: Workspace, start: datetime, end: datetime) -> list[Finding] | None:
@@ -395,7 +396,8 @@ def _pair_details(ws: Workspace, start, end, pairs: list[dict]) -> dict:
               AND [internal_host, external_host] IN (SELECT unnest(?))
             GROUP BY ALL""", [start, end, keys]).fetchall():
         got[(h, x)] = {"channel": chan, "largest_flow": int(big or 0)}
-    seen = {x: (t, hosts) for x, t, hosts in ws.con.execute(_first_contact_sql(ws), [dests]).fetchall()}
+    sql, stored = _first_contact_sql(ws)
+    seen = {x: (t, hosts) for x, t, hosts in ws.con.execute(sql, [dests, dests] if stored else [dests]).fetchall()}
     for (h, x), d in got.items():
         t, hosts = seen.get(x, (None, []))
         d["destination_first_seen"] = t
@@ -403,38 +405,43 @@ def _pair_details(ws: Workspace, start, end, pairs: list[dict]) -> dict:
     return got
 
 
-def _first_contact_sql(ws: Workspace) -> str:
+def _first_contact_sql(ws: Workspace) -> tuple[str, bool]:
     """Per destination (all data): its first contact and the internal hosts that talked to it;
-    from the stored hourly ledger's groups (their first_seen is their flows' first ts) when current."""
+    from the stored hourly ledger's groups (their first_seen is their flows' first ts) when
+    current (then True: the destinations are bound twice, as address ids and as names)."""
     if ledger_store.current(ws):
         return """
             SELECT coalesce(ce.addr, g.external_text) AS external_host, min(g.first_seen), list(DISTINCT ci.addr)
             FROM ledger_hourly g JOIN address_class ci ON ci.id = g.internal_id
             LEFT JOIN address_class ce ON ce.id = g.external_id
-            WHERE coalesce(ce.addr, g.external_text) IN (SELECT unnest(?))
-            GROUP BY ALL"""
+            WHERE g.external_id IN (SELECT id FROM addresses WHERE addr IN (SELECT unnest(?::VARCHAR[])))
+               OR (g.external_id IS NULL AND g.external_text IN (SELECT unnest(?::VARCHAR[])))
+            GROUP BY ALL""", True
     return """
             SELECT external_host, min(ts), list(DISTINCT internal_host) FROM flows_directed
             WHERE direction IN ('outbound', 'inbound') AND external_host IN (SELECT unnest(?))
-            GROUP BY ALL"""
+            GROUP BY ALL""", False
 
 
 def _telemetry(ws: Workspace, start, end) -> dict:
     """What the window's flow telemetry holds: flows, flows across the boundary, flows between
     two external addresses, internal addresses seen, and the busiest addresses (what ``[networks] internal`` should match)."""
-    flows, crossing, external = ws.con.execute("""
-        SELECT count(*), coalesce(count_if(direction IN ('outbound', 'inbound')), 0),
-               coalesce(count_if(direction = 'external'), 0)
-        FROM flows_directed WHERE ts >= ? AND ts < ?""", [start, end]).fetchall()[0]
-    internal = ws.con.execute("""
-        SELECT count(DISTINCT a) FROM (SELECT orig_h AS a, orig_internal AS i, ts FROM flows_directed
-                                       UNION ALL SELECT resp_h, resp_internal, ts FROM flows_directed)
-        WHERE i AND ts >= ? AND ts < ?""", [start, end]).fetchall()[0][0]
-    busiest = ws.con.execute("""
-        SELECT a, count(*) AS n FROM (SELECT orig_h AS a, ts FROM flows_directed UNION ALL
-                                      SELECT resp_h, ts FROM flows_directed)
-        WHERE ts >= ? AND ts < ? AND a IS NOT NULL GROUP BY a ORDER BY n DESC, a LIMIT 3""",
-                             [start, end]).fetchall()
+    # One pass over the window's flows; addresses counted by id (by text only where an address
+    # has none: a proxied connection's target known by name), labelled for the three busiest.
+    flows, crossing, external, internal, busiest = ws.con.execute("""
+        WITH f AS MATERIALIZED (
+            SELECT direction, orig_internal, resp_internal, orig_id, resp_id,
+                   CASE WHEN orig_id IS NULL THEN orig_h END AS orig_t, CASE WHEN resp_id IS NULL THEN resp_h END AS resp_t
+            FROM flows_directed WHERE ts >= ? AND ts < ?),
+        a AS (SELECT orig_id AS id, orig_t AS t, orig_internal AS i FROM f
+              UNION ALL SELECT resp_id, resp_t, resp_internal FROM f),
+        n AS (SELECT id, t, count(*) AS n FROM a WHERE id IS NOT NULL OR t IS NOT NULL GROUP BY id, t)
+        SELECT (SELECT count(*) FROM f), (SELECT coalesce(count_if(direction IN ('outbound', 'inbound')), 0) FROM f),
+               (SELECT coalesce(count_if(direction = 'external'), 0) FROM f),
+               (SELECT count(DISTINCT id) + count(DISTINCT t) FROM a WHERE i),
+               (SELECT list([addr, n::VARCHAR]) FROM (
+                    SELECT coalesce(ad.addr, n.t) AS addr, n.n FROM n LEFT JOIN addresses ad ON ad.id = n.id
+                    ORDER BY n.n DESC, addr LIMIT 3))""", [start, end]).fetchall()[0]
     return {"flows": int(flows), "boundary_flows": int(crossing), "external_flows": int(external),
             "internal_addresses": int(internal),
-            "busiest_addresses": [{"address": a, "flows": int(n)} for a, n in busiest]}
+            "busiest_addresses": [{"address": a, "flows": int(n)} for a, n in busiest or []]}

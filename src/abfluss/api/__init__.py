@@ -244,11 +244,12 @@ def host_outflow(ws: "Workspace", who: Principal | None, host: str, start: datet
 
 
 def account(ws: "Workspace", who: Principal | None = None, start: datetime | None = None,
-            end: datetime | None = None, tenant: str | None = None) -> dict:
-    """The outflow accounting (``account --format json``); an officer's is its tenant's."""
+            end: datetime | None = None, tenant: str | None = None, limit: int | None = None) -> dict:
+    """The outflow accounting (``account --format json``); an officer's is its tenant's; ``pairs``
+    holds the ``limit`` largest host x destination x class (None: all)."""
     from ..accounting import account as _account
     tenant = _own_tenant(who, tenant)
-    acc = _account(ws, start, end, tenant)
+    acc = _account(ws, start, end, tenant, limit=limit)
     _viewed(ws, who, f"account from={start} to={end}", tenant)
     return acc
 

@@ -73,9 +73,12 @@ def ledger(start: Optional[str] = Query(None, alias="from"), end: Optional[str] 
 
 @router.get("/account")
 def account(start: Optional[str] = Query(None, alias="from"), end: Optional[str] = Query(None, alias="to"),
-            tenant: Optional[str] = None, p: Principal = Caller, ws: Workspace = WS):
-    """Every byte out in one class: ``abfluss account --format json`` (flags from the stored findings)."""
-    return CLIJSON(api.account(ws, p, parse_time(start, "from"), parse_time(end, "to"), tenant))
+            tenant: Optional[str] = None, limit: int = Query(LEDGER_LIMIT, ge=0), p: Principal = Caller,
+            ws: Workspace = WS):
+    """Every byte out in one class: ``abfluss account --format json`` (flags from the stored findings);
+    ``pairs`` holds the ``limit`` largest host x destination x class (default 1000, as the ledger's
+    rows; 0 returns all: hundreds of thousands over a day of ten million flows)."""
+    return CLIJSON(api.account(ws, p, parse_time(start, "from"), parse_time(end, "to"), tenant, limit or None))
 
 
 @router.get("/coverage")

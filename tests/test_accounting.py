@@ -205,3 +205,24 @@ def test_thresholds_in_duckdb_equal_baseline():
     finally:
         con.close()
     assert got == {x: accounting.baseline(vs)["threshold"] for x, vs in lists.items()}
+
+
+def test_account_is_kept_until_the_workspace_changes(tmp_path_factory, monkeypatch):
+    """An accounting from stored data is given again from the process's cache (a copy) until the
+    workspace changes: here an analysis stores findings, and it is computed afresh."""
+    import shutil
+
+    src = workspace_for((str(EXAMPLES / "lab-dns-tunnel.pcap"),), tmp_path_factory.mktemp("acc-cli"))
+    root = shutil.copytree(src, tmp_path_factory.mktemp("acc-cache") / "ws")
+    calls = []
+    real = accounting._account
+    monkeypatch.setattr(accounting, "_account", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with abfluss.open_workspace(root, write=True) as ws:
+        first = account(ws)
+        assert account(ws) == first and len(calls) == 1
+        first["pairs"].clear()
+        assert account(ws)["pairs"] and len(calls) == 1
+        analysis.analyze(ws)
+        again = account(ws)
+        assert len(calls) == 2 and again["categories"] == {c: EXPECTED["lab-dns-tunnel.pcap"].get(c, 0)
+                                                            for c in CATEGORIES}

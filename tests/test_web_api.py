@@ -89,6 +89,15 @@ def test_explain_403_for_another_tenant(site):
     assert get(site, "offb", "/api/v1/findings/0000000000000000").status_code == 404
 
 
+def test_account_lists_the_limit_largest_pairs(site):
+    """``/api/v1/account`` lists the ``limit`` largest pairs (0: all); every other field is over all."""
+    full = get(site, "ana", "/api/v1/account", params={"limit": 0}).json()
+    top = get(site, "ana", "/api/v1/account", params={"limit": 2}).json()
+    assert len(full["pairs"]) > 2 and top["pairs"] == full["pairs"][:2]
+    assert {k: v for k, v in top.items() if k != "pairs"} == {k: v for k, v in full.items() if k != "pairs"}
+    assert get(site, "ana", "/api/v1/account", params={"limit": -1}).status_code == 422
+
+
 def test_ledger_account_incidents_coverage_per_role(site):
     rows = get(site, "ana", "/api/v1/ledger").json()
     assert {r["internal_host"] for r in rows} == A_HOSTS | B_HOSTS and rows[0]["hour"].endswith("Z")

@@ -24,13 +24,17 @@ own), else the stored findings when stored analyses cover the window (``stored_f
 over a window containing it, after the last input was stored, that together ran every flagging
 detection), else a fresh analysis of the window. The rows come from the ledger, which reads the
 stored hourly ledger (``ledger_store``): so ``account`` over analysed data reads no flow but the
-window's few top pairs' and its telemetry summary.
+window's few top pairs' and its telemetry summary. The rows are classified and summed per pair
+in DuckDB (``_CLASSIFIED_SQL``), so no ledger row reaches Python.
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import statistics
+import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -55,6 +59,10 @@ FLAGGED_MIN_SEVERITY = "medium"
 BASELINE_Z = 3.5
 #: Unexplained host x destination pairs listed (the full list: ``abfluss account --format csv``).
 TOP_UNEXPLAINED = 10
+#: Accountings kept in the process (the console's repeated calls for a window): see ``_generation``.
+CACHE_SIZE = 8
+#: ... of at most this many pairs (the CLI's full list over ten million flows is hundreds of MB).
+CACHE_MAX_PAIRS = 20_000
 _LOCAL = tuple(ipaddress.ip_network(n) for n in LOCAL_NETWORKS)
 
 
@@ -247,12 +255,51 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
 
     The rows are classified and summed per pair in DuckDB (``_CLASSIFIED_SQL``): over ten
     million flows the window and its history are millions of host-hours, and only the pairs
-    asked for reach Python.
+    asked for reach Python. An accounting from stored findings is kept per process
+    (``CACHE_SIZE``) and given again while the workspace is unchanged (``_generation``).
     """
-    from . import analysis  # noqa: F811  (the detections, imported when needed)
-
     if tenant and tenant != "default" and tenant not in ws.config.tenants:
         raise AbflussError(f"unknown tenant {tenant!r}; configured: {', '.join(ws.config.tenants) or 'none'}")
+    start, end = _utc(start), _utc(end)
+    key = None
+    if findings is None:  # from what is stored: the same until the workspace changes
+        key = (_generation(ws), start, end, tenant, limit)
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                _CACHE.move_to_end(key)
+                return copy.deepcopy(_CACHE[key])
+    acc = _account(ws, start, end, tenant, findings, limit)
+    if key is not None and len(acc["pairs"]) <= CACHE_MAX_PAIRS:
+        with _CACHE_LOCK:
+            _CACHE[key] = copy.deepcopy(acc)
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return acc
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _generation(ws: Workspace) -> tuple:
+    """What an accounting from stored data is computed from, in a few small reads: the workspace,
+    its configuration, the stored files and inputs (every table's rows, so the ledger store too),
+    the analyses and the stored findings, and whether the stored ledger is read. A new ingest,
+    ``watch`` file, analysis or configuration gives another key, so a cached accounting is never
+    stale."""
+    row = ws.con.execute("""
+        SELECT (SELECT count(*) FROM files), (SELECT coalesce(sum(hash(path, rows)), 0) FROM files),
+               (SELECT count(*) FROM inputs), (SELECT max(ingested_at) FROM inputs),
+               (SELECT count(*) FROM analyses), (SELECT max(id) FROM analyses),
+               (SELECT count(*) FROM findings),
+               (SELECT coalesce(sum(hash(id, severity, start_ts, end_ts, updated)), 0) FROM findings)""").fetchall()[0]
+    return str(ws.root.resolve()), repr(ws.config), row, ledger_store.current(ws)
+
+
+def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Finding] | None,
+             limit: int | None) -> dict:
+    from . import analysis
+
     lo, hi = analysis.data_span(ws)
     start, end = _utc(start or lo), _utc(end or hi)
     if start is None or end is None:

@@ -178,12 +178,14 @@ def test_empty_window_is_a_one_line_error(tmp_path_factory, args):
 
 
 def test_thresholds_in_duckdb_equal_baseline():
-    """``account`` computes each destination's threshold in DuckDB (``_limits_sql``): it equals
+    """``account`` computes each destination's threshold in DuckDB (``accounting_sql.limits_sql``): it equals
     ``baseline``'s on lists of every length from 1 to 420 and two longer ones (odd and even
     counts, p99 ranks that round half to even), with ties, heavy tails and counts up to 10^12."""
     import random
 
     import duckdb
+
+    from abfluss import accounting_sql
 
     rng = random.Random(14)
     lists = {}
@@ -198,7 +200,7 @@ def test_thresholds_in_duckdb_equal_baseline():
         lists[f"d{n}"] = vals
     con = duckdb.connect()
     try:
-        sql = accounting._limits_sql("SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[]) AS v",
+        sql = accounting_sql.limits_sql("SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[]) AS v",
                                      "external_host")
         got = dict(con.execute(sql, [[x for x, vs in lists.items() for _ in vs],
                                      [v for vs in lists.values() for v in vs]]).fetchall())

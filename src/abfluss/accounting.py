@@ -25,7 +25,7 @@ over a window containing it, after the last input was stored, that together ran 
 detection), else a fresh analysis of the window. The rows come from the ledger, which reads the
 stored hourly ledger (``ledger_store``): so ``account`` over analysed data reads no flow but the
 window's few top pairs' and its telemetry summary. The rows are classified and summed per pair
-in DuckDB (``_CLASSIFIED_SQL``), so no ledger row reaches Python.
+in DuckDB (``accounting_sql``), so no ledger row reaches Python.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ import ipaddress
 import statistics
 import threading
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 
 from . import ledger_store
 from .analysis import LOOKBACK
 from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
-from .findings import SEVERITIES, Finding
+from .findings import Finding
 from .ledger import LedgerQuery, grouped_sql, labelled_sql
 from .store import Workspace
 
@@ -96,149 +96,11 @@ def _iso(t) -> str | None:
     return None if t is None else _utc(t).astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class _Flags:
-    """Which ledger rows the flagging findings cover."""
-
-    def __init__(self, findings: list[Finding]):
-        floor = SEVERITIES.index(FLAGGED_MIN_SEVERITY)
-        self.pairs: dict[tuple[str, str], list[str]] = {}
-        self.names: dict[str, list[tuple[str, str]]] = {}
-        self.hosts: dict[str, list[tuple[datetime, datetime, str]]] = {}
-        for f in findings:
-            if f.detection not in EXFIL_DETECTIONS + INDICATOR_DETECTIONS or SEVERITIES.index(f.severity) < floor:
-                continue
-            for h in f.internal_hosts:
-                for x in f.external_hosts:
-                    self.pairs.setdefault((h, x), []).append(f.id)
-                for n in f.external_names:
-                    self.names.setdefault(h, []).append((n.lower(), f.id))
-                if not f.external_hosts and not f.external_names and f.start:
-                    self.hosts.setdefault(h, []).append((f.start, f.end or f.start, f.id))
-
-    def by_name(self, host: str, name: str | None) -> list[str]:
-        """The findings naming ``name`` (or a domain above it) for ``host``."""
-        name = (name or "").lower()
-        return [i for n, i in self.names.get(host, ()) if name == n or name.endswith("." + n)] if name else []
-
-    def tables(self, con, names: list[tuple[str, str]]) -> None:
-        """The flags as the temporary tables the classification joins: ``_acc_fp`` (host,
-        destination, id), ``_acc_fn`` (host, name, ids: ``names``' pairs, matched here) and
-        ``_acc_fh`` (host, first and last microsecond of a finding's span, id)."""
-        fp = [(h, x, i) for (h, x), ids in self.pairs.items() for i in ids]
-        fn = [(h, n, ids) for h, n in names if (ids := self.by_name(h, n))]
-        fh = [(h, _us(lo), _us(hi), i) for h, spans in self.hosts.items() for lo, hi, i in spans]
-        con.execute("CREATE OR REPLACE TEMP TABLE _acc_fp AS SELECT unnest(?::VARCHAR[]) AS h, "
-                    "unnest(?::VARCHAR[]) AS x, unnest(?::VARCHAR[]) AS id", [list(c) for c in zip(*fp)] or [[], [], []])
-        con.execute("CREATE OR REPLACE TEMP TABLE _acc_fn AS SELECT unnest(?::VARCHAR[]) AS h, "
-                    "unnest(?::VARCHAR[]) AS name, unnest(?::VARCHAR[][]) AS ids", [list(c) for c in zip(*fn)] or [[], [], []])
-        con.execute("CREATE OR REPLACE TEMP TABLE _acc_fh AS SELECT unnest(?::VARCHAR[]) AS h, unnest(?::BIGINT[]) AS lo, "
-                    "unnest(?::BIGINT[]) AS hi, unnest(?::VARCHAR[]) AS id", [list(c) for c in zip(*fh)] or [[], [], [], []])
-
-
-def _us(t: datetime) -> int:
-    return (_utc(t) - _EPOCH) // timedelta(microseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_TEMP = ("_acc_rows", "_acc_limits", "_acc_local", "_acc_fp", "_acc_fn", "_acc_fh", "_acc_pairs")
-
-
-def _limits_sql(values: str, keys: str) -> str:
-    """Per destination (``keys``), ``baseline``'s threshold over ``values`` (rows of ``keys`` and
-    ``v``, a positive host-hour byte count before the window): the same arithmetic in DuckDB on
-    each destination's sorted list, so no host-hour reaches Python (tests/test_accounting.py
-    compares the two). The median of an even count is the mean of the two middle values, as
-    ``statistics.median`` (exact in doubles for byte counts below 2^50)."""
-    return f"""
-        SELECT {keys}, greatest(med + '{BASELINE_Z * 1.4826!r}'::DOUBLE * mad, p99) AS threshold FROM (
-            SELECT *, CASE WHEN n % 2 = 1 THEN d[n // 2 + 1] ELSE (d[n // 2] + d[n // 2 + 1]) / 2 END AS mad
-            FROM (SELECT *, list_sort(list_transform(s, lambda x: abs(x - med))) AS d FROM (
-                SELECT {keys}, s, n,
-                       CASE WHEN n % 2 = 1 THEN s[n // 2 + 1]::DOUBLE
-                            ELSE (s[n // 2] + s[n // 2 + 1])::DOUBLE / 2 END AS med,
-                       -- Python's round() halves to even: round_even
-                       s[least(n - 1, round_even(0.99::DOUBLE * (n - 1), 0)::BIGINT) + 1]::DOUBLE AS p99
-                FROM (SELECT {keys}, s, len(s) AS n FROM (
-                    SELECT {keys}, list_sort(list(v)) AS s FROM ({values}) GROUP BY {keys})))))"""
-
-
-#: Each row of ``_acc_rows`` with its class and the ids of the findings that flag it (the
-#: module's rules, in their order): ``_acc_limits`` holds the destinations' thresholds,
-#: ``_acc_local`` the destinations ``is_local`` says are local among the rows ``check_local``
-#: marks (those whose ``dest_class`` does not already say so from the address: proxied, or
-#: named only), ``_acc_fp``/``_acc_fn``/``_acc_fh`` the flags (``_Flags.tables``).
-_CLASSIFIED_SQL = """
-    WITH c AS (
-        SELECT w.*, lim.threshold,
-               w.dest_class = 'local' OR (w.check_local AND w.external_host IN (SELECT x FROM _acc_local)) AS local_,
-               list_sort(list_distinct(list_concat(coalesce(p.ids, []::VARCHAR[]), coalesce(n.ids, []::VARCHAR[]),
-                                                   coalesce(hs.ids, []::VARCHAR[])))) AS ids_
-        FROM _acc_rows w
-        LEFT JOIN _acc_limits lim ON lim.external_host = w.external_host
-        LEFT JOIN (SELECT h, x, list(id) AS ids FROM _acc_fp GROUP BY h, x) p
-               ON p.h = w.internal_host AND p.x = w.external_host
-        LEFT JOIN _acc_fn n ON n.h = w.internal_host AND n.name = w.external_name
-        LEFT JOIN (SELECT k.h, k.hour, list(f.id) AS ids
-                   FROM (SELECT DISTINCT internal_host AS h, hour FROM _acc_rows
-                         WHERE internal_host IN (SELECT h FROM _acc_fh)) k
-                   JOIN _acc_fh f ON f.h = k.h AND epoch_us(k.hour) <= f.hi AND epoch_us(k.hour) + 3600000000 > f.lo
-                   GROUP BY k.h, k.hour) hs ON hs.h = w.internal_host AND hs.hour = w.hour)
-    SELECT * EXCLUDE (threshold, local_, ids_),
-           CASE WHEN local_ THEN 'local' WHEN dest_class = 'allowlisted' THEN 'allowlisted'
-                WHEN len(ids_) > 0 THEN 'flagged' WHEN bytes_out <= threshold THEN 'baseline'
-                ELSE 'unexplained' END AS category,
-           CASE WHEN local_ OR dest_class = 'allowlisted' THEN []::VARCHAR[] ELSE ids_ END AS ids
-    FROM c"""
-
-
-def _prepare(con, rows: str, rows_args: list, limits: str, values_args: list, flags: _Flags) -> None:
-    """The temporary tables ``_CLASSIFIED_SQL`` reads: ``rows`` (ledger rows with ``check_local``),
-    ``limits`` (``external_host`` and ``threshold``: ``_limits_sql``), the local destinations and the flags."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_rows AS {rows}", rows_args)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_limits AS {limits}", values_args)
-    maybe = [x for (x,) in con.execute("SELECT DISTINCT external_host FROM _acc_rows "
-                                       "WHERE check_local AND dest_class <> 'local'").fetchall()]
-    con.execute("CREATE OR REPLACE TEMP TABLE _acc_local AS SELECT unnest(?::VARCHAR[]) AS x",
-                [[x for x in maybe if is_local(x)]])
-    names = con.execute("""
-        SELECT DISTINCT internal_host, external_name FROM _acc_rows
-        WHERE internal_host IN (SELECT unnest(?::VARCHAR[])) AND external_name <> ''""",
-                        [sorted(flags.names)]).fetchall() if flags.names else []
-    flags.tables(con, names)
-
-
-def _drop(con) -> None:
-    for t in _TEMP:
-        con.execute(f"DROP TABLE IF EXISTS {t}")
-
-
 def classify(rows: list[dict], history: list[dict], findings: list[Finding]) -> list[tuple[str, dict, list[str]]]:
-    """Each ledger row with its class and the ids of the findings that flag it: the rules
-    ``account`` applies in DuckDB, here over rows given as dicts (an in-memory database)."""
-    import duckdb
-
-    per_dest: dict[str, dict[tuple, int]] = {}
-    for r in history:
-        k = (r["internal_host"], r["hour"])
-        d = per_dest.setdefault(r["external_host"], {})
-        d[k] = d.get(k, 0) + r["bytes_out"]
-    values = [(x, v) for x, hours in per_dest.items() for v in hours.values() if v > 0]
-    cols = ("internal_host", "external_host", "external_name", "dest_class")
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        _prepare(con, f"""
-            SELECT unnest(?::BIGINT[]) AS i, {', '.join(f'unnest(?::VARCHAR[]) AS {c}' for c in cols)},
-                   make_timestamptz(unnest(?::BIGINT[])) AS hour, unnest(?::BIGINT[]) AS bytes_out,
-                   true AS check_local""",
-                 [list(range(len(rows)))] + [[r[c] for r in rows] for c in cols]
-                 + [[_us(r["hour"]) for r in rows], [r["bytes_out"] for r in rows]],
-                 _limits_sql("SELECT unnest(?::VARCHAR[]) AS external_host, unnest(?::BIGINT[]) AS v", "external_host"),
-                 [[x for x, _ in values], [v for _, v in values]], _Flags(findings))
-        got = con.execute(f"SELECT category, ids FROM ({_CLASSIFIED_SQL}) ORDER BY i").fetchall()
-    finally:
-        con.close()
-    return [(cat, r, list(ids)) for r, (cat, ids) in zip(rows, got)]
+    """Each ledger row (a dict) with its class and the ids of the findings that flag it: the
+    rules ``account`` applies (``accounting_sql``), over rows given in Python."""
+    from .accounting_sql import classify_rows
+    return classify_rows(rows, history, findings)
 
 
 def account(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
@@ -253,7 +115,7 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
     given: the console's API) and the facts about the telemetry that decide whether the window
     can be assessed at all (``telemetry``).
 
-    The rows are classified and summed per pair in DuckDB (``_CLASSIFIED_SQL``): over ten
+    The rows are classified and summed per pair in DuckDB (``accounting_sql``): over ten
     million flows the window and its history are millions of host-hours, and only the pairs
     asked for reach Python. An accounting from stored findings is kept per process
     (``CACHE_SIZE``) and given again while the workspace is unchanged (``_generation``).
@@ -310,21 +172,13 @@ def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Findi
         findings = stored_findings(ws, start, end)
     if findings is None:
         findings = analysis.analyze(ws, start, end, store=False).findings
+    from . import accounting_sql as sql
+
     con = ws.con
     try:
-        _prepare(con, *_window_sql(ws, start, end, tenant), *_limits_of_history(ws, start, tenant), _Flags(findings))
-        # the pair's name: that of its first named row in the ledger's order (bytes out, hour),
-        # else (none named) the last row's, as a running ``name or row's name`` over them gives
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _acc_pairs AS
-            SELECT category, internal_host, external_host,
-                   coalesce(arg_min(external_name, [-bytes_out, epoch_us(hour)]) FILTER (WHERE external_name <> ''),
-                            nullif(arg_max(coalesce(external_name, chr(0)), [-bytes_out, epoch_us(hour)]), chr(0)))
-                       AS external_name,
-                   sum(bytes_out)::BIGINT AS bytes_out, sum(flows)::BIGINT AS flows,
-                   list_sort(list_distinct(flatten(list(ids)))) AS findings,
-                   epoch_us(min(first_seen)) AS first_seen, epoch_us(max(last_seen)) AS last_seen
-            FROM ({_CLASSIFIED_SQL}) GROUP BY category, internal_host, external_host""")
+        sql.prepare(con, *_window_sql(ws, start, end, tenant), *_limits_of_history(ws, start, tenant),
+                    sql.Flags(findings))
+        con.execute(sql.PAIRS_SQL)
         cats = {c: 0 for c in CATEGORIES}
         total = flows = count = 0
         for cat, b, n, k in con.execute("SELECT category, sum(bytes_out)::BIGINT, sum(flows)::BIGINT, count(*) "
@@ -332,11 +186,11 @@ def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Findi
             cats[cat], total, flows = int(b), total + int(b), flows + int(n)
             count += k if cat == "unexplained" else 0
         order = "ORDER BY bytes_out DESC, category, internal_host, external_host"
-        unexplained = _fetch_pairs(con, f"WHERE category = 'unexplained' {order} LIMIT {TOP_UNEXPLAINED}")
-        flagged = _fetch_pairs(con, f"WHERE category = 'flagged' {order}")
-        pairs = _fetch_pairs(con, order + (f" LIMIT {int(limit)}" if limit else ""))
+        unexplained = sql.fetch_pairs(con, f"WHERE category = 'unexplained' {order} LIMIT {TOP_UNEXPLAINED}")
+        flagged = sql.fetch_pairs(con, f"WHERE category = 'flagged' {order}")
+        pairs = sql.fetch_pairs(con, order + (f" LIMIT {int(limit)}" if limit else ""))
     finally:
-        _drop(con)
+        sql.drop(con)
     details = _pair_details(ws, start, end, unexplained + flagged)
     return {
         "window": {"start": _iso(start), "end": _iso(end)}, "tenant": tenant,
@@ -353,20 +207,6 @@ def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Findi
     }
 
 
-_PAIR_COLUMNS = ("category", "internal_host", "external_host", "external_name", "bytes_out", "flows", "findings",
-                 "first_seen", "last_seen")
-
-
-def _fetch_pairs(con, tail: str) -> list[dict]:
-    out = []
-    for row in con.execute(f"SELECT {', '.join(_PAIR_COLUMNS)} FROM _acc_pairs {tail}").fetchall():
-        p = dict(zip(_PAIR_COLUMNS, row))
-        p["first_seen"] = _EPOCH + timedelta(microseconds=p["first_seen"])
-        p["last_seen"] = _EPOCH + timedelta(microseconds=p["last_seen"])
-        out.append(p)
-    return out
-
-
 def _window_sql(ws: Workspace, start: datetime, end: datetime, tenant: str | None) -> tuple[str, list]:
     """The window's ledger rows; ``check_local`` where ``dest_class`` may miss a local address
     (a proxied connection's class is ``proxy``; a destination known by name only has no address)."""
@@ -378,6 +218,8 @@ def _limits_of_history(ws: Workspace, start: datetime, tenant: str | None) -> tu
     """Per destination the threshold over the positive byte counts of the tenant's host-hours in
     the ``LOOKBACK`` before the window (each ledger group is one host x destination x hour: no
     sum needed), computed per address id (or name) and labelled after."""
+    from .accounting_sql import limits_sql
+
     sql, args = grouped_sql(ws, LedgerQuery(start - LOOKBACK, start))
     cond, targs = ("tenant = ?", [tenant]) if tenant else ("true", [])
     values = f"""
@@ -385,7 +227,7 @@ def _limits_of_history(ws: Workspace, start: datetime, tenant: str | None) -> tu
         WHERE bytes_out > 0 AND internal_id IN (SELECT id FROM address_class WHERE {cond})"""
     return f"""
         SELECT coalesce(ce.addr, l.external_text) AS external_host, l.threshold
-        FROM ({_limits_sql(values, "external_id, external_text")}) l
+        FROM ({limits_sql(values, "external_id, external_text")}) l
         LEFT JOIN address_class ce ON ce.id = l.external_id""", args + targs
 
 

@@ -156,6 +156,18 @@ def test_parallel_ingest_equals_one_process(rel, jobs):
     assert (rn.records, rn.skipped, rn.messages) == (r1.records, r1.skipped, r1.messages)
 
 
+def test_jobs_count_processes_and_each_part_of_a_capture_keeps_two_busy():
+    """Issue 15: one part of a capture already runs a meter and an inspection worker (and a DNS
+    worker) beside the calling process; on 2 cores a second part only added its own pass over
+    every packet (0.84x the speed of one part on an idle machine). ``--jobs N`` therefore splits
+    a capture into N // 2 parts, at least one, and at most one per 16 MB."""
+    from abfluss.readers._split import capture_parts
+
+    assert [capture_parts(n) for n in (1, 2, 3, 4, 8)] == [1, 1, 1, 2, 4]
+    assert [pcap.parallel_jobs(1 << 30, capture_parts(n)) for n in (1, 2, 4)] == [1, 1, 2]
+    assert pcap.parallel_jobs(20 << 20, capture_parts(8)) == 1
+
+
 def test_parts_split_the_work():
     """Each part decodes only its host pairs: the parts' DNS rows partition one pass's rows."""
     from abfluss.readers import _dns_packets

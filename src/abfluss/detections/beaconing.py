@@ -122,13 +122,10 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
 
 
 def _candidate_flows(flows, s: Settings, origin: int):
-    """Paired outbound flows of the pairs with enough connections, with ``sec`` since ``origin``."""
+    """Paired outbound flows with ``sec`` since ``origin``. Pairs with too few connections are
+    dropped in ``_events``, by a count the one sort of the connections gives anyway (a grouped
+    count and semi join before it scanned and hashed the flows once more)."""
     f = _paired(flows, s)
-    # Most pairs have a handful of connections: drop them before the window functions. A semi
-    # join on the pairs' counts (a hash aggregate), not a count window: the window partitions all
-    # outbound flows and was the costliest step on the 1M-flow bench.
-    n = f.group_by(KEYS).aggregate(_n=f.count())
-    f = f.semi_join(n.filter(n._n >= s.min_connections), KEYS)
     return f.mutate(sec=seconds_since(f.ts, origin))
 
 
@@ -194,13 +191,26 @@ def _paired(flows, s: Settings):
 
 
 def _events(f, s: Settings):
-    """Check-ins: connections of a pair merged while each starts within merge_seconds of the last."""
-    f = f.mutate(gap=f.sec - f.sec.lag().over(ibis.window(group_by=KEYS, order_by=["sec"])))
-    f = f.mutate(starts=(f.gap.isnull() | (f.gap > s.merge_seconds)).cast("int64"))
-    f = f.mutate(event=f.starts.cumsum(group_by=KEYS, order_by=["sec"]))
-    ev = f.group_by(KEYS + ["event"]).aggregate(t=f.sec.min(), size=f.bytes_out.sum(), conns=f.count())
-    prev = ev.t.lag().over(ibis.window(group_by=KEYS, order_by=["t"]))
-    return ev.mutate(delta=ev.t - prev)
+    """Check-ins: connections of a pair merged while each starts within merge_seconds of the last.
+
+    Two sorts of a pair's rows, not three and a grouping: one window over the connections gives
+    each its gap to the previous, its rank, the bytes out before it and the pair's totals (one
+    sort serves them all); a connection with a gap over merge_seconds (or the first) starts a
+    check-in, and one window over those starts gives each check-in its connections and bytes
+    (up to the next start's rank and running bytes) and its interval to the previous check-in.
+    """
+    w = ibis.window(group_by=KEYS, order_by=["sec"])
+    run = ibis.cumulative_window(group_by=KEYS, order_by=["sec"])
+    f = f.mutate(gap=f.sec - f.sec.lag().over(w), rn=ibis.row_number().over(w),
+                 before=f.bytes_out.sum().over(run) - f.bytes_out,
+                 n=f.count().over(w), total=f.bytes_out.sum().over(w))
+    # Most pairs have a handful of connections: those are dropped here, after the one sort.
+    ev = f.filter((f.n >= s.min_connections) & (f.gap.isnull() | (f.gap > s.merge_seconds)))
+    ev = ev.mutate(
+        conns=(ev.rn.lead().over(w).coalesce(ev.n) - ev.rn),
+        size=(ev.before.lead().over(w).coalesce(ev.total) - ev.before),
+        delta=ev.sec - ev.sec.lag().over(w))
+    return ev.select(*KEYS, t=ev.sec, size=ev.size, conns=ev.conns, delta=ev.delta)
 
 
 def _with_period(ev):

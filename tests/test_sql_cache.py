@@ -220,3 +220,30 @@ def test_an_analysis_loads_no_pandas(demo_ws, tmp_path):
     n, errors, pandas = proc.stdout.split(" ", 1)[0], proc.stdout.split(" ", 1)[1].rsplit(" ", 1)[0], \
         proc.stdout.split()[-1]
     assert int(n) > 0 and errors == "[]" and pandas == "False", proc.stdout + proc.stderr
+
+
+def test_a_shared_table_is_computed_once_and_reads_like_its_expression(cache):
+    """``Telemetry.shared``: a pre-aggregate several detections start from is one temporary table
+    per telemetry with the expression's rows and types (a sum of BIGINT, HUGEINT in DuckDB, stays
+    int64), and a query over it keeps its fingerprint from run to run (the name is fixed)."""
+    prints = []
+    for _ in range(2):
+        with telemetry(flows=FLOWS, dns=DNS) as tel:
+            f = tel.flows
+            built = []
+
+            def build():
+                built.append(1)
+                return f.group_by("orig_h").aggregate(out=f.bytes_out.sum(), n=ibis._.count())
+
+            t = tel.shared("per_host", build)
+            assert tel.shared("per_host", build) is t and len(built) == 1
+            assert t.op().name == "abfluss_shared_per_host"  # a table now, not the expression
+            expr = build()
+            assert t.schema() == expr.schema()
+            q = t.filter(t.out > 20000).order_by("orig_h")
+            want = expr.filter(expr.out > 20000).order_by("orig_h").to_pyarrow()
+            assert _sql.to_pyarrow(q).equals(want) and want.num_rows == 2
+            assert _sql.pylist(_sql.to_pyarrow(t.order_by("orig_h")))[0] == {"orig_h": "10.0.0.1", "out": 18000, "n": 4}
+            prints.append(_sql.fingerprint(q)[0])
+    assert prints[0] == prints[1]

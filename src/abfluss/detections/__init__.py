@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import ModuleType
@@ -121,6 +122,23 @@ class Telemetry:
     extra: dict = field(default_factory=dict)
     #: Rows per table in the window, where known (see ``Meta.inputs``).
     rows: dict = field(default_factory=dict)
+
+    #: Tables several queries derive from the same rows, computed once (see ``shared``).
+    _shared: dict = field(default_factory=dict, repr=False)
+
+    def shared(self, name: str, build: Callable[[], Any]) -> Any:
+        """The Ibis table ``build()`` returns, computed once for this telemetry and kept in the
+        engine (a temporary DuckDB table; ``detections._sql.materialize``), so the detections and
+        queries that start from the same pre-aggregate do not each scan and group the flows
+        again. ``name`` (letters, digits, underscores) must name everything the table depends
+        on beyond the telemetry itself, settings included. Each Telemetry has its own connection
+        (``analysis.telemetry_from_parquet``), so the name needs no other qualification."""
+        table = self._shared.get(name)
+        if table is None:
+            from ._sql import materialize
+
+            table = self._shared[name] = materialize(build(), f"abfluss_shared_{name}")
+        return table
 
     def empty(self, tables: tuple[str, ...]) -> bool:
         """True when every one of ``tables`` is known to hold no row in the window."""

@@ -179,21 +179,24 @@ def _write(key: str, sql: str) -> None:
         pass
 
 
-def to_pyarrow(expr):
-    """``expr.to_pyarrow()``, with the SQL from the cache on DuckDB."""
+def _duckdb(expr):
+    """The expression's DuckDB backend, or None (another engine, or memtables alone)."""
     from ibis.backends.duckdb import Backend as DuckDB
 
     try:
         backend = expr._find_backend()
     except Exception:  # noqa: BLE001 - no table of a connection (memtables alone): Ibis picks its default
-        backend = None
-    fp = fingerprint(expr) if isinstance(backend, DuckDB) and os.environ.get("ABFLUSS_SQL_CACHE") != "off" else None
-    if fp is None:
-        if isinstance(backend, DuckDB):  # not cached, but the same conversion as a cached result
-            backend._run_pre_execute_hooks(expr)
-            table = _arrow(backend.con, backend.compile(expr.as_table()))
-            return expr.__pyarrow_result__(table, data_mapper=_arrow_mapper())
-        return expr.to_pyarrow()
+        return None
+    return backend if isinstance(backend, DuckDB) else None
+
+
+def _sql_of(expr, backend) -> str:
+    """The SQL DuckDB runs for ``expr``: from the cache where the fingerprint allows, with this
+    run's in-memory tables registered and named."""
+    fp = fingerprint(expr) if os.environ.get("ABFLUSS_SQL_CACHE") != "off" else None
+    if fp is None:  # not cached, but the same SQL and registration as a cached one
+        backend._run_pre_execute_hooks(expr)
+        return backend.compile(expr.as_table())
     key, memtables = fp
     sql = _memory.get(key)
     if sql is None:
@@ -201,7 +204,8 @@ def to_pyarrow(expr):
         if sql is None:
             sql = backend.compile(expr.as_table())
             if "__abfluss_memtable_" in sql:  # a literal that looks like a placeholder: never cached
-                return expr.to_pyarrow()
+                backend._run_pre_execute_hooks(expr)
+                return sql
             for i, name in enumerate(memtables):
                 sql = sql.replace(name, _placeholder(i))
             _write(key, sql)
@@ -210,8 +214,33 @@ def to_pyarrow(expr):
         backend._run_pre_execute_hooks(expr)  # registers this run's in-memory tables, as to_pyarrow does
         for i, name in enumerate(memtables):
             sql = sql.replace(_placeholder(i), name)
-    table = _arrow(backend.con, sql)
+    return sql
+
+
+def to_pyarrow(expr):
+    """``expr.to_pyarrow()``, with the SQL from the cache on DuckDB."""
+    backend = _duckdb(expr)
+    if backend is None:
+        return expr.to_pyarrow()
+    table = _arrow(backend.con, _sql_of(expr, backend))
     return expr.__pyarrow_result__(table, data_mapper=_arrow_mapper())
+
+
+def materialize(expr, name: str):
+    """``expr`` computed once into DuckDB's temporary table ``name`` (replacing one of that
+    name), as an Ibis table later queries read instead of computing ``expr`` again; on another
+    engine ``expr`` itself (Spark computes it where it is used). Not Ibis's ``Table.cache()``:
+    its random table name would give every later query a new fingerprint (and a new entry in
+    the SQL cache on every run), and with the sqlglot installed here its release writes a
+    ``DROP TABLE`` DuckDB cannot parse. The table goes with the connection."""
+    backend = _duckdb(expr)
+    if backend is None:
+        return expr
+    backend.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {_sql_of(expr, backend)}')
+    # The expression's types as Ibis sees them: DuckDB stores a sum of BIGINT as HUGEINT, which
+    # Ibis would read back as a decimal where the expression says int64 (results are converted
+    # as for any other query, see _arrow_mapper, saturating rather than failing on overflow).
+    return backend.table(name).op().copy(schema=expr.schema()).to_expr()
 
 
 #: DuckDB's note that a DB-API result's Arrow output is a copy (see ``_arrow``).

@@ -28,6 +28,7 @@ on the 10-million-flow benchmark.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import ibis
@@ -100,7 +101,13 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     tail = ibis.interval(seconds=int(s.tail_seconds))
     f = f.filter((f.ts >= f.first_q + warm) & (f.ts <= f.last_q + tail))
     f = f.anti_join(named, f.external_host == named.value)
-    f = f.mutate(channel=channel(f.service, f.proto, f.resp_p))
+    unnamed = f.select("internal_host", "external_host", "resp_p", "ts", "ts_end", "bytes_out", "bytes_in", "tenant",
+                 "uid", "community_id", "queries", channel=channel(f.service, f.proto, f.resp_p))
+    # The unnamed connections are read four times below (hosts to fold, their top addresses,
+    # the pairs, the evidence): computed once, not a join with DNS per query.
+    key = hashlib.sha256(repr((s.min_host_queries, s.warmup_seconds, s.tail_seconds,
+                               s.excluded_ports)).encode()).hexdigest()[:16]
+    f = tel.shared(f"direct_ip_{key}", lambda: unnamed)
     per_host = f.group_by("internal_host").aggregate(addresses=f.external_host.nunique())
     many = per_host.filter(per_host.addresses > s.max_addresses)
     folded = _folded(f.semi_join(many, "internal_host"), s)

@@ -16,6 +16,7 @@ from ibis import _
 from ..findings import Finding
 from . import Meta, Telemetry
 from ..units import count
+from ._outbound import by_channel
 from ._stats import channel, evidence_uids, human_bytes, ramp, rows
 
 META = Meta(
@@ -49,11 +50,15 @@ class Settings:
 def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     f = tel.flows.filter(_.direction == "outbound")
     f = f.mutate(channel=channel(f.service, f.proto, f.resp_p))
-    pairs = (f.group_by(["internal_host", "external_host"])
-             .aggregate(total=f.duration.fill_null(0).sum(), longest=f.duration.max(), flows=_.count(),
-                        open_flows=f.open.cast("int64").sum(), bytes_out=f.bytes_out.sum(),
-                        bytes_in=f.bytes_in.sum(), start=f.ts.min(), end=f.ts_end.max(),
-                        name=f.external_name.max(), channel=f.channel.argmax(f.bytes_out), tenant=f.tenant.max())
+    # From the outbound pre-aggregate upload_heavy and rare_destination share (computed once
+    # per run): its groups add up to (host, address) exactly; the channel is the one of the
+    # group holding the largest flow, as the largest flow's own.
+    g = by_channel(tel)
+    pairs = (g.group_by(["internal_host", "external_host"])
+             .aggregate(total=g.duration.sum(), longest=g.longest.max(), flows=g.flows.sum(),
+                        open_flows=g.open_flows.sum(), bytes_out=g.bytes_out.sum(),
+                        bytes_in=g.bytes_in.sum(), start=g.start.min(), end=g["end"].max(),
+                        name=g.name.max(), channel=g.channel.argmax(g.top_bytes), tenant=g.tenant.max())
              .filter(_.total >= s.min_total_seconds))
     out = []
     for r in rows(pairs.order_by(["internal_host", "external_host"])):

@@ -19,6 +19,7 @@ from ibis import _
 from ..findings import Finding
 from . import Meta, Telemetry
 from ..units import count
+from ._outbound import by_channel as shared_by_channel
 from ._stats import channel, human_bytes, largest_flows, main_channel, ramp, rows
 
 META = Meta(
@@ -66,13 +67,14 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     f = f.mutate(channel=channel(f.service, f.proto, f.resp_p))
     h = _outbound(tel.history)
     has_history = rows(h.aggregate(n=_.count()))[0]["n"] > 0
-    contacts = f.select("internal_host", "dest").union(h.select("internal_host", "dest"), distinct=True)
+    keys = ["internal_host", "dest"]
+    # The window's side comes from the pre-aggregate upload_heavy and long_connection share
+    # (computed once per run), not from every outbound flow again.
+    by_channel = shared_by_channel(tel).select(*keys, "channel", "external_host", "flows", "bytes_out",
+                                               "bytes_in", "start", "end", "tenant", "name")
+    contacts = by_channel.select(*keys).union(h.select(*keys), distinct=True)
     prevalence = contacts.group_by("dest").aggregate(hosts=_.count())
     seen = h.select(seen_dest=h.dest).distinct()
-    keys = ["internal_host", "dest"]
-    by_channel = f.group_by(keys + ["channel", "external_host"]).aggregate(
-        flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(), start=_.ts.min(),
-        end=_.ts_end.max(), tenant=_.tenant.max(), name=_.external_name.max())
     pairs = by_channel.group_by(keys).aggregate(bytes_out=_.bytes_out.sum())
     pairs = pairs.filter(pairs.bytes_out >= s.min_bytes_out)
     pairs = pairs.join(prevalence, "dest").left_join(seen, pairs.dest == seen.seen_dest)

@@ -20,6 +20,7 @@ from ibis import _
 from ..findings import Finding
 from . import Meta, Telemetry
 from ..units import count
+from ._outbound import by_channel
 from ._stats import channel, human_bytes, largest_flows, main_channel, ramp, rows
 
 META = Meta(
@@ -63,10 +64,10 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
                  dest=_.external_name.lower().coalesce(_.external_host))
     keys = ["internal_host", "dest"]
     # Per channel and address first: each finding lists its addresses and names the channel
-    # that carried most of the bytes, without a query per finding.
-    parts = f.group_by(keys + ["channel", "external_host"]).aggregate(
-        flows=_.count(), bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum(),
-        start=_.ts.min(), end=_.ts_end.max(), tenant=_.tenant.max(), name=_.external_name.max())
+    # that carried most of the bytes, without a query per finding. The grouping is the one
+    # rare_destination and long_connection start from too: computed once per run.
+    parts = by_channel(tel).select(*keys, "channel", "external_host", "flows", "bytes_out", "bytes_in",
+                                   "start", "end", "tenant", "name")
     pairs = (parts.group_by(keys)
              .aggregate(bytes_out=_.bytes_out.sum(), bytes_in=_.bytes_in.sum())
              .mutate(ratio=_.bytes_out / ibis.greatest(_.bytes_in, 1))

@@ -18,6 +18,26 @@ def outbound(t, in_window: bool, *extra: str):
                     in_window=ibis.literal(in_window))
 
 
+def epoch_of(t):
+    """Whole UTC epoch seconds of ``ts``, as both detections bucket them."""
+    return t.ts.epoch_seconds().cast("int64")
+
+
+def buckets(tel, seconds: int):
+    """Outbound bytes per internal host, side of the look-back (``in_window``) and bucket ``b`` of
+    ``seconds`` of UTC epoch time (``epoch // seconds``): ``bytes`` (summed bytes out), ``start``
+    (earliest start), ``end`` (latest end). Computed once per run and size (``Telemetry.shared``):
+    bulk_outbound's hours and days and off_hours' periods are unions of such buckets, so each
+    reads this instead of grouping every flow of window and look-back again."""
+    def build():
+        both = outbound(tel.flows, True).union(outbound(tel.history, False))
+        both = both.mutate(b=epoch_of(both) // seconds)
+        return both.group_by(["internal_host", "in_window", "b"]).aggregate(
+            bytes=both.bytes_out.sum(), start=both.ts.min(), end=both.ts_end.max())
+
+    return tel.shared(f"outbound_buckets_{int(seconds)}", build)
+
+
 def baseline_parts(r: dict, weights: dict, floor: float, high: float, s, unknown_dest: bool) -> dict[str, float]:
     """Score parts: volume above the floor, robust z and ratio to the baseline, unknown destination."""
     parts = {"volume": weights["volume"] * ramp(r["bytes"], floor, high)}

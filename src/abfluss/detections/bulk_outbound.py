@@ -21,7 +21,8 @@ from ..findings import Finding
 from . import Meta, Telemetry
 from ._stats import (channel, human_bytes, largest_flows, others_baseline, ramp, rows, seen_before, spike,
                      top_destinations)
-from ._volume import baseline_parts, destination_phrase, outbound, spike_metrics, unknown_tops
+from ._volume import (baseline_parts, buckets, destination_phrase, epoch_of, outbound, spike_metrics,
+                      unknown_tops)
 
 META = Meta(
     id="bulk_outbound",
@@ -108,15 +109,16 @@ def _kinds(s: Settings) -> list[_Kind]:
 
 def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     both = outbound(tel.flows, True).union(outbound(tel.history, False))
-    both = both.mutate(epoch=both.ts.epoch_seconds().cast("int64"))
+    both = both.mutate(epoch=epoch_of(both))
     win = tel.flows.filter(_.direction == "outbound")
-    win = win.mutate(epoch=win.ts.epoch_seconds().cast("int64"))
+    win = win.mutate(epoch=epoch_of(win))
     out: list[Finding] = []
     hour_kind, day_kind = _kinds(s)
-    hours = _judge(both, hour_kind, s)
+    hourly = buckets(tel, 3600)  # shared with off_hours, which usually reads whole hours too
+    hours = _judge(hourly, hour_kind, s)
     # A day holding an unusual hour of the same host is that hour's finding already.
     covered = {(r["internal_host"], r["bucket"] * 3600 // 86400) for r in hours}
-    days = [r for r in _judge(both, day_kind, s) if (r["internal_host"], r["bucket"]) not in covered]
+    days = [r for r in _judge(hourly, day_kind, s) if (r["internal_host"], r["bucket"]) not in covered]
     for kind, judged in ((hour_kind, hours), (day_kind, days)):
         out += _volume_findings(tel, both, win, kind, judged, s)
     out += _transfer_findings(tel, win, s)
@@ -126,11 +128,12 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
 # -- hours and days against the host's own baseline ------------------------------------------
 
 
-def _judge(both, kind: _Kind, s: Settings) -> list[dict]:
-    """Buckets with window traffic above the floor, with their baseline, kept if unusual."""
-    t = both.mutate(bucket=both.epoch // kind.seconds)
+def _judge(hourly, kind: _Kind, s: Settings) -> list[dict]:
+    """Buckets with window traffic above the floor, with their baseline, kept if unusual.
+    Summed from the hourly buckets (``_volume.buckets``): an hour or day is whole hours."""
+    t = hourly.mutate(bucket=hourly.b // (kind.seconds // 3600))
     totals = t.group_by(["internal_host", "bucket"]).aggregate(
-        bytes=t.bytes_out.sum(), in_window=t.in_window.any(), start=t.ts.min(), end=t.ts_end.max())
+        bytes=t.bytes.sum(), in_window=t.in_window.any(), start=t.start.min(), end=t.end.max())
     cand = totals.filter(totals.in_window & (totals.bytes >= kind.floor)).drop("in_window")
     judged = others_baseline(totals, cand, ["internal_host"], "bucket", "bytes")
     out = []

@@ -27,7 +27,8 @@ from ..findings import Finding
 from . import Meta, Telemetry
 from ._stats import (human_bytes, largest_flows, local_seconds, others_baseline, rows, spike,
                      top_destinations, utc, utc_offsets)
-from ._volume import baseline_parts, destination_phrase, outbound, spike_metrics, unknown_tops
+from ._volume import (baseline_parts, buckets, destination_phrase, epoch_of, outbound, spike_metrics,
+                      unknown_tops)
 
 META = Meta(
     id="off_hours",
@@ -107,8 +108,14 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
     span = rows(both.aggregate(lo=both.ts.min(), hi=both.ts.max()))[0]
     if span["lo"] is None:
         return []
-    t = _local(both, utc_offsets(s.timezone, span["lo"], span["hi"]), s)
-    judged = _judge(t, s)
+    offsets = utc_offsets(s.timezone, span["lo"], span["hi"])
+    t = _local(both, epoch_of(both), offsets, s)
+    # Periods are summed from buckets of whole minutes or hours (``_volume.buckets``; hours as
+    # bulk_outbound's, shared with it) when the zone's offsets and changes fall on their bounds:
+    # then every flow of a bucket has the same local hour, weekday and period.
+    size = _bucket_seconds(offsets)
+    q = buckets(tel, size)
+    judged = _judge(_local(q, q.b * size, offsets, s, "bytes"), s)
     if not judged:
         return []
     dests = _destinations(t, judged)
@@ -127,22 +134,32 @@ def detect(tel: Telemetry, s: Settings) -> list[Finding]:
 EVIDENCE = ("uid", "community_id", "orig_h", "orig_p", "resp_h", "resp_p")
 
 
-def _local(t, offsets: list[tuple[int, int]], s: Settings):
-    """Add the off-hours flag, the off-hours period and the bytes that count for it."""
-    local = local_seconds(t.ts.epoch_seconds().cast("int64"), offsets)
+def _bucket_seconds(offsets: list[tuple[int, int]]) -> int:
+    """The longest of an hour, a quarter hour and a minute that every UTC offset and every change
+    of offset is a whole number of (a second where none is)."""
+    for size in (3600, 900, 60):
+        if all(o % size == 0 for _, o in offsets) and all(e % size == 0 for e, _ in offsets[1:]):
+            return size
+    return 1
+
+
+def _local(t, epoch, offsets: list[tuple[int, int]], s: Settings, value: str = "bytes_out"):
+    """Add the off-hours flag, the off-hours period and the bytes (``value``) that count for it,
+    for rows (flows or buckets) starting at UTC epoch second ``epoch``."""
+    local = local_seconds(epoch, offsets)
     day = local // 86400
     hour = (local - day * 86400) // 3600
     weekday = (day + 3) % 7 + 1  # 1970-01-01, day 0, was a Thursday (ISO 4)
     working = weekday.isin(list(s.workdays)) & (hour >= s.work_start_hour) & (hour < s.work_end_hour)
     return t.mutate(off=~working, period=(local - s.work_end_hour * 3600) // 86400,
-                    off_bytes=ibis.ifelse(working, 0, t.bytes_out))
+                    off_bytes=ibis.ifelse(working, 0, t[value]))
 
 
 def _judge(t, s: Settings) -> list[dict]:
     """Periods with window off-hours traffic above the floor, with their baseline, kept if unusual."""
     totals = t.group_by(["internal_host", "period"]).aggregate(
         bytes=t.off_bytes.sum(), in_window=(t.in_window & t.off).any(),
-        start=t.ts.min(where=t.off), end=t.ts_end.max(where=t.off))
+        start=t.start.min(where=t.off), end=t.end.max(where=t.off))
     cand = totals.filter(totals.in_window & (totals.bytes >= s.floor_bytes)).drop("in_window")
     judged = others_baseline(totals, cand, ["internal_host"], "period", "bytes")
     out = []

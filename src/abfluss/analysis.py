@@ -38,6 +38,9 @@ class AnalysisResult:
     new: list[Finding] = field(default_factory=list)  # new, or raised in severity since last sent
     flows: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # per detection
+    #: CPU seconds per detection (this process, all its threads: DuckDB's too), the figure to
+    #: compare on a shared machine where wall time depends on the load.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     #: Detections that failed, with one line saying why; their checks count as not run, and the
     #: other detections' findings are kept all the same.
     errors: dict[str, str] = field(default_factory=dict)
@@ -224,9 +227,10 @@ def check_config(cfg) -> None:
         _det.settings_for(det_id, overrides)
 
 
-def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()
+def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = (), cpu: dict[str, float] | None = None
                    ) -> tuple[list[Finding], dict[str, float], dict[str, str]]:
-    """Every enabled detection over ``tel``: (findings, seconds per detection, errors).
+    """Every enabled detection over ``tel``: (findings, seconds per detection, errors); with
+    ``cpu``, the CPU seconds per detection go into it.
 
     A detection that raises is isolated: its error becomes one line in ``errors`` and the
     others run and keep their findings (a bug in one check must not hide the rest). A
@@ -243,7 +247,7 @@ def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()
             continue
         mod = _det.module(det_id)
         settings = _det.settings_for(det_id, overrides)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             if hasattr(mod, "prepare"):  # I/O a detection needs (indicator files) stays outside detect()
                 tel.extra[det_id] = mod.prepare(settings)
@@ -260,6 +264,8 @@ def run_detections(tel: _det.Telemetry, cfg, only: tuple[str, ...] = ()
             f.channel = f.channel or mod.META.channel
             found.append(f)
         seconds[det_id] = round(time.perf_counter() - t0, 3)
+        if cpu is not None:
+            cpu[det_id] = round(time.process_time() - c0, 3)
     found.sort(key=lambda f: (-f.score, f.detection, f.id))
     return found, seconds, errors
 
@@ -294,10 +300,12 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
     with scratch_dir(parent, ".analysis-") as tmp:
         paths = export_window(ws, start, end, tmp)
         with telemetry_from_parquet(paths, start, end, backend) as tel, sql_kept(ws):
-            findings, seconds, errors = run_detections(tel, ws.config, only)
+            cpu: dict[str, float] = {}
+            findings, seconds, errors = run_detections(tel, ws.config, only, cpu)
             skipped = [d for d in seconds if tel.empty(_det.module(d).META.inputs)]
         flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]
-    result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds, errors=errors, skipped=skipped)
+    result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds, errors=errors, skipped=skipped,
+                            cpu_seconds=cpu)
     if store:
         result.new = save(ws, findings, sinks, window=(start, end), engine=backend, only=only)
     return result

@@ -136,11 +136,75 @@ def _resolver_inputs(con, view: str) -> None:
 
 
 def apply(ws: Workspace, cfg: Config) -> None:
-    """Create (or replace) the enrichment views for ``cfg``."""
-    con = ws.con
-    # A reader's catalog is read-only: its views live in the session; a writer's are kept.
+    """Create (or replace) the enrichment views for ``cfg``.
+
+    A reader's catalog is read-only: its views live in the session; a writer's are kept, with a
+    digest of their definitions. A reader whose definitions have the same digest (same
+    configuration, same code) uses the kept ones instead of creating its own: DuckDB binds
+    every view it creates, a tenth of a second of a command such as ``ledger``."""
     view = "VIEW" if ws.write else "TEMP VIEW"
     macro = "MACRO" if ws.write else "TEMP MACRO"
+    if not ws.write and _kept(ws, cfg):
+        ws.enriched_with = cfg
+        return
+    before, after = _definitions(cfg, view, macro)
+    if ws.write:  # no digest while the views change: a writer stopped halfway leaves none
+        ws.con.execute("CREATE TABLE IF NOT EXISTS enrich_state (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        ws.con.execute("DELETE FROM enrich_state WHERE key = 'views'")
+    for sql in before:
+        ws.con.execute(sql)
+    ws._open_flows = None
+    _dedup_view(ws, view)
+    # a writer stores more flows after this (ingest, watch): the view follows (store.refresh_views)
+    ws.after_refresh = lambda: _dedup_view(ws, view)
+    for sql in after:
+        ws.con.execute(sql)
+    ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
+    if ws.write:
+        ws.con.execute("INSERT INTO enrich_state VALUES ('views', ?)", [_digest(before, after)])
+
+
+#: Whether ``flows_dedup`` (defined by the data, see ``_dedup_view``) is its de-duplicating form.
+_DEDUPLICATING = "row_number"
+
+
+def _kept(ws: Workspace, cfg: Config) -> bool:
+    """Whether the catalog's kept views are the ones ``cfg`` defines, ``flows_dedup`` included
+    (its form follows whether interim records are stored)."""
+    import duckdb
+
+    try:
+        row = ws.con.execute("SELECT (SELECT value FROM enrich_state WHERE key = 'views'), "
+                             "(SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary), "
+                             "EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0]
+    except duckdb.Error:  # a catalog from before the digest was kept
+        return False
+    digest, dedup, has_open = row
+    if dedup is None or (_DEDUPLICATING in dedup) != bool(has_open):
+        return False
+    if digest != _digest(*_definitions(cfg, "VIEW", "MACRO")):
+        return False
+    ws._open_flows = has_open
+    return True
+
+
+def _digest(before: list[str], after: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\0".join(before + ["flows_dedup"] + after).encode()).hexdigest()
+
+
+class _Statements(list):
+    """Collects view definitions where a connection would run them (``execute``)."""
+
+    def execute(self, sql: str) -> None:
+        self.append(sql)
+
+
+def _definitions(cfg: Config, view: str, macro: str) -> tuple[list[str], list[str]]:
+    """The statements defining the views and the macro: those before ``flows_dedup`` (which
+    depends on the data, see ``_dedup_view``) and those after it."""
+    con = before = _Statements()
     con.execute(f"CREATE OR REPLACE {macro} dns_address(answer, answer_type, qtype) AS {DNS_ADDRESS_SQL}")
     tenant = "CASE " + " ".join(
         f"WHEN {in_networks('a', nets)} THEN '{name.replace(chr(39), chr(39) * 2)}'"
@@ -170,10 +234,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
             GROUP BY ALL)
         GROUP BY addr""")
     _proxy_views(con, view)
-    ws._open_flows = None
-    _dedup_view(ws, view)
-    # a writer stores more flows after this (ingest, watch): the view follows (store.refresh_views)
-    ws.after_refresh = lambda: _dedup_view(ws, view)
+    con = after = _Statements()
     con.execute(f"""
         CREATE OR REPLACE {view} flows_directed AS
         WITH p AS (
@@ -246,7 +307,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
                sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)) AS bytes,
                sum(coalesce(missed_bytes, 0)) AS missed_bytes
         FROM flows_raw GROUP BY ALL""")
-    ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
+    return before, after
 
 
 def _dedup_view(ws: Workspace, view: str) -> None:

@@ -130,3 +130,34 @@ def test_account_reads_stored_findings_and_stored_ledger_as_a_fresh_analysis_wou
         with monkeypatch.context() as m:  # the first-contact details from the flows, as before
             m.setattr(ledger_store, "current", lambda ws: False)
             assert abfluss.api.account(ws) == stored
+
+
+def test_a_reader_uses_the_writers_views_when_its_configuration_defines_the_same(tmp_path, monkeypatch):
+    """A writer keeps a digest of its enrichment views; a reader whose configuration defines the
+    same views uses them (no views of its own to create and bind) and answers exactly as with its
+    own; under another configuration it creates its own."""
+    from abfluss import enrich
+
+    root = tmp_path / "ws"
+    with abfluss.open_workspace(root, write=True) as ws:
+        ingest_paths(ws, [EXAMPLES / "demo.pcap"], jobs=1)
+
+    def own_views(ws) -> int:
+        return ws.con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = 'flows'"
+                              ).fetchall()[0][0]
+
+    queries = (LedgerQuery(), LedgerQuery(sort="hour", limit=3))
+    with abfluss.open_workspace(root) as ws:
+        assert own_views(ws) == 0
+        kept = [ledger_with_totals(ws, q) for q in queries] + [live(ws, LedgerQuery(), monkeypatch)]
+    with monkeypatch.context() as m:
+        m.setattr(enrich, "_kept", lambda ws, cfg: False)
+        with abfluss.open_workspace(root) as ws:
+            assert own_views(ws) == 1
+            own = [ledger_with_totals(ws, q) for q in queries] + [live(ws, LedgerQuery(), monkeypatch)]
+    assert [(t.to_pylist(), tot) for t, tot in kept] == [(t.to_pylist(), tot) for t, tot in own]
+    assert kept[0][1]["bytes_out"] > 0
+    cfg = tmp_path / "other.toml"
+    cfg.write_text('[networks]\ninternal = ["10.10.0.11/32"]\n')
+    with abfluss.open_workspace(root, config=cfg) as ws:
+        assert own_views(ws) == 1

@@ -161,40 +161,31 @@ def apply(ws: Workspace, cfg: Config) -> None:
         ws.con.execute(sql)
     ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
     if ws.write:
-        ws.con.execute("INSERT INTO enrich_state VALUES ('views', ?)",
-                       [_digest(before, after) + ":" + _as_kept(ws.con.execute(_KEPT_SQL).fetchall()[0][0])])
+        ws.con.execute("INSERT INTO enrich_state VALUES ('views', ?)", [_digest(before, after)])
 
 
 #: Whether ``flows_dedup`` (defined by the data, see ``_dedup_view``) is its de-duplicating form.
 _DEDUPLICATING = "row_number"
-#: The kept views as DuckDB shows them: a writer of another version that replaced them without
-#: keeping a digest changes this text, so the digest is trusted only together with it.
-_KEPT_SQL = ("SELECT string_agg(view_name || ':' || sql, ';' ORDER BY view_name) FROM duckdb_views() "
-             "WHERE NOT temporary AND view_name IN ('address_class', 'resolver_flows_in', 'resolver_dns_in', "
-             "'resolvers', 'dns_names', 'proxies', 'proxy_targets', 'flows_directed', 'flows', 'sensor_health')")
-
-
-def _as_kept(text: str | None) -> str:
-    import hashlib
-
-    return hashlib.sha256((text or "").encode()).hexdigest()
 
 
 def _kept(ws: Workspace, cfg: Config) -> bool:
     """Whether the catalog's kept views are the ones ``cfg`` defines, ``flows_dedup`` included
-    (its form follows whether interim records are stored)."""
+    (its form follows whether interim records are stored). Every writer of this version keeps the
+    digest with its views; a writer of an older version (without a digest) on the same workspace
+    after a newer one would leave the newer digest beside its own views. DuckDB's text of a view
+    cannot tell them apart: it lists an EXCLUDE's columns in no fixed order."""
     import duckdb
 
     try:
         row = ws.con.execute("SELECT (SELECT value FROM enrich_state WHERE key = 'views'), "
                              "(SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary), "
-                             f"EXISTS (SELECT 1 FROM flows_raw WHERE open), ({_KEPT_SQL})").fetchall()[0]
+                             "EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0]
     except duckdb.Error:  # a catalog from before the digest was kept
         return False
-    stored, dedup, has_open, kept = row
+    stored, dedup, has_open = row
     if stored is None or dedup is None or (_DEDUPLICATING in dedup) != bool(has_open):
         return False
-    if stored != _digest(*_definitions(cfg, "VIEW", "MACRO")) + ":" + _as_kept(kept):
+    if stored != _digest(*_definitions(cfg, "VIEW", "MACRO")):
         return False
     ws._open_flows = has_open
     return True

@@ -73,21 +73,22 @@ TEMP_TABLES = ("_acc_rows", "_acc_limits", "_acc_local", "_acc_fp", "_acc_fn", "
 
 def limits_sql(values: str, keys: str) -> str:
     """Per destination (``keys``), ``baseline``'s threshold over ``values`` (rows of ``keys`` and
-    ``v``, a positive host-hour byte count before the window): the same arithmetic in DuckDB on
-    each destination's sorted list, so no host-hour reaches Python (tests/test_accounting.py
-    compares the two). The median of an even count is the mean of the two middle values, as
-    ``statistics.median`` (exact in doubles for byte counts below 2^50)."""
+    ``v``, a positive host-hour byte count before the window): the same arithmetic in DuckDB, so no
+    host-hour reaches Python (tests/test_accounting.py compares the two). Median and p99 are read
+    from each destination's sorted list; the MAD is ``quantile_cont`` of the deviations (no
+    second sort). The median of an even count is the mean of the two middle values, as
+    ``statistics.median``; both are exact in doubles for byte counts below 2^50."""
     return f"""
-        SELECT {keys}, greatest(med + '{BASELINE_Z * 1.4826!r}'::DOUBLE * mad, p99) AS threshold FROM (
-            SELECT *, CASE WHEN n % 2 = 1 THEN d[n // 2 + 1] ELSE (d[n // 2] + d[n // 2 + 1]) / 2 END AS mad
-            FROM (SELECT *, list_sort(list_transform(s, lambda x: abs(x - med))) AS d FROM (
-                SELECT {keys}, s, n,
-                       CASE WHEN n % 2 = 1 THEN s[n // 2 + 1]::DOUBLE
-                            ELSE (s[n // 2] + s[n // 2 + 1])::DOUBLE / 2 END AS med,
-                       -- Python's round() halves to even: round_even
-                       s[least(n - 1, round_even(0.99::DOUBLE * (n - 1), 0)::BIGINT) + 1]::DOUBLE AS p99
-                FROM (SELECT {keys}, s, len(s) AS n FROM (
-                    SELECT {keys}, list_sort(list(v)) AS s FROM ({values}) GROUP BY {keys})))))"""
+        SELECT {keys}, greatest(any_value(med) + '{BASELINE_Z * 1.4826!r}'::DOUBLE * quantile_cont(abs(x - med), 0.5),
+                                any_value(p99)) AS threshold
+        FROM (SELECT {keys}, med, p99, unnest(s) AS x FROM (
+            SELECT {keys}, s,
+                   CASE WHEN n % 2 = 1 THEN s[n // 2 + 1]::DOUBLE ELSE (s[n // 2] + s[n // 2 + 1])::DOUBLE / 2 END AS med,
+                   -- Python's round() halves to even: round_even
+                   s[least(n - 1, round_even(0.99::DOUBLE * (n - 1), 0)::BIGINT) + 1]::DOUBLE AS p99
+            FROM (SELECT {keys}, s, len(s) AS n FROM (
+                SELECT {keys}, list_sort(list(v)) AS s FROM ({values}) GROUP BY {keys}))))
+        GROUP BY {keys}"""
 
 
 #: Each row of ``_acc_rows`` with its class and the ids of the findings that flag it (the

@@ -171,19 +171,20 @@ def classify_rows(rows: list[dict], history: list[dict], findings: list[Finding]
 
 
 #: The classified rows summed per class x host x destination (``_acc_pairs``). The pair's name
-#: is that of its first named row in the ledger's order (bytes out, hour),
-#: else (none named) the last row's, as a running ``name or row's name`` over them gives: that of its first named row in the ledger's order (bytes out, hour),
-#: else (none named) the last row's, as a running ``name or row's name`` over them gives
+#: is that of its first named row in the ledger's order (bytes out descending, then hour: one
+#: number, ``o``), else (none named) the last row's, as a running ``name or row's name`` over
+#: them gives.
 PAIRS_SQL = f"""
     CREATE OR REPLACE TEMP TABLE _acc_pairs AS
     SELECT category, internal_host, external_host,
-           coalesce(arg_min(external_name, [-bytes_out, epoch_us(hour)]) FILTER (WHERE external_name <> ''),
-                    nullif(arg_max(coalesce(external_name, chr(0)), [-bytes_out, epoch_us(hour)]), chr(0)))
-               AS external_name,
+           coalesce(arg_min(external_name, o) FILTER (WHERE external_name <> ''),
+                    nullif(arg_max(coalesce(external_name, chr(0)), o), chr(0))) AS external_name,
            sum(bytes_out)::BIGINT AS bytes_out, sum(flows)::BIGINT AS flows,
-           list_sort(list_distinct(flatten(list(ids)))) AS findings,
+           coalesce(list_sort(list_distinct(flatten(list(ids) FILTER (WHERE len(ids) > 0)))), []::VARCHAR[])
+               AS findings,
            epoch_us(min(first_seen)) AS first_seen, epoch_us(max(last_seen)) AS last_seen
-    FROM ({CLASSIFIED_SQL}) GROUP BY category, internal_host, external_host"""
+    FROM (SELECT *, -bytes_out::HUGEINT * 4294967296 + epoch_us(hour) // 3600000000 AS o FROM ({CLASSIFIED_SQL}))
+    GROUP BY category, internal_host, external_host"""
 
 
 PAIR_COLUMNS = ("category", "internal_host", "external_host", "external_name", "bytes_out", "flows", "findings",

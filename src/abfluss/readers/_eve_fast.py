@@ -8,7 +8,7 @@ takes inputs on which it gives what the line-by-line reader gives.
 
 Without JSON nulls an absent key and a null column value are the same, which is what lets the
 ``key in event`` tests of the line reader be written as null tests here. DNS events are merged
-per query in ``suricata._Dns``: their columns are returned with what matching needs of each.
+per query in ``_eve_dns.Merger``: their columns are returned with what matching needs of each.
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from abfluss.errors import InputError
+from abfluss.readers._eve_dns import EVENT as DNS_EVENT  # noqa: F401  (``_eve_fast`` builds its columns)
+from abfluss.readers._eve_dns import Merger as _Dns
 from abfluss.readers._zeek_source import Source
 from abfluss.readers.base import ReadReport
 from abfluss.schema import conform, reader_schema
@@ -254,102 +255,8 @@ def _question(d: dict) -> tuple[str | None, str | None]:
     return _str(d.get("rrname")), _str(d.get("rrtype"))
 
 
-#: A DNS event as ``_Dns`` keeps it until its chunk is flushed: what a row takes from it.
-DNS_EVENT = pa.schema([("ts", pa.int64()), ("uid", pa.string()), ("orig_h", pa.string()), ("orig_p", pa.int64()),
-                       ("resp_h", pa.string()), ("resp_p", pa.int64()), ("proto", pa.string()),
-                       ("trans_id", pa.int64()), ("query", pa.string()), ("qtype", pa.string()),
-                       ("rcode", pa.string()), ("answers", pa.list_(pa.string())),
-                       ("answer_types", pa.list_(pa.string())), ("ttls", pa.list_(pa.float64()))])
-
-
-class _Dns:
-    """DNS rows of one chunk with the queries still waiting for their answer.
-
-    Matching needs only each event's kind, key, question and flags; the rest of an event stays
-    where it is (a block's Arrow columns, or a tuple from the line reader) and a row is a
-    reference to events: the one that opened it and the answer events that filled it. The rows'
-    columns are taken from the events once, when the chunk is flushed."""
-
-    def __init__(self) -> None:
-        self.rows: list[list] = []  # [opening event, answer events or None, swap ends, no qtype]
-        self.pending: dict[tuple, list[tuple]] = {}  # (flow_id, dns id) -> (row, query, qtype) waiting
-        self.answered: dict[tuple, list] = {}  # last row answered per key (v1 continuation)
-        self.parts: list = []  # the events in order: [Arrow table, start, stop] or a list of tuples
-        self.events = 0
-
-    def add(self, e: dict, ts: int) -> None:
-        """A dns event read by the line reader."""
-        kind, key, uid, ends, proto, trans_id, query, qtype, rcode, data, types, ttls, v1, swap = _dns_fields(e)
-        if not self.parts or not isinstance(self.parts[-1], list):
-            self.parts.append([])
-        self.parts[-1].append((ts, uid, ends["orig_h"], ends["orig_p"], ends["resp_h"], ends["resp_p"], proto,
-                               trans_id, query, qtype, rcode, data, types, ttls))
-        self._match(kind, key, query, qtype, v1, swap)
-
-    def add_bulk(self, events: pa.Table, start: int, stop: int, match: list) -> None:
-        """Rows ``start`` to ``stop`` of ``events`` (a block's DNS events, ``DNS_EVENT`` columns,
-        from ``_eve_fast``), with what matching needs of each: (kind, key, question name and
-        type, v1 record, sent by the server)."""
-        if stop > start:
-            self.parts.append((events, start, stop))
-            for m in match:
-                self._match(*m)
-
-    def _match(self, kind: str, key: tuple, query, qtype, v1: bool, swap: bool) -> None:
-        """A query opens a row that waits for its answer; an answer fills the first waiting row of
-        its key with the same question, else the first waiting one, else opens a row of its own
-        (server as resp); a further v1 record extends the row last answered."""
-        ev = self.events
-        self.events += 1
-        if kind in ("query", "request"):
-            row = [ev, None, False, False]
-            self.rows.append(row)
-            self.pending.setdefault(key, []).append((row, query, qtype))
-            return
-        waiting = self.pending.get(key, [])
-        if v1 and not waiting and key in self.answered:
-            self.answered[key][1].append(ev)  # a further resource record of the same v1 response
-            return
-        at = next((i for i, w in enumerate(waiting) if (w[1], w[2]) == (query, qtype)), 0 if waiting else None)
-        if at is not None:
-            row = waiting.pop(at)[0]
-        else:
-            row = [ev, None, swap, v1]  # a v1 record's type is not the question's
-            self.rows.append(row)
-        row[1] = [ev]
-        self.answered[key] = row
-
-    def table(self) -> pa.Table | None:
-        """The chunk's rows, in the order they were opened."""
-        if not self.rows:
-            return None
-        parts = [p[0].slice(p[1], p[2] - p[1]) if isinstance(p, tuple) else
-                 pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(zip(*p), DNS_EVENT)], schema=DNS_EVENT)
-                 for p in self.parts]
-        ev = (parts[0] if len(parts) == 1 else pa.concat_tables(parts)).combine_chunks()
-        opened = pa.array([r[0] for r in self.rows], pa.int64())
-        swap = pa.array([r[2] for r in self.rows], pa.bool_())
-        col = lambda name: ev.column(name).take(opened)  # noqa: E731
-        cols = {"ts": col("ts"), "uid": col("uid"), "proto": col("proto"), "trans_id": col("trans_id"),
-                "query": col("query"),
-                "qtype": pc.if_else(pa.array([r[3] for r in self.rows], pa.bool_()), pa.scalar(None, pa.string()),
-                                    col("qtype"))}
-        for a, b in (("orig_h", "resp_h"), ("orig_p", "resp_p")):
-            cols[a], cols[b] = pc.if_else(swap, col(b), col(a)), pc.if_else(swap, col(a), col(b))
-        answered = pa.array([r[1][0] if r[1] else None for r in self.rows], pa.int64())
-        cols["rcode"] = ev.column("rcode").take(answered)
-        for name in ("answers", "answer_types", "ttls"):
-            cols[name] = ev.column(name).take(answered)
-        if any(r[1] and len(r[1]) > 1 for r in self.rows):  # v1 records of one response: their lists joined
-            for name in ("answers", "answer_types", "ttls"):
-                values = ev.column(name).to_pylist()
-                cols[name] = pa.array([None if not r[1] else [v for i in r[1] for v in values[i]] for r in self.rows],
-                                      DNS_EVENT.field(name).type)
-        return conform("dns", cols)
-
-
 def _dns_fields(e: dict) -> tuple:
-    """What ``_Dns.add`` takes of a dns event: kind, matching key (flow id, DNS id), uid,
+    """What ``_Dns.add`` (``_eve_dns.Merger``) takes of a dns event: kind, matching key (flow id, DNS id), uid,
     endpoints, proto, transaction id, question name and type, rcode, answer data, types and TTLs
     (answers only), whether it is a v1 record, whether the server sent it (its source port is DNS's)."""
     d = _obj(e, "dns")
@@ -461,7 +368,7 @@ class _Reader:
             ts = _ts(event["timestamp"])
             kind = event["event_type"]
             if kind == "dns":
-                self.dns.add(event, ts)
+                self.dns.add(ts, _dns_fields(event))
             elif kind in HANDLERS:
                 table, make = HANDLERS[kind]
                 self._row(table, make(event, ts))
@@ -519,7 +426,7 @@ class _Reader:
     def _dns_line(self, data: bytes, b: "_eve_fast.Block", i: int, k: int) -> bool:
         """The ``k``-th DNS event of the block, on its line ``i``."""
         try:
-            self.dns.add(json.loads(data[b.starts[i]:b.ends[i]]), int(b.ts[i]))
+            self.dns.add(int(b.ts[i]), _dns_fields(json.loads(data[b.starts[i]:b.ends[i]])))
         except (BadEvent, KeyError, TypeError, AttributeError) as e:
             self.report.skip(f"line {self.line + i}", f"dns event: {e}")
             return False

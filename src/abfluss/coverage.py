@@ -58,6 +58,10 @@ def _coverage(ws: Workspace) -> list[dict]:
             UNION ALL SELECT sensor, ts, ts FROM tls_raw
             UNION ALL SELECT sensor, ts, ts FROM alerts_raw)
         SELECT sensor, min(ts), max(e), count(*) FROM r GROUP BY sensor ORDER BY sensor""").fetchall()
+    # A gap can only end at the first record of a GAP_SECONDS bucket (an earlier record in the
+    # same bucket ended less than GAP_SECONDS before), so the records are grouped per sensor and
+    # bucket (first start, last end) and the running end is taken over those groups: the same
+    # gaps as over every record, without sorting millions of rows (the overview asks for them).
     gaps = ws.con.execute(f"""
         WITH r AS (
             SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
@@ -65,10 +69,12 @@ def _coverage(ws: Workspace) -> list[dict]:
             UNION ALL SELECT sensor, ts, ts FROM http_raw
             UNION ALL SELECT sensor, ts, ts FROM tls_raw
             UNION ALL SELECT sensor, ts, ts FROM alerts_raw),
-        o AS (SELECT sensor, ts, max(e) OVER (PARTITION BY sensor ORDER BY ts
-                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end FROM r)
+        b AS (SELECT sensor, epoch_us(ts) // {GAP_SECONDS * 1_000_000} AS bucket, min(ts) AS ts, max(e) AS e
+              FROM r GROUP BY sensor, bucket),
+        o AS (SELECT sensor, ts, max(e) OVER (PARTITION BY sensor ORDER BY bucket
+                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end FROM b)
         SELECT sensor, prev_end, ts, epoch(ts - prev_end) AS seconds FROM o
-        WHERE epoch(ts - prev_end) >= {GAP_SECONDS} ORDER BY sensor, seconds DESC""").fetchall()
+        WHERE epoch(ts - prev_end) >= {GAP_SECONDS} ORDER BY sensor, seconds DESC, ts""").fetchall()
     loss = dict((s, (b, m)) for s, b, m in ws.con.execute("""
         SELECT sensor, sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)),
                sum(coalesce(missed_bytes, 0)) FROM flows_raw GROUP BY sensor""").fetchall())

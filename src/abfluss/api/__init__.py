@@ -254,13 +254,16 @@ def account(ws: "Workspace", who: Principal | None = None, start: datetime | Non
     return acc
 
 
-def coverage(ws: "Workspace", who: Principal | None = None) -> dict:
+def coverage(ws: "Workspace", who: Principal | None = None, payload: bool = True) -> dict:
     """``sensors``: per sensor span, gaps, loss (``coverage --format json``; sensor health, no
     tenant data, so every role sees it); ``payload``: content-inspection shares over the caller's
-    tenants' outflow."""
+    tenants' outflow (``payload=False``: left out, for a caller that shows only the sensors: it
+    scans every outbound flow)."""
     from ..coverage import coverage as sensor_coverage, payload_coverage
     require(who, "read")
-    res = {"sensors": sensor_coverage(ws), "payload": payload_coverage(ws, tenants=scope_of(who))}
+    res = {"sensors": sensor_coverage(ws)}
+    if payload:
+        res["payload"] = payload_coverage(ws, tenants=scope_of(who))
     _viewed(ws, who, "coverage")
     return res
 

@@ -276,7 +276,7 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
             out.rule("outflow ledger (top 15 by bytes out)")
             _print_ledger(*api.ledger(ws, None, LedgerQuery(limit=15)))
             out.rule("coverage")
-            for r in api.coverage(ws)["sensors"]:
+            for r in api.coverage(ws, payload=False)["sensors"]:
                 out.print(f"sensor {r['sensor']}: {r['span_minutes']} min seen, {r['gap_minutes']} min without "
                           f"records, {r['missed_share']:.2%} bytes missed, {count(r['interim_flows'], 'flow')} still open")
             out.rule("findings (abfluss analyze)")

@@ -129,7 +129,10 @@ def overview(request: Request, p: Principal = User, ws: Workspace = WS):
         mine = [f for f in fs if (f.tenant or "default") == t]
         cards.append({"tenant": t, "report": latest.get(t) or latest.get(None), "findings": len(mine),
                       "incidents": sorted(group_incidents(mine), key=lambda i: -i.score)})
-    return render(request, "overview.html", p, tenants=cards, sensors=api.coverage(ws, p)["sensors"])
+    # the sensors only: the content-inspection shares (a scan of every outbound flow) are the
+    # coverage page's
+    sensors = api.coverage(ws, p, payload=False)["sensors"]
+    return render(request, "overview.html", p, tenants=cards, sensors=sensors)
 
 
 @router.get("/findings")

@@ -147,3 +147,36 @@ def test_coverage_gaps_loss_and_interim(ws):
     assert c["interim_flows"] == 1
     health = ws.con.sql("SELECT minute, records FROM sensor_health ORDER BY minute").fetchall()
     assert [(m.minute, n) for m, n in health] == [(0, 1), (4, 1), (35, 1)]
+
+
+#: The gaps as defined: each record's start against the latest end of the records that started
+#: before it (a window sorted over every record; ``coverage`` groups per minute first).
+EVERY_RECORD_GAPS = """
+    WITH r AS (SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
+               UNION ALL SELECT sensor, ts, ts FROM dns_raw UNION ALL SELECT sensor, ts, ts FROM http_raw
+               UNION ALL SELECT sensor, ts, ts FROM tls_raw UNION ALL SELECT sensor, ts, ts FROM alerts_raw),
+    o AS (SELECT sensor, ts, max(e) OVER (PARTITION BY sensor ORDER BY ts
+              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end FROM r)
+    SELECT sensor, prev_end, ts, epoch(ts - prev_end) FROM o WHERE epoch(ts - prev_end) >= 60"""
+
+
+def test_coverage_gaps_equal_those_over_every_record(tmp_path):
+    """rita (Zeek logs of three sensors, 505 silences): the per-minute grouping finds
+    exactly the gaps of the window over every record."""
+    from detkit import workspace_for
+
+    ws = abfluss.open_workspace(workspace_for(("rita/proxy", "rita/open_conns", "rita/open_sni"), tmp_path))
+    try:
+        want = ws.con.execute(EVERY_RECORD_GAPS).fetchall()
+        cov = abfluss.coverage(ws)
+    finally:
+        ws.close()
+    assert len(want) == 505
+    by_sensor = {}
+    for s, start, end, seconds in want:
+        by_sensor.setdefault(s, []).append((seconds, start, end))
+    for c in cov:
+        mine = sorted(by_sensor.pop(c["sensor"], []), key=lambda g: (-g[0], g[2]))
+        assert (c["gaps"], c["gap_minutes"]) == (len(mine), int(sum(g[0] for g in mine) // 60))
+        assert [(g["start"], g["end"]) for g in c["largest_gaps"]] == [(a, b) for _, a, b in mine[:10]]
+    assert not by_sensor

@@ -50,40 +50,35 @@ def coverage(ws: Workspace) -> list[dict]:
 
 
 def _coverage(ws: Workspace) -> list[dict]:
-    sensors = ws.con.execute("""
-        WITH r AS (
-            SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
-            UNION ALL SELECT sensor, ts, ts FROM dns_raw
-            UNION ALL SELECT sensor, ts, ts FROM http_raw
-            UNION ALL SELECT sensor, ts, ts FROM tls_raw
-            UNION ALL SELECT sensor, ts, ts FROM alerts_raw)
-        SELECT sensor, min(ts), max(e), count(*) FROM r GROUP BY sensor ORDER BY sensor""").fetchall()
     # A gap can only end at the first record of a GAP_SECONDS bucket (an earlier record in the
     # same bucket ended less than GAP_SECONDS before), so the records are grouped per sensor and
-    # bucket (first start, last end) and the running end is taken over those groups: the same
-    # gaps as over every record, without sorting millions of rows (the overview asks for them).
-    gaps = ws.con.execute(f"""
+    # bucket (first start, last end, records, bytes) and the running end is taken over those
+    # groups: the same gaps as over every record, and span, records and loss from the same one
+    # scan, without sorting millions of rows (the console's overview asks for it first).
+    rows = ws.con.execute(f"""
         WITH r AS (
-            SELECT sensor, ts, coalesce(ts_end, ts) AS e FROM flows_raw
-            UNION ALL SELECT sensor, ts, ts FROM dns_raw
-            UNION ALL SELECT sensor, ts, ts FROM http_raw
-            UNION ALL SELECT sensor, ts, ts FROM tls_raw
-            UNION ALL SELECT sensor, ts, ts FROM alerts_raw),
-        b AS (SELECT sensor, epoch_us(ts) // {GAP_SECONDS * 1_000_000} AS bucket, min(ts) AS ts, max(e) AS e
+            SELECT sensor, ts, coalesce(ts_end, ts) AS e,
+                   coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0) AS bytes,
+                   coalesce(missed_bytes, 0) AS missed FROM flows_raw
+            UNION ALL SELECT sensor, ts, ts, 0, 0 FROM dns_raw
+            UNION ALL SELECT sensor, ts, ts, 0, 0 FROM http_raw
+            UNION ALL SELECT sensor, ts, ts, 0, 0 FROM tls_raw
+            UNION ALL SELECT sensor, ts, ts, 0, 0 FROM alerts_raw),
+        b AS (SELECT sensor, epoch_us(ts) // {GAP_SECONDS * 1_000_000} AS bucket, min(ts) AS ts, max(e) AS e,
+                     count(*) AS n, sum(bytes) AS bytes, sum(missed) AS missed
               FROM r GROUP BY sensor, bucket),
-        o AS (SELECT sensor, ts, max(e) OVER (PARTITION BY sensor ORDER BY bucket
+        o AS (SELECT *, max(e) OVER (PARTITION BY sensor ORDER BY bucket
                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end FROM b)
-        SELECT sensor, prev_end, ts, epoch(ts - prev_end) AS seconds FROM o
-        WHERE epoch(ts - prev_end) >= {GAP_SECONDS} ORDER BY sensor, seconds DESC, ts""").fetchall()
-    loss = dict((s, (b, m)) for s, b, m in ws.con.execute("""
-        SELECT sensor, sum(coalesce(orig_bytes, orig_ip_bytes, 0) + coalesce(resp_bytes, resp_ip_bytes, 0)),
-               sum(coalesce(missed_bytes, 0)) FROM flows_raw GROUP BY sensor""").fetchall())
+        SELECT sensor, min(ts), max(e), sum(n), sum(bytes), sum(missed),
+               coalesce(list({{'seconds': epoch(ts - prev_end), 'start': prev_end, 'end': ts}}
+                             ORDER BY epoch(ts - prev_end) DESC, ts)
+                        FILTER (WHERE epoch(ts - prev_end) >= {GAP_SECONDS}), [])
+        FROM o GROUP BY sensor ORDER BY sensor""").fetchall()
     interim = dict(ws.con.execute(
         "SELECT sensor, count(*) FROM flows WHERE coalesce(open, false) GROUP BY sensor").fetchall())
     out = []
-    for sensor, first, last, records in sensors:
-        mine = [g for g in gaps if g[0] == sensor]
-        total_bytes, missed = loss.get(sensor, (0, 0))
+    for sensor, first, last, records, total_bytes, missed, found in rows:
+        mine = [(sensor, g["start"], g["end"], g["seconds"]) for g in found]
         span = (last - first).total_seconds() if first and last else 0.0
         out.append({
             "sensor": sensor, "first_seen": first, "last_seen": last, "span_minutes": round(span / 60, 1),

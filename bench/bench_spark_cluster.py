@@ -60,11 +60,17 @@ def spark_home() -> Path:
 
 
 class PeakRSS(threading.Thread):
-    """Samples the resident memory of a process tree (every 0.25 s) and keeps the peak."""
+    """Samples the resident memory of a process tree (every 0.25 s) and keeps the peak; also the
+    CPU seconds its processes used meanwhile (the steadier figure on a shared machine)."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak, self._done = pid, 0, threading.Event()
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (CPU seconds at first sight, last seen)
+
+    @property
+    def cpu(self) -> float:
+        return sum(last - first for first, last in self._cpu.values())
 
     def run(self) -> None:
         import psutil
@@ -79,6 +85,9 @@ class PeakRSS(threading.Thread):
             for p in procs:
                 try:
                     total += p.memory_info().rss
+                    t = p.cpu_times()
+                    used = t.user + t.system
+                    self._cpu[p.pid] = (self._cpu.get(p.pid, (0.0 if p.pid != self.pid else used,))[0], used)
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
@@ -190,8 +199,9 @@ def build(root: Path, flows: int, tenants: int, seed: int = 1) -> Path:
     return root
 
 
-def analyze(ws: Path, engine: str, master: str | None, env: dict) -> tuple[dict, float, int]:
-    """``abfluss analyze`` as a user runs it: (its JSON, wall seconds, peak RSS of the driver's tree)."""
+def analyze(ws: Path, engine: str, master: str | None, env: dict) -> tuple[dict, float, int, float]:
+    """``abfluss analyze`` as a user runs it: (its JSON, wall seconds, peak RSS and CPU seconds of
+    the driver's process tree: abfluss, and its JVM on Spark)."""
     exe = shutil.which("abfluss", path=str(Path(sys.executable).parent)) or "abfluss"
     cmd = [exe, "--workspace", str(ws), "analyze", "--engine", engine, "--format", "json"]
     if master:
@@ -204,7 +214,7 @@ def analyze(ws: Path, engine: str, master: str | None, env: dict) -> tuple[dict,
     dt, peak = time.perf_counter() - t, mem.stop()
     if p.returncode != 0:
         raise RuntimeError(f"abfluss analyze --engine {engine} failed ({p.returncode}): {err.strip()[-2000:]}")
-    return json.loads(out), dt, peak
+    return json.loads(out), dt, peak, mem.cpu
 
 
 def canonical(findings: list[dict]) -> list[str]:
@@ -252,10 +262,11 @@ def main() -> int:
                         "PYSPARK_SUBMIT_ARGS": f"--conf spark.executor.memory={args.executor_memory} "
                                                f"--conf spark.executor.cores=1 pyspark-shell"}
 
-            duck, dt_duck, _ = analyze(sample, "duckdb", None, env_for(args.sample))
-            spark, dt_spark, _ = analyze(sample, "pyspark", cl.url, env_for(args.sample))
+            duck, dt_duck, _, cpu_duck = analyze(sample, "duckdb", None, env_for(args.sample))
+            spark, dt_spark, _, cpu_spark = analyze(sample, "pyspark", cl.url, env_for(args.sample))
             same = canonical(duck["findings"]) == canonical(spark["findings"])
-            print(f"parity on {duck['flows']:,} flows: DuckDB {dt_duck:.1f} s, cluster {dt_spark:.1f} s, "
+            print(f"parity on {duck['flows']:,} flows: DuckDB {dt_duck:.1f} s ({cpu_duck:.0f} CPU s), "
+                  f"cluster {dt_spark:.1f} s (driver {cpu_spark:.0f} CPU s), "
                   f"{len(duck['findings'])} findings; {'equal' if same else 'DIFFERENT'}", flush=True)
             if not same:
                 a, b = set(canonical(duck["findings"])), set(canonical(spark["findings"]))
@@ -267,14 +278,16 @@ def main() -> int:
             meters = [PeakRSS(w.pid) for w in cl.workers]
             for m in meters:
                 m.start()
-            res, dt, driver = analyze(full, "pyspark", cl.url, env_for(args.flows))
+            res, dt, driver, driver_cpu = analyze(full, "pyspark", cl.url, env_for(args.flows))
             peaks = [m.stop() for m in meters]
+            print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
             print(f"cluster run: {res['flows']:,} flows, {args.tenants} tenants: {dt:.1f} s "
                   f"({res['flows'] / dt:,.0f} flows/s), {len(res['findings'])} findings, "
                   f"{len(res['errors'])} detection errors", flush=True)
-            for i, p in enumerate(peaks):
-                print(f"  worker {i}: peak RSS {mib(p)} (worker daemon, executor JVM, Python workers)")
-            print(f"  driver (abfluss analyze and its JVM): peak RSS {mib(driver)}")
+            for i, (p, m) in enumerate(zip(peaks, meters)):
+                print(f"  worker {i}: peak RSS {mib(p)}, {m.cpu:,.0f} CPU s (worker daemon, executor JVM, "
+                      f"Python workers)")
+            print(f"  driver (abfluss analyze and its JVM): peak RSS {mib(driver)}, {driver_cpu:,.0f} CPU s")
             for det, s in sorted(res["seconds"].items(), key=lambda kv: -kv[1])[:8]:
                 print(f"  {det:26s} {s:7.1f} s")
             for det, why in res["errors"].items():

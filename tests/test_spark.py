@@ -36,3 +36,25 @@ def test_spark_master_needs_the_spark_engine(tmp_path):
 
     p = run_cli("analyze", "--spark-master", "spark://127.0.0.1:7077", workspace=tmp_path / "ws")
     assert (p.returncode, p.stderr) == (2, "abfluss: --spark-master needs --engine pyspark\n")
+
+
+def test_shared_parts_of_a_query_are_computed_once(spark_session):
+    """A CTE that a query references twice or more is computed once and read back (Spark would
+    inline and recompute it at every reference); one referenced once stays inline; rows equal."""
+    from ibis.backends.sql.compilers.pyspark import compiler
+
+    from abfluss.spark import materialize_shared_ctes
+
+    query = ("WITH a AS (SELECT id AS x, id % 3 AS g FROM range(10)), b AS (SELECT g, sum(x) AS s FROM a GROUP BY g), "
+             "c AS (SELECT g FROM a WHERE x > 4) "
+             "SELECT b.g, b.s, b2.s AS s2, (SELECT count(*) FROM c) AS n FROM b JOIN b AS b2 ON b.g = b2.g ORDER BY b.g")
+    kept = []
+    rewritten = materialize_shared_ctes(spark_session, query, compiler.dialect, kept)
+    try:
+        assert len(kept) == 2  # a (in b and c) and b (twice in the query), not c
+        assert rewritten.count("abfluss_shared_") == 2
+        assert [tuple(r) for r in spark_session.sql(rewritten).collect()] == \
+               [tuple(r) for r in spark_session.sql(query).collect()] == [(0, 18, 18, 5), (1, 12, 12, 5), (2, 15, 15, 5)]
+    finally:
+        for df in kept:
+            df.unpersist()

@@ -178,8 +178,8 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
         con = duckdb_backend(threads=2)
         tables = {k: con.read_parquet(str(p), table_name=k) for k, p in paths.items()}
     elif backend == "pyspark":
-        from .spark import session
-        con = ibis.pyspark.connect(session())
+        from .spark import connect as spark_connect
+        con = spark_connect()
         tables = {k: con.read_parquet(str(p), table_name=f"abfluss_{k}") for k, p in paths.items()}
     else:
         raise AbflussError(f"unknown engine {backend!r} (duckdb or pyspark)")

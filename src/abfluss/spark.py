@@ -11,6 +11,7 @@ Spark works in UTC here, like the rest of abfluss, so hour and day buckets agree
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 from .errors import AbflussError
 
@@ -44,3 +45,77 @@ def session():
         raise AbflussError(f"cannot start Spark: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     _session.sparkContext.setLogLevel("ERROR")
     return _session
+
+
+def connect():
+    """An Ibis connection to the shared session that computes a query's shared parts once.
+
+    Ibis writes a part of a query that is used more than once (a per-host-hour total that a
+    baseline joins against itself) as a common table expression. DuckDB computes such a part
+    once; Spark inlines every reference, so one detection query scanned the window's Parquet and
+    shuffled 14 times over (28 scans, 14 exchanges in the baseline of bulk_outbound), and on a
+    cluster each of those stages costs its scheduling. Here each CTE referenced at least twice is
+    computed once, kept (memory, then disk) while the query runs, and read from there; the query
+    returns the same rows.
+    """
+    from ibis.backends.pyspark import Backend
+
+    class Materializing(Backend):
+        @contextmanager
+        def _safe_raw_sql(self, query):
+            kept = []
+            try:
+                yield self.raw_sql(materialize_shared_ctes(self._session, query, self.dialect, kept))
+            finally:
+                for df in kept:  # the query's rows are collected by now
+                    df.unpersist()
+
+    import ibis
+
+    if getattr(ibis.options, "pyspark", None) is None:  # as ``ibis.pyspark`` registers them
+        Backend.register_options()
+    return Materializing().connect(session())
+
+
+_kept = 0  # numbers the kept parts' views (unique in the session)
+
+
+def materialize_shared_ctes(spark, query, dialect, kept: list) -> str:
+    """``query`` with every CTE referenced twice or more replaced by a view of its rows, computed
+    now and persisted; the persisted DataFrames are appended to ``kept`` (unpersist them after)."""
+    global _kept
+    import sqlglot
+    from pyspark import StorageLevel
+    from sqlglot import exp
+
+    if not isinstance(query, str):
+        query = query.sql(dialect=dialect)
+    if "WITH" not in query[:8].upper():
+        return query
+    tree = sqlglot.parse_one(query, dialect=dialect)
+    with_ = tree.args.get("with_") or tree.args.get("with")
+    if with_ is None:
+        return query
+    ctes = list(with_.expressions)
+    names = {c.alias for c in ctes}
+    uses = dict.fromkeys(names, 0)
+    for t in tree.find_all(exp.Table):
+        if not t.args.get("db") and t.name in uses:
+            uses[t.name] += 1
+    shared = [c for c in ctes if uses[c.alias] >= 2]
+    if not shared:
+        return query
+    for cte in shared:
+        # the CTE's own query, with the CTEs before it (Spark ignores those it does not use)
+        before = ctes[:ctes.index(cte)]
+        sql = cte.this.sql(dialect=dialect)
+        if before:
+            sql = "WITH " + ", ".join(c.sql(dialect=dialect) for c in before) + " " + sql
+        df = spark.sql(sql).persist(StorageLevel.MEMORY_AND_DISK)
+        kept.append(df)
+        df.count()  # computed now, once
+        _kept += 1
+        view = f"abfluss_shared_{_kept}"
+        df.createOrReplaceTempView(view)
+        cte.set("this", sqlglot.parse_one(f"SELECT * FROM {view}", dialect=dialect))
+    return tree.sql(dialect=dialect)

@@ -207,14 +207,37 @@ def analyze(ws: Path, engine: str, master: str | None, env: dict) -> tuple[dict,
     if master:
         cmd += ["--spark-master", master]
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
     mem = PeakRSS(p.pid)
     mem.start()
-    out, err = p.communicate()
+    try:
+        out, err = p.communicate()
+    except BaseException:  # interrupted: the driver and its JVM go too, not only the cluster
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise
     dt, peak = time.perf_counter() - t, mem.stop()
     if p.returncode != 0:
         raise RuntimeError(f"abfluss analyze --engine {engine} failed ({p.returncode}): {err.strip()[-2000:]}")
     return json.loads(out), dt, peak, mem.cpu
+
+
+def parity(sample: Path, master: str, env: dict) -> bool:
+    """DuckDB and the cluster on the same sample: are the findings equal, field for field?"""
+    duck, dt_duck, _, cpu_duck = analyze(sample, "duckdb", None, env)
+    spark, dt_spark, _, cpu_spark = analyze(sample, "pyspark", master, env)
+    same = canonical(duck["findings"]) == canonical(spark["findings"])
+    print(f"parity on {duck['flows']:,} flows: DuckDB {dt_duck:.1f} s ({cpu_duck:.0f} CPU s), "
+          f"cluster {dt_spark:.1f} s (driver {cpu_spark:.0f} CPU s), "
+          f"{len(duck['findings'])} findings; {'equal' if same else 'DIFFERENT'}", flush=True)
+    if not same:
+        a, b = set(canonical(duck["findings"])), set(canonical(spark["findings"]))
+        for line in sorted(a - b)[:5]:
+            print("  only DuckDB:", line[:300])
+        for line in sorted(b - a)[:5]:
+            print("  only Spark: ", line[:300])
+    return same
 
 
 def canonical(findings: list[dict]) -> list[str]:
@@ -234,7 +257,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--flows", type=int, default=50_000_000, help="flows for the scale run (default 50 million)")
     ap.add_argument("--tenants", type=int, default=80)
-    ap.add_argument("--sample", type=int, default=1_000_000, help="flows for the DuckDB-vs-cluster parity check")
+    ap.add_argument("--sample", type=int, default=1_000_000, help="flows for the DuckDB-vs-cluster parity check (0: no parity check, the scale run only)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-memory", default="4g")
     ap.add_argument("--executor-memory", default="3g")
@@ -249,7 +272,7 @@ def main() -> int:
     try:
         print(f"bench_spark_cluster: {args.workers} workers x 1 core, {args.worker_memory} each; "
               f"{args.flows:,} flows over {args.tenants} tenants; parity sample {args.sample:,} flows", flush=True)
-        sample = build(data / f"sample-{args.sample}-{args.tenants}", args.sample, args.tenants)
+        sample = build(data / f"sample-{args.sample}-{args.tenants}", args.sample, args.tenants) if args.sample else None
         full = build(data / f"full-{args.flows}-{args.tenants}", args.flows, args.tenants)
         with Cluster(tmp / "cluster", args.workers, args.worker_memory) as cl:
             print(f"  cluster up: {cl.url} ({args.workers} workers)", flush=True)
@@ -262,18 +285,7 @@ def main() -> int:
                         "PYSPARK_SUBMIT_ARGS": f"--conf spark.executor.memory={args.executor_memory} "
                                                f"--conf spark.executor.cores=1 pyspark-shell"}
 
-            duck, dt_duck, _, cpu_duck = analyze(sample, "duckdb", None, env_for(args.sample))
-            spark, dt_spark, _, cpu_spark = analyze(sample, "pyspark", cl.url, env_for(args.sample))
-            same = canonical(duck["findings"]) == canonical(spark["findings"])
-            print(f"parity on {duck['flows']:,} flows: DuckDB {dt_duck:.1f} s ({cpu_duck:.0f} CPU s), "
-                  f"cluster {dt_spark:.1f} s (driver {cpu_spark:.0f} CPU s), "
-                  f"{len(duck['findings'])} findings; {'equal' if same else 'DIFFERENT'}", flush=True)
-            if not same:
-                a, b = set(canonical(duck["findings"])), set(canonical(spark["findings"]))
-                for line in sorted(a - b)[:5]:
-                    print("  only DuckDB:", line[:300])
-                for line in sorted(b - a)[:5]:
-                    print("  only Spark: ", line[:300])
+            same = parity(sample, cl.url, env_for(args.sample)) if sample is not None else True
 
             meters = [PeakRSS(w.pid) for w in cl.workers]
             for m in meters:

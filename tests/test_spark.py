@@ -56,5 +56,6 @@ def test_shared_parts_of_a_query_are_computed_once(spark_session):
         assert [tuple(r) for r in spark_session.sql(rewritten).collect()] == \
                [tuple(r) for r in spark_session.sql(query).collect()] == [(0, 18, 18, 5), (1, 12, 12, 5), (2, 15, 15, 5)]
     finally:
-        for df in kept:
+        for df, view in kept:
             df.unpersist()
+            spark_session.catalog.dropTempView(view)

@@ -67,8 +67,9 @@ def connect():
             try:
                 yield self.raw_sql(materialize_shared_ctes(self._session, query, self.dialect, kept))
             finally:
-                for df in kept:  # the query's rows are collected by now
+                for df, view in kept:  # the query's rows are collected by now
                     df.unpersist()
+                    self._session.catalog.dropTempView(view)
 
     import ibis
 
@@ -82,7 +83,8 @@ _kept = 0  # numbers the kept parts' views (unique in the session)
 
 def materialize_shared_ctes(spark, query, dialect, kept: list) -> str:
     """``query`` with every CTE referenced twice or more replaced by a view of its rows, computed
-    now and persisted; the persisted DataFrames are appended to ``kept`` (unpersist them after)."""
+    now and persisted; each (DataFrame, view name) is appended to ``kept`` (unpersist the one and
+    drop the other after the query). SQL that sqlglot cannot parse runs as it is."""
     global _kept
     import sqlglot
     from pyspark import StorageLevel
@@ -92,7 +94,10 @@ def materialize_shared_ctes(spark, query, dialect, kept: list) -> str:
         query = query.sql(dialect=dialect)
     if "WITH" not in query[:8].upper():
         return query
-    tree = sqlglot.parse_one(query, dialect=dialect)
+    try:
+        tree = sqlglot.parse_one(query, dialect=dialect)
+    except sqlglot.errors.ParseError:  # only slower that way, never different
+        return query
     with_ = tree.args.get("with_") or tree.args.get("with")
     if with_ is None:
         return query
@@ -112,10 +117,10 @@ def materialize_shared_ctes(spark, query, dialect, kept: list) -> str:
         if before:
             sql = "WITH " + ", ".join(c.sql(dialect=dialect) for c in before) + " " + sql
         df = spark.sql(sql).persist(StorageLevel.MEMORY_AND_DISK)
-        kept.append(df)
-        df.count()  # computed now, once
         _kept += 1
         view = f"abfluss_shared_{_kept}"
+        kept.append((df, view))
+        df.count()  # computed now, once
         df.createOrReplaceTempView(view)
         cte.set("this", sqlglot.parse_one(f"SELECT * FROM {view}", dialect=dialect))
     return tree.sql(dialect=dialect)

@@ -33,9 +33,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import statistics
-import threading
-from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from . import ledger_store
@@ -44,6 +42,7 @@ from .enrich import LOCAL_NETWORKS
 from .errors import AbflussError
 from .findings import Finding
 from .ledger import LedgerQuery, grouped_sql, labelled_sql
+from .statecache import StateCache
 from .store import Workspace
 
 CATEGORIES = ("allowlisted", "local", "baseline", "flagged", "unexplained")
@@ -59,9 +58,10 @@ FLAGGED_MIN_SEVERITY = "medium"
 BASELINE_Z = 3.5
 #: Unexplained host x destination pairs listed (the full list: ``abfluss account --format csv``).
 TOP_UNEXPLAINED = 10
-#: Accountings kept in the process (the console's repeated calls for a window): see ``_generation``.
-CACHE_SIZE = 8
-#: ... of at most this many pairs (the CLI's full list over ten million flows is hundreds of MB).
+#: Accountings kept in the process (the console's repeated calls, its warm-up's), counted in
+#: host x destination pairs listed (about 1 KB each): see ``_generation``, ``statecache``.
+CACHE_PAIRS = 200_000
+#: ... each of at most this many pairs (the CLI's full list over ten million flows is hundreds of MB).
 CACHE_MAX_PAIRS = 20_000
 _LOCAL = tuple(ipaddress.ip_network(n) for n in LOCAL_NETWORKS)
 
@@ -118,29 +118,35 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
     The rows are classified and summed per pair in DuckDB (``accounting_sql``): over ten
     million flows the window and its history are millions of host-hours, and only the pairs
     asked for reach Python. An accounting from stored findings is kept per process
-    (``CACHE_SIZE``) and given again while the workspace is unchanged (``_generation``).
+    (``CACHE_PAIRS``) and given again while the workspace is unchanged (``_generation``); two
+    callers asking for the same one at once share one computation (``statecache``).
     """
     if tenant and tenant != "default" and tenant not in ws.config.tenants:
         raise AbflussError(f"unknown tenant {tenant!r}; configured: {', '.join(ws.config.tenants) or 'none'}")
     start, end = _utc(start), _utc(end)
-    key = None
-    if findings is None:  # from what is stored: the same until the workspace changes
-        key = (_generation(ws), start, end, tenant, limit)
-        with _CACHE_LOCK:
-            if key in _CACHE:
-                _CACHE.move_to_end(key)
-                return copy.deepcopy(_CACHE[key])
-    acc = _account(ws, start, end, tenant, findings, limit)
-    if key is not None and len(acc["pairs"]) <= CACHE_MAX_PAIRS:
-        with _CACHE_LOCK:
-            _CACHE[key] = copy.deepcopy(acc)
-            while len(_CACHE) > CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    return acc
+    if findings is not None:  # given by the caller (the evidence report's own analysis): not kept
+        return _account(ws, start, end, tenant, findings, limit)
+    # from what is stored: the same until the workspace changes; computed once per key, also
+    # when two requests (or a request and the console's warm-up) ask at once
+    root, *state = _generation(ws)
+    key = (root, tuple(state), start, end, tenant, limit)
+    return copy.deepcopy(_CACHE.get(key, lambda: _account(ws, start, end, tenant, None, limit)))
 
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_LOCK = threading.Lock()
+_CACHE = StateCache(budget=CACHE_PAIRS, weight=lambda acc: len(acc["pairs"]) + len(acc["flagged"]) + 1,
+                    max_weight=CACHE_MAX_PAIRS)
+
+
+def newest_day(ws: Workspace) -> tuple[datetime, datetime] | None:
+    """The UTC day of the newest record, ``[00:00, 00:00 next day)``: the window of a daily
+    accounting of "today" (or of the last day a sensor delivered), which the console's warm-up
+    computes ahead (``abfluss.web.warm``). None for an empty workspace."""
+    from . import analysis
+    hi = analysis.data_span(ws)[1]
+    if hi is None:
+        return None
+    day = _utc(hi).astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day, day + timedelta(days=1)
 
 
 def _generation(ws: Workspace) -> tuple:

@@ -6,8 +6,7 @@ active and no record started: with no records, "nothing left" cannot be claimed 
 
 from __future__ import annotations
 
-import threading
-
+from .statecache import StateCache
 from .store import Workspace
 
 #: Shortest silence counted as a gap (s). One minute: the resolution of sensor_health.
@@ -16,9 +15,8 @@ GAP_SECONDS = 60
 MAX_GAPS_LISTED = 10
 
 
-#: Results per workspace, valid while its stored files are the same (see ``_cached``).
-_CACHE: dict[tuple, object] = {}
-_CACHE_LOCK = threading.Lock()
+#: Results per workspace state (see ``_cached``): computed once, by whoever asks first.
+_CACHE = StateCache()
 
 
 def data_version(ws: Workspace) -> tuple:
@@ -30,17 +28,11 @@ def data_version(ws: Workspace) -> tuple:
 def _cached(ws: Workspace, key: tuple, compute):
     """``compute()`` once per workspace, arguments and data version: a scan of every record takes
     seconds on millions of flows, and a console asks on every overview. New inputs (an ingest, a
-    ``watch`` commit) change the version, so an answer is never stale."""
+    ``watch`` commit) change the version, so an answer is never stale; a caller asking while
+    another computes the same answer (the console's warm-up, a concurrent request) waits for it
+    (``statecache``)."""
     k = (str(ws.root), data_version(ws) + (repr(getattr(ws, "config", None)),)) + key
-    with _CACHE_LOCK:
-        if k in _CACHE:
-            return _CACHE[k]
-    value = compute()
-    with _CACHE_LOCK:
-        for old in [x for x in _CACHE if x[0] == k[0] and x[1] != k[1]]:
-            del _CACHE[old]  # a former version of this workspace
-        _CACHE[k] = value
-    return value
+    return _CACHE.get(k, compute)
 
 
 def coverage(ws: Workspace) -> list[dict]:

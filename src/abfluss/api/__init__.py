@@ -32,6 +32,7 @@ from ._cases import add_case_entry, case_entries
 from ._console import (add_user, audit_log, create_token, login, remove_user, revoke_token, token_principal,
                        tokens, user_principal, users, verify_audit)
 from ._scope import _incident, _own_tenant, _viewed
+from ._warm import warm_tasks, workspace_state
 
 if TYPE_CHECKING:
     from ..findings import Finding
@@ -43,8 +44,8 @@ __all__ = [
     "contain", "coverage", "create_token", "explain", "finding", "findings", "findings_since", "generate_report",
     "host_outflow", "incident", "incidents", "inputs", "ledger", "login", "open_workspace", "record_export",
     "refresh", "remove_user", "report", "report_file", "reports", "require", "revoke_token", "token_principal",
-    "tokens", "user_principal", "users", "verify_audit",
-    "workspace_path",
+    "tokens", "user_principal", "users", "verify_audit", "warm_tasks",
+    "workspace_path", "workspace_state",
 ]
 
 #: Folder (inside the workspace) where ``generate_report`` writes a report when no folder is given.

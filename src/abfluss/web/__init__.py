@@ -8,6 +8,7 @@ from the internet; no inline script or style exists, so the Content-Security-Pol
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -25,15 +26,32 @@ HERE = Path(__file__).resolve().parent
 
 
 def create_app(workspace: str | Path, config: Optional[str | Path] = None,
-               live_poll: float = 1.0) -> FastAPI:
-    """The console and API over ``workspace`` (its users and tokens: ``abfluss users``, ``abfluss tokens``)."""
+               live_poll: float = 1.0, warm: bool = True) -> FastAPI:
+    """The console and API over ``workspace`` (its users and tokens: ``abfluss users``, ``abfluss tokens``).
+
+    ``warm``: while the app runs (its lifespan), compute what the first requests need in the
+    background, at start and after each change of the workspace (``web.warm``)."""
     from . import pages, v1
+    from .warm import Warmer
+
+    warmer = Warmer(Path(workspace), config, v1.ACCOUNT_LIMIT) if warm else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if warmer is not None:
+            warmer.start()
+        try:
+            yield
+        finally:
+            if warmer is not None:
+                warmer.stop()
 
     app = FastAPI(title="abfluss", version="1", docs_url=None, redoc_url=None,
-                  openapi_url="/api/v1/openapi.json", default_response_class=CLIJSON)
+                  openapi_url="/api/v1/openapi.json", default_response_class=CLIJSON, lifespan=lifespan)
     app.state.workspace, app.state.config = Path(workspace), config
     app.state.sessions = Sessions()
     app.state.live_poll = live_poll
+    app.state.warmer = warmer
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -42,6 +60,8 @@ def create_app(workspace: str | Path, config: Optional[str | Path] = None,
             response.headers.setdefault(k, v)
         if not request.url.path.startswith("/static/"):  # tenant data stays out of caches
             response.headers.setdefault("Cache-Control", "no-store")
+            if warmer is not None:  # the workspace may have changed since the last check
+                warmer.nudge()
         return response
 
     @app.exception_handler(AbflussError)

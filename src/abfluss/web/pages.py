@@ -256,6 +256,8 @@ async def live_events(request: Request):
                 fs, since = await run_in_threadpool(poll, since)
             except HTTPException:
                 return
+            if fs and app.state.warmer is not None:  # new findings: a new workspace state to warm
+                app.state.warmer.nudge()
             for f in fs:
                 d = {k: f.to_dict()[k] for k in ("id", "detection", "severity", "score", "internal_hosts",
                                                  "external_names", "external_hosts", "bytes_out", "explanation",

@@ -20,6 +20,8 @@ from ..auth import Principal
 router = APIRouter(prefix="/api/v1", tags=["api"])
 #: Ledger rows an API call returns unless ``limit`` says otherwise (0: all).
 LEDGER_LIMIT = 1000
+#: ... and the pairs ``account`` lists (the console's warm-up computes the accounting with it).
+ACCOUNT_LIMIT = LEDGER_LIMIT
 
 Caller = Depends(api_principal)
 WS = Depends(workspace)
@@ -73,7 +75,7 @@ def ledger(start: Optional[str] = Query(None, alias="from"), end: Optional[str] 
 
 @router.get("/account")
 def account(start: Optional[str] = Query(None, alias="from"), end: Optional[str] = Query(None, alias="to"),
-            tenant: Optional[str] = None, limit: int = Query(LEDGER_LIMIT, ge=0), p: Principal = Caller,
+            tenant: Optional[str] = None, limit: int = Query(ACCOUNT_LIMIT, ge=0), p: Principal = Caller,
             ws: Workspace = WS):
     """Every byte out in one class: ``abfluss account --format json`` (flags from the stored findings);
     ``pairs`` holds the ``limit`` largest host x destination x class (default 1000, as the ledger's

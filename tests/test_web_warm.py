@@ -36,14 +36,14 @@ def counted(monkeypatch):
 
     def count(name, real):
         def run(ws, *a, **kw):
-            runs[name].append(a[2] if a else None)  # the tenant (account) or tenants (payload)
+            runs[name].append(a[2] if len(a) > 2 else None)  # an accounting's tenant
             time.sleep(0.3)
             return real(ws, *a, **kw)
         return run
 
     monkeypatch.setattr(accounting, "_account", count("account", accounting._account))
     monkeypatch.setattr(coverage_mod, "_coverage", count("coverage", coverage_mod._coverage))
-    monkeypatch.setattr(coverage_mod, "_payload_coverage", count("payload", coverage_mod._payload_coverage))
+    monkeypatch.setattr(coverage_mod, "_payload_sums", count("payload", coverage_mod._payload_sums))
     yield runs
     statecache.clear_all()
 
@@ -70,9 +70,8 @@ def test_two_concurrent_first_requests_compute_once(site, counted):
         # one accounting of all tenants for the analyst and the admin, one of tenant A's
         assert ana == root and ana["tenant"] is None and offa["tenant"] == "kasse_a"
         assert sorted(map(str, counted["account"])) == ["None", "kasse_a"]
-        # the sensors' coverage once for all; the payload shares once per caller's tenants
-        assert len(counted["coverage"]) == 1
-        assert sorted(map(sorted, counted["payload"])) == [["kasse_a"], ["kasse_b"]]
+        # the sensors' coverage and every tenant's payload sums once for all
+        assert len(counted["coverage"]) == 1 and len(counted["payload"]) == 1
         assert got[3].json() == got[4].json() and got[3].json()["sensors"] == got[5].json()["sensors"]
         # and later requests compute nothing
         assert get("ana", "/api/v1/account").json() == ana
@@ -86,11 +85,10 @@ def test_the_warm_up_computes_ahead_and_after_a_change(site, counted):
         assert warmer.wait(60) and warmer.runs == 1
         labels = [label for label, _ in warmer.last["tasks"]]
         day = "2026-11-29"  # the demo's newest record
-        assert labels == ["coverage", f"account {day} all tenants", "payload coverage all tenants",
-                          f"account {day} kasse_a", "payload coverage kasse_a",
-                          f"account {day} kasse_b", "payload coverage kasse_b"]
+        assert labels == ["coverage", "payload coverage", f"account {day} all tenants", f"account {day} kasse_a",
+                          f"account {day} kasse_b"]
         before = {k: len(v) for k, v in counted.items()}
-        assert before == {"account": 3, "coverage": 1, "payload": 3}
+        assert before == {"account": 3, "coverage": 1, "payload": 1}
 
         def get(who, path):
             r = client.get(path, headers={"Authorization": f"Bearer {tokens[who]}"})
@@ -101,8 +99,8 @@ def test_the_warm_up_computes_ahead_and_after_a_change(site, counted):
         accs = {who: get(who, "/api/v1/account" + window) for who in ("ana", "offa", "offb")}
         assert {w: a["tenant"] for w, a in accs.items()} == {"ana": None, "offa": "kasse_a", "offb": "kasse_b"}
         assert accs["offa"]["bytes_out"] + accs["offb"]["bytes_out"] <= accs["ana"]["bytes_out"]
-        for who in ("ana", "offa", "offb"):
-            get(who, "/api/v1/coverage")
+        pay = {who: get(who, "/api/v1/coverage")["payload"]["outbound_bytes"] for who in ("ana", "offa", "offb")}
+        assert pay["offa"] == accs["offa"]["bytes_out"] and pay["offb"] == accs["offb"]["bytes_out"]
         assert client.get("/login").status_code == 200
         assert {k: len(v) for k, v in counted.items()} == before  # all answered from the warm-up
 
@@ -115,7 +113,7 @@ def test_the_warm_up_computes_ahead_and_after_a_change(site, counted):
         assert warmer.runs == 2
         after = {k: len(v) for k, v in counted.items()}
         # the accountings again (stored findings changed); the records did not, so neither did coverage
-        assert after == {"account": 6, "coverage": 1, "payload": 3}
+        assert after == {"account": 6, "coverage": 1, "payload": 1}
         assert get("offb", "/api/v1/account" + window)["tenant"] == "kasse_b"
         assert {k: len(v) for k, v in counted.items()} == after
 

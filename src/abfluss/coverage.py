@@ -85,9 +85,10 @@ def _coverage(ws: Workspace) -> list[dict]:
 
 
 def payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[str] | None = None) -> dict:
-    """See ``_payload_coverage``; cached per data version."""
-    key = ("payload", start, end, tuple(sorted(tenants)) if tenants is not None else None)
-    return dict(_cached(ws, key, lambda: _payload_coverage(ws, start, end, tenants)))
+    """See ``_payload_coverage``. One scan per data version and window sums every tenant's bytes
+    (kept, ``_cached``); the caller's ``tenants`` pick their sums from it, so the console's
+    analysts and each tenant's officers share that one scan."""
+    return _shares(_cached(ws, ("payload", start, end), lambda: _payload_sums(ws, start, end)), tenants)
 
 
 def _payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[str] | None = None) -> dict:
@@ -99,6 +100,12 @@ def _payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[st
     (Zeek, NetFlow, Suricata) or were not reassembled. A clean DLP result speaks only for
     the cleartext share. ``tenants`` (None: all) counts only those tenants' internal hosts.
     """
+    return _shares(_payload_sums(ws, start, end), tenants)
+
+
+def _payload_sums(ws: Workspace, start=None, end=None) -> dict[str | None, tuple[int, int, int]]:
+    """Per tenant of the sending internal host (None: in no tenant's networks): the bytes out in
+    [start, end) by the ledger, and of the inspected payload the cleartext and encrypted bytes."""
     cond, args = ["true"], []
     if start is not None:
         cond.append("ts >= ?")
@@ -107,23 +114,30 @@ def _payload_coverage(ws: Workspace, start=None, end=None, tenants: frozenset[st
         cond.append("ts < ?")
         args.append(end)
     where = " AND ".join(cond)
-    own, own_args = "true", []
-    if tenants is not None:
-        own, own_args = "tenant IN (SELECT unnest(?::VARCHAR[]))", [sorted(tenants)]
-    total = ws.con.execute(f"SELECT coalesce(sum(bytes_out), 0) FROM flows WHERE direction IN "
-                           f"('outbound', 'inbound') AND {where} AND {own}", args + own_args).fetchall()[0][0]
-    if tenants is not None:
-        own = ("CASE i.sender WHEN 'orig' THEN o.tenant ELSE r.tenant END IN (SELECT unnest(?::VARCHAR[]))")
-    clear, enc = ws.con.execute(f"""
-        SELECT coalesce(sum(payload_bytes) FILTER (WHERE NOT coalesce(encrypted, false)), 0),
+    sums: dict = {}
+    for tenant, total in ws.con.execute(f"SELECT tenant, coalesce(sum(bytes_out), 0) FROM flows WHERE direction IN "
+                                        f"('outbound', 'inbound') AND {where} GROUP BY tenant", args).fetchall():
+        sums[tenant] = (int(total), 0, 0)
+    for tenant, clear, enc in ws.con.execute(f"""
+        SELECT CASE i.sender WHEN 'orig' THEN o.tenant ELSE r.tenant END AS tenant,
+               coalesce(sum(payload_bytes) FILTER (WHERE NOT coalesce(encrypted, false)), 0),
                coalesce(sum(payload_bytes) FILTER (WHERE encrypted), 0)
         FROM inspected_raw i
         JOIN address_class o ON o.addr = i.orig_h JOIN address_class r ON r.addr = i.resp_h
         WHERE CASE i.sender WHEN 'orig' THEN o.internal AND NOT r.internal
-                            ELSE r.internal AND NOT o.internal END AND {where} AND {own}""",
-        args + own_args).fetchall()[0]
-    total = max(int(total), int(clear) + int(enc))
+                            ELSE r.internal AND NOT o.internal END AND {where}
+        GROUP BY ALL""", args).fetchall():
+        sums[tenant] = (sums.get(tenant, (0, 0, 0))[0], int(clear), int(enc))
+    return sums
+
+
+def _shares(sums: dict[str | None, tuple[int, int, int]], tenants: frozenset[str] | None) -> dict:
+    """``_payload_coverage``'s figures over the tenants given (None: all, those in no tenant's
+    networks included)."""
+    mine = [v for t, v in sums.items() if tenants is None or t in tenants]
+    total, clear, enc = (sum(v[i] for v in mine) for i in range(3))
+    total = max(total, clear + enc)
     share = (lambda n: round(n / total, 4) if total else 0.0)
-    return {"outbound_bytes": total, "cleartext_bytes": int(clear), "encrypted_bytes": int(enc),
-            "not_inspected_bytes": total - int(clear) - int(enc), "cleartext_share": share(clear),
-            "encrypted_share": share(enc), "not_inspected_share": share(total - int(clear) - int(enc))}
+    return {"outbound_bytes": total, "cleartext_bytes": clear, "encrypted_bytes": enc,
+            "not_inspected_bytes": total - clear - enc, "cleartext_share": share(clear),
+            "encrypted_share": share(enc), "not_inspected_share": share(total - clear - enc)}

@@ -22,21 +22,19 @@ def workspace_state(ws: "Workspace") -> tuple:
 
 def warm_tasks(ws: "Workspace", account_limit: int | None) -> list[tuple[str, Callable[["Workspace"], object]]]:
     """The computations to run ahead, most wanted first, as ``(label, fn(workspace))``: the
-    sensors' coverage (every overview), the accounting of the newest day
-    (``accounting.newest_day``; ``pairs`` limited as the API's default ``account_limit``) and
-    the payload-inspection shares, for all tenants (admins, analysts) and then for the tenant of
-    each officer in the console store."""
+    sensors' coverage (every overview), the payload-inspection shares (the coverage page; every
+    tenant's from one scan), and the accounting of the newest day (``accounting.newest_day``;
+    ``pairs`` limited as the API's default ``account_limit``) for all tenants (admins,
+    analysts) and then for the tenant of each officer in the console store."""
     from .. import accounting, auth
     from ..coverage import coverage as sensor_coverage, payload_coverage  # abfluss.coverage is the function
 
     officers = sorted({t for u in auth.list_users(ws.root) if u["role"] == "officer" for t in u["tenants"] or ()})
     day = accounting.newest_day(ws)
-    out: list[tuple[str, Callable]] = [("coverage", sensor_coverage)]
-    for tenant in [None] + officers:
-        who = tenant or "all tenants"
-        if day is not None:
-            out.append((f"account {day[0]:%Y-%m-%d} {who}",
+    # the payload shares: one scan gives every tenant's sums (``coverage.payload_coverage``)
+    out: list[tuple[str, Callable]] = [("coverage", sensor_coverage), ("payload coverage", payload_coverage)]
+    if day is not None:
+        for tenant in [None] + officers:
+            out.append((f"account {day[0]:%Y-%m-%d} {tenant or 'all tenants'}",
                         lambda w, t=tenant: accounting.account(w, *day, tenant=t, limit=account_limit)))
-        scope = None if tenant is None else frozenset({tenant})
-        out.append((f"payload coverage {who}", lambda w, s=scope: payload_coverage(w, tenants=s)))
     return out

@@ -21,6 +21,7 @@ def serve(
     certfile: Annotated[Optional[Path], typer.Option(help="TLS certificate (PEM): serve HTTPS; cookies get Secure.")] = None,
     keyfile: Annotated[Optional[Path], typer.Option(help="TLS private key (PEM) for --certfile.")] = None,
     forwarded_allow_ips: Annotated[str, typer.Option(help="Reverse proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, '*' for any).")] = "127.0.0.1",
+    warm: Annotated[bool, typer.Option("--warm/--no-warm", help="Compute what the first requests need in the background, at start and after each change of the workspace.")] = True,
 ) -> None:
     """Serve the web console and the /api/v1 HTTP API over this workspace (users: abfluss users add).
 
@@ -37,7 +38,7 @@ def serve(
     from ..web import create_app
     root = api.workspace_path(state.workspace)
     api.open_workspace(root, state.config).close()  # a bad workspace or config fails here, in one line
-    web = create_app(root, config=state.config)
+    web = create_app(root, config=state.config, warm=warm)
     scheme = "https" if certfile else "http"
     if not certfile and host not in ("127.0.0.1", "::1", "localhost"):
         err.print(f"abfluss: serving plain HTTP on {host}: passwords and session cookies cross the network "

@@ -208,6 +208,11 @@ def test_the_audit_log_records_views_and_is_tamper_evident(ws):
     assert api.verify_audit(ws)["ok"]
     con = sqlite3.connect(ws.root / "console.sqlite")
     seq = con.execute("SELECT min(seq) FROM audit WHERE who = 'bea'").fetchone()[0]
+    for change in ("UPDATE audit SET who = 'someone' WHERE seq = ?", "DELETE FROM audit WHERE seq = ?"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):  # the store refuses it
+            con.execute(change, [seq])
+    # whoever owns the files can drop the triggers: the hash chain still shows the change
+    con.execute("DROP TRIGGER audit_no_update")
     con.execute("UPDATE audit SET who = 'someone' WHERE seq = ?", [seq])
     con.commit()
     con.close()

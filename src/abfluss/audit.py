@@ -1,7 +1,8 @@
 """The audit log (GDPR Art. 5(2) accountability): who did what, when, to which tenant's data.
 
-Append-only: this module only ever inserts. Tampering is evident rather than impossible (whoever
-owns the workspace files can rewrite them): every row carries the SHA-256 of its own fields and
+Append-only: this module only ever inserts, and the store's triggers refuse an UPDATE or DELETE
+of the table. Tampering is evident rather than impossible (whoever owns the workspace files can
+drop the triggers and rewrite them): every row carries the SHA-256 of its own fields and
 of the previous row's hash, so changing, deleting or reordering a row breaks the chain from there
 on, and :func:`verify` names the first row that does not fit.
 """

@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, time TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
     tenant TEXT, what TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+-- ... and refused by the store itself: no row of it is ever changed or deleted
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 -- measures taken per incident (abfluss.caselog)
 CREATE TABLE IF NOT EXISTS case_log (
     id INTEGER PRIMARY KEY, incident TEXT NOT NULL, tenant TEXT NOT NULL, host TEXT,

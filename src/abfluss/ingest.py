@@ -105,7 +105,7 @@ def ingest_file(ws: Workspace, path: Path, sensor: str | None = None,
     hash decides what is a duplicate: a capture ingested without inspection stays so.
     """
     job = _Job.of(ws, sensor, inspect)
-    res = stage_file(job, path, ws.has_input, progress, label, ws.released)
+    res = stage_file(job, path, ws.has_input, progress, label, ws.released, sized=sized_in(ws))
     return _derived(ws, commit(ws, [res]))[0]
 
 
@@ -145,19 +145,32 @@ class Pending:
 
 #: What reading needs the catalog for, and how to let go of it meanwhile.
 Known = Callable[[str], bool]
+#: Whether the catalog holds an input of this many bytes (only then can a file be one of them).
+Sized = Callable[[int], bool]
+
+
+def sized_in(ws: Workspace) -> Sized:
+    """``Sized`` asking ``ws``'s catalog."""
+    return lambda size: bool(ws.con.execute("SELECT count(*) FROM inputs WHERE size = ?", [size]).fetchall()[0][0])
 
 
 def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = None,
-               label: str | None = None, released=contextlib.nullcontext, defer=None):
+               label: str | None = None, released=contextlib.nullcontext, defer=None,
+               sized: Sized | None = None):
     """Detect, hash and read one file into temporary Parquet files: a final result (duplicate,
     ignored, failed) or a ``Pending`` one for ``commit``. ``known(input_id)`` says whether the
     catalog holds that content already; ``released`` lets go of the catalog while reading.
-    With ``defer``, a capture is not read: ``defer(path)`` is returned instead."""
+    With ``defer``, a capture is not read: ``defer(path)`` is returned instead.
+
+    The file is hashed once, while it is read (``readers.base.Content``). Only when
+    ``sized(size)`` says the catalog holds an input of the file's length (``sized`` None: assume
+    so) could it be a duplicate; it is then hashed before reading too, so a file already stored
+    is not read again (and read with the hash it must give)."""
     shown = label or str(path)
     try:
         fmt, read = readers.detect(path)
         before = os.stat(path)  # taken before hashing: unchanged after reading means nothing changed
-        input_id = sha256_file(path)
+        input_id = sha256_file(path) if sized is None or sized(before.st_size) else None
     except readers.NotTelemetry as e:
         return IngestResult(shown, "ignored", error=str(e))
     except InputError as e:
@@ -166,7 +179,7 @@ def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = 
         return IngestResult(shown, "failed", error=f"{path}: cannot read: {e.strerror}")
     except Exception as e:  # noqa: BLE001 - a sniffer defect must not abort the other inputs
         return IngestResult(shown, "failed", error=f"{path}: format detection failed ({type(e).__name__})")
-    if known(input_id):
+    if input_id is not None and known(input_id):
         return IngestResult(shown, "duplicate", fmt, input_id)
     if fmt == "pcap" and defer is not None:
         return defer(path)
@@ -186,7 +199,7 @@ def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = 
     limit = None
     for _attempt in range(2):
         res = _read_and_stage(job, path, shown, fmt, read, input_id, sensor_name, progress, limit, before,
-                              released)
+                              released, known)
         if not isinstance(res, _Changed):
             return res
         # The file changed between hashing and reading (it grows: a log still being written).
@@ -196,7 +209,7 @@ def stage_file(job: _Job, path: Path, known: Known, progress: Progress | None = 
         input_id, limit = res.digest, res.size
         if known(input_id):
             return IngestResult(shown, "duplicate", fmt, input_id)
-    return IngestResult(shown, "failed", fmt, input_id,
+    return IngestResult(shown, "failed", fmt, input_id or "",
                         error=f"{path}: changed in place while being read; nothing stored")
 
 
@@ -226,12 +239,13 @@ class _Changed:
     size: int
 
 
-def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id: str, sensor_name: str,
+def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id: str | None, sensor_name: str,
                     progress: Progress | None, limit: int | None, before: os.stat_result,
-                    released) -> IngestResult | Pending | _Changed:
-    """Read ``path`` (its first ``limit`` bytes) into temporary files, pending as ``input_id`` if
-    what was read hashes to ``input_id``; else nothing is kept and the hash of what was read is
-    returned."""
+                    released, known: Known) -> IngestResult | Pending | _Changed:
+    """Read ``path`` (its first ``limit`` bytes) into temporary files, pending under the hash of
+    what was read: if ``input_id`` is given, only if what was read hashes to it; else nothing is
+    kept and the hash of what was read is returned (``_Changed``), as it is when the file grew
+    after the reader saw its end."""
     report = ReadReport(str(path), fmt, content=Content(path, limit))
     derived: dict[str, int] = {}
     w = InputWriter(job.root, input_id)
@@ -243,14 +257,20 @@ def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id:
                 pipe.put(table, batch)
                 if progress:
                     progress(shown, report.total)
-        if not report.content.used and limit is None and _same(before, os.stat(path)):
+        unread = not report.content.used and limit is None
+        if unread and input_id is not None and _same(before, os.stat(path)):
             # read by another program (NFStream): not hashed while read, but the file did not
             # change since it was hashed (size, mtime, inode), so no second hash is needed
             digest, size, grew = input_id, before.st_size, False
         else:
             digest, size, grew = report.content.finish()
-        if digest != input_id or grew:
+            if unread and not _same(before, os.stat(path)):
+                grew = True  # changed while another program read it: what it read is not known
+        if grew or digest != (input_id or digest):
             return _Changed(digest, size)
+        if input_id is None and known(digest):  # stored meanwhile (by another process)
+            return IngestResult(shown, "duplicate", report.format, digest)
+        input_id = digest
         if report.ignored:
             return IngestResult(shown, "ignored", report.format, input_id, error=report.ignored)
         if report.total == 0 and report.skipped:
@@ -261,12 +281,12 @@ def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id:
         staged = w.stage(StoredInput(input_id, shown, size, report.format, sensor_name,
                                      dict(report.records), report.skipped, report.messages, None, None))
     except InputError as e:
-        return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped,
+        return IngestResult(shown, "failed", report.format, input_id or "", {}, report.skipped,
                             report.messages, str(e))
     except Exception as e:  # noqa: BLE001 - one input's failure must not abort the other inputs
         if isinstance(e, DiskFullError) or no_space(e) or isinstance(e, OSError):
-            return IngestResult(shown, "failed", report.format, input_id, error=_failure_text(e, path))
-        return IngestResult(shown, "failed", report.format, input_id, {}, report.skipped, report.messages,
+            return IngestResult(shown, "failed", report.format, input_id or "", error=_failure_text(e, path))
+        return IngestResult(shown, "failed", report.format, input_id or "", {}, report.skipped, report.messages,
                             f"{path}: reader failed ({type(e).__name__}: {str(e)[:200]}); nothing stored")
     finally:
         w.abort()  # no-op once staged

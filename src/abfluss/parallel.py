@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from .ingest import IngestResult, Pending, Progress, _Job, commit, stage_file
+from .ingest import IngestResult, Pending, Progress, _Job, commit, sized_in, stage_file
 from .store import Workspace
 
 #: At most this many inputs per catalog transaction,
@@ -28,10 +28,12 @@ BATCH_FILES = 200
 #: and a transaction at least this often (seconds), so a long run shows progress in the catalog.
 BATCH_SECONDS = 2.0
 
-# Set in each worker process (inherited through fork): the job and the input ids the catalog
-# held when the workers started (the commit checks again, so an input read twice is stored once).
+# Set in each worker process (inherited through fork): the job and the input ids and sizes the
+# catalog held when the workers started (the commit checks again, so an input read twice is
+# stored once).
 _job: _Job | None = None
 _known: frozenset = frozenset()
+_sizes: frozenset = frozenset()
 
 
 class _Capture:
@@ -43,7 +45,7 @@ class _Capture:
 
 def _stage(path: Path):
     assert _job is not None
-    return stage_file(_job, path, _known.__contains__, defer=_Capture)
+    return stage_file(_job, path, _known.__contains__, defer=_Capture, sized=_sizes.__contains__)
 
 
 def ingest_many(ws: Workspace, items: list, job: _Job, progress: Progress | None) -> list[IngestResult]:
@@ -52,8 +54,8 @@ def ingest_many(ws: Workspace, items: list, job: _Job, progress: Progress | None
     jobs = job.jobs
     if jobs <= 1 or len(paths) <= 1:
         return _serial(ws, items, job, progress)
-    global _job, _known
-    _job, _known = job, _stored_ids(ws)
+    global _job, _known, _sizes
+    _job, (_known, _sizes) = job, _stored(ws)
     out: list = list(items)
     todo = [n for n, i in enumerate(items) if isinstance(i, Path)]
     for attempt in range(2):
@@ -66,7 +68,7 @@ def ingest_many(ws: Workspace, items: list, job: _Job, progress: Progress | None
 
 def _serial(ws: Workspace, items: list, job: _Job, progress) -> list[IngestResult]:
     """The same in this process: the catalog is let go of once per batch, not once per file."""
-    known = set(_stored_ids(ws))
+    known, sizes = (set(x) for x in _stored(ws))
     out: list = []
     todo = iter(items)
     item = next(todo, None)
@@ -75,7 +77,10 @@ def _serial(ws: Workspace, items: list, job: _Job, progress) -> list[IngestResul
         started = time.monotonic()
         with ws.released():
             while item is not None and len(batch) < BATCH_FILES and time.monotonic() - started < BATCH_SECONDS:
-                res = stage_file(job, item, known.__contains__, progress) if isinstance(item, Path) else item
+                res = stage_file(job, item, known.__contains__, progress, sized=sizes.__contains__) \
+                    if isinstance(item, Path) else item
+                if isinstance(res, Pending):  # a later file of this length is hashed before it is read
+                    sizes.add(res.staged.meta.size)
                 batch.append(res)
                 if progress and isinstance(res, Pending):
                     progress(res.result.path, res.result.total)
@@ -86,8 +91,10 @@ def _serial(ws: Workspace, items: list, job: _Job, progress) -> list[IngestResul
     return out
 
 
-def _stored_ids(ws: Workspace) -> frozenset:
-    return frozenset(r[0] for r in ws.con.execute("SELECT input_id FROM inputs").fetchall())
+def _stored(ws: Workspace) -> tuple[frozenset, frozenset]:
+    """The input ids and the sizes (bytes) the catalog holds."""
+    rows = ws.con.execute("SELECT input_id, size FROM inputs").fetchall()
+    return frozenset(r[0] for r in rows), frozenset(r[1] for r in rows)
 
 
 def _run_pool(ws: Workspace, out: list, todo: list[int], job: _Job, progress, last: bool) -> list[int]:
@@ -136,7 +143,8 @@ def _run_pool(ws: Workspace, out: list, todo: list[int], job: _Job, progress, la
                         progress(res.result.path, res.result.total)
             _flush(ws, out, batch)
             if capture is not None:
-                out[capture] = stage_file(job, out[capture], ws.has_input, progress, released=ws.released)
+                out[capture] = stage_file(job, out[capture], ws.has_input, progress, released=ws.released,
+                                          sized=sized_in(ws))
                 _flush(ws, out, [capture])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

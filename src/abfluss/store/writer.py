@@ -1,10 +1,18 @@
 """Writing one input's rows: completed to the stored schema, identifiers in sender-chosen texts
 masked (dlp/metadata.py), split by table and day into Parquet files under temporary names, then
-staged for a commit (batch.py). Nothing is visible until the catalog records the files."""
+staged for a commit (batch.py). Nothing is visible until the catalog records the files.
+
+An input's id is the SHA-256 of its bytes, computed while the reader reads them (one pass over
+the file, readers/base.py ``Content``), so it is known only once the rows are written. Until then
+the rows carry a random provisional id of the same length: the ``input_id`` column is written
+dictionary-encoded and uncompressed, so every row group holds the id once, as plain bytes in its
+dictionary page, and ``stage`` overwrites those bytes in place with the real id
+(:func:`_replace_id`); the files' names change with it when they are renamed at the commit."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,10 +58,11 @@ class Staged:
 class InputWriter:
     """Accumulates one input's batches into per-table, per-day Parquet files (``.tmp`` until done)."""
 
-    def __init__(self, root: Path, input_id: str, ws: Workspace | None = None):
+    def __init__(self, root: Path, input_id: str | None, ws: Workspace | None = None):
         self.root = root
         self.ws = ws  # only needed for ``commit``; a worker process stages without a catalog
-        self.input_id = input_id
+        # None: not known yet (hashed while read); a provisional one until ``stage`` is told it
+        self.input_id = input_id or secrets.token_hex(32)
         self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [ParquetWriter, tmp path, rows, seq]
         self._done: list[tuple[str, str, str, str, int]] = []  # (relative path, tmp, table, day, rows)
         self._tmp_paths: list[Path] = []
@@ -111,7 +120,7 @@ class InputWriter:
             tmp = self.root / f"{rel}.{os.getpid()}.tmp"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             self._tmp_paths.append(tmp)
-            writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression="zstd",
+            writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression=_compression(table),
                                       use_dictionary=_dictionary_columns(table),
                                       write_statistics=["ts", "ts_end"] if table == "flows" else ["ts"])
             entry = [writer, rel, 0, seq, tmp]
@@ -125,10 +134,19 @@ class InputWriter:
         self._done.append((str(entry[1]), str(entry[4].relative_to(self.root)), table, day, entry[2]))
 
     def stage(self, meta: StoredInput) -> Staged:
-        """Close the files (still under their temporary names) and describe them for a commit."""
+        """Close the files (still under their temporary names) and describe them for a commit,
+        under ``meta.input_id`` (the rows' provisional id replaced by it where it differs)."""
         for key, entry in list(self._writers.items()):
             self._close(key, entry)
         self._writers.clear()
+        if meta.input_id != self.input_id:
+            old, self.input_id = self.input_id, meta.input_id
+            done = []
+            for rel, tmp, table, day, rows in self._done:
+                _replace_id(self.root / tmp, old, self.input_id)
+                rel = Path(rel)
+                done.append((str(rel.with_name(self.input_id[:16] + rel.name[16:])), tmp, table, day, rows))
+            self._done = done
         meta.first_ts, meta.last_ts = self.first_ts, self.last_ts
         meta.path = self.scrubber.text(meta.path)  # the catalog holds no raw identifier either
         meta.messages = [self.scrubber.text(m) for m in meta.messages]
@@ -165,6 +183,39 @@ def complete(table: str, batch: pa.Table, sensor: str, input_id: str) -> pa.Tabl
     batch = batch.append_column("sensor", pa.repeat(pa.scalar(sensor, pa.string()), n))
     batch = batch.append_column("input_id", pa.repeat(pa.scalar(input_id, pa.string()), n))
     return batch.select(schema.TABLES[table].names).cast(schema.TABLES[table])
+
+
+def _replace_id(path: Path, old: str, new: str) -> None:
+    """Overwrite the provisional input id ``old`` with ``new`` in a closed Parquet file of the
+    writer's: in each row group's ``input_id`` column chunk, whose dictionary page holds the one
+    value as plain bytes (dictionary-encoded, uncompressed, no statistics: ``_compression``,
+    ``_dictionary_columns``). Same length, so no offset moves. Anything else is an error: the
+    input fails rather than store rows under the wrong id."""
+    import pyarrow.parquet as pq
+
+    before, after = old.encode(), new.encode()
+    if len(before) != len(after):
+        raise ValueError(f"input id of {len(after)} bytes, provisional one of {len(before)}")
+    md = pq.ParquetFile(path).metadata
+    col = md.schema.names.index("input_id")
+    with open(path, "r+b") as f:
+        for rg in range(md.num_row_groups):
+            c = md.row_group(rg).column(col)
+            start = c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset
+            f.seek(start)
+            chunk = f.read(c.total_compressed_size)
+            at = chunk.find(before)
+            if at < 0 or chunk.find(before, at + 1) >= 0 or c.statistics is not None:
+                raise ValueError(f"{path.name}: row group {rg}: the provisional input id is not there once")
+            f.seek(start + at)
+            f.write(after)
+
+
+def _compression(table: str) -> dict[str, str]:
+    """zstd, but the ``input_id`` column uncompressed: one dictionary value per row group and
+    all-zero indices (nothing to gain), and its value stays plain bytes for ``_replace_id``."""
+    from .. import schema
+    return {f.name: "none" if f.name == "input_id" else "zstd" for f in schema.TABLES[table]}
 
 
 def _dictionary_columns(table: str) -> list[str]:

@@ -1,12 +1,13 @@
 """Benchmark: log ingest on every core (issue 15, items 1 and 3).
 
-    python bench/bench_ingest.py [--runs 3] [--rows 2000000] [--jobs 1,2,4] [--only dir,zeek,eve,netflow]
+    python bench/bench_ingest.py [--runs 3] [--rows 2000000] [--jobs 1,2,4] [--only dir,zeek,eve,eve-200d,netflow]
 
 1. A Zeek log directory as a sensor rotates it (3 days of hourly gzipped conn/dns/http/ssl/files
    logs, 360 files, 130,390 records, built from real RITA logs): `abfluss ingest DIR --jobs N` for
    each N, the rate in files/s and records/s, and the scaling against one job. The fixed cost per
    small file: 300 one-record logs against one, per file (target ≤ 10 ms).
-2. Zeek conn.log (TSV), Suricata eve.json and nfdump (NetFlow) files: `abfluss ingest FILE` against
+2. Zeek conn.log (TSV), Suricata eve.json (a day's events; and the same spread over 200 days,
+   the shape measured before, one Parquet file per table and day) and nfdump (NetFlow) files: `abfluss ingest FILE` against
    DuckDB converting the same file to zstd Parquet (`COPY … TO … (FORMAT parquet, COMPRESSION
    zstd)`), both as fresh processes, target ≤ 1.25×. DuckDB cannot read nfdump's binary files: it
    converts the CSV that `nfdump -o csv` writes of it, and that export's time is counted on its side.
@@ -167,8 +168,10 @@ def bench_formats(tmp: Path, runs: int, rows: int, only: set[str]) -> None:
     inputs = {}
     if "zeek" in only:
         inputs["zeek"] = (tmp / "conn.log", lambda p: (zeek_conn(p, rows), rows)[1])
-    if "eve" in only:
+    if "eve" in only:  # a day's events, as a sensor's daily file
         inputs["eve"] = (tmp / "eve.json", lambda p: eve_json(p, rows))
+    if "eve-200d" in only:  # the same events spread over 200 days (the shape measured before)
+        inputs["eve-200d"] = (tmp / "eve-200d.json", lambda p: eve_json(p, rows, "200d"))
     if "netflow" in only:
         inputs["netflow"] = (tmp / "flows.nfcapd", lambda p: nfcapd(p, tmp, rows))
     print(f"2. Formats against DuckDB writing zstd Parquet (median of {runs}, target ≤ {TARGET_RATIO}×): 'fresh' "
@@ -177,13 +180,13 @@ def bench_formats(tmp: Path, runs: int, rows: int, only: set[str]) -> None:
           "against DuckDB's read and write)")
     for name, (path, make) in inputs.items():
         n = make(path)
-        how = {"zeek": "zeek", "eve": "eve"}.get(name, "nfdump")
+        how = {"zeek": "zeek", "eve": "eve", "eve-200d": "eve"}.get(name, "nfdump")
         duck = (lambda: duckdb_convert(path, tmp / "out.parquet", how)) if how != "nfdump" else \
             (lambda: nfdump_then_duckdb(path, tmp))
         CPU.pop("abfluss", None), CPU.pop("duckdb", None)
         m = median_runs(runs, {"abfluss": lambda: ingest(path, tmp / "ws"), "duckdb": duck})
         ratio, cpu_ratio = m["abfluss"] / m["duckdb"], cpu("abfluss") / cpu("duckdb")
-        print(f"   {name:8s} {path.stat().st_size / 1e6:7,.0f} MB, {n:,} records:")
+        print(f"   {name:9s} {path.stat().st_size / 1e6:7,.0f} MB, {n:,} records:")
         print(f"      fresh:      abfluss ingest {m['abfluss']:6.2f} s (CPU {cpu('abfluss'):6.2f} s, "
               f"{n / m['abfluss'] / 1e6:.2f} M records/s), DuckDB {m['duckdb']:6.2f} s (CPU {cpu('duckdb'):6.2f} s): "
               f"ratio {ratio:.2f} wall, {cpu_ratio:.2f} CPU (target ≤ {TARGET_RATIO}) {_verdict(ratio, cpu_ratio)}")
@@ -241,9 +244,15 @@ def in_process(how: str, path: Path, tmp: Path, runs: int) -> None:
     print(json.dumps({k: statistics.median(v) for k, v in got.items()}))
 
 
-def eve_json(path: Path, events: int) -> int:
-    """``events`` eve.json lines: the real events of a Slips capture again and again, times shifted."""
+def eve_json(path: Path, events: int, spread: str = "day") -> int:
+    """``events`` eve.json lines: the real events of a Slips capture again and again, times shifted.
+
+    ``spread="day"``: the rounds spread over one local day (two UTC days, the capture's zone
+    being +0200), as a sensor's daily eve.json; ``"200d"``: each round on a day of its own (1 M
+    events span 200 days; the shape measured before 2026-12-07 12:00 UTC, kept as a second case).
+    Flow events keep their own ``flow.start`` (2021-06-06) either way."""
     src = [json.loads(x) for x in (DATA / "slips" / "test6-malicious.suricata.json").read_text().splitlines() if x]
+    rounds = -(-events // len(src))
     written = 0
     with open(path, "w") as f:
         rnd = 0
@@ -254,7 +263,8 @@ def eve_json(path: Path, events: int) -> int:
                 e = dict(e)
                 e["flow_id"] = (e.get("flow_id") or 0) + rnd
                 ts = e.get("timestamp", "2018-01-01T00:00:00.000000+0000")
-                e["timestamp"] = f"2018-{1 + rnd // 28 % 12:02d}-{1 + rnd % 28:02d}{ts[10:]}"
+                e["timestamp"] = (f"2018-01-01T{rnd * 24 // rounds:02d}{ts[13:]}" if spread == "day" else
+                                  f"2018-{1 + rnd // 28 % 12:02d}-{1 + rnd % 28:02d}{ts[10:]}")
                 f.write(json.dumps(e, separators=(",", ":")) + "\n")
                 written += 1
             rnd += 1
@@ -283,7 +293,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rows", type=int, default=2_000_000, help="records of each generated format file")
     ap.add_argument("--jobs", default="1,2,4")
-    ap.add_argument("--only", default="dir,zeek,eve,netflow")
+    ap.add_argument("--only", default="dir,zeek,eve,eve-200d,netflow")
     a = ap.parse_args()
     only = set(a.only.split(","))
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))

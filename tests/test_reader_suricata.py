@@ -421,3 +421,36 @@ def test_dns_merging_agrees_across_mixed_blocks_and_chunks(tmp_path, monkeypatch
         assert bulk[name].equals(by_line[name]), name
     assert (bulk_report.skipped, bulk_report.messages) == (line_report.skipped, line_report.messages)
     assert bulk_report.skipped == len(out) - len(pool)
+
+
+def test_suricata_timestamps_read_by_numpy_as_arrow_and_python_read_them(monkeypatch):
+    """Timestamps in Suricata's own form are read from their bytes with NumPy
+    (``_eve_fast._suricata_times``): the same instants as the regular expression with Arrow's
+    parser and as the line reader; any other form or an impossible value leaves it to those."""
+    from abfluss.readers import _eve_fast as fast
+
+    def general(col):
+        with monkeypatch.context() as m:
+            m.setattr(fast, "_suricata_times", lambda c, mx: None)
+            return fast._times(col, fast._TS_RE, suricata.MAX_US)
+
+    events = [json.loads(x) for x in EVE.read_text().splitlines()]
+    real = [e["timestamp"] for e in events] + [e["flow"][k] for e in events for k in ("start", "end") if k in e.get("flow", {})]
+    col = pa.array(real + [None]).slice(1)  # a null and an offset, as struct fields and slices have them
+    got = fast._suricata_times(col, suricata.MAX_US)
+    assert got is not None and got.equals(general(col))
+    assert got.cast(pa.int64()).to_pylist()[:100] == [suricata._ts(v) for v in real[1:101]]
+    good = ["2024-02-29T23:59:59.999999+0000", "1970-01-01T00:00:00.000000+0000", "2021-06-06T00:30:00.000001+0200",
+            "1999-12-31T23:00:00.500000-1130", "9999-12-30T12:00:00.000000+0000"]
+    bad = ["2023-02-29T00:00:00.000000+0000", "2100-02-29T00:00:00.000000+0000", "2024-04-31T00:00:00.000000+0000",
+           "2024-13-01T00:00:00.000000+0000", "2024-01-01T24:00:00.000000+0000", "2024-01-01T00:60:00.000000+0000",
+           "2024-01-01T00:00:60.000000+0000", "2024-01-01T00:00:00.000000+2400", "2024-01-01T00:00:00.000000+0060",
+           "1969-12-31T23:59:59.999999+0000", "1970-01-01T00:30:00.000000+0100", "2024-01-01 00:00:00.000000+0000",
+           "2024-01-01T00:00:00.000000*0000", "2024-01-01T0a:00:00.000000+0000", "2024-01-01T00:00:00.00000+00:00",
+           "9999-12-31T12:00:00.000000+0000"]
+    for v in good:
+        assert fast._suricata_times(pa.array([v]), suricata.MAX_US).cast(pa.int64()).to_pylist() == [suricata._ts(v)], v
+    for v in bad:
+        assert fast._suricata_times(pa.array([v]), suricata.MAX_US) is None, v
+        g = general(pa.array([v]))
+        assert g is None or g.cast(pa.int64()).to_pylist() == [suricata._ts(v)], v  # the usual way decides

@@ -65,6 +65,8 @@ class InputWriter:
         self.input_id = input_id or secrets.token_hex(32)
         self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [ParquetWriter, tmp path, rows, seq]
         self._done: list[tuple[str, str, str, str, int]] = []  # (relative path, tmp, table, day, rows)
+        self._layout: dict[str, object] = {}  # tmp path -> the closed file's Parquet metadata
+        self._folders: set[Path] = set()  # created already
         self._tmp_paths: list[Path] = []
         self._committed = False
         self.first_ts = None
@@ -118,7 +120,9 @@ class InputWriter:
             rel = Path("data") / table / f"day={day}" / f"{self.input_id[:16]}-{seq:04d}.parquet"
             # unique per process: two workers may stage the same content at once
             tmp = self.root / f"{rel}.{os.getpid()}.tmp"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            if tmp.parent not in self._folders:
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(tmp.parent)
             self._tmp_paths.append(tmp)
             writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression=_compression(table),
                                       use_dictionary=_dictionary_columns(table),
@@ -131,7 +135,9 @@ class InputWriter:
     def _close(self, key, entry) -> None:
         entry[0].close()
         table, day = key
-        self._done.append((str(entry[1]), str(entry[4].relative_to(self.root)), table, day, entry[2]))
+        tmp = str(entry[4].relative_to(self.root))
+        self._layout[tmp] = entry[0].writer.metadata  # where each row group's input_id is, for stage
+        self._done.append((str(entry[1]), tmp, table, day, entry[2]))
 
     def stage(self, meta: StoredInput) -> Staged:
         """Close the files (still under their temporary names) and describe them for a commit,
@@ -143,7 +149,7 @@ class InputWriter:
             old, self.input_id = self.input_id, meta.input_id
             done = []
             for rel, tmp, table, day, rows in self._done:
-                _replace_id(self.root / tmp, old, self.input_id)
+                _replace_id(self.root / tmp, self._layout[tmp], old, self.input_id)
                 rel = Path(rel)
                 done.append((str(rel.with_name(self.input_id[:16] + rel.name[16:])), tmp, table, day, rows))
             self._done = done
@@ -185,18 +191,16 @@ def complete(table: str, batch: pa.Table, sensor: str, input_id: str) -> pa.Tabl
     return batch.select(schema.TABLES[table].names).cast(schema.TABLES[table])
 
 
-def _replace_id(path: Path, old: str, new: str) -> None:
+def _replace_id(path: Path, md, old: str, new: str) -> None:
     """Overwrite the provisional input id ``old`` with ``new`` in a closed Parquet file of the
-    writer's: in each row group's ``input_id`` column chunk, whose dictionary page holds the one
-    value as plain bytes (dictionary-encoded, uncompressed, no statistics: ``_compression``,
-    ``_dictionary_columns``). Same length, so no offset moves. Anything else is an error: the
-    input fails rather than store rows under the wrong id."""
-    import pyarrow.parquet as pq
-
+    writer's (``md``: its metadata as the writer closed it): in each row group's ``input_id``
+    column chunk, whose dictionary page holds the one value as plain bytes (dictionary-encoded,
+    uncompressed, no statistics: ``_compression``, ``_dictionary_columns``). Same length, so no
+    offset moves. Anything else is an error: the input fails rather than store rows under the
+    wrong id."""
     before, after = old.encode(), new.encode()
     if len(before) != len(after):
         raise ValueError(f"input id of {len(after)} bytes, provisional one of {len(before)}")
-    md = pq.ParquetFile(path).metadata
     col = md.schema.names.index("input_id")
     with open(path, "r+b") as f:
         for rg in range(md.num_row_groups):

@@ -7,6 +7,7 @@ import mmap
 import os
 from pathlib import Path
 
+import _abfluss_inspect as _loop
 import dpkt
 import numpy as np
 
@@ -71,12 +72,18 @@ def _indexable(f, datalink: int) -> bool:
 
 
 def _inspect_indexed(f, insp: Inspector) -> None:
-    """The packets of worker ``insp.part`` in capture order, sliced by the index; frames it
-    leaves to ``slice_packet`` (VLAN tags, IPv6 extension headers) are sliced one by one."""
+    """The packets of worker ``insp.part`` in capture order, sliced by the index and passed to
+    the C loop (``_loop.c``) as columns; frames the index leaves to ``slice_packet`` (VLAN tags,
+    IPv6 extension headers) are sliced one by one."""
     size = os.fstat(f.fileno()).st_size
     sliced, datalink, part, parts = insp.sliced, insp.datalink, insp.part, insp.parts
-    fast = _index.SLICED
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+
+        def slow(now: float, ts: float, start: int, end: int) -> None:
+            p = slice_packet(datalink, mm[start:end])
+            if p is not None and (parts == 1 or part_of(p[1], p[2], parts) == part):
+                sliced(now, ts, *p)
+
         records, _cut = _index.walk(mm, size)  # a record cut short ends the pass (the DNS scan reports it)
         insp.packets = len(records)
         for ix in _index.chunks(mm, size, records):
@@ -84,13 +91,26 @@ def _inspect_indexed(f, insp: Inspector) -> None:
             if parts > 1:
                 want &= (ix.kind == _index.SLOW) | (ix.part(parts) == part)
             rows = np.flatnonzero(want)
-            src, dst = ix.addresses(rows)
-            cols = [a[rows].tolist() for a in (ix.kind, ix.now, ix.ts, ix.proto, ix.sport, ix.dport, ix.flags,
-                                               ix.seq, ix.pstart, ix.pend, ix.missing, ix.start, ix.end)]
-            for kind, now, ts, proto, sport, dport, flags, seq, ps, pe, missing, start, end, a, b in zip(*cols, src, dst):
-                if kind == fast:
-                    sliced(now, ts, proto, a, b, sport, dport, flags, seq, mm[ps:pe] if pe > ps else b"", missing)
-                    continue
-                p = slice_packet(datalink, mm[start:end])
-                if p is not None and (parts == 1 or part_of(p[1], p[2], parts) == part):
-                    sliced(now, ts, *p)
+            _loop.run(insp, mm, *_columns(ix, rows), slow)
+
+
+#: The columns of ``_loop.run``'s integer table, in its order (``_loop.c``: ``C_KIND`` …).
+_COLUMNS = ("kind", "proto", "sport", "dport", "flags", "seq", "pstart", "pend", "missing", "start", "end", "v6")
+
+
+def _columns(ix: _index.Index, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packets ``rows`` of an index chunk as ``_loop.run`` reads them: an int64 table, the
+    (now, ts) times, and the source and destination addresses at bytes 0 and 16 of 32."""
+    n = len(rows)
+    cols = np.empty((n, len(_COLUMNS)), dtype=np.int64)
+    for j, name in enumerate(_COLUMNS):
+        cols[:, j] = getattr(ix, name)[rows]
+    times = np.empty((n, 2), dtype=np.float64)
+    times[:, 0], times[:, 1] = ix.now[rows], ix.ts[rows]
+    addrs = np.zeros((n, 32), dtype=np.uint8)
+    addrs[:, 0:4], addrs[:, 16:20] = ix.src4[rows], ix.dst4[rows]
+    v6 = rows[ix.v6[rows]]
+    if len(v6):
+        at = np.flatnonzero(ix.v6[rows])
+        addrs[at, 0:16], addrs[at, 16:32] = ix.src16[v6], ix.dst16[v6]
+    return cols, times, addrs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+import _abfluss_inspect as _loop
 import dpkt
 import pyarrow as pa
 
@@ -66,7 +67,16 @@ class Inspector:
 
     def sliced(self, now: float, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
                flags: int, seq: int, payload: bytes, missing: int) -> None:
-        """A TCP/UDP packet already sliced (``packet``, or ``inspect_pcap``'s index) at ``now``."""
+        """A TCP/UDP packet already sliced (``packet``) at ``now``: through the loop in C
+        (``_loop.c``), which hands what it does not do itself to ``_general``. A classic pcap's
+        packets go through the same C code in bulk (``capture._inspect_indexed``)."""
+        _loop.packet(self, now, ts, proto, src, dst, sport, dport, flags, seq, payload, missing)
+
+    def _general(self, now: float, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,
+                 flags: int, seq: int, payload: bytes, missing: int) -> None:
+        """Every rule for a packet. The C loop (``_loop.c``) does the branches for a packet that
+        continues an open flow without a SYN itself, and calls this for every other packet;
+        fed every packet, this alone gives the same tables (tests/test_inspect_loop.py)."""
         self.now = now
         if src < dst or (src == dst and sport < dport):
             key = (proto, src, sport, dst, dport)

@@ -9,21 +9,21 @@ that are only counted, datagrams, payload cut by the snap length, packets older 
 
 from __future__ import annotations
 
-import mmap
 import os
+import struct
 from pathlib import Path
 
+import dpkt
 import numpy as np
 import pytest
+from _abfluss_inspect import frame as frame_of
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from abfluss.dlp.inspect import Settings, inspect_pcap
 from abfluss.dlp.inspect.inspector import Inspector
 from abfluss.dlp.scanner import Scanner
-from abfluss.dlp.streams import packets, slice_packet
-from abfluss.readers import _index
-from abfluss.readers._split import part_of
 from conftest import ROOT, data
+from inspectref import SLICED, chunks, reference_inspect, walk
 
 KEY = b"k" * 32
 
@@ -39,45 +39,7 @@ def _tables(result) -> dict:
 
 
 def _reference(path: Path, key: bytes | None, part: int = 0, parts: int = 1) -> dict:
-    """The Python loop ``inspect_pcap`` ran before the C loop, every packet through ``_general``."""
-    with open(path, "rb") as f:
-        datalink, _frames = packets(f)
-        insp = Inspector(Scanner(key).scan if key else None, Settings(), datalink, part, parts)
-        size = os.fstat(f.fileno()).st_size
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            records, _cut = _index.walk(mm, size)
-            insp.packets = len(records)
-            for ix in _index.chunks(mm, size, records):
-                want = ix.kind != _index.SKIP
-                if parts > 1:
-                    want &= (ix.kind == _index.SLOW) | (ix.part(parts) == part)
-                rows = np.flatnonzero(want)
-                src, dst = ix.addresses(rows)
-                cols = [a[rows].tolist() for a in (ix.kind, ix.now, ix.ts, ix.proto, ix.sport, ix.dport, ix.flags,
-                                                   ix.seq, ix.pstart, ix.pend, ix.missing, ix.start, ix.end)]
-                for kind, now, ts, proto, sport, dport, flags, seq, ps, pe, missing, start, end, a, b in zip(*cols, src, dst):
-                    if kind == _index.SLICED:
-                        insp._general(now, ts, proto, a, b, sport, dport, flags, seq, mm[ps:pe] if pe > ps else b"", missing)
-                        continue
-                    p = slice_packet(datalink, mm[start:end])
-                    if p is not None and (parts == 1 or part_of(p[1], p[2], parts) == part):
-                        insp._general(now, ts, *p)
-        return _tables(insp.finish())
-
-
-def _walk_reference(mm, size: int) -> tuple[list, int | None]:
-    """The record walk as Python did it."""
-    order = "little" if mm[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else "big"
-    offsets, off = [], 24
-    while off < size:
-        if off + 16 > size:
-            return offsets, off
-        end = off + 16 + int.from_bytes(mm[off + 8:off + 12], order)
-        if end > size:
-            return offsets, off
-        offsets.append(off)
-        off = end
-    return offsets, None
+    return _tables(reference_inspect(path, key, Settings(), part, parts))
 
 
 def _assert_same(got: dict, want: dict) -> None:
@@ -103,15 +65,80 @@ def test_c_loop_per_part_and_without_key(path):
 
 
 @pytest.mark.parametrize("cut", [0, 1, 15, 16, 17, 40])
-def test_record_walk_as_python(tmp_path, cut):
-    """Every record boundary found, and a record cut short anywhere in its header or frame."""
+def test_capture_cut_short_as_python(tmp_path, cut):
+    """A record cut short anywhere in its header or frame ends the pass where the Python walk
+    ended it (and so do trailing bytes too few for a header)."""
     raw = CAPTURES[0].read_bytes()
     path = tmp_path / "cut.pcap"
     path.write_bytes(raw[:len(raw) - cut] if cut else raw + b"\x00" * 7)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        offsets, at = _index.walk(mm, len(mm))
-        want, want_at = _walk_reference(mm, len(mm))
-        assert offsets.tolist() == want and at == want_at
+    _assert_same(_tables(inspect_pcap(path, KEY, Settings())), _reference(path, KEY))
+
+
+def _frames(path: Path, n: int) -> list[tuple[int, int, bytes]]:
+    with open(path, "rb") as f:
+        return [(int(ts), 0, bytes(buf)) for (ts, buf), _ in zip(dpkt.pcap.Reader(f), range(n))]
+
+
+#: Real frames to mutate: HTTP with payload, IPv6 (Teredo), SSH, DNS.
+FRAMES = [f for _s, _u, f in _frames(CAPTURES[0], 40) + _frames(CAPTURES[10], 40) + _frames(CAPTURES[11], 30)
+          + _frames(CAPTURES[-1], 30)]
+#: Header fields that decide how a frame is sliced, (offset, size, values worth trying besides any).
+FIELDS = ((12, 2, (0x0800, 0x86DD, 0x8100, 0x88A8, 0x0806)),  # ethertype, VLAN tags
+          (14, 1, (0x45, 0x46, 0x4F, 0x40, 0x60)),  # version / IHL (IP options; IHL 0)
+          (16, 2, (0, 1, 20, 40, 1500, 0xFFFF)),  # IPv4 total length (0: the frame's) or IPv6 flow label
+          (18, 2, (0, 1, 8, 20, 0xFFFF)),  # IPv6 payload length
+          (20, 2, (0, 0x4000, 0x2000, 0x1000, 0x0001, 0x1FFF)),  # IPv4 fragment; IPv6 next header
+          (23, 1, (6, 17, 1, 41, 0)),  # IPv4 protocol
+          (34, 2, (53, 80, 0)), (36, 2, (53, 443)),  # IPv4 ports
+          (46, 1, (0x50, 0x80, 0xF0, 0x00, 0x10)), (47, 1, (0x02, 0x12, 0x11, 0x04, 0x18)),  # data offset, flags
+          (54, 2, (53, 80)), (66, 1, (0x50, 0xF0, 0x00)))  # IPv6 ports, data offset
+
+
+@st.composite
+def mutated_frame(draw) -> bytes:
+    frame = bytearray(FRAMES[draw(st.integers(0, len(FRAMES) - 1))])
+    for off, size, values in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
+        value = draw(st.sampled_from(values) | st.integers(0, (1 << 8 * size) - 1))
+        frame[off:off + size] = value.to_bytes(size, "big")
+    if draw(st.booleans()):  # cut by the snap length
+        frame = frame[:draw(st.integers(0, len(frame)))]
+    return bytes(frame)
+
+
+@settings(max_examples=int(os.environ.get("ABFLUSS_INSPECT_LOOP_EXAMPLES", "300")), deadline=None)
+@given(st.lists(mutated_frame(), min_size=1, max_size=20))
+def test_mutated_frames_sliced_as_the_index_sliced_them(frames):
+    """Frames with changed header bytes (VLAN tags, IPv6 extension headers, IP options, fragments,
+    lengths that lie), cut by the snap length: the C loop reads each as the index did."""
+    raw = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(
+        struct.pack("<IIII", 1_700_000_000, 0, len(f), len(f)) + f for f in frames)
+    records, _cut = walk(raw, len(raw))
+    (ix,) = list(chunks(raw, len(raw), records))
+    src, dst = ix.addresses(np.arange(len(frames)))
+    for i, frame in enumerate(frames):
+        got = frame_of(frame, 3)
+        assert got[0] == ix.kind[i], (i, frame.hex())
+        if got[0] == SLICED:
+            pe, ps = int(ix.pend[i] - ix.start[i]), int(ix.pstart[i] - ix.start[i])
+            want = (SLICED, ix.proto[i], src[i], dst[i], ix.sport[i], ix.dport[i], ix.flags[i], ix.seq[i],
+                    frame[ps:pe] if pe > ps else b"", ix.missing[i], ix.part(3)[i])
+            assert got == tuple(int(x) if isinstance(x, np.integer) else x for x in want), (i, frame.hex())
+
+
+@settings(max_examples=int(os.environ.get("ABFLUSS_INSPECT_LOOP_EXAMPLES", "100")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(mutated_frame(), st.integers(-3, 3)), min_size=1, max_size=30),
+       st.sampled_from((b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d")), st.integers(0, 20))
+def test_mutated_captures_inspected_as_python(tmp_path_factory, picks, magic, cut):
+    """Whole captures of such frames, out of time order, in either byte order and time unit, the
+    last record cut short: the C loop's tables equal the Python loop's."""
+    order = "<" if magic == b"\xd4\xc3\xb2\xa1" else ">"
+    raw = magic + struct.pack(order + "HHiIII", 2, 4, 0, 0, 65535, 1) + b"".join(
+        struct.pack(order + "IIII", 1_700_000_000 + shift, 250, len(f), len(f)) + f for f, shift in picks)
+    path = tmp_path_factory.mktemp("m") / "m.pcap"
+    path.write_bytes(raw[:len(raw) - cut] if cut < 10 else raw)
+    for key, part, parts in ((KEY, 0, 1), (None, 1, 2)):
+        _assert_same(_tables(inspect_pcap(path, key, Settings(), part, parts)), _reference(path, key, part, parts))
 
 
 # -- generated packet sequences --------------------------------------------------------------

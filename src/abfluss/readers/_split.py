@@ -5,7 +5,7 @@ hashes to its number. The hash is symmetric (both directions of a conversation l
 worker) and uses the addresses only, never the ports: a DNS query and its answer, the segments
 of a TCP stream, and an FTP control connection with the data connections it announces all stay
 together, so every worker sees whole conversations and the merged result equals one process's.
-``_index`` computes the same hash for all packets of a capture at once.
+Payload inspection's C loop (``dlp/inspect/_loop.c``, ``part_of``) computes the same hash.
 """
 
 from __future__ import annotations

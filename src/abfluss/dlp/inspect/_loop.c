@@ -28,7 +28,7 @@
 #define SEQ_MOD 4294967296LL
 #define HALF 2147483648LL
 
-/* readers._index kinds */
+/* how a frame is read (slice_frame) */
 #define KIND_SKIP 0
 #define KIND_SLICED 1
 #define KIND_SLOW 2
@@ -338,126 +338,180 @@ static PyObject *py_packet(PyObject *self, PyObject *const *args, Py_ssize_t n) 
     Py_RETURN_NONE;
 }
 
-/* Column layout of ``run``'s int64 table (capture._inspect_indexed builds it) */
-enum { C_KIND, C_PROTO, C_SPORT, C_DPORT, C_FLAGS, C_SEQ, C_PSTART, C_PEND, C_MISSING, C_START, C_END, C_V6, NCOLS };
+static inline uint32_t u32(const uint8_t *p, int little) {
+    return little ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+                  : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
-/* run(insp, mm, cols, times, addrs, slow): the packets of one index chunk, in order.
- * ``cols``: int64 (n, NCOLS); ``times``: float64 (n, 2) of (now, ts); ``addrs``: uint8 (n, 32), the
- * source address from byte 0 and the destination from byte 16 (4 bytes each for IPv4, 16 for
- * IPv6); ``slow(now, ts, start, end)`` slices a frame the index left to ``slice_packet``. */
-static PyObject *py_run(PyObject *self, PyObject *args) {
-    PyObject *insp, *slow;
-    Py_buffer mm, cols, times, addrs;
-    if (!PyArg_ParseTuple(args, "Oy*y*y*y*O", &insp, &mm, &cols, &times, &addrs, &slow)) return NULL;
-    PyObject *result = NULL;
+static inline unsigned be16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
+static inline uint32_t be32(const uint8_t *p) { return u32(p, 0); }
+
+/* Bytes of a frame sliced here at most (Ethernet, IPv4 with options or IPv6, TCP's fixed header):
+ * a TCP/UDP header beyond them is left to slice_packet (IPv4 options cannot put it there). */
+#define WINDOW 96
+
+/* How one Ethernet frame is read: as streams.slice_packet reads it (the tests check it). */
+typedef struct {
+    int kind; /* KIND_SKIP, KIND_SLICED or KIND_SLOW */
+    int proto, addr_len;
+    const uint8_t *src, *dst;
+    long sport, dport, flags;
+    long long seq, missing;
+    Py_ssize_t pstart, pend; /* payload within the frame (pend <= pstart: none) */
+    uint32_t fold; /* _split.fold of the two addresses */
+} sliced_t;
+
+static void slice_frame(const uint8_t *f, Py_ssize_t length, sliced_t *p) {
+    p->kind = KIND_SKIP;
+    if (length < 34) return;
+    unsigned eth = be16(f + 12);
+    if (eth == 0x8100 || eth == 0x88A8) { p->kind = KIND_SLOW; return; } /* VLAN tags */
+    int v4 = eth == 0x0800, v6 = eth == 0x86DD && length >= 54;
+    if (!v4 && !v6) return;
+    Py_ssize_t l4, ip_end;
+    int proto;
+    if (v6) {
+        proto = f[20];
+        if (proto != TCP && proto != UDP) { p->kind = KIND_SLOW; return; } /* extension headers */
+        l4 = 54;
+        ip_end = 54 + (Py_ssize_t)be16(f + 18);
+    } else {
+        if (be16(f + 20) & 0x1FFF) return; /* a non-first fragment */
+        proto = f[23];
+        l4 = 14 + (f[14] & 0x0F) * 4;
+        unsigned total = be16(f + 16);
+        ip_end = total > 0 ? 14 + (Py_ssize_t)total : length;
+    }
+    if (!((proto == TCP && length >= l4 + 20) || (proto == UDP && length >= l4 + 8))) return;
+    if (l4 + 20 > WINDOW) { p->kind = KIND_SLOW; return; }
+    p->kind = KIND_SLICED;
+    p->proto = proto;
+    p->addr_len = v6 ? 16 : 4;
+    p->src = v6 ? f + 22 : f + 26;
+    p->dst = v6 ? f + 38 : f + 30;
+    if (v6) {
+        uint32_t x = 0;
+        for (int i = 0; i < 32; i += 4) x ^= be32(f + 22 + i);
+        p->fold = x;
+    } else {
+        p->fold = be32(f + 26) ^ be32(f + 30);
+    }
+    p->sport = be16(f + l4);
+    p->dport = be16(f + l4 + 2);
+    if (proto == TCP) {
+        p->seq = be32(f + l4 + 4);
+        p->flags = f[l4 + 13];
+        p->pstart = l4 + (f[l4 + 12] >> 4) * 4;
+    } else {
+        p->seq = 0;
+        p->flags = 0;
+        p->pstart = l4 + 8;
+    }
+    p->pend = ip_end < length ? ip_end : length;
+    Py_ssize_t payload = p->pend > p->pstart ? p->pend - p->pstart : 0;
+    Py_ssize_t missing = ip_end - p->pstart - payload;
+    p->missing = missing > 0 ? missing : 0;
+}
+
+/* _split.part_of for a packet's fold */
+static inline long part_of(uint32_t fold, long parts) {
+    return (long)(((((uint64_t)fold * 0x9E3779B1ULL) & 0xFFFFFFFFULL) >> 16) % (uint64_t)parts);
+}
+
+/* capture(insp, mm, part, parts, slow): every packet of a classic pcap of Ethernet frames (``mm``:
+ * its bytes) in order, as capture._inspect_classic describes; returns (records, offset of a record
+ * cut short or None). ``now`` is the latest time of all records so far. Frames left to
+ * ``slice_packet`` (VLAN tags, IPv6 extension headers) go to ``slow(now, ts, start, end)``. */
+static PyObject *py_capture(PyObject *self, PyObject *args) {
+    PyObject *insp, *slow, *result = NULL;
+    Py_buffer mm;
+    long part, parts;
+    if (!PyArg_ParseTuple(args, "Oy*llO", &insp, &mm, &part, &parts, &slow)) return NULL;
     state_t st;
     st.flows = NULL;
-    Py_ssize_t n = cols.len / (Py_ssize_t)(NCOLS * sizeof(int64_t));
-    if (cols.len != n * (Py_ssize_t)(NCOLS * sizeof(int64_t)) || times.len != n * 2 * (Py_ssize_t)sizeof(double) ||
-        addrs.len != n * 32) {
-        PyErr_SetString(PyExc_ValueError, "run(): column shapes differ");
+    const uint8_t *b = mm.buf;
+    Py_ssize_t size = mm.len, off = 24, cut = -1;
+    long long records = 0;
+    if (size < 24 || parts < 1) {
+        PyErr_SetString(PyExc_ValueError, "capture(): not a classic pcap");
         goto out;
     }
     if (init_state(&st, insp) < 0) goto out;
-    const int64_t *c = cols.buf;
-    const double *t = times.buf;
-    const uint8_t *a = addrs.buf;
-    const char *b = mm.buf;
-    /* insp.now is what Python's loop leaves it: the time of the last packet dispatched (a frame
+    int little = (b[0] == 0xd4 && b[1] == 0xc3 && b[2] == 0xb2 && b[3] == 0xa1) ||
+                 (b[0] == 0x4d && b[1] == 0x3c && b[2] == 0xb2 && b[3] == 0xa1);
+    int nano = (b[0] == 0x4d && b[1] == 0x3c) || (b[0] == 0xa1 && b[1] == 0xb2 && b[2] == 0x3c && b[3] == 0x4d);
+    double scale = nano ? 1e9 : 1e6, latest = -Py_HUGE_VAL;
+    /* insp.now is what the Python loop left it: the time of the last packet dispatched (a frame
      * ``slow`` finds no TCP/UDP in does not set it). ``owed``: that time, not yet written. */
     double owed = 0;
     int owe = 0;
-    for (Py_ssize_t i = 0; i < n; i++, c += NCOLS, t += 2, a += 32) {
-        double now = t[0], ts = t[1];
-        if (c[C_KIND] == KIND_SKIP) continue;
-        if (c[C_KIND] == KIND_SLOW) {
+    sliced_t p;
+    while (off < size) {
+        if (off + 16 > size) { cut = off; break; }
+        Py_ssize_t start = off + 16, length = (Py_ssize_t)u32(b + off + 8, little), end = start + length;
+        if (end > size) { cut = off; break; }
+        records++;
+        double ts = (double)u32(b + off, little) + (double)u32(b + off + 4, little) / scale;
+        double now = latest = ts > latest ? ts : latest;
+        off = end;
+        slice_frame(b + start, length, &p);
+        if (p.kind == KIND_SKIP) continue;
+        if (p.kind == KIND_SLOW) {
             if (owe && sync_now(&st, owed) < 0) goto out;
             owe = 0;
             st.have_synced = 0; /* Inspector.sliced sets insp.now when the frame is TCP/UDP */
-            PyObject *res = PyObject_CallFunction(slow, "ddLL", now, ts, (long long)c[C_START], (long long)c[C_END]);
+            PyObject *res = PyObject_CallFunction(slow, "ddnn", now, ts, start, end);
             if (res == NULL) goto out;
             Py_DECREF(res);
             continue;
         }
-        int len = c[C_V6] ? 16 : 4;
-        PyObject *src = PyBytes_FromStringAndSize((const char *)a, len),
-                 *dst = PyBytes_FromStringAndSize((const char *)a + 16, len);
+        if (parts > 1 && part_of(p.fold, parts) != part) continue;
+        PyObject *src = PyBytes_FromStringAndSize((const char *)p.src, p.addr_len),
+                 *dst = PyBytes_FromStringAndSize((const char *)p.dst, p.addr_len);
         int r = -1;
-        if (src && dst) {
-            Py_ssize_t ps = c[C_PSTART], pe = c[C_PEND]; /* mm[ps:pe] if pe > ps else b"" */
-            if (pe > ps && (ps < 0 || pe > mm.len)) {
-                PyErr_SetString(PyExc_ValueError, "run(): payload outside the capture");
-            } else {
-                r = dispatch(&st, now, ts, (long)c[C_PROTO], src, dst, (long)c[C_SPORT], (long)c[C_DPORT],
-                             (long)c[C_FLAGS], c[C_SEQ], b + ps, pe > ps ? pe - ps : 0, NULL, c[C_MISSING]);
-            }
-        }
+        if (src && dst)
+            r = dispatch(&st, now, ts, p.proto, src, dst, p.sport, p.dport, p.flags, p.seq,
+                         (const char *)b + start + p.pstart, p.pend > p.pstart ? p.pend - p.pstart : 0, NULL,
+                         p.missing);
         Py_XDECREF(src);
         Py_XDECREF(dst);
         if (r < 0) goto out;
         owed = now, owe = 1;
     }
     if (owe && sync_now(&st, owed) < 0) goto out;
-    result = Py_None;
-    Py_INCREF(result);
+    if (cut >= 0) result = Py_BuildValue("(Ln)", records, cut);
+    else result = Py_BuildValue("(LO)", records, Py_None);
 out:
     Py_XDECREF(st.flows);
     PyBuffer_Release(&mm);
-    PyBuffer_Release(&cols);
-    PyBuffer_Release(&times);
-    PyBuffer_Release(&addrs);
     return result;
 }
 
-static inline uint32_t u32(const uint8_t *p, int little) {
-    return little ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
-                  : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* walk(mm): (record offsets as int64 bytes, offset of a record cut short or None) of a classic pcap */
-static PyObject *py_walk(PyObject *self, PyObject *args) {
-    Py_buffer mm;
-    if (!PyArg_ParseTuple(args, "y*", &mm)) return NULL;
-    const uint8_t *b = mm.buf;
-    Py_ssize_t size = mm.len, off = 24, cut = -1, n = 0, cap = 1024;
-    PyObject *result = NULL;
-    int64_t *out = NULL;
-    if (size < 24) {
-        PyErr_SetString(PyExc_ValueError, "walk: not a classic pcap");
-        goto done;
-    }
-    int little = (b[0] == 0xd4 && b[1] == 0xc3 && b[2] == 0xb2 && b[3] == 0xa1) ||
-                 (b[0] == 0x4d && b[1] == 0x3c && b[2] == 0xb2 && b[3] == 0xa1);
-    out = PyMem_Malloc(cap * sizeof(int64_t));
-    if (out == NULL) { PyErr_NoMemory(); goto done; }
-    while (off < size) {
-        if (off + 16 > size) { cut = off; break; }
-        Py_ssize_t end = off + 16 + (Py_ssize_t)u32(b + off + 8, little);
-        if (end > size) { cut = off; break; }
-        if (n == cap) {
-            cap *= 2;
-            int64_t *more = PyMem_Realloc(out, cap * sizeof(int64_t));
-            if (more == NULL) { PyErr_NoMemory(); goto done; }
-            out = more;
-        }
-        out[n++] = off;
-        off = end;
-    }
-    PyObject *offsets = PyBytes_FromStringAndSize((const char *)out, n * (Py_ssize_t)sizeof(int64_t));
-    if (offsets == NULL) goto done;
-    if (cut >= 0) result = Py_BuildValue("(Nn)", offsets, cut);
-    else result = Py_BuildValue("(NO)", offsets, Py_None);
-done:
-    PyMem_Free(out);
-    PyBuffer_Release(&mm);
-    return result;
+/* frame(buf, parts): how ``capture`` reads one Ethernet frame, for the tests: (kind, proto, src, dst,
+ * sport, dport, flags, seq, payload, missing, worker of ``parts``); only kind for a frame not sliced */
+static PyObject *py_frame(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    long parts;
+    if (!PyArg_ParseTuple(args, "y*l", &buf, &parts)) return NULL;
+    sliced_t p;
+    PyObject *r;
+    slice_frame(buf.buf, buf.len, &p);
+    if (p.kind != KIND_SLICED || parts < 1)
+        r = Py_BuildValue("(i)", p.kind);
+    else
+        r = Py_BuildValue("(iiy#y#lllLy#Ll)", p.kind, p.proto, p.src, (Py_ssize_t)p.addr_len, p.dst,
+                          (Py_ssize_t)p.addr_len, p.sport, p.dport, p.flags, p.seq, (const char *)buf.buf + p.pstart,
+                          p.pend > p.pstart ? p.pend - p.pstart : (Py_ssize_t)0, p.missing, part_of(p.fold, parts));
+    PyBuffer_Release(&buf);
+    return r;
 }
 
 static PyMethodDef methods[] = {
+    {"frame", py_frame, METH_VARARGS, "frame(buf, parts): how capture() slices one Ethernet frame (for tests)."},
     {"packet", (PyCFunction)(void (*)(void))py_packet, METH_FASTCALL,
      "packet(insp, now, ts, proto, src, dst, sport, dport, flags, seq, payload, missing): one sliced packet."},
-    {"run", py_run, METH_VARARGS, "run(insp, mm, cols, times, addrs, slow): the packets of one index chunk."},
-    {"walk", py_walk, METH_VARARGS, "walk(mm): (record offsets as int64 bytes, offset of a cut record or None)."},
+    {"capture", py_capture, METH_VARARGS,
+     "capture(insp, mm, part, parts, slow): every packet of a classic Ethernet pcap; (records, cut or None)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_abfluss_inspect",

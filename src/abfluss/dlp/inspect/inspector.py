@@ -69,7 +69,7 @@ class Inspector:
                flags: int, seq: int, payload: bytes, missing: int) -> None:
         """A TCP/UDP packet already sliced (``packet``) at ``now``: through the loop in C
         (``_loop.c``), which hands what it does not do itself to ``_general``. A classic pcap's
-        packets go through the same C code in bulk (``capture._inspect_indexed``)."""
+        packets go through the same C code in bulk (``capture._inspect_classic``)."""
         _loop.packet(self, now, ts, proto, src, dst, sport, dport, flags, seq, payload, missing)
 
     def _general(self, now: float, ts: float, proto: int, src: bytes, dst: bytes, sport: int, dport: int,

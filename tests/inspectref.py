@@ -1,22 +1,64 @@
-"""Every packet of a classic Ethernet pcap located and sliced to L4 at once, with NumPy.
-
-The DNS scan and payload inspection each passed over every packet in Python (record header,
-Ethernet, IP, TCP/UDP: a few µs a packet, as much as NFStream's meter spends). Here only the
-walk from record to record stays a Python loop (the records' lengths chain them); everything
-else is computed for all packets together: times, the latest time so far, TCP/UDP fields as
-``streams.slice_packet`` reads them, which worker reads each packet (``_split``), and which
-packets may be DNS or ARP. Frames the vectorised slicing does not cover (VLAN tags, IPv6
-extension headers) are marked for ``slice_packet`` itself, so each packet is read one way.
-"""
+"""The packet index and Python loop payload inspection used before its C loop (``dlp/inspect/_loop.c``),
+kept verbatim (``readers/_index.py`` and ``capture._inspect_indexed`` as of c57ec52) as the reference
+the C loop is checked against (tests/test_inspect_loop.py): ``reference_inspect`` feeds every packet
+to ``Inspector._general``, the Python rules the C loop hands all but the simplest packets to."""
 
 from __future__ import annotations
 
+import mmap
+import os
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
-import _abfluss_inspect as _c
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from abfluss.dlp.inspect import Settings
+from abfluss.dlp.inspect.inspector import Inspector
+from abfluss.dlp.scanner import Scanner
+from abfluss.dlp.streams import PCAP_BE, PCAP_LE, packets, slice_packet
+from abfluss.readers._split import part_of
+
+
+def reference_inspect(path: Path, key: bytes | None, settings: Settings = Settings(), part: int = 0, parts: int = 1):
+    """``inspect_pcap`` of a classic Ethernet pcap as it was: the index, then every packet through
+    ``Inspector._general`` (``Inspection``). Other captures: packet by packet through ``_general``."""
+    with open(path, "rb") as f:
+        datalink, frames = packets(f)
+        insp = Inspector(Scanner(key).scan if key is not None else None, settings, datalink, part, parts)
+        f.seek(0)
+        classic = f.read(4) in PCAP_LE + PCAP_BE and datalink == 1 and os.fstat(f.fileno()).st_size > 24
+        if not classic:
+            insp.sliced = insp._general  # Inspector.packet's calls, straight to the Python rules
+            for ts, buf in frames:
+                insp.packets += 1
+                insp.packet(ts, buf)
+            return insp.finish()
+        size = os.fstat(f.fileno()).st_size
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            records, _cut = walk(mm, size)
+            insp.packets = len(records)
+            for ix in chunks(mm, size, records):
+                want = ix.kind != SKIP
+                if parts > 1:
+                    want &= (ix.kind == SLOW) | (ix.part(parts) == part)
+                rows = np.flatnonzero(want)
+                src, dst = ix.addresses(rows)
+                cols = [a[rows].tolist() for a in (ix.kind, ix.now, ix.ts, ix.proto, ix.sport, ix.dport, ix.flags,
+                                                   ix.seq, ix.pstart, ix.pend, ix.missing, ix.start, ix.end)]
+                for kind, now, ts, proto, sport, dport, flags, seq, ps, pe, missing, start, end, a, b in zip(*cols, src, dst):
+                    if kind == SLICED:
+                        insp._general(now, ts, proto, a, b, sport, dport, flags, seq, mm[ps:pe] if pe > ps else b"",
+                                      missing)
+                        continue
+                    p = slice_packet(datalink, mm[start:end])
+                    if p is not None and (parts == 1 or part_of(p[1], p[2], parts) == part):
+                        insp._general(now, ts, *p)
+        return insp.finish()
+
+
+# -- readers/_index.py as it was -----------------------------------------------------------------
 #: ``kind``: not TCP/UDP (or a non-first fragment, or too short): nothing to read
 SKIP = 0
 #: ``kind``: TCP or UDP sliced here (fields valid)
@@ -74,11 +116,23 @@ class Index:
 
 
 def walk(mm, size: int) -> tuple[np.ndarray, int | None]:
-    """Record offsets of a classic pcap (memory map ``mm`` of ``size`` bytes), and where a cut
-    record starts. In C (``dlp/inspect/_loop.c``): the records' lengths chain them, so this is a
-    loop over every packet (a tenth of the inspection pass in Python)."""
-    offsets, cut = _c.walk(mm if size == len(mm) else mm[:size])
-    return np.frombuffer(offsets, dtype=np.int64), cut
+    """Record offsets of a classic pcap (memory map ``mm``), and where a cut record starts."""
+    order = "<" if mm[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    length = struct.Struct(order + "I").unpack_from
+    offsets = []
+    append = offsets.append
+    off, cut = 24, None
+    while off < size:
+        if off + 16 > size:
+            cut = off
+            break
+        end = off + 16 + length(mm, off + 8)[0]
+        if end > size:
+            cut = off
+            break
+        append(off)
+        off = end
+    return np.array(offsets, dtype=np.int64), cut
 
 
 def chunks(mm, size: int, records: np.ndarray):

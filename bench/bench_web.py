@@ -131,7 +131,8 @@ def clients(base: str, b: dict, user: str, timeout: float) -> tuple[httpx.Client
     """The user's API client (Bearer token) and browser client (logged in)."""
     api = httpx.Client(base_url=base, timeout=timeout, headers={"Authorization": f"Bearer {b['tokens'][user]}"})
     page = httpx.Client(base_url=base, timeout=timeout)
-    page.post("/login", data={"name": user, "password": PASSWORD})
+    csrf = page.get("/login").text.split('name="csrf" value="')[1].split('"')[0]  # the form's token and cookie
+    page.post("/login", data={"name": user, "password": PASSWORD, "csrf": csrf})
     return api, page
 
 

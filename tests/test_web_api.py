@@ -168,7 +168,7 @@ def browser_b(site):
     from fastapi.testclient import TestClient
 
     with TestClient(site[1].app) as c:
-        r = c.post("/login", data={"name": "offb", "password": webkit.PASSWORD}, follow_redirects=False)
+        r = webkit.login(c, "offb", follow_redirects=False)
         assert r.status_code == 303
         yield c
 
@@ -217,9 +217,14 @@ def test_login_cookie_csrf_and_logout(site):
 
     app = site[1].app
     with TestClient(app) as c:
-        bad = c.post("/login", data={"name": "offa", "password": "wrong"})
+        # the login form has its own CSRF token (no session yet): a post from elsewhere is refused
+        # before the password is looked at
+        forged = c.post("/login", data={"name": "offa", "password": webkit.PASSWORD, "csrf": "x" * 43})
+        assert forged.status_code == 403 and "did not come from this console" in forged.text
+        assert c.post("/login", data={"name": "offa", "password": webkit.PASSWORD}).status_code == 403
+        bad = webkit.login(c, "offa", "wrong")
         assert bad.status_code == 401 and "wrong user name or password" in bad.text
-        r = c.post("/login", data={"name": "offa", "password": webkit.PASSWORD}, follow_redirects=False)
+        r = webkit.login(c, "offa", follow_redirects=False)
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
         assert c.post("/reports", data={"tenant": "kasse_a"}).status_code == 403  # no CSRF token
@@ -230,7 +235,9 @@ def test_login_cookie_csrf_and_logout(site):
         assert c.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
         assert c.get("/", follow_redirects=False).status_code == 303
     with TestClient(app, base_url="https://console.example") as c:  # TLS (or a proxy's X-Forwarded-Proto)
-        r = c.post("/login", data={"name": "offa", "password": webkit.PASSWORD}, follow_redirects=False)
+        form = c.get("/login")
+        assert "Secure" in form.headers["set-cookie"] and "HttpOnly" in form.headers["set-cookie"]
+        r = webkit.login(c, "offa", follow_redirects=False)
         assert "Secure" in r.headers["set-cookie"]
 
 
@@ -240,7 +247,7 @@ def test_hostile_names_render_as_text(site):
     from hostile import NAMES
 
     with TestClient(site[1].app) as c:
-        c.post("/login", data={"name": "offa", "password": webkit.PASSWORD})
+        webkit.login(c, "offa")
         for path in ("/findings", "/ledger", "/hosts/10.0.0.5", "/live"):
             html = c.get(path).text
             assert "<script>alert(1)" not in html, path
@@ -256,8 +263,7 @@ def test_a_removed_user_is_logged_out(site):
     with abfluss.open_workspace(ws) as w:
         abfluss.api.add_user(w, None, "temp", "officer", webkit.PASSWORD, "kasse_b")
     with TestClient(site[1].app) as c:
-        assert c.post("/login", data={"name": "temp", "password": webkit.PASSWORD},
-                      follow_redirects=False).status_code == 303
+        assert webkit.login(c, "temp", follow_redirects=False).status_code == 303
         assert c.get("/findings").status_code == 200
         with abfluss.open_workspace(ws) as w:
             abfluss.api.remove_user(w, None, "temp")

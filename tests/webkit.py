@@ -74,3 +74,10 @@ def workspace_copy(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("web") / "ws"
     shutil.copytree(cache / "ws", dest, symlinks=True)
     return dest
+
+
+def login(client, name: str, password: str = PASSWORD, **kw):
+    """Log ``client`` in through the login form (its CSRF token and cookie); the POST's response."""
+    form = client.get("/login").text
+    csrf = form.split('name="csrf" value="')[1].split('"')[0]
+    return client.post("/login", data={"name": name, "password": password, "csrf": csrf}, **kw)

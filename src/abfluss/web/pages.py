@@ -23,7 +23,8 @@ from .. import api
 from . import charts
 from .v1 import download
 from .deps import parse_time, workspace
-from .security import COOKIE, check_csrf, current_user, page_principal, session_of, set_session_cookie
+from .security import (COOKIE, LOGIN_COOKIE, check_csrf, current_user, login_csrf_ok, login_token, page_principal,
+                       secure_request, session_of, set_login_cookie, set_session_cookie)
 from ..auth import Principal, allowed
 from ..errors import AuthenticationError
 
@@ -87,17 +88,30 @@ def static(name: str):
 # -- login ---------------------------------------------------------------------------------
 @router.get("/login")
 def login_form(request: Request):
-    return render(request, "login.html", None)
+    return login_page(request)
+
+
+def login_page(request: Request, status: int = 200, **ctx) -> HTMLResponse:
+    """The login form with its CSRF token (a double-submit cookie: there is no session yet)."""
+    token = login_token(request)
+    resp = render(request, "login.html", None, status, csrf=token, **ctx)
+    set_login_cookie(resp, request, token)
+    return resp
 
 
 @router.post("/login")
-def login(request: Request, name: str = Form(...), password: str = Form(...), ws: Workspace = WS):
+def login(request: Request, name: str = Form(...), password: str = Form(...), csrf: str = Form(""),
+          ws: Workspace = WS):
+    if not login_csrf_ok(request, csrf):  # checked before the password: no guessing from elsewhere
+        return login_page(request, 403, error="the form has expired or did not come from this console: "
+                                             "try again", name=name)
     try:
         p = api.login(ws, name, password)
     except AuthenticationError as e:
-        return render(request, "login.html", None, 401, error=str(e), name=name)
+        return login_page(request, 401, error=str(e), name=name)
     resp = RedirectResponse("/", 303)
     set_session_cookie(resp, request, request.app.state.sessions.start(p))
+    resp.delete_cookie(LOGIN_COOKIE, path="/login", secure=secure_request(request), httponly=True, samesite="strict")
     return resp
 
 

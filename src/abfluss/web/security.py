@@ -26,6 +26,9 @@ from .deps import workspace
 
 #: Name of the session cookie; ``__Host-`` would forbid it over plain HTTP on localhost.
 COOKIE = "abfluss_session"
+#: The login form's CSRF cookie: the form carries the same random value (double submit), and a
+#: cross-site post carries no SameSite=Strict cookie, so no other site can log a browser in.
+LOGIN_COOKIE = "abfluss_login"
 #: Idle time after which a browser session ends (s).
 SESSION_IDLE = 8 * 3600
 #: The Content-Security-Policy of every response: only this origin's scripts and styles, no
@@ -128,6 +131,23 @@ def api_principal(request: Request, ws: Workspace = Depends(workspace)) -> Princ
         except AuthenticationError as e:
             why = str(e)
     raise HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
+
+
+def login_token(request: Request) -> str:
+    """The login form's CSRF token: the browser's, else a new one (``set_login_cookie``)."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    return token if 32 <= len(token) <= 64 else secrets.token_urlsafe(32)
+
+
+def set_login_cookie(response, request: Request, token: str) -> None:
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=secure_request(request),
+                        path="/login", max_age=SESSION_IDLE)
+
+
+def login_csrf_ok(request: Request, submitted: Optional[str]) -> bool:
+    """The login form came from this console: its token is the browser's login cookie."""
+    token = request.cookies.get(LOGIN_COOKIE)
+    return bool(token and submitted) and hmac.compare_digest(token, submitted)
 
 
 def check_csrf(request: Request, submitted: Optional[str]) -> None:

@@ -31,6 +31,7 @@ class Merger:
         self.answered: dict[tuple, list] = {}  # last row answered per key (v1 continuation)
         self.parts: list = []  # the events in order: (Arrow table, start, stop) or a list of tuples
         self.events = 0
+        self.joined = False  # whether a row has more than one answer event (v1 records)
 
     def add(self, ts: int, fields: tuple) -> None:
         """A dns event read by the line reader, as ``suricata._dns_fields`` gives it."""
@@ -39,7 +40,7 @@ class Merger:
             self.parts.append([])
         self.parts[-1].append((ts, uid, ends["orig_h"], ends["orig_p"], ends["resp_h"], ends["resp_p"], proto,
                                trans_id, query, qtype, rcode, data, types, ttls))
-        self._match(kind, key, query, qtype, v1, swap)
+        self._match(((kind, key, query, qtype, v1, swap),))
 
     def add_bulk(self, events: pa.Table, start: int, stop: int, match: list) -> None:
         """Rows ``start`` to ``stop`` of ``events`` (a block's DNS events, ``EVENT`` columns,
@@ -47,32 +48,46 @@ class Merger:
         type, v1 record, sent by the server)."""
         if stop > start:
             self.parts.append((events, start, stop))
-            for m in match:
-                self._match(*m)
+            self._match(match)
 
-    def _match(self, kind: str, key: tuple, query, qtype, v1: bool, swap: bool) -> None:
-        """A query opens a row that waits for its answer; an answer fills the first waiting row of
-        its key with the same question, else the first waiting one, else opens a row of its own
-        (server as resp); a further v1 record extends the row last answered."""
+    def _match(self, events) -> None:
+        """Each of ``events`` (kind, key, question name and type, v1 record, sent by the server) in
+        order: a query opens a row that waits for its answer; an answer fills the first waiting
+        row of its key with the same question, else the first waiting one, else opens a row of
+        its own (server as resp); a further v1 record extends the row last answered.
+        (One loop over a block's events with the state in locals: a call per event cost a
+        third of the merge.)"""
         ev = self.events
-        self.events += 1
-        if kind in ("query", "request"):
-            row = [ev, None, False, False]
-            self.rows.append(row)
-            self.pending.setdefault(key, []).append((row, query, qtype))
-            return
-        waiting = self.pending.get(key, [])
-        if v1 and not waiting and key in self.answered:
-            self.answered[key][1].append(ev)  # a further resource record of the same v1 response
-            return
-        at = next((i for i, w in enumerate(waiting) if (w[1], w[2]) == (query, qtype)), 0 if waiting else None)
-        if at is not None:
-            row = waiting.pop(at)[0]
-        else:
-            row = [ev, None, swap, v1]  # a v1 record's type is not the question's
-            self.rows.append(row)
-        row[1] = [ev]
-        self.answered[key] = row
+        rows, pending, answered = self.rows, self.pending, self.answered
+        for kind, key, query, qtype, v1, swap in events:
+            if kind == "query" or kind == "request":
+                row = [ev, None, False, False]
+                rows.append(row)
+                waiting = pending.get(key)
+                if waiting is None:
+                    pending[key] = [(row, query, qtype)]
+                else:
+                    waiting.append((row, query, qtype))
+                ev += 1
+                continue
+            waiting = pending.get(key)
+            if waiting:
+                at = 0
+                if len(waiting) > 1 and (waiting[0][1] != query or waiting[0][2] != qtype):
+                    at = next((i for i, w in enumerate(waiting) if w[1] == query and w[2] == qtype), 0)
+                row = waiting.pop(at)[0]
+            elif v1 and key in answered:
+                answered[key][1].append(ev)  # a further resource record of the same v1 response
+                self.joined = True
+                ev += 1
+                continue
+            else:
+                row = [ev, None, swap, v1]  # a v1 record's type is not the question's
+                rows.append(row)
+            row[1] = [ev]
+            answered[key] = row
+            ev += 1
+        self.events = ev
 
     def table(self) -> pa.Table | None:
         """The chunk's rows, in the order they were opened."""
@@ -95,7 +110,7 @@ class Merger:
         cols["rcode"] = ev.column("rcode").take(answered)
         for name in ("answers", "answer_types", "ttls"):
             cols[name] = ev.column(name).take(answered)
-        if any(r[1] and len(r[1]) > 1 for r in self.rows):  # v1 records of one response: their lists joined
+        if self.joined:  # v1 records of one response: their lists joined
             for name in ("answers", "answer_types", "ttls"):
                 values = ev.column(name).to_pylist()
                 cols[name] = pa.array([None if not r[1] else [v for i in r[1] for v in values[i]] for r in self.rows],

@@ -136,3 +136,14 @@ def test_a_request_during_the_warm_up_waits_for_it(site, counted, monkeypatch):
         assert r.status_code == 200 and r.json()["sensors"]
         assert client.app.state.warmer.wait(60)
     assert len(counted["coverage"]) == 1
+
+
+def test_payload_sums_from_the_stored_ledger_equal_the_flows(site):
+    """Over all data the bytes out per tenant come from the stored hourly ledger: the same sums."""
+    import abfluss
+
+    with abfluss.open_workspace(site[0]) as ws:
+        from abfluss import ledger_store
+        assert ledger_store.current(ws)
+        stored, flows = coverage_mod._payload_sums(ws, stored=True), coverage_mod._payload_sums(ws, stored=False)
+        assert stored == flows and set(stored) >= {"kasse_a", "kasse_b"} and stored["kasse_a"][0] > 0

@@ -130,11 +130,14 @@ def account(ws: Workspace, start: datetime | None = None, end: datetime | None =
     # when two requests (or a request and the console's warm-up) ask at once
     root, *state = _generation(ws)
     key = (root, tuple(state), start, end, tenant, limit)
-    return copy.deepcopy(_CACHE.get(key, lambda: _account(ws, start, end, tenant, None, limit)))
+    return copy.deepcopy(_CACHE.get(key, lambda: _account(ws, start, end, tenant, None, limit, key[:2])))
 
 
 _CACHE = StateCache(budget=CACHE_PAIRS, weight=lambda acc: len(acc["pairs"]) + len(acc["flagged"]) + 1,
                     max_weight=CACHE_MAX_PAIRS)
+#: What every tenant's accounting of a window shares (its stored findings, the telemetry summary:
+#: a pass over the window's flows), kept per workspace state for the next tenant's.
+_SHARED = StateCache(budget=64)
 
 
 def newest_day(ws: Workspace) -> tuple[datetime, datetime] | None:
@@ -165,7 +168,9 @@ def _generation(ws: Workspace) -> tuple:
 
 
 def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Finding] | None,
-             limit: int | None) -> dict:
+             limit: int | None, state: tuple | None = None) -> dict:
+    """``account``'s computation; ``state`` (the workspace and its state, when the findings are
+    the stored ones) shares the window's tenant-independent parts between tenants (``_SHARED``)."""
     from . import analysis
 
     lo, hi = analysis.data_span(ws)
@@ -174,10 +179,14 @@ def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Findi
         raise AbflussError("the workspace holds no records yet: nothing to account for (abfluss ingest FILE)")
     if end <= start:
         raise AbflussError(f"empty window: --to {_iso(end)} is not after --from {_iso(start)}")
+
+    def shared(part: str, compute):
+        return compute() if state is None else _SHARED.get(state + (part, start, end), compute)
+    def window_findings() -> list[Finding]:  # the stored ones, else a fresh analysis of the window (not stored)
+        got = stored_findings(ws, start, end)
+        return got if got is not None else analysis.analyze(ws, start, end, store=False).findings
     if findings is None:
-        findings = stored_findings(ws, start, end)
-    if findings is None:
-        findings = analysis.analyze(ws, start, end, store=False).findings
+        findings = shared("findings", window_findings)
     from . import accounting_sql as sql
 
     con = ws.con
@@ -207,7 +216,7 @@ def _account(ws: Workspace, start, end, tenant: str | None, findings: list[Findi
         "unexplained_destinations": count,
         "flagged": [_public(p, details) for p in flagged],
         "pairs": [_public(p, {}) for p in pairs],
-        "telemetry": _telemetry(ws, start, end),
+        "telemetry": copy.deepcopy(shared("telemetry", lambda: _telemetry(ws, start, end))),
         "settings": {"flagged_min_severity": FLAGGED_MIN_SEVERITY, "baseline_z": BASELINE_Z,
                      "lookback_days": LOOKBACK.days, "local_networks": list(LOCAL_NETWORKS)},
     }

@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from abfluss.dlp.inspect import Settings, inspect_pcap
 from abfluss.dlp.inspect.inspector import Inspector
 from abfluss.dlp.scanner import Scanner
+from abfluss.dlp.structured import units
+from abfluss.dlp.structured.records import SNIFF_CHARS
 from conftest import ROOT, data
 from inspectref import SLICED, chunks, reference_inspect, walk
 
@@ -195,3 +197,21 @@ def test_generated_stream_continues_in_c():
     _assert_same(got, _run(seq, general=True))
     row = got["inspected"].to_pylist()[0]
     assert row["encrypted"] and row["payload_bytes"] == pos - 100 and row["gaps"] == 0
+
+
+# -- the head of an HTTP body ----------------------------------------------------------------
+
+def test_body_head_from_a_shorter_prefix_as_before():
+    """``units._head`` decodes a shorter prefix first: the same characters as the 4-byte bound's
+    decode, also when multi-byte characters bring the prefix's length to about SNIFF_CHARS and a
+    sequence is cut where the prefix ends."""
+    first = units._HEAD_FIRST
+    for wide in (0, 1, 1020, 1021, 1022, 1023, 1024, 1025, 5000):
+        for back in range(5):
+            for seq in ("\U0001F600".encode(), "ä".encode(), b"\xf0\x9f", b"\xff", b"a", b"\xe4\xb8"):
+                for fill in ("ä".encode(), b"\xff", b"a"):
+                    start = "ä".encode() * wide
+                    n = max(0, first - back - len(start))
+                    data = start + fill * (n // len(fill)) + b"a" * (n % len(fill)) + seq + b"a" * 3000
+                    want = data[:4 * SNIFF_CHARS + 4].decode("utf-8", "surrogateescape")[:SNIFF_CHARS]
+                    assert units._head(data) == want, (wide, back, seq, fill)

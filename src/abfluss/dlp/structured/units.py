@@ -97,9 +97,21 @@ def _base64(data: bytes) -> bytes | None:
         return None
 
 
+#: Bytes decoded first for ``_head``: enough for SNIFF_CHARS characters unless many take several bytes.
+_HEAD_FIRST = SNIFF_CHARS + 1024
+
+
 def _head(data: bytes) -> str:
     """``decode_text(data)[:SNIFF_CHARS]`` of a unit in an ASCII-compatible encoding, from a
-    prefix of it: a character takes at most 4 bytes, and UTF-8 is decoded left to right."""
+    prefix of it: a character takes at most 4 bytes, and UTF-8 is decoded left to right.
+    A shorter prefix first: only its last 3 characters can differ from a longer one's (an
+    incomplete sequence at its end), so when it holds SNIFF_CHARS + 3 of them (text in ASCII,
+    and binary bodies, whose invalid bytes are a character each) the longer decode, 4 times
+    the bytes, is not needed (a tenth of the inspection pass on binary HTTP bodies)."""
+    if len(data) > _HEAD_FIRST:
+        head = data[:_HEAD_FIRST].decode("utf-8", "surrogateescape")
+        if len(head) >= SNIFF_CHARS + 3:
+            return head[:SNIFF_CHARS]
     return data[:4 * SNIFF_CHARS + 4].decode("utf-8", "surrogateescape")[:SNIFF_CHARS]
 
 

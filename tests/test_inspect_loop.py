@@ -206,7 +206,8 @@ def test_body_head_from_a_shorter_prefix_as_before():
     decode, also when multi-byte characters bring the prefix's length to about SNIFF_CHARS and a
     sequence is cut where the prefix ends."""
     first = units._HEAD_FIRST
-    for wide in (0, 1, 1020, 1021, 1022, 1023, 1024, 1025, 5000):
+    extra = first - SNIFF_CHARS  # two-byte characters that bring the prefix to SNIFF_CHARS characters
+    for wide in (0, 1, extra - 4, extra - 3, extra - 2, extra - 1, extra, extra + 1, 3 * extra):
         for back in range(5):
             for seq in ("\U0001F600".encode(), "ä".encode(), b"\xf0\x9f", b"\xff", b"a", b"\xe4\xb8"):
                 for fill in ("ä".encode(), b"\xff", b"a"):

@@ -97,8 +97,9 @@ def _base64(data: bytes) -> bytes | None:
         return None
 
 
-#: Bytes decoded first for ``_head``: enough for SNIFF_CHARS characters unless many take several bytes.
-_HEAD_FIRST = SNIFF_CHARS + 1024
+#: Bytes decoded first for ``_head``: enough for SNIFF_CHARS characters unless many take several
+#: bytes (compressed or random bytes decode to about 0.96 characters a byte).
+_HEAD_FIRST = SNIFF_CHARS + SNIFF_CHARS // 8
 
 
 def _head(data: bytes) -> str:

@@ -80,12 +80,14 @@ bench-cluster: $(EXT) sysdeps
 
 # Coverage-guided fuzzing (atheris) of every reader, the DNS decoder, TCP reassembly and the payload
 # decoders, FUZZ_SECONDS per target; seeds come from ../shared/data. Crash inputs go to FUZZ_CRASHES.
-# The C DNS parser then meets 20,000 generated messages against the Python parser it replaced.
+# The C DNS parser then meets 20,000 generated messages against the Python parser it replaced, and
+# inspection's C packet loop 3,000 generated and mutated captures against the Python loop it replaced.
 FUZZ_SECONDS ?= 300
 FUZZ_CRASHES ?= /tmp/abfluss-fuzz-crashes
 fuzz: $(EXT)
 	$(PY) tests/fuzz/run.py --all --seconds $(FUZZ_SECONDS) --crashes $(FUZZ_CRASHES)
 	ABFLUSS_DNS_EXAMPLES=20000 $(PY) -m pytest -q tests/test_dns_wire_c.py
+	ABFLUSS_INSPECT_LOOP_EXAMPLES=3000 $(PY) -m pytest -q tests/test_inspect_loop.py
 
 # The verdicts and their confidence over the labelled set (bench/eval.py; table in docs/report.md).
 # Without root it skips, and names, the NetFlow variants (they need a network namespace).

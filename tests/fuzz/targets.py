@@ -179,12 +179,17 @@ def _inspect_frames(datalink: int, frames) -> None:
 
 
 def inspect(data: bytes) -> None:
-    """Payload inspection of a capture: packet slicing, reassembly, sniffing, decoders, scanner."""
+    """Payload inspection of a capture: packet slicing, reassembly, sniffing, decoders, scanner;
+    a classic Ethernet pcap also through ``inspect_pcap``, whose C loop walks and slices it."""
     import dpkt
 
+    from abfluss.dlp.inspect import Settings, inspect_pcap
     from abfluss.dlp.streams import packets
 
-    with open(_file(data, "inspect.pcap"), "rb") as f:
+    path = _file(data, "inspect.pcap")
+    if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):
+        inspect_pcap(path, KEY, Settings(max_buffered_bytes=4096, chunk_bytes=512))  # InspectionError: a finding
+    with open(path, "rb") as f:
         try:
             datalink, frames = packets(f)
         except (ValueError, dpkt.dpkt.Error):

@@ -208,18 +208,49 @@ def test_in_memory_tables_from_python_values_are_arrow_s_own():
                (type(ibis_s), ibis_s.schema, True)
 
 
-def test_an_analysis_loads_no_pandas(demo_ws, tmp_path):
+def test_an_analysis_loads_no_pandas_and_no_other_engine(demo_ws, tmp_path):
     """Detections build in-memory tables from fetched rows; neither that nor reading results
-    imports pandas (0.3 CPU s of every ``analyze``)."""
+    imports pandas (0.3 CPU s of every ``analyze``). Compiling on DuckDB (an empty SQL cache)
+    loads DuckDB's SQL compiler and no other engine's (BigQuery's, Trino's …: 0.3 CPU s, see
+    abfluss._ibis), and the DNS detections do not load the packet readers (dpkt)."""
     probe = ("import sys, abfluss\nfrom abfluss import analysis\n"
              f"with abfluss.open_workspace({str(demo_ws)!r}, write=True) as w:\n"
              "    r = analysis.analyze(w, store=False)\n"
-             "print(len(r.findings), sorted(r.errors), 'pandas' in sys.modules)")
+             "other = sorted(m for m in sys.modules if m.startswith('ibis.backends.sql.compilers.') "
+             "and m.rsplit('.', 1)[1] not in ('duckdb', 'base', '_compat'))\n"
+             "print(len(r.findings), sorted(r.errors), 'pandas' in sys.modules, 'dpkt' in sys.modules, "
+             "'ibis.backends.sql.compilers.duckdb' in sys.modules, other)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "ABFLUSS_SQL_CACHE": str(tmp_path)})
-    n, errors, pandas = proc.stdout.split(" ", 1)[0], proc.stdout.split(" ", 1)[1].rsplit(" ", 1)[0], \
-        proc.stdout.split()[-1]
-    assert int(n) > 0 and errors == "[]" and pandas == "False", proc.stdout + proc.stderr
+    n, rest = proc.stdout.split(" ", 1)
+    assert int(n) > 0 and rest.strip() == "[] False False True []", proc.stdout + proc.stderr
+
+
+def test_compilers_load_when_first_named_and_compile_as_before():
+    """The package of Ibis's compilers, put in place lazily (``abfluss._ibis``), gives every
+    compiler by its class or module name, and DuckDB's SQL is the SQL of the eagerly imported
+    package (a fresh process that imports Ibis's package first, so the lazy one never applies)."""
+    import ibis.backends.sql.compilers as sc
+
+    assert sc.DuckDBCompiler is sc.duckdb.DuckDBCompiler
+    assert sc.SQLiteCompiler.__module__ == "ibis.backends.sql.compilers.sqlite"
+    assert "PySparkCompiler" in sc.__all__
+    with pytest.raises(AttributeError):
+        sc.NoSuchCompiler  # noqa: B018
+    expr = ("import ibis\n"
+            "t = ibis.table({'a': 'int64', 'b': 'string', 'ts': 'timestamp'}, name='flows')\n"
+            "e = t.filter(t.b.isin(['x', 'y'])).group_by('b').aggregate(n=t.a.sum(), "
+            "last=t.ts.max()).order_by(ibis.desc('n'))\n"
+            "print(ibis.to_sql(e, dialect='duckdb'))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    lazy = subprocess.run([sys.executable, "-c", "import abfluss.detections, sys\n" + expr +
+                           "print(sorted(m for m in sys.modules if m.startswith('ibis.backends.sql.compilers.')))"],
+                          capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
+    eager = subprocess.run([sys.executable, "-c", "import ibis.backends.sql.compilers, abfluss.detections\n" + expr],
+                           capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
+    sql, loaded = lazy.rsplit("\n", 2)[0], lazy.rsplit("\n", 2)[1]
+    assert sql == eager.rstrip("\n") and "GROUP BY" in sql
+    assert "bigquery" not in loaded and "compilers.duckdb" in loaded
 
 
 def test_a_shared_table_is_computed_once_and_reads_like_its_expression(cache):

@@ -41,7 +41,7 @@ import ibis
 from ibis import _
 
 from ..findings import Finding
-from ..readers._dns_wire import unescape
+from ..dns_names import unescape
 from ..resolvers import LEARN_MIN_CLIENTS, LEARN_MIN_DOMAINS
 from . import Meta, Telemetry
 from . import _dns_flows as flow_check

@@ -31,7 +31,7 @@ import ibis
 from ibis import _
 
 from ..findings import Finding
-from ..readers._dns_wire import unescape
+from ..dns_names import unescape
 from ..units import count
 from . import Meta, Telemetry
 from ._stats import human_bytes, ramp, rows, shannon_entropy

@@ -15,9 +15,10 @@ whose answer section is cut still gives its question and the answers before the 
 
 from __future__ import annotations
 
-import re
 
 import _abfluss_dns as _c
+
+from ..dns_names import label_bytes, unescape  # noqa: F401  part of this module's interface
 
 QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HINFO", 15: "MX",
           16: "TXT", 17: "RP", 24: "SIG", 25: "KEY", 28: "AAAA", 29: "LOC", 33: "SRV", 35: "NAPTR",
@@ -27,7 +28,6 @@ QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 13: "HIN
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
           6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
 
-_ESCAPE_RE = re.compile(r"\\x[0-9a-fA-F]{2}")
 #: A name longer than this (in label bytes and length octets) is not DNS (RFC 1035: 255), and
 #: compression pointers followed per name at most (each must point backwards anyway): in the C parser.
 MAX_NAME, MAX_JUMPS = 1024, 128
@@ -64,18 +64,6 @@ def qtype_name(n: int) -> str:
 
 def rcode_name(n: int) -> str:
     return RCODES.get(n) or f"RCODE{n}"
-
-
-def label_bytes(text: str) -> int:
-    """The bytes an escaped name's labels hold (dots between labels not counted)."""
-    return len(_ESCAPE_RE.sub("_", text)) - text.count(".")
-
-
-def unescape(text: str) -> str:
-    """The escaped text with each ``\\xNN`` back as the one character of that code point."""
-    if "\\x" not in text:
-        return text
-    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(0)[2:], 16)), text)
 
 
 class Message:

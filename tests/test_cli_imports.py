@@ -58,3 +58,30 @@ def test_ingest_of_logs_loads_no_pandas(tmp_path):
                           cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[-1]) is False
+
+
+def test_a_command_builds_only_itself_and_findings_loads_no_ibis(tmp_path):
+    """Typer builds every command before it parses one (a sixth of a CPU second); ``main`` lets it
+    build only the command named (``cli._only_the_command_run``). Run twice in one process with
+    different commands, each still works; the help and a mistyped command see the whole app."""
+    ws = str(tmp_path / "ws")
+    code = ("import abfluss.cli, io, contextlib\n"
+            "def run(*argv):\n"
+            "    sys.argv = ['abfluss', *argv]\n"
+            "    out = io.StringIO()\n"
+            "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):\n"
+            "        try:\n            abfluss.cli.main()\n"
+            "        except SystemExit as e:\n            assert not e.code, (argv, e.code)\n"
+            "    return out.getvalue()\n"
+            f"assert 'No findings' in run('-w', {ws!r}, 'findings') or 'findings' in run('-w', {ws!r}, 'findings')\n"
+            "assert 'ibis' not in sys.modules\n"
+            f"assert 'id' in run('--workspace=' + {ws!r}, 'detections', '--format', 'json')\n"
+            "help = run('--help')\n"
+            "assert all(c in help for c in ('analyze', 'findings', 'ledger', 'users', 'watch')), help\n"
+            "assert 'add' in run('users', '--help')\n")
+    proc = subprocess.run([sys.executable, "-c", "import sys, json\n" + code], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    typo = subprocess.run([sys.executable, "-m", "abfluss", "-w", ws, "findngs"], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert typo.returncode == 2 and "No such command 'findngs'. Did you mean 'findings'" in typo.stderr, typo.stderr

@@ -230,6 +230,9 @@ def test_compilers_load_when_first_named_and_compile_as_before():
     """The package of Ibis's compilers, put in place lazily (``abfluss._ibis``), gives every
     compiler by its class or module name, and DuckDB's SQL is the SQL of the eagerly imported
     package (a fresh process that imports Ibis's package first, so the lazy one never applies)."""
+    from abfluss._ibis import lazy_compilers
+
+    lazy_compilers()
     import ibis.backends.sql.compilers as sc
 
     assert sc.DuckDBCompiler is sc.duckdb.DuckDBCompiler
@@ -243,10 +246,11 @@ def test_compilers_load_when_first_named_and_compile_as_before():
             "last=t.ts.max()).order_by(ibis.desc('n'))\n"
             "print(ibis.to_sql(e, dialect='duckdb'))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    lazy = subprocess.run([sys.executable, "-c", "import abfluss.detections, sys\n" + expr +
-                           "print(sorted(m for m in sys.modules if m.startswith('ibis.backends.sql.compilers.')))"],
+    shim = "import sys\nfrom abfluss._ibis import lazy_compilers\nlazy_compilers()\n"
+    loaded = "print(sorted(m for m in sys.modules if m.startswith('ibis.backends.sql.compilers.')))"
+    lazy = subprocess.run([sys.executable, "-c", shim + expr + loaded],
                           capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
-    eager = subprocess.run([sys.executable, "-c", "import ibis.backends.sql.compilers, abfluss.detections\n" + expr],
+    eager = subprocess.run([sys.executable, "-c", "import ibis.backends.sql.compilers\n" + shim + expr],
                            capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
     sql, loaded = lazy.rsplit("\n", 2)[0], lazy.rsplit("\n", 2)[1]
     assert sql == eager.rstrip("\n") and "GROUP BY" in sql

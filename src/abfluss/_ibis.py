@@ -21,7 +21,9 @@ _PACKAGE = "ibis.backends.sql.compilers"
 
 def lazy_compilers() -> None:
     """Make ``ibis.backends.sql.compilers`` load its compiler modules on first use. Call before
-    the first import of an Ibis backend; later calls, or after Ibis loaded it, do nothing."""
+    the first import of an Ibis backend (``analysis.duckdb_backend``, ``spark.connect``, Ibis's
+    ``to_sql``); later calls, or after Ibis loaded it, do nothing. It imports Ibis itself (to find
+    the package), so it is called where Ibis is needed anyway, never at an import of abfluss."""
     if _PACKAGE in sys.modules:
         return
     try:

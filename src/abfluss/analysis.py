@@ -160,6 +160,9 @@ def duckdb_backend(**kw):
     """An Ibis DuckDB connection. ``ibis.duckdb`` finds its backend through the installed packages'
     entry points, which reads every package's metadata (0.2-0.4 s in this environment); the
     class is imported directly instead (it has no options to register)."""
+    from ._ibis import lazy_compilers
+
+    lazy_compilers()
     from ibis.backends.duckdb import Backend
 
     return Backend().connect(**kw)

@@ -108,6 +108,10 @@ def _cached_sql(flows_view: str, dns_view: str, min_clients: int, min_domains: i
 def _compile_sql(flows_view: str, dns_view: str, min_clients: int, min_domains: int) -> str:
     import ibis
 
+    from ._ibis import lazy_compilers
+
+    lazy_compilers()
+
     expr = learned(ibis.table(FLOW_COLUMNS, name=flows_view), ibis.table(DNS_COLUMNS, name=dns_view),
                    min_clients, min_domains)
     return str(ibis.to_sql(expr, dialect="duckdb"))

@@ -58,6 +58,9 @@ def connect():
     computed once, kept (memory, then disk) while the query runs, and read from there; the query
     returns the same rows.
     """
+    from ._ibis import lazy_compilers
+
+    lazy_compilers()
     from ibis.backends.pyspark import Backend
 
     class Materializing(Backend):

@@ -20,10 +20,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from .._ibis import lazy_compilers
 from ..errors import ConfigError
-
-lazy_compilers()  # before any detection imports Ibis's backends: only the engine used loads its compiler
 
 #: Registered detection modules, in the order they run and are documented.
 MODULES = (

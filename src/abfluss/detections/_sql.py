@@ -181,6 +181,9 @@ def _write(key: str, sql: str) -> None:
 
 def _duckdb(expr):
     """The expression's DuckDB backend, or None (another engine, or memtables alone)."""
+    from .._ibis import lazy_compilers
+
+    lazy_compilers()
     from ibis.backends.duckdb import Backend as DuckDB
 
     try:

@@ -184,6 +184,28 @@ def test_analysis_is_the_same_with_the_cache_off_cold_and_warm(demo_ws, cache, m
     assert _entries(demo_ws / "cache" / "sql")
 
 
+def test_the_window_s_tables_are_those_ibis_reads(demo_ws):
+    """``analysis.parquet_tables`` describes the exported window's views in one query; each table
+    is the operation ``read_parquet`` gives (name, column types and nullability, connection), so
+    queries and their cached SQL are the same; the views are read the same way."""
+    from abfluss.fsutil import scratch_dir
+
+    with abfluss.open_workspace(demo_ws, write=True) as w:
+        lo, hi = analysis.data_span(w)
+        with scratch_dir(w.root, ".analysis-") as tmp:
+            paths = analysis.export_window(w, lo, hi, tmp)
+            con = analysis.duckdb_backend()
+            try:
+                ours = analysis.parquet_tables(con, paths)
+                views = con.con.execute("SELECT view_name, sql FROM duckdb_views() ORDER BY 1").fetchall()
+                theirs = {k: con.read_parquet(str(p), table_name=k) for k, p in paths.items()}
+                assert views == con.con.execute("SELECT view_name, sql FROM duckdb_views() ORDER BY 1").fetchall()
+                assert len(ours) == len(paths) > 10 and all(ours[k].op() == theirs[k].op() for k in paths)
+                assert ours["flows"].count().execute() == theirs["flows"].count().execute() > 0
+            finally:
+                con.disconnect()
+
+
 def test_an_expression_of_memtables_alone_still_runs(cache):
     """No table of a connection in it: Ibis runs it on its default backend, as before the cache."""
     t = ibis.memtable(pa.table({"a": [2, 1, 2]}))

@@ -141,11 +141,14 @@ def apply(ws: Workspace, cfg: Config) -> None:
     A reader's catalog is read-only: its views live in the session; a writer's are kept, with a
     digest of their definitions. A reader whose definitions have the same digest (same
     configuration, same code) uses the kept ones instead of creating its own: DuckDB binds
-    every view it creates, a tenth of a second of a command such as ``ledger``."""
+    every view it creates, a tenth of a second of a command such as ``ledger``. A writer with
+    the same digest keeps them too (each ``analyze`` and ``ingest`` opens for writing)."""
     view = "VIEW" if ws.write else "TEMP VIEW"
     macro = "MACRO" if ws.write else "TEMP MACRO"
-    if not ws.write and _kept(ws, cfg):
+    if _kept(ws, cfg):
         ws.enriched_with = cfg
+        if ws.write:  # more flows stored later may need the de-duplicating form (store.refresh_views)
+            ws.after_refresh = lambda: _dedup_view(ws, view)
         return
     before, after = _definitions(cfg, view, macro)
     if ws.write:  # no digest while the views change: a writer stopped halfway leaves none

@@ -113,6 +113,19 @@ def test_fingerprint_is_stable_and_tells_expressions_apart():
                         n=ibis._.count())]
         prints = {fp(v) for v in variants}
         assert len(prints) == len(variants) and fp(base) not in prints
+        # within an analysis the digests of shared subgraphs are kept, and give the same prints
+        with _sql.kept_in(Path(os.devnull)):
+            assert fp(base) == fp(same) and {fp(v) for v in variants} == prints and _sql._shared
+            assert {fp(v) for v in variants} == prints
+        assert not _sql._shared
+        # an in-memory table is numbered where it is met in each expression, reused or not
+        m = _sql.memtable(pa.table({"orig_h": ["10.0.0.1"]}))
+        joined = f.join(m, "orig_h")
+        with _sql.kept_in(Path(os.devnull)):
+            one, names_one = _sql.fingerprint(joined)
+            two, names_two = _sql.fingerprint(joined.filter(joined.bytes_out > 1))
+            assert names_one == names_two == [m.op().name] and one != two
+            assert _sql.fingerprint(joined) == (one, names_one)
         # another process (another string hash seed) computes the same digest
         env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT / "src"))
         out = subprocess.run([sys.executable, "-c", _FP.format(tests=str(ROOT / "tests"))], env=env,

@@ -33,7 +33,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 #: Bump when the fingerprint's encoding changes: old cache entries are then never read.
-FORMAT = "1"
+FORMAT = "2"
 
 _memory: dict[str, str] = {}  # fingerprint -> SQL, for this process
 
@@ -58,30 +58,37 @@ _PLAIN = (type(None), bool, int, float, str, bytes, decimal.Decimal, _dt.datetim
           _dt.timedelta, uuid.UUID)
 
 
-def _encode(v, ibis_types) -> str:
-    """``v`` as text that differs whenever ``v`` differs (type included: 1, 1.0 and True apart)."""
+def _encode(v, ibis_types, node_ref) -> str:
+    """``v`` as text that differs whenever ``v`` differs (type included: 1, 1.0 and True apart);
+    a node in it as its digest (``node_ref``)."""
     node_t, concrete_t, backend_t = ibis_types
-    if isinstance(v, _Ref):
-        return repr(v)
     if isinstance(v, _PLAIN):
         return f"{type(v).__name__}:{v!r}"
+    if isinstance(v, node_t):
+        return repr(node_ref(v))
     if isinstance(v, enum.Enum):
         return f"{type(v).__module__}.{type(v).__qualname__}.{v.name}"
     if isinstance(v, (tuple, list)):
-        return f"{type(v).__name__}(" + ",".join(_encode(x, ibis_types) for x in v) + ")"
+        return f"{type(v).__name__}(" + ",".join(_encode(x, ibis_types, node_ref) for x in v) + ")"
     if isinstance(v, (frozenset, set)):
-        return f"{type(v).__name__}{{" + ",".join(sorted(_encode(x, ibis_types) for x in v)) + "}"
+        return f"{type(v).__name__}{{" + ",".join(sorted(_encode(x, ibis_types, node_ref) for x in v)) + "}"
     if isinstance(v, backend_t):  # a table's source: the SQL names the table, not the connection
         return "backend"
-    if isinstance(v, node_t):
-        raise _Uncacheable(type(v).__name__)  # a node map() did not reach: never guess
     if isinstance(v, concrete_t):  # data types, schemas, namespaces: Ibis compares them by these args
         return (f"{type(v).__module__}.{type(v).__qualname__}("
-                + ",".join(f"{n}={_encode(a, ibis_types)}" for n, a in zip(v.__argnames__, v.__args__)) + ")")
+                + ",".join(f"{n}={_encode(a, ibis_types, node_ref)}" for n, a in zip(v.__argnames__, v.__args__))
+                + ")")
     if isinstance(v, Mapping):  # ordered (a Select's fields): order kept
-        return (f"{type(v).__name__}{{"
-                + ",".join(f"{_encode(k, ibis_types)}:{_encode(x, ibis_types)}" for k, x in v.items()) + "}")
+        return (f"{type(v).__name__}{{" + ",".join(
+            f"{_encode(k, ibis_types, node_ref)}:{_encode(x, ibis_types, node_ref)}" for k, x in v.items()) + "}")
     raise _Uncacheable(type(v).__name__)
+
+
+#: Digests of nodes without an in-memory table below them, by node (id, and the node kept so the
+#: id stays its own), shared by the expressions of one analysis (``kept_in`` empties it): a
+#: detection's queries share their subgraphs (the same filtered flows, the same grouping), and
+#: Ibis's nodes never change once built.
+_shared: dict[int, tuple[object, "_Ref"]] = {}
 
 
 def fingerprint(expr) -> tuple[str, list[str]] | None:
@@ -89,9 +96,10 @@ def fingerprint(expr) -> tuple[str, list[str]] | None:
     order the digest numbered them; None when the graph holds something a digest cannot stand for
     (a user-defined function, an unknown argument type).
 
-    An in-memory table enters the digest as its number and schema, not its rows or its random
-    name: the cached SQL names it by a placeholder that ``to_pyarrow`` replaces with this run's
-    name after Ibis registered this run's rows with DuckDB.
+    Each node's digest is a SHA-256 over its class and arguments, a child node standing as its
+    own digest. An in-memory table enters the digest as its number and schema, not its rows or
+    its random name: the cached SQL names it by a placeholder that ``to_pyarrow`` replaces with
+    this run's name after Ibis registered this run's rows with DuckDB.
     """
     import ibis
     import sqlglot
@@ -104,20 +112,50 @@ def fingerprint(expr) -> tuple[str, list[str]] | None:
 
     types = (Node, Concrete, BaseBackend)
     memtables: list[str] = []
+    local: dict[int, _Ref] = {}  # this expression's nodes, those over in-memory tables too
+    tainted: set[int] = set()  # nodes with an in-memory table at or below them
+    stack: list[bool] = []  # per node being digested: whether a child was tainted
 
-    def digest(node, _results, **kwargs):
+    def node_ref(node) -> _Ref:
+        key = id(node)
+        ref = local.get(key)
+        if ref is None:
+            kept = _shared.get(key)
+            if kept is not None and kept[0] is node:
+                ref = kept[1]
+            else:
+                ref = digest(node)
+            local[key] = ref
+        if key in tainted and stack:
+            stack[-1] = True
+        return ref
+
+    def digest(node) -> _Ref:
         if isinstance(node, (ScalarUDF, AggUDF, VectorizedUDF)):  # registered code: never cached
             raise _Uncacheable(type(node).__name__)
         if isinstance(node, InMemoryTable):
             memtables.append(node.name)
-            kwargs = {"name": _placeholder(len(memtables) - 1), "schema": node.schema}
-        body = f"{type(node).__module__}.{type(node).__qualname__}(" + ",".join(
-            f"{k}={_encode(v, types)}" for k, v in kwargs.items()) + ")"
-        return _Ref(hashlib.sha256(body.encode()).hexdigest())
+            args = {"name": _placeholder(len(memtables) - 1), "schema": node.schema}
+            body = f"{type(node).__module__}.{type(node).__qualname__}(" + ",".join(
+                f"{k}={_encode(v, types, node_ref)}" for k, v in args.items()) + ")"
+            tainted.add(id(node))
+            return _Ref(hashlib.sha256(body.encode()).hexdigest())
+        stack.append(False)
+        try:
+            body = f"{type(node).__module__}.{type(node).__qualname__}(" + ",".join(
+                f"{k}={_encode(v, types, node_ref)}" for k, v in zip(node.__argnames__, node.__args__)) + ")"
+        finally:
+            below = stack.pop()
+        ref = _Ref(hashlib.sha256(body.encode()).hexdigest())
+        if below:
+            tainted.add(id(node))
+        elif _workspace_dir.get() is not None:  # within an analysis (kept_in), emptied at its end
+            _shared[id(node)] = (node, ref)
+        return ref
 
     try:
-        root = expr.op().map(digest)[expr.op()]
-    except _Uncacheable:
+        root = node_ref(expr.op())
+    except (_Uncacheable, RecursionError):
         return None
     head = f"{FORMAT}|ibis {ibis.__version__}|sqlglot {sqlglot.__version__}|{root.hex}"
     return hashlib.sha256(head.encode()).hexdigest(), memtables
@@ -139,6 +177,7 @@ def kept_in(directory: Path):
         yield
     finally:
         _workspace_dir.reset(token)
+        _shared.clear()  # the digests of this analysis's nodes (see fingerprint) go with it
 
 
 def cache_dir() -> Path | None:

@@ -27,7 +27,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def counted(monkeypatch):
-    """How often the real accounting and coverage computations run; each takes 0.3 s longer, so
+    """How often the real accounting and coverage computations run; each takes 0.2 s longer, so
     a second request surely arrives while the first computes."""
     from abfluss import statecache
 
@@ -37,7 +37,7 @@ def counted(monkeypatch):
     def count(name, real):
         def run(ws, *a, **kw):
             runs[name].append(a[2] if len(a) > 2 else None)  # an accounting's tenant
-            time.sleep(0.3)
+            time.sleep(0.2)
             return real(ws, *a, **kw)
         return run
 
@@ -147,3 +147,20 @@ def test_payload_sums_from_the_stored_ledger_equal_the_flows(site):
         assert ledger_store.current(ws)
         stored, flows = coverage_mod._payload_sums(ws, stored=True), coverage_mod._payload_sums(ws, stored=False)
         assert stored == flows and set(stored) >= {"kasse_a", "kasse_b"} and stored["kasse_a"][0] > 0
+
+
+def test_the_warm_up_restarts_with_the_app(site):
+    """An app's lifespan may run twice (two test clients, a server restarted in one process)."""
+    from abfluss import statecache
+
+    from abfluss.web import create_app
+    from fastapi.testclient import TestClient
+
+    app = create_app(site[0])
+    for _ in range(2):
+        statecache.clear_all()
+        app.state.warmer.state = None  # forget what the first run warmed
+        with TestClient(app):
+            assert app.state.warmer.wait(60)
+        assert not app.state.warmer._thread.is_alive()
+    assert app.state.warmer.runs == 2

@@ -51,6 +51,11 @@ class Warmer:
         self._primed = False
 
     def start(self) -> None:
+        """Start the thread (again after ``stop``: an app's lifespan may run more than once)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self.warm.clear()  # until the first check
         self._thread = threading.Thread(target=self._run, name="abfluss-warm-up", daemon=True)
         self._thread.start()
 
@@ -93,6 +98,7 @@ class Warmer:
         with self._open(enrich=False) as ws:
             state = api.workspace_state(ws)
         if state == self.state:
+            self.warm.set()
             return False
         self.warm.clear()
         t, cpu = time.perf_counter(), time.process_time()

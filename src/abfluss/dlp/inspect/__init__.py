@@ -3,7 +3,7 @@
 The public entry is ``inspect_pcap(path, key, Settings(...))`` -> ``Inspection`` (two Arrow
 tables); ``Inspector`` takes packets one by one (tests, fuzzing).
 
-One pass over the packets (dpkt, sliced to L4 without full decoding) rebuilds each TCP
+One pass over the packets (sliced to L4 without full decoding, in C) rebuilds each TCP
 direction in order (``streams``), names and decodes its application (``decode``) and runs the
 detectors (``scanner``) over the decoded text. Only counts, keyed hashes and masked forms
 leave this package: the ``dlp`` table has one row per flow side, category and distinct value
@@ -19,8 +19,9 @@ Nothing here may put payload into a message: decoder errors are swallowed (the s
 read raw), and the caller reports failures by exception type only.
 
 Modules: ``settings`` (the limits), ``capture`` (reading a capture file: the entry),
-``inspector`` (packets to flows, sweeps), ``flows`` (a flow's sides: reassembly, sniffing,
-decoding, tallies), ``rows`` (the output tables).
+``inspector`` (packets to flows, sweeps), ``_loop.c`` (the per-packet loop in C, the module
+``_abfluss_inspect``: records, slicing, packets that continue an open flow), ``flows`` (a flow's
+sides: reassembly, sniffing, decoding, tallies), ``rows`` (the output tables).
 """
 
 from .capture import InspectionError, inspect_pcap

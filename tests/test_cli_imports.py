@@ -61,7 +61,7 @@ def test_ingest_of_logs_loads_no_pandas(tmp_path):
 
 
 def test_a_command_builds_only_itself_and_findings_loads_no_ibis(tmp_path):
-    """Typer builds every command before it parses one (a sixth of a CPU second); ``main`` lets it
+    """Typer builds every command before it parses one (0.03 CPU s of every run); ``main`` lets it
     build only the command named (``cli._only_the_command_run``). Run twice in one process with
     different commands, each still works; the help and a mistyped command see the whole app."""
     ws = str(tmp_path / "ws")

@@ -219,6 +219,29 @@ def test_the_window_s_tables_are_those_ibis_reads(demo_ws):
                 con.disconnect()
 
 
+def test_the_window_exports_the_same_rows_through_the_temporary_table(demo_ws, monkeypatch):
+    """A small window's enriched flows are computed once into a temporary table, a large one's
+    read from the view for the window and the look-back (``analysis.FLOWS_ONCE_LIMIT``): the same
+    files' rows and the same findings; no temporary table is left on the connection."""
+    import duckdb
+    from abfluss.fsutil import scratch_dir
+
+    def export(limit):
+        monkeypatch.setattr(analysis, "FLOWS_ONCE_LIMIT", limit)
+        with abfluss.open_workspace(demo_ws, write=True) as w:
+            lo, hi = analysis.data_span(w)
+            with scratch_dir(w.root, ".analysis-") as tmp:
+                paths = analysis.export_window(w, lo + (hi - lo) / 2, hi, tmp)  # history not empty
+                rows = {k: sorted(map(repr, duckdb.sql(f"SELECT * FROM '{p}'").fetchall())) for k, p in paths.items()}
+            assert w.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
+            found = analysis.analyze(w, store=False).findings
+        return rows, canonical(found)
+
+    once, twice = export(500_000), export(-1)
+    assert once[0]["flows"] and once[0]["history"]
+    assert once == twice
+
+
 def test_an_expression_of_memtables_alone_still_runs(cache):
     """No table of a connection in it: Ibis runs it on its default backend, as before the cache."""
     t = ibis.memtable(pa.table({"a": [2, 1, 2]}))

@@ -119,17 +119,19 @@ def export_window(ws: Workspace, start: datetime, end: datetime, out: Path) -> d
         queries["flows"] = f"SELECT * FROM {temp} WHERE ts >= TIMESTAMPTZ '{start.isoformat()}'"
         queries["history"] = f"SELECT * FROM {temp} WHERE ts < TIMESTAMPTZ '{start.isoformat()}'"
     paths = {}
-    for name, sql in queries.items():
-        p = out / f"{name}.parquet"
-        # The store partitions its Parquet by day (data/<table>/day=.../), and a table's view shows
-        # that ``day`` column only once the table has files. Left out, a table has the same columns
-        # empty or not, so the detections build the same queries on both (and reuse their SQL,
-        # see detections._sql); no detection reads it.
-        ws.con.execute(f"COPY (SELECT COLUMNS(lambda c: c <> 'day') FROM ({sql})) TO {sql_string(p)} "
-                       "(FORMAT parquet, COMPRESSION zstd)")
-        paths[name] = p
-    if temp:
-        ws.con.execute(f"DROP TABLE {temp}")
+    try:
+        for name, sql in queries.items():
+            p = out / f"{name}.parquet"
+            # The store partitions its Parquet by day (data/<table>/day=.../), and a table's view
+            # shows that ``day`` column only once the table has files. Left out, a table has the same
+            # columns empty or not, so the detections build the same queries on both (and reuse
+            # their SQL, see detections._sql); no detection reads it.
+            ws.con.execute(f"COPY (SELECT COLUMNS(lambda c: c <> 'day') FROM ({sql})) TO {sql_string(p)} "
+                           "(FORMAT parquet, COMPRESSION zstd)")
+            paths[name] = p
+    finally:
+        if temp:  # also when a COPY failed (a full disk): a long-running watch keeps its connection
+            ws.con.execute(f"DROP TABLE IF EXISTS {temp}")
     return paths
 
 
@@ -149,9 +151,12 @@ def _flows_once(ws: Workspace, start: datetime, end: datetime) -> str | None:
     raw = ws.con.execute(f"SELECT count(*) FROM flows_raw WHERE {_window_sql(start - LOOKBACK, end)}").fetchall()
     if raw[0][0] > FLOWS_ONCE_LIMIT:
         return None
-    ws.con.execute(f"CREATE OR REPLACE TEMP TABLE abfluss_window_flows AS SELECT * FROM flows "
+    import secrets
+
+    name = f"abfluss_window_flows_{secrets.token_hex(6)}"  # two exports on one connection never meet
+    ws.con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM flows "
                    f"WHERE {_window_sql(start - LOOKBACK, end)} AND {DETECTED_CLASSES}")
-    return "abfluss_window_flows"
+    return name
 
 
 def macs_sql(window: str) -> str:

@@ -13,7 +13,7 @@ EXT    := $(VENV)/.dns_wire_built
 # and Python's headers build the DNS message parser (src/abfluss/readers/_dns_wire.c) and the inspection
 # loop (src/abfluss/dlp/inspect/_loop.c) at install time.
 BUILD_DEBS := gcc libc6-dev python3-dev
-DEBS   := $(BUILD_DEBS) tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd
+DEBS   := $(BUILD_DEBS) tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd tcpreplay
 
 .PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels lab-protocols
 
@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml
 sysdeps:
 	@if command -v dpkg >/dev/null 2>&1; then \
 	  missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	else missing=""; for c in cc tcpdump ip java nft pdftotext sqlite3 zip chromium openssl; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
+	else missing=""; for c in cc tcpdump ip java nft pdftotext sqlite3 zip chromium openssl tcpreplay; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -57,6 +57,17 @@ def _pcapng_far_future() -> bytes:
             + block(6, struct.pack("<IIIII", 0, 0xFFFFFFFF, 0xFFFFFFFF, len(frame), len(frame)) + frame))
 
 
+def _pcapng_bad_tsresol() -> bytes:
+    """A pcapng whose interface block has an if_tsresol option without its byte (dpkt: struct.error
+    while opening the reader)."""
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    return (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+            + block(1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HH", 9, 0) + bytes(4)))
+
+
 def _pcap(linktype: int, *frames: bytes) -> bytes:
     head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
     return head + b"".join(struct.pack("<IIII", 1700000000, 0, len(f), len(f)) + f for f in frames)
@@ -67,12 +78,17 @@ def _pcap(linktype: int, *frames: bytes) -> bytes:
     ("dns_scan", _pcap(101, _FRAGMENT_THEN_HOP)),
     ("inspect", _pcap(101, _FRAGMENT_THEN_HOP)),
     ("pcap", _pcapng_far_future()),  # NFStream passes the time on; Arrow: OverflowError
+    ("inspect", _pcapng_bad_tsresol()),  # dpkt.pcapng.Reader: struct.error
+    ("netflow", _pcapng_bad_tsresol()),
+    ("binetflow", b"\x1f\x8bartTime,Dur,Proto\n"),  # gzip.BadGzipFile 'Unknown compression method'
     ("binetflow", b"StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,"
                   b"SrcBytes,Label\n2011/08/10 09:46:53.047277,1.0,tcp,10.0.0.1,1234,->,1.2.3\x004,80,S_,0,0,"
                   b"2,120,60,x\n"),  # inet_pton: ValueError 'embedded null character'
     ("squid", b'127.0.0.1 - - [06/Dec/2026:19:32:40 +0000] "GET http://a.example/ HTTP/1.1" 200 '
               b'99999999999999999999\n'),  # Arrow: OverflowError 'Python int too large to convert to C long'
 ], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop", "pcap-far-future-time",
+                        "inspect-pcapng-bad-tsresol",
+                        "netflow-pcapng-bad-tsresol", "binetflow-gzip-magic-bad-header",
                         "binetflow-nul-address", "squid-huge-byte-count"])
 def test_found_by_fuzzing(name, data):
     targets.TARGETS[name](data)

@@ -16,7 +16,7 @@ from collections import Counter
 
 import dpkt
 
-from ..readers.base import ip_layer
+from ..readers.base import ip_layer, pcapng_reader
 
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
@@ -58,7 +58,7 @@ def packets(f):
     magic = head[:4]
     if magic not in PCAP_LE + PCAP_BE:
         f.seek(0)
-        reader = dpkt.pcapng.Reader(f) if magic == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(f)
+        reader = pcapng_reader(f) if magic == b"\x0a\x0d\x0d\x0a" else dpkt.pcap.Reader(f)
         return reader.datalink(), ((float(ts), buf) for ts, buf in reader)
     order = "<" if magic in PCAP_LE else ">"
     linktype = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import InputError
-from .base import ReadReport, read_head
+from .base import GZIP_MAGIC, ReadReport, read_head
 
 ReadFn = Callable[[Path, ReadReport], Iterator[tuple[str, pa.Table]]]
 
@@ -41,6 +41,9 @@ def detect(path: Path) -> tuple[str, ReadFn]:
     except (OSError, gzip.BadGzipFile) as e:
         raise InputError(f"{path}: cannot read: {e}") from None
     if not head.strip():
+        with open(path, "rb") as f:
+            if f.read(2) == GZIP_MAGIC:  # read_head gives nothing for a gzip stream that cannot be read
+                raise InputError(f"{path}: byte 0: starts like gzip but is no readable gzip stream")
         raise InputError(f"{path}: empty file")
     # the capture readers (NFStream, and with it pandas: a second at start-up) are imported
     # only for a file that starts like a capture

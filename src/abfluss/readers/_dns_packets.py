@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..schema import TS, conform
 from . import _dns_wire as wire
 from ._split import part_of
-from .base import ReadReport, ip_layer
+from .base import ReadReport, ip_layer, pcapng_reader
 
 DNS_PORT = 53
 _l4 = wire.l4
@@ -30,6 +30,11 @@ QTYPES, RCODES = wire.QTYPES, wire.RCODES
 
 _FIELDS = ("ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto", "trans_id", "query", "qtype",
            "rcode", "answers", "answer_types", "ttls", "query_bytes", "answer_bytes")
+
+
+#: Latest packet time decoded (9999-12-31, as the flow reader's ``MAX_MS``): a later one is a
+#: crafted timestamp, skipped with its position.
+MAX_SECONDS = 253402300799
 
 
 @dataclass
@@ -68,7 +73,7 @@ def _reader(f):
     head = f.read(4)
     f.seek(0)
     if head == b"\x0a\x0d\x0d\x0a":
-        return dpkt.pcapng.Reader(f)
+        return pcapng_reader(f)
     return dpkt.pcap.Reader(f)
 
 
@@ -137,8 +142,14 @@ def scan(path: Path, report: ReadReport, part: int = 0, parts: int = 1) -> Scan:
                     report.skip(f"packet {packets + 1} (byte {record_start} of {size})",
                                 "capture is truncated in this packet; the packets before it are read")
                     break
-                record_start = record_end
                 packets += 1
+                if not 0 <= ts <= MAX_SECONDS:
+                    # a crafted pcapng timestamp (found by fuzzing): Arrow's int64 microseconds overflow
+                    report.skip(f"packet {packets} (byte {record_start} of {size})",
+                                f"packet time out of range ({ts:.0f} s); packet not decoded")
+                    record_start = record_end
+                    continue
+                record_start = record_end
                 last_ts = int(ts * 1_000_000)
                 l4 = _fast_l4(datalink, buf)
                 if l4 is None and not part and datalink == dpkt.pcap.DLT_EN10MB and len(buf) >= 42 \

@@ -161,11 +161,25 @@ def open_maybe_gzip(path: Path, report: ReadReport | None = None) -> io.Buffered
 
 def read_head(path: Path, size: int = 65536) -> bytes:
     """The first ``size`` bytes of the decompressed content (shorter if the file is shorter or corrupt)."""
+    parts, have = [], 0
     with open_maybe_gzip(path) as f:
-        try:
-            return f.read(size)
+        try:  # in small reads: a gzip stream cut short still shows what comes before the cut
+            while have < size and (part := f.read(min(4096, size - have))):
+                parts.append(part)
+                have += len(part)
         except (EOFError, OSError, gzip.BadGzipFile):
-            return b""
+            pass
+    return b"".join(parts)
+
+
+def pcapng_reader(f) -> dpkt.pcapng.Reader:
+    """dpkt's pcapng reader of ``f``. dpkt reads the first interface's options while opening and
+    raises ``struct.error`` on a malformed one (an ``if_tsresol`` without its byte: found by
+    fuzzing); that is raised as ``ValueError``, which the callers take as "not a readable capture"."""
+    try:
+        return dpkt.pcapng.Reader(f)
+    except (struct.error, OverflowError) as e:
+        raise ValueError(f"malformed pcapng header block ({e})") from None
 
 
 def ip_layer(linktype: int, buf: bytes):

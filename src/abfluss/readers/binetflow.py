@@ -159,7 +159,10 @@ def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     out: dict[str, list] = {c: [] for c in _COLUMNS}
     with open_maybe_gzip(Path(path), report) as raw:
         lines = _lines(raw, report)
-        n1, first = next(lines, (0, ""))
+        try:
+            n1, first = next(lines, (0, ""))
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError: a forged or broken gzip header
+            raise InputError(f"{path}: line 1: unreadable: {e}") from None
         cols = _header(first.encode("utf-8", "replace")) if n1 == 1 else None
         if cols is None:
             raise InputError(f"{path}: line 1: not an Argus binetflow header")

@@ -35,7 +35,7 @@ from netflow.v5 import V5ExportPacket
 from netflow.v9 import V9Header
 
 from abfluss.errors import InputError
-from abfluss.readers.base import ReadReport, ip_layer, open_maybe_gzip
+from abfluss.readers.base import ReadReport, ip_layer, open_maybe_gzip, pcapng_reader
 from abfluss.schema import conform
 
 FORMAT = "netflow"
@@ -83,7 +83,7 @@ def _udp_packets(path: Path, limit: int = 0,
                 cap = dpkt.pcap.Reader(f)
             except (ValueError, dpkt.dpkt.NeedData):
                 f.seek(0)
-                cap = dpkt.pcapng.Reader(f)
+                cap = pcapng_reader(f)
         except (ValueError, dpkt.dpkt.UnpackError, EOFError, OSError) as e:
             raise InputError(f"{path}: not a pcap or pcapng capture ({e})") from None
         linktype, n = cap.datalink(), 0

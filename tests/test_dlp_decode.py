@@ -59,6 +59,12 @@ def chunked(body: bytes, size: int) -> bytes:
     (b"220 mx ESMTP\r\n", 25, False, "smtp"),
     (b"220 ftp ready\r\n", 21, False, "ftp"),
     (b"just some text", 9999, False, "raw"),
+    # DNS queries (id, flags RD, one question) whose first bytes look like SSL 2 or a TLS record
+    # on TCP: datagrams are never TLS, so a DNS tunnel's payload is scanned like any other
+    (b"\x80\x00\x01\x00\x00\x01\x00\x00", 53, True, "raw"),
+    (b"\xab\xcd\x01\x00\x00\x01\x00\x00", 5353, True, "raw"),
+    (b"\x16\x03\x01\x00\x00\x01\x00\x00", 53, True, "raw"),
+    (b"\x80\x2e\x01\x03\x01\x00\x15", 443, False, "tls"),  # a real SSL 2 ClientHello on TCP
 ])
 def test_sniff(head, port, udp, app):
     assert decode.sniff(head, port, udp) == app

@@ -38,12 +38,15 @@ _EPRT = re.compile(rb"(?i)^EPRT \|\d\|[^|]+\|(\d+)\|")
 def sniff(head: bytes, server_port: int, udp: bool, final: bool = False) -> str | None:
     """The application of a stream from its first bytes; None while more bytes are needed."""
     if len(head) >= 3 and head[0] in (0x14, 0x15, 0x16, 0x17):
-        if head[1] == 3 and head[2] <= 4:
+        # TLS records only on TCP: a DNS query whose id is 0x1603 with RD set has the same bytes
+        if head[1] == 3 and head[2] <= 4 and not udp:
             return "tls"
         if head[1] == 0xFE:
             return "dtls"
-    if len(head) >= 4 and head[0] & 0x80 and head[2] == 1 and head[3] in (0, 2, 3):
-        return "tls"  # SSL 2 compatible ClientHello
+    if not udp and len(head) >= 4 and head[0] & 0x80 and head[2] == 1 and head[3] in (0, 2, 3):
+        # SSL 2 compatible ClientHello: TCP only, or every DNS query with the id's high bit set
+        # and flags RD (0x01 0x00) read as one, and its payload was never scanned
+        return "tls"
     if head.startswith(b"SSH-"):
         return "ssh"
     if udp:  # datagrams are read as they are (SSDP looks like HTTP but has no streams)

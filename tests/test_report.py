@@ -103,13 +103,14 @@ def test_dlp_is_confirmed_with_120_kvnr_counted_once(reports):
 def test_benign_capture_has_no_exfil_evidence_with_its_coverage(reports):
     rep, _ = reports("benign")
     assert rep["verdict"] == "NO_EXFIL_EVIDENCE" and rep["assessment"]["missing"] == []
-    # 0.95 x content 0.9937 x checks 11/12 x explained 0.982 x baseline 0.85 x span 0.9 (measured shares)
+    # 0.95 x content 1.0 x checks 11/12 x explained 0.982 x baseline 0.85 x span 0.9 (measured shares;
+    # content was 0.9937 while DNS queries with the id's high bit set were taken for SSL 2 and not read)
     assert rep["confidence"] == 0.65 < 1
     assert rep["assessment"]["confidence_factors"] == {
-        "time_covered": 1.0, "capture_kept": 1.0, "content_inspected": 0.9937, "checks_runnable": 0.9167,
+        "time_covered": 1.0, "capture_kept": 1.0, "content_inspected": 1.0, "checks_runnable": 0.9167,
         "explained": 0.982, "baseline": 0.85, "span": 0.9, "sampling": 1.0}
     reasons = [w["reason"] for w in rep["assessment"]["would_lower"]]
-    assert reasons == ["encrypted", "no_threat_intel", "short_span", "no_baseline", "unexplained",
+    assert reasons == ["no_threat_intel", "short_span", "no_baseline", "unexplained",
                        "new_iocs", "leak_site", "unmonitored_egress", "hosts_reimaged"]
     c = rep["coverage"]
     assert (c["window_time_share"], c["outbound_bytes"], c["dns_queries"]) == (1.0, 9380, 14)

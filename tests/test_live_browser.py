@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,6 @@ def _stop(p: subprocess.Popen | None) -> str:
 
 @pytest.mark.root
 def test_live_view_shows_a_finding_watch_raises_from_a_replayed_capture(netns, tmp_path, pytestconfig):
-    import httpx
     from playwright.sync_api import sync_playwright
 
     import abfluss
@@ -64,31 +62,12 @@ def test_live_view_shows_a_finding_watch_raises_from_a_replayed_capture(netns, t
         pass
     webkit.add_users(ws)
     tls.mkdir()
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tls / "key.pem"),
-                    "-out", str(tls / "cert.pem")], check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = f"https://127.0.0.1:{port}"
     serve = watch = ping = None
     try:
-        serve = subprocess.Popen(WATCH + ["--workspace", str(ws), "serve", "--port", str(port), "--certfile",
-                                          str(tls / "cert.pem"), "--keyfile", str(tls / "key.pem")],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         watch = subprocess.Popen(["ip", "netns", "exec", a] + WATCH + [
             "--workspace", str(ws), "watch", "--interface", dev, "--every", "2", "--silent-after", "3600",
             "--no-inspect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            assert serve.poll() is None, serve.communicate()[1]
-            try:
-                if httpx.get(base + "/healthz", verify=False, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "abfluss serve did not answer"
-            time.sleep(0.2)
+        serve, base = webkit.start_serve(ws, tls, WATCH)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,32 +39,10 @@ def shots(pytestconfig):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``abfluss serve`` itself, over TLS with a self-signed certificate, on a free loopback port."""
-    import httpx
-
     ws = webkit.workspace_copy(tmp_path_factory)
     tokens = webkit.add_users(ws)
-    tls = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tls / "key.pem"),
-                    "-out", str(tls / "cert.pem")], check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(WATCH + ["--workspace", str(ws), "serve", "--port", str(port), "--certfile",
-                                     str(tls / "cert.pem"), "--keyfile", str(tls / "key.pem")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"https://127.0.0.1:{port}"
+    proc, base = webkit.start_serve(ws, tmp_path_factory.mktemp("tls"), WATCH)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if httpx.get(base + "/healthz", verify=False, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "abfluss serve did not answer"
-            time.sleep(0.2)
         yield base, ws, tokens
     finally:
         proc.terminate()

@@ -81,3 +81,38 @@ def login(client, name: str, password: str = PASSWORD, **kw):
     form = client.get("/login").text
     csrf = form.split('name="csrf" value="')[1].split('"')[0]
     return client.post("/login", data={"name": name, "password": password, "csrf": csrf}, **kw)
+
+
+def start_serve(ws: Path, tls: Path, command: list[str]) -> tuple["subprocess.Popen", str]:
+    """``abfluss serve`` (``command`` runs abfluss) over TLS with a new self-signed certificate in
+    ``tls``, on a free loopback port; returns the process and its base URL once ``/healthz``
+    answers (the caller stops the process)."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tls / "key.pem"),
+                    "-out", str(tls / "cert.pem")], check=True, capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(command + ["--workspace", str(ws), "serve", "--port", str(port), "--certfile",
+                                       str(tls / "cert.pem"), "--keyfile", str(tls / "key.pem")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1])
+        try:
+            if httpx.get(base + "/healthz", verify=False, timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            proc.kill()
+            raise AssertionError("abfluss serve did not answer")
+        time.sleep(0.2)

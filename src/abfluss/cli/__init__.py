@@ -24,6 +24,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate(os.getpid()))
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         with _only_the_command_run(sys.argv[1:]):
             app()
@@ -31,6 +32,11 @@ def main() -> None:
         err.print(f"abfluss: {e}", markup=False, highlight=False)
         sys.exit(2)
     except Exception as e:  # a full disk is a condition, not a defect: one line, no traceback
+        if _SIGNALLED:
+            # Stopped by the user (Ctrl-C) or a service manager (SIGTERM) while a query ran:
+            # DuckDB turns the exception our handler raised into "Query interrupted". The
+            # ``finally`` blocks have run; this is an ordinary stop, not a defect.
+            sys.exit(128 + _SIGNALLED[-1])
         if not no_space(e):
             raise
         what = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
@@ -82,6 +88,16 @@ def _command_name(argv: list[str]) -> str | None:
     return None
 
 
+#: Signals that asked this process to stop (SIGTERM, SIGINT), in order.
+_SIGNALLED: list[int] = []
+
+
+def _interrupt(signum, _frame):
+    """Ctrl-C: as Python's own handler (``KeyboardInterrupt``), remembered for ``main``."""
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt
+
+
 def _terminate(main_pid: int):
     """SIGTERM ends the command like Ctrl-C does: ``finally`` blocks run, so private temporary
     files and scratch folders are removed. A forked helper (a meter, a scan worker) inherits
@@ -91,5 +107,6 @@ def _terminate(main_pid: int):
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        _SIGNALLED.append(signum)
         raise SystemExit(128 + signum)
     return handler

@@ -164,3 +164,25 @@ def test_the_warm_up_restarts_with_the_app(site):
             assert app.state.warmer.wait(60)
         assert not app.state.warmer._thread.is_alive()
     assert app.state.warmer.runs == 2
+
+
+def test_stop_interrupts_a_warm_up_query(site, monkeypatch, caplog):
+    """``abfluss serve`` stops its warm-up on SIGTERM (the app's lifespan ends): a query of the
+    warm-up in progress is interrupted, so a stop does not wait for it (before: up to seconds)."""
+    from abfluss.web import warm
+
+    def slow(ws):  # a real query on the warm-up's own connection, far longer than the test
+        ws.con.execute("SELECT sum(hash(i)) FROM range(50000000000) t(i)").fetchall()
+
+    monkeypatch.setattr(warm.api, "warm_tasks", lambda ws, limit: [("slow", slow)])
+    w = warm.Warmer(site[0], None, None)
+    w.start()
+    deadline = time.monotonic() + 60
+    while w._busy is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w._busy is not None, "the slow task never started"
+    time.sleep(0.3)
+    t = time.monotonic()
+    w.stop()
+    assert time.monotonic() - t < 2 and not w._thread.is_alive()
+    assert w.runs == 0 and "warm-up" not in caplog.text  # interrupted, not a failure to report

@@ -45,6 +45,28 @@ def serve(
                   "in clear unless a TLS proxy is in front (docs/console.md)", markup=False, highlight=False)
     out.print(f"abfluss console on {scheme}://{host}:{port}/ (API: /api/v1, OpenAPI: /api/v1/openapi.json)",
               markup=False, highlight=False)
-    uvicorn.run(web, host=host, port=port, ssl_certfile=str(certfile) if certfile else None,
-                ssl_keyfile=str(keyfile) if keyfile else None, proxy_headers=True,
-                forwarded_allow_ips=forwarded_allow_ips, log_level="warning", server_header=False)
+    config = uvicorn.Config(web, host=host, port=port, ssl_certfile=str(certfile) if certfile else None,
+                            ssl_keyfile=str(keyfile) if keyfile else None, proxy_headers=True,
+                            forwarded_allow_ips=forwarded_allow_ips, log_level="warning", server_header=False,
+                            timeout_graceful_shutdown=STOP_GRACE)
+    try:
+        _stopping_server(config).run()  # a port in use: uvicorn says so in one line, exit code 3
+    except KeyboardInterrupt:  # Ctrl-C: stopped as asked (uvicorn re-raises it once it has stopped)
+        pass
+
+
+#: Seconds a stop (SIGTERM, Ctrl-C) waits for requests still running before it cancels them.
+STOP_GRACE = 3
+
+
+def _stopping_server(config):
+    """uvicorn's server, telling the app when a stop begins: the live view's event streams
+    (``/live/events``) end then, instead of keeping the server up until each browser leaves."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            config.app.state.stopping.set()
+            super().handle_exit(sig, frame)
+
+    return Server(config)

@@ -8,6 +8,7 @@ from the internet; no inline script or style exists, so the Content-Security-Pol
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
@@ -51,6 +52,7 @@ def create_app(workspace: str | Path, config: Optional[str | Path] = None,
     app.state.workspace, app.state.config = Path(workspace), config
     app.state.sessions = Sessions()
     app.state.live_poll = live_poll
+    app.state.stopping = threading.Event()  # set by ``abfluss serve`` when SIGTERM or Ctrl-C arrives
     app.state.warmer = warmer
 
     @app.middleware("http")

@@ -264,8 +264,11 @@ async def live_events(request: Request):
     async def stream():
         since = first
         yield "retry: 2000\n\n"
-        while not await request.is_disconnected():
+        stopping = app.state.stopping
+        while not stopping.is_set() and not await request.is_disconnected():
             await asyncio.sleep(app.state.live_poll)
+            if stopping.is_set():  # the server stops: end the stream, the browser reconnects later
+                return
             try:
                 fs, since = await run_in_threadpool(poll, since)
             except HTTPException:

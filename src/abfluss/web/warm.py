@@ -49,6 +49,7 @@ class Warmer:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._primed = False
+        self._busy = None  # the workspace a warm-up task is computing over (``stop`` interrupts it)
 
     def start(self) -> None:
         """Start the thread (again after ``stop``: an app's lifespan may run more than once)."""
@@ -60,9 +61,15 @@ class Warmer:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the computation in progress (a daemon thread: never holds up an exit)."""
+        """Stop now: the query in progress is interrupted (a daemon thread: never holds up an exit)."""
         self._stop.set()
         self._wake.set()
+        busy = self._busy
+        if busy is not None:  # a query of a warm-up in progress ends now, not in seconds
+            try:
+                busy.con.interrupt()
+            except Exception:  # noqa: BLE001 - closed meanwhile: nothing left to end
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -112,10 +119,15 @@ class Warmer:
             with self._open() as ws:
                 if api.workspace_state(ws) != state:
                     return True  # newer data: warm that instead
+                self._busy = ws
                 try:
                     fn(ws)
                 except Exception as e:  # one bad piece (an officer's removed tenant) spoils no other
+                    if self._stop.is_set():
+                        return False  # interrupted by ``stop``
                     log.warning("abfluss warm-up: %s: %s", label, e)
+                finally:
+                    self._busy = None
             done.append((label, round(time.perf_counter() - t1, 3)))
         self._prime()
         self.last = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu, "tasks": done}

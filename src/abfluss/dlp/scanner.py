@@ -173,7 +173,8 @@ class Scanner:
     def scan(self, data: bytes | str) -> list[Hit]:
         """One `Hit` per occurrence, in payload order. Bytes may be UTF-8, Latin-1 or cp1252 (or
         broken): matching is on ASCII patterns over the raw bytes and never raises."""
-        return self._hits(self._kept(data))
+        kept = self._kept(data)
+        return self._hits(kept) if kept else []
 
     def scan_spans(self, data: bytes | str) -> list[tuple[int, int, Hit]]:
         """`scan` with each hit's byte span in ``data`` (to mask values in stored metadata).
@@ -187,7 +188,10 @@ class Scanner:
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
         if not raw:
             return []
-        p = Payload(raw, raw.translate(_CLASS_TABLE))
+        cls = raw.translate(_CLASS_TABLE)
+        if not may_hold(raw, cls):
+            return []
+        p = Payload(raw, cls)
         cands = self._candidates(p)
         cands += self._icd(p, [c for c in cands if not c.hidden])
         if not cands:
@@ -439,6 +443,23 @@ class Scanner:
                 hit = cache[key] = Hit(c.cat, hm[0], hm[1], c.anchored)
             out.append(hit)
         return out
+
+
+def may_hold(raw: bytes, cls: bytes) -> bool:
+    """False only when no candidate pattern can match ``raw`` (``cls``: its class string), so the
+    scan would find nothing: most small units (a DNS message, a short request) are ruled out
+    here in about 2 µs instead of running every search (about 17 µs). Exact, pattern by pattern:
+    every match of ``_KVNR`` (9 digits) and ``_DIGITS`` (8) contains the class literal
+    ``00000000``, every ``_GROUPED`` match ``00 000``, every e-mail address an ``@`` (``_email``
+    looks for nothing else first) and every ``_PHONE_PLUS`` match ``+49``; ``_IBAN``,
+    ``_ICD_START`` (the only source of ICD candidates) and ``_PHONE_ZERO`` are searched as
+    they are, each from a literal (``AA00``, ``A00``, ``0``) the engine skips to quickly.
+    Context (anchors, CSV headers, clusters) only ever judges candidates, and the ``shaped``
+    counts live in one scan's ``Payload``: without a candidate there is nothing to judge.
+    tests/test_dlp_fastpaths.py scans with and without this test and compares."""
+    return (b"@" in raw or b"00000000" in cls or b"+49" in raw or b"00 000" in cls
+            or _PHONE_ZERO.search(raw) is not None or _ICD_START.search(cls) is not None
+            or _IBAN.search(cls) is not None)
 
 
 def _start(c: _Cand) -> int:

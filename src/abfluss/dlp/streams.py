@@ -321,7 +321,21 @@ class Sink:
             return
         self.buf += data
         if len(self.buf) >= self.chunk:
-            self._flush(final=False)
+            self._flush()
+
+    def line(self, data: bytes) -> None:
+        """``write(data)`` then ``write(b"\\n")`` in one call: a datagram and the line end that
+        keeps the next one apart (a DNS tunnel is many thousands of them)."""
+        if len(data) >= BINARY_MIN_BYTES and self._binary(data):
+            self.binary += len(data)
+            self.boundary()
+        else:
+            self.buf += data
+            if len(self.buf) >= self.chunk:
+                self._flush()
+        self.buf += b"\n"
+        if len(self.buf) >= self.chunk:
+            self._flush()
 
     def _binary(self, data: bytes) -> bool:
         """More control bytes than ``binary_share`` in a sample of the write (start and middle):
@@ -333,18 +347,27 @@ class Sink:
 
     def boundary(self) -> None:
         """End of a unit (a gap in the stream, binary data, the end): nothing joins across it."""
-        if self.buf:
-            self._flush(final=True)
+        if self.buf:  # the last chunk: all that is left, nothing after it
+            part = bytes(self.buf)
+            self.buf.clear()
+            if self.before or not part.isspace():
+                self._scan(part, b"")
+            else:  # only line ends (between binary datagrams): no value is blank, none can be here
+                self.scanned += len(part)
         self.before = self.header = b""
         self.fresh = True
 
-    def _flush(self, final: bool) -> None:
+    def _flush(self) -> None:
+        """A full chunk: scanned up to its last cut byte, with the bytes after it as context.
+        (The last chunk of a unit is scanned by ``boundary``, which drops the context after it.)"""
         buf = self.buf
-        cut = len(buf) if final else _cut(buf)
+        cut = _cut(buf)
         part = bytes(buf[:cut])
         ahead = bytes(buf[cut:cut + self.context])
         del buf[:cut]
         self._scan(part, ahead)
+        if part:
+            self._remember(part)
 
     def _scan(self, part: bytes, ahead: bytes) -> None:
         if not part:
@@ -356,7 +379,6 @@ class Sink:
             hits = _minus(hits, (self.scan(before) if before else []) + (self.scan(ahead) if ahead else []))
         if hits:
             self.tally(hits)
-        self._remember(part)
 
     def _remember(self, part: bytes) -> None:
         """Context for the next chunk: the current table's header line and this chunk's tail."""

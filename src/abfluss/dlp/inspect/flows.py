@@ -8,7 +8,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .. import decode
-from ..decode import DISCARD
+from ..decode import DISCARD, Raw
 from ..sessions import Session
 from ..streams import TCP, UDP, Side, Sink
 
@@ -139,10 +139,15 @@ class Direction:
     def datagram(self, payload: bytes, missing: int) -> None:
         self.payload += len(payload)
         self.gaps += missing
+        if self.counting:
+            return
+        dec = self.decoder
+        if dec.__class__ is Raw and dec.sink is self.sink:
+            self.sink.line(payload)  # as data() through Raw and the line end below, in one call
+            return
+        self.data(payload)
         if not self.counting:
-            self.data(payload)
-            if not self.counting:
-                self.sink.write(b"\n")  # datagrams are separate messages: no value joins across them
+            self.sink.write(b"\n")  # datagrams are separate messages: no value joins across them
 
     def close(self) -> None:
         if self.stream is not None:

@@ -6,13 +6,16 @@ Until the hash is known the rows carry a provisional id, replaced in the Parquet
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+
+import pytest
 
 import pyarrow.parquet as pq
 
 from abfluss import ingest
 from abfluss.ingest import ingest_file, ingest_paths
-from abfluss.readers import suricata
+from abfluss.readers import base, suricata
 from conftest import data
 
 EVE = "slips/test6-malicious.suricata.json"
@@ -73,3 +76,41 @@ def test_a_directory_hashes_only_same_length_files_first(ws, tmp_path, monkeypat
     assert [r.status for r in results] == ["stored", "stored", "duplicate"]
     assert calls.count("hash") == 1 and results[0].input_id == results[2].input_id
     assert ws.con.execute("SELECT count(*) FROM inputs").fetchall()[0][0] == 2
+
+
+def test_a_capture_is_hashed_beside_the_meter(ws, monkeypatch):
+    """NFStream reads a capture itself: its hash is computed on a thread while the meter runs
+    (``Content.hash_aside``), not after it, and is the hash of the file."""
+    used = []
+    result = base._Aside.result
+    monkeypatch.setattr(base._Aside, "result", lambda self: used.append(result(self)) or used[-1])
+    src = data("slips/test8-malicious.pcap")
+    r = ingest_file(ws, src, inspect=False)
+    assert r.status == "stored" and r.input_id == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert len(used) == 1 and used[0] is not None and 0 < used[0][1] <= src.stat().st_size
+
+
+@pytest.mark.parametrize("change", ["append", "rewrite"])
+def test_what_is_hashed_aside_counts_only_for_an_unchanged_file(tmp_path, change):
+    """A file changed after the thread hashed it (grown, or rewritten in place at the same length)
+    is hashed again by ``finish``: the hash is that of the file as it is then, as without the thread."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 3_000_000)
+    content = base.Content(path)
+    content.hash_aside()
+    content._aside.join()
+    if change == "append":
+        with open(path, "ab") as f:
+            f.write(b"b")
+    else:
+        path.write_bytes(b"c" * 3_000_000)
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    digest, size, grew = content.finish()
+    assert (digest, size, grew) == (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size, False)
+    unchanged = base.Content(path)
+    unchanged.hash_aside()
+    assert unchanged.finish()[:2] == (digest, size)
+    hashed_before = base.Content(path, aside=False)  # the file was hashed before reading: no thread
+    hashed_before.hash_aside()
+    assert hashed_before._aside is None and hashed_before.finish()[:2] == (digest, size)

@@ -246,7 +246,8 @@ def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id:
     what was read: if ``input_id`` is given, only if what was read hashes to it; else nothing is
     kept and the hash of what was read is returned (``_Changed``), as it is when the file grew
     after the reader saw its end."""
-    report = ReadReport(str(path), fmt, content=Content(path, limit))
+    # hashed aside while read by another program only if not hashed before (see Content)
+    report = ReadReport(str(path), fmt, content=Content(path, limit, aside=input_id is None))
     derived: dict[str, int] = {}
     w = InputWriter(job.root, input_id)
     try:

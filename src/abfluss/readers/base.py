@@ -14,11 +14,14 @@ position and go on. They raise ``InputError`` only when nothing at all can be re
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
 import struct
+import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,14 +74,28 @@ class Content:
     re-reads what is hashed already). With ``limit`` the reader sees only the first ``limit``
     bytes. :meth:`finish` hashes what the reader left unread (the tail after a corrupt gzip
     stream) and says whether the file grew after the reader had seen its end.
+
+    A reader whose file another program reads (NFStream opens the path itself) calls
+    :meth:`hash_aside` meanwhile, so the hash is not left for :meth:`finish` to compute after it.
+    ``aside=False`` (the file was hashed before reading) makes that a no-op.
     """
 
-    def __init__(self, path: Path, limit: int | None = None):
+    def __init__(self, path: Path, limit: int | None = None, aside: bool = True):
         self.path, self.limit = Path(path), limit
         self._hash = hashlib.sha256()
         self.hashed = 0  # bytes hashed so far: always a prefix of the file
         self.end_seen: int | None = None  # the size at which a reader first hit the end
         self.used = False
+        self._may_aside, self._aside = aside, None
+
+    def hash_aside(self) -> None:
+        """Start hashing the file on a thread of low priority (hashlib and reads release the GIL)
+        while another program reads it, using what CPU that leaves; :meth:`finish` takes over
+        what the thread has hashed and hashes the rest itself. It counts only if the file is
+        unchanged then (size, mtime, inode as the thread saw them before reading); otherwise
+        ``finish`` hashes the whole file itself, as without this."""
+        if self._may_aside and self._aside is None and not self.used and self.limit is None:
+            self._aside = _Aside(self.path)
 
     def open(self) -> io.BufferedReader:
         self.used = True
@@ -97,6 +114,11 @@ class Content:
     def finish(self) -> tuple[str, int, bool]:
         """(SHA-256 hex, bytes hashed, whether the file grew after a reader saw its end)."""
         grew = False
+        aside, self._aside, self._may_aside = self._aside, None, False
+        if aside is not None and self.hashed == 0 and not self.used:
+            done = aside.result()
+            if done is not None:
+                self._hash, self.hashed = done
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.hashed)
             while self.limit is None or self.hashed < self.limit:
@@ -107,6 +129,53 @@ class Content:
                 grew = grew or self.end_seen is not None
                 self._update(chunk)
         return self._hash.hexdigest(), self.hashed, grew
+
+
+class _Aside(threading.Thread):
+    """A file hashed from its start on a daemon thread (``Content.hash_aside``) until told to stop."""
+
+    #: Added to the thread's nice value (Linux: per thread): the DNS and inspection workers
+    #: share a core with this process while NFStream's meter keeps the other busy, and
+    #: whatever delays them lengthens the ingest; the thread gets the CPU they leave.
+    NICE = 10
+
+    def __init__(self, path: Path):
+        super().__init__(name="abfluss-hash", daemon=True)
+        self.path = path
+        self._halt = False
+        self._done: tuple | None = None  # (stat before reading, hash, bytes hashed)
+        self.start()
+
+    def run(self) -> None:
+        if sys.platform.startswith("linux"):  # elsewhere nice() is the whole process's
+            with contextlib.suppress(OSError):
+                os.nice(self.NICE)
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                st = os.fstat(f.fileno())
+                h, n = hashlib.sha256(), 0
+                view = memoryview(bytearray(1 << 20))
+                while not self._halt and (k := f.readinto(view)):
+                    h.update(view[:k])
+                    n += k
+            self._done = (st, h, n)
+        except OSError:
+            pass  # Content.finish hashes the file itself
+
+    def result(self) -> tuple | None:
+        """Stop; (hash, bytes hashed) of the file's start if the file is as the thread found it,
+        else None."""
+        self._halt = True
+        self.join()
+        if self._done is None:
+            return None
+        st, h, n = self._done
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return None
+        key = lambda s: (s.st_ino, s.st_dev, s.st_size, s.st_mtime_ns)  # noqa: E731
+        return (h, n) if key(st) == key(now) and n <= st.st_size else None
 
 
 class _HashingRaw(io.RawIOBase):

@@ -96,8 +96,12 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
         dns = [_fork(ctx, workers, _scan_worker, plain, str(path), k, n) for k in range(n)]
         inspection = [_fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings, k, n)
                       for k in range(n)]
+        content = report.content
+        # NFStream reads the file itself, not through ``content``: its hash is computed beside the
+        # meter (from its first flow on: its processes are forked by then), not after it
+        aside = content.hash_aside if content is not None and plain == path and content.path == Path(path) else None
         try:
-            yield from _flows(plain, report, lambda: _scan_results(dns, report), shown=path, jobs=n)
+            yield from _flows(plain, report, lambda: _scan_results(dns, report), shown=path, jobs=n, started=aside)
             yield from _inspection_result(inspection, report)
         finally:
             for receiver, worker in workers:
@@ -328,12 +332,18 @@ def _streamer(source: str, jobs: int = 1) -> nfstream.NFStreamer:
     return streamer
 
 
-def _flows(path: Path, report: ReadReport, scan_result, shown: Path, jobs: int = 1) -> Iterator[tuple[str, pa.Table]]:
+def _flows(path: Path, report: ReadReport, scan_result, shown: Path, jobs: int = 1,
+           started=None) -> Iterator[tuple[str, pa.Table]]:
+    """The flows NFStream meters, then the DNS scan's tables; ``started()`` is called at the
+    first flow (NFStream has started its meter processes then)."""
     cols, pending = _Columns(), []
     latest = 0  # the latest packet time metered so far (ms)
     error = None
     try:
         for f in _streamer(str(path), jobs):
+            if started is not None:
+                started()
+                started = None
             if not (0 <= f.bidirectional_first_seen_ms <= f.bidirectional_last_seen_ms <= MAX_MS):
                 # a crafted packet time (found by fuzzing: NFStream passes it on, Arrow overflows)
                 report.skip(f"flow {_uid(f)}", f"packet time out of range ({f.bidirectional_first_seen_ms} ms)")

@@ -61,10 +61,12 @@ def test_every_ingest_keeps_the_stored_ledger_equal_to_the_flows(tmp_path, logs,
     with abfluss.open_workspace(tmp_path / "ws", write=True) as ws:
         ingest_paths(ws, [logs / "conn", logs / "dns", EXAMPLES / "demo.pcap"], jobs=1)
         assert ws.con.execute("SELECT count(*) FROM ledger_hourly").fetchall()[0][0] > 0
+        assert ledger_store._proxies(ws) is None  # grouped without the proxy views (same rows)
         assert_same(ws, monkeypatch)
 
         # http.log makes 10.136.0.16 a proxy seen: every day's groups change (a full regrouping)
         ingest_paths(ws, [logs / "http"], jobs=1)
+        assert ledger_store._proxies(ws) == "10.136.0.16"
         assert ws.con.execute("SELECT value FROM ledger_state WHERE key = 'globals'").fetchall()
         assert_same(ws, monkeypatch)
 

@@ -200,6 +200,70 @@ def _digest(before: list[str], after: list[str]) -> str:
     return hashlib.sha256("\0".join(before + ["flows_dedup"] + after).encode()).hexdigest()
 
 
+#: ``flows_directed``'s first step where no proxy is configured or seen (the ``proxies`` view is
+#: empty): no flow is proxied or transit, and the joins with ``proxies`` and ``proxy_targets``
+#: (whose DNS lookups were most of the stored ledger's grouping on a DNS-heavy capture) give nothing.
+_UNPROXIED = """
+        WITH p AS (
+            SELECT f.*, CASE WHEN false THEN f.resp_h END AS proxy, CASE WHEN false THEN f.resp_p END AS proxy_p,
+                   false AS proxy_transit, false AS proxied, NULL::VARCHAR AS proxy_name
+            FROM flows_dedup f),"""
+_PROXIED = """
+        WITH p AS (
+            SELECT f.* REPLACE (
+                       CASE WHEN pt.target IS NOT NULL THEN coalesce(pt.addr, pt.target) ELSE f.resp_h END AS resp_h,
+                       CASE WHEN pt.target IS NOT NULL THEN pt.port ELSE f.resp_p END AS resp_p),
+                   CASE WHEN px.addr IS NOT NULL THEN f.resp_h END AS proxy,
+                   CASE WHEN px.addr IS NOT NULL THEN f.resp_p END AS proxy_p,
+                   px.addr IS NOT NULL AND pt.target IS NULL AS proxy_transit,
+                   pt.target IS NOT NULL AS proxied,
+                   CASE WHEN NOT pt.literal THEN pt.target END AS proxy_name
+            FROM flows_dedup f
+            LEFT JOIN proxies px ON px.addr = f.resp_h
+            LEFT JOIN proxy_targets pt ON pt.uid = f.uid AND pt.sensor = f.sensor),"""
+_DIRECTED = """
+        f AS (
+            SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
+                   coalesce(cr.internal, false) AS resp_internal,
+                   CASE WHEN f.proxied THEN coalesce(f.proxy_name, t.sni)
+                        ELSE coalesce(f.server_name, t.sni, h.host) END AS flow_name
+            FROM p f
+            LEFT JOIN address_class co ON co.addr = f.orig_h
+            LEFT JOIN address_class cr ON cr.addr = f.resp_h
+            LEFT JOIN (SELECT sensor, uid, max(lower(server_name)) AS sni FROM tls_raw
+                       WHERE server_name IS NOT NULL AND uid IS NOT NULL GROUP BY ALL) t
+                   ON t.uid = f.uid AND t.sensor = f.sensor
+            LEFT JOIN (SELECT sensor, uid, max(lower(host)) AS host FROM http_raw
+                       WHERE host IS NOT NULL AND uid IS NOT NULL GROUP BY ALL) h
+                   ON h.uid = f.uid AND h.sensor = f.sensor)
+        SELECT *,
+            CASE WHEN orig_internal AND NOT resp_internal THEN 'outbound'
+                 WHEN resp_internal AND NOT orig_internal THEN 'inbound'
+                 WHEN orig_internal AND resp_internal THEN 'internal'
+                 ELSE 'external' END AS direction,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN orig_h ELSE resp_h END
+                 END AS internal_host,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN orig_id ELSE resp_id END
+                 END AS internal_id,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN resp_id ELSE orig_id END
+                 END AS external_id,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN resp_h ELSE orig_h END
+                 END AS external_host,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal
+                 THEN coalesce(orig_bytes, orig_ip_bytes, 0) ELSE coalesce(resp_bytes, resp_ip_bytes, 0) END
+                 END AS bytes_out,
+            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal
+                 THEN coalesce(resp_bytes, resp_ip_bytes, 0) ELSE coalesce(orig_bytes, orig_ip_bytes, 0) END
+                 END AS bytes_in
+        FROM f"""
+
+
+def directed_sql(proxies: bool = True) -> str:
+    """The query of the ``flows_directed`` view; with ``proxies`` false, the same rows for a
+    workspace whose ``proxies`` view is empty (the caller checks), without reading the proxy views."""
+    return (_PROXIED if proxies else _UNPROXIED) + _DIRECTED
+
+
 class _Statements(list):
     """Collects view definitions where a connection would run them (``execute``)."""
 
@@ -242,53 +306,7 @@ def _definitions(cfg: Config, view: str, macro: str) -> tuple[list[str], list[st
     _proxy_views(con, view)
     con = after = _Statements()
     con.execute(f"""
-        CREATE OR REPLACE {view} flows_directed AS
-        WITH p AS (
-            SELECT f.* REPLACE (
-                       CASE WHEN pt.target IS NOT NULL THEN coalesce(pt.addr, pt.target) ELSE f.resp_h END AS resp_h,
-                       CASE WHEN pt.target IS NOT NULL THEN pt.port ELSE f.resp_p END AS resp_p),
-                   CASE WHEN px.addr IS NOT NULL THEN f.resp_h END AS proxy,
-                   CASE WHEN px.addr IS NOT NULL THEN f.resp_p END AS proxy_p,
-                   px.addr IS NOT NULL AND pt.target IS NULL AS proxy_transit,
-                   pt.target IS NOT NULL AS proxied,
-                   CASE WHEN NOT pt.literal THEN pt.target END AS proxy_name
-            FROM flows_dedup f
-            LEFT JOIN proxies px ON px.addr = f.resp_h
-            LEFT JOIN proxy_targets pt ON pt.uid = f.uid AND pt.sensor = f.sensor),
-        f AS (
-            SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
-                   coalesce(cr.internal, false) AS resp_internal,
-                   CASE WHEN f.proxied THEN coalesce(f.proxy_name, t.sni)
-                        ELSE coalesce(f.server_name, t.sni, h.host) END AS flow_name
-            FROM p f
-            LEFT JOIN address_class co ON co.addr = f.orig_h
-            LEFT JOIN address_class cr ON cr.addr = f.resp_h
-            LEFT JOIN (SELECT sensor, uid, max(lower(server_name)) AS sni FROM tls_raw
-                       WHERE server_name IS NOT NULL AND uid IS NOT NULL GROUP BY ALL) t
-                   ON t.uid = f.uid AND t.sensor = f.sensor
-            LEFT JOIN (SELECT sensor, uid, max(lower(host)) AS host FROM http_raw
-                       WHERE host IS NOT NULL AND uid IS NOT NULL GROUP BY ALL) h
-                   ON h.uid = f.uid AND h.sensor = f.sensor)
-        SELECT *,
-            CASE WHEN orig_internal AND NOT resp_internal THEN 'outbound'
-                 WHEN resp_internal AND NOT orig_internal THEN 'inbound'
-                 WHEN orig_internal AND resp_internal THEN 'internal'
-                 ELSE 'external' END AS direction,
-            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN orig_h ELSE resp_h END
-                 END AS internal_host,
-            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN orig_id ELSE resp_id END
-                 END AS internal_id,
-            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN resp_id ELSE orig_id END
-                 END AS external_id,
-            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal THEN resp_h ELSE orig_h END
-                 END AS external_host,
-            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal
-                 THEN coalesce(orig_bytes, orig_ip_bytes, 0) ELSE coalesce(resp_bytes, resp_ip_bytes, 0) END
-                 END AS bytes_out,
-            CASE WHEN orig_internal <> resp_internal THEN CASE WHEN orig_internal
-                 THEN coalesce(resp_bytes, resp_ip_bytes, 0) ELSE coalesce(orig_bytes, orig_ip_bytes, 0) END
-                 END AS bytes_in
-        FROM f""")
+        CREATE OR REPLACE {view} flows_directed AS{directed_sql()}""")
     con.execute(f"""
         CREATE OR REPLACE {view} flows AS
         SELECT d.* EXCLUDE (flow_name, orig_id, resp_id, internal_id, external_id, proxy_transit, proxied,

@@ -82,11 +82,16 @@ def current(ws) -> bool:
     return key == config_key(cfg) and new == 0 and gone == 0
 
 
-def globals_key(ws) -> str:
-    """What applies to the flows of every day: the proxies (configured or seen) and the address
-    each proxied name resolves to (the most frequent answer, which new DNS answers can change)."""
-    proxies = ws.con.execute(
+def _proxies(ws) -> str | None:
+    """The proxies, configured or seen (comma-separated), or None: there are none."""
+    return ws.con.execute(
         "SELECT string_agg(addr, ',' ORDER BY addr) FROM (SELECT DISTINCT addr FROM proxies)").fetchall()[0][0]
+
+
+def globals_key(ws, proxies: str | None) -> str:
+    """What applies to the flows of every day: the proxies (configured or seen: ``_proxies``) and
+    the address each proxied name resolves to (the most frequent answer, which new DNS answers
+    can change)."""
     # proxy_targets holds requests to proxies only: without a proxy it is empty, and its query
     # (every A/AAAA answer grouped by name) is not run: on a DNS-heavy capture that was 0.2 CPU s
     targets = None if proxies is None else ws.con.execute("""
@@ -118,8 +123,9 @@ def _dirty_days(ws, new: list[tuple[str, str, object]]) -> set[int]:
     return {d for d in days if d is not None}
 
 
-def grouped_flows_sql(where: str) -> str:
-    """The groups of the boundary flows matching ``where`` (over ``flows_directed``)."""
+def grouped_flows_sql(where: str, directed: str = "flows_directed") -> str:
+    """The groups of the boundary flows matching ``where`` (over ``flows_directed``, or the
+    relation ``directed`` that gives the same rows)."""
     # Group on integer address ids and an hour number: the one pass over all flows does no
     # string work; addresses, names, tenants and classes are attached to the ledger rows after.
     # A destination reached through a proxy may be known by name only (no address id): its
@@ -131,7 +137,7 @@ def grouped_flows_sql(where: str) -> str:
                count(*) AS flows, count_if(coalesce(open, false))::BIGINT AS open_flows,
                min(ts) AS first_seen, max(coalesce(ts_end, ts)) AS last_seen, max(flow_name) AS flow_name,
                bool_and(proxy_transit) AS transit
-        FROM flows_directed WHERE direction IN ('outbound', 'inbound') AND {where}
+        FROM {directed} WHERE direction IN ('outbound', 'inbound') AND {where}
         GROUP BY internal_id, external_id, external_text, hour_key"""
 
 
@@ -150,7 +156,12 @@ def update(ws) -> dict | None:
     key = config_key(cfg)
     if not new and not gone and state.get("config") == key:
         return None
-    glob = globals_key(ws)
+    from .enrich import directed_sql
+
+    proxies = _proxies(ws)
+    glob = globals_key(ws, proxies)
+    # no proxy configured or seen: the flows grouped without joining the (then empty) proxy views
+    directed = "flows_directed" if proxies is not None else f"({directed_sql(proxies=False)}) flows_directed"
     full = gone > 0 or state.get("config") != key or state.get("globals") != glob
     days = None if full else _dirty_days(ws, new)
     con.execute("BEGIN TRANSACTION")
@@ -170,7 +181,7 @@ def update(ws) -> dict | None:
         rows = 0
         if where is not None:
             before = con.execute("SELECT count(*) FROM ledger_hourly").fetchall()[0][0]
-            con.execute(f"INSERT INTO ledger_hourly ({GROUP_COLUMNS}) SELECT {GROUP_COLUMNS} FROM ({grouped_flows_sql(where)}) "
+            con.execute(f"INSERT INTO ledger_hourly ({GROUP_COLUMNS}) SELECT {GROUP_COLUMNS} FROM ({grouped_flows_sql(where, directed)}) "
                         "ORDER BY hour_key, internal_id")
             rows = con.execute("SELECT count(*) FROM ledger_hourly").fetchall()[0][0] - before
         con.execute(f"INSERT INTO ledger_files SELECT path FROM files WHERE {_tracked()} "

@@ -33,6 +33,7 @@ from ..fsutil import DiskFullError
 from ..schema import TS, conform
 from . import _dns_packets
 from ._community_id import community_id
+from ._inbox import EOF, Inbox
 from ._split import capture_parts, cores
 from .base import GZIP_MAGIC, MAX_MESSAGES, ReadReport
 
@@ -96,14 +97,23 @@ def read(path: Path, report: ReadReport, inspect_key: bytes | None = None,
         dns = [_fork(ctx, workers, _scan_worker, plain, str(path), k, n) for k in range(n)]
         inspection = [_fork(ctx, workers, _inspect_worker, plain, inspect_key, inspect_settings, k, n)
                       for k in range(n)]
+        inbox = Inbox(dns, inspection)
         content = report.content
         # NFStream reads the file itself, not through ``content``: its hash is computed beside the
-        # meter (from its first flow on: its processes are forked by then), not after it
-        aside = content.hash_aside if content is not None and plain == path and content.path == Path(path) else None
+        # meter, not after it
+        aside = content is not None and plain == path and content.path == Path(path)
+
+        def started() -> None:  # at the first flow: NFStream's processes are forked by then
+            inbox.start()
+            if aside:
+                content.hash_aside()
+
         try:
-            yield from _flows(plain, report, lambda: _scan_results(dns, report), shown=path, jobs=n, started=aside)
-            yield from _inspection_result(inspection, report)
+            yield from _flows(plain, report, lambda: _scan_results(inbox.dns(), report), shown=path, jobs=n,
+                              started=started)
+            yield from _inspection_result(inbox.inspection(), report)
         finally:
+            inbox.stop(workers)
             for receiver, worker in workers:
                 receiver.close()
                 worker.join(timeout=5)
@@ -159,17 +169,15 @@ def _inspect_worker(plain: Path, key: bytes | None, settings, part: int, parts: 
         conn.close()
 
 
-def _inspection_result(conns, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
-    """The inspection workers' tables. ``dlp`` and ``inspected`` are derived rows, not records
-    read from the input, so they are not added to the report's record counts; the protocol
-    records are. A failure leaves the flows stored (and drops the inspection of every part: a
-    partial inspection would read as complete)."""
+def _inspection_result(received: list[list], report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
+    """The inspection workers' tables (``received``: their messages, ``Inbox.inspection``).
+    ``dlp`` and ``inspected`` are derived rows, not records read from the input, so they are not
+    added to the report's record counts; the protocol records are. A failure leaves the flows
+    stored (and drops the inspection of every part: a partial inspection would read as complete)."""
     tables: dict[str, list[pa.Table]] = {}
-    for conn in conns:
-        while True:
-            try:
-                msg = conn.recv()
-            except EOFError:
+    for messages in received:
+        for msg in messages:
+            if msg is EOF:
                 msg = ("error", "stopped")
             if msg[0] == "done":
                 break
@@ -203,13 +211,12 @@ def _scan_worker(plain: Path, shown: str, part: int, parts: int, conn) -> None:
         conn.close()
 
 
-def _scan_results(conns, report: ReadReport) -> _dns_packets.Scan | None:
-    """The DNS workers' parts merged: rows in time order, messages in packet order."""
+def _scan_results(received: list, report: ReadReport) -> _dns_packets.Scan | None:
+    """The DNS workers' parts (``received``: their messages, ``Inbox.dns``) merged: rows in time
+    order, messages in packet order."""
     parts, messages = [], []
-    for conn in conns:
-        try:
-            msg = conn.recv()
-        except EOFError:
+    for msg in received:
+        if msg is EOF:
             return None
         if msg[0] == "error":
             report.skip("scan", f"DNS decoding failed: {msg[1]}")

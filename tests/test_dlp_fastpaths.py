@@ -302,3 +302,15 @@ def test_captures_give_the_same_tables_without_the_short_ways(path):
     assert fast.dlp.equals(plain.dlp) and fast.inspected.equals(plain.inspected)
     assert fast.records.keys() == plain.records.keys()
     assert all(fast.records[k].equals(plain.records[k]) for k in fast.records)
+
+
+HINT_SPELLINGS = [b"ICD", b"icd", b"Icd", b"iCd", b"IcD", b"DIAGNOS", b"Diagnos", b"diagnos", b"DiAgNoS", b"DG1",
+                  b"dg1", b"Dg1", b"Dx", b"dx", b"DX", b"dX", b"D", b"x", b"I", b"\xc4", b"\xe4"]
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.one_of(st.sampled_from(HINT_SPELLINGS), st.binary(max_size=3)), max_size=12).map(b"".join))
+def test_icd_hints_found_through_the_lower_case_copy_as_spelled(raw):
+    from abfluss.dlp.context import ICD_HINTS, Payload
+
+    assert sc._icd_hinted(Payload(raw, raw.translate(sc._CLASS_TABLE))) == any(h in raw for h in ICD_HINTS)

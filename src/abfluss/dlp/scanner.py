@@ -317,7 +317,7 @@ class Scanner:
         starts = [m.start() for m in _ICD_START.finditer(p.cls)]
         if not starts:
             return []
-        if not any(h in p.raw for h in ICD_HINTS):
+        if not _icd_hinted(p):
             limit = self.settings.record_max_bytes
             lines = _merge(p.line_bounds(c.start, limit) for c in cands if c.cat == "kvnr" and not c.weak)
             starts = [s for s in starts if _in_lines(lines, s)]
@@ -485,6 +485,19 @@ def _email_at(raw: bytes, local: bytes, i: int) -> re.Match | None:
             m = _EMAIL.search(raw, m.end(), i + _EMAIL_AFTER)
         return m
     return _EMAIL.match(raw, s, i + _EMAIL_AFTER)
+
+
+# ICD_HINTS grouped by their lower-case form: a spelling can only occur where its lower-case form
+# occurs in the lower-case copy, so each group costs one search when absent (the usual case)
+# instead of one per spelling, and the anchor search reuses that copy (Payload.low).
+_ICD_HINT_GROUPS = tuple((low, tuple(h for h in ICD_HINTS if h.lower() == low))
+                         for low in dict.fromkeys(h.lower() for h in ICD_HINTS))
+
+
+def _icd_hinted(p: Payload) -> bool:
+    """Whether one of ICD_HINTS occurs in the payload (exactly ``any(h in p.raw for h in ICD_HINTS)``)."""
+    low, raw = p.low, p.raw
+    return any(lower in low and any(h in raw for h in spellings) for lower, spellings in _ICD_HINT_GROUPS)
 
 
 def _in_lines(lines: list[tuple[int, int]], pos: int) -> bool:

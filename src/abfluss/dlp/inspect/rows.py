@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 PROTO_NAMES = {TCP: "tcp", UDP: "udp"}
 #: Rows kept as Python lists before they are turned into an Arrow table.
 ROWS_PER_BATCH = 100_000
+#: Distinct addresses whose text form is remembered (the cache is emptied when full).
+ADDRESS_CACHE = 100_000
 
 
 class Rows:
@@ -28,25 +30,28 @@ class Rows:
                  "payload_bytes", "scanned_bytes", "encrypted", "gaps")
 
     def __init__(self):
-        self.cols = {"dlp": {c: [] for c in self.DLP}, "inspected": {c: [] for c in self.INSPECTED}}
+        self.cols = {"dlp": {c: [] for c in self.DLP}}
+        # ``inspected`` rows as tuples (one append per flow side, not one per column), turned
+        # into columns when sealed
+        self.inspected: list[tuple] = []
         self.done: dict[str, list[pa.Table]] = {"dlp": [], "inspected": []}
+        self.addresses: dict[bytes, str] = {}  # packed -> text, for the flows' many shared hosts
 
     def add(self, flow: Flow) -> None:
         if flow.dirs == [None, None]:
             return
-        orig_h, resp_h = address(flow.client_addr), address(flow.server_addr)
+        orig_h, resp_h = self._address(flow.client_addr), self._address(flow.server_addr)
         cid = community_id(flow.proto, orig_h, resp_h, flow.client_port, flow.server_port)
         common = (_us(flow.ts), cid, orig_h, flow.client_port, resp_h, flow.server_port, PROTO_NAMES[flow.proto])
         app = flow.app or "raw"
-        dlp, inspected = self.cols["dlp"], self.cols["inspected"]
+        dlp = self.cols["dlp"]
         for d, sender in zip(flow.dirs, ("orig", "resp")):
             if d is None:
                 continue
             payload, gaps = d.bytes
             if not (payload or gaps):
                 continue
-            for k, v in zip(self.INSPECTED, (*common, sender, app, payload, d.sink.scanned, flow.encrypted, gaps)):
-                inspected[k].append(v)
+            self.inspected.append((*common, sender, app, payload, d.sink.scanned, flow.encrypted, gaps))
             if d.hits:  # column by column: a flow side of an export has thousands of rows
                 # sorted by (category, HMAC) as one string each: comparing tuples cost more than the rest
                 ks = list(d.hits)
@@ -60,17 +65,32 @@ class Rows:
                     dlp[k] += col
                 for k, col in zip(("hits", "anchored", "masked"), zip(*counts)):
                     dlp[k] += col
-        for name in ("dlp", "inspected"):
-            if len(self.cols[name]["ts"]) >= ROWS_PER_BATCH:
-                self._seal(name)
+        if len(dlp["ts"]) >= ROWS_PER_BATCH:
+            self._seal("dlp")
+        if len(self.inspected) >= ROWS_PER_BATCH:
+            self._seal("inspected")
+
+    def _address(self, packed: bytes) -> str:
+        text = self.addresses.get(packed)
+        if text is None:
+            if len(self.addresses) >= ADDRESS_CACHE:
+                self.addresses.clear()
+            text = self.addresses[packed] = address(packed)
+        return text
 
     def _seal(self, name: str) -> None:
-        cols = self.cols[name]
-        data = dict(cols)
+        if name == "inspected":
+            rows = self.inspected
+            data = dict(zip(self.INSPECTED, map(list, zip(*rows)))) if rows else {c: [] for c in self.INSPECTED}
+        else:
+            data = dict(self.cols[name])
         data["ts"] = pa.array(data["ts"], pa.int64()).cast(TS)
         self.done[name].append(conform(name, data))
-        for c in cols.values():
-            c.clear()
+        if name == "inspected":
+            self.inspected.clear()
+        else:
+            for c in self.cols[name].values():
+                c.clear()
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         for name in ("dlp", "inspected"):

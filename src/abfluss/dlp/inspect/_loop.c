@@ -413,6 +413,29 @@ static void slice_frame(const uint8_t *f, Py_ssize_t length, sliced_t *p) {
     p->missing = missing > 0 ? missing : 0;
 }
 
+/* A packed address as bytes: the object made for an earlier packet of the same host when it is
+ * still in this small cache (most packets are between a few hosts), so the flow key's bytes are
+ * not allocated again and their hash is not computed again. Bytes are immutable: sharing one
+ * object is the same to every reader. */
+#define ADDRESS_CACHE 1024
+static PyObject *addresses[ADDRESS_CACHE];
+
+static PyObject *address(const uint8_t *a, int len) {
+    uint32_t x = be32(a);
+    for (int i = 4; i < len; i += 4) x ^= be32(a + i);
+    PyObject **slot = &addresses[(x * 2654435761u) >> 22];
+    PyObject *o = *slot;
+    if (o != NULL && PyBytes_GET_SIZE(o) == len && memcmp(PyBytes_AS_STRING(o), a, len) == 0) {
+        Py_INCREF(o);
+        return o;
+    }
+    o = PyBytes_FromStringAndSize((const char *)a, len);
+    if (o == NULL) return NULL;
+    Py_XSETREF(*slot, o);
+    Py_INCREF(o);
+    return o;
+}
+
 /* _split.part_of for a packet's fold */
 static inline long part_of(uint32_t fold, long parts) {
     return (long)(((((uint64_t)fold * 0x9E3779B1ULL) & 0xFFFFFFFFULL) >> 16) % (uint64_t)parts);
@@ -466,8 +489,7 @@ static PyObject *py_capture(PyObject *self, PyObject *args) {
             continue;
         }
         if (parts > 1 && part_of(p.fold, parts) != part) continue;
-        PyObject *src = PyBytes_FromStringAndSize((const char *)p.src, p.addr_len),
-                 *dst = PyBytes_FromStringAndSize((const char *)p.dst, p.addr_len);
+        PyObject *src = address(p.src, p.addr_len), *dst = address(p.dst, p.addr_len);
         int r = -1;
         if (src && dst)
             r = dispatch(&st, now, ts, p.proto, src, dst, p.sport, p.dport, p.flags, p.seq,

@@ -299,7 +299,9 @@ class Sink:
     values many chunks later. The hits inside the context alone are subtracted again, so each
     value is counted exactly once. A write that looks binary (more than ``binary_share`` control
     bytes: an image, an archive, ciphertext) is not scanned and ends the text before it.
-    ``scan(bytes) -> hits`` runs the detectors; ``tally(hits)`` receives a chunk's hits.
+    ``scan(bytes) -> hits`` runs the detectors (no value they find is blank: a unit's last chunk
+    of whitespace alone is counted as scanned without calling it); ``tally(hits)`` receives a
+    chunk's hits.
     """
 
     __slots__ = ("scan", "tally", "chunk", "context", "binary_share", "buf", "before", "header",

@@ -65,11 +65,15 @@ def test_a_dns_worker_that_dies_fails_the_input(monkeypatch):
 
 def test_a_reader_stopped_early_ends_its_workers_at_once(monkeypatch):
     """Stopped while the inbox still waits for an inspection worker: the worker is ended, not
-    waited for, and no process or thread of the reader is left."""
+    waited for, and no process or thread of the reader is left. The workers run at a lower
+    priority than NFStream's meter (``WORKER_NICE``)."""
     monkeypatch.setattr(pcap, "_inspect_worker", lambda *args: time.sleep(60))
     report = ReadReport(str(CAPTURE))
     reader = pcap.read(CAPTURE, report, inspect_key=KEY)
     next(reader)  # the first table comes once the meter has ended
+    waiting = multiprocessing.active_children()
+    lowered = min(19, os.getpriority(os.PRIO_PROCESS, 0) + pcap.WORKER_NICE)
+    assert waiting and [os.getpriority(os.PRIO_PROCESS, w.pid) for w in waiting] == [lowered] * len(waiting)
     started = time.monotonic()
     reader.close()
     assert time.monotonic() - started < 4

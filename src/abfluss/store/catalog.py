@@ -53,10 +53,11 @@ def connect(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             time.sleep(0.1)
 
 
-def initialise(con: duckdb.DuckDBPyConnection) -> None:
-    """Create what is missing: the catalog's tables, the ledger's, and the empty table views."""
+def initialise(con: duckdb.DuckDBPyConnection, new: bool = False) -> None:
+    """Create what is missing: the catalog's tables, the ledger's, and the empty table views
+    (``new``: the catalog was just created, so nothing is there to look up)."""
     from ..ledger_store import DDL as LEDGER_DDL
     from .views import create_empty_tables
     con.execute(_CATALOG_DDL)
     con.execute(LEDGER_DDL)
-    create_empty_tables(con)
+    create_empty_tables(con, new)

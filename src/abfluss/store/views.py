@@ -14,17 +14,19 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 
-def create_empty_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create what is missing of the empty tables and their ``<table>_raw`` views. What exists is
-    read in two queries, not three statements per table: every writer (``analyze`` included)
-    opens the catalog through here, and fifteen catalog lookups were a tenth of an ``analyze``."""
+def create_empty_tables(con: duckdb.DuckDBPyConnection, new: bool = False) -> None:
+    """Create what is missing of the empty tables and their ``<table>_raw`` views (all of them in
+    a ``new`` catalog). What exists is read in two queries, not three statements per table: every
+    writer (``analyze`` included) opens the catalog through here, and fifteen catalog lookups
+    were a tenth of an ``analyze``."""
     from .. import schema
     empty = [f"_empty_{t}" for t in schema.TABLES]
-    have = dict(con.execute("SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
-                            "WHERE table_name IN (SELECT unnest(?)) GROUP BY table_name", [empty]).fetchall())
-    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT temporary AND "
-                                       "view_name IN (SELECT unnest(?))", [[f"{t}_raw" for t in schema.TABLES]]
-                                       ).fetchall()}
+    have = {} if new else dict(con.execute(
+        "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE table_name IN (SELECT unnest(?)) GROUP BY table_name", [empty]).fetchall())
+    views = set() if new else {r[0] for r in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT temporary AND view_name IN (SELECT unnest(?))",
+        [[f"{t}_raw" for t in schema.TABLES]]).fetchall()}
     for table, sch in schema.TABLES.items():
         cols = have.get(f"_empty_{table}")
         columns = ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in sch)

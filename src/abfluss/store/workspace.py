@@ -58,9 +58,10 @@ class Workspace:
                 except BlockingIOError:
                     os.close(lock_fd)
                     raise WorkspaceError(f"{root}: another abfluss process is writing to this workspace") from None
-            if write or not (root / CATALOG).exists():
+            new = not (root / CATALOG).exists()
+            if write or new:
                 con = connect(root, read_only=False)
-                initialise(con)
+                initialise(con, new and write)
                 if not write:
                     con.close()
             if not write:
@@ -70,7 +71,8 @@ class Workspace:
         ws = cls(root, con, lock_fd, write)
         if write:
             ws._remove_orphans()
-            ws.refresh_views()
+            if not new:  # a new catalog's views are the empty tables' already, as refreshing makes them
+                ws.refresh_views()
         return ws
 
     @contextmanager

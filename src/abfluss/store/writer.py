@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._encoder import Encoder
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -69,6 +71,7 @@ class InputWriter:
         self._folders: set[Path] = set()  # created already
         self._tmp_paths: list[Path] = []
         self._committed = False
+        self._encoder = Encoder()  # the Parquet writes, in order, on a thread of their own
         self.first_ts = None
         self.last_ts = None
         self.addresses: set[str] = set()
@@ -139,15 +142,19 @@ class InputWriter:
                                       write_statistics=["ts", "ts_end"] if table == "flows" else ["ts"])
             entry = [writer, rel, 0, seq, tmp]
             self._writers[key] = entry
-        entry[0].write_table(part, row_group_size=256_000)
+        self._encoder.submit(entry[0].write_table, part, 256_000)
         entry[2] += part.num_rows
 
     def _close(self, key, entry) -> None:
+        """Close a file once its writes are done (on the encoder's thread, after them)."""
+        self._encoder.submit(self._closed, key, entry, entry[2])
+
+    def _closed(self, key, entry, rows: int) -> None:
         entry[0].close()
         table, day = key
         tmp = str(entry[4].relative_to(self.root))
         self._layout[tmp] = entry[0].writer.metadata  # where each row group's input_id is, for stage
-        self._done.append((str(entry[1]), tmp, table, day, entry[2]))
+        self._done.append((str(entry[1]), tmp, table, day, rows))
 
     def stage(self, meta: StoredInput) -> Staged:
         """Close the files (still under their temporary names) and describe them for a commit,
@@ -155,6 +162,7 @@ class InputWriter:
         for key, entry in list(self._writers.items()):
             self._close(key, entry)
         self._writers.clear()
+        self._encoder.drain()
         if meta.input_id != self.input_id:
             old, self.input_id = self.input_id, meta.input_id
             done = []
@@ -180,6 +188,10 @@ class InputWriter:
     def abort(self) -> None:
         if self._committed:
             return
+        try:
+            self._encoder.drain()
+        except Exception:  # noqa: BLE001 - already raised where the input failed
+            pass
         for entry in self._writers.values():
             try:
                 entry[0].close()

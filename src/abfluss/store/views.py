@@ -21,9 +21,7 @@ def create_empty_tables(con: duckdb.DuckDBPyConnection, new: bool = False) -> No
     were a tenth of an ``analyze``."""
     from .. import schema
     empty = [f"_empty_{t}" for t in schema.TABLES]
-    have = {} if new else dict(con.execute(
-        "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
-        "WHERE table_name IN (SELECT unnest(?)) GROUP BY table_name", [empty]).fetchall())
+    have = {} if new else _columns(con, empty)
     views = set() if new else {r[0] for r in con.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT temporary AND view_name IN (SELECT unnest(?))",
         [[f"{t}_raw" for t in schema.TABLES]]).fetchall()}
@@ -34,6 +32,18 @@ def create_empty_tables(con: duckdb.DuckDBPyConnection, new: bool = False) -> No
             con.execute(f"CREATE OR REPLACE TABLE _empty_{table} ({columns})")
         if f"{table}_raw" not in views:
             con.execute(f"CREATE VIEW IF NOT EXISTS {table}_raw AS SELECT * FROM _empty_{table}")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, list[str]]:
+    """The columns of those of ``tables`` that exist, in order. Not from ``duckdb_columns()``:
+    that binds every view of the catalog, and the enrichment views are bound only when used
+    (``enrich.deferring``)."""
+    present = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND "
+                                         "table_name IN (SELECT unnest(?))", [tables]).fetchall()]
+    if not present:
+        return {}
+    return dict(con.execute(" UNION ALL ".join(
+        f"SELECT '{t}', list(name ORDER BY cid) FROM pragma_table_info('{t}')" for t in present)).fetchall())
 
 
 def refresh_views(ws: Workspace, tables: Iterable[str] | None = None) -> None:

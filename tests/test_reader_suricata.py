@@ -364,6 +364,16 @@ def test_ethernet_addresses_of_flows(tmp_path):
     assert got["5"] == (None, None)  # no ``ether`` object: unknown
 
 
+def _recorded(parse, used: list):
+    """``parse`` that also appends each result to ``used`` (blocks are parsed on several threads:
+    each call returns its own result, not the last one appended)."""
+    def recorded(*a):
+        block = parse(*a)
+        used.append(block)
+        return block
+    return recorded
+
+
 @pytest.mark.parametrize("source", ["golden", "edge"])
 def test_bulk_and_line_reading_agree(tmp_path, monkeypatch, source):
     """A block of plain lines is read in bulk (``_eve_fast``); every other block line by line.
@@ -375,7 +385,7 @@ def test_bulk_and_line_reading_agree(tmp_path, monkeypatch, source):
         path = tmp_path / "eve.json"
         path.write_text("".join(json.dumps(e) + "\n" for e in _edge_events()))
     parse, used = _eve_fast.parse, []
-    monkeypatch.setattr(_eve_fast, "parse", lambda *a: used.append(parse(*a)) or used[-1])
+    monkeypatch.setattr(_eve_fast, "parse", _recorded(parse, used))
     bulk, bulk_report = read(path)
     assert used and all(b is not None for b in used)  # every block was read in bulk
     monkeypatch.setattr(_eve_fast, "parse", lambda *a: None)
@@ -411,7 +421,7 @@ def test_dns_merging_agrees_across_mixed_blocks_and_chunks(tmp_path, monkeypatch
     monkeypatch.setattr(suricata, "BLOCK", 1 << 16)
     monkeypatch.setattr(suricata, "CHUNK", 97)
     parse, used = _eve_fast.parse, []
-    monkeypatch.setattr(_eve_fast, "parse", lambda *a: used.append(parse(*a)) or used[-1])
+    monkeypatch.setattr(_eve_fast, "parse", _recorded(parse, used))
     bulk, bulk_report = read(path)
     assert any(b is None for b in used) and any(b is not None and len(b.dns) for b in used)
     monkeypatch.setattr(_eve_fast, "parse", lambda *a: None)

@@ -280,15 +280,19 @@ def _table(name: str, rows: list[dict]) -> pa.Table:
 
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield (table, rows) batches of at most :data:`CHUNK` rows per table."""
-    from abfluss.readers import _eve_fast  # pyarrow.json: imported when an eve.json is read, not to sniff
+    from abfluss.readers import _eve_ahead, _eve_fast  # pyarrow.json: imported when an eve.json is read, not to sniff
 
     report.format = FORMAT
     path = Path(path)
-    source = Source(path, report, BLOCK)
+    source = Source(path, _eve_ahead.HeldReport(report), BLOCK)
     r = _Reader(report)
+    helpers = sys.modules[__name__]
+
+    def parse(data: bytes, end: int, threads: bool) -> "_eve_fast.Block | None":
+        return _eve_fast.parse(data, end, MAX_US, helpers, threads)
+
     try:
-        for data, end in source:
-            block = _eve_fast.parse(data, end, MAX_US, sys.modules[__name__])
+        for data, end, block in _eve_ahead.parsed(source, parse):
             yield from (r.fast(data, block) if block is not None else r.slow(data, end))
     except OSError as e:  # missing, unreadable, a directory
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None

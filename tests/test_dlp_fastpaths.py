@@ -22,7 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from abfluss.dlp import Scanner, ScanSettings
-from abfluss.dlp import scanner as sc
+from abfluss.dlp import patterns, scanner as sc
 from abfluss.dlp.inspect import Settings, inspect_pcap
 from abfluss.dlp.keys import Keyed
 from abfluss.dlp.structured import markup, units
@@ -44,9 +44,9 @@ def _emails_by_window(raw: bytes) -> list[tuple[int, int]]:
     out = []
     i = raw.find(b"@")
     while i >= 0:
-        m = sc._EMAIL.search(raw, max(0, i - sc._EMAIL_BEFORE), i + sc._EMAIL_AFTER)
+        m = patterns._EMAIL.search(raw, max(0, i - patterns._EMAIL_BEFORE), i + patterns._EMAIL_AFTER)
         while m and m.end() <= i:
-            m = sc._EMAIL.search(raw, m.end(), i + sc._EMAIL_AFTER)
+            m = patterns._EMAIL.search(raw, m.end(), i + patterns._EMAIL_AFTER)
         if m and m.start() <= i:
             out.append(m.span())
             i = raw.find(b"@", m.end())

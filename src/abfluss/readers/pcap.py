@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import gzip
 import multiprocessing
 import os
 import re
-import tempfile
-import zlib
 from zlib import crc32
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +27,13 @@ import nfstream
 import pyarrow as pa
 
 from ..errors import InputError
-from ..fsutil import DiskFullError
 from ..schema import TS, conform
 from . import _dns_packets
 from ._community_id import community_id
 from ._inbox import EOF, Inbox
+from ._plain_copy import GZIP_MAX_RATIO, GZIP_MIN_LIMIT, TMP_RESERVE, _plain_copy  # noqa: F401
 from ._split import capture_parts, cores
-from .base import GZIP_MAGIC, MAX_MESSAGES, ReadReport
+from .base import MAX_MESSAGES, ReadReport
 
 FORMAT = "pcap"
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
@@ -61,15 +58,6 @@ WORKER_NICE = 6
 JOB_BYTES = 16 << 20
 #: Latest packet time taken as real (ms; 9999-12-31): a later one is a corrupt record.
 MAX_MS = 253402300799_000
-#: A gzip-compressed capture is decompressed to a private file of at most this many times its
-#: compressed size (real captures compress 2-10 fold; a "gzip bomb" a thousandfold) ...
-GZIP_MAX_RATIO = 100
-#: ... or of this many bytes, whichever is larger; the rest is not read (and the input says so).
-GZIP_MIN_LIMIT = 64 << 20
-#: Decompression stops (and the input fails, nothing stored) when the temporary folder would be
-#: left with less free space than this: abfluss must not fill the disk other programs write to.
-TMP_RESERVE = 256 << 20
-
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp", 47: "gre", 50: "esp"}
 #: Link types whose frames abfluss decodes (Ethernet, BSD loopback, Linux cooked v1/v2, raw IP):
 #: a capture of another kind is reported as not readable rather than stored with 0 records.
@@ -274,66 +262,6 @@ def _message_order(message: str) -> tuple[int, int]:
 
 
 _POSITION = re.compile(r": packet (\d+)")
-
-
-class _plain_copy:
-    """The path of an uncompressed version of the capture: the file itself, or a private copy
-    when it is gzip-compressed (or must be read only up to ``report.content.limit``).
-
-    The copy is unlinked as soon as it is created and reached through ``/proc/<pid>/fd/<n>``
-    (NFStream's meter and the scan workers are forked, and the descriptor lives as long as this
-    process): nothing is left behind whatever ends the process, SIGTERM and kill -9 included.
-    Its size is bounded (GZIP_MAX_RATIO, GZIP_MIN_LIMIT); a full disk fails the input.
-    """
-
-    def __init__(self, path: Path, report: ReadReport):
-        self.path, self.report = path, report
-        self.fd: int | None = None
-
-    def __enter__(self) -> Path:
-        content = self.report.content
-        bounded = content is not None and content.limit is not None
-        with open(self.path, "rb") as f:
-            gz = f.read(2) == GZIP_MAGIC
-        if not gz and not bounded:
-            return self.path
-        fd, tmp = tempfile.mkstemp(suffix=".pcap", prefix="abfluss-")
-        os.unlink(tmp)
-        self.fd = fd
-        limit = max(GZIP_MAX_RATIO * os.path.getsize(self.path), GZIP_MIN_LIMIT) if gz else None
-        with (content.open() if content is not None else open(self.path, "rb")) as raw:
-            self._copy(gzip.GzipFile(fileobj=raw) if gz else raw, limit)
-        return Path(f"/proc/{os.getpid()}/fd/{fd}")
-
-    def _copy(self, src, limit: int | None) -> None:
-        written = 0
-        while True:
-            want = 1 << 20 if limit is None else min(1 << 20, limit - written + 1)  # one byte more: over?
-            try:
-                chunk = src.read(want)
-            except (EOFError, OSError, zlib.error):
-                return  # truncated or corrupt gzip: keep what decompressed; the packet scan reports the cut
-            if not chunk:
-                return
-            over = limit is not None and written + len(chunk) > limit
-            if over:
-                chunk = chunk[:limit - written]
-            st = os.fstatvfs(self.fd)
-            if st.f_bavail * st.f_frsize - len(chunk) < TMP_RESERVE:
-                raise DiskFullError(f"{self.path}: decompressing would leave less than {TMP_RESERVE >> 20} MB free "
-                                    f"in {tempfile.gettempdir()} (set TMPDIR to a larger disk); nothing stored")
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(self.fd, view):]
-            written += len(chunk)
-            if over:
-                self.report.skip(f"byte {written} (decompressed)", f"decompressed beyond {GZIP_MAX_RATIO}x the "
-                                 "compressed size: the rest is not read", count=0)
-                return
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
 
 
 def _streamer(source: str, jobs: int = 1) -> nfstream.NFStreamer:

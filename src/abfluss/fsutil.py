@@ -30,6 +30,12 @@ _LOCK = ".owner"
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def unchanged(a: os.stat_result, b: os.stat_result) -> bool:
+    """The same file with the same content as far as the file system tells: inode, device, size
+    and modification time (what an ingest checks before trusting a hash taken earlier)."""
+    return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns) == (b.st_ino, b.st_dev, b.st_size, b.st_mtime_ns)
+
+
 class DiskFullError(AbflussError):
     """A write failed for lack of space: nothing partial was kept."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import readers
 from .errors import AbflussError, InputError
-from .fsutil import DiskFullError, no_space
+from .fsutil import DiskFullError, no_space, unchanged
 from .readers._split import capture_parts
 from .readers.base import Content, ReadReport
 from .store import InputWriter, StoredInput, Workspace, iter_files
@@ -259,13 +259,13 @@ def _read_and_stage(job: _Job, path: Path, shown: str, fmt: str, read, input_id:
                 if progress:
                     progress(shown, report.total)
         unread = not report.content.used and limit is None
-        if unread and input_id is not None and _same(before, os.stat(path)):
+        if unread and input_id is not None and unchanged(before, os.stat(path)):
             # read by another program (NFStream): not hashed while read, but the file did not
             # change since it was hashed (size, mtime, inode), so no second hash is needed
             digest, size, grew = input_id, before.st_size, False
         else:
             digest, size, grew = report.content.finish()
-            if unread and not _same(before, os.stat(path)):
+            if unread and not unchanged(before, os.stat(path)):
                 grew = True  # changed while another program read it: what it read is not known
         if grew or digest != (input_id or digest):
             return _Changed(digest, size)
@@ -303,10 +303,6 @@ def _failure_text(e: BaseException, path) -> str:
     if isinstance(e, OSError):
         return f"{path}: read error: {e}"
     return f"{path}: could not be stored ({type(e).__name__}: {_reason(e)})"
-
-
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns) == (b.st_ino, b.st_dev, b.st_size, b.st_mtime_ns)
 
 
 def _reason(e: BaseException) -> str:

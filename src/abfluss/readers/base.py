@@ -28,6 +28,8 @@ from pathlib import Path
 
 import dpkt
 
+from ..fsutil import unchanged
+
 #: How many skip messages an input keeps (the counts are always complete).
 MAX_MESSAGES = 20
 #: Longest line (bytes) the text readers (Zeek, eve.json) accept: a longer one is skipped with a
@@ -174,8 +176,7 @@ class _Aside(threading.Thread):
             now = os.stat(self.path)
         except OSError:
             return None
-        key = lambda s: (s.st_ino, s.st_dev, s.st_size, s.st_mtime_ns)  # noqa: E731
-        return (h, n) if key(st) == key(now) and n <= st.st_size else None
+        return (h, n) if unchanged(st, now) and n <= st.st_size else None
 
 
 class _HashingRaw(io.RawIOBase):

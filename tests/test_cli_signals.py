@@ -55,3 +55,47 @@ def test_signal_during_a_query_ends_quietly(signum, attempt):
     assert time.monotonic() - t < 10, "the query was not interrupted"
     assert p.returncode == 128 + signum, errs
     assert "Traceback" not in errs and "Query interrupted" not in errs, errs
+
+
+# A signal that arrives while the process forks (a meter or scan worker starting) must still end
+# the command. Python runs hooks around fork() (``logging`` releases its lock in one) and drops an
+# exception raised in them with "Exception ignored in: ..." and a traceback; the command then ran
+# on. Seen in CI: SIGTERM to ``watch`` landed in ``logging._releaseLock``. This hook, registered
+# before ``main`` registers its own, runs inside the fork as ``logging``'s does and sends the
+# signal from there, on the first fork only.
+FORKING = """
+import os, signal, sys, time
+from abfluss.cli import app, main
+
+sent = []
+def hook():
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), {signum})
+os.register_at_fork({when}=hook)
+
+@app.command("fork-a-worker")
+def fork_a_worker() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print("forked", flush=True)
+    time.sleep(20)  # a command that runs on: the signal must have ended it before
+    print("ran on", flush=True)
+
+sys.argv = ["abfluss", "fork-a-worker"]
+main()
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after_in_parent"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_a_fork_ends_the_command(signum, when):
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", FORKING.format(signum=int(signum), when=when)],
+                       capture_output=True, text=True, timeout=60)
+    assert "Exception ignored" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert "ran on" not in p.stdout, "the signal was lost"
+    assert p.returncode == 128 + signum, (p.returncode, p.stderr)
+    assert time.monotonic() - t < 15

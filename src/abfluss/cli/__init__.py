@@ -7,8 +7,6 @@ its commands on that app when imported here.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from contextlib import contextmanager
 
@@ -16,6 +14,7 @@ from typer.main import get_command_name
 
 from ..errors import AbflussError
 from ..fsutil import no_space
+from . import _stop
 from .app import app, err
 from . import data, account, detect, contain, report, watch, console, serve  # noqa: F401,I001  register their commands, in help order
 
@@ -23,8 +22,7 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate(os.getpid()))
-    signal.signal(signal.SIGINT, _interrupt)
+    _stop.install()
     try:
         with _only_the_command_run(sys.argv[1:]):
             app()
@@ -32,11 +30,11 @@ def main() -> None:
         err.print(f"abfluss: {e}", markup=False, highlight=False)
         sys.exit(2)
     except Exception as e:  # a full disk is a condition, not a defect: one line, no traceback
-        if _SIGNALLED:
+        if _stop.SIGNALLED:
             # Stopped by the user (Ctrl-C) or a service manager (SIGTERM) while a query ran:
             # DuckDB turns the exception our handler raised into "Query interrupted". The
             # ``finally`` blocks have run; this is an ordinary stop, not a defect.
-            sys.exit(128 + _SIGNALLED[-1])
+            sys.exit(128 + _stop.SIGNALLED[-1])
         if not no_space(e):
             raise
         what = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
@@ -86,27 +84,3 @@ def _command_name(argv: list[str]) -> str | None:
         else:
             return arg
     return None
-
-
-#: Signals that asked this process to stop (SIGTERM, SIGINT), in order.
-_SIGNALLED: list[int] = []
-
-
-def _interrupt(signum, _frame):
-    """Ctrl-C: as Python's own handler (``KeyboardInterrupt``), remembered for ``main``."""
-    _SIGNALLED.append(signum)
-    raise KeyboardInterrupt
-
-
-def _terminate(main_pid: int):
-    """SIGTERM ends the command like Ctrl-C does: ``finally`` blocks run, so private temporary
-    files and scratch folders are removed. A forked helper (a meter, a scan worker) inherits
-    this handler and just dies, as it would without it."""
-    def handler(signum, _frame):
-        if os.getpid() != main_pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        _SIGNALLED.append(signum)
-        raise SystemExit(128 + signum)
-    return handler

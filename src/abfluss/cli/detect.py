@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -14,9 +15,9 @@ import typer
 from rich.table import Table
 
 from ..units import count
-from .app import _dump_json, _json_default, _open, app, err, esc, human_bytes, out, parse_time
+from .app import _dump_json, _json_default, _open, app, err, esc, human_bytes, out, parse_time, state
 from ..errors import AbflussError
-from ..findings import host_risk
+from ..findings import Finding, host_risk
 
 
 class FindingFmt(str, Enum):
@@ -63,25 +64,85 @@ def analyze(
         if engine is not Engine.pyspark:
             raise AbflussError("--spark-master needs --engine pyspark")
         os.environ["SPARK_MASTER"] = spark_master  # read by abfluss.spark when the session starts
-    from .. import api
-    from ..outputs.delivery import deliver
-    from ..outputs.sinks import Sink
     fmt = sink_format.value if sink_format else None
     if fmt == "table":
         raise AbflussError("--sink-format: json, ecs, ocsf or cef")
-    sinks = [Sink(s, fmt) for s in sink or []]
     ids = tuple(x.strip() for x in only.split(",") if x.strip()) if only else ()
+    # A watch running on the workspace holds the writer's lock and the warm detections: it runs
+    # the analysis (watch/resident.py); with none answering, this process does, as it always did.
+    run = _by_the_watch(start, end, ids, sink or [], fmt) if engine is Engine.duckdb else None
+    if run is None:
+        run = _here(start, end, ids, sink or [], fmt, engine)
+    _print_run(run, format)
+
+
+@dataclass
+class _Run:
+    """What ``analyze`` prints, from an analysis run here or by the watch on the workspace."""
+
+    start: object
+    end: object
+    flows: int
+    findings: list  # Finding
+    docs: list | None  # their JSON form (None: from ``findings``)
+    new: list[str]
+    seconds: dict
+    errors: dict
+    done: dict  # sink spec -> what delivery did (sent, queued, error)
+
+
+def _here(start, end, ids, sink, fmt, engine) -> _Run:
+    from .. import api
+    from ..outputs.delivery import deliver
+    from ..outputs.sinks import Sink
+    sinks = [Sink(s, fmt) for s in sink]
     with _open(write=True) as ws:
         res = api.analyze(ws, None, parse_time(start, "--from"), parse_time(end, "--to"), ids, engine.value,
                           sinks=tuple(s.spec for s in sinks))
         done = deliver(ws, sinks)  # this run's findings and any a sink missed before
+    return _Run(res.start, res.end, res.flows, res.findings, None, [f.id for f in res.new], res.seconds,
+                res.errors, done)
+
+
+def _by_the_watch(start, end, ids, sink, fmt) -> _Run | None:
+    """The analysis run by the watch on this workspace, or None when no watch answers."""
+    import os
+    from datetime import datetime
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from ..watch import resident
+    request = {"command": "analyze", "start": parse_time(start, "--from"), "end": parse_time(end, "--to"),
+               "only": list(ids), "sinks": list(sink), "sink_format": fmt, "cwd": os.getcwd(),
+               "config": str(Path(state.config).resolve()) if state.config else None}
+    try:
+        r = resident.hand_over(resident.workspace_root(state.workspace), request)
+    except resident.NoWatch:
+        return None
+    except resident.Failed as e:
+        if e.exit == 2:
+            raise  # one line, as the command's own error
+        if e.detail:
+            sys.stderr.write(e.detail)
+        err.print(f"abfluss: {e}", markup=False, highlight=False)
+        raise typer.Exit(e.exit) from None
+
+    def when(t):
+        return datetime.fromisoformat(t) if t else None
+    return _Run(when(r["start"]), when(r["end"]), r["flows"], [Finding.from_dict(d) for d in r["findings"]],
+                r["findings"], r["new"], r["seconds"], r["errors"],
+                {d["spec"]: SimpleNamespace(sent=d["sent"], queued=d["queued"], error=d["error"]) for d in r["sinks"]})
+
+
+def _print_run(res: _Run, format: "FindingFmt") -> None:
+    done = res.done
     sent = {spec: d.sent for spec, d in done.items()}
     for det_id, why in res.errors.items():  # one line each; the other detections' findings are stored
         err.print(f"abfluss: detection {det_id} failed and was not checked: {why}", markup=False, highlight=False)
     if format is FindingFmt.json:
         _dump_json({"start": res.start, "end": res.end, "flows": res.flows,
-                    "findings": [f.to_dict() for f in res.findings], "new": [f.id for f in res.new],
-                    "sent": sent, "queued": {spec: d.queued for spec, d in done.items()},
+                    "findings": res.docs if res.docs is not None else [f.to_dict() for f in res.findings],
+                    "new": res.new, "sent": sent, "queued": {spec: d.queued for spec, d in done.items()},
                     "seconds": res.seconds, "errors": res.errors})
         _sink_errors(done)
         return

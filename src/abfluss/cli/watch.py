@@ -71,6 +71,7 @@ def watch(
         for p in netflow_port or []:
             w.add_netflow(p, sensor)
         out.print(f"watching {', '.join(s.name for s in w.sources)}; detections every {every:g} s", markup=False)
-        w.run(emit, duration, on_cycle=delivered)
+        w.run(emit, duration, on_cycle=delivered,
+              on_note=lambda line: err.print(f"abfluss: {line}", markup=False, highlight=False))
         out.print(f"stopped: {w.stats['records']:,} records stored, {count(w.stats['findings_sent'], 'finding')} sent",
                   markup=False)

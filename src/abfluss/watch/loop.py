@@ -4,7 +4,9 @@ Between polls the catalog is let go (``Workspace.released``), so read-only comma
 (``ledger``, ``findings``) work while the watcher runs. SIGTERM and SIGINT end the loop after
 the current step and cut a send in progress short (its finding stays queued for the sink, see
 ``outputs.delivery``), so the watcher is gone within seconds; a kill -9 at any moment loses
-nothing: every stored piece is committed together with its position (see state.py).
+nothing: every stored piece is committed together with its position (see state.py). Between
+its steps the loop also runs ``abfluss analyze`` for clients on the same workspace, which
+cannot open it while the watcher holds the writer's lock (requests.py, resident.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from .. import analysis
+from ..errors import AbflussError
 from ..findings import Finding
 from ..outputs.delivery import Delivery, deliver
 from ..outputs.sinks import Sink
 from ..store import Workspace
-from . import state
+from . import requests, state
 from .capture import DEFAULT_ROTATE, InterfaceSource
 from .follow import FileFollower, ZeekDir
 from .health import DEFAULT_LOSS_SHARE, SensorHealth
@@ -68,8 +71,11 @@ class Watcher:
         self.saved = state.load(ws)
         self.sources: list[Source] = []
         self.stop = False
-        self.stats = {"records": 0, "cycles": 0, "findings_sent": 0, "analyses": 0}
+        self.stats = {"records": 0, "cycles": 0, "findings_sent": 0, "analyses": 0, "requests": 0}
         self._analysed = -1  # records stored when the detections last ran
+        self._emit: Callable[[list[Finding]], None] = lambda _found: None
+        #: ``abfluss analyze`` handed over by a client on this workspace (requests.py), while running
+        self.listener: requests.Listener | None = None
 
     def add_zeek_dir(self, directory: Path, sensor: str | None = None) -> None:
         d = Path(directory).resolve()
@@ -126,15 +132,52 @@ class Watcher:
         self.stats["cycles"] += 1
         return new
 
+    def told(self, found: list[Finding]) -> None:
+        """New findings a client's analysis stored (queued for this watch's sinks too): in the
+        watch's output as those of its own cycles."""
+        if found:
+            self._emit(found)
+            self.stats["findings_sent"] += len(found)
+
+    def answer(self) -> bool:
+        """Run the oldest ``abfluss analyze`` waiting on the socket, if any (between cycles)."""
+        if self.listener is None or not self.listener.serve(lambda req: requests.analyze(self, req)):
+            return False
+        self.stats["requests"] += 1
+        return True
+
     def deliver(self) -> dict[str, Delivery]:
         """Send every sink what it still has queued (this cycle's findings and earlier misses)."""
         self.deliveries = deliver(self.ws, self.sinks, self.cancel) if self.sinks else {}
         return self.deliveries
 
+    def _unlisten(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def _waiting(self) -> bool:
+        return self.listener is not None and self.listener.waiting()
+
     def run(self, emit: Callable[[list[Finding]], None], duration: float | None = None,
-            on_cycle: Callable[[dict], None] | None = None) -> None:
+            on_cycle: Callable[[dict], None] | None = None, on_note: Callable[[str], None] | None = None) -> None:
+        """Poll, detect every ``every`` seconds and answer ``abfluss analyze`` requests between
+        them; ``on_note`` gets a line to tell the operator (the socket could not be made)."""
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        analysis.warm(self.ws)  # the first alert waits neither for imports nor for compiling queries
+        self._emit = emit
+        # listening before warming up: a request made meanwhile waits for it instead of failing
+        listener = requests.Listener(self.ws.root)
+        try:
+            listener.open()
+            self.listener = listener
+        except (AbflussError, OSError) as e:  # the watch's own work goes on without it
+            if on_note:
+                on_note(f"not answering abfluss analyze on this workspace: {e}")
+        try:
+            analysis.warm(self.ws)  # the first alert waits neither for imports nor for compiling queries
+        except BaseException:
+            self._unlisten()
+            raise
         for src in self.sources:
             if hasattr(src.impl, "start"):
                 src.impl.start()
@@ -155,11 +198,13 @@ class Watcher:
                     self.deliver()
                     if on_cycle:
                         on_cycle(dict(self.stats))
+                self.answer()
                 with self.ws.released():
                     end = time.monotonic() + self.opts.poll
-                    while not self.stop and time.monotonic() < end:
-                        time.sleep(0.1)
+                    while not self.stop and time.monotonic() < end and not self._waiting():
+                        time.sleep(0.1) if self.listener is None else self.listener.wake.wait(0.1)
         finally:
+            self._unlisten()  # waiting clients are told at once, the socket goes
             for src in self.sources:
                 if hasattr(src.impl, "stop"):
                     src.impl.stop()

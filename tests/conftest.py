@@ -59,8 +59,9 @@ def run_cli(*args: str, workspace: Path | None = None, check: bool = False) -> s
 # workers finish at about the same time. (xdist's own ``--dist loadgroup`` ignores its marks under
 # pytest 9, hence the scheduler here.) Figures: README, "Tests".
 LONG_FIRST = ("spark", "test_watch.py", "test_case.py", "test_dlp_inspect.py", "test_watch_sources.py",
-              "test_outputs.py", "test_store.py", "test_fuzz.py", "test_analysis.py", "test_report_language.py",
-              "test_demo.py", "test_open_data.py", "test_cli.py", "test_det_beaconing.py", "test_report.py")
+              "test_watch_resident.py", "test_outputs.py", "test_store.py", "test_fuzz.py", "test_analysis.py",
+              "test_report_language.py", "test_demo.py", "test_open_data.py", "test_cli.py", "test_det_beaconing.py",
+              "test_report.py")
 
 
 def _group(nodeid: str) -> str:

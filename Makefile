@@ -10,15 +10,16 @@ EXT    := $(VENV)/.dns_wire_built
 # poppler-utils to read the PDF back in tests; sqlite3 and zip write real exports for the DLP tests;
 # chromium for the web console's browser tests (Playwright drives Debian's build, no download), openssl
 # for their self-signed certificate; softflowd makes make eval's sampled NetFlow variants; a C compiler
-# and Python's headers build the DNS message parser (src/abfluss/readers/_dns_wire.c) and the inspection
-# loop (src/abfluss/dlp/inspect/_loop.c) at install time.
+# and Python's headers build the DNS message parser (src/abfluss/readers/_dns_wire.c), the inspection
+# loop (src/abfluss/dlp/inspect/_loop.c) and the eve.json block reader (src/abfluss/readers/_eve_json.c)
+# at install time.
 BUILD_DEBS := gcc libc6-dev python3-dev
 DEBS   := $(BUILD_DEBS) tcpdump iproute2 nfdump default-jre-headless nftables poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core sqlite3 zip chromium openssl softflowd tcpreplay
 
 .PHONY: demo test bench bench-cluster eval fuzz sysdeps clean lab lab-scenarios lab-tunnels lab-protocols
 
 # The compiled modules are rebuilt when a C source changes (an editable install does not notice).
-C_SOURCES := src/abfluss/readers/_dns_wire.c src/abfluss/dlp/inspect/_loop.c
+C_SOURCES := src/abfluss/readers/_dns_wire.c src/abfluss/dlp/inspect/_loop.c src/abfluss/readers/_eve_json.c
 $(EXT): $(STAMP) $(C_SOURCES)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(EXT)

@@ -1,4 +1,5 @@
-"""eve.json in bulk: a block of lines parsed by pyarrow and turned into rows column by column.
+"""eve.json in bulk: a block of lines parsed (C, ``_eve_json``, else pyarrow) and turned into rows
+column by column.
 
 Only a block whose every line is plain (one JSON object per line, no JSON ``null``, every value of
 the JSON type the reader expects, timestamps in Suricata's own ISO form) is taken here; for any
@@ -13,7 +14,6 @@ per query in ``_eve_dns.Merger``: their columns are returned with what matching 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pjson
 
 from ..schema import TS
+from . import _eve_json
 
 _STR, _INT = pa.string(), pa.int64()
 #: What the line reader looks at, with the JSON type it expects; everything else is ignored.
@@ -46,6 +47,7 @@ SCHEMA = pa.schema([
                        ("answers", pa.list_(pa.struct([("rrtype", _STR), ("ttl", _INT), ("rdata", _STR)])))])),
 ])
 _OPTIONS = pjson.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+_eve_json.prepare(SCHEMA)
 _READ = pjson.ReadOptions(block_size=1 << 20)
 #: For a block parsed while others are (``_eve_ahead``): those keep the cores busy, and Arrow's
 #: own threads on top cost CPU time (≈ 5 %) and gained nothing in wall time.
@@ -55,7 +57,6 @@ _READ_ALONE = pjson.ReadOptions(block_size=1 << 20, use_threads=False)
 _TIME = r"\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
 _ZONE = r"(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)"
 _TS_RE, _CERT_RE = f"^{_TIME}{_ZONE}$", f"^{_TIME}{_ZONE}?$"
-_NULL = re.compile(rb":\s*null\b")
 #: A line with more opening brackets than this may nest deeper than Python's parser takes (the
 #: line reader then skips it as "nested too deep"): its block is left to the line reader.
 _MAX_OPENERS = 400
@@ -87,29 +88,23 @@ class Block:
 def parse(data: bytes, end: int, max_us: int, helpers, threads: bool = True) -> Block | None:
     """The block ``data[:end]`` (whole lines) parsed, or None if the line reader must read it.
     ``helpers`` is the line reader's module: its value conversions are reused per distinct value.
-    ``threads``: whether Arrow's JSON reader may parse the block's parts on its threads."""
-    buf = np.frombuffer(data, np.uint8, end)
-    if not end or buf[end - 1] != 0x0A:  # the file's last line without its newline: maybe cut off
+    ``threads``: whether Arrow's JSON reader (for a block the C reader leaves to it) may parse the
+    block's parts on its threads."""
+    # every line one object ('{' first, '}' last: no blank or padded line), no JSON null (exactly
+    # ``:\s*null\b`` anywhere), at most _MAX_OPENERS '{' or '[' bytes per line, the last line complete
+    # (else maybe cut off): in C (``_eve_json.lines``; it was NumPy and a regular expression, the
+    # reference in tests/test_eve_json_c.py), the newline positions or None
+    ends = _eve_json.lines(data, end, _MAX_OPENERS)
+    if ends is None:
         return None
-    ends = np.flatnonzero(buf == 0x0A)
     starts = np.concatenate(([0], ends[:-1] + 1))
-    # one object per line: each line starts with '{' and ends with '}' (no blank or padded line)
-    if (buf[starts] != 0x7B).any() or (ends <= starts).any() or (buf[ends - 1] != 0x7D).any():
-        return None
-    # an 'n' followed by "ull" (NumPy: twice as fast as bytes.find), then the exact test
-    n = np.flatnonzero(buf[:-3] == 0x6E)
-    if ((buf[n + 1] == 0x75) & (buf[n + 2] == 0x6C) & (buf[n + 3] == 0x6C)).any() and _NULL.search(data, 0, end):
-        return None
-    # '{' or '[': the only bytes that give 0x7B; compared in place of the OR's result (one
-    # temporary array instead of two: half the time of this test)
-    marks = np.bitwise_or(buf, 0x20)
-    opening = np.flatnonzero(np.equal(marks, 0x7B, out=marks.view(np.bool_)))
-    if (np.searchsorted(opening, ends) - np.searchsorted(opening, starts) > _MAX_OPENERS).any():
-        return None
     try:
-        t = pjson.read_json(pa.BufferReader(pa.py_buffer(data)[:end]),
-                            read_options=_READ if threads else _READ_ALONE, parse_options=_OPTIONS)
-        t.validate(full=True)  # pyarrow passes invalid UTF-8 through into strings
+        # the C reader where it can (the same table), else pyarrow's
+        t = _eve_json.read(data, end)
+        if t is None:
+            t = pjson.read_json(pa.BufferReader(pa.py_buffer(data)[:end]),
+                                read_options=_READ if threads else _READ_ALONE, parse_options=_OPTIONS)
+        t.validate(full=True)  # both pass invalid UTF-8 through into strings
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
     if t.num_rows != len(starts) or t.column("event_type").null_count or t.column("timestamp").null_count:

@@ -29,18 +29,22 @@
 enum { K_STR = 's', K_INT = 'i', K_BOOL = 'b', K_OBJ = 'o', K_LIST = 'l' };
 
 typedef struct {
-    int kind;
+    int kind, parent;
     char name[64];
     Py_ssize_t name_len;
     int n_children;
     int children[MAX_CHILDREN];
-    int8_t bucket[256][4]; /* an object's children by key hash (KEY_HASH), -1 ends */
 } node_t;
 
 static node_t nodes[MAX_NODES];
 static int n_nodes = 0;
 
-#define KEY_HASH(k, n) (((size_t)(n) * 31u + (size_t)(k)[0] * 7u + (size_t)(k)[(n) - 1]) & 255u)
+/* An object's children by key hash (KEY_HASH): up to two candidates a bucket, -1 for none. */
+#define KEY_HASH(k, n) (((size_t)(n) * 31u + (size_t)(k)[0] * 7u + (size_t)(k)[(n) - 1]) & 127u)
+static int8_t keymap[MAX_NODES][128][2];
+
+/* Bytes a string runs on without a look: not '"', '\\' or a control character. */
+static uint8_t plain[256];
 
 typedef struct {
     uint8_t *p;
@@ -108,18 +112,25 @@ static int room(col_t *c, int kind, Py_ssize_t want) {
 
 #define SET_BIT(bits, i) ((bits)[(i) >> 3] |= (uint8_t)(1u << ((i) & 7)))
 
-/* One null slot for ``node`` (and, for an object, for each of its children). */
-static int put_null(col_t *cols, int node) {
-    col_t *c = &cols[node];
-    const node_t *nd = &nodes[node];
-    if (c->slots >= c->cap && room(c, nd->kind, c->slots + 1)) return BAIL;
-    if (nd->kind == K_STR || nd->kind == K_LIST)
-        c->offsets[c->slots + 1] = c->offsets[c->slots];
-    else if (nd->kind == K_OBJ)
-        for (int i = 0; i < nd->n_children; i++)
-            if (put_null(cols, nd->children[i])) return BAIL;
-    c->slots++;
+/* Null slots up to (not including) ``idx``: a slot no value was written to is null (its validity
+ * bit and value are zero from the start; only offsets need the previous end repeated). Room for
+ * slot ``idx`` too. */
+static inline int fill(col_t *c, int kind, Py_ssize_t idx) {
+    if (idx >= c->cap && room(c, kind, idx + 1)) return BAIL;
+    if (c->slots < idx) {
+        if (kind == K_STR || kind == K_LIST) {
+            int32_t last = c->offsets[c->slots];
+            for (Py_ssize_t i = c->slots + 1; i <= idx; i++) c->offsets[i] = last;
+        }
+        c->slots = idx;
+    }
     return 0;
+}
+
+static inline int same(const char *a, const uint8_t *b, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((uint8_t)a[i] != b[i]) return 0;
+    return 1;
 }
 
 static inline void ws(state_t *s) {
@@ -145,7 +156,7 @@ static int string(state_t *s, buf_t *out) {
     const uint8_t *p = s->p, *end = s->end;
     for (;;) {
         const uint8_t *run = p;
-        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) p++;
+        while (p < end && plain[*p]) p++;
         if (out && p > run && put_bytes(out, run, (size_t)(p - run))) return BAIL;
         if (p >= end || *p < 0x20) return BAIL;
         if (*p == '"') {
@@ -237,7 +248,7 @@ static int literal(state_t *s, const char *word) {
 
 static int skip_value(state_t *s);
 
-static int object(state_t *s, int node);
+static int object(state_t *s, int node, Py_ssize_t idx);
 
 /* A value of a key or list item the schema does not know: checked, not kept. */
 static int skip_value(state_t *s) {
@@ -289,49 +300,51 @@ static int skip_value(state_t *s) {
     return number(s, &v, &is_int);
 }
 
-/* A value for ``node`` (one more slot of it): exactly the schema's JSON type, never null. */
-static int value(state_t *s, int node) {
+/* A value for slot ``idx`` of ``node``: exactly the schema's JSON type, never null. */
+static int value(state_t *s, int node, Py_ssize_t idx) {
     col_t *c = &s->cols[node];
     const node_t *nd = &nodes[node];
     if (s->p >= s->end) return BAIL;
     uint8_t ch = *s->p;
-    if (nd->kind != K_OBJ && c->slots >= c->cap && room(c, nd->kind, c->slots + 1)) return BAIL;
+    if (nd->kind == K_OBJ) {
+        if (ch != '{') return BAIL;
+        return object(s, node, idx); /* its children first, then its own slot */
+    }
+    if (fill(c, nd->kind, idx)) return BAIL;
     switch (nd->kind) {
     case K_STR:
         if (ch != '"') return BAIL;
         s->p++;
         if (string(s, &c->data) || c->data.len > INT32_MAX) return BAIL;
-        c->offsets[c->slots + 1] = (int32_t)c->data.len;
+        c->offsets[idx + 1] = (int32_t)c->data.len;
         break;
     case K_INT: {
         int64_t v;
         int is_int;
         if (ch != '-' && (ch < '0' || ch > '9')) return BAIL;
         if (number(s, &v, &is_int) || !is_int) return BAIL;
-        memcpy(c->values + (size_t)c->slots * 8, &v, 8);
+        memcpy(c->values + (size_t)idx * 8, &v, 8);
         break;
     }
     case K_BOOL:
         if (ch == 't') {
             if (literal(s, "true")) return BAIL;
-            SET_BIT(c->values, c->slots);
+            SET_BIT(c->values, idx);
         } else if (ch == 'f') {
             if (literal(s, "false")) return BAIL;
         } else
             return BAIL;
         break;
-    case K_OBJ:
-        if (ch != '{') return BAIL;
-        return object(s, node); /* counts its own slot */
     case K_LIST: {
         int item = nd->children[0];
+        col_t *items = &s->cols[item];
         if (ch != '[' || ++s->depth > MAX_DEPTH) return BAIL;
         s->p++;
         ws(s);
         if (s->p < s->end && *s->p == ']') s->p++;
         else
             for (;;) {
-                if (value(s, item)) return BAIL;
+                if (value(s, item, items->slots)) return BAIL;
                 ws(s);
                 if (s->p >= s->end) return BAIL;
                 if (*s->p == ']') {
@@ -343,21 +356,21 @@ static int value(state_t *s, int node) {
                 ws(s);
             }
         s->depth--;
-        if (s->cols[item].slots > INT32_MAX) return BAIL;
-        c->offsets[c->slots + 1] = (int32_t)s->cols[item].slots;
+        if (items->slots > INT32_MAX) return BAIL;
+        c->offsets[idx + 1] = (int32_t)items->slots;
         break;
     }
     default:
         return BAIL;
     }
-    SET_BIT(c->valid, c->slots);
-    c->slots++;
+    SET_BIT(c->valid, idx);
+    c->slots = idx + 1;
     return 0;
 }
 
-/* An object at s->p ('{') as one slot of ``node``: known keys into their children, each child
- * not given a null slot; unknown keys checked and ignored. */
-static int object(state_t *s, int node) {
+/* An object at s->p ('{') as slot ``idx`` of ``node``: known keys into the same slot of their
+ * children (the others stay null), unknown keys checked and ignored. */
+static int object(state_t *s, int node, Py_ssize_t idx) {
     const node_t *nd = &nodes[node];
     uint64_t seen = 0;
     if (++s->depth > MAX_DEPTH) return BAIL;
@@ -368,7 +381,7 @@ static int object(state_t *s, int node) {
         for (;;) {
             if (s->p >= s->end || *s->p != '"') return BAIL;
             const uint8_t *key = ++s->p;
-            while (s->p < s->end && *s->p != '"' && *s->p != '\\' && *s->p >= 0x20) s->p++;
+            while (s->p < s->end && plain[*s->p]) s->p++;
             if (s->p >= s->end || *s->p != '"') return BAIL; /* an escape in a key: pyarrow decides */
             Py_ssize_t klen = s->p - key;
             s->p++;
@@ -378,10 +391,10 @@ static int object(state_t *s, int node) {
             ws(s);
             int found = -1;
             if (klen > 0) {
-                const int8_t *cand = nd->bucket[KEY_HASH(key, klen)];
-                for (int j = 0; j < 4 && cand[j] >= 0; j++) {
+                const int8_t *cand = keymap[node][KEY_HASH(key, klen)];
+                for (int j = 0; j < 2 && cand[j] >= 0; j++) {
                     const node_t *ch = &nodes[nd->children[cand[j]]];
-                    if (ch->name_len == klen && !memcmp(ch->name, key, (size_t)klen)) {
+                    if (ch->name_len == klen && same(ch->name, key, klen)) {
                         found = cand[j];
                         break;
                     }
@@ -392,7 +405,7 @@ static int object(state_t *s, int node) {
             } else {
                 if (seen & (1ull << found)) return BAIL; /* pyarrow: "specified twice" */
                 seen |= 1ull << found;
-                if (value(s, nd->children[found])) return BAIL;
+                if (value(s, nd->children[found], idx)) return BAIL;
             }
             ws(s);
             if (s->p >= s->end) return BAIL;
@@ -404,13 +417,11 @@ static int object(state_t *s, int node) {
             s->p++;
             ws(s);
         }
-    for (int i = 0; i < nd->n_children; i++)
-        if (!(seen & (1ull << i)) && put_null(s->cols, nd->children[i])) return BAIL;
     s->depth--;
     col_t *c = &s->cols[node];
-    if (c->slots >= c->cap && room(c, K_OBJ, c->slots + 1)) return BAIL;
-    SET_BIT(c->valid, c->slots);
-    c->slots++;
+    if (fill(c, K_OBJ, idx)) return BAIL;
+    SET_BIT(c->valid, idx);
+    c->slots = idx + 1;
     return 0;
 }
 
@@ -423,7 +434,7 @@ static int lines(const uint8_t *data, size_t end, col_t *cols, Py_ssize_t *rows)
         if (nl == NULL) return BAIL;
         state_t s = {p, nl, cols, 0};
         ws(&s);
-        if (s.p >= s.end || *s.p != '{' || object(&s, 0)) return BAIL;
+        if (s.p >= s.end || *s.p != '{' || object(&s, 0, n)) return BAIL;
         ws(&s);
         if (s.p != nl) return BAIL;
         p = nl + 1;
@@ -465,7 +476,7 @@ static PyObject *set_schema(PyObject *self, PyObject *arg) {
         int parent, kind;
         const char *name;
         Py_ssize_t len;
-        memset(nodes[i].bucket, 0xff, sizeof nodes[i].bucket);
+        memset(keymap[i], 0xff, sizeof keymap[i]);
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "is#C", &parent, &name, &len, &kind))
             goto fail;
         node_t *up = parent >= 0 ? &nodes[parent] : NULL;
@@ -475,15 +486,16 @@ static PyObject *set_schema(PyObject *self, PyObject *arg) {
                     (up->kind == K_LIST && up->n_children) || (up->kind == K_OBJ && len == 0))))
             goto bad;
         nodes[i].kind = kind;
+        nodes[i].parent = parent;
         memcpy(nodes[i].name, name, (size_t)len);
         nodes[i].name_len = len;
         under_list[i] = up && (up->kind == K_LIST || under_list[parent]);
         if (up == NULL) continue;
         if (up->kind == K_OBJ) {
-            int8_t *cand = up->bucket[KEY_HASH((const uint8_t *)name, len)];
+            int8_t *cand = keymap[parent][KEY_HASH((const uint8_t *)name, len)];
             int j = 0;
-            while (j < 4 && cand[j] >= 0) j++;
-            if (j == 4) goto bad;
+            while (j < 2 && cand[j] >= 0) j++;
+            if (j == 2) goto bad;
             cand[j] = (int8_t)up->n_children;
         }
         up->children[up->n_children++] = (int)i;
@@ -524,6 +536,13 @@ static PyObject *parse(PyObject *self, PyObject *args) {
     for (int i = 0; i < n_nodes && rc == 0; i++)
         if (!under_list[i]) rc = room(&cols[i], nodes[i].kind, rows > 0 ? rows : 1);
     if (rc == 0) rc = lines(data, (size_t)end, cols, &rows);
+    /* the null slots after each column's last value: a line's columns have a slot per line, a
+     * list's items one per item, and an object's children as many as the object */
+    for (int i = 0; i < n_nodes && rc == 0; i++) {
+        int up = nodes[i].parent;
+        Py_ssize_t len = up < 0 ? rows : nodes[up].kind == K_LIST ? cols[i].slots : cols[up].slots;
+        rc = fill(&cols[i], nodes[i].kind, len);
+    }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     PyObject *out = NULL;
@@ -630,4 +649,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_abfluss_eve", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__abfluss_eve(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__abfluss_eve(void) {
+    for (int c = 0; c < 256; c++) plain[c] = c >= 0x20 && c != '"' && c != '\\';
+    return PyModule_Create(&module);
+}

@@ -245,8 +245,8 @@ _PROXIED = """
                    pt.target IS NOT NULL AS proxied,
                    CASE WHEN NOT pt.literal THEN pt.target END AS proxy_name
             FROM flows_dedup f
-            LEFT JOIN proxies px ON px.addr = f.resp_h
-            LEFT JOIN proxy_targets pt ON pt.uid = f.uid AND pt.sensor = f.sensor),"""
+            LEFT JOIN {proxies} px ON px.addr = f.resp_h
+            LEFT JOIN {targets} pt ON pt.uid = f.uid AND pt.sensor = f.sensor),"""
 _DIRECTED = """
         f AS (
             SELECT f.*, co.id AS orig_id, cr.id AS resp_id, coalesce(co.internal, false) AS orig_internal,
@@ -284,10 +284,14 @@ _DIRECTED = """
         FROM f"""
 
 
-def directed_sql(proxies: bool = True) -> str:
+def directed_sql(proxies: bool = True, relations: tuple[str, str] = ("proxies", "proxy_targets")) -> str:
     """The query of the ``flows_directed`` view; with ``proxies`` false, the same rows for a
-    workspace whose ``proxies`` view is empty (the caller checks), without reading the proxy views."""
-    return (_PROXIED if proxies else _UNPROXIED) + _DIRECTED
+    workspace whose ``proxies`` view is empty (the caller checks), without reading the proxy views.
+    ``relations``: what to read for the views ``proxies`` and ``proxy_targets`` (tables holding
+    their rows, made once for several queries: ``ledger_store.update``)."""
+    if not proxies:
+        return _UNPROXIED + _DIRECTED
+    return _PROXIED.format(proxies=relations[0], targets=relations[1]) + _DIRECTED
 
 
 class _Statements(list):

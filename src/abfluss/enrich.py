@@ -50,6 +50,7 @@ import re
 from . import resolvers
 from .config import Config, network_range
 from .store import Workspace
+from .store.views import _DEFER, deferring  # noqa: F401 - _DEFER: what the probe found
 
 #: Addresses that never leave the local link or name no host: multicast, limited broadcast,
 #: link-local, unspecified / "this network". Traffic to them is ``dest_class = 'local'``: in the
@@ -168,29 +169,6 @@ def apply(ws: Workspace, cfg: Config) -> None:
     ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
     if ws.write:
         ws.con.execute("INSERT INTO enrich_state VALUES ('views', ?)", [_digest(before, after)])
-
-
-_DEFERRABLE = re.compile(r"^(\s*CREATE OR REPLACE (?:TEMP )?VIEW \w+) AS\b")
-_DEFER: dict = {}  # DuckDB version -> whether it takes WITH (DEFER_BINDING)
-
-
-def deferring(con):
-    """A view statement as one DuckDB binds when the view is used, not when it is created
-    (``WITH (DEFER_BINDING)``, DuckDB 2.0): a query binds the views it reads each time anyway,
-    and binding the nested enrichment views at creation was most of opening a new workspace.
-    Other statements, and every statement where DuckDB lacks the option, as they are."""
-    import duckdb
-
-    if duckdb.__version__ not in _DEFER:
-        try:
-            con.execute("CREATE OR REPLACE TEMP VIEW _abfluss_defer_probe WITH (DEFER_BINDING) AS SELECT 1")
-            con.execute("DROP VIEW _abfluss_defer_probe")
-            _DEFER[duckdb.__version__] = True
-        except duckdb.Error:
-            _DEFER[duckdb.__version__] = False
-    if not _DEFER[duckdb.__version__]:
-        return lambda sql: sql
-    return lambda sql: _DEFERRABLE.sub(r"\1 WITH (DEFER_BINDING) AS", sql, count=1)
 
 
 #: Whether ``flows_dedup`` (defined by the data, see ``_dedup_view``) is its de-duplicating form.

@@ -103,17 +103,18 @@ def _run_pool(ws: Workspace, out: list, todo: list[int], job: _Job, progress, la
     ctx = multiprocessing.get_context("fork")  # workers inherit the imported modules: no start-up cost
     pool = ProcessPoolExecutor(max_workers=min(job.jobs, len(todo)), mp_context=ctx)
     broken: list[int] = []
+    futures: dict = {}
     try:
-        # the catalog is let go of while the workers are forked (they never hold it) and
-        # while they read, so read-only commands answer meanwhile
-        with ws.released():
-            futures = {n: pool.submit(_stage, out[n]) for n in todo}
         i, announced = 0, -1
         while i < len(todo):
             batch: list[int] = []
             capture = None
             deadline = time.monotonic() + BATCH_SECONDS
+            # the catalog is let go of while the workers are forked (they never hold it) and
+            # while they read, so read-only commands answer meanwhile; taken back to commit
             with ws.released():
+                if not futures:  # in the first batch's release: one less closing and opening of the catalog
+                    futures = {n: pool.submit(_stage, out[n]) for n in todo}
                 while i < len(todo) and len(batch) < BATCH_FILES:
                     n = todo[i]
                     if progress and announced != n:

@@ -3,6 +3,7 @@ records (an empty table of the table's schema while it has none)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,7 @@ def refresh_views(ws: Workspace, tables: Iterable[str] | None = None) -> None:
     from .. import schema
     wanted = set(schema.TABLES if tables is None else tables)
     listed: dict[str, list[str]] = {}
+    defer = deferring(ws.con)
     for name, path in ws.con.execute(
             "SELECT table_name, path FROM files WHERE table_name IN (SELECT unnest(?)) ORDER BY path",
             [sorted(wanted)]).fetchall():
@@ -64,7 +66,7 @@ def refresh_views(ws: Workspace, tables: Iterable[str] | None = None) -> None:
             sql = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
         else:
             sql = f"SELECT * FROM _empty_{table}"
-        ws.con.execute(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}")
+        ws.con.execute(defer(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}"))
     hook = getattr(ws, "after_refresh", None)
     if hook is not None:  # views over these that depend on what the files hold (enrich.py)
         hook()
@@ -85,3 +87,25 @@ def _sql_type(t: pa.DataType) -> str:
     if t not in names:
         raise TypeError(f"no DuckDB type for {t}")
     return names[t]
+
+
+_DEFERRABLE = re.compile(r"^(\s*CREATE OR REPLACE (?:TEMP )?VIEW \w+) AS\b")
+_DEFER: dict = {}  # DuckDB version -> whether it takes WITH (DEFER_BINDING)
+
+
+def deferring(con):
+    """A view statement as one DuckDB binds when the view is used, not when it is created
+    (``WITH (DEFER_BINDING)``, DuckDB 2.0): a query binds the views it reads each time anyway,
+    and binding the nested enrichment views at creation was most of opening a new workspace,
+    binding the ``<table>_raw`` views (every file's Parquet footer) most of refreshing them after
+    a commit. Other statements, and every statement where DuckDB lacks the option, as they are."""
+    if duckdb.__version__ not in _DEFER:
+        try:
+            con.execute("CREATE OR REPLACE TEMP VIEW _abfluss_defer_probe WITH (DEFER_BINDING) AS SELECT 1")
+            con.execute("DROP VIEW _abfluss_defer_probe")
+            _DEFER[duckdb.__version__] = True
+        except duckdb.Error:
+            _DEFER[duckdb.__version__] = False
+    if not _DEFER[duckdb.__version__]:
+        return lambda sql: sql
+    return lambda sql: _DEFERRABLE.sub(r"\1 WITH (DEFER_BINDING) AS", sql, count=1)

@@ -151,7 +151,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
     if _kept(ws, cfg):
         ws.enriched_with = cfg
         if ws.write:  # more flows stored later may need the de-duplicating form (store.refresh_views)
-            ws.after_refresh = lambda: _dedup_view(ws, view)
+            ws.after_refresh = lambda added=None: _dedup_view(ws, view, added)
         return
     before, after = _definitions(cfg, view, macro)
     if ws.write:  # no digest while the views change: a writer stopped halfway leaves none
@@ -163,7 +163,7 @@ def apply(ws: Workspace, cfg: Config) -> None:
     ws._open_flows = None
     _dedup_view(ws, view)
     # a writer stores more flows after this (ingest, watch): the view follows (store.refresh_views)
-    ws.after_refresh = lambda: _dedup_view(ws, view)
+    ws.after_refresh = lambda added=None: _dedup_view(ws, view, added)
     for sql in after:
         ws.con.execute(defer(sql))
     ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
@@ -342,13 +342,28 @@ def _definitions(cfg: Config, view: str, macro: str) -> tuple[list[str], list[st
     return before, after
 
 
-def _dedup_view(ws: Workspace, view: str) -> None:
+def _dedup_view(ws: Workspace, view: str, added: dict | None = None) -> None:
     """``flows_dedup`` (see the module docstring). Without any interim (open) record there is
     nothing to de-duplicate, and matching every flow's uid against none costs a pass over all
     flows per query (most of an evidence lookup's time): the view is then the flows themselves,
-    and it is defined again when the first interim record is stored."""
-    has_open = ws.con.execute("SELECT EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0][0]
-    if has_open == getattr(ws, "_open_flows", None):
+    and it is defined again when the first interim record is stored.
+
+    ``added``: when a commit only added files (paths relative to the workspace by table, as
+    ``store.refresh_views`` passes them), only the new flow files are looked at, if any: once
+    interim records are stored more files cannot remove them, and before that only new flow
+    files can bring one. Looking through every stored flow file after each commit was a pass over
+    a growing workspace per commit of a directory's ingest."""
+    known = getattr(ws, "_open_flows", None)
+    if added is not None and known is not None:
+        new = added.get("flows") or []
+        if known or not new:
+            return
+        listing = ", ".join("'" + str(ws.root / p).replace("'", "''") + "'" for p in new)
+        has_open = ws.con.execute(f"SELECT EXISTS (SELECT 1 FROM read_parquet([{listing}], union_by_name = true) "
+                                  "WHERE open)").fetchall()[0][0]
+    else:
+        has_open = ws.con.execute("SELECT EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0][0]
+    if has_open == known:
         return
     ws._open_flows = has_open
     if not has_open:

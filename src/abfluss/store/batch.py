@@ -85,7 +85,10 @@ def commit_staged(ws: Workspace, batch: list[Staged]) -> list[bool]:
         if not ok:
             s.discard(ws.root)
     if any(stored):
-        ws.refresh_views(set(files[1]))
+        added: dict[str, list[str]] = {}
+        for rel, table in zip(files[0], files[1]):
+            added.setdefault(table, []).append(rel)
+        ws.refresh_views(set(added), added)
     return stored
 
 

@@ -47,9 +47,11 @@ def _columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, lis
         f"SELECT '{t}', list(name ORDER BY cid) FROM pragma_table_info('{t}')" for t in present)).fetchall())
 
 
-def refresh_views(ws: Workspace, tables: Iterable[str] | None = None) -> None:
+def refresh_views(ws: Workspace, tables: Iterable[str] | None = None, added: dict | None = None) -> None:
     """(Re)create one view per table (or only per one of ``tables``: those a commit added
-    files to) over exactly the files the catalog records."""
+    files to) over exactly the files the catalog records. ``added``: the files (relative paths
+    by table) when adding them is all that changed, for the views that depend on what the files
+    hold (``after_refresh``)."""
     from .. import schema
     wanted = set(schema.TABLES if tables is None else tables)
     listed: dict[str, list[str]] = {}
@@ -69,7 +71,7 @@ def refresh_views(ws: Workspace, tables: Iterable[str] | None = None) -> None:
         ws.con.execute(defer(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}"))
     hook = getattr(ws, "after_refresh", None)
     if hook is not None:  # views over these that depend on what the files hold (enrich.py)
-        hook()
+        hook(added)
 
 
 def _sql_type(t: pa.DataType) -> str:

@@ -112,10 +112,10 @@ class Workspace:
             if dirpath != str(data) and not os.listdir(dirpath):
                 os.rmdir(dirpath)
 
-    def refresh_views(self, tables: Iterable[str] | None = None) -> None:
+    def refresh_views(self, tables: Iterable[str] | None = None, added: dict | None = None) -> None:
         """(Re)create one view per table (or only per one of ``tables``: those a commit added
-        files to) over exactly the files the catalog records."""
-        refresh_views(self, tables)
+        files to, ``added``: by table) over exactly the files the catalog records."""
+        refresh_views(self, tables, added)
 
     def has_input(self, input_id: str) -> bool:
         return bool(self.con.execute("SELECT count(*) FROM inputs WHERE input_id = ?", [input_id]).fetchall()[0][0])

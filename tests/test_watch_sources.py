@@ -13,10 +13,11 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from conftest import run_cli
+from conftest import DATA, data, run_cli
 from test_watch import HEADER, append, start_watch, stored_flows, wait_for
 
-CAPTURE = Path("/work/shared/data/netflow-pmacct/101-NFv9-CISCO-cust_primitives/traffic-00.pcap")
+# a real NetFlow v9 export; missing, the tests that use it fail (``data`` asserts), never skip
+CAPTURE = DATA / "netflow-pmacct/101-NFv9-CISCO-cust_primitives/traffic-00.pcap"
 EXPORTER = "138.187.57.55"  # the exporter's address in the capture; replayed, it is 127.0.0.1
 
 
@@ -78,10 +79,9 @@ def flows(ws: Path) -> list[tuple]:
                              "FROM flows_raw").fetchall()
 
 
-@pytest.mark.skipif(not CAPTURE.exists(), reason="pmacct NetFlow test captures not present")
 def test_netflow_collector_equals_one_shot_ingest_across_restarts(tmp_path):
     ws, alerts = tmp_path / "ws", tmp_path / "alerts.ndjson"
-    payloads = udp_payloads(CAPTURE)
+    payloads = udp_payloads(data(str(CAPTURE.relative_to(DATA))))
     assert len(payloads) == 40  # the template in the first datagram only, data in all others
     port = free_udp_port()
     args = ["--netflow-port", str(port), "--every", "2", "--ndjson", str(alerts), "--silent-after", "3600"]
@@ -163,8 +163,11 @@ def test_sensor_health_capture_loss_then_silence(tmp_path):
         for k in range(3):  # loss rises: 0 %, then about 2 %, 8 %, 14 % of the bytes so far
             append(log, conn(100 + 50 * k, 50, missed=1000 * (k + 1) * 3))
             time.sleep(1.2)
+        last = time.monotonic()
         wait_for(lambda: any("capture loss" in json.dumps(d) for d in health(alerts)), 20, "a capture-loss finding")
-        assert not any("fell silent" in json.dumps(d) for d in health(alerts))  # it was delivering
+        if time.monotonic() - last < 5:  # still within silent-after of the last record (on a loaded
+            # machine the finding can take longer, and then the sensor really has been quiet)
+            assert not any("fell silent" in json.dumps(d) for d in health(alerts))  # it was delivering
         # no more records: within silent-after plus a detection interval or two it is reported silent
         wait_for(lambda: any("fell silent" in json.dumps(d) for d in health(alerts)), 20, "a silence finding")
         silent_after = time.monotonic() - t0
@@ -181,12 +184,11 @@ def test_sensor_health_capture_loss_then_silence(tmp_path):
     assert silent_after < 30, silent_after
 
 
-@pytest.mark.skipif(not CAPTURE.exists(), reason="pmacct NetFlow test captures not present")
 def test_netflow_lost_datagrams_are_capture_loss_and_templates_survive(tmp_path, monkeypatch):
     import abfluss
     from abfluss.watch import netflow, state
 
-    payloads = udp_payloads(CAPTURE)
+    payloads = udp_payloads(data(str(CAPTURE.relative_to(DATA))))
     with abfluss.open_workspace(tmp_path / "ws", write=True) as ws:
         state.ensure(ws)
         src = netflow.NetflowSource(ws, 1, "nf")  # not started: datagrams handed in directly

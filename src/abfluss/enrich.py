@@ -394,14 +394,20 @@ def _proxy_views(con, view: str) -> None:
     # CONNECT's target is its URI ("host:port"); an absolute URI's is its authority. The Host
     # header is the fallback only: the proxy connects where the request line says.
     con.execute(f"""
-        CREATE OR REPLACE {view} proxy_targets AS
+        CREATE OR REPLACE {view} proxy_targets AS{proxy_targets_sql()}""")
+
+
+def proxy_targets_sql(proxies: str = "proxies") -> str:
+    """The query of the ``proxy_targets`` view; ``proxies``: what to read for the ``proxies``
+    view (a table holding its rows, made once for several queries: ``ledger_store.update``)."""
+    return f"""
         WITH r AS (
             SELECT h.sensor, h.uid, h.ts, upper(h.method) = 'CONNECT' AS tunnel,
                    CASE WHEN upper(h.method) = 'CONNECT' THEN h.uri
                         ELSE regexp_extract(h.uri, '{_ABSOLUTE_URI}(?:[^/?#@]*@)?([^/?#]*)', 1) END AS authority,
                    lower(regexp_extract(h.uri, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)) AS scheme,
                    h.host
-            FROM http_raw h JOIN proxies p ON p.addr = h.resp_h
+            FROM http_raw h JOIN {proxies} p ON p.addr = h.resp_h
             WHERE h.uid IS NOT NULL
               AND (upper(h.method) = 'CONNECT' OR regexp_matches(h.uri, '{_ABSOLUTE_URI}'))),
         t AS (
@@ -425,8 +431,8 @@ def _proxy_views(con, view: str) -> None:
                     SELECT lower(query) AS name, unnest(answers) AS answer, unnest(answer_types) AS answer_type,
                            qtype FROM dns_raw
                     WHERE qtype IN ('A', 'AAAA') AND query IS NOT NULL  -- the proxy's own lookups, or trusted
-                      AND (resp_h IN (SELECT addr FROM resolvers) OR orig_h IN (SELECT addr FROM proxies)))
+                      AND (resp_h IN (SELECT addr FROM resolvers) OR orig_h IN (SELECT addr FROM {proxies})))
                 GROUP BY ALL)
             WHERE addr IS NOT NULL
             GROUP BY name) a ON a.name = n.target
-        WHERE n.target <> ''""")
+        WHERE n.target <> ''"""

@@ -171,7 +171,7 @@ def update(ws) -> dict | None:
 
 
 def _update(ws, new: list, state: dict, gone: int, key: str) -> dict:
-    from .enrich import directed_sql
+    from .enrich import directed_sql, proxy_targets_sql
 
     con = ws.con
     # The proxy views are read twice (globals_key, and the grouping's flows_directed), and each
@@ -185,7 +185,8 @@ def _update(ws, new: list, state: dict, gone: int, key: str) -> dict:
         glob = globals_key(ws, None)
         directed = f"({directed_sql(proxies=False)}) flows_directed"
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_PROXY_ROWS[1]} AS SELECT * FROM proxy_targets")
+        # proxy_targets' own query reads the proxies twice: from the table too
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_PROXY_ROWS[1]} AS {proxy_targets_sql(_PROXY_ROWS[0])}")
         glob = globals_key(ws, proxies, _PROXY_ROWS[1])
         directed = f"({directed_sql(relations=_PROXY_ROWS)}) flows_directed"
     full = gone > 0 or state.get("config") != key or state.get("globals") != glob

@@ -160,6 +160,33 @@ def test_a_failed_detection_is_one_line_as_locally(pair, tmp_path):
     assert "scan_and_lateral" in out  # the others' findings all the same
 
 
+def test_a_client_stopped_while_the_watch_runs_its_analysis_stores_nothing(pair, tmp_path):
+    """SIGTERM to ``analyze`` while the watch runs its request: the command stops as it would
+    alone (143), the watch stores nothing of that run, and answers the next request."""
+    watched, local = pair
+    started = tmp_path / "started"
+    slow = ("import pathlib, time\nimport abfluss.detections.icmp_scan as m\nslow_detect = m.detect\n"
+            "def detect(tel, settings):\n"
+            f"    if tel.start.year > 2000 and not pathlib.Path({str(started)!r}).exists():\n"
+            f"        pathlib.Path({str(started)!r}).touch()\n        time.sleep(4)\n"
+            "    return slow_detect(tel, settings)\nm.detect = detect")
+    with watching(watched, tmp_path, prelude=slow) as w:
+        client = cli(watched, "analyze", wait=False)
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert time.monotonic() < deadline and client.poll() is None, client.communicate()
+            time.sleep(0.05)
+        client.send_signal(signal.SIGTERM)
+        assert client.wait(60) == 128 + signal.SIGTERM
+        client.communicate()
+        rc, out, err, heavy = cli(watched, "analyze", "--format", "json")
+        assert w.poll() is None
+    ref = json.loads(cli(local, "analyze", "--format", "json")[1])
+    doc = json.loads(out)
+    assert (rc, err, heavy) == (0, "", [])
+    assert doc["new"] == ref["new"] and len(doc["new"]) >= 5  # the stopped run stored none of them
+
+
 def test_two_clients_at_once(pair, tmp_path):
     watched, local = pair
     with watching(watched, tmp_path):

@@ -162,3 +162,12 @@ def parse_time(value: str | None, flag: str) -> datetime | None:
         except ValueError:
             raise AbflussError(f"{flag} {value!r}: not an ISO 8601 time (e.g. 2024-02-08T15:00:00Z)") from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def json_default(o):
+    """Times as the command line writes them in JSON: UTC with ``Z``; dates as ISO 8601."""
+    if isinstance(o, datetime):
+        return o.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(o, date):
+        return o.isoformat()
+    raise TypeError(type(o))

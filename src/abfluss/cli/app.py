@@ -11,7 +11,7 @@ import csv
 import json
 import re
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,6 +22,7 @@ from rich.markup import escape as rich_escape
 
 from ..errors import AbflussError
 from ..units import human_bytes, parse_time  # noqa: F401  re-exported for the command modules
+from ..units import json_default as _json_default
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="abfluss: did data leave this network — how much, from which hosts, to where, when?")
@@ -88,14 +89,6 @@ def _open(write: bool = False, enrich: bool = True):
     return api.open_workspace(state.workspace, state.config, write=write, enrich=enrich)
 
 
-
-
-def _json_default(o):
-    if isinstance(o, datetime):
-        return o.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    if isinstance(o, date):
-        return o.isoformat()
-    raise TypeError(type(o))
 
 
 def _dump_json(rows) -> None:

@@ -22,10 +22,10 @@ import json
 import os
 import socket
 import stat
-from datetime import date, datetime, timezone
 from pathlib import Path
 
 from ..errors import AbflussError
+from ..units import json_default
 
 #: The socket, relative to the workspace's root; the folder holds nothing else.
 SOCKET = Path("run") / "watch.sock"
@@ -80,15 +80,6 @@ def wait_seconds() -> float:
         return max(0.1, float(os.environ.get("ABFLUSS_WATCH_WAIT", WAIT)))
     except ValueError:
         raise AbflussError(f"ABFLUSS_WATCH_WAIT={os.environ['ABFLUSS_WATCH_WAIT']!r}: give seconds") from None
-
-
-def json_default(o):
-    """Times as the command line prints them (``cli.app._json_default``): UTC, ``Z``."""
-    if isinstance(o, datetime):
-        return o.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    if isinstance(o, date):
-        return o.isoformat()
-    raise TypeError(type(o))
 
 
 def send(conn: socket.socket, doc: dict) -> None:

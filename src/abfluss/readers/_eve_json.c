@@ -248,6 +248,21 @@ static int literal(state_t *s, const char *word) {
 
 static int skip_value(state_t *s);
 
+/* After an item of an array or object: 1 at its closing bracket, 0 at a comma (both consumed,
+ * with the blanks after a comma), BAIL at anything else. */
+static int after_item(state_t *s, uint8_t close) {
+    ws(s);
+    if (s->p >= s->end) return BAIL;
+    if (*s->p == close) {
+        s->p++;
+        return 1;
+    }
+    if (*s->p != ',') return BAIL;
+    s->p++;
+    ws(s);
+    return 0;
+}
+
 static int object(state_t *s, int node, Py_ssize_t idx);
 
 /* A value of a key or list item the schema does not know: checked, not kept. */
@@ -279,17 +294,12 @@ static int skip_value(state_t *s) {
                 ws(s);
             }
             if (skip_value(s)) return BAIL;
-            ws(s);
-            if (s->p >= s->end) return BAIL;
-            if (*s->p == ',') {
-                s->p++;
-                ws(s);
-                continue;
+            int end = after_item(s, close);
+            if (end < 0) return BAIL;
+            if (end) {
+                s->depth--;
+                return 0;
             }
-            if (*s->p != close) return BAIL;
-            s->p++;
-            s->depth--;
-            return 0;
         }
     }
     if (c == 't') return literal(s, "true");
@@ -345,15 +355,9 @@ static int value(state_t *s, int node, Py_ssize_t idx) {
         else
             for (;;) {
                 if (value(s, item, items->slots)) return BAIL;
-                ws(s);
-                if (s->p >= s->end) return BAIL;
-                if (*s->p == ']') {
-                    s->p++;
-                    break;
-                }
-                if (*s->p != ',') return BAIL;
-                s->p++;
-                ws(s);
+                int end = after_item(s, ']');
+                if (end < 0) return BAIL;
+                if (end) break;
             }
         s->depth--;
         if (items->slots > INT32_MAX) return BAIL;
@@ -407,15 +411,9 @@ static int object(state_t *s, int node, Py_ssize_t idx) {
                 seen |= 1ull << found;
                 if (value(s, nd->children[found], idx)) return BAIL;
             }
-            ws(s);
-            if (s->p >= s->end) return BAIL;
-            if (*s->p == '}') {
-                s->p++;
-                break;
-            }
-            if (*s->p != ',') return BAIL;
-            s->p++;
-            ws(s);
+            int end = after_item(s, '}');
+            if (end < 0) return BAIL;
+            if (end) break;
         }
     s->depth--;
     col_t *c = &s->cols[node];

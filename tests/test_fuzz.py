@@ -73,6 +73,27 @@ def _pcap(linktype: int, *frames: bytes) -> bytes:
     return head + b"".join(struct.pack("<IIII", 1700000000, 0, len(f), len(f)) + f for f in frames)
 
 
+# An eve.json of five events whose first DNS line holds a byte that is not UTF-8 in a key no table
+# keeps: the block reader took it, the DNS line's own parse raised UnicodeDecodeError (a traceback).
+_EVE_DNS_NOT_UTF8 = (b'{"timestamp":"2024-02-08T15:00:00.000000+0000","flow_id":1,"event_type":"dns","s'
+                     b'rc_ip":"10.0.0.1","src_port":40000,"dest_ip":"10.0.0.53","dest_port":53,"pr\xf2to":'
+                     b'"UDP","dns":{"type":"query","id":7,"rrname":"files.drop.example","rrtype":"A"}}\n'
+                     b'{"timestamp":"2024-02-08T15:00:00.100000+0000","flow_id":1,"event_type":"dns","s'
+                     b'rc_ip":"10.0.0.53","src_port":53,"dest_ip":"10.0.0.1","dest_port":40000,"proto":'
+                     b'"UDP","dnw":{"version":2,"type":"answer","id":7,"rrname":"files.drop.example","r'
+                     b'rtype":"A","rcode":"NOERROR","answers":[{"rrname":"files.drop.example","rrtype":'
+                     b'"A","ttl":60,"rdata":"203.0.113.66"}]}}\n{"timestamp":"2024-02-08T15:00:01+0000",'
+                     b'"flow_id":2,"event_type":"http","src_ip":"10.0.0.1","src_port":40001,"dest_ip":"'
+                     b'203.0.113.66","dest_port":80,"http":{"hostname":"files.drop.example","url":"/up"'
+                     b',"http_method":"POST","status":988,"length":12}}\n{"timestamp":"2024-02-08T15:00:'
+                     b'02+0000","flow_id":3,"event_type":"tls","src_ip":"10.0.0.1","src_port":40002,"de'
+                     b'st_ip":"203.0.113.66","dest_port":443,"tls":{"sni":"files.drop.example","version'
+                     b'":"TLS 1.3","ja3":{"hash":"abc"}}}\n{"timestamp":"2024-02-08T15:00:03+0000","flow'
+                     b'_id":4,"event_type":"alert","src_ip":"10.0.0.1","src_port":40003,"dest_ip":"203.'
+                     b'0.113.66","dest_port":443,"proto":"TCP","alert":{"signature":"x","signature_id":'
+                     b'1,"severity":2}}\n')
+
+
 @pytest.mark.parametrize("name,data", [
     ("netflow", _pcap(101, _FRAGMENT_THEN_HOP)),  # dpkt: AttributeError 'IP6HopOptsHeader' ... 'frag_off'
     ("dns_scan", _pcap(101, _FRAGMENT_THEN_HOP)),
@@ -86,10 +107,11 @@ def _pcap(linktype: int, *frames: bytes) -> bytes:
                   b"2,120,60,x\n"),  # inet_pton: ValueError 'embedded null character'
     ("squid", b'127.0.0.1 - - [06/Dec/2026:19:32:40 +0000] "GET http://a.example/ HTTP/1.1" 200 '
               b'99999999999999999999\n'),  # Arrow: OverflowError 'Python int too large to convert to C long'
+    ("eve", _EVE_DNS_NOT_UTF8),  # json.loads of the DNS line: UnicodeDecodeError
 ], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop", "pcap-far-future-time",
                         "inspect-pcapng-bad-tsresol",
                         "netflow-pcapng-bad-tsresol", "binetflow-gzip-magic-bad-header",
-                        "binetflow-nul-address", "squid-huge-byte-count"])
+                        "binetflow-nul-address", "squid-huge-byte-count", "eve-dns-line-not-utf8"])
 def test_found_by_fuzzing(name, data):
     targets.TARGETS[name](data)
 

@@ -434,6 +434,9 @@ class _Reader:
         except (BadEvent, KeyError, TypeError, AttributeError) as e:
             self.report.skip(f"line {self.line + i}", f"dns event: {e}")
             return False
+        except ValueError as e:  # bytes that are not UTF-8 in a key no table keeps: as the line reader says
+            self.report.skip(f"line {self.line + i}", f"invalid JSON: {e}")
+            return False
         return True
 
     def _take(self, b: "_eve_fast.Block", start: int, stop: int) -> None:

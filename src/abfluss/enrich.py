@@ -50,7 +50,7 @@ import re
 from . import resolvers
 from .config import Config, network_range
 from .store import Workspace
-from .store.views import _DEFER, deferring  # noqa: F401 - _DEFER: what the probe found
+from .store.views import deferring, read_files
 
 #: Addresses that never leave the local link or name no host: multicast, limited broadcast,
 #: link-local, unspecified / "this network". Traffic to them is ``dest_class = 'local'``: in the
@@ -358,9 +358,8 @@ def _dedup_view(ws: Workspace, view: str, added: dict | None = None) -> None:
         new = added.get("flows") or []
         if known or not new:
             return
-        listing = ", ".join("'" + str(ws.root / p).replace("'", "''") + "'" for p in new)
-        has_open = ws.con.execute(f"SELECT EXISTS (SELECT 1 FROM read_parquet([{listing}], union_by_name = true) "
-                                  "WHERE open)").fetchall()[0][0]
+        has_open = ws.con.execute(f"SELECT EXISTS (SELECT 1 FROM {read_files(ws.root, new)} WHERE open)"
+                                  ).fetchall()[0][0]
     else:
         has_open = ws.con.execute("SELECT EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0][0]
     if has_open == known:

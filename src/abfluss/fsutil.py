@@ -48,6 +48,13 @@ def no_space(e: BaseException) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text or "File too large" in text
 
 
+def disk_full_line(e: BaseException) -> str:
+    """What a command says when ``e`` (``no_space``) ended it: one line, no traceback."""
+    what = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+    where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+    return f"disk full: {what}{where}; nothing partial was kept"
+
+
 def find_symlink(root: Path) -> Path | None:
     """The first symbolic link inside ``root`` (not ``root`` itself), walking without following links."""
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):

@@ -32,6 +32,8 @@ import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
+from .store.views import read_files
+
 #: Bump when the grouping changes: every stored ledger is then grouped again.
 VERSION = 1
 #: The tables whose rows decide a flow's group (flows, names from TLS/HTTP, proxies, resolvers).
@@ -106,10 +108,6 @@ def globals_key(ws, proxies: str | None, targets_relation: str = "proxy_targets"
 _PROXY_ROWS = ("_ledger_proxies", "_ledger_proxy_targets")
 
 
-def _paths(ws, rel: list[str]) -> str:
-    return "[" + ", ".join("'" + str(ws.root / p).replace("'", "''") + "'" for p in rel) + "]"
-
-
 def _dirty_days(ws, new: list[tuple[str, str, object]]) -> set[int]:
     """The UTC days (as day numbers) whose groups the new files can change."""
     days = {(d - _EPOCH.date()).days for _p, t, d in new if t == "flows" and d is not None}
@@ -117,13 +115,13 @@ def _dirty_days(ws, new: list[tuple[str, str, object]]) -> set[int]:
     if named:  # stored flows a new TLS or HTTP record names
         days |= {r[0] for r in ws.con.execute(f"""
             SELECT DISTINCT epoch_us(f.ts) // {_DAY_US} FROM flows_raw f
-            JOIN (SELECT DISTINCT sensor, uid FROM read_parquet({_paths(ws, named)}, union_by_name = true)
+            JOIN (SELECT DISTINCT sensor, uid FROM {read_files(ws.root, named)}
                   WHERE uid IS NOT NULL) k ON k.sensor = f.sensor AND k.uid = f.uid""").fetchall()}
     flows = [p for p, t, _d in new if t == "flows"]
     if flows:  # stored interim records the new flows complete or continue (flows_dedup keeps one)
         days |= {r[0] for r in ws.con.execute(f"""
             SELECT DISTINCT epoch_us(o.ts) // {_DAY_US} FROM flows_raw o
-            JOIN (SELECT DISTINCT sensor, uid FROM read_parquet({_paths(ws, flows)}, union_by_name = true)) n
+            JOIN (SELECT DISTINCT sensor, uid FROM {read_files(ws.root, flows)}) n
               ON n.sensor IS NOT DISTINCT FROM o.sensor AND n.uid IS NOT DISTINCT FROM o.uid
             WHERE o.open""").fetchall()}
     return {d for d in days if d is not None}

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typer.main import get_command_name
 
 from ..errors import AbflussError
-from ..fsutil import no_space
+from ..fsutil import disk_full_line, no_space
 from . import _stop
 from .app import app, err
 from . import data, account, detect, contain, report, watch, console, serve  # noqa: F401,I001  register their commands, in help order
@@ -37,9 +37,7 @@ def main() -> None:
             sys.exit(128 + _stop.SIGNALLED[-1])
         if not no_space(e):
             raise
-        what = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
-        err.print(f"abfluss: disk full: {what}{where}; nothing partial was kept", markup=False, highlight=False)
+        err.print(f"abfluss: {disk_full_line(e)}", markup=False, highlight=False)
         sys.exit(2)
 
 

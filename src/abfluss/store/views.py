@@ -63,15 +63,20 @@ def refresh_views(ws: Workspace, tables: Iterable[str] | None = None, added: dic
     for table in (t for t in schema.TABLES if t in wanted):
         files = listed.get(table)
         if files:
-            listing = ", ".join("'" + str(ws.root / f).replace("'", "''") + "'" for f in files)
-            # by name: files written before a column was added read it as null
-            sql = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+            sql = f"SELECT * FROM {read_files(ws.root, files)}"
         else:
             sql = f"SELECT * FROM _empty_{table}"
         ws.con.execute(defer(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}"))
     hook = getattr(ws, "after_refresh", None)
     if hook is not None:  # views over these that depend on what the files hold (enrich.py)
         hook(added)
+
+
+def read_files(root, rel: Iterable[str]) -> str:
+    """SQL reading the stored Parquet files ``rel`` (paths relative to the workspace ``root``);
+    by name: files written before a column was added read it as null."""
+    listing = ", ".join("'" + str(root / p).replace("'", "''") + "'" for p in rel)
+    return f"read_parquet([{listing}], union_by_name = true)"
 
 
 def _sql_type(t: pa.DataType) -> str:

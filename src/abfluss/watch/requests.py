@@ -206,12 +206,10 @@ class Listener:
 def failure(e: BaseException) -> dict:
     """An error the command would have reported: a full disk in one line (as ``cli.main``), any
     other defect with its traceback and exit code 1."""
-    from ..fsutil import no_space
+    from ..fsutil import disk_full_line, no_space
 
     if no_space(e):
-        what = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
-        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
-        return {"status": "error", "exit": 2, "message": f"disk full: {what}{where}; nothing partial was kept"}
+        return {"status": "error", "exit": 2, "message": disk_full_line(e)}
     from ..analysis import error_line
 
     return {"status": "error", "exit": 1, "message": f"the watch's analysis failed: {error_line(e)}",

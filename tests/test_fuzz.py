@@ -43,14 +43,15 @@ _FRAGMENT_THEN_HOP = (struct.pack(">IHBB", 0x60000000, 16, 44, 64) + bytes(15) +
                       + bytes([0, 0, 0, 0]) + bytes(4) + bytes([59, 0]) + bytes(6))  # IPv6 fragment header, then hop-by-hop
 
 
-def _pcapng_far_future() -> bytes:
-    """A pcapng whose one packet is stamped 2**64-1 microseconds (year 586524)."""
+def _pcapng_far_future(payload: bytes = b"") -> bytes:
+    """A pcapng whose one packet (UDP, ``payload``) is stamped 2**64-1 microseconds (year 586524)."""
     def block(kind: int, body: bytes) -> bytes:
         body += bytes(-len(body) % 4)
         return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
 
-    udp = struct.pack(">HHHH", 5000, 6000, 8, 0)
-    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, b"\x0a\0\0\x01", b"\xc6\x33\x64\x07") + udp
+    udp = struct.pack(">HHHH", 5000, 6000, 8 + len(payload), 0) + payload
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, b"\x0a\0\0\x01",
+                     b"\xc6\x33\x64\x07") + udp
     frame = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip
     return (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
             + block(1, struct.pack("<HHI", 1, 0, 65535))
@@ -108,10 +109,12 @@ _EVE_DNS_NOT_UTF8 = (b'{"timestamp":"2024-02-08T15:00:00.000000+0000","flow_id":
     ("squid", b'127.0.0.1 - - [06/Dec/2026:19:32:40 +0000] "GET http://a.example/ HTTP/1.1" 200 '
               b'99999999999999999999\n'),  # Arrow: OverflowError 'Python int too large to convert to C long'
     ("eve", _EVE_DNS_NOT_UTF8),  # json.loads of the DNS line: UnicodeDecodeError
+    ("inspect", _pcapng_far_future(b"upload " * 20)),  # Inspector.packet took the time: Arrow OverflowError
 ], ids=["netflow-ip6-fragment-hop", "dns_scan-ip6-fragment-hop", "inspect-ip6-fragment-hop", "pcap-far-future-time",
                         "inspect-pcapng-bad-tsresol",
                         "netflow-pcapng-bad-tsresol", "binetflow-gzip-magic-bad-header",
-                        "binetflow-nul-address", "squid-huge-byte-count", "eve-dns-line-not-utf8"])
+                        "binetflow-nul-address", "squid-huge-byte-count", "eve-dns-line-not-utf8",
+                        "inspect-pcapng-far-future-time"])
 def test_found_by_fuzzing(name, data):
     targets.TARGETS[name](data)
 

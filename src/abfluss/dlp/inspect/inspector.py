@@ -9,6 +9,7 @@ import _abfluss_inspect as _loop
 import dpkt
 import pyarrow as pa
 
+from ...readers._dns_packets import MAX_SECONDS
 from ...readers._split import part_of
 from .. import decode
 from ..sessions import Records
@@ -51,6 +52,8 @@ class Inspector:
         self.internal: dict[bytes, bool] = {}  # address -> inside networks (cached per address)
 
     def packet(self, ts: float, buf: bytes) -> None:
+        if not 0 <= ts <= MAX_SECONDS:
+            return  # a crafted pcapng timestamp: the DNS pass reports the packet skipped
         # Whether a flow ended (idle, closed) is decided when its next packet comes, against the
         # latest time of all packets, never by when a sweep happened to run: a worker that reads
         # a part of the host pairs (``parts``) then ends and starts exactly the flows one

@@ -109,16 +109,15 @@ class Tsv(Parser):
             raise InputError(f"{self.path}: line {self.line}: Zeek TSV data without a #fields header")
         self.fields = list(fields)
 
-    def _options(self, present: list[str], types: dict, bad: list | None) -> dict:
-        def handler(row):
-            bad.append(row)
-            return "skip"
-
+    def _options(self, present: list[str], types: dict) -> dict:
+        # No invalid-row handler: a bad row raises ArrowInvalid and the slow path finds it. A
+        # handler gained nothing (any bad row sent the block there anyway) and printed a traceback
+        # ("Exception ignored in: handler ... UnicodeDecodeError") for a row that is not UTF-8:
+        # pyarrow decodes the row's text before calling it.
         return dict(
             read_options=pcsv.ReadOptions(column_names=self.fields, block_size=4 << 20),
             parse_options=pcsv.ParseOptions(
-                delimiter=self.sep.decode("latin-1"), quote_char=False, ignore_empty_lines=False,
-                invalid_row_handler=handler if bad is not None else None),
+                delimiter=self.sep.decode("latin-1"), quote_char=False, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
                 column_types=types, include_columns=present, null_values=[self.unset],
                 true_values=["T"], false_values=["F"], strings_can_be_null=True))
@@ -127,14 +126,13 @@ class Tsv(Parser):
         """Every line typed by pyarrow, or None if any line is bad (the slow path then finds it)."""
         if "ts" not in present:
             return None
-        bad: list = []
         try:
             types = {src: zt.READ_TYPE[kind] for _, src, kind in spec if src in present}
             src = pa.BufferReader(pa.py_buffer(data)[start:stop])
-            t = pcsv.read_csv(src, **self._options(present, types, bad))
+            t = pcsv.read_csv(src, **self._options(present, types))
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return None
-        if bad or t.column("ts").null_count:
+        if t.column("ts").null_count:
             return None
         for _, name, kind in spec:
             if name in present:
@@ -175,7 +173,7 @@ class Tsv(Parser):
             return None
         types = {name: pa.string() for name in present}
         try:
-            t = pcsv.read_csv(pa.BufferReader(b"\n".join(good)), **self._options(present, types, None))
+            t = pcsv.read_csv(pa.BufferReader(b"\n".join(good)), **self._options(present, types))
         except pa.ArrowInvalid:  # a line pyarrow cannot take after all: find it line by line
             t, good, nums = self._each(good, nums, present, types)
             if t is None:
@@ -189,7 +187,7 @@ class Tsv(Parser):
         parts, kept = [], []
         for text, i in zip(good, nums):
             try:
-                parts.append(pcsv.read_csv(pa.BufferReader(text), **self._options(present, types, None)))
+                parts.append(pcsv.read_csv(pa.BufferReader(text), **self._options(present, types)))
                 kept.append(i)
             except pa.ArrowInvalid as e:
                 self.skip(i, f"unparsable line ({str(e).splitlines()[0][:80]})")

@@ -14,11 +14,13 @@ from typer.main import get_command_name
 
 from ..errors import AbflussError
 from ..fsutil import disk_full_line, no_space
-from . import _stop
+from . import _coerce, _stop
 from .app import app, err
 from . import data, account, detect, contain, report, watch, console, serve  # noqa: F401,I001  register their commands, in help order
 
 __all__ = ["app", "main"]
+
+_coerce.install()  # Typer converts the commands' values without importing Pydantic
 
 
 def main() -> None:

@@ -85,3 +85,31 @@ def test_a_command_builds_only_itself_and_findings_loads_no_ibis(tmp_path):
     typo = subprocess.run([sys.executable, "-m", "abfluss", "-w", ws, "findngs"], capture_output=True, text=True,
                           cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     assert typo.returncode == 2 and "No such command 'findngs'. Did you mean 'findings'" in typo.stderr, typo.stderr
+
+
+#: What ``findings`` and ``ledger`` (issue 15: half a second) need not load, and what each costs
+#: (CPU s on the 2-core test machine): Pydantic (Typer's conversion of values, ``cli._coerce``:
+#: 0.10), the DuckDB package beside its engine (``store.engine``: 0.09), the sinks' HTTP client
+#: (0.03), Rich's progress bar (0.015), TOML without a configuration file (0.01), SQLite for
+#: the unaudited local operator (0.004), the analysis.
+NOT_FOR_READING = ("pydantic", "duckdb", "http.client", "rich.progress", "tomllib", "sqlite3", "abfluss.analysis")
+
+
+def test_findings_and_ledger_load_only_what_they_use(tmp_path):
+    conn = ROOT.parent / "shared" / "data" / "rita" / "proxy" / "conn.log"
+    assert conn.is_file(), f"test data missing: {conn}"
+    ws = str(tmp_path / "ws")
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    subprocess.run([sys.executable, "-m", "abfluss", "-w", ws, "ingest", str(conn)], check=True,
+                   capture_output=True, cwd=ROOT, env=env)
+    for argv in (["findings"], ["ledger"], ["ledger", "--format", "json", "--limit", "5"]):
+        code = (f"import abfluss.cli\nsys.argv = ['abfluss', '-w', {ws!r}, *{argv!r}]\n"
+                "try:\n    abfluss.cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+                f"print(json.dumps(sorted(m for m in {NOT_FOR_READING!r} if m in sys.modules)))")
+        proc = subprocess.run([sys.executable, "-c", "import sys, json\n" + code], capture_output=True,
+                              text=True, cwd=ROOT, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert json.loads(proc.stdout.splitlines()[-1]) == [], argv
+    rows = json.loads(subprocess.run([sys.executable, "-m", "abfluss", "-w", ws, "ledger", "--format", "json"],
+                                     check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout)
+    assert rows and {"internal_host", "bytes_out"} <= set(rows[0])

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import WorkspaceError
 from .fsutil import no_space
+
+if TYPE_CHECKING:  # sqlite3 loads where the store is opened: most commands never open it
+    import sqlite3
 
 FILE = "console.sqlite"
 #: How long an operation waits while another process holds the console store's write lock.
@@ -85,6 +87,8 @@ _OPEN_LOCK = threading.Lock()
 
 
 def _connection(path: Path) -> tuple[sqlite3.Connection, threading.RLock]:
+    import sqlite3
+
     key = (os.getpid(), str(path))  # a forked worker must not share its parent's connection
     with _OPEN_LOCK:
         cached = _OPEN.get(key)
@@ -112,6 +116,8 @@ def _connection(path: Path) -> tuple[sqlite3.Connection, threading.RLock]:
 def _raise_if_no_space(folder: Path) -> None:
     """SQLite reports a full disk or a file-size limit as a bare "disk I/O error"; a probe write
     names the condition, so the command line can say "disk full" like every other write does."""
+    import tempfile
+
     try:
         with tempfile.TemporaryFile(dir=folder) as f:
             f.write(b"\0" * 65536)
@@ -127,6 +133,8 @@ def connect(root: Path | str) -> Iterator[sqlite3.Connection]:
     when the block ends, rolled back if it raises. The transaction takes the write lock up front
     (``BEGIN IMMEDIATE``), so a read-then-append (the audit chain) never interleaves with another,
     in this process or any other."""
+    import sqlite3
+
     path = Path(root) / FILE
     con, lock = _connection(path)
     with lock:

@@ -181,13 +181,13 @@ def _kept(ws: Workspace, cfg: Config) -> bool:
     digest with its views; a writer of an older version (without a digest) on the same workspace
     after a newer one would leave the newer digest beside its own views. DuckDB's text of a view
     cannot tell them apart: it lists an EXCLUDE's columns in no fixed order."""
-    import duckdb
+    from .store.engine import module
 
     try:
         row = ws.con.execute("SELECT (SELECT value FROM enrich_state WHERE key = 'views'), "
                              "(SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary), "
                              "EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0]
-    except duckdb.Error:  # a catalog from before the digest was kept
+    except module().Error:  # a catalog from before the digest was kept
         return False
     stored, dedup, has_open = row
     if stored is None or dedup is None or (_DEDUPLICATING in dedup) != bool(has_open):

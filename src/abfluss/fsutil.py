@@ -14,7 +14,6 @@ import errno
 import fcntl
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +66,8 @@ def find_symlink(root: Path) -> Path | None:
 
 def replace_file(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` atomically, replacing a file or a symlink there without following it."""
+    import tempfile  # not for every command that imports this module
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -89,6 +90,8 @@ def read_text_nofollow(path: Path) -> str:
 def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
     """A private folder ``parent/<prefix>XXXX`` removed afterwards. It holds a locked file while in
     use, so :func:`remove_stale` can tell a dead process's leftovers from a running one's."""
+    import tempfile
+
     remove_stale(parent, prefix)
     d = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     fd = os.open(d / _LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

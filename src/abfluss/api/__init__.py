@@ -114,7 +114,7 @@ def findings(ws: "Workspace", who: Principal | None = None, severity: str | None
              host: str | None = None, detection: str | None = None, tenant: str | None = None) -> list["Finding"]:
     """Stored findings the caller may see, strongest first (the filters of ``abfluss findings``;
     ``[f.to_dict() for f in ...]`` is the JSON of ``findings --format json``)."""
-    from .. import analysis
+    from .. import stored_findings as analysis  # what analysis re-exports, without the analysis itself
     require(who, "read", tenant)
     scope = scope_of(who)
     if tenant is not None:
@@ -125,7 +125,7 @@ def findings(ws: "Workspace", who: Principal | None = None, severity: str | None
 
 
 def _finding(ws: "Workspace", who: Principal | None, finding_id: str) -> "Finding":
-    from .. import analysis
+    from .. import stored_findings as analysis
     require(who, "read")
     scope = scope_of(who)
     try:
@@ -163,7 +163,7 @@ def explain(ws: "Workspace", who: Principal | None, finding_id: str) -> dict:
 def incidents(ws: "Workspace", who: Principal | None = None) -> dict:
     """What ``incidents --format json`` prints: ``hosts`` (risk per host) and ``incidents``, from
     the caller's findings only."""
-    from .. import analysis
+    from .. import stored_findings as analysis
     from ..findings import host_risk, incidents as group
     require(who, "read")
     fs = analysis.load(ws, tenants=scope_of(who))

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
 from rich.table import Table
 
 from ..errors import AbflussError
@@ -97,6 +94,9 @@ class _IngestProgress:
     LARGE = 20_000_000  # bytes: below this an input is done before a bar would help
 
     def __init__(self):
+        # rich.progress only here: 0.015 CPU s of every other command
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
         self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), TextColumn("{task.fields[records]} records"),
                             console=err, transient=True, disable=not err.is_terminal)
@@ -262,6 +262,8 @@ def demo(capture: Annotated[Optional[Path], typer.Option(help="Capture to use in
 
     Example: abfluss demo
     """
+    import tempfile
+
     from .. import api
     from .. import ingest as _ingest
     from ..ledger import LedgerQuery

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ..errors import WorkspaceError
+from . import engine
+
+if TYPE_CHECKING:
+    import duckdb
 
 CATALOG = "catalog.duckdb"
 
@@ -41,13 +44,14 @@ CATALOG_WAIT_SECONDS = 60
 
 def connect(root: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open the catalog, waiting while another process holds it; one-line error otherwise."""
+    db = engine.module()
     deadline = time.monotonic() + CATALOG_WAIT_SECONDS
     while True:
         try:
-            con = duckdb.connect(str(root / CATALOG), read_only=read_only)
+            con = db.connect(str(root / CATALOG), read_only=read_only)
             con.execute("SET TimeZone='UTC'")
             return con
-        except duckdb.IOException as e:
+        except db.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() > deadline:
                 raise WorkspaceError(f"{root}: cannot open catalog: {str(e).splitlines()[0]}") from None
             time.sleep(0.1)

@@ -7,9 +7,10 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import duckdb
+from . import engine
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
     from .workspace import Workspace
@@ -106,13 +107,15 @@ def deferring(con):
     and binding the nested enrichment views at creation was most of opening a new workspace,
     binding the ``<table>_raw`` views (every file's Parquet footer) most of refreshing them after
     a commit. Other statements, and every statement where DuckDB lacks the option, as they are."""
-    if duckdb.__version__ not in _DEFER:
+    db = engine.module()
+    version = getattr(db, "__duckdb_version__", db.__version__)  # the engine's, package or not
+    if version not in _DEFER:
         try:
             con.execute("CREATE OR REPLACE TEMP VIEW _abfluss_defer_probe WITH (DEFER_BINDING) AS SELECT 1")
             con.execute("DROP VIEW _abfluss_defer_probe")
-            _DEFER[duckdb.__version__] = True
-        except duckdb.Error:
-            _DEFER[duckdb.__version__] = False
-    if not _DEFER[duckdb.__version__]:
+            _DEFER[version] = True
+        except db.Error:
+            _DEFER[version] = False
+    if not _DEFER[version]:
         return lambda sql: sql
     return lambda sql: _DEFERRABLE.sub(r"\1 WITH (DEFER_BINDING) AS", sql, count=1)

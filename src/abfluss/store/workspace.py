@@ -11,8 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ..errors import WorkspaceError
 from ..fsutil import find_symlink
@@ -20,6 +19,9 @@ from .batch import commit_staged
 from .catalog import CATALOG, connect, initialise
 from .views import refresh_views
 from .writer import InputWriter, Staged
+
+if TYPE_CHECKING:  # the package loads where it is needed (see engine)
+    import duckdb
 
 DEFAULT_WORKSPACE = "abfluss-data"
 

@@ -113,3 +113,18 @@ def test_findings_and_ledger_load_only_what_they_use(tmp_path):
     rows = json.loads(subprocess.run([sys.executable, "-m", "abfluss", "-w", ws, "ledger", "--format", "json"],
                                      check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout)
     assert rows and {"internal_host", "bytes_out"} <= set(rows[0])
+
+
+def test_ingest_of_one_log_loads_no_packet_decoder_or_process_pool(tmp_path):
+    """A log's ingest in a fresh process (issue 15, item 3): dpkt (0.05-0.07 CPU s, captures only),
+    the process pool (0.03, several files only), DuckDB's package (0.09, see store.engine) and
+    Pydantic (cli._coerce) are not loaded."""
+    conn = ROOT.parent / "shared" / "data" / "rita" / "proxy" / "conn.log"
+    code = (f"import abfluss.cli\nsys.argv = ['abfluss', '-w', {str(tmp_path / 'ws')!r}, 'ingest', {str(conn)!r}]\n"
+            "try:\n    abfluss.cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(json.dumps(sorted(m for m in ('dpkt', 'concurrent.futures.process', 'duckdb', 'pydantic') "
+            "if m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", "import sys, json\n" + code], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == []

@@ -50,6 +50,7 @@ import re
 from . import resolvers
 from .config import Config, network_range
 from .store import Workspace
+from .store.catalog import transaction
 from .store.views import deferring, read_files
 
 #: Addresses that never leave the local link or name no host: multicast, limited broadcast,
@@ -154,21 +155,23 @@ def apply(ws: Workspace, cfg: Config) -> None:
             ws.after_refresh = lambda added=None: _dedup_view(ws, view, added)
         return
     before, after = _definitions(cfg, view, macro)
-    if ws.write:  # no digest while the views change: a writer stopped halfway leaves none
-        ws.con.execute("CREATE TABLE IF NOT EXISTS enrich_state (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        ws.con.execute("DELETE FROM enrich_state WHERE key = 'views'")
     defer = deferring(ws.con)
-    for sql in before:
-        ws.con.execute(defer(sql))
-    ws._open_flows = None
-    _dedup_view(ws, view)
-    # a writer stores more flows after this (ingest, watch): the view follows (store.refresh_views)
-    ws.after_refresh = lambda added=None: _dedup_view(ws, view, added)
-    for sql in after:
-        ws.con.execute(defer(sql))
+    # a writer's views and their digest in one transaction (one commit: see store.catalog.transaction)
+    with transaction(ws.con, ws.write):
+        if ws.write:  # no digest while the views change: a writer stopped halfway leaves none
+            ws.con.execute("CREATE TABLE IF NOT EXISTS enrich_state (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            ws.con.execute("DELETE FROM enrich_state WHERE key = 'views'")
+        for sql in before:
+            ws.con.execute(defer(sql))
+        ws._open_flows = None
+        _dedup_view(ws, view)
+        # a writer stores more flows after this (ingest, watch): the view follows (store.refresh_views)
+        ws.after_refresh = lambda added=None: _dedup_view(ws, view, added)
+        for sql in after:
+            ws.con.execute(defer(sql))
+        if ws.write:
+            ws.con.execute("INSERT INTO enrich_state VALUES ('views', ?)", [_digest(before, after)])
     ws.enriched_with = cfg  # what the stored ledger's update checks it groups under (ledger_store)
-    if ws.write:
-        ws.con.execute("INSERT INTO enrich_state VALUES ('views', ?)", [_digest(before, after)])
 
 
 #: Whether ``flows_dedup`` (defined by the data, see ``_dedup_view``) is its de-duplicating form.

@@ -54,6 +54,7 @@ def refresh_views(ws: Workspace, tables: Iterable[str] | None = None, added: dic
     by table) when adding them is all that changed, for the views that depend on what the files
     hold (``after_refresh``)."""
     from .. import schema
+    from .catalog import transaction
     wanted = set(schema.TABLES if tables is None else tables)
     listed: dict[str, list[str]] = {}
     defer = deferring(ws.con)
@@ -61,16 +62,17 @@ def refresh_views(ws: Workspace, tables: Iterable[str] | None = None, added: dic
             "SELECT table_name, path FROM files WHERE table_name IN (SELECT unnest(?)) ORDER BY path",
             [sorted(wanted)]).fetchall():
         listed.setdefault(name, []).append(path)
-    for table in (t for t in schema.TABLES if t in wanted):
-        files = listed.get(table)
-        if files:
-            sql = f"SELECT * FROM {read_files(ws.root, files)}"
-        else:
-            sql = f"SELECT * FROM _empty_{table}"
-        ws.con.execute(defer(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}"))
-    hook = getattr(ws, "after_refresh", None)
-    if hook is not None:  # views over these that depend on what the files hold (enrich.py)
-        hook(added)
+    with transaction(ws.con, ws.write):
+        for table in (t for t in schema.TABLES if t in wanted):
+            files = listed.get(table)
+            if files:
+                sql = f"SELECT * FROM {read_files(ws.root, files)}"
+            else:
+                sql = f"SELECT * FROM _empty_{table}"
+            ws.con.execute(defer(f"CREATE OR REPLACE VIEW {table}_raw AS {sql}"))
+        hook = getattr(ws, "after_refresh", None)
+        if hook is not None:  # views over these that depend on what the files hold (enrich.py)
+            hook(added)
 
 
 def read_files(root, rel: Iterable[str]) -> str:

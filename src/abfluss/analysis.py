@@ -9,11 +9,11 @@ rows, which is what lets the test suite demand identical findings from both.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from . import detections as _det
 from .enrich import domain_match
@@ -23,6 +23,9 @@ from .fsutil import scratch_dir
 from .store import Workspace
 # the stored findings' reads and writes live in their own module; callers use them from here too
 from .stored_findings import evidence_flows, get, last_update, load, merge, runs, save, TENANT_SQL  # noqa: F401
+
+if TYPE_CHECKING:
+    from .analysis_resident import Resident
 
 #: How far before the window baselines and first-seen dates look.
 LOOKBACK = timedelta(days=30)
@@ -203,14 +206,19 @@ def duckdb_backend(**kw):
 
 @contextmanager
 def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "duckdb",
-                           extra: dict | None = None) -> Iterator[_det.Telemetry]:
-    """Ibis tables over exported Parquet files on the chosen engine."""
+                           extra: dict | None = None, resident: Resident | None = None) -> Iterator[_det.Telemetry]:
+    """Ibis tables over exported Parquet files on the chosen engine (with ``resident``, on the
+    connection it keeps, the detections' expressions kept too)."""
     import ibis
     import pyarrow.parquet as pq
 
-    counts = {k: pq.read_metadata(p).num_rows for k, p in paths.items()}  # the footers: no data read
+    # the footers: no data read
+    counts = (resident.counts(paths) if backend == "duckdb" and resident is not None else
+              {k: pq.read_metadata(p).num_rows for k, p in paths.items()})
 
-    if backend == "duckdb":
+    if backend == "duckdb" and resident is not None:
+        tables = resident.telemetry_tables(paths)
+    elif backend == "duckdb":
         con = duckdb_backend(threads=2)
         tables = parquet_tables(con, paths)
     elif backend == "pyspark":
@@ -219,16 +227,23 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
         tables = {k: con.read_parquet(str(p), table_name=f"abfluss_{k}") for k, p in paths.items()}
     else:
         raise AbflussError(f"unknown engine {backend!r} (duckdb or pyspark)")
+    tel = _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
+                         http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
+                         inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"),
+                         logins=tables.get("logins"), files=tables.get("files"),
+                         software=tables.get("software"), tunnels=tables.get("tunnels"),
+                         certs=tables.get("certs"), macs=tables.get("macs"), start=start, end=end,
+                         backend=backend, extra=extra or {}, rows=counts)
     try:
-        yield _det.Telemetry(flows=tables["flows"], history=tables["history"], dns=tables["dns"],
-                             http=tables["http"], tls=tables["tls"], dlp=tables["dlp"],
-                             inspected=tables["inspected"], alerts=tables.get("alerts"), arp=tables.get("arp"),
-                             logins=tables.get("logins"), files=tables.get("files"),
-                             software=tables.get("software"), tunnels=tables.get("tunnels"),
-                             certs=tables.get("certs"), macs=tables.get("macs"), start=start, end=end,
-                             backend=backend, extra=extra or {}, rows=counts)
+        if backend == "duckdb" and resident is not None:
+            with resident.memo.active():
+                yield tel
+        else:
+            yield tel
     finally:
-        if backend == "duckdb":
+        if backend == "duckdb" and resident is not None:
+            resident.release(tel)
+        elif backend == "duckdb":
             con.disconnect()
 
 
@@ -263,7 +278,7 @@ def parquet_tables(con, paths: dict[str, Path]) -> dict:
             for i, name in enumerate(paths)}
 
 
-def warm(ws: Workspace | None = None) -> None:
+def warm(ws: Workspace | None = None, resident: Resident | None = None) -> None:
     """Import what a detection run needs (Ibis, its DuckDB backend, every detection): a
     long-running process (``watch``) pays for it once at start, not at its first alert.
 
@@ -280,7 +295,7 @@ def warm(ws: Workspace | None = None) -> None:
     check_config(ws.config)
     with scratch_dir(ws.root, ".analysis-") as tmp:
         paths = export_window(ws, never, never, tmp)
-        with telemetry_from_parquet(paths, never, never) as tel, sql_kept(ws):
+        with telemetry_from_parquet(paths, never, never, resident=resident) as tel, sql_kept(ws):
             tel.rows = {}  # row counts unknown: no detection is skipped, every one builds its queries
             run_detections(tel, ws.config)
 
@@ -346,9 +361,10 @@ def error_line(e: BaseException, limit: int = 300) -> str:
 
 def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None = None,
             only: tuple[str, ...] = (), backend: str = "duckdb", store: bool = True,
-            sinks: tuple[str, ...] = ()) -> AnalysisResult:
+            sinks: tuple[str, ...] = (), resident: Resident | None = None) -> AnalysisResult:
     """Run every enabled detection over [start, end) (default: all data) and store the findings;
-    new or raised ones are queued for the ``sinks`` (specs; see ``outputs.delivery``)."""
+    new or raised ones are queued for the ``sinks`` (specs; see ``outputs.delivery``). A
+    long-running process passes its ``resident`` (DuckDB engine only)."""
     for d in only:
         _det.module(d)
     check_config(ws.config)
@@ -364,13 +380,15 @@ def analyze(ws: Workspace, start: datetime | None = None, end: datetime | None =
     if backend == "pyspark" and os.environ.get("ABFLUSS_SPARK_SCRATCH"):
         parent = Path(os.environ["ABFLUSS_SPARK_SCRATCH"])
         parent.mkdir(parents=True, exist_ok=True)
-    with scratch_dir(parent, ".analysis-") as tmp:
-        paths = export_window(ws, start, end, tmp)
-        with telemetry_from_parquet(paths, start, end, backend) as tel, sql_kept(ws):
+    if backend != "duckdb":
+        resident = None
+    with (nullcontext(None) if resident else scratch_dir(parent, ".analysis-")) as tmp:
+        paths = resident.export(ws, start, end) if resident else export_window(ws, start, end, tmp)
+        with telemetry_from_parquet(paths, start, end, backend, resident=resident) as tel, sql_kept(ws):
             cpu: dict[str, float] = {}
             findings, seconds, errors = run_detections(tel, ws.config, only, cpu)
             skipped = [d for d in seconds if tel.empty(_det.module(d).META.inputs)]
-        flows = ws.con.execute(f"SELECT count(*) FROM read_parquet({sql_string(paths['flows'])})").fetchall()[0][0]
+            flows = tel.rows["flows"]
     result = AnalysisResult(start, end, findings, flows=flows, seconds=seconds, errors=errors, skipped=skipped,
                             cpu_seconds=cpu)
     if store:

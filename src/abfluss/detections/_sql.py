@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from . import _memo
+
 #: Bump when the fingerprint's encoding changes: old cache entries are then never read.
 FORMAT = "2"
 
@@ -177,7 +179,12 @@ def kept_in(directory: Path):
         yield
     finally:
         _workspace_dir.reset(token)
-        _shared.clear()  # the digests of this analysis's nodes (see fingerprint) go with it
+        memo = _memo.current()
+        if memo is None:
+            _shared.clear()  # the digests of this analysis's nodes (see fingerprint) go with it
+        else:  # those of the expressions kept for the next analysis (see _memo) stay with them
+            for key in [k for k, (node, _ref) in _shared.items() if not memo.kept(node)]:
+                del _shared[key]
 
 
 def cache_dir() -> Path | None:
@@ -225,8 +232,9 @@ def _duckdb(expr):
     lazy_compilers()
     from ibis.backends.duckdb import Backend as DuckDB
 
+    memo = _memo.current()
     try:
-        backend = expr._find_backend()
+        backend = expr._find_backend() if memo is None else memo.derive(expr.op(), "backend", expr._find_backend)
     except Exception:  # noqa: BLE001 - no table of a connection (memtables alone): Ibis picks its default
         return None
     return backend if isinstance(backend, DuckDB) else None
@@ -234,8 +242,13 @@ def _duckdb(expr):
 
 def _sql_of(expr, backend) -> str:
     """The SQL DuckDB runs for ``expr``: from the cache where the fingerprint allows, with this
-    run's in-memory tables registered and named."""
-    fp = fingerprint(expr) if os.environ.get("ABFLUSS_SQL_CACHE") != "off" else None
+    run's in-memory tables registered and named. An expression kept from an earlier analysis
+    (``_memo``) keeps its fingerprint too."""
+    if os.environ.get("ABFLUSS_SQL_CACHE") == "off":
+        fp = None
+    else:
+        memo = _memo.current()
+        fp = fingerprint(expr) if memo is None else memo.derive(expr.op(), "fingerprint", lambda: fingerprint(expr))
     if fp is None:  # not cached, but the same SQL and registration as a cached one
         backend._run_pre_execute_hooks(expr)
         return backend.compile(expr.as_table())
@@ -282,7 +295,14 @@ def materialize(expr, name: str):
     # The expression's types as Ibis sees them: DuckDB stores a sum of BIGINT as HUGEINT, which
     # Ibis would read back as a decimal where the expression says int64 (results are converted
     # as for any other query, see _arrow_mapper, saturating rather than failing on overflow).
-    return backend.table(name).op().copy(schema=expr.schema()).to_expr()
+    # An expression kept from an earlier analysis (``_memo``) keeps its table's expression too,
+    # so what was built on that table is kept as well.
+    memo = _memo.current()
+    make = lambda: backend.table(name).op().copy(schema=expr.schema()).to_expr()  # noqa: E731
+    table = make() if memo is None else memo.derive(expr.op(), f"table {name}", make)
+    if memo is not None and memo.kept(expr.op()):
+        memo.stable[id(table.op())] = table.op()
+    return table
 
 
 #: DuckDB's note that a DB-API result's Arrow output is a copy (see ``_arrow``).

@@ -12,6 +12,8 @@ from collections import Counter
 import ibis
 from ibis import _
 
+from ._memo import built
+
 #: Scale that makes the MAD a consistent estimate of the standard deviation for normal data.
 MAD_SCALE = 1.4826
 
@@ -32,6 +34,7 @@ def robust_baseline(t, by: list[str], value: str):
     return med.join(mad, by).select(*by, "n", "median", "mad")
 
 
+@built
 def channel(service, proto, port):
     """A channel name from the sensor's application name, else the protocol and port.
 

@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from .. import analysis
+from ..analysis_resident import Resident
 from ..errors import AbflussError
 from ..findings import Finding
 from ..outputs.delivery import Delivery, deliver
@@ -76,6 +77,9 @@ class Watcher:
         self._emit: Callable[[list[Finding]], None] = lambda _found: None
         #: ``abfluss analyze`` handed over by a client on this workspace (requests.py), while running
         self.listener: requests.Listener | None = None
+        #: What the analyses keep from one to the next (the window's export while it is the same,
+        #: the detections' built queries; analysis_resident.py), from ``run`` on
+        self.resident: Resident | None = None
 
     def add_zeek_dir(self, directory: Path, sensor: str | None = None) -> None:
         d = Path(directory).resolve()
@@ -124,7 +128,7 @@ class Watcher:
             _lo, hi = analysis.data_span(self.ws)
             if hi is not None:
                 window = (hi - timedelta(seconds=self.opts.window), hi)
-                found += analysis.analyze(self.ws, *window, store=False).findings
+                found += analysis.analyze(self.ws, *window, store=False, resident=self.resident).findings
                 self.stats["analyses"] += 1
         found += [f for s in self.sources for f in s.health.check(self.opts.silent_after, self.opts.loss_share)]
         # one save per cycle: stored findings only grow, and the cycle is one row in ``analyses``
@@ -156,6 +160,11 @@ class Watcher:
             self.listener.close()
             self.listener = None
 
+    def _unkeep(self) -> None:
+        if self.resident is not None:
+            self.resident.close()
+            self.resident = None
+
     def _waiting(self) -> bool:
         return self.listener is not None and self.listener.waiting()
 
@@ -173,10 +182,13 @@ class Watcher:
         except (AbflussError, OSError) as e:  # the watch's own work goes on without it
             if on_note:
                 on_note(f"not answering abfluss analyze on this workspace: {e}")
+        self.resident = Resident()
         try:
-            analysis.warm(self.ws)  # the first alert waits neither for imports nor for compiling queries
+            # the first alert waits neither for imports nor for compiling queries
+            analysis.warm(self.ws, self.resident)
         except BaseException:
             self._unlisten()
+            self._unkeep()
             raise
         for src in self.sources:
             if hasattr(src.impl, "start"):
@@ -203,6 +215,9 @@ class Watcher:
                     end = time.monotonic() + self.opts.poll
                     while not self.stop and time.monotonic() < end and not self._waiting():
                         time.sleep(0.1) if self.listener is None else self.listener.wake.wait(0.1)
+        except BaseException:
+            self._unkeep()
+            raise
         finally:
             self._unlisten()  # waiting clients are told at once, the socket goes
             for src in self.sources:
@@ -212,10 +227,13 @@ class Watcher:
                 signal.signal(s, h)
         # a clean stop stores what the sources still hold (closed capture files, queued datagrams);
         # stopped by a signal, the detection of that last piece waits for the next start
-        self.poll_sources(final=True)
-        if not self.cancel.is_set():
-            found = self.detect()
-            if found:
-                emit(found)
-                self.stats["findings_sent"] += len(found)
-            self.deliver()
+        try:
+            self.poll_sources(final=True)
+            if not self.cancel.is_set():
+                found = self.detect()
+                if found:
+                    emit(found)
+                    self.stats["findings_sent"] += len(found)
+                self.deliver()
+        finally:
+            self._unkeep()

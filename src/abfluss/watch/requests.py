@@ -236,7 +236,7 @@ def analyze(watcher: "Watcher", req: Request) -> dict | None:
     only = tuple(a.get("only") or ())
     start, end = (datetime.fromisoformat(a[k]) if a.get(k) else None for k in ("start", "end"))
     ledger_store.update(ws)  # as api.analyze
-    res = analysis.analyze(ws, start, end, only, "duckdb", store=False)
+    res = analysis.analyze(ws, start, end, only, "duckdb", store=False, resident=watcher.resident)
     if req.gone():  # stopped before anything was stored: as the command stopped, it stores nothing
         return None
     if res.start is not None:

@@ -109,6 +109,13 @@ def test_memo_keys_are_exact(table):
         limit = 3
         second = table.filter(lambda s: s.a > limit)
         assert picked == [3, 1] and first is not second
+
+        def above(k):
+            def f(s, *, lo=k):  # the same code, no closure: only the keyword default differs
+                return s.a > lo
+            return f
+
+        assert [table.filter(above(k)).count().to_pyarrow().as_py() for k in (1, 3)] == [3, 1]
         # each view is a reference of its own: a self-join joins two
         v1, v2 = table.view(), table.view()
         assert v1.op() != v2.op()

@@ -204,7 +204,8 @@ class Memo:
                 cells = tuple(self._enc(c.cell_contents, refs) for c in v.__closure__ or ())
             except ValueError:  # an empty cell
                 raise _Uncacheable("function") from None
-            return ("function", id(v.__code__), cells, self._enc(v.__defaults__, refs))
+            return ("function", id(v.__code__), cells, self._enc(v.__defaults__, refs),
+                    self._enc(v.__kwdefaults__, refs))
         raise _Uncacheable(type(v).__name__)
 
 

@@ -208,3 +208,96 @@ def test_block_test_real_events():
     end = data.rfind(b"\n") + 1
     assert _eve_json.lines(data, end, _eve_fast._MAX_OPENERS).tolist() == \
         reference_lines(data, end, _eve_fast._MAX_OPENERS).tolist()
+
+
+#: Suricata's own timestamp form: byte positions of the digits and the separators every value has.
+_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25, 27, 28, 29, 30])
+_SEPARATORS = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 19: b"."}
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def reference_times(col: pa.Array, max_us: int) -> np.ndarray | None:
+    """The NumPy reading of Suricata's timestamps that ``_eve_json.times`` replaced."""
+    n = len(col)
+    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
+    valid = np.ones(n, bool) if col.null_count == 0 else pc_is_valid(col)
+    if (np.diff(offsets) != np.where(valid, 31, 0)).any():
+        return None
+    first = int(offsets[0])
+    m = np.frombuffer(col.buffers()[2] or b"", np.uint8, int(offsets[-1]) - first, first).reshape(-1, 31)
+    for at, char in _SEPARATORS.items():
+        if (m[:, at] != char[0]).any():
+            return None
+    if ((m[:, 26] != 0x2B) & (m[:, 26] != 0x2D)).any():
+        return None
+    d = m[:, _DIGITS] - np.uint8(0x30)
+    if (d > 9).any():
+        return None
+    d = d.astype(np.int64)
+    num = lambda i, w: sum(d[:, i + k] * 10 ** (w - 1 - k) for k in range(w))  # noqa: E731
+    year, month, day = num(0, 4), num(4, 2), num(6, 2)
+    hour, minute, second, frac = num(8, 2), num(10, 2), num(12, 2), num(14, 6)
+    zone = (num(20, 2) * 60 + num(22, 2)) * np.where(m[:, 26] == 0x2D, -1, 1)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    last = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
+    if ((month < 1) | (month > 12) | (day < 1) | (day > last) | (hour > 23) | (minute > 59) | (second > 59)
+            | (num(20, 2) > 23) | (num(22, 2) > 59)).any():
+        return None
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    us = ((days * 86400 + hour * 3600 + minute * 60 + second - zone * 60) * 1_000_000 + frac)
+    if (us < 0).any() or (us > max_us).any():
+        return None
+    full = np.zeros(n, np.int64)
+    full[valid] = us
+    return full
+
+
+def pc_is_valid(col: pa.Array) -> np.ndarray:
+    return col.is_valid().to_numpy(zero_copy_only=False)
+
+
+MAX_US = 253402214400 * 10**6
+STAMPS = ["2021-06-06T15:57:37.272281+0200", "2024-02-29T23:59:59.999999+0000", "1970-01-01T00:00:00.000000+0000",
+          "1969-12-31T23:00:00.000000-0200", "0000-02-29T00:00:00.000000-2359", "9999-12-30T12:00:00.000000+0000"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(STAMPS + [None]), st.integers(0, 32), st.binary(min_size=0, max_size=2)),
+                min_size=1, max_size=5), st.integers(0, 2))
+@example([("2000-02-29T00:00:00.000000+0000", 0, b"")], 0)
+@example([("2100-02-29T00:00:00.000000+0000", 0, b"")], 0)
+@example([("1970-01-01T00:30:00.000000+0100", 0, b"")], 0)
+def test_times_equal_reference(values, cut):
+    """``_eve_json.times`` (C) decides every column and gives every value as the NumPy reading it
+    replaced: real forms with digits, separators and lengths changed, nulls, an array offset."""
+    texts = []
+    for v, at, new in values:
+        if v is not None and at < len(v):
+            v = (v.encode()[:at] + new + v.encode()[at + len(new):]).decode("latin-1")
+        texts.append(v)
+    col = pa.array(["x"] * cut + texts, pa.string()).slice(cut)
+    got, ref = _eve_json.times(col, MAX_US), reference_times(col, MAX_US)
+    assert (got is None) == (ref is None), texts
+    if ref is not None:
+        assert got.tolist() == ref.tolist(), texts
+
+
+def test_times_real_events():
+    from abfluss.readers import suricata
+    events = [json.loads(x) for x in EVE.read_text().splitlines()]
+    col = pa.array([e["timestamp"] for e in events])
+    assert _eve_json.times(col, MAX_US).tolist() == [suricata._ts(e["timestamp"]) for e in events]
+    assert _eve_json.times(col.slice(3, 0), MAX_US).tolist() == []
+    assert _eve_json.times(pa.array([None, None], pa.string()), MAX_US).tolist() == [0, 0]
+    assert _eve_json.times(pa.array([""], pa.string()), MAX_US) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000), st.integers(0, 3000))
+def test_newlines_equal_bytes_count(data, end):
+    end = min(end, len(data))
+    assert _eve_json.newlines(data, end) == data.count(b"\n", 0, end)

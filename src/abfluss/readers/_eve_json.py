@@ -79,3 +79,18 @@ def read(data, end: int) -> pa.Table | None:
 
     schema = prepare.schema
     return pa.Table.from_arrays([array(f.type) for f in schema], schema=schema)
+
+
+def times(col: pa.Array, max_us: int) -> np.ndarray | None:
+    """Microseconds since 1970 (UTC) of a string column whose every value has Suricata's own form,
+    ``2021-06-06T15:57:37.272281+0200`` (null slots 0), or None when a value has another form, an
+    impossible date or time, or lies before 1970 or after ``max_us``."""
+    validity, offsets, data = col.buffers()
+    got = _c.times(offsets, data if data is not None else b"", len(col), col.offset,
+                   validity if col.null_count else None, max_us)
+    return None if got is None else np.frombuffer(got, np.int64)
+
+
+def newlines(data, end: int) -> int:
+    """``data.count(b"\\n", 0, end)``, vectorised (the block source counts every block's lines)."""
+    return _c.newlines(data, end)

@@ -280,11 +280,11 @@ def _table(name: str, rows: list[dict]) -> pa.Table:
 
 def read(path: Path, report: ReadReport) -> Iterator[tuple[str, pa.Table]]:
     """Yield (table, rows) batches of at most :data:`CHUNK` rows per table."""
-    from abfluss.readers import _eve_ahead, _eve_fast  # pyarrow.json: imported when an eve.json is read, not to sniff
+    from abfluss.readers import _eve_ahead, _eve_fast, _eve_json  # pyarrow.json: imported when an eve.json is read, not to sniff
 
     report.format = FORMAT
     path = Path(path)
-    source = Source(path, _eve_ahead.HeldReport(report), BLOCK)
+    source = Source(path, _eve_ahead.HeldReport(report), BLOCK, _eve_json.newlines)
     r = _Reader(report)
     helpers = sys.modules[__name__]
 

@@ -7,6 +7,8 @@ With the Parquet writes on a thread, the writer completes the next batch while t
 encoded: after NFStream's meter, when the capture's last tables are written one after the other,
 that uses the core the meter leaves. The writes keep their order (one thread, first in first
 out), so every file is byte for byte what writing them in turn gives.
+Each file is also made there, at its first write (its day's folder, the file, the Parquet
+writer): an input spanning months has a file per table and day (``writer._write``).
 """
 
 from __future__ import annotations

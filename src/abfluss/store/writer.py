@@ -65,7 +65,7 @@ class InputWriter:
         self.ws = ws  # only needed for ``commit``; a worker process stages without a catalog
         # None: not known yet (hashed while read); a provisional one until ``stage`` is told it
         self.input_id = input_id or secrets.token_hex(32)
-        self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [ParquetWriter, tmp path, rows, seq]
+        self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [writer, path, rows, seq, tmp, file]
         self._done: list[tuple[str, str, str, str, int]] = []  # (relative path, tmp, table, day, rows)
         self._layout: dict[str, object] = {}  # tmp path -> the closed file's Parquet metadata
         self._folders: set[Path] = set()  # created already
@@ -107,11 +107,14 @@ class InputWriter:
         import numpy as np
 
         # one stable sort by day, then a slice per day (a filter per day was a pass over the
-        # batch for each of its days: a file spanning months has dozens per batch)
+        # batch for each of its days: a file spanning months has dozens per batch); rows in
+        # order of time already (the usual case) need no sort: it would change nothing
         days = pc.divide(ts.cast(pa.int64()), 86_400_000_000)
-        order = pc.sort_indices(days)
-        ordered = days.take(order).to_numpy()
-        full = full.take(order)
+        ordered = days.to_numpy(zero_copy_only=False)
+        if days.null_count or (np.diff(ordered) < 0).any():
+            order = pc.sort_indices(days)
+            ordered = days.take(order).to_numpy()
+            full = full.take(order)
         cuts = np.flatnonzero(np.diff(ordered)) + 1
         spans = {int(ordered[a]): (int(a), int(b)) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(ordered)])}
         for day in pc.unique(days).to_pylist():  # in order of first appearance, as before
@@ -121,9 +124,6 @@ class InputWriter:
         return full.num_rows
 
     def _append(self, table: str, day: str, part: pa.Table) -> None:
-        import pyarrow.parquet as pq
-
-        from .. import schema
         key = (table, day)
         entry = self._writers.get(key)
         if entry is None or entry[2] >= ROWS_PER_FILE:
@@ -133,17 +133,30 @@ class InputWriter:
             rel = Path("data") / table / f"day={day}" / f"{self.input_id[:16]}-{seq:04d}.parquet"
             # unique per process: two workers may stage the same content at once
             tmp = self.root / f"{rel}.{os.getpid()}.tmp"
+            self._tmp_paths.append(tmp)
+            entry = [None, rel, 0, seq, tmp, None]  # [writer, path, rows, seq, tmp path, file]
+            self._writers[key] = entry
+        self._encoder.submit(self._write, table, entry, part)
+        entry[2] += part.num_rows
+
+    def _write(self, table: str, entry: list, part: pa.Table) -> None:
+        """On the encoder's thread: the file made at its first write (its day's folder, the
+        file, the Parquet writer), then the rows encoded into it. A file spanning months has a
+        file per table and day, a few milliseconds of file system and writer set-up each: done
+        here, beside the writing thread's work on the next batch."""
+        if entry[0] is None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            from .. import schema
+            tmp = entry[4]
             if tmp.parent not in self._folders:
                 tmp.parent.mkdir(parents=True, exist_ok=True)
                 self._folders.add(tmp.parent)
-            self._tmp_paths.append(tmp)
-            writer = pq.ParquetWriter(tmp, schema.TABLES[table], compression=_compression(table),
-                                      use_dictionary=_dictionary_columns(table),
-                                      write_statistics=["ts", "ts_end"] if table == "flows" else ["ts"])
-            entry = [writer, rel, 0, seq, tmp]
-            self._writers[key] = entry
-        self._encoder.submit(entry[0].write_table, part, 256_000)
-        entry[2] += part.num_rows
+            # opened here rather than by pyarrow, which resolves a file system for each path
+            entry[5] = pa.OSFile(str(tmp), "wb")
+            entry[0] = pq.ParquetWriter(entry[5], schema.TABLES[table], **_options(table))
+        entry[0].write_table(part, 256_000)
 
     def _close(self, key, entry) -> None:
         """Close a file once its writes are done (on the encoder's thread, after them)."""
@@ -151,6 +164,7 @@ class InputWriter:
 
     def _closed(self, key, entry, rows: int) -> None:
         entry[0].close()
+        entry[5].close()
         table, day = key
         tmp = str(entry[4].relative_to(self.root))
         self._layout[tmp] = entry[0].writer.metadata  # where each row group's input_id is, for stage
@@ -193,10 +207,12 @@ class InputWriter:
         except Exception:  # noqa: BLE001 - already raised where the input failed
             pass
         for entry in self._writers.values():
-            try:
-                entry[0].close()
-            except Exception:
-                pass
+            for f in entry[0], entry[5]:
+                try:
+                    if f is not None:
+                        f.close()
+                except Exception:
+                    pass
         for tmp in self._tmp_paths:
             tmp.unlink(missing_ok=True)
 
@@ -235,6 +251,17 @@ def _replace_id(path: Path, md, old: str, new: str) -> None:
                 raise ValueError(f"{path.name}: row group {rg}: the provisional input id is not there once")
             f.seek(start + at)
             f.write(after)
+
+
+_OPTIONS: dict[str, dict] = {}
+
+
+def _options(table: str) -> dict:
+    """The ParquetWriter options of a table's files (computed once per table)."""
+    if table not in _OPTIONS:
+        _OPTIONS[table] = {"compression": _compression(table), "use_dictionary": _dictionary_columns(table),
+                           "write_statistics": ["ts", "ts_end"] if table == "flows" else ["ts"]}
+    return _OPTIONS[table]
 
 
 def _compression(table: str) -> dict[str, str]:

@@ -46,18 +46,24 @@ def test_ingest_of_logs_loads_no_pandas(tmp_path):
     """pyarrow imports pandas (0.3–0.6 CPU s) the first time it converts a value, to ask whether
     it is a pandas object; ``abfluss ingest`` tells it there is none, and pandas still works
     where it is imported and needed afterwards (Arrow tables to and from pandas)."""
+    after = ("print(json.dumps('pandas' in sys.modules))\n"
+             "import pandas as pd, pyarrow as pa\n"
+             "t = pa.Table.from_pandas(pd.DataFrame({'a': [1, 2]}))\n"
+             "assert t.to_pandas()['a'].tolist() == [1, 2] and pa.array(pd.Series([1.5, None])).null_count == 1")
+    assert ingest_a_log_then(tmp_path, after) is False
+
+
+def ingest_a_log_then(tmp_path, after: str):
+    """``abfluss ingest`` of a real conn.log in a fresh interpreter, then ``after`` there; the JSON
+    that ``after`` printed last."""
     conn = ROOT.parent / "shared" / "data" / "rita" / "proxy" / "conn.log"
     assert conn.is_file(), f"test data missing: {conn}"
     code = (f"import abfluss.cli\nsys.argv = ['abfluss', '-w', {str(tmp_path / 'ws')!r}, 'ingest', {str(conn)!r}]\n"
-            "try:\n    abfluss.cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(json.dumps('pandas' in sys.modules))\n"
-            "import pandas as pd, pyarrow as pa\n"
-            "t = pa.Table.from_pandas(pd.DataFrame({'a': [1, 2]}))\n"
-            "assert t.to_pandas()['a'].tolist() == [1, 2] and pa.array(pd.Series([1.5, None])).null_count == 1")
+            "try:\n    abfluss.cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n" + after)
     proc = subprocess.run([sys.executable, "-c", "import sys, json\n" + code], capture_output=True, text=True,
                           cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) is False
+    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def test_a_command_builds_only_itself_and_findings_loads_no_ibis(tmp_path):
@@ -119,12 +125,6 @@ def test_ingest_of_one_log_loads_no_packet_decoder_or_process_pool(tmp_path):
     """A log's ingest in a fresh process (issue 15, item 3): dpkt (0.05-0.07 CPU s, captures only),
     the process pool (0.03, several files only), DuckDB's package (0.09, see store.engine) and
     Pydantic (cli._coerce) are not loaded."""
-    conn = ROOT.parent / "shared" / "data" / "rita" / "proxy" / "conn.log"
-    code = (f"import abfluss.cli\nsys.argv = ['abfluss', '-w', {str(tmp_path / 'ws')!r}, 'ingest', {str(conn)!r}]\n"
-            "try:\n    abfluss.cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(json.dumps(sorted(m for m in ('dpkt', 'concurrent.futures.process', 'duckdb', 'pydantic') "
-            "if m in sys.modules)))")
-    proc = subprocess.run([sys.executable, "-c", "import sys, json\n" + code], capture_output=True, text=True,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.splitlines()[-1]) == []
+    after = ("print(json.dumps(sorted(m for m in ('dpkt', 'concurrent.futures.process', 'duckdb', 'pydantic') "
+             "if m in sys.modules)))")
+    assert ingest_a_log_then(tmp_path, after) == []

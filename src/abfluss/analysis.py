@@ -212,11 +212,12 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
     import ibis
     import pyarrow.parquet as pq
 
+    if backend != "duckdb":
+        resident = None  # it keeps a DuckDB connection
     # the footers: no data read
-    counts = (resident.counts(paths) if backend == "duckdb" and resident is not None else
-              {k: pq.read_metadata(p).num_rows for k, p in paths.items()})
+    counts = resident.counts(paths) if resident else {k: pq.read_metadata(p).num_rows for k, p in paths.items()}
 
-    if backend == "duckdb" and resident is not None:
+    if resident:
         tables = resident.telemetry_tables(paths)
     elif backend == "duckdb":
         con = duckdb_backend(threads=2)
@@ -235,13 +236,10 @@ def telemetry_from_parquet(paths: dict[str, Path], start, end, backend: str = "d
                          certs=tables.get("certs"), macs=tables.get("macs"), start=start, end=end,
                          backend=backend, extra=extra or {}, rows=counts)
     try:
-        if backend == "duckdb" and resident is not None:
-            with resident.memo.active():
-                yield tel
-        else:
+        with resident.memo.active() if resident else nullcontext():
             yield tel
     finally:
-        if backend == "duckdb" and resident is not None:
+        if resident:
             resident.release(tel)
         elif backend == "duckdb":
             con.disconnect()

@@ -35,9 +35,8 @@ def export_state(ws: Workspace, start: datetime, end: datetime) -> str | None:
     form of ``flows_dedup``. Another ingest, ``watch`` commit, configuration or window gives
     another digest; None when the catalog keeps no digest of its views (then nothing is reused).
     (DuckDB's own text of a view cannot serve: it lists an EXCLUDE's columns in no fixed order.)"""
-    import duckdb
-
     from .enrich import _DEDUPLICATING
+    from .store.engine import module
 
     try:
         row = ws.con.execute("""
@@ -46,7 +45,7 @@ def export_state(ws: Workspace, start: datetime, end: datetime) -> str | None:
                    (SELECT value FROM enrich_state WHERE key = 'views'),
                    (SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary)
             """).fetchall()[0]
-    except duckdb.Error:  # a catalog without the views' digest
+    except module().Error:  # a catalog without the views' digest
         return None
     *data, views, dedup = row
     if views is None or dedup is None:

@@ -34,24 +34,15 @@ def export_state(ws: Workspace, start: datetime, end: datetime) -> str | None:
     views by the digest of their definitions that a writer keeps (``enrich.apply``) with the
     form of ``flows_dedup``. Another ingest, ``watch`` commit, configuration or window gives
     another digest; None when the catalog keeps no digest of its views (then nothing is reused).
-    (DuckDB's own text of a view cannot serve: it lists an EXCLUDE's columns in no fixed order.)"""
-    from .enrich import _DEDUPLICATING
-    from .store.engine import module
+    """
+    from .enrich import kept_views
 
-    try:
-        row = ws.con.execute("""
-            SELECT (SELECT count(*) FROM files), (SELECT coalesce(sum(hash(path, rows)), 0) FROM files),
-                   (SELECT count(*) FROM addresses), (SELECT max(id) FROM addresses),
-                   (SELECT value FROM enrich_state WHERE key = 'views'),
-                   (SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary)
-            """).fetchall()[0]
-    except module().Error:  # a catalog without the views' digest
+    kept = kept_views(ws.con, "(SELECT count(*) FROM files)", "(SELECT coalesce(sum(hash(path, rows)), 0) FROM files)",
+                      "(SELECT count(*) FROM addresses)", "(SELECT max(id) FROM addresses)")
+    if kept is None:
         return None
-    *data, views, dedup = row
-    if views is None or dedup is None:
-        return None
-    text = repr((str(ws.root), start.isoformat(), end.isoformat(), repr(ws.config), data, views,
-                 _DEDUPLICATING in dedup))
+    views, deduplicating, *data = kept
+    text = repr((str(ws.root), start.isoformat(), end.isoformat(), repr(ws.config), data, views, deduplicating))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -178,24 +178,35 @@ def apply(ws: Workspace, cfg: Config) -> None:
 _DEDUPLICATING = "row_number"
 
 
+def kept_views(con, *also: str) -> tuple | None:
+    """The catalog's kept views: the digest of their definitions (``apply``) and whether
+    ``flows_dedup`` is its de-duplicating form, then the values of the scalar SQL expressions
+    ``also``, read in one query; None when the catalog keeps no digest or no ``flows_dedup``.
+    DuckDB's own text of a view cannot stand for its definition: it lists an EXCLUDE's columns
+    in no fixed order."""
+    from .store.engine import module
+
+    columns = ["(SELECT value FROM enrich_state WHERE key = 'views')",
+               "(SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary)", *also]
+    try:
+        digest, dedup, *values = con.execute("SELECT " + ", ".join(columns)).fetchall()[0]
+    except module().Error:  # a catalog from before the digest was kept
+        return None
+    if digest is None or dedup is None:
+        return None
+    return (digest, _DEDUPLICATING in dedup, *values)
+
+
 def _kept(ws: Workspace, cfg: Config) -> bool:
     """Whether the catalog's kept views are the ones ``cfg`` defines, ``flows_dedup`` included
     (its form follows whether interim records are stored). Every writer of this version keeps the
     digest with its views; a writer of an older version (without a digest) on the same workspace
-    after a newer one would leave the newer digest beside its own views. DuckDB's text of a view
-    cannot tell them apart: it lists an EXCLUDE's columns in no fixed order."""
-    from .store.engine import module
-
-    try:
-        row = ws.con.execute("SELECT (SELECT value FROM enrich_state WHERE key = 'views'), "
-                             "(SELECT sql FROM duckdb_views() WHERE view_name = 'flows_dedup' AND NOT temporary), "
-                             "EXISTS (SELECT 1 FROM flows_raw WHERE open)").fetchall()[0]
-    except module().Error:  # a catalog from before the digest was kept
+    after a newer one would leave the newer digest beside its own views."""
+    kept = kept_views(ws.con, "EXISTS (SELECT 1 FROM flows_raw WHERE open)")
+    if kept is None:
         return False
-    stored, dedup, has_open = row
-    if stored is None or dedup is None or (_DEDUPLICATING in dedup) != bool(has_open):
-        return False
-    if stored != _digest(*_definitions(cfg, "VIEW", "MACRO")):
+    digest, deduplicating, has_open = kept
+    if deduplicating != bool(has_open) or digest != _digest(*_definitions(cfg, "VIEW", "MACRO")):
         return False
     ws._open_flows = has_open
     return True

@@ -11,6 +11,7 @@ dictionary page, and ``stage`` overwrites those bytes in place with the real id
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass
@@ -27,6 +28,18 @@ if TYPE_CHECKING:
 
 #: Rows per Parquet file before a new one is started: keeps files a useful size for scans.
 ROWS_PER_FILE = 4_000_000
+
+
+@dataclass
+class _File:
+    """One table's file of one day while it is written: made on the encoder's thread at its first
+    write (``writer``, ``file``), renamed from ``tmp`` to ``path`` (relative) at the commit."""
+    path: Path
+    tmp: Path
+    seq: int
+    rows: int = 0
+    writer: object = None  # pyarrow.parquet.ParquetWriter
+    file: object = None  # pyarrow.OSFile
 
 
 @dataclass
@@ -126,49 +139,49 @@ class InputWriter:
     def _append(self, table: str, day: str, part: pa.Table) -> None:
         key = (table, day)
         entry = self._writers.get(key)
-        if entry is None or entry[2] >= ROWS_PER_FILE:
-            seq = 0 if entry is None else entry[3] + 1
+        if entry is None or entry.rows >= ROWS_PER_FILE:
+            seq = 0 if entry is None else entry.seq + 1
             if entry is not None:
                 self._close(key, entry)
             rel = Path("data") / table / f"day={day}" / f"{self.input_id[:16]}-{seq:04d}.parquet"
             # unique per process: two workers may stage the same content at once
             tmp = self.root / f"{rel}.{os.getpid()}.tmp"
             self._tmp_paths.append(tmp)
-            entry = [None, rel, 0, seq, tmp, None]  # [writer, path, rows, seq, tmp path, file]
+            entry = _File(rel, tmp, seq)
             self._writers[key] = entry
         self._encoder.submit(self._write, table, entry, part)
-        entry[2] += part.num_rows
+        entry.rows += part.num_rows
 
-    def _write(self, table: str, entry: list, part: pa.Table) -> None:
+    def _write(self, table: str, entry: _File, part: pa.Table) -> None:
         """On the encoder's thread: the file made at its first write (its day's folder, the
         file, the Parquet writer), then the rows encoded into it. A file spanning months has a
         file per table and day, a few milliseconds of file system and writer set-up each: done
         here, beside the writing thread's work on the next batch."""
-        if entry[0] is None:
+        if entry.writer is None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             from .. import schema
-            tmp = entry[4]
+            tmp = entry.tmp
             if tmp.parent not in self._folders:
                 tmp.parent.mkdir(parents=True, exist_ok=True)
                 self._folders.add(tmp.parent)
             # opened here rather than by pyarrow, which resolves a file system for each path
-            entry[5] = pa.OSFile(str(tmp), "wb")
-            entry[0] = pq.ParquetWriter(entry[5], schema.TABLES[table], **_options(table))
-        entry[0].write_table(part, 256_000)
+            entry.file = pa.OSFile(str(tmp), "wb")
+            entry.writer = pq.ParquetWriter(entry.file, schema.TABLES[table], **_options(table))
+        entry.writer.write_table(part, 256_000)
 
     def _close(self, key, entry) -> None:
         """Close a file once its writes are done (on the encoder's thread, after them)."""
-        self._encoder.submit(self._closed, key, entry, entry[2])
+        self._encoder.submit(self._closed, key, entry, entry.rows)
 
-    def _closed(self, key, entry, rows: int) -> None:
-        entry[0].close()
-        entry[5].close()
+    def _closed(self, key, entry: _File, rows: int) -> None:
+        entry.writer.close()
+        entry.file.close()
         table, day = key
-        tmp = str(entry[4].relative_to(self.root))
-        self._layout[tmp] = entry[0].writer.metadata  # where each row group's input_id is, for stage
-        self._done.append((str(entry[1]), tmp, table, day, rows))
+        tmp = str(entry.tmp.relative_to(self.root))
+        self._layout[tmp] = entry.writer.writer.metadata  # where each row group's input_id is, for stage
+        self._done.append((str(entry.path), tmp, table, day, rows))
 
     def stage(self, meta: StoredInput) -> Staged:
         """Close the files (still under their temporary names) and describe them for a commit,
@@ -207,7 +220,7 @@ class InputWriter:
         except Exception:  # noqa: BLE001 - already raised where the input failed
             pass
         for entry in self._writers.values():
-            for f in entry[0], entry[5]:
+            for f in entry.writer, entry.file:
                 try:
                     if f is not None:
                         f.close()
@@ -253,15 +266,11 @@ def _replace_id(path: Path, md, old: str, new: str) -> None:
             f.write(after)
 
 
-_OPTIONS: dict[str, dict] = {}
-
-
+@functools.cache
 def _options(table: str) -> dict:
     """The ParquetWriter options of a table's files (computed once per table)."""
-    if table not in _OPTIONS:
-        _OPTIONS[table] = {"compression": _compression(table), "use_dictionary": _dictionary_columns(table),
-                           "write_statistics": ["ts", "ts_end"] if table == "flows" else ["ts"]}
-    return _OPTIONS[table]
+    return {"compression": _compression(table), "use_dictionary": _dictionary_columns(table),
+            "write_statistics": ["ts", "ts_end"] if table == "flows" else ["ts"]}
 
 
 def _compression(table: str) -> dict[str, str]:

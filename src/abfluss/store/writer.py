@@ -11,6 +11,7 @@ dictionary page, and ``stage`` overwrites those bytes in place with the real id
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -78,7 +79,7 @@ class InputWriter:
         self.ws = ws  # only needed for ``commit``; a worker process stages without a catalog
         # None: not known yet (hashed while read); a provisional one until ``stage`` is told it
         self.input_id = input_id or secrets.token_hex(32)
-        self._writers: dict[tuple[str, str], list] = {}  # (table, day) -> [writer, path, rows, seq, tmp, file]
+        self._writers: dict[tuple[str, str], _File] = {}  # (table, day) -> the file being written
         self._done: list[tuple[str, str, str, str, int]] = []  # (relative path, tmp, table, day, rows)
         self._layout: dict[str, object] = {}  # tmp path -> the closed file's Parquet metadata
         self._folders: set[Path] = set()  # created already
@@ -220,12 +221,10 @@ class InputWriter:
         except Exception:  # noqa: BLE001 - already raised where the input failed
             pass
         for entry in self._writers.values():
-            for f in entry.writer, entry.file:
-                try:
-                    if f is not None:
+            for f in (entry.writer, entry.file):
+                if f is not None:
+                    with contextlib.suppress(Exception):  # already failing: the temporary files go below
                         f.close()
-                except Exception:
-                    pass
         for tmp in self._tmp_paths:
             tmp.unlink(missing_ok=True)
 
